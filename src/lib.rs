@@ -1,0 +1,16 @@
+//! presence-sync keeps Microsoft Teams presence and contact-center agent
+//! statuses in sync in both directions and routes contacts on the combined
+//! picture.
+//!
+//! The crate is a pure core with adapters around it:
+//! - [`sync`]: the sync engine — debounce, ownership and restore, echo
+//!   suppression, loop guard. Events and a time in, decisions out; no I/O.
+//! - [`mapping`]: the admin-written profiles the engine follows, their loader
+//!   and validation (including the static cycle check).
+//! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
+
+pub mod diagnostics;
+pub mod duration;
+pub mod mapping;
+pub mod presence;
+pub mod time;
