@@ -55,7 +55,7 @@ pub fn format_duration(d: Duration) -> String {
     if total_ms == 0 {
         return "0s".into();
     }
-    if total_ms % 1000 != 0 {
+    if !total_ms.is_multiple_of(1000) {
         return format!("{total_ms}ms");
     }
     let mut secs = total_ms / 1000;
