@@ -13,4 +13,5 @@ pub mod diagnostics;
 pub mod duration;
 pub mod mapping;
 pub mod presence;
+pub mod sync;
 pub mod time;

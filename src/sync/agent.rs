@@ -1,0 +1,112 @@
+//! What the engine remembers about one agent.
+//!
+//! Kept small (see the state-size benchmark): ids instead of names, and only
+//! the facts the rules need.
+
+use crate::mapping::{StatusId, TeamsTarget};
+use crate::presence::Presence;
+use crate::time::Timestamp;
+
+use super::loop_guard::LoopGuard;
+use super::restore::RestorePoint;
+use super::{ProfileId, TeamsWrite, Why, WriteId};
+
+/// Who set a value: the person (or their own client), or the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Person,
+    Daemon,
+}
+
+/// The contact-center side of an agent.
+#[derive(Clone, Debug, Default)]
+pub struct CcSide {
+    /// The latest status the CC reported, who set it and since when.
+    pub current: Option<(StatusId, Owner, Timestamp)>,
+    /// The status whose Teams target was last decided; `current != handled`
+    /// means a change is waiting for its debounce.
+    pub handled: Option<StatusId>,
+    /// A status we asked the CC for and not yet seen back: its report is our echo.
+    pub requested: Option<(StatusId, Timestamp)>,
+}
+
+impl CcSide {
+    pub fn status(&self) -> Option<StatusId> {
+        self.current.map(|(s, _, _)| s)
+    }
+}
+
+/// The Teams side of an agent.
+#[derive(Clone, Debug, Default)]
+pub struct TeamsSide {
+    /// The latest presence read from Graph and since when it showed.
+    pub current: Option<(Presence, Timestamp)>,
+    /// The presence the Teams → CC rules were last evaluated on.
+    pub handled: Option<Presence>,
+}
+
+impl TeamsSide {
+    pub fn presence(&self) -> Option<&Presence> {
+        self.current.as_ref().map(|(p, _)| p)
+    }
+}
+
+/// Our writes to Teams for an agent.
+#[derive(Clone, Debug, Default)]
+pub struct WriteSide {
+    /// What the CC status says Teams should show (None: nothing decided yet).
+    pub desired: Option<TeamsTarget>,
+    /// The last write Graph confirmed, and when.
+    pub active: Option<(TeamsWrite, Timestamp)>,
+    /// The write on its way, with the target it carries.
+    pub in_flight: Option<(WriteId, TeamsTarget)>,
+    /// Why `desired` is what it is: sent along when a coalesced write goes out.
+    pub desired_why: Option<Why>,
+    /// When a confirmed set must show in Teams, or it counts as overridden.
+    pub echo_deadline: Option<Timestamp>,
+    /// Teams keeps showing something else than our write (since when).
+    pub overridden_since: Option<Timestamp>,
+    pub keepalive_at: Option<Timestamp>,
+    pub retry_at: Option<Timestamp>,
+    pub last_error: Option<(String, Timestamp)>,
+}
+
+/// Everything about one agent.
+#[derive(Clone, Debug)]
+pub struct AgentState {
+    pub profile: ProfileId,
+    pub cc: CcSide,
+    pub teams: TeamsSide,
+    pub writes: WriteSide,
+    pub restore: Option<RestorePoint>,
+    pub guard: LoopGuard,
+    /// The last decision and why it was made.
+    pub last_why: Option<Why>,
+    /// The earliest wake-up this agent has asked for.
+    pub wake_at: Option<Timestamp>,
+}
+
+impl AgentState {
+    pub fn new(profile: ProfileId) -> Self {
+        AgentState {
+            profile,
+            cc: CcSide::default(),
+            teams: TeamsSide::default(),
+            writes: WriteSide::default(),
+            restore: None,
+            guard: LoopGuard::default(),
+            last_why: None,
+            wake_at: None,
+        }
+    }
+
+    /// Heap bytes owned by this agent, beyond its inline size.
+    pub fn heap_bytes(&self) -> usize {
+        self.guard.heap_bytes()
+            + self
+                .writes
+                .last_error
+                .as_ref()
+                .map_or(0, |(m, _)| m.capacity())
+    }
+}

@@ -1,0 +1,48 @@
+//! The debounce rule: a change propagates only after it held for its window,
+//! so a status that lasted less never reaches the other side.
+
+use std::time::Duration;
+
+use crate::mapping::Profile;
+use crate::presence::Presence;
+use crate::time::Timestamp;
+
+use super::agent::{CcSide, TeamsSide};
+use super::restore::RestorePoint;
+
+/// When the CC side's pending change may propagate (None: nothing pending).
+pub fn cc_due(cc: &CcSide, debounce: Duration) -> Option<Timestamp> {
+    let (status, _, since) = cc.current?;
+    (cc.handled != Some(status)).then(|| since + debounce)
+}
+
+/// The window a Teams presence must hold: the first rule matching it may set
+/// its own; when none matches but a restore is waiting, the restoring rule's
+/// window applies to leaving its condition.
+pub fn teams_window(
+    profile: &Profile,
+    presence: &Presence,
+    restore: Option<&RestorePoint>,
+) -> Duration {
+    if let Some(rule) = profile.rules.iter().find(|r| r.matches_presence(presence)) {
+        return rule.debounce.unwrap_or(profile.debounce);
+    }
+    restore
+        .and_then(|r| profile.rules.get(usize::from(r.rule)))
+        .and_then(|r| r.debounce)
+        .unwrap_or(profile.debounce)
+}
+
+/// When the Teams side's pending change may be evaluated, with its window.
+pub fn teams_due(
+    teams: &TeamsSide,
+    profile: &Profile,
+    restore: Option<&RestorePoint>,
+) -> Option<(Timestamp, Duration)> {
+    let (presence, since) = teams.current.as_ref()?;
+    if teams.handled.as_ref() == Some(presence) {
+        return None;
+    }
+    let window = teams_window(profile, presence, restore);
+    Some((*since + window, window))
+}

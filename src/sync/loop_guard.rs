@@ -1,0 +1,205 @@
+//! The runtime loop breaker.
+//!
+//! The static cycle check proves a mapping settles on its own, but a second
+//! application writing Teams, or a CC that re-maps our requests, can close a
+//! loop the mapping never sees. So every agent counts the changes the daemon
+//! propagated in a sliding window; past the limit, the lower-priority direction
+//! is suspended for a cool-down. If changes keep coming in the remaining
+//! direction, that one stops too: the number of writes per agent is bounded
+//! whatever the outside world does.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::time::Timestamp;
+
+use super::Flow;
+
+/// Limits of the breaker (daemon config `[sync]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopLimits {
+    /// Propagated changes allowed inside `window`; the one that reaches it trips the breaker.
+    pub max_changes: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+}
+
+impl Default for LoopLimits {
+    fn default() -> Self {
+        LoopLimits {
+            max_changes: 6,
+            window: Duration::from_secs(5 * 60),
+            cooldown: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// What a suspension stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suspended {
+    One(Flow),
+    Both,
+}
+
+impl Suspended {
+    pub fn blocks(self, flow: Flow) -> bool {
+        match self {
+            Suspended::One(f) => f == flow,
+            Suspended::Both => true,
+        }
+    }
+}
+
+/// What recording a change did to the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trip {
+    Stayed,
+    Suspended {
+        what: Suspended,
+        until: Timestamp,
+        changes: u32,
+    },
+}
+
+/// One agent's breaker.
+#[derive(Clone, Debug, Default)]
+pub struct LoopGuard {
+    recent: VecDeque<Timestamp>,
+    suspension: Option<(Suspended, Timestamp)>,
+}
+
+impl LoopGuard {
+    /// The active suspension, if any at `now`.
+    pub fn suspension(&self, now: Timestamp) -> Option<(Suspended, Timestamp)> {
+        self.suspension.filter(|(_, until)| now < *until)
+    }
+
+    pub fn blocks(&self, flow: Flow, now: Timestamp) -> bool {
+        self.suspension(now).is_some_and(|(s, _)| s.blocks(flow))
+    }
+
+    /// When the current suspension ends (for scheduling the resume).
+    pub fn resume_at(&self) -> Option<Timestamp> {
+        self.suspension.map(|(_, until)| until)
+    }
+
+    /// Ends a suspension whose cool-down is over. True when one ended.
+    pub fn resume_if_due(&mut self, now: Timestamp) -> bool {
+        match self.suspension {
+            Some((_, until)) if now >= until => {
+                self.suspension = None;
+                self.recent.clear();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records one propagated change in `flow`. `lower` is the direction the
+    /// profile gives up first.
+    pub fn record(&mut self, flow: Flow, lower: Flow, now: Timestamp, limits: &LoopLimits) -> Trip {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.since(*t) >= limits.window)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        let cap = usize::try_from(limits.max_changes.max(1)).unwrap_or(usize::MAX);
+        while self.recent.len() > cap {
+            self.recent.pop_front();
+        }
+        if self.recent.len() < cap {
+            return Trip::Stayed;
+        }
+        let what = match self.suspension(now) {
+            // Already suspended and the remaining direction keeps going.
+            Some((Suspended::One(_), _)) if flow != lower => Suspended::Both,
+            Some((current, _)) => current,
+            None => Suspended::One(lower),
+        };
+        let until = now + limits.cooldown;
+        self.suspension = Some((what, until));
+        self.recent.clear();
+        Trip::Suspended {
+            what,
+            until,
+            changes: limits.max_changes,
+        }
+    }
+
+    /// Heap bytes held by this guard (for the state-size benchmark).
+    pub fn heap_bytes(&self) -> usize {
+        self.recent.capacity() * std::mem::size_of::<Timestamp>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_secs(secs)
+    }
+
+    #[test]
+    fn trips_on_the_sixth_change_in_five_minutes_and_resumes_after_cooldown() {
+        let limits = LoopLimits::default();
+        let mut guard = LoopGuard::default();
+        for i in 0..5 {
+            assert_eq!(
+                guard.record(Flow::CcToTeams, Flow::TeamsToCc, at(i * 10), &limits),
+                Trip::Stayed
+            );
+        }
+        let trip = guard.record(Flow::CcToTeams, Flow::TeamsToCc, at(50), &limits);
+        assert_eq!(
+            trip,
+            Trip::Suspended {
+                what: Suspended::One(Flow::TeamsToCc),
+                until: at(50 + 900),
+                changes: 6
+            }
+        );
+        assert!(guard.blocks(Flow::TeamsToCc, at(100)));
+        assert!(!guard.blocks(Flow::CcToTeams, at(100)));
+        assert!(!guard.resume_if_due(at(949)));
+        assert!(guard.resume_if_due(at(950)));
+        assert!(!guard.blocks(Flow::TeamsToCc, at(950)));
+    }
+
+    #[test]
+    fn changes_spread_wider_than_the_window_never_trip() {
+        let limits = LoopLimits::default();
+        let mut guard = LoopGuard::default();
+        for i in 0..100 {
+            assert_eq!(
+                guard.record(Flow::TeamsToCc, Flow::TeamsToCc, at(i * 61), &limits),
+                Trip::Stayed
+            );
+        }
+    }
+
+    #[test]
+    fn a_loop_in_the_preferred_direction_stops_both_directions() {
+        let limits = LoopLimits::default();
+        let mut guard = LoopGuard::default();
+        for i in 0..6 {
+            guard.record(Flow::CcToTeams, Flow::TeamsToCc, at(i), &limits);
+        }
+        assert!(guard.blocks(Flow::TeamsToCc, at(10)));
+        let mut last = Trip::Stayed;
+        for i in 10..16 {
+            last = guard.record(Flow::CcToTeams, Flow::TeamsToCc, at(i), &limits);
+        }
+        assert!(matches!(
+            last,
+            Trip::Suspended {
+                what: Suspended::Both,
+                ..
+            }
+        ));
+        assert!(guard.blocks(Flow::CcToTeams, at(20)));
+    }
+}
