@@ -594,6 +594,14 @@ fn evaluate_agent(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     }
     check_override(ctx, state);
 
+    // A side whose direction is off has nothing to propagate, so it can
+    // neither wait for its debounce nor hold the other side in a conflict.
+    if !ctx.profile.direction.cc_to_teams() {
+        state.cc.handled = state.cc.status();
+    }
+    if !ctx.profile.direction.teams_to_cc() {
+        state.teams.handled = state.teams.presence().cloned();
+    }
     let cc_due = debounce::cc_due(&state.cc, ctx.profile.debounce);
     let teams_due = debounce::teams_due(&state.teams, ctx.profile, state.restore.as_ref());
     let plan = conflict::plan(cc_due, teams_due.map(|(t, _)| t), ctx.profile.prefer, now);
@@ -657,10 +665,6 @@ fn propagate_cc(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     let Some((status, _, since)) = state.cc.current else {
         return;
     };
-    if !ctx.profile.direction.cc_to_teams() {
-        state.cc.handled = Some(status);
-        return;
-    }
     if state.guard.blocks(Flow::CcToTeams, ctx.now) {
         return;
     }
@@ -751,10 +755,6 @@ fn propagate_teams(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     let Some((presence, since)) = state.teams.current.clone() else {
         return;
     };
-    if !ctx.profile.direction.teams_to_cc() {
-        state.teams.handled = Some(presence);
-        return;
-    }
     if state.guard.blocks(Flow::TeamsToCc, ctx.now) {
         return;
     }
