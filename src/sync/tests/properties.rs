@@ -169,6 +169,10 @@ struct World {
     confirmed: Vec<TeamsWrite>,
     /// Writes in flight, by id.
     sent: Vec<(WriteId, TeamsWrite)>,
+    /// Teams shows writes, and the CC applies requests, in the order made.
+    in_order: bool,
+    last_shown: Timestamp,
+    last_applied: Timestamp,
 }
 
 impl World {
@@ -199,6 +203,9 @@ impl World {
             in_flight: 0,
             confirmed: Vec::new(),
             sent: Vec::new(),
+            in_order: false,
+            last_shown: Timestamp::ZERO,
+            last_applied: Timestamp::ZERO,
         }
     }
 
@@ -323,12 +330,20 @@ impl World {
                                 self.user_presence.clone()
                             }
                         };
-                        let visible = answer + self.delay() + self.delay();
+                        let mut visible = answer + self.delay() + self.delay();
+                        if self.in_order {
+                            visible = visible.max(self.last_shown + Duration::from_micros(1));
+                            self.last_shown = visible;
+                        }
                         self.schedule(visible, EnvEvent::TeamsShows(shown));
                     }
                 }
                 Decision::RequestCc { status, .. } => {
-                    let applied = self.now + self.delay();
+                    let mut applied = self.now + self.delay();
+                    if self.in_order {
+                        applied = applied.max(self.last_applied + Duration::from_micros(1));
+                        self.last_applied = applied;
+                    }
                     self.schedule(applied, EnvEvent::CcApplies(*status));
                 }
                 Decision::Event { .. } => {}
