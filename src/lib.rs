@@ -9,8 +9,10 @@
 //!   and validation (including the static cycle check).
 //! - [`config`]: the daemon's config file, its environment overrides and
 //!   where its secrets are.
+//! - [`check`]: `presence-sync check`, validating a config and its mappings.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
+pub mod check;
 pub mod config;
 pub mod diagnostics;
 pub mod duration;
