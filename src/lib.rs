@@ -7,8 +7,13 @@
 //!   suppression, loop guard. Events and a time in, decisions out; no I/O.
 //! - [`mapping`]: the admin-written profiles the engine follows, their loader
 //!   and validation (including the static cycle check).
+//! - [`config`]: the daemon's config file, its environment overrides and
+//!   where its secrets are.
+//! - [`check`]: `presence-sync check`, validating a config and its mappings.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
+pub mod check;
+pub mod config;
 pub mod diagnostics;
 pub mod duration;
 pub mod mapping;

@@ -1,0 +1,361 @@
+//! The daemon's config: one TOML file, overridable by `PRESENCE_SYNC_*`
+//! environment variables, secrets kept out of it.
+//!
+//! Loading goes through three steps so that every error can be located:
+//! the file is parsed with `toml` first (syntax errors and key positions),
+//! then merged with the environment by figment into the serde shapes of
+//! [`raw`], then validated into the types below. Each problem becomes a
+//! [`Diagnostic`] at the key (`path:line:column`) or the variable
+//! (`env NAME`) it came from.
+
+mod env;
+mod origin;
+mod raw;
+pub mod secret;
+mod source_map;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use figment::value::Dict;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::diagnostics::{Diagnostic, did_you_mean};
+
+pub use env::{Environment, PREFIX as ENV_PREFIX};
+pub use origin::Origin;
+pub use secret::{Secret, SecretError, SecretLocation, SecretSource};
+
+use origin::Locator;
+use source_map::SourceMap;
+
+/// The sections of the file, in the order the docs present them.
+const SECTIONS: &[&str] = &["graph", "api", "store", "sync", "log", "mappings"];
+
+/// A loaded, validated config. Holds where secrets are, never their values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file it was loaded from; relative paths in it were resolved
+    /// against its directory.
+    pub file: PathBuf,
+    pub graph: GraphConfig,
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+    pub sync: SyncConfig,
+    pub log: LogConfig,
+    pub mappings: MappingsConfig,
+}
+
+/// `[graph]`: the Microsoft Graph app and how hard we may use it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphConfig {
+    /// Entra tenant: a GUID or a domain.
+    pub tenant_id: String,
+    /// The app's client id; also the `sessionId` of our `setPresence` calls.
+    pub client_id: String,
+    pub auth: GraphAuth,
+    /// Token endpoint host, without a trailing slash.
+    pub login_base: String,
+    /// Graph host, without a trailing slash.
+    pub graph_base: String,
+    /// Presence request budget per 30 seconds.
+    pub requests_per_30s: u32,
+    pub request_timeout: Duration,
+    /// `expirationDuration` of our presence sessions.
+    pub session_expiry: Duration,
+}
+
+/// How the daemon proves it is the Graph app.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GraphAuth {
+    ClientSecret(SecretSource),
+    Certificate {
+        /// PEM certificate; public, read as is.
+        certificate_file: PathBuf,
+        /// PEM private key.
+        key: SecretSource,
+    },
+}
+
+/// `[api]`: the HTTP API the contact center talks to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// The bearer token clients must send.
+    pub token: SecretSource,
+    pub max_body_bytes: usize,
+}
+
+/// `[store]`: durable state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreConfig {
+    pub state_dir: PathBuf,
+}
+
+/// `[sync]`: the engine's timing (SPEC §5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncConfig {
+    pub echo_window: Duration,
+    pub loop_max_changes: u32,
+    pub loop_window: Duration,
+    pub loop_cooldown: Duration,
+    pub reconcile_interval: Duration,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A level (`info`) or per-target directives (`info,presence_sync=debug`).
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[mappings]`: which mapping profile applies to which agent group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MappingsConfig {
+    /// Applies to agents in no listed group; always a key of `profiles`.
+    pub default_profile: String,
+    pub profiles: BTreeMap<String, ProfileConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProfileConfig {
+    pub file: PathBuf,
+    /// Agent groups on this profile; no group is in two profiles.
+    pub groups: Vec<String>,
+}
+
+impl MappingsConfig {
+    /// The profile for an agent group.
+    pub fn profile_for_group(&self, group: &str) -> &str {
+        self.profiles
+            .iter()
+            .find(|(_, p)| p.groups.iter().any(|g| g == group))
+            .map_or(self.default_profile.as_str(), |(name, _)| name.as_str())
+    }
+}
+
+impl Config {
+    /// Every secret the config refers to, to read at start (or in `check`).
+    pub fn secrets(&self) -> Vec<&SecretSource> {
+        let mut secrets = Vec::new();
+        match &self.graph.auth {
+            GraphAuth::ClientSecret(source) => secrets.push(source),
+            GraphAuth::Certificate { key, .. } => secrets.push(key),
+        }
+        secrets.push(&self.api.token);
+        secrets
+    }
+}
+
+/// Why a config could not be loaded: every problem found, each located.
+#[derive(Debug, Error)]
+#[error("{}", render(.diagnostics))]
+pub struct ConfigError {
+    pub diagnostics: Vec<Diagnostic>,
+    /// The mapping profiles the config names and where their files are, as
+    /// far as they could be made out; lets `check` validate those files too
+    /// when the rest of the config is wrong.
+    pub profile_files: Vec<(String, PathBuf)>,
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Loads `path` with the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &Environment::from_process())
+    }
+
+    /// Loads `path` with the given environment.
+    pub fn load_with(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(path, &text, env),
+            Err(error) => Err(ConfigError {
+                diagnostics: vec![Diagnostic::whole_file(
+                    path,
+                    format!("cannot read the config: {error}"),
+                )],
+                profile_files: Vec::new(),
+            }),
+        }
+    }
+
+    /// Parses config text; `path` names it in diagnostics and is the base of
+    /// relative paths.
+    pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Config, ConfigError> {
+        if let Err(error) = toml::from_str::<toml::Table>(text) {
+            let message = error.message().trim_end().to_owned();
+            let diagnostic = match error.span() {
+                Some(span) => Diagnostic::at(path, text, span.start, message),
+                None => Diagnostic::whole_file(path, message),
+            };
+            return Err(ConfigError {
+                diagnostics: vec![diagnostic],
+                profile_files: Vec::new(),
+            });
+        }
+        let map = SourceMap::parse(text);
+        let (overrides, mut diagnostics) = env::overrides(env, SECTIONS);
+        let locator = Locator {
+            file: path,
+            source: text,
+            map: &map,
+            overrides: &overrides,
+        };
+        let figment = overrides
+            .iter()
+            .fold(Figment::from(Toml::string(text)), |f, o| f.merge(o.clone()));
+        let top: Dict = match figment.extract() {
+            Ok(top) => top,
+            Err(error) => {
+                diagnostics.extend(figment_errors(error, &[], &locator));
+                Dict::new()
+            }
+        };
+        for key in top.keys() {
+            if !SECTIONS.contains(&key.as_str()) {
+                let hint = match did_you_mean(key, SECTIONS.iter().copied()) {
+                    hint if hint.is_empty() => format!(
+                        ": the sections are {}",
+                        SECTIONS
+                            .iter()
+                            .map(|s| format!("[{s}]"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    hint => hint,
+                };
+                diagnostics.push(locator.error(&[key], format!("unknown section `{key}`{hint}")));
+            }
+        }
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut ctx = validate::Ctx {
+            locator,
+            diagnostics,
+            base,
+            env,
+        };
+        let sections = validate::Sections {
+            graph: section(&top, "graph", &mut ctx),
+            api: section(&top, "api", &mut ctx),
+            store: section(&top, "store", &mut ctx),
+            sync: section(&top, "sync", &mut ctx),
+            log: section(&top, "log", &mut ctx),
+            mappings: section(&top, "mappings", &mut ctx),
+        };
+        let (config, profile_files) = validate::build(path, sections, &mut ctx);
+        match config {
+            Some(config) if ctx.diagnostics.is_empty() => Ok(config),
+            _ => {
+                let mut diagnostics = ctx.diagnostics;
+                // File order, then the environment: the order an admin fixes them in.
+                diagnostics.sort_by_key(|d| (d.line == 0, d.path.clone(), d.line, d.column));
+                Err(ConfigError {
+                    diagnostics,
+                    profile_files,
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// Deserializes one section (absent: all defaults). `None` when it has
+/// unknown keys or wrong types, which are reported.
+fn section<T: for<'de> Deserialize<'de> + Default>(
+    top: &Dict,
+    name: &str,
+    ctx: &mut validate::Ctx<'_>,
+) -> Option<T> {
+    let Some(value) = top.get(name) else {
+        return Some(T::default());
+    };
+    match T::deserialize(value) {
+        Ok(section) => Some(section),
+        Err(error) => {
+            let errors = figment_errors(error, &[name], &ctx.locator);
+            ctx.diagnostics.extend(errors);
+            None
+        }
+    }
+}
+
+/// Rewrites figment's errors in an admin's terms, located.
+fn figment_errors(error: figment::Error, prefix: &[&str], locator: &Locator) -> Vec<Diagnostic> {
+    use figment::error::Kind;
+    error
+        .into_iter()
+        .map(|e| {
+            let mut path: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+            path.extend(e.path.iter().cloned());
+            let key = path.join(".");
+            let message = match &e.kind {
+                Kind::UnknownField(name, expected) => {
+                    let table = path[..path.len().saturating_sub(1)].join(".");
+                    let candidates = expected
+                        .iter()
+                        .copied()
+                        .filter(|k| !raw::INLINE_SECRET_KEYS.contains(k));
+                    format!(
+                        "unknown key `{name}` in [{table}]{}",
+                        did_you_mean(name, candidates)
+                    )
+                }
+                Kind::MissingField(name) => {
+                    path.push(name.to_string());
+                    format!("missing key `{}`", path.join("."))
+                }
+                Kind::InvalidType(actual, expected) => {
+                    format!("`{key}` must be {}, not {actual}", plain_type(expected))
+                }
+                other => format!("`{key}`: {other}"),
+            };
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            locator.error(&path, message)
+        })
+        .collect()
+}
+
+/// serde's names for expected types, as an admin would say them.
+fn plain_type(expected: &str) -> &str {
+    if expected.starts_with("struct ") || expected == "a map" {
+        "a table"
+    } else if expected == "a sequence" {
+        "an array"
+    } else if expected.starts_with('i') || expected.starts_with('u') {
+        "an integer"
+    } else {
+        expected
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! The config file's shape as serde sees it. Every key is optional here:
+//! required keys, defaults and value checks live in validation, so that one
+//! run reports every missing or bad value instead of the first one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use figment::value::Value;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+
+/// Keys that would put a secret in the file. They are accepted by serde only
+/// to be rejected with a message saying where secrets go instead.
+pub(super) const INLINE_SECRET_KEYS: &[&str] = &["client_secret", "client_key", "token"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGraph {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_certificate_file: Option<String>,
+    pub client_key_file: Option<String>,
+    pub login_base: Option<String>,
+    pub graph_base: Option<String>,
+    pub requests_per_30s: Option<i64>,
+    pub request_timeout: Option<Text>,
+    pub session_expiry: Option<Text>,
+    pub client_secret: Option<IgnoredAny>,
+    pub client_key: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub listen: Option<String>,
+    pub token_file: Option<String>,
+    pub max_body_bytes: Option<i64>,
+    pub token: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub state_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSync {
+    pub echo_window: Option<Text>,
+    pub loop_max_changes: Option<i64>,
+    pub loop_window: Option<Text>,
+    pub loop_cooldown: Option<Text>,
+    pub reconcile_interval: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMappings {
+    pub default_profile: Option<String>,
+    /// Each profile is deserialized on its own, so that a mistake in one
+    /// does not hide mistakes in the others.
+    pub profiles: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProfile {
+    pub file: Option<String>,
+    pub groups: Option<Vec<String>>,
+}
+
+/// A string that also accepts a bare number, so that `echo_window = 300` (or
+/// `PRESENCE_SYNC_SYNC__ECHO_WINDOW=300`, which arrives as a number) gets the
+/// duration parser's "needs a unit" message rather than a type error.
+#[derive(Debug)]
+pub(super) struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl Visitor<'_> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+        Ok(Text(v.to_owned()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+}

@@ -1,0 +1,436 @@
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const GUID: &str = "11111111-2222-3333-4444-555555555555";
+
+fn minimal() -> String {
+    format!(
+        r#"
+[graph]
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "{GUID}"
+
+[store]
+state_dir = "/var/lib/presence-sync"
+
+[mappings.profiles.default]
+file = "../mappings/default.toml"
+"#
+    )
+}
+
+fn env(vars: &[(&str, &str)]) -> Environment {
+    vars.iter().copied().collect()
+}
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+    Config::parse(
+        Path::new("/etc/presence-sync/config.toml"),
+        text,
+        &env(vars),
+    )
+    .map_err(|e| e.diagnostics.iter().map(ToString::to_string).collect())
+}
+
+fn errors(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    match load(text, vars) {
+        Ok(config) => panic!("expected errors, loaded {config:?}"),
+        Err(errors) => errors,
+    }
+}
+
+#[test]
+fn a_minimal_config_gets_the_documented_defaults() {
+    let config = load(&minimal(), &[]).unwrap();
+    let graph = &config.graph;
+    assert_eq!(graph.tenant_id, "contoso.onmicrosoft.com");
+    assert_eq!(graph.client_id, GUID);
+    assert_eq!(graph.login_base, "https://login.microsoftonline.com");
+    assert_eq!(graph.graph_base, "https://graph.microsoft.com");
+    assert_eq!(graph.requests_per_30s, 1500);
+    assert_eq!(graph.request_timeout, Duration::from_secs(10));
+    assert_eq!(graph.session_expiry, Duration::from_secs(3600));
+    assert_eq!(
+        graph.auth,
+        GraphAuth::ClientSecret(SecretSource {
+            purpose: "the Graph client secret",
+            location: SecretLocation::Credential {
+                name: "graph-client-secret",
+                directory: None
+            },
+            origin: config.graph_origin_for_tests(),
+        })
+    );
+    assert_eq!(config.api.listen, "127.0.0.1:8787".parse().unwrap());
+    assert_eq!(config.api.max_body_bytes, 65536);
+    assert_eq!(
+        config.api.token.location,
+        SecretLocation::Credential {
+            name: "api-token",
+            directory: None
+        }
+    );
+    assert_eq!(
+        config.sync,
+        SyncConfig {
+            echo_window: Duration::from_secs(300),
+            loop_max_changes: 6,
+            loop_window: Duration::from_secs(300),
+            loop_cooldown: Duration::from_secs(900),
+            reconcile_interval: Duration::from_secs(600),
+        }
+    );
+    assert_eq!(config.log.format, LogFormat::Text);
+    assert_eq!(config.log.level, "info");
+    assert_eq!(config.mappings.default_profile, "default");
+    assert_eq!(config.mappings.profile_for_group("anyone"), "default");
+}
+
+impl Config {
+    fn graph_origin_for_tests(&self) -> Origin {
+        match &self.graph.auth {
+            GraphAuth::ClientSecret(source) => source.origin.clone(),
+            GraphAuth::Certificate { key, .. } => key.origin.clone(),
+        }
+    }
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let config = load(
+        &minimal(),
+        &[
+            ("PRESENCE_SYNC_SYNC__ECHO_WINDOW", "2m"),
+            ("PRESENCE_SYNC_GRAPH__REQUESTS_PER_30S", "10000"),
+            ("PRESENCE_SYNC_LOG__FORMAT", "json"),
+            (
+                "PRESENCE_SYNC_MAPPINGS__PROFILES__GENESYS__FILE",
+                "genesys.toml",
+            ),
+            (
+                "PRESENCE_SYNC_MAPPINGS__PROFILES__GENESYS__GROUPS",
+                "[tier2, tier3]",
+            ),
+            ("PRESENCE_SYNC_REQUIRE_SHARED", "1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.sync.echo_window, Duration::from_secs(120));
+    assert_eq!(config.graph.requests_per_30s, 10000);
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert_eq!(config.mappings.profile_for_group("tier3"), "genesys");
+    assert_eq!(
+        config.mappings.profiles["genesys"].file,
+        Path::new("/etc/presence-sync/genesys.toml")
+    );
+}
+
+#[test]
+fn errors_caused_by_the_environment_name_the_variable() {
+    assert_eq!(
+        errors(
+            &minimal(),
+            &[
+                ("PRESENCE_SYNC_SYNC__ECHO_WINDOW", "soon"),
+                ("PRESENCE_SYNC_API__LISTN", "0.0.0.0:80"),
+            ]
+        ),
+        [
+            "env PRESENCE_SYNC_API__LISTN: unknown key `listn` in [api] (did you mean `listen`?)",
+            "env PRESENCE_SYNC_SYNC__ECHO_WINDOW: `sync.echo_window`: `soon` is not a duration: write a number and a unit (ms, s, m, h), e.g. \"15s\" or \"1h30m\"",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_and_sections_suggest_the_nearest_name() {
+    let text = minimal() + "\n[sync]\necho_windw = \"1m\"\n\n[logs]\n";
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:13:1: unknown key `echo_windw` in [sync] (did you mean `echo_window`?)",
+            "/etc/presence-sync/config.toml:15:2: unknown section `logs` (did you mean `log`?)",
+        ]
+    );
+}
+
+#[test]
+fn inline_secrets_are_rejected_with_where_they_go_instead() {
+    let text = minimal().replace(
+        "[store]",
+        "client_secret = \"hunter2\"\n\n[api]\ntoken = \"hunter3\"\n\n[store]",
+    );
+    let errors = errors(&text, &[("PRESENCE_SYNC_GRAPH__CLIENT_KEY", "pem")]);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors[0].starts_with(
+        "/etc/presence-sync/config.toml:6:1: `graph.client_secret`: secrets are never read"
+    ));
+    assert!(
+        errors[0].contains("`client_secret_file`") && errors[0].contains("`graph-client-secret`")
+    );
+    assert!(errors[1].starts_with("/etc/presence-sync/config.toml:9:1: `api.token`:"));
+    assert!(errors[1].contains("`token_file`") && errors[1].contains("`api-token`"));
+    assert!(errors[2].starts_with("env PRESENCE_SYNC_GRAPH__CLIENT_KEY: `graph.client_key`:"));
+    for error in &errors {
+        assert!(!error.contains("hunter"), "{error}");
+    }
+}
+
+#[test]
+fn secret_values_never_reach_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("client-secret"), "s3cret-value\n").unwrap();
+    std::fs::write(dir.path().join("api-token"), "t0ken-value").unwrap();
+    let text = minimal().replace(
+        "[store]",
+        "client_secret_file = \"client-secret\"\n\n[store]",
+    );
+    let path = dir.path().join("config.toml");
+    let environment = env(&[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]);
+    let config = Config::parse(&path, &text, &environment).unwrap();
+    let secrets: Vec<Secret> = config.secrets().iter().map(|s| s.read().unwrap()).collect();
+    assert_eq!(secrets[0].expose(), "s3cret-value");
+    assert_eq!(secrets[1].expose(), "t0ken-value");
+    let printed = format!("{config:?} {config:#?} {secrets:?} {environment:?}");
+    assert!(
+        !printed.contains("s3cret") && !printed.contains("t0ken"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn credentials_come_from_the_credentials_directory() {
+    let config = load(
+        &minimal(),
+        &[("CREDENTIALS_DIRECTORY", "/run/credentials/ps.service")],
+    )
+    .unwrap();
+    assert_eq!(
+        config.api.token.location,
+        SecretLocation::Credential {
+            name: "api-token",
+            directory: Some(PathBuf::from("/run/credentials/ps.service"))
+        }
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let text = minimal().replace(
+        "[store]",
+        "client_certificate_file = \"certs/app.pem\"\nclient_key_file = \"/etc/keys/app.key\"\n\n[api]\ntoken_file = \"api-token\"\n\n[store]",
+    )
+    .replace("\"/var/lib/presence-sync\"", "\"state\"");
+    let config = load(&text, &[]).unwrap();
+    assert_eq!(
+        config.mappings.profiles["default"].file,
+        Path::new("/etc/presence-sync/../mappings/default.toml")
+    );
+    assert_eq!(
+        config.store.state_dir,
+        Path::new("/etc/presence-sync/state")
+    );
+    assert_eq!(
+        config.api.token.location,
+        SecretLocation::File(PathBuf::from("/etc/presence-sync/api-token"))
+    );
+    let GraphAuth::Certificate {
+        certificate_file,
+        key,
+    } = &config.graph.auth
+    else {
+        panic!("expected certificate auth: {:?}", config.graph.auth);
+    };
+    assert_eq!(
+        certificate_file,
+        Path::new("/etc/presence-sync/certs/app.pem")
+    );
+    assert_eq!(
+        key.location,
+        SecretLocation::File(PathBuf::from("/etc/keys/app.key"))
+    );
+}
+
+#[test]
+fn the_state_directory_defaults_to_systemds() {
+    let text = minimal().replace("state_dir = \"/var/lib/presence-sync\"", "");
+    let config = load(&text, &[("STATE_DIRECTORY", "/var/lib/ps:/var/lib/other")]).unwrap();
+    assert_eq!(config.store.state_dir, Path::new("/var/lib/ps"));
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:6:2: missing key `store.state_dir`: give the state directory, or run under systemd with StateDirectory= (which sets $STATE_DIRECTORY)"
+        ]
+    );
+}
+
+#[test]
+fn semantic_errors_are_all_reported_on_their_keys() {
+    let text = format!(
+        r#"
+[graph]
+tenant_id = "not a tenant"
+client_id = "{GUID}"
+requests_per_30s = 0
+session_expiry = "4m"
+
+[api]
+listen = "localhost:8787"
+
+[store]
+state_dir = "/var/lib/presence-sync"
+
+[sync]
+loop_max_changes = 1
+
+[mappings]
+default_profile = "defualt"
+
+[mappings.profiles.default]
+file = "default.toml"
+groups = ["tier1", "tier2"]
+
+[mappings.profiles.genesys]
+file = "genesys.toml"
+groups = ["tier2"]
+"#
+    );
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:3:1: `graph.tenant_id` = \"not a tenant\" is neither a GUID nor a domain name",
+            "/etc/presence-sync/config.toml:5:1: `graph.requests_per_30s` = 0 is out of range: it must be at least 1",
+            "/etc/presence-sync/config.toml:6:1: `graph.session_expiry` = \"4m\" is out of range: it must be from 5m to 4h",
+            "/etc/presence-sync/config.toml:9:1: `api.listen` = \"localhost:8787\" is not an IP address and port, e.g. \"127.0.0.1:8787\" or \"[::1]:8787\"",
+            "/etc/presence-sync/config.toml:15:1: `sync.loop_max_changes` = 1 is out of range: it must be at least 2",
+            "/etc/presence-sync/config.toml:18:1: default profile `defualt` is not in [mappings.profiles] (did you mean `default`?)",
+            "/etc/presence-sync/config.toml:26:11: group `tier2` is already in profile `default`: a group belongs to one profile only",
+        ]
+    );
+}
+
+#[test]
+fn graph_auth_takes_a_secret_or_a_certificate_pair() {
+    let with = |keys: &str| {
+        errors(
+            &minimal().replace("[store]", &format!("{keys}\n[store]")),
+            &[],
+        )
+    };
+    assert_eq!(
+        with("client_secret_file = \"s\"\nclient_key_file = \"k\""),
+        [
+            "/etc/presence-sync/config.toml:6:1: give either `client_secret_file` or `client_certificate_file` + `client_key_file`, not both"
+        ]
+    );
+    assert_eq!(
+        with("client_certificate_file = \"c\""),
+        [
+            "/etc/presence-sync/config.toml:6:1: `client_certificate_file` needs `client_key_file` (the PEM private key) too"
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    let errors = errors("[graph]\ntenant_id = \"x\"\nclient_id = \n", &[]);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("/etc/presence-sync/config.toml:3:"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn wrong_types_are_named_in_admin_terms() {
+    let text = minimal() + "\n[api]\nmax_body_bytes = \"big\"\n";
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:13:1: `api.max_body_bytes` must be an integer, not string \"big\""
+        ]
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_error_not_a_panic() {
+    let error =
+        Config::load_with(Path::new("/nonexistent/presence-sync.toml"), &env(&[])).unwrap_err();
+    assert_eq!(error.diagnostics.len(), 1);
+    assert!(
+        error.diagnostics[0]
+            .to_string()
+            .starts_with("/nonexistent/presence-sync.toml: cannot read the config:")
+    );
+}
+
+/// Config-shaped text from the real keys, so generated cases get past the
+/// TOML parser into figment and validation.
+fn config_like() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "tenant_id",
+        "client_id",
+        "client_secret",
+        "client_secret_file",
+        "listen",
+        "token",
+        "state_dir",
+        "echo_window",
+        "loop_max_changes",
+        "format",
+        "level",
+        "default_profile",
+        "file",
+        "groups",
+        "requests_per_30s",
+        "session_expiry",
+        "x",
+    ]);
+    let value = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        "[a-z0-9:./ -]{0,12}".prop_map(|s| format!("{s:?}")),
+        Just("[\"a\", \"a\"]".to_owned()),
+        Just("{ file = 1 }".to_owned()),
+        Just("1979-05-27".to_owned()),
+        Just("true".to_owned()),
+    ];
+    let header = prop::sample::select(vec![
+        "[graph]",
+        "[api]",
+        "[store]",
+        "[sync]",
+        "[log]",
+        "[mappings]",
+        "[mappings.profiles.default]",
+        "[mappings.profiles.Bad]",
+        "[[mappings]]",
+        "[other]",
+    ]);
+    let line = prop_oneof![
+        header.prop_map(str::to_owned),
+        (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+    ];
+    prop::collection::vec(line, 0..16).prop_map(|lines| lines.join("\n"))
+}
+
+proptest! {
+    #[test]
+    fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+        let _ = load(&text, &[]);
+    }
+
+    #[test]
+    fn never_panics_on_config_like_text(
+        text in config_like(),
+        var in prop::sample::select(vec![
+            "PRESENCE_SYNC_SYNC__ECHO_WINDOW", "PRESENCE_SYNC_GRAPH", "PRESENCE_SYNC_MAPPINGS__PROFILES",
+            "PRESENCE_SYNC_MAPPINGS__PROFILES__DEFAULT__GROUPS", "PRESENCE_SYNC_API__LISTEN",
+        ]),
+        value in "[a-z0-9\\[\\]{},=\" ]{0,16}",
+    ) {
+        let _ = load(&text, &[(var, &value)]);
+    }
+}

@@ -1,0 +1,756 @@
+//! From the serde shapes to a [`Config`]: defaults, required keys, value
+//! checks. Every problem is recorded and checking goes on, so that one run
+//! of `check` lists them all.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::diagnostics::{Diagnostic, did_you_mean};
+use crate::duration::{format_duration, parse_duration};
+
+use super::origin::Locator;
+use super::raw::{RawApi, RawGraph, RawLog, RawMappings, RawProfile, RawStore, RawSync, Text};
+use super::secret::{CREDENTIALS_DIRECTORY, SecretLocation, SecretSource};
+use super::{
+    ApiConfig, Config, Environment, GraphAuth, GraphConfig, LogConfig, LogFormat, MappingsConfig,
+    ProfileConfig, StoreConfig, SyncConfig,
+};
+
+pub(super) const DEFAULT_LOGIN_BASE: &str = "https://login.microsoftonline.com";
+pub(super) const DEFAULT_GRAPH_BASE: &str = "https://graph.microsoft.com";
+/// Microsoft's documented presence budget (FACTS: 1,500 per 30 s per app per tenant).
+const DEFAULT_REQUESTS_PER_30S: i64 = 1500;
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(3600);
+/// Graph's `expirationDuration` range for setPresence: PT5M..PT4H.
+const SESSION_EXPIRY_RANGE: (Duration, Duration) =
+    (Duration::from_secs(5 * 60), Duration::from_secs(4 * 3600));
+const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+const DEFAULT_MAX_BODY_BYTES: i64 = 64 * 1024;
+const DEFAULT_ECHO_WINDOW: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_LOOP_MAX_CHANGES: i64 = 6;
+const DEFAULT_LOOP_WINDOW: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_LOOP_COOLDOWN: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+const DEFAULT_PROFILE: &str = "default";
+
+const GRAPH_SECRET_CREDENTIAL: &str = "graph-client-secret";
+const API_TOKEN_CREDENTIAL: &str = "api-token";
+const STATE_DIRECTORY: &str = "STATE_DIRECTORY";
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// The deserialized sections; `None` for one whose shape was wrong (already
+/// reported).
+pub(super) struct Sections {
+    pub graph: Option<RawGraph>,
+    pub api: Option<RawApi>,
+    pub store: Option<RawStore>,
+    pub sync: Option<RawSync>,
+    pub log: Option<RawLog>,
+    pub mappings: Option<RawMappings>,
+}
+
+pub(super) struct Ctx<'a> {
+    pub locator: Locator<'a>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// The config file's directory, base of relative paths.
+    pub base: PathBuf,
+    pub env: &'a Environment,
+}
+
+/// Validates every section; the config only when all of them are valid,
+/// and the profile files it names either way.
+pub(super) fn build(
+    file: &Path,
+    sections: Sections,
+    ctx: &mut Ctx<'_>,
+) -> (Option<Config>, Vec<(String, PathBuf)>) {
+    let graph = sections.graph.and_then(|raw| graph(raw, ctx));
+    let api = sections.api.and_then(|raw| api(raw, ctx));
+    let store = sections.store.and_then(|raw| store(raw, ctx));
+    let sync = sections.sync.and_then(|raw| sync(raw, ctx));
+    let log = sections.log.and_then(|raw| log(raw, ctx));
+    let (mappings, profile_files) = match sections.mappings {
+        Some(raw) => mappings(raw, ctx),
+        None => (None, Vec::new()),
+    };
+    let config = match (graph, api, store, sync, log, mappings) {
+        (Some(graph), Some(api), Some(store), Some(sync), Some(log), Some(mappings)) => {
+            Some(Config {
+                file: file.to_path_buf(),
+                graph,
+                api,
+                store,
+                sync,
+                log,
+                mappings,
+            })
+        }
+        _ => None,
+    };
+    (config, profile_files)
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, key: &[&str], message: impl Into<String>) {
+        let diagnostic = self.locator.error(key, message);
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn required(&mut self, key: &[&str], value: Option<String>, hint: &str) -> Option<String> {
+        match value {
+            Some(v) if !v.trim().is_empty() => Some(v),
+            Some(_) => {
+                self.error(key, format!("`{}` is empty: {hint}", key.join(".")));
+                None
+            }
+            None => {
+                self.error(key, format!("missing key `{}`: {hint}", key.join(".")));
+                None
+            }
+        }
+    }
+
+    /// A relative path resolved against the config's directory.
+    fn path(&mut self, key: &[&str], text: &str) -> Option<PathBuf> {
+        if text.trim().is_empty() {
+            self.error(
+                key,
+                format!("`{}` is empty: give a file path", key.join(".")),
+            );
+            return None;
+        }
+        Some(self.base.join(text))
+    }
+
+    fn duration(
+        &mut self,
+        key: &[&str],
+        value: Option<Text>,
+        default: Duration,
+        range: (Duration, Duration),
+    ) -> Option<Duration> {
+        let Some(Text(text)) = value else {
+            return Some(default);
+        };
+        let name = key.join(".");
+        let duration = match parse_duration(&text) {
+            Ok(d) => d,
+            Err(why) => {
+                self.error(key, format!("`{name}`: {why}"));
+                return None;
+            }
+        };
+        let (min, max) = range;
+        if duration < min || duration > max {
+            let allowed = if max == Duration::MAX {
+                format!("at least {}", format_duration(min))
+            } else {
+                format!("from {} to {}", format_duration(min), format_duration(max))
+            };
+            self.error(
+                key,
+                format!("`{name}` = \"{text}\" is out of range: it must be {allowed}"),
+            );
+            return None;
+        }
+        Some(duration)
+    }
+
+    fn integer(
+        &mut self,
+        key: &[&str],
+        value: Option<i64>,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
+        let value = value.unwrap_or(default);
+        if value < min || value > max {
+            let allowed = if max == i64::from(u32::MAX) {
+                format!("at least {min}")
+            } else {
+                format!("from {min} to {max}")
+            };
+            self.error(
+                key,
+                format!(
+                    "`{}` = {value} is out of range: it must be {allowed}",
+                    key.join(".")
+                ),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn inline_secret(&mut self, key: &[&str], present: bool, instead: &str) {
+        if present {
+            self.error(
+                key,
+                format!(
+                    "`{}`: secrets are never read from the config or its environment: {instead}",
+                    key.join(".")
+                ),
+            );
+        }
+    }
+
+    fn credential(&self, name: &'static str) -> SecretLocation {
+        SecretLocation::Credential {
+            name,
+            directory: self
+                .env
+                .get(CREDENTIALS_DIRECTORY)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+}
+
+const ANY: (Duration, Duration) = (Duration::from_millis(1), Duration::MAX);
+
+fn graph(raw: RawGraph, ctx: &mut Ctx<'_>) -> Option<GraphConfig> {
+    ctx.inline_secret(
+        &["graph", "client_secret"],
+        raw.client_secret.is_some(),
+        "put the client secret in a file only the service can read and set `client_secret_file`, \
+         or leave it unset and give the systemd credential `graph-client-secret` (LoadCredential=)",
+    );
+    ctx.inline_secret(
+        &["graph", "client_key"],
+        raw.client_key.is_some(),
+        "put the PEM private key in a file only the service can read and set `client_key_file`",
+    );
+    let tenant_id = ctx
+        .required(
+            &["graph", "tenant_id"],
+            raw.tenant_id,
+            "the Entra tenant's id (a GUID) or domain (e.g. contoso.onmicrosoft.com)",
+        )
+        .and_then(|t| {
+            let t = t.trim().to_owned();
+            if is_guid(&t) || is_domain(&t) {
+                Some(t)
+            } else {
+                ctx.error(
+                    &["graph", "tenant_id"],
+                    format!("`graph.tenant_id` = \"{t}\" is neither a GUID nor a domain name"),
+                );
+                None
+            }
+        });
+    let client_id = ctx
+        .required(
+            &["graph", "client_id"],
+            raw.client_id,
+            "the app registration's application (client) id, a GUID",
+        )
+        .and_then(|c| {
+            let c = c.trim().to_owned();
+            if is_guid(&c) {
+                Some(c)
+            } else {
+                ctx.error(
+                    &["graph", "client_id"],
+                    format!("`graph.client_id` = \"{c}\" is not a GUID (the app's application id, e.g. 00000000-0000-0000-0000-000000000000)"),
+                );
+                None
+            }
+        });
+    let auth = graph_auth(
+        raw.client_secret_file,
+        raw.client_certificate_file,
+        raw.client_key_file,
+        ctx,
+    );
+    let login_base = base_url(
+        ctx,
+        &["graph", "login_base"],
+        raw.login_base,
+        DEFAULT_LOGIN_BASE,
+    );
+    let graph_base = base_url(
+        ctx,
+        &["graph", "graph_base"],
+        raw.graph_base,
+        DEFAULT_GRAPH_BASE,
+    );
+    let requests_per_30s = ctx.integer(
+        &["graph", "requests_per_30s"],
+        raw.requests_per_30s,
+        DEFAULT_REQUESTS_PER_30S,
+        1,
+        i64::from(u32::MAX),
+    );
+    let request_timeout = ctx.duration(
+        &["graph", "request_timeout"],
+        raw.request_timeout,
+        DEFAULT_REQUEST_TIMEOUT,
+        ANY,
+    );
+    let session_expiry = ctx.duration(
+        &["graph", "session_expiry"],
+        raw.session_expiry,
+        DEFAULT_SESSION_EXPIRY,
+        SESSION_EXPIRY_RANGE,
+    );
+    Some(GraphConfig {
+        tenant_id: tenant_id?,
+        client_id: client_id?,
+        auth: auth?,
+        login_base: login_base?,
+        graph_base: graph_base?,
+        requests_per_30s: u32::try_from(requests_per_30s?).ok()?,
+        request_timeout: request_timeout?,
+        session_expiry: session_expiry?,
+    })
+}
+
+fn graph_auth(
+    secret_file: Option<String>,
+    certificate_file: Option<String>,
+    key_file: Option<String>,
+    ctx: &mut Ctx<'_>,
+) -> Option<GraphAuth> {
+    const SECRET: &str = "the Graph client secret";
+    const KEY: &str = "the Graph client certificate's private key";
+    match (secret_file, certificate_file, key_file) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            ctx.error(
+                &["graph", "client_secret_file"],
+                "give either `client_secret_file` or `client_certificate_file` + `client_key_file`, not both",
+            );
+            None
+        }
+        (Some(file), None, None) => {
+            let key = ["graph", "client_secret_file"];
+            let path = ctx.path(&key, &file)?;
+            Some(GraphAuth::ClientSecret(SecretSource {
+                purpose: SECRET,
+                location: SecretLocation::File(path),
+                origin: ctx.locator.origin(&key),
+            }))
+        }
+        (None, Some(certificate), Some(private_key)) => {
+            let certificate_file = ctx.path(&["graph", "client_certificate_file"], &certificate);
+            let key = ["graph", "client_key_file"];
+            let key_file = ctx.path(&key, &private_key);
+            Some(GraphAuth::Certificate {
+                certificate_file: certificate_file?,
+                key: SecretSource {
+                    purpose: KEY,
+                    location: SecretLocation::File(key_file?),
+                    origin: ctx.locator.origin(&key),
+                },
+            })
+        }
+        (None, Some(_), None) => {
+            ctx.error(
+                &["graph", "client_certificate_file"],
+                "`client_certificate_file` needs `client_key_file` (the PEM private key) too",
+            );
+            None
+        }
+        (None, None, Some(_)) => {
+            ctx.error(
+                &["graph", "client_key_file"],
+                "`client_key_file` needs `client_certificate_file` (the PEM certificate) too",
+            );
+            None
+        }
+        (None, None, None) => Some(GraphAuth::ClientSecret(SecretSource {
+            purpose: SECRET,
+            location: ctx.credential(GRAPH_SECRET_CREDENTIAL),
+            origin: ctx.locator.origin(&["graph"]),
+        })),
+    }
+}
+
+fn api(raw: RawApi, ctx: &mut Ctx<'_>) -> Option<ApiConfig> {
+    ctx.inline_secret(
+        &["api", "token"],
+        raw.token.is_some(),
+        "put the API token in a file only the service can read and set `token_file`, \
+         or leave it unset and give the systemd credential `api-token` (LoadCredential=)",
+    );
+    let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen = match listen_text.trim().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            ctx.error(
+                &["api", "listen"],
+                format!("`api.listen` = \"{listen_text}\" is not an IP address and port, e.g. \"127.0.0.1:8787\" or \"[::1]:8787\""),
+            );
+            None
+        }
+    };
+    const PURPOSE: &str = "the API token";
+    let token = match raw.token_file {
+        Some(file) => {
+            let key = ["api", "token_file"];
+            ctx.path(&key, &file).map(|path| SecretSource {
+                purpose: PURPOSE,
+                location: SecretLocation::File(path),
+                origin: ctx.locator.origin(&key),
+            })
+        }
+        None => Some(SecretSource {
+            purpose: PURPOSE,
+            location: ctx.credential(API_TOKEN_CREDENTIAL),
+            origin: ctx.locator.origin(&["api"]),
+        }),
+    };
+    let max_body_bytes = ctx.integer(
+        &["api", "max_body_bytes"],
+        raw.max_body_bytes,
+        DEFAULT_MAX_BODY_BYTES,
+        1,
+        i64::from(u32::MAX),
+    );
+    Some(ApiConfig {
+        listen: listen?,
+        token: token?,
+        max_body_bytes: usize::try_from(max_body_bytes?).ok()?,
+    })
+}
+
+fn store(raw: RawStore, ctx: &mut Ctx<'_>) -> Option<StoreConfig> {
+    let key = ["store", "state_dir"];
+    if let Some(dir) = raw.state_dir {
+        return ctx
+            .path(&key, &dir)
+            .map(|state_dir| StoreConfig { state_dir });
+    }
+    // systemd joins several StateDirectory= entries with `:`; ours is the first.
+    let from_systemd = ctx
+        .env
+        .get(STATE_DIRECTORY)
+        .and_then(|dirs| dirs.to_str())
+        .and_then(|dirs| dirs.split(':').next())
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from);
+    match from_systemd {
+        Some(state_dir) => Some(StoreConfig { state_dir }),
+        None => {
+            ctx.error(
+                &key,
+                "missing key `store.state_dir`: give the state directory, or run under systemd with StateDirectory= (which sets $STATE_DIRECTORY)",
+            );
+            None
+        }
+    }
+}
+
+fn sync(raw: RawSync, ctx: &mut Ctx<'_>) -> Option<SyncConfig> {
+    let echo_window = ctx.duration(
+        &["sync", "echo_window"],
+        raw.echo_window,
+        DEFAULT_ECHO_WINDOW,
+        ANY,
+    );
+    // One change and its undo are normal; a loop needs at least two.
+    let loop_max_changes = ctx.integer(
+        &["sync", "loop_max_changes"],
+        raw.loop_max_changes,
+        DEFAULT_LOOP_MAX_CHANGES,
+        2,
+        i64::from(u32::MAX),
+    );
+    let loop_window = ctx.duration(
+        &["sync", "loop_window"],
+        raw.loop_window,
+        DEFAULT_LOOP_WINDOW,
+        ANY,
+    );
+    let loop_cooldown = ctx.duration(
+        &["sync", "loop_cooldown"],
+        raw.loop_cooldown,
+        DEFAULT_LOOP_COOLDOWN,
+        ANY,
+    );
+    let reconcile_interval = ctx.duration(
+        &["sync", "reconcile_interval"],
+        raw.reconcile_interval,
+        DEFAULT_RECONCILE_INTERVAL,
+        ANY,
+    );
+    Some(SyncConfig {
+        echo_window: echo_window?,
+        loop_max_changes: u32::try_from(loop_max_changes?).ok()?,
+        loop_window: loop_window?,
+        loop_cooldown: loop_cooldown?,
+        reconcile_interval: reconcile_interval?,
+    })
+}
+
+fn log(raw: RawLog, ctx: &mut Ctx<'_>) -> Option<LogConfig> {
+    let format = match raw.format.as_deref().map(str::trim) {
+        None | Some("text") => Some(LogFormat::Text),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            ctx.error(
+                &["log", "format"],
+                format!(
+                    "`log.format` = \"{other}\" is not a log format: use \"text\" or \"json\"{}",
+                    did_you_mean(other, ["text", "json"])
+                ),
+            );
+            None
+        }
+    };
+    let level = raw.level.unwrap_or_else(|| "info".to_owned());
+    let level = match check_level(&level) {
+        Ok(()) => Some(level.trim().to_owned()),
+        Err(why) => {
+            ctx.error(
+                &["log", "level"],
+                format!("`log.level` = \"{level}\": {why}"),
+            );
+            None
+        }
+    };
+    Some(LogConfig {
+        format: format?,
+        level: level?,
+    })
+}
+
+/// A level, or comma-separated `target=level` directives around one.
+fn check_level(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err(format!("empty: use one of {}", LOG_LEVELS.join(", ")));
+    }
+    for directive in text.split(',').map(str::trim) {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if let Some(target) = target
+            && (target.is_empty()
+                || !target
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        {
+            return Err(format!(
+                "`{target}` is not a module path (e.g. presence_sync::sync)"
+            ));
+        }
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{level}` is not a level: use one of {}{}",
+                LOG_LEVELS.join(", "),
+                did_you_mean(level, LOG_LEVELS.iter().copied())
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn mappings(
+    raw: RawMappings,
+    ctx: &mut Ctx<'_>,
+) -> (Option<MappingsConfig>, Vec<(String, PathBuf)>) {
+    let mut profiles = BTreeMap::new();
+    let mut files = Vec::new();
+    let mut ok = true;
+    // group -> the profile that claimed it first
+    let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    let raw_profiles = raw.profiles.unwrap_or_default();
+    let names: Vec<String> = raw_profiles.keys().cloned().collect();
+    for (name, value) in raw_profiles {
+        let table = ["mappings", "profiles", name.as_str()];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            // Lowercase only: environment overrides reach profiles through
+            // lowercased variable names.
+            ctx.error(
+                &table,
+                format!("profile name `{name}`: use lowercase letters, digits, `-` and `_`"),
+            );
+            ok = false;
+        }
+        let raw = match RawProfile::deserialize(&value) {
+            Ok(raw) => raw,
+            Err(error) => {
+                let errors = super::figment_errors(error, &table, &ctx.locator);
+                ctx.diagnostics.extend(errors);
+                ok = false;
+                continue;
+            }
+        };
+        let file_key = ["mappings", "profiles", name.as_str(), "file"];
+        let file = ctx
+            .required(
+                &file_key,
+                raw.file,
+                "the profile's mapping file, e.g. \"mappings/default.toml\"",
+            )
+            .and_then(|f| ctx.path(&file_key, &f));
+        let groups = raw.groups.unwrap_or_default();
+        for (i, group) in groups.iter().enumerate() {
+            let index = i.to_string();
+            let key = [
+                "mappings",
+                "profiles",
+                name.as_str(),
+                "groups",
+                index.as_str(),
+            ];
+            if group.trim().is_empty() {
+                ctx.error(&key, "an empty group name");
+                ok = false;
+            } else if let Some(first) = claimed.get(group) {
+                let message = if *first == name {
+                    format!("group `{group}` is listed twice")
+                } else {
+                    format!(
+                        "group `{group}` is already in profile `{first}`: a group belongs to one profile only"
+                    )
+                };
+                ctx.error(&key, message);
+                ok = false;
+            } else {
+                claimed.insert(group.clone(), name.clone());
+            }
+        }
+        match file {
+            Some(file) => {
+                files.push((name.clone(), file.clone()));
+                profiles.insert(name, ProfileConfig { file, groups });
+            }
+            None => ok = false,
+        }
+    }
+    let default_profile = raw
+        .default_profile
+        .unwrap_or_else(|| DEFAULT_PROFILE.to_owned());
+    if names.is_empty() {
+        ctx.error(
+            &["mappings", "profiles"],
+            "no mapping profiles: add e.g. [mappings.profiles.default] with file = \"mappings/default.toml\"",
+        );
+        ok = false;
+    } else if !names.contains(&default_profile) {
+        ctx.error(
+            &["mappings", "default_profile"],
+            format!(
+                "default profile `{default_profile}` is not in [mappings.profiles]{}",
+                did_you_mean(&default_profile, names.iter().map(String::as_str))
+            ),
+        );
+        ok = false;
+    }
+    let config = ok.then_some(MappingsConfig {
+        default_profile,
+        profiles,
+    });
+    (config, files)
+}
+
+fn base_url(
+    ctx: &mut Ctx<'_>,
+    key: &[&str],
+    value: Option<String>,
+    default: &str,
+) -> Option<String> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    match check_base_url(&text) {
+        Ok(url) => Some(url),
+        Err(why) => {
+            ctx.error(key, format!("`{}` = \"{text}\": {why}", key.join(".")));
+            None
+        }
+    }
+}
+
+fn check_base_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("not a URL: write e.g. \"https://graph.microsoft.com\"".into());
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    if host.is_empty() || url.chars().any(char::is_whitespace) || rest.contains(['?', '#']) {
+        return Err("not a base URL: write e.g. \"https://graph.microsoft.com\"".into());
+    }
+    match scheme {
+        "https" => Ok(url.to_owned()),
+        // Tokens travel over this connection: plain http only to a local simulator.
+        "http" if matches!(host, "localhost" | "::1") || host.starts_with("127.") => {
+            Ok(url.to_owned())
+        }
+        "http" => Err("plain http is only allowed to localhost (a simulator): use https".into()),
+        _ => Err("the scheme must be https".into()),
+    }
+}
+
+fn is_guid(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn is_domain(text: &str) -> bool {
+    let labels: Vec<&str> = text.split('.').collect();
+    text.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_are_guids_or_domains() {
+        assert!(is_guid("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+        assert!(!is_guid("72f988bf-86f1-41af-91ab-2d7cd011db4"));
+        assert!(is_domain("contoso.onmicrosoft.com"));
+        assert!(!is_domain("contoso"));
+        assert!(!is_domain("-x.com"));
+    }
+
+    #[test]
+    fn base_urls_need_https_except_on_localhost() {
+        assert_eq!(
+            check_base_url("https://graph.microsoft.us/").as_deref(),
+            Ok("https://graph.microsoft.us")
+        );
+        assert!(check_base_url("http://127.0.0.1:9000").is_ok());
+        assert!(check_base_url("http://[::1]:9000/sim").is_ok());
+        assert!(check_base_url("http://graph.microsoft.com").is_err());
+        assert!(check_base_url("graph.microsoft.com").is_err());
+        assert!(check_base_url("https://").is_err());
+    }
+
+    #[test]
+    fn log_levels_take_directives() {
+        assert!(check_level("info").is_ok());
+        assert!(check_level("warn,presence_sync::sync=debug").is_ok());
+        assert_eq!(
+            check_level("inf"),
+            Err("`inf` is not a level: use one of trace, debug, info, warn, error, off (did you mean `info`?)".into())
+        );
+        assert!(check_level("=debug").is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! `presence-sync check` as an admin runs it: the built binary, a config in
+//! a temporary directory, a clean environment.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const GUID: &str = "11111111-2222-3333-4444-555555555555";
+const SHIPPED_PROFILES: [&str; 3] = ["default", "amazon-connect", "genesys"];
+
+fn presence_sync(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_presence-sync"));
+    // A clean environment: no PRESENCE_SYNC_* from the caller (CI exports
+    // one), no credentials directory unless a test gives one.
+    command.env_clear().args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run presence-sync")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The repository's shipped mapping profiles, or `None` (with a message)
+/// while they are not in this tree.
+fn shipped_profiles() -> Option<Vec<(&'static str, PathBuf)>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profiles: Vec<_> = SHIPPED_PROFILES
+        .iter()
+        .map(|name| (*name, root.join("mappings").join(format!("{name}.toml"))))
+        .collect();
+    if let Some((_, missing)) = profiles.iter().find(|(_, path)| !path.exists()) {
+        eprintln!(
+            "skipped: {} is not in this tree yet (the shipped mapping profiles come with the mapping loader)",
+            missing.display()
+        );
+        return None;
+    }
+    Some(profiles)
+}
+
+/// A config in `dir` whose secrets are files beside it.
+fn write_config(dir: &Path, profiles: &[(&str, PathBuf)]) -> PathBuf {
+    fs::write(dir.join("client-secret"), "dummy-client-secret\n").unwrap();
+    fs::write(dir.join("api-token"), "dummy-api-token\n").unwrap();
+    let mut text = format!(
+        r#"[graph]
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "{GUID}"
+client_secret_file = "client-secret"
+
+[api]
+token_file = "api-token"
+
+[store]
+state_dir = "state"
+
+[mappings]
+default_profile = "default"
+"#
+    );
+    for (name, file) in profiles {
+        text.push_str(&format!(
+            "\n[mappings.profiles.{name}]\nfile = {:?}\n",
+            file.display().to_string()
+        ));
+    }
+    let path = dir.join("presence-sync.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_valid_config_with_the_shipped_profiles_passes() {
+    let Some(profiles) = shipped_profiles() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &profiles);
+    let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(stdout(&output), "");
+    assert_eq!(stderr(&output), "ok: config and 3 profiles valid\n");
+    assert!(output.status.success());
+}
+
+#[test]
+fn the_example_config_passes_with_systemd_credentials() {
+    if shipped_profiles().is_none() {
+        return;
+    }
+    let credentials = tempfile::tempdir().unwrap();
+    fs::write(credentials.path().join("graph-client-secret"), "dummy\n").unwrap();
+    fs::write(credentials.path().join("api-token"), "dummy\n").unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/presence-sync.toml");
+    let output = presence_sync(
+        &["check", "--config", example.to_str().unwrap()],
+        &[("CREDENTIALS_DIRECTORY", credentials.path())],
+    );
+    assert_eq!(stdout(&output), "");
+    assert_eq!(stderr(&output), "ok: config and 3 profiles valid\n");
+    assert!(output.status.success());
+}
+
+#[test]
+fn a_broken_config_prints_located_errors_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("presence-sync.toml");
+    fs::write(
+        &config,
+        format!(
+            "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"{GUID}\"\nclient_secret = \"x\"\n\n\
+             [sync]\necho_window = \"soon\"\n\n[store]\nstate_dir = \"/tmp\"\n\n\
+             [mappings]\ndefault_profile = \"defualt\"\n[mappings.profiles.default]\nfile = \"default.toml\"\n"
+        ),
+    )
+    .unwrap();
+    let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = stdout(&output);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let prefix = format!("{}:", config.display());
+    assert!(
+        lines[0].starts_with(&format!(
+            "{prefix}4:1: `graph.client_secret`: secrets are never read"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{prefix}7:1: `sync.echo_window`: `soon` is not a duration"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[2],
+        format!(
+            "{prefix}13:1: default profile `defualt` is not in [mappings.profiles] (did you mean `default`?)"
+        )
+    );
+    // The mapping file is checked too, even though the config is broken.
+    assert!(
+        lines[3..]
+            .iter()
+            .any(|l| l.starts_with(&dir.path().join("default.toml").display().to_string())),
+        "{stdout}"
+    );
+    assert!(stderr(&output).ends_with(&format!(
+        "failed: {} errors in the config and its mapping files\n",
+        lines.len()
+    )));
+}
+
+#[test]
+fn an_unreadable_secret_file_is_an_error_on_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[("default", dir.path().join("default.toml"))]);
+    fs::remove_file(dir.path().join("client-secret")).unwrap();
+    let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!(
+        "{}:4:1: cannot read the Graph client secret from `{}`:",
+        config.display(),
+        dir.path().join("client-secret").display()
+    );
+    assert!(
+        stdout(&output).lines().any(|l| l.starts_with(&expected)),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!stdout(&output).contains("dummy-api-token"));
+}
+
+#[test]
+fn a_missing_credential_names_the_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = tempfile::tempdir().unwrap();
+    let config = dir.path().join("presence-sync.toml");
+    fs::write(
+        &config,
+        format!("[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"{GUID}\"\n\n[store]\nstate_dir = \"/tmp\"\n\n[mappings.profiles.default]\nfile = \"default.toml\"\n"),
+    )
+    .unwrap();
+    let output = presence_sync(
+        &["check", "--config", config.to_str().unwrap()],
+        &[("CREDENTIALS_DIRECTORY", credentials.path())],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = stdout(&output);
+    assert!(
+        stdout.contains(&format!("{}:1:2: the Graph client secret: the systemd credential `graph-client-secret` is not in", config.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the API token: the systemd credential `api-token` is not in"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn environment_overrides_are_reported_by_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[("default", dir.path().join("default.toml"))]);
+    let output = presence_sync(
+        &["check", "--config", config.to_str().unwrap()],
+        &[("PRESENCE_SYNC_SYNC__LOOP_MAX_CHANGES", Path::new("1"))],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).starts_with(
+            "env PRESENCE_SYNC_SYNC__LOOP_MAX_CHANGES: `sync.loop_max_changes` = 1 is out of range: it must be at least 2\n"
+        ),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn a_missing_config_file_exits_1() {
+    let output = presence_sync(
+        &["check", "--config", "/nonexistent/presence-sync.toml"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).starts_with("/nonexistent/presence-sync.toml: cannot read the config:")
+    );
+}
+
+#[test]
+fn version_and_usage() {
+    let output = presence_sync(&["--version"], &[]);
+    assert!(output.status.success());
+    assert_eq!(
+        stdout(&output),
+        format!("presence-sync {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let output = presence_sync(&["check"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--config <FILE>"));
+}
