@@ -326,3 +326,165 @@ fn run(
         .unwrap_or_else(|| visible(&(state, phases[phase % phases.len()])));
     Some((trajectory, first_rule, id))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::mapping::parse_profile;
+    use crate::mapping::profile::Direction;
+
+    /// Loads with direction off (never cycle-checked), then sets `direction`.
+    fn profile(source: &str, direction: Direction) -> Profile {
+        let text = format!("direction = \"off\"\n{source}");
+        match parse_profile("t", Path::new("t.toml"), &text) {
+            Ok(mut p) => {
+                p.direction = direction;
+                p
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn messages(p: &Profile) -> Vec<String> {
+        find_cycles(p).iter().map(|c| c.message(p)).collect()
+    }
+
+    const FLIP: &str = r#"
+[statuses]
+Lunch = { teams = "Away/Away" }
+Break = { teams = "Away/Away" }
+[[teams_to_cc]]
+when = "Away/Away"
+set = "Break"
+replaces = ["Lunch"]
+[[teams_to_cc]]
+when = "Away/Away"
+set = "Lunch"
+replaces = ["Break"]
+"#;
+
+    #[test]
+    fn spells_out_a_cycle_through_both_directions() {
+        let p = profile(FLIP, Direction::Both);
+        assert_eq!(
+            messages(&p),
+            [
+                "mapping cycle: CC status `Lunch` does not settle: Lunch → Away/Away → Break → Away/Away → Lunch → ...",
+                "mapping cycle: CC status `Break` does not settle: Break → Away/Away → Lunch → Away/Away → Break → ...",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_direction_alone_cannot_cycle_through_our_writes() {
+        assert!(find_cycles(&profile(FLIP, Direction::CcToTeams)).is_empty());
+        assert!(find_cycles(&profile(FLIP, Direction::Off)).is_empty());
+    }
+
+    #[test]
+    fn rules_alone_can_cycle_on_the_users_presence() {
+        // Teams → CC only: the user's own Away keeps flipping the CC.
+        let p = profile(FLIP, Direction::TeamsToCc);
+        let found = messages(&p);
+        assert_eq!(
+            found,
+            [
+                "mapping cycle: Teams Away/Away with CC `Lunch` does not settle: Away/Away → Break → Lunch → ..."
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restore_that_hides_its_own_trigger_cycles() {
+        let source = r#"
+[statuses]
+Available = { teams = "clear" }
+Break = { teams = "Available/Available" }
+[[teams_to_cc]]
+when = "Away"
+set = "Break"
+replaces = ["Available"]
+restore = true
+"#;
+        let p = profile(source, Direction::Both);
+        let cycles = find_cycles(&p);
+        assert_eq!(cycles.len(), 1, "{:?}", messages(&p));
+        assert_eq!(cycles[0].first_rule, Some(0));
+        assert_eq!(
+            cycles[0].message(&p),
+            "mapping cycle: Teams Away/Away with CC `Available` does not settle: Away/Away → Break → Available/Available → Available → Away/Away → ..."
+        );
+    }
+
+    #[test]
+    fn the_meeting_latch_settles() {
+        let source = r#"
+[statuses]
+Available = { teams = "clear" }
+"On contact" = { teams = "Busy/InACall" }
+Meeting = { teams = "clear" }
+[[teams_to_cc]]
+when = ["Busy/InAMeeting", "DoNotDisturb/Presenting"]
+set = "Meeting"
+replaces = ["Available"]
+restore = true
+"#;
+        assert!(find_cycles(&profile(source, Direction::Both)).is_empty());
+    }
+
+    #[test]
+    fn the_restore_brings_back_what_was_replaced() {
+        let source = r#"
+[statuses]
+Available = { teams = "clear" }
+Meeting = { teams = "clear" }
+[[teams_to_cc]]
+when = "Busy/InAMeeting"
+set = "Meeting"
+replaces = ["Available"]
+restore = true
+"#;
+        let p = profile(source, Direction::Both);
+        let in_meeting = State {
+            cc: StatusId(0),
+            ours: None,
+            user: Some(Presence::from_graph("Busy", "InAMeeting")),
+            memory: None,
+        };
+        let (latched, rule) = teams_to_cc(&p, &in_meeting);
+        assert_eq!(rule, Some(0));
+        let Some(latched) = latched else {
+            panic!("the rule should fire")
+        };
+        assert_eq!(latched.cc, StatusId(1));
+        assert_eq!(latched.memory, Some((0, StatusId(0), StatusId(1))));
+        let ended = State {
+            user: Some(Presence::from_graph("Available", "Available")),
+            ..latched.clone()
+        };
+        let (restored, _) = teams_to_cc(&p, &ended);
+        assert_eq!(
+            restored.map(|s| (s.cc, s.memory)),
+            Some((StatusId(0), None))
+        );
+        // The agent moved on by hand: memory is dropped, nothing restored.
+        let moved = State {
+            cc: StatusId(0),
+            ..ended
+        };
+        let (forgot, _) = teams_to_cc(&p, &moved);
+        assert_eq!(forgot.map(|s| (s.cc, s.memory)), Some((StatusId(0), None)));
+    }
+
+    #[test]
+    fn the_universe_adds_the_profiles_own_pairs() {
+        let p = profile(FLIP, Direction::Both);
+        let u = universe(&p);
+        assert_eq!(u.len(), TEAMS_STATES.len());
+        let source = "[statuses]\nA = { teams = \"Busy/InAConferenceCall\" }\n[[teams_to_cc]]\nwhen = \"Available/Away\"\nset = \"A\"\nreplaces = \"*\"\n";
+        let u = universe(&profile(source, Direction::Both));
+        assert!(u.contains(&Presence::from_graph("Available", "Away")));
+    }
+}

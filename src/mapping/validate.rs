@@ -229,7 +229,17 @@ impl Validator<'_> {
             return Some(TeamsTarget::Set(presence));
         }
         let written = presence.to_string();
-        let best = nearest(&written, allowed.iter().map(String::as_str)).map(str::to_owned);
+        // Edit distance over the whole pair misses the obvious neighbour
+        // (Busy/Busy → Busy/InACall): a pair sharing a side is the better guess.
+        let sharing = |side: usize, value: &str| {
+            allowed
+                .iter()
+                .find(|p| p.split('/').nth(side) == Some(value))
+                .cloned()
+        };
+        let best = sharing(0, presence.availability.as_str())
+            .or_else(|| sharing(1, presence.activity.as_str()))
+            .or_else(|| nearest(&written, allowed.iter().map(String::as_str)).map(str::to_owned));
         let mut listed: Vec<&str> = Vec::with_capacity(allowed.len());
         if let Some(best) = &best {
             listed.push(best);
@@ -505,5 +515,210 @@ impl Validator<'_> {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::mapping::parse_profile;
+
+    fn load(source: &str) -> Result<Profile, Vec<String>> {
+        parse_profile("test", Path::new("t.toml"), source)
+            .map_err(|ds| ds.into_iter().map(|d| d.message).collect())
+    }
+
+    fn errors(source: &str) -> Vec<String> {
+        load(source).err().unwrap_or_default()
+    }
+
+    fn pair(a: &str, b: &str) -> TeamsTarget {
+        TeamsTarget::Set(Presence::from_graph(a, b))
+    }
+
+    const MEETING: &str = "[statuses]\nAvailable = { routable = true }\nMeeting = {}\nLunch = { teams = \"Away/Away\" }\n";
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let Ok(p) = load(&format!(
+            "{MEETING}[[teams_to_cc]]\nwhen = [\"Busy/InAMeeting\"]\nset = \"Meeting\"\nreplaces = \"*\"\n"
+        )) else {
+            panic!("should load");
+        };
+        assert_eq!(p.name, "test");
+        assert_eq!(p.direction, Direction::Both);
+        assert_eq!(p.debounce, Duration::from_secs(15));
+        assert_eq!(p.prefer, Side::Cc);
+        assert_eq!(p.write_mode, WriteMode::Session);
+        assert_eq!(
+            p.cc_to_teams,
+            [TeamsTarget::Clear, TeamsTarget::Clear, pair("Away", "Away")]
+        );
+        assert!(p.statuses[0].routable && !p.statuses[1].routable);
+        assert_eq!(p.rules[0].name, "rule 1");
+        assert_eq!(p.rules[0].replaces, None);
+        assert!(!p.rules[0].restore);
+        assert_eq!(p.rules[0].debounce, None);
+        assert!(p.blocking.is_empty());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let Ok(p) = load(&format!(
+            "direction = \"teams_to_cc\"\ndebounce = \"1m\"\nprefer = \"teams\"\ndefault_teams = \"busy/inacall\"\n\
+             {MEETING}Offline = {{ teams = \"CLEAR\" }}\n\
+             [[teams_to_cc]]\nname = \"m\"\nwhen = [\"Busy/InAMeeting\"]\nset = \"Meeting\"\nreplaces = [\"Available\"]\nrestore = true\ndebounce = \"PT30S\"\n\
+             [routing]\nblocking = [\"DoNotDisturb/*\"]\n"
+        )) else {
+            panic!("should load");
+        };
+        assert_eq!(p.direction, Direction::TeamsToCc);
+        assert_eq!(p.debounce, Duration::from_secs(60));
+        assert_eq!(p.prefer, Side::Teams);
+        // Teams values are normalised to Graph's spelling.
+        assert_eq!(p.cc_to_teams[0], pair("Busy", "InACall"));
+        assert_eq!(p.cc_to_teams[3], TeamsTarget::Clear);
+        let rule = &p.rules[0];
+        assert_eq!(rule.name, "m");
+        assert_eq!(rule.replaces, Some(vec![StatusId(0)]));
+        assert!(rule.restore);
+        assert_eq!(rule.debounce, Some(Duration::from_secs(30)));
+        assert!(p.is_blocking(&Presence::from_graph("DoNotDisturb", "Presenting")));
+    }
+
+    #[test]
+    fn bad_choices_name_the_nearest_value() {
+        assert_eq!(
+            errors(&format!("direction = \"Both\"\n{MEETING}")),
+            [
+                "unknown direction `Both` (did you mean `both`?); expected one of: both, cc_to_teams, teams_to_cc, off"
+            ]
+        );
+        assert_eq!(
+            errors(&format!("prefer = \"agent\"\n{MEETING}")),
+            ["unknown prefer `agent`; expected one of: cc, teams"]
+        );
+    }
+
+    #[test]
+    fn bad_durations_are_reported() {
+        let found = errors(&format!("debounce = \"fast\"\n{MEETING}"));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].starts_with("bad `debounce`: `fast` is not a duration"));
+    }
+
+    #[test]
+    fn statuses_must_not_be_empty() {
+        assert_eq!(
+            errors("statuses = {}\n"),
+            ["[statuses] is empty: list every CC status the profile knows"]
+        );
+    }
+
+    #[test]
+    fn the_wildcard_is_not_a_status_name() {
+        assert_eq!(
+            errors("[statuses]\n\"*\" = {}\n"),
+            ["`*` cannot be a status name: in `replaces` it means any status"]
+        );
+    }
+
+    #[test]
+    fn targets_must_be_writable_in_the_write_mode() {
+        let session = errors("[statuses]\nA = { teams = \"Busy/Busy\" }\n");
+        assert_eq!(session.len(), 1);
+        assert!(session[0].starts_with(
+            "`Busy/Busy` cannot be set by an app (did you mean `Busy/InACall`?); setPresence"
+        ));
+        assert!(
+            load("write_mode = \"preferred\"\n[statuses]\nA = { teams = \"Busy/Busy\" }\n").is_ok()
+        );
+        // With the mode itself wrong, only the pair's values are checked.
+        assert_eq!(
+            errors("write_mode = \"x\"\n[statuses]\nA = { teams = \"Busy/Busy\" }\nB = { teams = \"Busy/Bsy\" }\n").len(),
+            2
+        );
+    }
+
+    #[test]
+    fn unknown_teams_values_name_the_nearest() {
+        assert_eq!(
+            errors("[statuses]\nA = { teams = \"Away/Awya\" }\n"),
+            ["unknown Teams activity `Awya` in `Away/Awya` (did you mean `Away`?)"]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{MEETING}[routing]\nblocking = [\"Presenting\"]\n"
+            )),
+            ["unknown Teams availability `Presenting`"]
+        );
+    }
+
+    fn rule(body: &str) -> String {
+        format!("{MEETING}[[teams_to_cc]]\n{body}\n")
+    }
+
+    #[test]
+    fn rules_need_patterns_and_known_statuses() {
+        assert_eq!(
+            errors(&rule("when = []\nset = \"Meeting\"\nreplaces = \"*\"")),
+            ["`when` is empty: a rule needs at least one Teams presence pattern"]
+        );
+        assert_eq!(
+            errors(&rule(
+                "when = \"Busy\"\nset = \"Meting\"\nreplaces = [\"available\"]"
+            )),
+            [
+                "unknown CC status `Meting` (did you mean `Meeting`?); statuses are the keys of [statuses], exact case",
+                "unknown CC status `available` (did you mean `Available`?); statuses are the keys of [statuses], exact case",
+            ]
+        );
+        assert_eq!(
+            errors(&rule(
+                "when = \"Busy\"\nset = \"Meeting\"\nreplaces = [\"Meeting\"]"
+            )),
+            ["`Meeting` is this rule's own `set` status: replacing it could never change anything"]
+        );
+        assert_eq!(
+            errors(&rule("when = \"Busy\"\nset = \"Meeting\"\nreplaces = []")).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn duplicate_rule_names_are_reported() {
+        let body = "name = \"x\"\nwhen = \"Busy\"\nset = \"Meeting\"\nreplaces = [\"Available\"]";
+        let other = "name = \"x\"\nwhen = \"Away\"\nset = \"Lunch\"\nreplaces = [\"Available\"]";
+        assert_eq!(
+            errors(&format!("{}[[teams_to_cc]]\n{other}\n", rule(body))),
+            ["duplicate rule name `x`: the rule at line 5 has it too"]
+        );
+    }
+
+    #[test]
+    fn a_rule_behind_a_broader_one_is_shadowed() {
+        let first = "name = \"busy\"\nwhen = \"Busy\"\nset = \"Meeting\"\nreplaces = \"*\"";
+        let second = "name = \"meeting\"\nwhen = \"Busy/InAMeeting\"\nset = \"Lunch\"\nreplaces = [\"Available\"]";
+        assert_eq!(
+            errors(&format!("{}[[teams_to_cc]]\n{second}\n", rule(first))),
+            ["rule `meeting` (line 10) can never fire: rule `busy` (line 5) matches first"]
+        );
+    }
+
+    #[test]
+    fn a_rule_for_other_statuses_is_not_shadowed() {
+        let first = "when = \"Busy\"\nset = \"Meeting\"\nreplaces = [\"Available\"]";
+        let second = "when = \"Busy/InAMeeting\"\nset = \"Meeting\"\nreplaces = [\"Lunch\"]";
+        let third =
+            "when = [\"Busy/InAMeeting\", \"Away\"]\nset = \"Meeting\"\nreplaces = [\"Available\"]";
+        assert_eq!(
+            errors(&format!(
+                "{}[[teams_to_cc]]\n{second}\n[[teams_to_cc]]\n{third}\n",
+                rule(first)
+            )),
+            Vec::<String>::new()
+        );
     }
 }
