@@ -1,32 +1,33 @@
 //! Mapping profiles: the TOML files admins write (`mappings/*.toml`).
 //!
 //! Loading goes through three layers, each reporting every problem it finds:
-//! [`file`] reads the TOML shape (keys, types), [`validate`] gives the values
+//! `file` reads the TOML shape (keys, types), `validate` gives the values
 //! their meaning and builds the [`Profile`], and [`cycles`] checks that the
 //! two directions together always settle. The format is documented for
 //! admins in `mappings/README.md`.
 
 pub mod cycles;
-pub mod file;
+pub(crate) mod file;
 pub mod profile;
-pub mod validate;
+pub(crate) mod validate;
 
 use std::path::Path;
 
 use crate::diagnostics::Diagnostic;
 
 pub use profile::*;
+pub use validate::DEFAULT_DEBOUNCE;
 
 /// A problem at a byte offset of the file being loaded; it becomes a
 /// [`Diagnostic`] once the path is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub at: usize,
     pub message: String,
 }
 
 impl Problem {
-    pub fn new(at: usize, message: impl Into<String>) -> Self {
+    pub(crate) fn new(at: usize, message: impl Into<String>) -> Self {
         Problem {
             at,
             message: message.into(),
