@@ -513,6 +513,15 @@ impl Reader {
     fn replaces(&mut self, entry: &Entry<'_>) -> Option<Sp<RawReplaces>> {
         let list = self.strings(entry, "`replaces`")?;
         let any = list.value.iter().any(|s| s.value == "*");
+        // The other names would go unchecked, hiding a typo or a status the
+        // admin meant to protect.
+        if any && list.value.len() > 1 {
+            self.problem(
+                list.at,
+                "`replaces` mixes \"*\" (any status) with status names: write \"*\" alone, or list the statuses",
+            );
+            return None;
+        }
         Some(Sp {
             value: if any {
                 RawReplaces::Any
@@ -561,7 +570,7 @@ routable = true
 [[teams_to_cc]]
 when = "Busy/InAMeeting"
 set = "Offline"
-replaces = ["Available", "*"]
+replaces = ["*"]
 
 [routing]
 blocking = ["DoNotDisturb/*"]
@@ -615,6 +624,15 @@ blocking = ["DoNotDisturb/*"]
                 "rule 1 has no `replaces`: the CC statuses it may replace, or \"*\" for any; required so that no rule interrupts a contact by accident",
             ]
         );
+    }
+
+    #[test]
+    fn the_wildcard_stands_alone_in_replaces() {
+        let found = problems(
+            "[statuses]\nA = {}\n[[teams_to_cc]]\nwhen = \"Busy\"\nset = \"A\"\nreplaces = [\"*\", \"B\"]\n",
+        );
+        assert_eq!(found.len(), 1);
+        assert!(found[0].starts_with("`replaces` mixes"));
     }
 
     #[test]
