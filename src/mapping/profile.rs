@@ -1,6 +1,6 @@
 //! A validated mapping profile: what the sync engine and routing read.
 //!
-//! Built only by the loader (`mapping::load`), so everything here already
+//! Built only by the loader (`mapping::load_profile`), so everything here already
 //! passed validation: statuses resolve, pairs are writable, there are no
 //! shadowed rules and no cycles.
 
