@@ -64,7 +64,10 @@ impl Load {
             engine,
             agents,
             statuses,
-            presences: PRESENCES.iter().map(|(a, b)| Presence::from_graph(a, b)).collect(),
+            presences: PRESENCES
+                .iter()
+                .map(|(a, b)| Presence::from_graph(a, b))
+                .collect(),
             now: Timestamp::from_secs(1_700_000_000),
             step: 0,
             out: Vec::with_capacity(4096),
@@ -80,17 +83,21 @@ impl Load {
             self.step += 1;
             let step = self.step;
             // A cheap spread over agents that is not sequential.
-            let agent = AgentKey(((step.wrapping_mul(2_654_435_761)) % u64::from(self.agents)) as u32);
+            let agent =
+                AgentKey(((step.wrapping_mul(2_654_435_761)) % u64::from(self.agents)) as u32);
             self.now = self.now + Duration::from_millis(1);
-            let result = if step % 2 == 0 {
-                let presence = self.presences[(step / 2 % self.presences.len() as u64) as usize].clone();
-                self.engine.observe_teams(self.now, agent, presence, &mut self.out)
+            let result = if step.is_multiple_of(2) {
+                let presence =
+                    self.presences[(step / 2 % self.presences.len() as u64) as usize].clone();
+                self.engine
+                    .observe_teams(self.now, agent, presence, &mut self.out)
             } else {
                 let status = StatusId((step / 2 % u64::from(self.statuses)) as u16);
-                self.engine.report_cc(self.now, agent, status, &mut self.out)
+                self.engine
+                    .report_cc(self.now, agent, status, &mut self.out)
             };
             debug_assert!(result.is_ok());
-            if step % 1000 == 0 {
+            if step.is_multiple_of(1000) {
                 self.engine.tick(self.now, &mut self.out);
             }
             self.answer_writes();
