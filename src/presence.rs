@@ -14,8 +14,9 @@ macro_rules! presence_enum {
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name {
             $($variant,)+
-            /// A value Graph sent that this build does not know, kept verbatim.
-            Other(Arc<str>),
+            /// A value Graph sent that this build does not know, kept verbatim
+            /// (behind a thin pointer: engine state stays small per agent).
+            Other(Arc<String>),
         }
 
         impl $name {
@@ -27,7 +28,7 @@ macro_rules! presence_enum {
                 $(if text.eq_ignore_ascii_case(stringify!($variant)) {
                     return $name::$variant;
                 })+
-                $name::Other(Arc::from(text))
+                $name::Other(Arc::new(text.to_string()))
             }
 
             /// Case-insensitive, known values only: for mapping files, where an

@@ -9,7 +9,9 @@ use crate::time::Timestamp;
 
 use super::loop_guard::LoopGuard;
 use super::restore::RestorePoint;
-use super::{ProfileId, TeamsWrite, Why, WriteId};
+use std::sync::Arc;
+
+use super::{ProfileId, Why, WriteId};
 
 /// Who set a value: the person (or their own client), or the daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,12 +58,12 @@ impl TeamsSide {
 pub struct WriteSide {
     /// What the CC status says Teams should show (None: nothing decided yet).
     pub desired: Option<TeamsTarget>,
-    /// The last write Graph confirmed, and when.
-    pub active: Option<(TeamsWrite, Timestamp)>,
+    /// The target of the last write Graph confirmed, and when.
+    pub active: Option<(TeamsTarget, Timestamp)>,
     /// The write on its way, with the target it carries.
     pub in_flight: Option<(WriteId, TeamsTarget)>,
     /// Why `desired` is what it is: sent along when a coalesced write goes out.
-    pub desired_why: Option<Why>,
+    pub desired_why: Option<Arc<Why>>,
     /// When a confirmed set must show in Teams, or it counts as overridden.
     pub echo_deadline: Option<Timestamp>,
     /// Teams keeps showing something else than our write (since when).
@@ -81,7 +83,7 @@ pub struct AgentState {
     pub restore: Option<RestorePoint>,
     pub guard: LoopGuard,
     /// The last decision and why it was made.
-    pub last_why: Option<Why>,
+    pub last_why: Option<Arc<Why>>,
     /// The earliest wake-up this agent has asked for.
     pub wake_at: Option<Timestamp>,
 }
@@ -102,11 +104,36 @@ impl AgentState {
 
     /// Heap bytes owned by this agent, beyond its inline size.
     pub fn heap_bytes(&self) -> usize {
+        // Both reasons usually point at the same allocation; count it once.
+        let why = std::mem::size_of::<Why>() + 16;
+        let whys = match (&self.last_why, &self.writes.desired_why) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => why,
+            (a, b) => why * (usize::from(a.is_some()) + usize::from(b.is_some())),
+        };
         self.guard.heap_bytes()
+            + whys
             + self
                 .writes
                 .last_error
                 .as_ref()
                 .map_or(0, |(m, _)| m.capacity())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The target is at most 1 KiB of engine state per agent, heap included
+    /// (measured by `cargo bench --bench engine`); the inline part is the
+    /// bulk of it, so it has a budget of its own that a careless field breaks.
+    #[test]
+    fn inline_state_stays_within_its_budget() {
+        assert!(
+            std::mem::size_of::<AgentState>() <= 512,
+            "{}",
+            std::mem::size_of::<AgentState>()
+        );
+        assert!(std::mem::size_of::<Presence>() <= 32);
     }
 }

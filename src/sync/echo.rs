@@ -20,11 +20,7 @@ pub fn is_cc_echo(cc: &CcSide, status: StatusId, now: Timestamp, window: Duratio
 
 /// Teams shows the presence our confirmed or in-flight write sets.
 pub fn is_teams_echo(writes: &WriteSide, presence: &Presence) -> bool {
-    let active = writes
-        .active
-        .as_ref()
-        .and_then(|(w, _)| w.presence())
-        .is_some_and(|p| p == presence);
+    let active = matches!(&writes.active, Some((TeamsTarget::Set(p), _)) if p == presence);
     let in_flight = matches!(&writes.in_flight, Some((_, TeamsTarget::Set(p))) if p == presence);
     active || in_flight
 }
@@ -33,6 +29,8 @@ pub fn is_teams_echo(writes: &WriteSide, presence: &Presence) -> bool {
 /// still shows something else then, the user's own choice hides our write.
 /// Returns the presence we expected when an override is detected.
 pub fn overridden<'a>(writes: &'a WriteSide, shown: Option<&Presence>) -> Option<&'a Presence> {
-    let expected = writes.active.as_ref().and_then(|(w, _)| w.presence())?;
+    let Some((TeamsTarget::Set(expected), _)) = &writes.active else {
+        return None;
+    };
     (shown != Some(expected)).then_some(expected)
 }

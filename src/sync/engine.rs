@@ -169,10 +169,13 @@ impl Engine {
             .and_then(Option::take)
             .ok_or(EngineError::UnknownAgent)?;
         self.free.push(key.0);
-        let hand_back = match state.writes.active.as_ref().map(|(w, _)| w) {
-            Some(TeamsWrite::SetSession { .. }) => Some(TeamsWrite::ClearSession),
+        let mode = self.profile(state.profile)?.write_mode;
+        let hand_back = match (&state.writes.active, mode) {
+            (Some((TeamsTarget::Set(_), _)), WriteMode::Session) => Some(TeamsWrite::ClearSession),
             // The user set their own preference over ours: it is theirs now.
-            Some(TeamsWrite::SetPreferred { .. }) if state.writes.overridden_since.is_none() => {
+            (Some((TeamsTarget::Set(_), _)), WriteMode::Preferred)
+                if state.writes.overridden_since.is_none() =>
+            {
                 Some(TeamsWrite::ClearPreferred)
             }
             _ => None,
@@ -385,8 +388,7 @@ impl Engine {
                 state.writes.retry_at = None;
                 match &target {
                     TeamsTarget::Set(presence) => {
-                        let write = write_for(&target, profile.write_mode, settings.session_expiry);
-                        state.writes.active = Some((write, now));
+                        state.writes.active = Some((target.clone(), now));
                         state.writes.keepalive_at = (profile.write_mode == WriteMode::Session)
                             .then(|| keepalive::refresh_at(now, presence, key, &settings));
                         state.writes.echo_deadline = (state.teams.presence() != Some(presence)
@@ -692,7 +694,7 @@ fn propagate_cc(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     };
     let target = ctx.profile.target_for(status).clone();
     state.writes.desired = Some(target);
-    state.writes.desired_why = Some(why);
+    state.writes.desired_why = Some(Arc::new(why));
     send_desired(ctx, state, true);
 }
 
@@ -706,11 +708,8 @@ fn send_desired(ctx: &mut Ctx<'_>, state: &mut AgentState, counts_as_change: boo
     let Some(desired) = state.writes.desired.clone() else {
         return;
     };
-    let active_target = match state.writes.active.as_ref().and_then(|(w, _)| w.presence()) {
-        Some(p) => TeamsTarget::Set(p.clone()),
-        None => TeamsTarget::Clear,
-    };
-    if desired == active_target {
+    let active_target = state.writes.active.as_ref().map(|(t, _)| t);
+    if active_target.unwrap_or(&TeamsTarget::Clear) == &desired {
         return;
     }
     if desired == TeamsTarget::Clear
@@ -723,12 +722,14 @@ fn send_desired(ctx: &mut Ctx<'_>, state: &mut AgentState, counts_as_change: boo
         state.writes.overridden_since = None;
         return;
     }
-    let why = state.writes.desired_why.clone().unwrap_or(Why {
-        flow: Flow::CcToTeams,
-        reason: Reason::Retry,
-        at: ctx.now,
+    let why = state.writes.desired_why.clone().unwrap_or_else(|| {
+        Arc::new(Why {
+            flow: Flow::CcToTeams,
+            reason: Reason::Retry,
+            at: ctx.now,
+        })
     });
-    emit_write(ctx, state, desired, why.clone());
+    emit_write(ctx, state, desired, Why::clone(&why));
     state.writes.overridden_since = None;
     state.writes.echo_deadline = None;
     if counts_as_change {
@@ -812,7 +813,7 @@ fn propagate_teams(ctx: &mut Ctx<'_>, state: &mut AgentState) {
         why: why.clone(),
     });
     state.cc.requested = Some((status, ctx.now));
-    state.last_why = Some(why);
+    state.last_why = Some(Arc::new(why));
     record_change(ctx, state, Flow::TeamsToCc);
 }
 
@@ -849,7 +850,10 @@ fn keep_alive(ctx: &mut Ctx<'_>, state: &mut AgentState) {
         return;
     }
     state.writes.keepalive_at = None;
-    let Some((TeamsWrite::SetSession { presence, .. }, _)) = state.writes.active.clone() else {
+    if ctx.profile.write_mode != WriteMode::Session {
+        return;
+    }
+    let Some((TeamsTarget::Set(presence), _)) = state.writes.active.clone() else {
         return;
     };
     if state.writes.desired != Some(TeamsTarget::Set(presence.clone())) {
@@ -874,6 +878,7 @@ fn retry(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     }
     state.writes.retry_at = None;
     if let Some(why) = state.writes.desired_why.as_mut() {
+        let why = Arc::make_mut(why);
         why.reason = Reason::Retry;
         why.at = ctx.now;
     }

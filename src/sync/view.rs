@@ -6,7 +6,7 @@ use crate::time::Timestamp;
 
 use super::agent::{AgentState, Owner};
 use super::loop_guard::Suspended;
-use super::{Flow, TeamsWrite, debounce};
+use super::{Flow, debounce};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentView {
@@ -21,8 +21,8 @@ pub struct AgentView {
     pub teams_blocking: bool,
     /// What the CC status says Teams should show.
     pub teams_target: Option<TeamsTarget>,
-    /// The last write Graph confirmed, and when.
-    pub teams_written: Option<(TeamsWrite, Timestamp)>,
+    /// What the last write Graph confirmed set, and when.
+    pub teams_written: Option<(TeamsTarget, Timestamp)>,
     pub write_in_flight: bool,
     /// A change is waiting for its debounce until then.
     pub debouncing_until: Option<Timestamp>,
