@@ -149,6 +149,20 @@ impl MappingsConfig {
 }
 
 impl Config {
+    /// The sync engine's settings from `[sync]` and `[graph]`.
+    pub fn engine_settings(&self) -> crate::sync::Settings {
+        crate::sync::Settings {
+            echo_window: self.sync.echo_window,
+            loop_limits: crate::sync::loop_guard::LoopLimits {
+                max_changes: self.sync.loop_max_changes,
+                window: self.sync.loop_window,
+                cooldown: self.sync.loop_cooldown,
+            },
+            session_expiry: self.graph.session_expiry,
+            ..crate::sync::Settings::default()
+        }
+    }
+
     /// Every secret the config refers to, to read at start (or in `check`).
     pub fn secrets(&self) -> Vec<&SecretSource> {
         let mut secrets = Vec::new();

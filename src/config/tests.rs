@@ -434,3 +434,16 @@ proptest! {
         let _ = load(&text, &[(var, &value)]);
     }
 }
+
+#[test]
+fn the_engine_gets_the_sync_and_session_settings() {
+    let text = minimal()
+        + "\n[sync]\necho_window = \"2m\"\nloop_max_changes = 4\nloop_cooldown = \"20m\"\n";
+    let config = load(&text, &[("PRESENCE_SYNC_GRAPH__SESSION_EXPIRY", "30m")]).unwrap();
+    let settings = config.engine_settings();
+    assert_eq!(settings.echo_window, Duration::from_secs(120));
+    assert_eq!(settings.loop_limits.max_changes, 4);
+    assert_eq!(settings.loop_limits.window, Duration::from_secs(300));
+    assert_eq!(settings.loop_limits.cooldown, Duration::from_secs(1200));
+    assert_eq!(settings.session_expiry, Duration::from_secs(1800));
+}
