@@ -183,6 +183,15 @@ impl Harness {
             .collect()
     }
 
+    /// When each Teams write was made.
+    pub fn write_times(&self) -> Vec<Timestamp> {
+        self.log
+            .iter()
+            .filter(|(_, d)| matches!(d, Decision::WriteTeams { .. }))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
     pub fn requests_since(&self, from: usize) -> Vec<String> {
         self.log[from..]
             .iter()
