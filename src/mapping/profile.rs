@@ -137,16 +137,6 @@ impl Profile {
             .find(|(_, r)| r.matches_presence(presence) && r.may_replace(current))
     }
 
-    /// How long `presence` must hold before Teams → CC acts on it: the first
-    /// rule matching it may shorten or lengthen the profile's debounce.
-    pub fn teams_debounce(&self, presence: &Presence) -> Duration {
-        self.rules
-            .iter()
-            .find(|r| r.matches_presence(presence))
-            .and_then(|r| r.debounce)
-            .unwrap_or(self.debounce)
-    }
-
     pub fn is_blocking(&self, presence: &Presence) -> bool {
         self.blocking.iter().any(|p| p.matches(presence))
     }

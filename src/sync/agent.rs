@@ -29,7 +29,24 @@ pub struct CcSide {
     /// means a change is waiting for its debounce.
     pub handled: Option<StatusId>,
     /// A status we asked the CC for and not yet seen back: its report is our echo.
-    pub requested: Option<(StatusId, Timestamp)>,
+    pub requested: Option<Request>,
+}
+
+/// A status the daemon asked the CC for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub status: StatusId,
+    pub at: Timestamp,
+    pub kind: RequestKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A Teams → CC rule set it: its echo is the daemon's and never goes back to Teams.
+    Rule,
+    /// The status a rule replaced, put back: the agent's own status again,
+    /// so it shows in Teams as the profile maps it.
+    Restore,
 }
 
 impl CcSide {
@@ -58,10 +75,16 @@ impl TeamsSide {
 pub struct WriteSide {
     /// What the CC status says Teams should show (None: nothing decided yet).
     pub desired: Option<TeamsTarget>,
+    /// The CC status `desired` was derived from, to derive it again when the
+    /// mapping changes.
+    pub desired_status: Option<StatusId>,
     /// The target of the last write Graph confirmed, and when.
     pub active: Option<(TeamsTarget, Timestamp)>,
-    /// The write on its way, with the target it carries.
-    pub in_flight: Option<(WriteId, TeamsTarget)>,
+    /// The write on its way, the target it carries and when it was sent.
+    pub in_flight: Option<(WriteId, TeamsTarget, Timestamp)>,
+    /// The presence our previous write set, and when a newer write replaced
+    /// it: Teams lags, so showing it shortly after is still our echo.
+    pub previous_set: Option<(Presence, Timestamp)>,
     /// Why `desired` is what it is: sent along when a coalesced write goes out.
     pub desired_why: Option<Arc<Why>>,
     /// When a confirmed set must show in Teams, or it counts as overridden.

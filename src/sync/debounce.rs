@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::mapping::Profile;
+use crate::mapping::{Profile, StatusId};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
@@ -16,15 +16,17 @@ pub fn cc_due(cc: &CcSide, debounce: Duration) -> Option<Timestamp> {
     (cc.handled != Some(status)).then(|| since + debounce)
 }
 
-/// The window a Teams presence must hold: the first rule matching it may set
-/// its own; when none matches but a restore is waiting, the restoring rule's
-/// window applies to leaving its condition.
+/// The window a Teams presence must hold: that of the rule that would fire
+/// for it with the CC showing `cc` (its own, or the profile's); when none
+/// would but a restore is waiting, the restoring rule's window applies to
+/// leaving its condition.
 pub fn teams_window(
     profile: &Profile,
     presence: &Presence,
+    cc: Option<StatusId>,
     restore: Option<&RestorePoint>,
 ) -> Duration {
-    if let Some(rule) = profile.rules.iter().find(|r| r.matches_presence(presence)) {
+    if let Some((_, rule)) = cc.and_then(|status| profile.rule_for(presence, status)) {
         return rule.debounce.unwrap_or(profile.debounce);
     }
     restore
@@ -37,12 +39,13 @@ pub fn teams_window(
 pub fn teams_due(
     teams: &TeamsSide,
     profile: &Profile,
+    cc: Option<StatusId>,
     restore: Option<&RestorePoint>,
 ) -> Option<(Timestamp, Duration)> {
     let (presence, since) = teams.current.as_ref()?;
     if teams.handled.as_ref() == Some(presence) {
         return None;
     }
-    let window = teams_window(profile, presence, restore);
+    let window = teams_window(profile, presence, cc, restore);
     Some((*since + window, window))
 }

@@ -10,19 +10,35 @@ use crate::mapping::{StatusId, TeamsTarget};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
-use super::agent::{CcSide, WriteSide};
+use super::agent::{CcSide, Request, WriteSide};
 
-/// The CC reported the status we asked it for, inside the echo window.
-pub fn is_cc_echo(cc: &CcSide, status: StatusId, now: Timestamp, window: Duration) -> bool {
+/// The request whose echo this report is: the status we asked for, reported
+/// inside the echo window.
+pub fn cc_echo_of(
+    cc: &CcSide,
+    status: StatusId,
+    now: Timestamp,
+    window: Duration,
+) -> Option<Request> {
     cc.requested
-        .is_some_and(|(requested, at)| requested == status && now.since(at) <= window)
+        .filter(|r| r.status == status && now.since(r.at) <= window)
 }
 
-/// Teams shows the presence our confirmed or in-flight write sets.
-pub fn is_teams_echo(writes: &WriteSide, presence: &Presence) -> bool {
+/// Teams shows the presence our confirmed or in-flight write sets, or the one
+/// our previous write set, shortly after it was replaced (Teams lags).
+pub fn is_teams_echo(
+    writes: &WriteSide,
+    presence: &Presence,
+    now: Timestamp,
+    window: Duration,
+) -> bool {
     let active = matches!(&writes.active, Some((TeamsTarget::Set(p), _)) if p == presence);
-    let in_flight = matches!(&writes.in_flight, Some((_, TeamsTarget::Set(p))) if p == presence);
-    active || in_flight
+    let in_flight = matches!(&writes.in_flight, Some((_, TeamsTarget::Set(p), _)) if p == presence);
+    let previous = writes
+        .previous_set
+        .as_ref()
+        .is_some_and(|(p, replaced)| p == presence && now.since(*replaced) <= window);
+    active || in_flight || previous
 }
 
 /// After a confirmed set, Teams must show it within the echo window; if it

@@ -1,22 +1,23 @@
-//! The engine: agents, their profiles and the order in which the rules apply.
+//! The engine: the agents, their profiles, their wake-ups, and the inputs
+//! adapters feed. What happens to one agent lives in [`super::evaluate`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::mapping::{Profile, Side, StatusId, TeamsTarget, WriteMode};
+use crate::mapping::{Profile, StatusId, TeamsTarget, WriteMode};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
-use super::agent::{AgentState, Owner};
+use super::agent::{AgentState, Owner, RequestKind};
+use super::evaluate::{self, Ctx};
 use super::explain::{Reason, Why};
-use super::loop_guard::{Suspended, Trip};
-use super::restore::{self, TeamsToCc};
+use super::restore;
 use super::timers::Timers;
 use super::{
     AgentKey, AgentView, Decision, Flow, Input, ProfileId, Settings, SyncEvent, TeamsWrite,
-    WriteId, WriteOutcome, conflict, debounce, echo, keepalive, write_for,
+    WriteId, WriteOutcome, debounce, echo,
 };
 
 /// Input the engine cannot act on. Nothing here is a bug in the engine: each
@@ -35,6 +36,8 @@ pub enum EngineError {
     },
     #[error("no profiles loaded")]
     NoProfiles,
+    #[error("more than {} profiles", u16::MAX)]
+    TooManyProfiles,
     #[error("too many agents")]
     Full,
 }
@@ -67,48 +70,18 @@ pub struct Engine {
     stats: Stats,
 }
 
-/// The parts of the engine one agent's evaluation reads or feeds, borrowed
-/// apart from the agent itself.
-struct Ctx<'a> {
-    settings: &'a Settings,
-    profile: &'a Profile,
-    key: AgentKey,
-    now: Timestamp,
-    out: &'a mut Vec<Decision>,
-    stats: &'a mut Stats,
-    next_write: &'a mut u64,
-    /// The earliest future time this agent needs looking at again.
-    wake: Option<Timestamp>,
-}
-
-impl Ctx<'_> {
-    fn wake_at(&mut self, at: Timestamp) {
-        if at > self.now && self.wake.is_none_or(|w| at < w) {
-            self.wake = Some(at);
-        }
-    }
-
-    fn event(&mut self, event: SyncEvent) {
-        self.out.push(Decision::Event {
-            agent: self.key,
-            event,
-        });
-    }
-
-    fn lower_flow(&self) -> Flow {
-        match self.profile.prefer {
-            Side::Cc => Flow::TeamsToCc,
-            Side::Teams => Flow::CcToTeams,
-        }
+fn check_profiles(profiles: &[Arc<Profile>]) -> Result<(), EngineError> {
+    match profiles.len() {
+        0 => Err(EngineError::NoProfiles),
+        n if n > usize::from(u16::MAX) => Err(EngineError::TooManyProfiles),
+        _ => Ok(()),
     }
 }
 
 impl Engine {
     /// `profiles[0]` is the default profile.
     pub fn new(settings: Settings, profiles: Vec<Arc<Profile>>) -> Result<Self, EngineError> {
-        if profiles.is_empty() || profiles.len() > usize::from(u16::MAX) {
-            return Err(EngineError::NoProfiles);
-        }
+        check_profiles(&profiles)?;
         Ok(Engine {
             settings,
             profiles,
@@ -156,29 +129,30 @@ impl Engine {
         Ok(AgentKey(slot))
     }
 
-    /// Forgets an agent. Presence the daemon set in Teams is handed back.
+    /// Forgets an agent. Presence the daemon set in Teams (or is setting) is
+    /// handed back; the answer to that write will find no agent, which the
+    /// adapter may ignore.
     pub fn remove_agent(
         &mut self,
         now: Timestamp,
         key: AgentKey,
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
+        let mode = self.profile(self.agent(key)?.profile)?.write_mode;
         let state = self
             .agents
             .get_mut(key.0 as usize)
             .and_then(Option::take)
             .ok_or(EngineError::UnknownAgent)?;
         self.free.push(key.0);
-        let mode = self.profile(state.profile)?.write_mode;
-        let hand_back = match (&state.writes.active, mode) {
-            (Some((TeamsTarget::Set(_), _)), WriteMode::Session) => Some(TeamsWrite::ClearSession),
+        let ours = matches!(state.writes.active, Some((TeamsTarget::Set(_), _)))
+            || matches!(state.writes.in_flight, Some((_, TeamsTarget::Set(_), _)));
+        let hand_back = match mode {
+            _ if !ours => None,
+            WriteMode::Session => Some(TeamsWrite::ClearSession),
             // The user set their own preference over ours: it is theirs now.
-            (Some((TeamsTarget::Set(_), _)), WriteMode::Preferred)
-                if state.writes.overridden_since.is_none() =>
-            {
-                Some(TeamsWrite::ClearPreferred)
-            }
-            _ => None,
+            WriteMode::Preferred if state.writes.overridden_since.is_some() => None,
+            WriteMode::Preferred => Some(TeamsWrite::ClearPreferred),
         };
         if let Some(write) = hand_back {
             self.next_write += 1;
@@ -189,7 +163,7 @@ impl Engine {
                 write,
                 why: Why {
                     flow: Flow::CcToTeams,
-                    reason: Reason::Retry,
+                    reason: Reason::AgentRemoved,
                     at: now,
                 },
             });
@@ -197,7 +171,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves an agent to another profile and re-derives what it should show.
+    /// Moves an agent to another profile; what it shows is derived again.
     pub fn set_agent_profile(
         &mut self,
         now: Timestamp,
@@ -219,16 +193,15 @@ impl Engine {
 
     /// Swaps in a new set of profiles (a mapping reload). Agents keep their
     /// profile by name (or fall back to the default, `profiles[0]`) and their
-    /// statuses by name; then only what changed is written.
+    /// statuses by name; what has been handled stays handled, and only
+    /// targets the new mapping changes are written.
     pub fn replace_profiles(
         &mut self,
         now: Timestamp,
         profiles: Vec<Arc<Profile>>,
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
-        if profiles.is_empty() || profiles.len() > usize::from(u16::MAX) {
-            return Err(EngineError::NoProfiles);
-        }
+        check_profiles(&profiles)?;
         let old = std::mem::replace(&mut self.profiles, profiles);
         for slot in 0..self.agents.len() {
             let Some(state) = self.agents[slot].as_mut() else {
@@ -243,14 +216,13 @@ impl Engine {
                 .position(|p| p.name == old_profile.name)
                 .unwrap_or(0);
             state.profile = ProfileId(u16::try_from(new_index).unwrap_or(0));
-            let new_profile = &self.profiles[new_index];
-            remap_statuses(state, old_profile, new_profile);
+            remap_statuses(state, old_profile, &self.profiles[new_index]);
             self.rederive(now, AgentKey(slot as u32), out)?;
         }
         Ok(())
     }
 
-    /// The CC reports an agent's status by name.
+    /// The CC reports an agent's status by name, as of now.
     pub fn report_cc_named(
         &mut self,
         now: Timestamp,
@@ -258,8 +230,16 @@ impl Engine {
         status: &str,
         out: &mut Vec<Decision>,
     ) -> Result<StatusId, EngineError> {
+        let id = self.status_id(key, status)?;
+        self.report_cc_since(now, key, id, now, out)?;
+        Ok(id)
+    }
+
+    /// Resolves a status name in the agent's profile, with the nearest name
+    /// in the error.
+    pub fn status_id(&self, key: AgentKey, status: &str) -> Result<StatusId, EngineError> {
         let profile = self.profile(self.agent(key)?.profile)?;
-        let id = profile
+        profile
             .status_id(status)
             .ok_or_else(|| EngineError::UnknownStatus {
                 status: status.to_string(),
@@ -268,12 +248,10 @@ impl Engine {
                     status,
                     profile.statuses.iter().map(|s| s.name.as_str()),
                 ),
-            })?;
-        self.report_cc(now, key, id, out)?;
-        Ok(id)
+            })
     }
 
-    /// The CC reports an agent's status.
+    /// The CC reports an agent's status, as of now.
     pub fn report_cc(
         &mut self,
         now: Timestamp,
@@ -281,8 +259,22 @@ impl Engine {
         status: StatusId,
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
+        self.report_cc_since(now, key, status, now, out)
+    }
+
+    /// The CC reports an agent's status and when it changed (`at` in the
+    /// API); the debounce counts from then. A time in the future counts as now.
+    pub fn report_cc_since(
+        &mut self,
+        now: Timestamp,
+        key: AgentKey,
+        status: StatusId,
+        since: Timestamp,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), EngineError> {
+        let since = since.min(now);
         let window = self.settings.echo_window;
-        let profile = Arc::clone(self.profile(self.agent(key)?.profile)?);
+        let profile = self.profile(self.agent(key)?.profile)?;
         if profile.status(status).is_none() {
             return Err(EngineError::UnknownStatus {
                 status: format!("#{}", status.0),
@@ -295,27 +287,33 @@ impl Engine {
         if state.cc.status() == Some(status) {
             return Ok(());
         }
-        let echo = echo::is_cc_echo(&state.cc, status, now, window);
         let was_pending = debounce::cc_due(&state.cc, Duration::ZERO).is_some();
-        if echo {
-            // Our own request coming back: shown as the daemon's, never
-            // carried back to Teams (that would latch Teams after a meeting).
-            state.cc.current = Some((status, Owner::Daemon, now));
-            state.cc.handled = Some(status);
-            state.cc.requested = None;
-        } else {
-            state.cc.current = Some((status, Owner::Person, now));
-            if state.restore.is_some_and(|r| r.set != status) {
-                // The agent moved on by hand: whatever the daemon would have
-                // restored is no longer its to restore.
-                state.restore = None;
+        let echo = echo::cc_echo_of(&state.cc, status, now, window);
+        match echo {
+            Some(request) => {
+                state.cc.current = Some((status, Owner::Daemon, since));
+                state.cc.requested = None;
+                if request.kind == RequestKind::Rule {
+                    // A status a rule set is never carried back to Teams:
+                    // that would hold Teams busy after the meeting ends.
+                    state.cc.handled = Some(status);
+                }
+                // A restored status is the agent's own again and shows in
+                // Teams as mapped, after its debounce like any change.
+            }
+            None => {
+                state.cc.current = Some((status, Owner::Person, since));
+                if state.restore.is_some_and(|r| r.set != status) {
+                    // The agent moved on by hand: whatever the daemon would
+                    // have restored is no longer its to restore.
+                    state.restore = None;
+                }
             }
         }
-        if was_pending {
-            self.stats.debounced += 1;
-        }
-        if echo {
+        if echo.is_some() {
             self.stats.echoes_suppressed += 1;
+        } else if was_pending {
+            self.stats.debounced += 1;
         }
         self.evaluate(now, key, out)
     }
@@ -328,9 +326,10 @@ impl Engine {
         presence: Presence,
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
-        self.stats.teams_observations += 1;
+        let window = self.settings.echo_window;
         let state = self.agent_mut(key)?;
         if state.teams.presence() == Some(&presence) {
+            self.stats.teams_observations += 1;
             return Ok(());
         }
         let was_pending = state
@@ -338,17 +337,19 @@ impl Engine {
             .current
             .as_ref()
             .is_some_and(|(p, _)| state.teams.handled.as_ref() != Some(p));
-        let is_echo = echo::is_teams_echo(&state.writes, &presence);
-        let cleared_override = is_echo && state.writes.overridden_since.take().is_some();
-        if is_echo {
+        let is_echo = echo::is_teams_echo(&state.writes, &presence, now, window);
+        let shows_active =
+            matches!(&state.writes.active, Some((TeamsTarget::Set(p), _)) if *p == presence);
+        let cleared_override = shows_active && state.writes.overridden_since.take().is_some();
+        if shows_active {
             state.writes.echo_deadline = None;
         }
         state.teams.current = Some((presence.clone(), now));
-        if was_pending {
-            self.stats.debounced += 1;
-        }
+        self.stats.teams_observations += 1;
         if is_echo {
             self.stats.echoes_suppressed += 1;
+        } else if was_pending {
+            self.stats.debounced += 1;
         }
         out.push(Decision::Event {
             agent: key,
@@ -373,46 +374,19 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
         let settings = self.settings.clone();
-        let profile = Arc::clone(self.profile(self.agent(key)?.profile)?);
+        let mode = self.profile(self.agent(key)?.profile)?.write_mode;
         let state = self.agent_mut(key)?;
-        let Some((in_flight, target)) = state.writes.in_flight.clone() else {
-            return Ok(());
-        };
-        if in_flight != id {
+        if !matches!(state.writes.in_flight, Some((in_flight, _, _)) if in_flight == id) {
+            // An answer to a write that was given up on or superseded.
             return Ok(());
         }
-        state.writes.in_flight = None;
-        match outcome {
-            WriteOutcome::Done => {
-                state.writes.last_error = None;
-                state.writes.retry_at = None;
-                match &target {
-                    TeamsTarget::Set(presence) => {
-                        state.writes.active = Some((target.clone(), now));
-                        state.writes.keepalive_at = (profile.write_mode == WriteMode::Session)
-                            .then(|| keepalive::refresh_at(now, presence, key, &settings));
-                        state.writes.echo_deadline = (state.teams.presence() != Some(presence)
-                            && state.writes.overridden_since.is_none())
-                        .then(|| now + settings.echo_window);
-                    }
-                    TeamsTarget::Clear => {
-                        state.writes.active = None;
-                        state.writes.keepalive_at = None;
-                        state.writes.echo_deadline = None;
-                        state.writes.overridden_since = None;
-                    }
-                }
-            }
-            WriteOutcome::Failed { message } => {
-                self.stats.write_failures += 1;
-                let state = self.agent_mut(key)?;
-                state.writes.last_error = Some((message.clone(), now));
-                state.writes.retry_at = Some(now + settings.retry_after_failure);
-                out.push(Decision::Event {
-                    agent: key,
-                    event: SyncEvent::WriteFailed { message },
-                });
-            }
+        let failed = evaluate::finish_write(state, key, mode, &settings, now, outcome);
+        if let Some(message) = failed {
+            self.stats.write_failures += 1;
+            out.push(Decision::Event {
+                agent: key,
+                event: SyncEvent::WriteFailed { message },
+            });
         }
         self.evaluate(now, key, out)
     }
@@ -475,10 +449,10 @@ impl Engine {
     pub fn view(&self, key: AgentKey, now: Timestamp) -> Result<AgentView, EngineError> {
         let state = self.agent(key)?;
         let profile = self.profile(state.profile)?;
-        Ok(AgentView::build(state, profile, now))
+        Ok(AgentView::build(state, profile, &self.settings, now))
     }
 
-    /// Bytes of engine state per agent, inline and on the heap (for the benchmark).
+    /// Bytes of engine state for all agents, inline and on the heap (for the benchmark).
     pub fn state_bytes(&self) -> usize {
         self.agents.capacity() * std::mem::size_of::<Option<AgentState>>()
             + self
@@ -511,20 +485,29 @@ impl Engine {
             .ok_or(EngineError::UnknownProfile)
     }
 
-    /// After a profile change: the handled CC status may map to a new target.
+    /// After a profile change: the status Teams was last derived from may
+    /// now map to another target. Only that is re-derived; what either side
+    /// already handled stays handled, so no rule fires again on an old
+    /// presence and no daemon-set status is pushed to Teams.
     fn rederive(
         &mut self,
         now: Timestamp,
         key: AgentKey,
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
+        let profile = Arc::clone(self.profile(self.agent(key)?.profile)?);
         let state = self.agent_mut(key)?;
-        state.last_why = None;
-        // Forgetting `handled` makes the current status pending again, so it
-        // goes through the same path as any change; it held long ago, so it is
-        // due at once.
-        state.cc.handled = None;
-        state.teams.handled = None;
+        if let Some(status) = state.writes.desired_status {
+            let target = profile.target_for(status).clone();
+            if state.writes.desired.as_ref() != Some(&target) {
+                state.writes.desired = Some(target);
+                state.writes.desired_why = Some(Arc::new(Why {
+                    flow: Flow::CcToTeams,
+                    reason: Reason::MappingChanged { status },
+                    at: now,
+                }));
+            }
+        }
         self.evaluate(now, key, out)
     }
 
@@ -535,10 +518,9 @@ impl Engine {
         key: AgentKey,
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
-        let slot = key.0 as usize;
         let state = self
             .agents
-            .get_mut(slot)
+            .get_mut(key.0 as usize)
             .and_then(Option::as_mut)
             .ok_or(EngineError::UnknownAgent)?;
         let profile = self
@@ -555,7 +537,7 @@ impl Engine {
             next_write: &mut self.next_write,
             wake: None,
         };
-        evaluate_agent(&mut ctx, state);
+        evaluate::evaluate_agent(&mut ctx, state);
         if let Some(at) = ctx.wake {
             self.timers.schedule(key.0, at, &mut state.wake_at);
         }
@@ -570,11 +552,12 @@ fn remap_statuses(state: &mut AgentState, old: &Profile, new: &Profile) {
         .cc
         .current
         .and_then(|(s, owner, since)| map(s).map(|n| (n, owner, since)));
-    state.cc.requested = state
-        .cc
-        .requested
-        .and_then(|(s, at)| map(s).map(|n| (n, at)));
+    state.cc.requested = state.cc.requested.and_then(|mut request| {
+        request.status = map(request.status)?;
+        Some(request)
+    });
     state.cc.handled = state.cc.handled.and_then(map);
+    state.writes.desired_status = state.writes.desired_status.and_then(map);
     state.restore = state.restore.and_then(|point| {
         let rule_name = &old.rules.get(usize::from(point.rule))?.name;
         let rule = new.rules.iter().position(|r| &r.name == rule_name)?;
@@ -584,303 +567,7 @@ fn remap_statuses(state: &mut AgentState, old: &Profile, new: &Profile) {
             set: map(point.set)?,
         })
     });
-}
-
-fn evaluate_agent(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let now = ctx.now;
-    if state.guard.resume_if_due(now) {
-        ctx.event(SyncEvent::LoopResumed);
-    }
-    if let Some(at) = state.guard.resume_at() {
-        ctx.wake_at(at);
-    }
-    check_override(ctx, state);
-
-    // A side whose direction is off has nothing to propagate, so it can
-    // neither wait for its debounce nor hold the other side in a conflict.
-    if !ctx.profile.direction.cc_to_teams() {
-        state.cc.handled = state.cc.status();
-    }
-    if !ctx.profile.direction.teams_to_cc() {
-        state.teams.handled = state.teams.presence().cloned();
-    }
-    let cc_due = debounce::cc_due(&state.cc, ctx.profile.debounce);
-    let teams_due = debounce::teams_due(&state.teams, ctx.profile, state.restore.as_ref());
-    let plan = conflict::plan(cc_due, teams_due.map(|(t, _)| t), ctx.profile.prefer, now);
-    for side in plan.now.into_iter().flatten() {
-        match side {
-            Side::Cc => propagate_cc(ctx, state),
-            Side::Teams => propagate_teams(ctx, state),
-        }
-    }
-    if let Some(at) = plan.deferred_until {
-        ctx.wake_at(at);
-    }
-    // What is still pending (or became pending) waits for its debounce.
-    if let Some(at) = debounce::cc_due(&state.cc, ctx.profile.debounce) {
-        ctx.wake_at(at);
-    }
-    if let Some((at, _)) = debounce::teams_due(&state.teams, ctx.profile, state.restore.as_ref()) {
-        ctx.wake_at(at);
-    }
-    // A target that changed while a write was in flight goes out now, once
-    // (a failed write waits for its retry instead).
-    if state.writes.retry_at.is_none() {
-        send_desired(ctx, state, true);
-    }
-    keep_alive(ctx, state);
-    retry(ctx, state);
-    for at in [
-        state.writes.echo_deadline,
-        state.writes.keepalive_at,
-        state.writes.retry_at,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        ctx.wake_at(at);
-    }
-}
-
-/// A confirmed write that Teams still does not show after the echo window is
-/// hidden by the user's own choice: report it once and stop re-writing.
-fn check_override(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some(deadline) = state.writes.echo_deadline else {
-        return;
-    };
-    if ctx.now < deadline {
-        return;
-    }
-    state.writes.echo_deadline = None;
-    if let Some(expected) = echo::overridden(&state.writes, state.teams.presence()) {
-        let expected = expected.clone();
-        state.writes.overridden_since = Some(ctx.now);
-        ctx.stats.overrides_detected += 1;
-        ctx.event(SyncEvent::TeamsOverrideDetected {
-            expected,
-            shown: state.teams.presence().cloned(),
-        });
-    }
-}
-
-fn propagate_cc(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some((status, _, since)) = state.cc.current else {
-        return;
-    };
-    if state.guard.blocks(Flow::CcToTeams, ctx.now) {
-        return;
-    }
-    // The other side won a conflict and asked the CC for a status: wait for
-    // it (or for the request to lapse) instead of pushing a value about to change.
-    if let Some((requested, at)) = state.cc.requested
-        && requested != status
-    {
-        let lapses = at + ctx.settings.echo_window;
-        if ctx.now < lapses {
-            ctx.wake_at(lapses);
-            return;
-        }
-        state.cc.requested = None;
-    }
-    state.cc.handled = Some(status);
-    let why = Why {
-        flow: Flow::CcToTeams,
-        reason: Reason::CcStatusHeld {
-            status,
-            since,
-            debounce: ctx.profile.debounce,
-        },
-        at: ctx.now,
-    };
-    let target = ctx.profile.target_for(status).clone();
-    state.writes.desired = Some(target);
-    state.writes.desired_why = Some(Arc::new(why));
-    send_desired(ctx, state, true);
-}
-
-/// Sends the desired Teams target unless it is already what we last wrote.
-/// Only one write per agent is in flight; a newer target waits for it and
-/// replaces any older one (coalescing).
-fn send_desired(ctx: &mut Ctx<'_>, state: &mut AgentState, counts_as_change: bool) {
-    if state.writes.in_flight.is_some() {
-        return;
-    }
-    let Some(desired) = state.writes.desired.clone() else {
-        return;
-    };
-    let active_target = state.writes.active.as_ref().map(|(t, _)| t);
-    if active_target.unwrap_or(&TeamsTarget::Clear) == &desired {
-        return;
-    }
-    if desired == TeamsTarget::Clear
-        && ctx.profile.write_mode == WriteMode::Preferred
-        && state.writes.overridden_since.is_some()
-    {
-        // The user replaced our preferred presence with their own; clearing
-        // now would wipe their choice, so ours is simply forgotten.
-        state.writes.active = None;
-        state.writes.overridden_since = None;
-        return;
-    }
-    let why = state.writes.desired_why.clone().unwrap_or_else(|| {
-        Arc::new(Why {
-            flow: Flow::CcToTeams,
-            reason: Reason::Retry,
-            at: ctx.now,
-        })
-    });
-    emit_write(ctx, state, desired, Why::clone(&why));
-    state.writes.overridden_since = None;
-    state.writes.echo_deadline = None;
-    if counts_as_change {
-        record_change(ctx, state, Flow::CcToTeams);
-    }
-    state.last_why = Some(why);
-}
-
-fn emit_write(ctx: &mut Ctx<'_>, state: &mut AgentState, target: TeamsTarget, why: Why) {
-    *ctx.next_write += 1;
-    let id = WriteId(*ctx.next_write);
-    let write = write_for(&target, ctx.profile.write_mode, ctx.settings.session_expiry);
-    ctx.stats.teams_writes += 1;
-    ctx.out.push(Decision::WriteTeams {
-        agent: ctx.key,
-        id,
-        write,
-        why,
-    });
-    state.writes.in_flight = Some((id, target));
-}
-
-fn propagate_teams(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some((presence, since)) = state.teams.current.clone() else {
-        return;
-    };
-    if state.guard.blocks(Flow::TeamsToCc, ctx.now) {
-        return;
-    }
-    let window = debounce::teams_window(ctx.profile, &presence, state.restore.as_ref());
-    state.teams.handled = Some(presence.clone());
-    let Some((current, owner, _)) = state.cc.current else {
-        return;
-    };
-    let is_echo = echo::is_teams_echo(&state.writes, &presence);
-    let decision = restore::decide(
-        ctx.profile,
-        &presence,
-        current,
-        owner,
-        state.restore.as_ref(),
-        is_echo,
-    );
-    let (status, reason) = match decision {
-        TeamsToCc::Nothing => return,
-        TeamsToCc::Fire { rule, set } => {
-            state.restore = restore::after_fire(ctx.profile, state.restore, rule, current, set);
-            (
-                set,
-                Reason::RuleFired {
-                    rule,
-                    presence,
-                    since,
-                    debounce: window,
-                    replaced: current,
-                },
-            )
-        }
-        TeamsToCc::Restore { rule, previous } => {
-            state.restore = None;
-            (
-                previous,
-                Reason::Restored {
-                    rule,
-                    presence: Some(presence),
-                    since,
-                    debounce: window,
-                },
-            )
-        }
-    };
-    let why = Why {
-        flow: Flow::TeamsToCc,
-        reason,
-        at: ctx.now,
-    };
-    ctx.stats.cc_requests += 1;
-    ctx.out.push(Decision::RequestCc {
-        agent: ctx.key,
-        status,
-        why: why.clone(),
-    });
-    state.cc.requested = Some((status, ctx.now));
-    state.last_why = Some(Arc::new(why));
-    record_change(ctx, state, Flow::TeamsToCc);
-}
-
-fn record_change(ctx: &mut Ctx<'_>, state: &mut AgentState, flow: Flow) {
-    let lower = ctx.lower_flow();
-    if let Trip::Suspended {
-        what,
-        until,
-        changes,
-    } = state
-        .guard
-        .record(flow, lower, ctx.now, &ctx.settings.loop_limits)
-    {
-        ctx.stats.loop_suspensions += 1;
-        let flows = match what {
-            Suspended::One(f) => vec![f],
-            Suspended::Both => vec![Flow::CcToTeams, Flow::TeamsToCc],
-        };
-        ctx.event(SyncEvent::LoopSuspended {
-            flows,
-            until,
-            changes,
-        });
-        ctx.wake_at(until);
-    }
-}
-
-/// Re-asserts our session before Graph fades or expires it.
-fn keep_alive(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some(at) = state.writes.keepalive_at else {
-        return;
-    };
-    if ctx.now < at || state.writes.in_flight.is_some() {
-        return;
-    }
-    state.writes.keepalive_at = None;
-    if ctx.profile.write_mode != WriteMode::Session {
-        return;
-    }
-    let Some((TeamsTarget::Set(presence), _)) = state.writes.active.clone() else {
-        return;
-    };
-    if state.writes.desired != Some(TeamsTarget::Set(presence.clone())) {
-        return;
-    }
-    ctx.stats.keepalives += 1;
-    let why = Why {
-        flow: Flow::CcToTeams,
-        reason: Reason::KeepAlive,
-        at: ctx.now,
-    };
-    emit_write(ctx, state, TeamsTarget::Set(presence), why);
-}
-
-/// Tries again a write the adapter gave up on, once its pause is over.
-fn retry(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some(at) = state.writes.retry_at else {
-        return;
-    };
-    if ctx.now < at || state.writes.in_flight.is_some() {
-        return;
-    }
-    state.writes.retry_at = None;
-    if let Some(why) = state.writes.desired_why.as_mut() {
-        let why = Arc::make_mut(why);
-        why.reason = Reason::Retry;
-        why.at = ctx.now;
-    }
-    send_desired(ctx, state, false);
+    // Reasons name statuses and rules by position in the old profile.
+    state.last_why = None;
+    state.writes.desired_why = None;
 }

@@ -45,6 +45,10 @@ pub enum Reason {
     KeepAlive,
     /// A failed write is tried again.
     Retry,
+    /// The mapping changed, and with it what the CC status shows in Teams.
+    MappingChanged { status: StatusId },
+    /// The agent was removed: presence the daemon set is handed back.
+    AgentRemoved,
 }
 
 impl Why {
@@ -88,6 +92,12 @@ impl Why {
             ),
             Reason::KeepAlive => "session kept alive before it lapses".to_string(),
             Reason::Retry => "retrying a write that failed".to_string(),
+            Reason::MappingChanged { status } => format!(
+                "profile `{}` changed what CC status `{}` shows in Teams",
+                profile.name,
+                profile.status_name(*status)
+            ),
+            Reason::AgentRemoved => "agent removed: presence handed back".to_string(),
         };
         format!("{}: {text}", self.flow.as_str())
     }

@@ -18,7 +18,9 @@ use super::Flow;
 /// Limits of the breaker (daemon config `[sync]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoopLimits {
-    /// Propagated changes allowed inside `window`; the one that reaches it trips the breaker.
+    /// Propagated changes inside `window` that trip the breaker: the change
+    /// that reaches this count is still made, and suspends the
+    /// lower-priority direction; changes after it in that direction are held.
     pub max_changes: u32,
     pub window: Duration,
     pub cooldown: Duration,
@@ -125,7 +127,7 @@ impl LoopGuard {
         Trip::Suspended {
             what,
             until,
-            changes: limits.max_changes,
+            changes: limits.max_changes.max(1),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod conflict;
 pub mod debounce;
 pub mod echo;
 mod engine;
+mod evaluate;
 pub mod explain;
 pub mod keepalive;
 pub mod loop_guard;

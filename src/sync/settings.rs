@@ -17,6 +17,9 @@ pub struct Settings {
     pub available_timeout: Duration,
     /// How long to wait before trying again a write the Graph adapter gave up on.
     pub retry_after_failure: Duration,
+    /// A write the adapter has not answered by then counts as failed, so an
+    /// answer lost on the way never blocks an agent's writes for good.
+    pub write_answer_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -27,6 +30,7 @@ impl Default for Settings {
             session_expiry: Duration::from_secs(60 * 60),
             available_timeout: Duration::from_secs(5 * 60),
             retry_after_failure: Duration::from_secs(60),
+            write_answer_timeout: Duration::from_secs(120),
         }
     }
 }

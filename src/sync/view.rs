@@ -1,12 +1,12 @@
-//! The combined picture of one agent, as the API shows it.
+//! The combined picture of one agent, as the API shows it (SPEC §3.1).
 
 use crate::mapping::{Profile, TeamsTarget};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
-use super::agent::{AgentState, Owner};
+use super::agent::{AgentState, Owner, RequestKind};
 use super::loop_guard::Suspended;
-use super::{Flow, debounce};
+use super::{Flow, Settings, debounce, echo};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentView {
@@ -15,16 +15,27 @@ pub struct AgentView {
     pub cc_set_by: Option<Owner>,
     pub cc_since: Option<Timestamp>,
     pub cc_routable: bool,
+    /// A CC change waiting for its debounce, and when it is due.
+    pub cc_pending_until: Option<Timestamp>,
+    /// A status the daemon asked the CC for and has not seen back yet.
+    pub cc_requested: Option<(String, RequestKind, Timestamp)>,
+    /// What the daemon will put back when a rule's Teams condition ends:
+    /// the rule's name and the status.
+    pub restore: Option<(String, String)>,
     pub teams_presence: Option<Presence>,
     pub teams_since: Option<Timestamp>,
+    /// Who Teams shows: our write (`Daemon`) or the user's own presence.
+    pub teams_set_by: Option<Owner>,
     /// The profile blocks routing while Teams shows this presence.
     pub teams_blocking: bool,
+    /// A Teams change waiting for its debounce, and when it is due.
+    pub teams_pending_until: Option<Timestamp>,
     /// What the CC status says Teams should show.
     pub teams_target: Option<TeamsTarget>,
     /// What the last write Graph confirmed set, and when.
     pub teams_written: Option<(TeamsTarget, Timestamp)>,
     pub write_in_flight: bool,
-    /// A change is waiting for its debounce until then.
+    /// The later of the two pending changes' due times.
     pub debouncing_until: Option<Timestamp>,
     pub suspended: Option<(Vec<Flow>, Timestamp)>,
     pub teams_override_since: Option<Timestamp>,
@@ -34,15 +45,32 @@ pub struct AgentView {
 }
 
 impl AgentView {
-    pub(crate) fn build(state: &AgentState, profile: &Profile, now: Timestamp) -> Self {
-        let cc_due = debounce::cc_due(&state.cc, profile.debounce);
-        let teams_due =
-            debounce::teams_due(&state.teams, profile, state.restore.as_ref()).map(|(t, _)| t);
-        let debouncing_until = [cc_due, teams_due]
+    pub(crate) fn build(
+        state: &AgentState,
+        profile: &Profile,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Self {
+        let cc_pending_until = debounce::cc_due(&state.cc, profile.debounce);
+        let teams_pending_until = debounce::teams_due(
+            &state.teams,
+            profile,
+            state.cc.status(),
+            state.restore.as_ref(),
+        )
+        .map(|(t, _)| t);
+        let debouncing_until = [cc_pending_until, teams_pending_until]
             .into_iter()
             .flatten()
             .filter(|t| *t > now)
             .max();
+        let teams_set_by = state.teams.presence().map(|p| {
+            if echo::is_teams_echo(&state.writes, p, now, settings.echo_window) {
+                Owner::Daemon
+            } else {
+                Owner::Person
+            }
+        });
         AgentView {
             profile: profile.name.clone(),
             cc_status: state
@@ -56,12 +84,26 @@ impl AgentView {
                 .status()
                 .and_then(|s| profile.status(s))
                 .is_some_and(|s| s.routable),
+            cc_pending_until,
+            cc_requested: state
+                .cc
+                .requested
+                .map(|r| (profile.status_name(r.status).to_string(), r.kind, r.at)),
+            restore: state.restore.map(|r| {
+                let rule = profile
+                    .rules
+                    .get(usize::from(r.rule))
+                    .map_or_else(String::new, |rule| rule.name.clone());
+                (rule, profile.status_name(r.previous).to_string())
+            }),
             teams_presence: state.teams.presence().cloned(),
             teams_since: state.teams.current.as_ref().map(|(_, t)| *t),
+            teams_set_by,
             teams_blocking: state
                 .teams
                 .presence()
                 .is_some_and(|p| profile.is_blocking(p)),
+            teams_pending_until,
             teams_target: state.writes.desired.clone(),
             teams_written: state.writes.active.clone(),
             write_in_flight: state.writes.in_flight.is_some(),

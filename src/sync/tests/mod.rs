@@ -2,4 +2,5 @@
 
 mod harness;
 mod properties;
+mod regressions;
 mod scenarios;

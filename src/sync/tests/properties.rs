@@ -387,7 +387,11 @@ fn cases(default: u32) -> ProptestConfig {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default);
-    ProptestConfig::with_cases(cases)
+    ProptestConfig {
+        // The bounded-writes property skips cyclic profiles, about one in ten.
+        max_global_rejects: cases.max(1024),
+        ..ProptestConfig::with_cases(cases)
+    }
 }
 
 proptest! {
