@@ -15,6 +15,10 @@
 //! | conflicts inside one debounce window | [`conflict`] |
 //! | session keep-alive | [`keepalive`] |
 //! | why each decision was made | [`explain`] |
+//!
+//! `evaluate.rs` applies these rules to one agent in a fixed order each time
+//! something about it changes or one of its wake-ups comes; `engine.rs` holds
+//! the agents, their profiles and wake-ups, and takes the adapters' inputs.
 
 pub mod agent;
 pub mod conflict;
