@@ -16,6 +16,7 @@ pub mod check;
 pub mod config;
 pub mod diagnostics;
 pub mod duration;
+pub mod graph;
 pub mod mapping;
 pub mod presence;
 pub mod sync;
