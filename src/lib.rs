@@ -10,12 +10,15 @@
 //! - [`config`]: the daemon's config file, its environment overrides and
 //!   where its secrets are.
 //! - [`check`]: `presence-sync check`, validating a config and its mappings.
+//! - [`graph`]: the Teams side: token, the throttled request path, presence
+//!   reads and writes, directory and delta, the presence poller.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod check;
 pub mod config;
 pub mod diagnostics;
 pub mod duration;
+pub mod graph;
 pub mod mapping;
 pub mod presence;
 pub mod sync;

@@ -1,0 +1,526 @@
+//! The app's access token: client credentials with a secret or a
+//! certificate, cached, refreshed before it expires, one refresh at a time.
+//!
+//! Entra's refusals are classified from their AADSTS codes, because each has
+//! a different fix an admin must make (renew the secret, fix the client id,
+//! grant consent) and `/readyz`, logs and metrics say which.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use super::clock::SharedClock;
+use super::model::{TokenErrorBody, TokenResponse};
+use super::throttle::{RetryPolicy, new_request_id};
+use crate::config::Secret;
+
+/// AADSTS codes with a meaning the daemon reports on its own.
+pub mod aadsts {
+    /// The client secret has expired.
+    pub const EXPIRED_SECRET: u64 = 7_000_222;
+    /// The client secret is wrong.
+    pub const INVALID_SECRET: u64 = 7_000_215;
+    /// No app with this client id in the tenant.
+    pub const UNKNOWN_APP: u64 = 700_016;
+    /// The scope is not valid (wrong Graph host for the cloud).
+    pub const INVALID_SCOPE: u64 = 70_011;
+    /// No admin (or user) consent for the app.
+    pub const CONSENT_MISSING: u64 = 65_001;
+    /// The client assertion's signature did not verify: wrong certificate.
+    pub const INVALID_CERTIFICATE: u64 = 700_027;
+}
+
+/// What Entra said when it refused a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    /// OAuth `error`, e.g. `invalid_client`.
+    pub error: String,
+    pub codes: Vec<u64>,
+    /// Entra's first line of `error_description` (the rest repeats the ids).
+    pub description: Option<String>,
+    pub trace_id: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+impl Rejection {
+    fn summary(&self) -> String {
+        let mut s = format!("HTTP {} {}", self.status, self.error);
+        if let Some(d) = &self.description {
+            s.push_str(": ");
+            s.push_str(d);
+        }
+        if let Some(t) = &self.trace_id {
+            s.push_str(&format!(" (trace id {t}"));
+            if let Some(c) = &self.correlation_id {
+                s.push_str(&format!(", correlation id {c}"));
+            }
+            s.push(')');
+        }
+        s
+    }
+}
+
+/// Why the app has no token.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the Graph client secret has expired: an admin must create a new one ({})", .0.summary())]
+    ExpiredSecret(Box<Rejection>),
+    #[error("the Graph client secret is wrong ({})", .0.summary())]
+    InvalidSecret(Box<Rejection>),
+    #[error("Entra refused the client certificate's assertion: is the certificate uploaded to the app? ({})", .0.summary())]
+    InvalidCertificate(Box<Rejection>),
+    #[error("no app with this client id in the tenant ({})", .0.summary())]
+    UnknownApp(Box<Rejection>),
+    #[error("the token scope is not valid: check graph_base for this cloud ({})", .0.summary())]
+    InvalidScope(Box<Rejection>),
+    #[error("an admin has not granted consent to the app ({})", .0.summary())]
+    ConsentMissing(Box<Rejection>),
+    #[error("Entra refused the token request ({})", .0.summary())]
+    Rejected(Box<Rejection>),
+    /// Entra could not be reached or kept failing (transport, timeout, 5xx).
+    #[error("cannot get a token from Entra: {message}")]
+    Unreachable { message: String },
+    /// Our own credential cannot be used (unreadable key or certificate).
+    #[error("the Graph credential cannot be used: {message}")]
+    Credential { message: String },
+}
+
+impl AuthError {
+    /// Classifies Entra's refusal from its AADSTS codes.
+    pub fn classify(status: u16, body: TokenErrorBody) -> AuthError {
+        let description = body
+            .error_description
+            .as_deref()
+            .and_then(|d| d.lines().next())
+            .map(|d| d.trim().to_owned());
+        let rejection = Box::new(Rejection {
+            status,
+            error: body.error.clone(),
+            codes: body.error_codes.clone(),
+            description,
+            trace_id: body.trace_id,
+            correlation_id: body.correlation_id,
+        });
+        let has = |code| body.error_codes.contains(&code);
+        if has(aadsts::EXPIRED_SECRET) {
+            AuthError::ExpiredSecret(rejection)
+        } else if has(aadsts::INVALID_SECRET) {
+            AuthError::InvalidSecret(rejection)
+        } else if has(aadsts::INVALID_CERTIFICATE) {
+            AuthError::InvalidCertificate(rejection)
+        } else if has(aadsts::UNKNOWN_APP) {
+            AuthError::UnknownApp(rejection)
+        } else if has(aadsts::INVALID_SCOPE) || body.error == "invalid_scope" {
+            AuthError::InvalidScope(rejection)
+        } else if has(aadsts::CONSENT_MISSING) || body.error == "consent_required" {
+            AuthError::ConsentMissing(rejection)
+        } else {
+            AuthError::Rejected(rejection)
+        }
+    }
+
+    /// A short stable name, for metrics and `/readyz`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::ExpiredSecret(_) => "expired_secret",
+            AuthError::InvalidSecret(_) => "invalid_secret",
+            AuthError::InvalidCertificate(_) => "invalid_certificate",
+            AuthError::UnknownApp(_) => "unknown_app",
+            AuthError::InvalidScope(_) => "invalid_scope",
+            AuthError::ConsentMissing(_) => "consent_missing",
+            AuthError::Rejected(_) => "rejected",
+            AuthError::Unreachable { .. } => "unreachable",
+            AuthError::Credential { .. } => "credential",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- credentials
+
+/// How the app proves who it is.
+pub enum Credential {
+    Secret(Secret),
+    Certificate(CertificateCredential),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Secret(_) => f.write_str("Credential::Secret(<redacted>)"),
+            Credential::Certificate(c) => write!(f, "Credential::Certificate({})", c.x5t_s256),
+        }
+    }
+}
+
+/// A certificate credential: the private key signs client assertions, the
+/// certificate's thumbprints tell Entra which uploaded certificate to check.
+pub struct CertificateCredential {
+    key: RsaKeyPair,
+    /// base64url SHA-256 of the certificate's DER.
+    x5t_s256: String,
+    /// base64url SHA-1 of the DER, for tenants that only know `x5t`.
+    x5t: String,
+}
+
+/// How long a client assertion is valid: long enough for one token request
+/// and its retries, short enough to be useless if it leaks.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(600);
+
+impl CertificateCredential {
+    /// From the PEM certificate and the PEM private key (PKCS#8 `PRIVATE
+    /// KEY`, or PKCS#1 `RSA PRIVATE KEY`).
+    pub fn from_pem(certificate_pem: &str, key_pem: &Secret) -> Result<Self, AuthError> {
+        let bad = |message: String| AuthError::Credential { message };
+        let cert = pem_block(certificate_pem, "CERTIFICATE")
+            .ok_or_else(|| bad("no CERTIFICATE block in the certificate file".into()))?;
+        let key = if let Some(der) = pem_block(key_pem.expose(), "PRIVATE KEY") {
+            RsaKeyPair::from_pkcs8(&der)
+        } else if let Some(der) = pem_block(key_pem.expose(), "RSA PRIVATE KEY") {
+            RsaKeyPair::from_der(&der)
+        } else {
+            return Err(bad(
+                "no PRIVATE KEY or RSA PRIVATE KEY block in the key file".into(),
+            ));
+        }
+        .map_err(|e| bad(format!("the private key is not a usable RSA key: {e}")))?;
+        Ok(CertificateCredential::new(key, &cert))
+    }
+
+    /// From a key pair and the certificate's DER.
+    pub fn new(key: RsaKeyPair, certificate_der: &[u8]) -> Self {
+        let s256 = digest::digest(&digest::SHA256, certificate_der);
+        let s1 = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, certificate_der);
+        CertificateCredential {
+            key,
+            x5t_s256: URL_SAFE_NO_PAD.encode(s256.as_ref()),
+            x5t: URL_SAFE_NO_PAD.encode(s1.as_ref()),
+        }
+    }
+
+    /// A signed client assertion (RS256 JWT) for `audience` (the token URL).
+    pub fn assertion(
+        &self,
+        audience: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, AuthError> {
+        let header = serde_json::json!({
+            "alg": "RS256",
+            "typ": "JWT",
+            "x5t#S256": self.x5t_s256,
+            "x5t": self.x5t,
+        });
+        let nbf = now.timestamp();
+        let claims = serde_json::json!({
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": new_request_id(),
+            "nbf": nbf,
+            "iat": nbf,
+            "exp": nbf.saturating_add(ASSERTION_LIFETIME.as_secs() as i64),
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| AuthError::Credential {
+                message: "signing the client assertion failed".into(),
+            })?;
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        ))
+    }
+}
+
+/// The DER inside the first `-----BEGIN {label}-----` block.
+fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)? + begin.len();
+    let stop = start + pem[start..].find(&end)?;
+    let body: String = pem[start..stop]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    STANDARD.decode(body).ok().filter(|der| !der.is_empty())
+}
+
+// ---------------------------------------------------------------- the cache
+
+/// Where and as whom to ask for tokens.
+#[derive(Clone, Debug)]
+pub struct TokenEndpoint {
+    /// `{login_base}/{tenant}/oauth2/v2.0/token`.
+    pub url: String,
+    pub client_id: String,
+    /// `{graph_base}/.default`.
+    pub scope: String,
+}
+
+impl TokenEndpoint {
+    pub fn new(login_base: &str, tenant_id: &str, client_id: &str, graph_base: &str) -> Self {
+        TokenEndpoint {
+            url: format!(
+                "{}/{tenant_id}/oauth2/v2.0/token",
+                login_base.trim_end_matches('/')
+            ),
+            client_id: client_id.to_owned(),
+            scope: format!("{}/.default", graph_base.trim_end_matches('/')),
+        }
+    }
+}
+
+/// A cached access token.
+#[derive(Clone, Debug)]
+struct Cached {
+    token: Arc<Secret>,
+    /// When to stop using it (clock time), already less the margin.
+    refresh_at: std::time::Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    cached: Option<Cached>,
+    /// Fetches completed, so callers that waited on a failed fetch share its
+    /// error instead of each trying again in turn.
+    fetches: u64,
+    last_error: Option<AuthError>,
+}
+
+/// The app's token, fetched once and shared by every caller.
+pub struct TokenCache {
+    http: reqwest::Client,
+    endpoint: TokenEndpoint,
+    credential: Credential,
+    clock: SharedClock,
+    retry: RetryPolicy,
+    timeout: Duration,
+    fetches: AtomicU64,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("endpoint", &self.endpoint)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refresh this long before Entra's `expires_in` runs out (or at three
+/// quarters of a short lifetime): a request must not leave with a token that
+/// expires on the way.
+fn refresh_margin(expires_in: Duration) -> Duration {
+    (expires_in / 4).min(Duration::from_secs(300))
+}
+
+impl TokenCache {
+    pub fn new(
+        http: reqwest::Client,
+        endpoint: TokenEndpoint,
+        credential: Credential,
+        clock: SharedClock,
+        retry: RetryPolicy,
+        timeout: Duration,
+    ) -> Self {
+        TokenCache {
+            http,
+            endpoint,
+            credential,
+            clock,
+            retry,
+            timeout,
+            fetches: AtomicU64::new(0),
+            state: tokio::sync::Mutex::new(State::default()),
+        }
+    }
+
+    /// A valid token: the cached one, or a fresh one when it is near expiry.
+    /// Concurrent callers share one fetch and its outcome.
+    pub async fn token(&self) -> Result<Arc<Secret>, AuthError> {
+        let seen = self.fetches.load(Ordering::Acquire);
+        let mut state = self.state.lock().await;
+        if let Some(cached) = &state.cached
+            && self.clock.now() < cached.refresh_at
+        {
+            return Ok(cached.token.clone());
+        }
+        if state.fetches != seen
+            && let Some(error) = &state.last_error
+        {
+            return Err(error.clone());
+        }
+        let outcome = self.fetch().await;
+        // Counted when done: a caller that started waiting during this fetch
+        // sees the count move and takes its outcome.
+        state.fetches += 1;
+        self.fetches.store(state.fetches, Ordering::Release);
+        match outcome {
+            Ok(cached) => {
+                let token = cached.token.clone();
+                state.cached = Some(cached);
+                state.last_error = None;
+                Ok(token)
+            }
+            Err(error) => {
+                tracing::warn!(kind = error.kind(), %error, "token request failed");
+                state.cached = None;
+                state.last_error = Some(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// Forgets `stale` (Graph refused it with 401) so the next call fetches
+    /// a new one; a token already replaced by another caller is kept.
+    pub async fn invalidate(&self, stale: &Arc<Secret>) {
+        let mut state = self.state.lock().await;
+        if state
+            .cached
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.token, stale))
+        {
+            state.cached = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<Cached, AuthError> {
+        let mut backoff = self.retry.backoff();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.fetch_once().await;
+            let message = match outcome {
+                Ok(cached) => return Ok(cached),
+                Err(Fetch::Final(error)) => return Err(error),
+                Err(Fetch::Transient(message)) => message,
+            };
+            let wait = backoff::backoff::Backoff::next_backoff(&mut backoff);
+            match wait {
+                Some(wait) if attempt < self.retry.max_attempts => {
+                    tracing::debug!(attempt, ?wait, %message, "token request will be retried");
+                    super::clock::sleep(self.clock.as_ref(), wait).await;
+                }
+                _ => {
+                    return Err(AuthError::Unreachable {
+                        message: format!("{message} ({attempt} attempts)"),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn fetch_once(&self) -> Result<Cached, Fetch> {
+        let mut form: Vec<(&str, String)> = vec![
+            ("client_id", self.endpoint.client_id.clone()),
+            ("scope", self.endpoint.scope.clone()),
+            ("grant_type", "client_credentials".into()),
+        ];
+        match &self.credential {
+            Credential::Secret(secret) => {
+                form.push(("client_secret", secret.expose().to_owned()));
+            }
+            Credential::Certificate(cert) => {
+                let assertion = cert
+                    .assertion(
+                        &self.endpoint.url,
+                        &self.endpoint.client_id,
+                        self.clock.wall(),
+                    )
+                    .map_err(Fetch::Final)?;
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ));
+                form.push(("client_assertion", assertion));
+            }
+        }
+        let started = self.clock.now();
+        let response = self
+            .http
+            .post(&self.endpoint.url)
+            .header("client-request-id", new_request_id())
+            .form(&form)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| Fetch::Transient(transport_message(&e)))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Fetch::Transient(transport_message(&e)))?;
+        if status == 429 || status >= 500 {
+            return Err(Fetch::Transient(format!("Entra answered HTTP {status}")));
+        }
+        if !(200..300).contains(&status) {
+            let parsed: TokenErrorBody =
+                serde_json::from_slice(&body).unwrap_or_else(|_| TokenErrorBody {
+                    error: format!("http_{status}"),
+                    ..TokenErrorBody::default()
+                });
+            return Err(Fetch::Final(AuthError::classify(status, parsed)));
+        }
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            Fetch::Final(AuthError::Unreachable {
+                message: format!("unreadable token answer: {e}"),
+            })
+        })?;
+        let lifetime = Duration::from_secs(token.expires_in);
+        Ok(Cached {
+            token: Arc::new(token.access_token),
+            refresh_at: started.saturating_add(lifetime - refresh_margin(lifetime)),
+        })
+    }
+}
+
+enum Fetch {
+    /// Worth another attempt: transport, timeout, 429, 5xx.
+    Transient(String),
+    Final(AuthError),
+}
+
+/// A reqwest error in words, without the URL's query (it may hold a secret).
+pub(crate) fn transport_message(error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "reading the answer failed"
+    } else {
+        "request failed"
+    };
+    let mut message = what.to_owned();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests;

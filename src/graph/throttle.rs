@@ -1,0 +1,561 @@
+//! The Graph throttle: the one request path every Graph call takes.
+//!
+//! - A per-tenant request budget ([`Budget`], governor's GCRA) shared by
+//!   every caller, so reads, writes and directory pages together never go
+//!   over what Microsoft allows.
+//! - A 429 pauses the whole budget until its `Retry-After` (seconds, decimal
+//!   seconds such as `2.128`, or an HTTP date): every caller waits, not only
+//!   the one that was told, so a storm cannot become a retry storm.
+//! - 5xx, timeouts and connection errors are retried with exponential
+//!   backoff and jitter (backoff's policy; we sleep on our own clock), a
+//!   bounded number of times.
+//! - A 401 refreshes the token once and retries once.
+//! - Every request carries a fresh `client-request-id`; every failure is
+//!   logged with Graph's `request-id`; every request has a timeout.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backoff::ExponentialBackoff;
+use backoff::backoff::Backoff;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use reqwest::{Method, Url};
+
+use super::auth::{TokenCache, transport_message};
+use super::clock::{Clock, GovernorClock, SharedClock};
+use super::error::GraphError;
+use super::model::GraphErrorBody;
+use crate::config::GraphConfig;
+
+/// The window Microsoft states presence budgets in.
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(30);
+
+/// Backoff for transient failures: how long, how often.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub initial_interval: Duration,
+    pub max_interval: Duration,
+    pub multiplier: f64,
+    /// Jitter: each wait is drawn from `interval × (1 ± factor)`.
+    pub randomization_factor: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_interval: Duration::from_millis(500),
+            max_interval: Duration::from_secs(30),
+            multiplier: 2.0,
+            randomization_factor: 0.5,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// backoff's delay policy with no elapsed-time limit: the attempt count
+    /// bounds retries, and backoff's own clock is never consulted.
+    pub fn backoff(&self) -> ExponentialBackoff {
+        let mut b = ExponentialBackoff {
+            initial_interval: self.initial_interval,
+            current_interval: self.initial_interval,
+            max_interval: self.max_interval,
+            multiplier: self.multiplier.max(1.0),
+            randomization_factor: self.randomization_factor.clamp(0.0, 1.0),
+            max_elapsed_time: None,
+            ..ExponentialBackoff::default()
+        };
+        b.reset();
+        b
+    }
+}
+
+/// The throttle's knobs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThrottleConfig {
+    /// Requests allowed per `window` for this app in this tenant.
+    pub requests: u32,
+    pub window: Duration,
+    /// Requests that may leave back to back after a quiet spell. The
+    /// sustained rate is lowered by as much, so that no window of length
+    /// `window` ever holds more than `requests`.
+    pub burst: u32,
+    /// Per attempt, connect to last byte.
+    pub request_timeout: Duration,
+    /// For 5xx, timeouts and connection errors.
+    pub retry: RetryPolicy,
+    /// 429s one call may wait out before it gives up.
+    pub max_throttled_retries: u32,
+    /// The longest `Retry-After` obeyed as is; longer ones are cut to this
+    /// (a broken or hostile value must not stop the daemon for days).
+    pub max_retry_after: Duration,
+    /// Wait after a 429 without `Retry-After`.
+    pub default_retry_after: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            requests: 1_500,
+            window: BUDGET_WINDOW,
+            burst: 50,
+            request_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            max_throttled_retries: 20,
+            max_retry_after: Duration::from_secs(600),
+            default_retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ThrottleConfig {
+    /// The config's budget and timeout, the rest at defaults.
+    pub fn from_graph(config: &GraphConfig) -> Self {
+        ThrottleConfig {
+            requests: config.requests_per_30s.max(1),
+            window: BUDGET_WINDOW,
+            request_timeout: config.request_timeout,
+            ..ThrottleConfig::default()
+        }
+    }
+
+    /// Requests per second the budget sustains (after the burst allowance).
+    pub fn sustained_rate(&self) -> f64 {
+        let (sustained, _) = self.split();
+        f64::from(sustained) / self.window.as_secs_f64().max(1e-9)
+    }
+
+    /// (sustained requests per window, burst): their sum is `requests`.
+    fn split(&self) -> (u32, u32) {
+        let requests = self.requests.max(2);
+        let burst = self.burst.clamp(1, requests / 2);
+        (requests - burst, burst)
+    }
+}
+
+// ---------------------------------------------------------------- the budget
+
+/// The per-tenant request budget every Graph call spends from.
+pub struct Budget {
+    limiter: RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddleware<Nanos>>,
+    clock: SharedClock,
+    /// Clock time before which nobody may send (a 429's `Retry-After`).
+    paused_until: Mutex<Duration>,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("paused_until", &self.paused_until())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Budget {
+    pub fn new(config: &ThrottleConfig, clock: SharedClock) -> Self {
+        let (sustained, burst) = config.split();
+        let period = (config.window / sustained).max(Duration::from_nanos(1));
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        // `with_period` only refuses a zero period, excluded above.
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        Budget {
+            limiter: RateLimiter::direct_with_clock(quota, GovernorClock(clock.clone())),
+            clock,
+            paused_until: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// Waits for a pause to end and for a request's share of the budget.
+    pub async fn acquire(&self) {
+        loop {
+            if let Some(until) = self.paused_until() {
+                self.clock.sleep_until(until).await;
+                continue;
+            }
+            match self.limiter.check() {
+                // A 429 may have paused us between the two checks: the
+                // permit is spent either way, but nothing leaves in a pause.
+                Ok(()) if self.paused_until().is_none() => return,
+                Ok(()) => {}
+                Err(not_until) => {
+                    let now = self.clock.now();
+                    let wait = not_until.wait_time_from(Nanos::from(now));
+                    self.clock.sleep_until(now.saturating_add(wait)).await;
+                }
+            }
+        }
+    }
+
+    /// Stops every caller until `until` (clock time); a later pause wins.
+    pub fn pause_until(&self, until: Duration) {
+        let mut paused = lock(&self.paused_until);
+        if until > *paused {
+            *paused = until;
+        }
+    }
+
+    /// The end of the current pause, if one is running.
+    pub fn paused_until(&self) -> Option<Duration> {
+        let until = *lock(&self.paused_until);
+        (until > self.clock.now()).then_some(until)
+    }
+}
+
+/// A poisoned lock only means another caller panicked mid-update of a plain
+/// number: the value is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------- requests
+
+/// One Graph call, as the request path sends it (perhaps several times).
+#[derive(Clone, Debug)]
+pub struct GraphRequest {
+    pub method: Method,
+    pub url: Url,
+    /// JSON body.
+    pub body: Option<Vec<u8>>,
+    /// What the call is, for logs and errors (`getPresencesByUserId`).
+    pub what: &'static str,
+}
+
+/// Graph's successful answer.
+#[derive(Clone, Debug)]
+pub struct GraphResponse {
+    pub status: u16,
+    pub request_id: Option<String>,
+    pub client_request_id: String,
+    pub body: Vec<u8>,
+}
+
+/// The request path: budget, token, retries, ids, timeouts.
+pub struct Throttle {
+    http: reqwest::Client,
+    budget: Arc<Budget>,
+    tokens: Arc<TokenCache>,
+    config: ThrottleConfig,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("config", &self.config)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    Retry { wait: Duration },
+    Fail(GraphError),
+}
+
+impl Throttle {
+    /// `budget` may be shared with other throttles of the same tenant.
+    pub fn new(
+        http: reqwest::Client,
+        budget: Arc<Budget>,
+        tokens: Arc<TokenCache>,
+        config: ThrottleConfig,
+        clock: SharedClock,
+    ) -> Self {
+        Throttle {
+            http,
+            budget,
+            tokens,
+            config,
+            clock,
+        }
+    }
+
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
+    pub fn tokens(&self) -> &Arc<TokenCache> {
+        &self.tokens
+    }
+
+    /// Sends `request` until Graph answers 2xx, or gives up with the reason.
+    pub async fn send(&self, request: &GraphRequest) -> Result<GraphResponse, GraphError> {
+        let mut backoff = self.config.retry.backoff();
+        let mut attempts = 0u32;
+        let mut throttled = 0u32;
+        let mut refreshed = false;
+        loop {
+            self.budget.acquire().await;
+            let token = self.tokens.token().await?;
+            attempts += 1;
+            let client_request_id = new_request_id();
+            let mut builder = self
+                .http
+                .request(request.method.clone(), request.url.clone())
+                .bearer_auth(token.expose())
+                .header("client-request-id", &client_request_id)
+                .header("return-client-request-id", "true")
+                .header(reqwest::header::ACCEPT, "application/json")
+                .timeout(self.config.request_timeout);
+            if let Some(body) = &request.body {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let next = match exchange(builder).await {
+                Ok(answer) if (200..300).contains(&answer.status) => {
+                    return Ok(GraphResponse {
+                        status: answer.status,
+                        request_id: answer.request_id,
+                        client_request_id,
+                        body: answer.body,
+                    });
+                }
+                Ok(answer) => {
+                    let retry_after = answer
+                        .retry_after
+                        .as_deref()
+                        .and_then(|v| parse_retry_after(v, self.clock.as_ref()))
+                        .map(|d| d.min(self.config.max_retry_after));
+                    let error = answer.into_error(client_request_id, retry_after);
+                    log_failure(request, &error, attempts);
+                    match error.status() {
+                        Some(401) if !refreshed => {
+                            refreshed = true;
+                            self.tokens.invalidate(&token).await;
+                            Next::Retry {
+                                wait: Duration::ZERO,
+                            }
+                        }
+                        Some(429) => {
+                            throttled += 1;
+                            if throttled > self.config.max_throttled_retries {
+                                Next::Fail(error)
+                            } else {
+                                let wait = retry_after.unwrap_or(self.config.default_retry_after);
+                                self.budget
+                                    .pause_until(self.clock.now().saturating_add(wait));
+                                Next::Retry {
+                                    wait: Duration::ZERO,
+                                }
+                            }
+                        }
+                        Some(status) if status >= 500 || status == 408 => {
+                            if retry_after.is_some() && status == 503 {
+                                // Graph throttles with 503 + Retry-After too.
+                                let wait = retry_after.unwrap_or_default();
+                                self.budget
+                                    .pause_until(self.clock.now().saturating_add(wait));
+                            }
+                            self.transient(&mut backoff, attempts, retry_after, error)
+                        }
+                        _ => Next::Fail(error),
+                    }
+                }
+                Err(failure) => {
+                    let error = failure.into_error(
+                        client_request_id,
+                        attempts,
+                        self.config.request_timeout,
+                    );
+                    log_failure(request, &error, attempts);
+                    self.transient(&mut backoff, attempts, None, error)
+                }
+            };
+            match next {
+                Next::Fail(error) => return Err(error),
+                Next::Retry { wait } => {
+                    if !wait.is_zero() {
+                        super::clock::sleep(self.clock.as_ref(), wait).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn transient(
+        &self,
+        backoff: &mut ExponentialBackoff,
+        attempts: u32,
+        retry_after: Option<Duration>,
+        error: GraphError,
+    ) -> Next {
+        if attempts >= self.config.retry.max_attempts {
+            return Next::Fail(error);
+        }
+        match backoff.next_backoff() {
+            Some(wait) => Next::Retry {
+                wait: wait.max(retry_after.unwrap_or_default()),
+            },
+            None => Next::Fail(error),
+        }
+    }
+}
+
+fn log_failure(request: &GraphRequest, error: &GraphError, attempt: u32) {
+    let (status, code, request_id, client_request_id) = match error {
+        GraphError::Status {
+            status,
+            code,
+            request_id,
+            client_request_id,
+            ..
+        } => (
+            Some(*status),
+            code.as_deref(),
+            request_id.as_deref(),
+            client_request_id.as_str(),
+        ),
+        GraphError::Timeout {
+            client_request_id, ..
+        }
+        | GraphError::Connection {
+            client_request_id, ..
+        } => (None, None, None, client_request_id.as_str()),
+        _ => (None, None, None, ""),
+    };
+    tracing::warn!(
+        call = request.what,
+        status,
+        code,
+        request_id,
+        client_request_id,
+        attempt,
+        %error,
+        "Graph call failed"
+    );
+}
+
+/// An answer read to the end.
+struct Answer {
+    status: u16,
+    request_id: Option<String>,
+    retry_after: Option<String>,
+    body: Vec<u8>,
+}
+
+/// A request that got no answer.
+struct Failure {
+    timed_out: bool,
+    message: String,
+}
+
+impl Failure {
+    fn into_error(self, client_request_id: String, attempts: u32, timeout: Duration) -> GraphError {
+        if self.timed_out {
+            GraphError::Timeout {
+                timeout,
+                attempts,
+                client_request_id,
+            }
+        } else {
+            GraphError::Connection {
+                message: self.message,
+                attempts,
+                client_request_id,
+            }
+        }
+    }
+}
+
+impl Answer {
+    fn into_error(self, client_request_id: String, retry_after: Option<Duration>) -> GraphError {
+        let body: GraphErrorBody = serde_json::from_slice(&self.body).unwrap_or_default();
+        let inner_id = body
+            .error
+            .inner_error
+            .as_ref()
+            .and_then(|i| i.request_id.clone());
+        GraphError::Status {
+            status: self.status,
+            code: body.error.code,
+            message: body.error.message,
+            request_id: self.request_id.or(inner_id),
+            client_request_id,
+            retry_after,
+        }
+    }
+}
+
+async fn exchange(builder: reqwest::RequestBuilder) -> Result<Answer, Failure> {
+    let failure = |e: reqwest::Error| Failure {
+        timed_out: e.is_timeout(),
+        message: transport_message(&e),
+    };
+    let response = builder.send().await.map_err(failure)?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let status = response.status().as_u16();
+    let request_id = header("request-id");
+    let retry_after = header("retry-after");
+    let body = response.bytes().await.map_err(failure)?.to_vec();
+    Ok(Answer {
+        status,
+        request_id,
+        retry_after,
+        body,
+    })
+}
+
+/// `Retry-After` as a wait: seconds (`120`), decimal seconds (`2.128`, as
+/// Graph sends), or an HTTP date (a date in the past is no wait).
+pub fn parse_retry_after(value: &str, clock: &dyn Clock) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        // Duration::from_secs_f64 panics on these; a header must not.
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        return Some(Duration::from_secs_f64(secs.min(u32::MAX as f64)));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - clock.wall();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A random (v4) UUID for `client-request-id` and assertion ids.
+pub fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // Uniqueness is all these ids need; without the system RNG a clock
+        // and a counter still give that.
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let t = crate::time::Timestamp::now().as_micros();
+        bytes[..8].copy_from_slice(&t.to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests;
