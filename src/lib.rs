@@ -10,6 +10,8 @@
 //! - [`config`]: the daemon's config file, its environment overrides and
 //!   where its secrets are.
 //! - [`check`]: `presence-sync check`, validating a config and its mappings.
+//! - [`sim`]: an embedded Microsoft Graph simulator (a fake tenant) for
+//!   tests and the demo.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod check;
@@ -18,5 +20,6 @@ pub mod diagnostics;
 pub mod duration;
 pub mod mapping;
 pub mod presence;
+pub mod sim;
 pub mod sync;
 pub mod time;
