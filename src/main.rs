@@ -63,7 +63,16 @@ fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Each user costs a few hundred bytes; beyond this the simulator is not
+/// the tool (and a typo must not eat the machine's memory).
+const MAX_SIM_USERS: usize = 1_000_000;
+
 fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.users <= MAX_SIM_USERS,
+        "--users {} is more than the simulator takes ({MAX_SIM_USERS})",
+        args.users
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

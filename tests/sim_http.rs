@@ -196,6 +196,28 @@ async fn tokens_expire_after_their_lifetime_and_on_demand() {
     assert_eq!(kit.get("/users").await.status(), StatusCode::UNAUTHORIZED);
     kit.token = kit.fetch_token().await;
     assert_eq!(kit.get("/users").await.status(), StatusCode::OK);
+
+    // An expired secret is its own AADSTS code, so admins get the right fix.
+    let on = kit
+        .control("/faults", &json!({"secret_expired": true}))
+        .await;
+    assert_eq!(on.status(), StatusCode::OK);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", kit.sim.client_id.as_str()),
+        ("client_secret", kit.sim.client_secret.as_str()),
+        ("scope", GRAPH_SCOPE),
+    ];
+    let refused = kit.token_request(&kit.sim.tenant_id, &form).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error_codes"], json!([7000222]));
+    kit.control("/faults", &json!({"secret_expired": false}))
+        .await;
+    assert_eq!(
+        kit.token_request(&kit.sim.tenant_id, &form).await.status(),
+        StatusCode::OK
+    );
     kit.stop().await;
 }
 

@@ -76,6 +76,8 @@ pub struct Auth {
     registration: Registration,
     lifetime: Duration,
     tokens: HashMap<String, Issued>,
+    /// Fault injection: the (correct) secret has passed its end date.
+    secret_expired: bool,
 }
 
 impl Auth {
@@ -84,7 +86,18 @@ impl Auth {
             registration,
             lifetime,
             tokens: HashMap::new(),
+            secret_expired: false,
         }
+    }
+
+    /// From now on the right secret is refused as expired (AADSTS7000222),
+    /// as Entra does once a secret's end date passes.
+    pub fn set_secret_expired(&mut self, expired: bool) {
+        self.secret_expired = expired;
+    }
+
+    pub fn secret_expired(&self) -> bool {
+        self.secret_expired
     }
 
     pub fn registration(&self) -> &Registration {
@@ -146,6 +159,17 @@ impl Auth {
                         "invalid_client",
                         7000215,
                         "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app.".into(),
+                    ));
+                }
+                if self.secret_expired {
+                    return Err(EntraError::new(
+                        401,
+                        "invalid_client",
+                        7000222,
+                        format!(
+                            "The provided client secret keys for app '{}' are expired. Visit the Azure portal to create new keys for your app.",
+                            reg.client_id
+                        ),
                     ));
                 }
             }
@@ -282,6 +306,20 @@ mod tests {
             code("tenant-guid", &|r| r.grant_type = Some("password".into())).code,
             70003
         );
+    }
+
+    #[test]
+    fn an_expired_secret_is_told_apart_from_a_wrong_one() {
+        let mut auth = auth();
+        auth.set_secret_expired(true);
+        let e = auth.check("tenant-guid", &good()).unwrap_err();
+        assert_eq!(
+            (e.status, e.error, e.code),
+            (401, "invalid_client", 7000222)
+        );
+        let mut wrong = good();
+        wrong.client_secret = Some("wrong".into());
+        assert_eq!(auth.check("tenant-guid", &wrong).unwrap_err().code, 7000215);
     }
 
     #[test]

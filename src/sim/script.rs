@@ -18,6 +18,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// The default drift: each user changes state about 6 times an hour.
 pub const DEFAULT_RATE_PER_USER_PER_HOUR: f64 = 6.0;
 
+/// At most one change per user per second: a higher rate would only burn
+/// CPU (and an absurd one would stall the tenant's lock).
+pub const MAX_RATE_PER_USER_PER_HOUR: f64 = 3600.0;
+
 /// Catch-up is capped so a clock that jumps days ahead costs a bounded
 /// amount of work; the skipped time simply has no scripted changes.
 const MAX_TICKS_PER_RUN: u64 = 24 * 3600;
@@ -84,7 +88,7 @@ fn choose(rng: &mut Rng, options: &[(&str, u32)]) -> Option<Presence> {
 impl Script {
     pub fn new(seed: u64, rate_per_user_per_hour: f64, start: Timestamp) -> Self {
         let rate = if rate_per_user_per_hour.is_finite() {
-            rate_per_user_per_hour.max(0.0)
+            rate_per_user_per_hour.clamp(0.0, MAX_RATE_PER_USER_PER_HOUR)
         } else {
             DEFAULT_RATE_PER_USER_PER_HOUR
         };

@@ -141,7 +141,8 @@ fn current(tenant: &mut crate::sim::tenant::Tenant, ctx: &RequestCtx, id: &str) 
 }
 
 /// `POST /_sim/faults`: each field optional, unknown fields refused (a typo
-/// must not silently inject nothing).
+/// must not silently inject nothing). Besides the Graph faults,
+/// `secret_expired` makes the token endpoint answer AADSTS7000222.
 pub(crate) async fn faults(
     State(shared): State<Arc<Shared>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -156,6 +157,7 @@ pub(crate) async fn faults(
         "latency_ms",
         "throttle_budget",
         "expire_tokens",
+        "secret_expired",
     ];
     if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return bad_request(
@@ -202,6 +204,13 @@ pub(crate) async fn faults(
             None => return bad_request(&ctx, "expire_tokens must be true or false."),
         },
     };
+    let secret_expired = match body.get("secret_expired") {
+        None => None,
+        Some(v) => match v.as_bool() {
+            Some(b) => Some(b),
+            None => return bad_request(&ctx, "secret_expired must be true or false."),
+        },
+    };
     {
         let mut faults = lock(&shared.faults);
         if let Some(rate) = error_rate {
@@ -217,6 +226,9 @@ pub(crate) async fn faults(
     if expire {
         lock(&shared.auth).expire_all(ctx.at);
     }
+    if let Some(expired) = secret_expired {
+        lock(&shared.auth).set_secret_expired(expired);
+    }
     Json(faults_json(&shared)).into_response()
 }
 
@@ -226,6 +238,7 @@ fn faults_json(shared: &Shared) -> Value {
         "error_rate": faults.error_rate,
         "latency_ms": u64::try_from(faults.latency.as_millis()).unwrap_or(u64::MAX),
         "throttle_budget": lock(&shared.throttle).budget(),
+        "secret_expired": lock(&shared.auth).secret_expired(),
     })
 }
 
