@@ -12,6 +12,8 @@
 //! - [`check`]: `presence-sync check`, validating a config and its mappings.
 //! - [`graph`]: the Teams side: token, the throttled request path, presence
 //!   reads and writes, directory and delta, the presence poller.
+//! - [`sim`]: an embedded Microsoft Graph simulator (a fake tenant) for
+//!   tests and the demo.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod check;
@@ -21,5 +23,6 @@ pub mod duration;
 pub mod graph;
 pub mod mapping;
 pub mod presence;
+pub mod sim;
 pub mod sync;
 pub mod time;

@@ -1,0 +1,287 @@
+//! An embedded Microsoft Graph simulator: a fake tenant for tests and the
+//! demo (SPEC §9), serving Entra's token endpoint and Graph's users, delta
+//! and presence endpoints on their real paths, with Microsoft's documented
+//! session aggregation, expiry, throttling and error shapes.
+//!
+//! A pure core with an HTTP adapter:
+//! - [`tenant`] (with [`directory`] and [`sessions`]): users, presence
+//!   sessions, aggregation, the delta log — no I/O, time passed in;
+//! - [`auth`]: the app registration and issued tokens; [`throttle`]: the
+//!   request budget; [`script`]: scripted drift through Teams states;
+//!   [`rng`]: the seeded PRNG behind every generated value;
+//! - `server`: axum routes, plus `/_sim` control endpoints;
+//! - [`spawn`] starts it all and returns a [`SimHandle`] (the test kit).
+
+pub mod auth;
+pub mod clock;
+pub mod directory;
+pub mod rng;
+pub mod script;
+mod server;
+pub mod sessions;
+pub mod tenant;
+pub mod throttle;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use clock::SimClock;
+
+use auth::{Auth, Registration};
+use directory::{Directory, NewUser};
+use rng::Rng;
+use script::Script;
+use server::{Shared, lock};
+use tenant::Tenant;
+use throttle::Throttle;
+
+/// How to start a simulator.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Where to listen; tests use `127.0.0.1:0` (a free port).
+    pub listen: SocketAddr,
+    /// How many users to generate (deterministically from `seed`).
+    pub users: usize,
+    /// Graph calls allowed per 30 s (sliding window); `None`: unlimited.
+    pub budget: Option<u32>,
+    /// Seeds the users, the credentials, the script and fault draws.
+    pub seed: u64,
+    /// `expires_in` of issued tokens (Entra: 3599 s).
+    pub token_lifetime: Duration,
+    /// Users drift through Teams states on their own.
+    pub scripted: bool,
+    /// Scripted changes per user per hour.
+    pub script_rate: f64,
+    /// The simulator's time; a manual clock lets tests move it.
+    pub clock: SimClock,
+    /// The tenant's domain: UPNs and mail addresses end in it.
+    pub domain: String,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            users: 25,
+            budget: Some(throttle::DEFAULT_BUDGET),
+            seed: 1,
+            token_lifetime: auth::DEFAULT_TOKEN_LIFETIME,
+            scripted: false,
+            script_rate: script::DEFAULT_RATE_PER_USER_PER_HOUR,
+            clock: SimClock::real(),
+            domain: "contoso.test".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the simulator's server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("a simulator task did not end cleanly: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Request counts as `/_sim/stats` reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// `"METHOD /route"` → HTTP status → count (Graph and token calls).
+    pub requests: BTreeMap<String, BTreeMap<u16, u64>>,
+    pub total: u64,
+    /// 429s sent.
+    pub throttled: u64,
+    /// 500/503s injected by `error_rate`.
+    pub faults_injected: u64,
+}
+
+/// A running simulator. Dropping it stops the server too, but only
+/// [`SimHandle::shutdown`] waits for its tasks to end.
+pub struct SimHandle {
+    /// `http://127.0.0.1:PORT`: both the login and the Graph host.
+    pub base_url: String,
+    pub tenant_id: String,
+    pub tenant_domain: String,
+    pub client_id: String,
+    pub client_secret: String,
+    clock: SimClock,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<Result<(), SimError>>>,
+}
+
+impl SimHandle {
+    /// Graph's base, `{base_url}/v1.0`.
+    pub fn graph_url(&self) -> String {
+        format!("{}/v1.0", self.base_url)
+    }
+
+    /// The token endpoint for this tenant.
+    pub fn token_url(&self) -> String {
+        format!("{}/{}/oauth2/v2.0/token", self.base_url, self.tenant_id)
+    }
+
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    /// Moves the simulator's clock forward (fades, expiries, token
+    /// lifetimes and the throttle window all follow).
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let stats = lock(&self.shared.stats);
+        SimStats {
+            requests: stats.by_endpoint.clone(),
+            total: stats.total,
+            throttled: stats.throttled,
+            faults_injected: stats.faults_injected,
+        }
+    }
+
+    /// The generated users' ids, in creation order.
+    pub fn user_ids(&self) -> Vec<String> {
+        let now = self.clock.now();
+        self.shared
+            .tenant(now)
+            .directory()
+            .users()
+            .map(|u| u.id.clone())
+            .collect()
+    }
+
+    /// Stops the server (open connections finish) and its tasks, and waits.
+    pub async fn shutdown(mut self) -> Result<(), SimError> {
+        let _ = self.stop.send(true);
+        let mut result = Ok(());
+        for task in self.tasks.drain(..) {
+            // Bounded: a client holding a request open must not hang a
+            // test's teardown.
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => result = Err(error),
+                Ok(Err(join)) => result = Err(SimError::Task(join)),
+                Err(_elapsed) => {}
+            }
+        }
+        result
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts a simulator on `options.listen`.
+pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SimError::Bind {
+        addr: options.listen,
+        source,
+    })?;
+    let base_url = format!("http://{addr}");
+    let now = options.clock.now();
+
+    // Credentials follow the seed, so a demo config keeps working across
+    // restarts of the same simulator.
+    let mut rng = Rng::new(options.seed);
+    let registration = Registration {
+        tenant_id: rng.guid(),
+        tenant_domain: options.domain.clone(),
+        client_id: rng.guid(),
+        client_secret: format!("sim~{:016x}{:016x}", rng.next_u64(), rng.next_u64()),
+    };
+    let mut directory = Directory::new(&options.domain, rng.next_u64(), run_nonce());
+    for _ in 0..options.users {
+        // Generated users cannot collide (free UPNs are searched for).
+        let _ = directory.add(NewUser::default(), now);
+    }
+    let mut tenant = Tenant::new(directory);
+    let script = options.scripted.then(|| {
+        let mut script = Script::new(options.seed, options.script_rate, now);
+        script.start_day(&mut tenant, now);
+        script
+    });
+    let shared = Arc::new(Shared::new(
+        options.clock.clone(),
+        base_url.clone(),
+        tenant,
+        script,
+        Auth::new(registration.clone(), options.token_lifetime),
+        Throttle::new(options.budget),
+        options.seed,
+    ));
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let router = server::router(shared.clone());
+    let mut server_stop = stopped.clone();
+    tasks.push(tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+            .map_err(SimError::Serve)
+    }));
+    if options.scripted {
+        let shared = shared.clone();
+        let mut script_stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(script::TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {
+                        // Playing the script happens inside `tenant()`.
+                        drop(shared.tenant(shared.clock.now()));
+                    }
+                    _ = script_stop.wait_for(|stop| *stop) => return Ok(()),
+                }
+            }
+        }));
+    }
+    Ok(SimHandle {
+        base_url,
+        tenant_id: registration.tenant_id,
+        tenant_domain: registration.tenant_domain,
+        client_id: registration.client_id,
+        client_secret: registration.client_secret,
+        clock: options.clock,
+        shared,
+        stop,
+        tasks,
+    })
+}
+
+/// Different on every run, so delta tokens from an earlier run are refused
+/// (as Graph refuses lost sync state) even with the same seed.
+fn run_nonce() -> u64 {
+    let mut bytes = [0u8; 8];
+    match SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => crate::time::Timestamp::now().as_micros(),
+    }
+}

@@ -1,0 +1,51 @@
+//! `POST /{tenant}/oauth2/v2.0/token`: Entra's client-credentials grant.
+
+use std::sync::Arc;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::json;
+
+use super::errors::entra_error;
+use super::{RequestCtx, Shared, form, lock};
+use crate::sim::auth::TokenRequest;
+
+pub(crate) async fn issue(
+    State(shared): State<Arc<Shared>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Response {
+    let pairs = form::parse(&String::from_utf8_lossy(&body));
+    let field = |name: &str| form::get(&pairs, name).map(str::to_string);
+    let request = TokenRequest {
+        grant_type: field("grant_type"),
+        client_id: field("client_id"),
+        client_secret: field("client_secret"),
+        client_assertion: field("client_assertion"),
+        scope: field("scope"),
+    };
+    let mut auth = lock(&shared.auth);
+    if let Err(error) = auth.check(&tenant, &request) {
+        return entra_error(&ctx, &error);
+    }
+    // Opaque and unguessable: tokens are the only credential Graph checks.
+    let mut bytes = [0u8; 32];
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let expires_in = auth.issue(token.clone(), ctx.at);
+    Json(json!({
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "access_token": token,
+    }))
+    .into_response()
+}

@@ -1,0 +1,6 @@
+//! Helpers shared by integration tests. Each test binary uses a subset, so
+//! unused items here are expected.
+#![allow(dead_code)]
+
+pub mod shared;
+pub mod sim_kit;
