@@ -20,6 +20,10 @@ pub struct Registration {
     pub tenant_domain: String,
     pub client_id: String,
     pub client_secret: String,
+    /// The simulator's own base URL. A client derives the scope from its
+    /// Graph host (`{graph_base}/.default`, as national clouds need), so
+    /// pointed at the simulator it asks for `{base_url}/.default`.
+    pub base_url: String,
 }
 
 /// A client-credentials token request's form fields.
@@ -193,7 +197,8 @@ impl Auth {
         }
         required("scope", &request.scope)?;
         let scope = request.scope.as_deref().unwrap_or_default();
-        if scope != GRAPH_DEFAULT_SCOPE {
+        let own_scope = format!("{}/.default", reg.base_url.trim_end_matches('/'));
+        if scope != GRAPH_DEFAULT_SCOPE && scope != own_scope {
             return Err(EntraError::new(
                 400,
                 "invalid_scope",
@@ -252,6 +257,7 @@ mod tests {
                 tenant_domain: "contoso.test".into(),
                 client_id: "client-guid".into(),
                 client_secret: "s3cret".into(),
+                base_url: "http://127.0.0.1:1".into(),
             },
             Duration::from_secs(60),
         )
@@ -272,6 +278,11 @@ mod tests {
         let auth = auth();
         assert_eq!(auth.check("tenant-guid", &good()), Ok(()));
         assert_eq!(auth.check("Contoso.Test", &good()), Ok(()));
+        let own_scope = TokenRequest {
+            scope: Some("http://127.0.0.1:1/.default".into()),
+            ..good()
+        };
+        assert_eq!(auth.check("tenant-guid", &own_scope), Ok(()));
     }
 
     #[test]

@@ -212,6 +212,7 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
         tenant_domain: options.domain.clone(),
         client_id: rng.guid(),
         client_secret: format!("sim~{:016x}{:016x}", rng.next_u64(), rng.next_u64()),
+        base_url: base_url.clone(),
     };
     let mut directory = Directory::new(&options.domain, rng.next_u64(), run_nonce());
     for _ in 0..options.users {
