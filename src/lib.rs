@@ -23,6 +23,8 @@ pub mod duration;
 pub mod graph;
 pub mod mapping;
 pub mod presence;
+#[doc(hidden)]
+pub mod shared_fixtures;
 pub mod sim;
 pub mod sync;
 pub mod time;

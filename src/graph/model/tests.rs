@@ -1,23 +1,12 @@
-use std::path::PathBuf;
-
 use proptest::prelude::*;
 
 use super::*;
 use crate::presence::{Activity, Availability};
 
-/// A documented payload from `../shared/graph/examples/`, or `None` (and a
-/// note) when `../shared` is absent, unless CI requires it.
+/// A documented payload from `../shared/graph/examples/`, or `None` when
+/// `../shared` is absent (and the test says it was skipped).
 pub(crate) fn example(name: &str) -> Option<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/graph/examples");
-    if !dir.is_dir() {
-        if std::env::var("PRESENCE_SYNC_REQUIRE_SHARED").as_deref() == Ok("1") {
-            panic!("../shared/graph/examples not found and PRESENCE_SYNC_REQUIRE_SHARED=1");
-        }
-        println!("skipped: ../shared/graph/examples not found");
-        return None;
-    }
-    let path = dir.join(name);
-    Some(std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    crate::shared_fixtures::shared_text(&format!("graph/examples/{name}"))
 }
 
 #[test]
