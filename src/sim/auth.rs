@@ -24,6 +24,27 @@ pub struct Registration {
     /// Graph host (`{graph_base}/.default`, as national clouds need), so
     /// pointed at the simulator it asks for `{base_url}/.default`.
     pub base_url: String,
+    /// A certificate registered with the app, for client assertions.
+    pub certificate: Option<RegisteredCertificate>,
+}
+
+/// A certificate credential of the app registration: what Entra keeps of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisteredCertificate {
+    /// SHA-256 of the certificate's DER: the `x5t#S256` a client names it by.
+    pub sha256: Vec<u8>,
+    /// The RSA public key (PKCS#1 `RSAPublicKey` DER) assertions must verify with.
+    pub public_key: Vec<u8>,
+}
+
+impl RegisteredCertificate {
+    pub fn new(certificate_der: &[u8], public_key: Vec<u8>) -> Self {
+        let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certificate_der);
+        RegisteredCertificate {
+            sha256: sha256.as_ref().to_vec(),
+            public_key,
+        }
+    }
 }
 
 /// A client-credentials token request's form fields.
@@ -110,7 +131,12 @@ impl Auth {
 
     /// Checks a token request for tenant `tenant` (the URL segment).
     /// The order follows Entra's: tenant, grant, app, credential, scope.
-    pub fn check(&self, tenant: &str, request: &TokenRequest) -> Result<(), EntraError> {
+    pub fn check(
+        &self,
+        tenant: &str,
+        request: &TokenRequest,
+        now: Timestamp,
+    ) -> Result<(), EntraError> {
         let reg = &self.registration;
         if !tenant.eq_ignore_ascii_case(&reg.tenant_id)
             && !tenant.eq_ignore_ascii_case(&reg.tenant_domain)
@@ -178,13 +204,11 @@ impl Auth {
                 }
             }
             (_, Some(assertion)) if !assertion.is_empty() => {
-                // No certificate is registered with the simulator's app.
-                return Err(EntraError::new(
-                    401,
-                    "invalid_client",
-                    700027,
-                    "Client assertion failed signature validation.".into(),
-                ));
+                let audience = format!(
+                    "{}/{tenant}/oauth2/v2.0/token",
+                    reg.base_url.trim_end_matches('/')
+                );
+                check_assertion(reg, assertion, &audience, now)?;
             }
             _ => {
                 return Err(EntraError::new(
@@ -246,9 +270,93 @@ impl Auth {
     }
 }
 
+/// Validates a client assertion as Entra does for a certificate credential:
+/// an RS256 JWT naming a registered certificate, signed by its key, for this
+/// token URL, issued by the app for itself, and not expired.
+fn check_assertion(
+    reg: &Registration,
+    assertion: &str,
+    audience: &str,
+    now: Timestamp,
+) -> Result<(), EntraError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let refuse = |code: u32, text: &str| {
+        Err(EntraError::new(
+            401,
+            "invalid_client",
+            code,
+            text.to_string(),
+        ))
+    };
+    let Some(certificate) = &reg.certificate else {
+        return refuse(
+            700027,
+            "Client assertion failed signature validation: the app has no certificate registered.",
+        );
+    };
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return refuse(50027, "JWT token is invalid or malformed.");
+    };
+    let json = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+    };
+    let (Some(header), Some(claims), Ok(signature)) = (
+        json(header),
+        json(claims),
+        URL_SAFE_NO_PAD.decode(signature),
+    ) else {
+        return refuse(50027, "JWT token is invalid or malformed.");
+    };
+    let named = header["x5t#S256"]
+        .as_str()
+        .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok());
+    if header["alg"] != "RS256" || named.as_deref() != Some(certificate.sha256.as_slice()) {
+        return refuse(
+            700027,
+            "Client assertion contains an invalid signature: the key was not found.",
+        );
+    }
+    let signed = &assertion[..assertion.len() - parts[2].len() - 1];
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        &certificate.public_key,
+    );
+    if key.verify(signed.as_bytes(), &signature).is_err() {
+        return refuse(700027, "Client assertion failed signature validation.");
+    }
+    if claims["aud"] != audience {
+        return refuse(
+            700212,
+            "No matching federated identity record found for presented assertion audience.",
+        );
+    }
+    if claims["iss"] != reg.client_id.as_str() || claims["sub"] != reg.client_id.as_str() {
+        return refuse(
+            700211,
+            "No matching federated identity record found for presented assertion issuer.",
+        );
+    }
+    let now_secs = i64::try_from(now.as_micros() / 1_000_000).unwrap_or(i64::MAX);
+    if claims["exp"].as_i64().is_none_or(|exp| exp <= now_secs) {
+        return refuse(
+            700024,
+            "Client assertion is not within its valid time range.",
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
 
     fn auth() -> Auth {
         Auth::new(
@@ -258,6 +366,7 @@ mod tests {
                 client_id: "client-guid".into(),
                 client_secret: "s3cret".into(),
                 base_url: "http://127.0.0.1:1".into(),
+                certificate: None,
             },
             Duration::from_secs(60),
         )
@@ -276,13 +385,13 @@ mod tests {
     #[test]
     fn a_correct_request_passes_for_the_tenant_id_or_domain() {
         let auth = auth();
-        assert_eq!(auth.check("tenant-guid", &good()), Ok(()));
-        assert_eq!(auth.check("Contoso.Test", &good()), Ok(()));
+        assert_eq!(auth.check("tenant-guid", &good(), NOW), Ok(()));
+        assert_eq!(auth.check("Contoso.Test", &good(), NOW), Ok(()));
         let own_scope = TokenRequest {
             scope: Some("http://127.0.0.1:1/.default".into()),
             ..good()
         };
-        assert_eq!(auth.check("tenant-guid", &own_scope), Ok(()));
+        assert_eq!(auth.check("tenant-guid", &own_scope, NOW), Ok(()));
     }
 
     #[test]
@@ -291,7 +400,7 @@ mod tests {
         let code = |tenant: &str, change: &dyn Fn(&mut TokenRequest)| {
             let mut request = good();
             change(&mut request);
-            auth.check(tenant, &request).unwrap_err()
+            auth.check(tenant, &request, NOW).unwrap_err()
         };
         assert_eq!(code("other", &|_| {}).code, 90002);
         let e = code("tenant-guid", &|r| r.client_secret = Some("wrong".into()));
@@ -323,14 +432,17 @@ mod tests {
     fn an_expired_secret_is_told_apart_from_a_wrong_one() {
         let mut auth = auth();
         auth.set_secret_expired(true);
-        let e = auth.check("tenant-guid", &good()).unwrap_err();
+        let e = auth.check("tenant-guid", &good(), NOW).unwrap_err();
         assert_eq!(
             (e.status, e.error, e.code),
             (401, "invalid_client", 7000222)
         );
         let mut wrong = good();
         wrong.client_secret = Some("wrong".into());
-        assert_eq!(auth.check("tenant-guid", &wrong).unwrap_err().code, 7000215);
+        assert_eq!(
+            auth.check("tenant-guid", &wrong, NOW).unwrap_err().code,
+            7000215
+        );
     }
 
     #[test]
@@ -357,5 +469,91 @@ mod tests {
             auth.validate(Some("tok2"), t0 + Duration::from_secs(1)),
             Err(TokenRejection::Expired)
         );
+    }
+
+    mod assertions {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rsa::KeySize;
+        use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+        use chrono::{DateTime, Utc};
+
+        use super::*;
+        use crate::graph::CertificateCredential;
+
+        const CERT: &[u8] = b"the certificate's DER stands in here; only its digest matters";
+
+        fn key() -> RsaKeyPair {
+            RsaKeyPair::generate(KeySize::Rsa2048).unwrap()
+        }
+
+        fn auth_with(key: &RsaKeyPair) -> Auth {
+            let mut auth = auth();
+            auth.registration.certificate = Some(RegisteredCertificate::new(
+                CERT,
+                key.public_key().as_ref().to_vec(),
+            ));
+            auth
+        }
+
+        fn request(signer: RsaKeyPair, audience: &str, at: Timestamp) -> TokenRequest {
+            let credential = CertificateCredential::new(signer, CERT);
+            let secs = i64::try_from(at.as_micros() / 1_000_000).unwrap();
+            let when = DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
+            TokenRequest {
+                client_secret: None,
+                client_assertion: Some(
+                    credential.assertion(audience, "client-guid", when).unwrap(),
+                ),
+                ..good()
+            }
+        }
+
+        const AUDIENCE: &str = "http://127.0.0.1:1/tenant-guid/oauth2/v2.0/token";
+
+        #[test]
+        fn a_signed_assertion_for_the_registered_certificate_passes() {
+            let signer = key();
+            let auth = auth_with(&signer);
+            assert_eq!(
+                auth.check("tenant-guid", &request(signer, AUDIENCE, NOW), NOW),
+                Ok(())
+            );
+        }
+
+        #[test]
+        fn each_flaw_gets_its_aadsts_code() {
+            let trusted = key();
+            let pkcs8 = trusted.as_der().unwrap();
+            let signer = || RsaKeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+            let auth = auth_with(&trusted);
+            let code = |r: TokenRequest, now| auth.check("tenant-guid", &r, now).unwrap_err().code;
+            assert_eq!(
+                code(request(key(), AUDIENCE, NOW), NOW),
+                700027,
+                "another key"
+            );
+            let late = Timestamp::from_secs(1_800_000_000 + 3600);
+            assert_eq!(
+                code(request(signer(), AUDIENCE, NOW), late),
+                700024,
+                "expired"
+            );
+            let elsewhere = request(signer(), "https://elsewhere/token", NOW);
+            assert_eq!(code(elsewhere, NOW), 700212, "another audience");
+            let garbled = TokenRequest {
+                client_assertion: Some("not.a.jwt".into()),
+                ..request(signer(), AUDIENCE, NOW)
+            };
+            assert_eq!(code(garbled, NOW), 50027, "not a JWT");
+            let no_certificate = super::auth();
+            let r = request(signer(), AUDIENCE, NOW);
+            assert_eq!(
+                no_certificate
+                    .check("tenant-guid", &r, NOW)
+                    .unwrap_err()
+                    .code,
+                700027
+            );
+        }
     }
 }

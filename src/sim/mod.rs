@@ -62,6 +62,11 @@ pub struct SimOptions {
     pub clock: SimClock,
     /// The tenant's domain: UPNs and mail addresses end in it.
     pub domain: String,
+    /// A certificate registered with the app, so clients can sign in with a
+    /// client assertion: the certificate's DER and its RSA public key
+    /// (PKCS#1 DER). Without it, assertions are refused as Entra refuses
+    /// them for an app with no certificate.
+    pub certificate: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Default for SimOptions {
@@ -76,6 +81,7 @@ impl Default for SimOptions {
             script_rate: script::DEFAULT_RATE_PER_USER_PER_HOUR,
             clock: SimClock::real(),
             domain: "contoso.test".into(),
+            certificate: None,
         }
     }
 }
@@ -213,6 +219,10 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
         client_id: rng.guid(),
         client_secret: format!("sim~{:016x}{:016x}", rng.next_u64(), rng.next_u64()),
         base_url: base_url.clone(),
+        certificate: options
+            .certificate
+            .as_ref()
+            .map(|(der, key)| auth::RegisteredCertificate::new(der, key.clone())),
     };
     let mut directory = Directory::new(&options.domain, rng.next_u64(), run_nonce());
     for _ in 0..options.users {

@@ -31,7 +31,7 @@ pub(crate) async fn issue(
         scope: field("scope"),
     };
     let mut auth = lock(&shared.auth);
-    if let Err(error) = auth.check(&tenant, &request) {
+    if let Err(error) = auth.check(&tenant, &request, ctx.at) {
         return entra_error(&ctx, &error);
     }
     // Opaque and unguessable: tokens are the only credential Graph checks.
