@@ -130,6 +130,25 @@ pub(crate) async fn by_user_ids(
     .into_response()
 }
 
+/// Graph ties an app's presence session to the app: `sessionId` must be
+/// the calling app's client id.
+fn check_session(
+    ctx: &RequestCtx,
+    body: &serde_json::Map<String, Value>,
+    app: &str,
+) -> Result<(), Response> {
+    let Some(session) = body.get("sessionId").and_then(Value::as_str) else {
+        return Err(bad_request(ctx, "sessionId is required."));
+    };
+    if !session.eq_ignore_ascii_case(app) {
+        return Err(bad_request(
+            ctx,
+            "sessionId must be the application (client) id of the calling app.",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) async fn set(
     State(shared): State<Arc<Shared>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -141,15 +160,8 @@ pub(crate) async fn set(
         Ok(b) => b,
         Err(response) => return response,
     };
-    let Some(session) = body.get("sessionId").and_then(Value::as_str) else {
-        return bad_request(&ctx, "sessionId is required.");
-    };
-    // Graph ties an app's session to the app: the id must be its client id.
-    if !session.eq_ignore_ascii_case(&app) {
-        return bad_request(
-            &ctx,
-            "sessionId must be the application (client) id of the calling app.",
-        );
+    if let Err(response) = check_session(&ctx, &body, &app) {
+        return response;
     }
     let presence = match pair(&ctx, &body) {
         Ok(p) => p,
@@ -180,14 +192,8 @@ pub(crate) async fn clear(
         Ok(b) => b,
         Err(response) => return response,
     };
-    let Some(session) = body.get("sessionId").and_then(Value::as_str) else {
-        return bad_request(&ctx, "sessionId is required.");
-    };
-    if !session.eq_ignore_ascii_case(&app) {
-        return bad_request(
-            &ctx,
-            "sessionId must be the application (client) id of the calling app.",
-        );
+    if let Err(response) = check_session(&ctx, &body, &app) {
+        return response;
     }
     let result = shared
         .tenant(ctx.at)
