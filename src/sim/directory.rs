@@ -16,6 +16,8 @@ pub const DELTA_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Teams Phone (MCOEV) service plan id: how the daemon tells Teams users.
 pub const MCOEV_PLAN_ID: &str = "4828c8ec-dc2e-4779-b502-87ac9ce28ab7";
+/// Microsoft Teams (TEAMS1), service `TeamspaceAPI`: the user has Teams.
+pub const TEAMS_PLAN_ID: &str = "57ff2da0-773e-42df-b2af-ffb7a2317929";
 
 /// The share of generated users with Teams Phone assigned: most agents
 /// have it, a few back-office accounts do not.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::errors::{bad_request, graph_error, iso_date, user_not_found};
 use super::{RequestCtx, Shared, form};
-use crate::sim::directory::{DeltaError, MCOEV_PLAN_ID, User};
+use crate::sim::directory::{DeltaError, MCOEV_PLAN_ID, TEAMS_PLAN_ID, User};
 
 /// What `/users` returns without `$select` (Graph's default set).
 const DEFAULT_PROPERTIES: &[&str] = &[
@@ -92,16 +92,22 @@ pub(crate) fn user_json(user: &User, properties: &[&str]) -> Value {
             "accountEnabled" => json!(true),
             "createdDateTime" => json!(iso_date(user.created)),
             "assignedPlans" => {
-                let plans: Vec<Value> = if user.teams_phone {
-                    vec![json!({
+                // Every simulated user has Teams (they have a presence);
+                // some also have Teams Phone, which direct-dial routing needs.
+                let mut plans = vec![json!({
+                    "assignedDateTime": iso_date(user.created),
+                    "capabilityStatus": "Enabled",
+                    "service": "TeamspaceAPI",
+                    "servicePlanId": TEAMS_PLAN_ID,
+                })];
+                if user.teams_phone {
+                    plans.push(json!({
                         "assignedDateTime": iso_date(user.created),
                         "capabilityStatus": "Enabled",
                         "service": "MicrosoftCommunicationsOnline",
                         "servicePlanId": MCOEV_PLAN_ID,
-                    })]
-                } else {
-                    Vec::new()
-                };
+                    }));
+                }
                 json!(plans)
             }
             _ => continue,
@@ -367,4 +373,30 @@ fn sync_state_not_found(ctx: &RequestCtx) -> Response {
         "syncStateNotFound",
         "The sync state generation is not found; the delta token has expired or is unknown. Restart with a full sync.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::directory::{Directory, NewUser};
+    use crate::time::Timestamp;
+
+    /// The plans a client reads to tell Teams users (and Teams Phone users) apart.
+    #[test]
+    fn every_user_has_teams_and_some_have_teams_phone() {
+        let mut directory = Directory::new("contoso.test", 1, 1);
+        for phone in [true, false] {
+            let new = NewUser {
+                teams_phone: Some(phone),
+                ..NewUser::default()
+            };
+            let index = directory
+                .add(new, Timestamp::from_secs(1_700_000_000))
+                .unwrap();
+            let json = user_json(directory.by_index(index).unwrap(), &["id", "assignedPlans"]);
+            let user: crate::graph::model::User = serde_json::from_value(json).unwrap();
+            assert_eq!(user.has_teams(), Some(true));
+            assert_eq!(user.has_teams_phone(), Some(phone));
+        }
+    }
 }
