@@ -611,10 +611,17 @@ impl TokenCache {
             .await
             .map_err(|e| Fetch::Transient(transport_message(&e)))?;
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
+        let body = super::throttle::read_body(response, super::throttle::MAX_BODY)
             .await
-            .map_err(|e| Fetch::Transient(transport_message(&e)))?;
+            .map_err(|e| match e {
+                super::throttle::BodyError::Transport(e) => Fetch::Transient(transport_message(&e)),
+                super::throttle::BodyError::TooLarge => Fetch::Final(AuthError::Unreachable {
+                    message: format!(
+                        "the token answer (HTTP {status}) is longer than {} bytes",
+                        super::throttle::MAX_BODY
+                    ),
+                }),
+            })?;
         if status == 429 || status >= 500 {
             return Err(Fetch::Transient(format!("Entra answered HTTP {status}")));
         }
