@@ -218,8 +218,11 @@ impl<S: PresenceSource> Poller<S> {
                 };
                 match read {
                     Ok(read) => {
-                        for (id, error) in &read.refused {
-                            tracing::warn!(user = %id, %error, "Graph refused this user's presence");
+                        if let Some((id, error)) = read.refused.first() {
+                            tracing::warn!(users = read.refused.len(), first = %id, %error, "Graph refused these users' presence");
+                        }
+                        if let Some(unread) = &read.unread {
+                            tracing::warn!(ids = unread.ids.len(), error = %unread.error, "part of a presence poll batch failed");
                         }
                         for p in read.presences {
                             if !self.remember(&p) {
