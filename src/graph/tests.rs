@@ -450,6 +450,51 @@ async fn delta_follows_pages_to_the_delta_link_and_reports_removals() {
     );
 }
 
+// A delta link stored under another Graph base (the simulator on a new
+// port, a changed graph_base) means starting over, not an error.
+#[tokio::test]
+async fn a_stored_delta_link_for_another_base_requires_a_resync() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            Reply::token(0)
+        } else {
+            Reply::ok(r#"{"value": [], "@odata.deltaLink": "x"}"#)
+        }
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    let port: u16 = peer.base.rsplit(':').next().unwrap().parse().unwrap();
+    let other_port = format!(
+        "http://127.0.0.1:{}/v1.0/users/delta?$deltatoken=old",
+        port.wrapping_add(1).max(1)
+    );
+    for stored in [
+        other_port.as_str(),
+        "https://graph.microsoft.us/v1.0/users/delta?$deltatoken=old",
+        "not a link at all",
+    ] {
+        let outcome = client.users_delta(Some(stored)).await.unwrap();
+        assert!(
+            matches!(&outcome, DeltaOutcome::ResyncRequired { reason } if reason.contains(stored)),
+            "{stored}: {outcome:?}"
+        );
+    }
+    // Same host, but graph_base now has a path the link is not under.
+    let mut config = testing::config(&peer.base);
+    config.graph_base = format!("{}/graph", peer.base);
+    let moved = GraphClient::builder(&config, Credential::Secret(crate::config::Secret::new("s")))
+        .clock(InstantClock::new())
+        .build()
+        .unwrap();
+    let stored = format!("{}/v1.0/users/delta?$deltatoken=old", peer.base);
+    let outcome = moved.users_delta(Some(&stored)).await.unwrap();
+    assert!(
+        matches!(outcome, DeltaOutcome::ResyncRequired { .. }),
+        "{outcome:?}"
+    );
+    assert!(peer.graph_requests().is_empty(), "no call, no token sent");
+}
+
 #[test]
 fn bad_base_urls_are_refused_at_construction() {
     for base in ["not a url", "ftp://graph.example", "mailto:x@y"] {
