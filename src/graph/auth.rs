@@ -1,6 +1,10 @@
 //! The app's access token: client credentials with a secret or a
 //! certificate, cached, refreshed before it expires, one refresh at a time.
 //!
+//! A token due for refresh is kept while refreshing fails (Entra down)
+//! until it really expires; a permanent refusal is remembered for a
+//! hold-off so that Graph calls do not each ask Entra again.
+//!
 //! Entra's refusals are classified from their AADSTS codes, because each has
 //! a different fix an admin must make (renew the secret, fix the client id,
 //! grant consent) and `/readyz`, logs and metrics say which.
@@ -294,8 +298,19 @@ impl TokenEndpoint {
 #[derive(Clone, Debug)]
 struct Cached {
     token: Arc<Secret>,
-    /// When to stop using it (clock time), already less the margin.
-    refresh_at: std::time::Duration,
+    /// When to start asking for a new one (clock time): expiry less the margin.
+    refresh_at: Duration,
+    /// When Entra's `expires_in` runs out (clock time): the token is used
+    /// until then even when refreshing it keeps failing.
+    expires_at: Duration,
+}
+
+/// A refusal remembered so that callers get it without asking Entra again.
+#[derive(Clone, Debug)]
+struct Refusal {
+    error: AuthError,
+    /// Clock time before which Entra is not asked again.
+    until: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -305,6 +320,33 @@ struct State {
     /// error instead of each trying again in turn.
     fetches: u64,
     last_error: Option<AuthError>,
+    /// The last permanent refusal (expired or wrong secret, unknown app,
+    /// bad scope, ...), answered from here until its hold-off ends.
+    refusal: Option<Refusal>,
+    /// Permanent refusals in a row: the hold-off grows with them.
+    refusals: u32,
+    /// Failed refreshes in a row while the cached token was still valid.
+    refresh_failures: u32,
+    /// No refresh before this clock time (backoff after a failed refresh).
+    retry_refresh_at: Duration,
+}
+
+/// The first hold-off after a permanent refusal; it doubles with each
+/// refusal in a row, up to [`REFUSAL_HOLD_OFF_MAX`]. A new client (a config
+/// reload) starts over.
+pub const REFUSAL_HOLD_OFF: Duration = Duration::from_secs(30);
+pub const REFUSAL_HOLD_OFF_MAX: Duration = Duration::from_secs(600);
+
+/// The first wait after an early refresh failed while the token is still
+/// valid; it doubles with each failure in a row, up to [`REFRESH_RETRY_MAX`].
+const REFRESH_RETRY: Duration = Duration::from_secs(5);
+const REFRESH_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// `first × 2^(n-1)`, at most `max`.
+fn doubling(first: Duration, n: u32, max: Duration) -> Duration {
+    first
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(max)
 }
 
 /// The app's token, fetched once and shared by every caller.
@@ -316,7 +358,11 @@ pub struct TokenCache {
     retry: RetryPolicy,
     timeout: Duration,
     fetches: AtomicU64,
-    state: tokio::sync::Mutex<State>,
+    /// Short critical sections only: never held across an await.
+    state: std::sync::Mutex<State>,
+    /// Held by the one caller talking to Entra (single flight). Callers
+    /// without a valid token wait on it; callers with one never do.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -333,6 +379,17 @@ impl std::fmt::Debug for TokenCache {
 /// expires on the way.
 fn refresh_margin(expires_in: Duration) -> Duration {
     (expires_in / 4).min(Duration::from_secs(300))
+}
+
+/// What a caller of [`TokenCache::token`] does next.
+enum Plan {
+    /// The answer, without asking Entra.
+    Ready(Result<Arc<Secret>, AuthError>),
+    /// The token is still valid but due for a refresh: one attempt, and the
+    /// current token if it fails.
+    Refresh(Arc<Secret>),
+    /// No valid token: fetch one (with retries).
+    Fetch,
 }
 
 impl TokenCache {
@@ -352,41 +409,132 @@ impl TokenCache {
             retry,
             timeout,
             fetches: AtomicU64::new(0),
-            state: tokio::sync::Mutex::new(State::default()),
+            state: std::sync::Mutex::new(State::default()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is plain values, consistent after every statement.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A valid token: the cached one, or a fresh one when it is near expiry.
-    /// Concurrent callers share one fetch and its outcome.
+    ///
+    /// - Concurrent callers without a valid token share one fetch and its
+    ///   outcome.
+    /// - A token due for refresh but still valid is served to everyone while
+    ///   one caller makes a single refresh attempt; if it fails, the token is
+    ///   kept until it really expires and the refresh is retried later, with
+    ///   backoff.
+    /// - A permanent refusal (expired secret, unknown app, ...) is answered
+    ///   from memory for a hold-off (30 s, doubling up to 10 min) instead of
+    ///   asking Entra on every Graph call.
     pub async fn token(&self) -> Result<Arc<Secret>, AuthError> {
         let seen = self.fetches.load(Ordering::Acquire);
-        let mut state = self.state.lock().await;
-        if let Some(cached) = &state.cached
-            && self.clock.now() < cached.refresh_at
-        {
-            return Ok(cached.token.clone());
+        let mut flight = None;
+        loop {
+            let plan = self.plan(seen);
+            match (plan, &flight) {
+                (Plan::Ready(answer), _) => return answer,
+                (Plan::Refresh(current), None) => match self.fetching.try_lock() {
+                    // Check again as the one refresher: another may just
+                    // have finished.
+                    Ok(guard) => flight = Some(guard),
+                    // Someone is refreshing: the current token is still good.
+                    Err(_) => return Ok(current),
+                },
+                (Plan::Refresh(_), Some(_)) => {
+                    let outcome = self.fetch_once().await.map_err(|e| match e {
+                        Fetch::Transient(message) => {
+                            Fetch::Transient(format!("{message} (early refresh)"))
+                        }
+                        other => other,
+                    });
+                    return self.store(outcome);
+                }
+                (Plan::Fetch, None) => flight = Some(self.fetching.lock().await),
+                (Plan::Fetch, Some(_)) => {
+                    let outcome = self.fetch().await;
+                    return self.store(outcome);
+                }
+            }
+        }
+    }
+
+    fn plan(&self, seen: u64) -> Plan {
+        let now = self.clock.now();
+        let state = self.state();
+        let refusal = state.refusal.as_ref().filter(|r| now < r.until);
+        if let Some(cached) = &state.cached {
+            if now < cached.refresh_at {
+                return Plan::Ready(Ok(cached.token.clone()));
+            }
+            if now < cached.expires_at {
+                if refusal.is_some() || now < state.retry_refresh_at {
+                    return Plan::Ready(Ok(cached.token.clone()));
+                }
+                return Plan::Refresh(cached.token.clone());
+            }
+        }
+        if let Some(refusal) = refusal {
+            return Plan::Ready(Err(refusal.error.clone()));
         }
         if state.fetches != seen
             && let Some(error) = &state.last_error
         {
-            return Err(error.clone());
+            return Plan::Ready(Err(error.clone()));
         }
-        let outcome = self.fetch().await;
+        Plan::Fetch
+    }
+
+    /// Keeps a fetch's outcome; a token still valid survives a failure.
+    fn store(&self, outcome: Result<Cached, Fetch>) -> Result<Arc<Secret>, AuthError> {
+        let now = self.clock.now();
+        let mut state = self.state();
         // Counted when done: a caller that started waiting during this fetch
         // sees the count move and takes its outcome.
         state.fetches += 1;
         self.fetches.store(state.fetches, Ordering::Release);
-        match outcome {
+        let (error, permanent) = match outcome {
             Ok(cached) => {
                 let token = cached.token.clone();
                 state.cached = Some(cached);
                 state.last_error = None;
+                state.refusal = None;
+                state.refusals = 0;
+                state.refresh_failures = 0;
+                state.retry_refresh_at = Duration::ZERO;
+                return Ok(token);
+            }
+            Err(Fetch::Final(error)) => (error, true),
+            Err(Fetch::Transient(message)) => (AuthError::Unreachable { message }, false),
+        };
+        state.last_error = Some(error.clone());
+        if permanent {
+            state.refusals = state.refusals.saturating_add(1);
+            let hold_off = doubling(REFUSAL_HOLD_OFF, state.refusals, REFUSAL_HOLD_OFF_MAX);
+            tracing::error!(kind = error.kind(), %error, ?hold_off, "Entra refused the token request; not asking again before the hold-off ends");
+            state.refusal = Some(Refusal {
+                error: error.clone(),
+                until: now.saturating_add(hold_off),
+            });
+        }
+        match &state.cached {
+            Some(cached) if now < cached.expires_at => {
+                let token = cached.token.clone();
+                let expires_in = cached.expires_at - now;
+                state.refresh_failures = state.refresh_failures.saturating_add(1);
+                let wait = doubling(REFRESH_RETRY, state.refresh_failures, REFRESH_RETRY_MAX);
+                state.retry_refresh_at = now.saturating_add(wait);
+                tracing::warn!(kind = error.kind(), %error, ?expires_in, retry_in = ?wait, "token refresh failed; the current token is used until it expires");
                 Ok(token)
             }
-            Err(error) => {
-                tracing::warn!(kind = error.kind(), %error, "token request failed");
+            _ => {
+                if !permanent {
+                    tracing::warn!(kind = error.kind(), %error, "token request failed");
+                }
                 state.cached = None;
-                state.last_error = Some(error.clone());
                 Err(error)
             }
         }
@@ -395,7 +543,7 @@ impl TokenCache {
     /// Forgets `stale` (Graph refused it with 401) so the next call fetches
     /// a new one; a token already replaced by another caller is kept.
     pub async fn invalidate(&self, stale: &Arc<Secret>) {
-        let mut state = self.state.lock().await;
+        let mut state = self.state();
         if state
             .cached
             .as_ref()
@@ -405,16 +553,14 @@ impl TokenCache {
         }
     }
 
-    async fn fetch(&self) -> Result<Cached, AuthError> {
+    async fn fetch(&self) -> Result<Cached, Fetch> {
         let mut backoff = self.retry.backoff();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = self.fetch_once().await;
-            let message = match outcome {
-                Ok(cached) => return Ok(cached),
-                Err(Fetch::Final(error)) => return Err(error),
+            let message = match self.fetch_once().await {
                 Err(Fetch::Transient(message)) => message,
+                done => return done,
             };
             let wait = backoff::backoff::Backoff::next_backoff(&mut backoff);
             match wait {
@@ -423,9 +569,7 @@ impl TokenCache {
                     super::clock::sleep(self.clock.as_ref(), wait).await;
                 }
                 _ => {
-                    return Err(AuthError::Unreachable {
-                        message: format!("{message} ({attempt} attempts)"),
-                    });
+                    return Err(Fetch::Transient(format!("{message} ({attempt} attempts)")));
                 }
             }
         }
@@ -467,10 +611,17 @@ impl TokenCache {
             .await
             .map_err(|e| Fetch::Transient(transport_message(&e)))?;
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
+        let body = super::throttle::read_body(response, super::throttle::MAX_BODY)
             .await
-            .map_err(|e| Fetch::Transient(transport_message(&e)))?;
+            .map_err(|e| match e {
+                super::throttle::BodyError::Transport(e) => Fetch::Transient(transport_message(&e)),
+                super::throttle::BodyError::TooLarge => Fetch::Final(AuthError::Unreachable {
+                    message: format!(
+                        "the token answer (HTTP {status}) is longer than {} bytes",
+                        super::throttle::MAX_BODY
+                    ),
+                }),
+            })?;
         if status == 429 || status >= 500 {
             return Err(Fetch::Transient(format!("Entra answered HTTP {status}")));
         }
@@ -491,6 +642,7 @@ impl TokenCache {
         Ok(Cached {
             token: Arc::new(token.access_token),
             refresh_at: started.saturating_add(lifetime - refresh_margin(lifetime)),
+            expires_at: started.saturating_add(lifetime),
         })
     }
 }

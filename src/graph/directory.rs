@@ -3,7 +3,9 @@
 //!
 //! A delta link expires (7 days per the docs) and Graph then answers 410 or
 //! `syncStateNotFound`: that is not an error to retry but a signal to start
-//! over with a full read, and [`DeltaOutcome::ResyncRequired`] says so.
+//! over with a full read, and [`DeltaOutcome::ResyncRequired`] says so. A
+//! stored link that is not under the configured Graph base (the base
+//! changed since it was stored) says the same, without a call.
 
 use std::collections::HashSet;
 
@@ -65,7 +67,15 @@ impl GraphClient {
     /// user, then the link to keep).
     pub async fn users_delta(&self, delta_link: Option<&str>) -> Result<DeltaOutcome, GraphError> {
         let first = match delta_link {
-            Some(link) => self.link(link)?,
+            Some(link) => match self.stored_delta_link(link) {
+                Ok(url) => url,
+                Err(error) => {
+                    tracing::info!(%error, "the stored users delta link is not for this Graph base");
+                    return Ok(DeltaOutcome::ResyncRequired {
+                        reason: error.to_string(),
+                    });
+                }
+            },
             None => {
                 let mut url = self.url(&["users", "delta"]);
                 url.query_pairs_mut().append_pair("$select", USER_SELECT);
@@ -111,6 +121,26 @@ impl GraphClient {
                 }
             }
         }
+    }
+
+    /// A delta link kept from an earlier round, if it is under the
+    /// configured Graph base. One that is not (`graph_base` changed, the
+    /// simulator on another port, a damaged store) cannot be followed, and
+    /// the token must not go there: the caller starts over.
+    fn stored_delta_link(&self, link: &str) -> Result<reqwest::Url, GraphError> {
+        let url = self.link(link)?;
+        let prefix = self.base.path().trim_end_matches('/');
+        let under = url
+            .path()
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'));
+        if !under {
+            return Err(GraphError::Url {
+                url: link.to_owned(),
+                reason: "not under the configured Graph base",
+            });
+        }
+        Ok(url)
     }
 
     /// The next page's URL; a link seen before would loop forever.

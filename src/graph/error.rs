@@ -10,7 +10,8 @@ use thiserror::Error;
 use super::auth::AuthError;
 
 /// A Graph call that did not succeed, after the request path's own retries.
-#[derive(Debug, Error)]
+/// Cloned when one failure stands for many ids (a refused batch).
+#[derive(Clone, Debug, Error)]
 pub enum GraphError {
     /// Graph answered with an error status.
     #[error(

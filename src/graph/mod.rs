@@ -37,7 +37,7 @@ pub use clock::{Clock, SharedClock, TokioClock};
 pub use directory::{DeltaChanges, DeltaOutcome};
 pub use error::GraphError;
 pub use poller::{PollPlan, PollTarget, Poller, PresenceUpdate};
-pub use presence::{MAX_IDS_PER_CALL, PresenceRead};
+pub use presence::{MAX_IDS_PER_CALL, PresenceRead, Unread};
 pub use throttle::{Budget, GraphRequest, GraphResponse, RetryPolicy, Throttle, ThrottleConfig};
 
 use crate::config::{GraphAuth, GraphConfig};

@@ -3,8 +3,15 @@
 //! Reads use `getPresencesByUserId`, at most 650 ids a call. Graph has been
 //! seen to answer a large batch with a bare 400 (microsoft-graph-docs#9333),
 //! so a 400 splits the batch in halves down to single ids; a single id that
-//! is still refused is reported, never retried again. Writes use our app id
-//! as the session id, so `clearPresence` only ever removes our own session.
+//! is still refused is reported, never retried again. A bad id costs about
+//! 2·log2(n) calls. A 400 that is systematic (Graph refuses whatever we
+//! ask, single ids included) must not cost 2n - 1 calls: once
+//! [`SYSTEMATIC_AFTER`] single ids of a batch were refused before any call
+//! for that batch succeeded, the batch's remaining ids are reported refused
+//! with that error, unasked (about 13 calls for 650 ids).
+//!
+//! Writes use our app id as the session id, so `clearPresence` only ever
+//! removes our own session.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -27,22 +34,46 @@ pub const MAX_IDS_PER_CALL: usize = 650;
 pub const SESSION_EXPIRY_MIN: Duration = Duration::from_secs(5 * 60);
 pub const SESSION_EXPIRY_MAX: Duration = Duration::from_secs(4 * 3600);
 
+/// Single ids refused, before any call of their batch succeeded, that make
+/// a batch's 400 systematic. One or two bad ids side by side are not (the
+/// ids around them are read); three refusals with nothing read are.
+pub const SYSTEMATIC_AFTER: usize = 3;
+
 /// What a presence read returned.
 #[derive(Debug, Default)]
 pub struct PresenceRead {
     pub presences: Vec<GraphPresence>,
-    /// Ids Graph refused (400) even when asked for alone.
+    /// Ids Graph refused (400) even when asked for alone, or left unasked
+    /// once the 400s were seen to be systematic (with the same error).
     pub refused: Vec<(String, GraphError)>,
     /// Items of Graph's answers that were not a readable presence.
     pub skipped: usize,
     /// Calls made, splits included.
     pub calls: usize,
+    /// Set when a call failed for a reason that is not about the ids (Graph
+    /// down, token refused, throttled too long) after other calls of the
+    /// read had succeeded: what was read is kept, and these ids were not.
+    pub unread: Option<Unread>,
+}
+
+/// Ids a read did not get to, and why.
+#[derive(Debug)]
+pub struct Unread {
+    /// The failed call's ids and every id not asked for after it: the read
+    /// stops at such a failure, as the next calls would most likely fail
+    /// the same way (and each after the throttle's own retries).
+    pub ids: Vec<String>,
+    pub error: GraphError,
 }
 
 impl GraphClient {
-    /// The presence of every id, in calls of at most 650 ids. Fails as a
-    /// whole only on an error that is not about the ids (after the
-    /// throttle's retries): Graph down, token refused, throttled too long.
+    /// The presence of every id, in calls of at most 650 ids.
+    ///
+    /// An error that is not about the ids (after the throttle's retries:
+    /// Graph down, token refused, throttled too long) ends the read: it
+    /// fails as a whole when nothing had been read yet, and otherwise
+    /// returns what was read with the ids it did not get to in
+    /// [`PresenceRead::unread`].
     pub async fn get_presences(&self, ids: &[String]) -> Result<PresenceRead, GraphError> {
         let mut seen = HashSet::with_capacity(ids.len());
         let ids: Vec<String> = ids
@@ -51,29 +82,74 @@ impl GraphClient {
             .cloned()
             .collect();
         let mut read = PresenceRead::default();
-        // Batches still to ask for, the next one last.
-        let mut pending: Vec<&[String]> = ids.chunks(MAX_IDS_PER_CALL).rev().collect();
-        while let Some(batch) = pending.pop() {
-            read.calls += 1;
-            match self.presences_by_user_id(batch).await {
-                Ok(list) => {
-                    read.presences.extend(list.presences);
-                    read.skipped += list.skipped;
+        // A systematic 400 seen in an earlier batch of this read: a later
+        // batch refused whole is taken to be the same, and not split.
+        let mut systematic: Option<GraphError> = None;
+        let chunks: Vec<&[String]> = ids.chunks(MAX_IDS_PER_CALL).collect();
+        for (n, chunk) in chunks.iter().enumerate() {
+            // Parts of this batch still to ask for, the next one last.
+            let mut pending: Vec<&[String]> = vec![chunk];
+            let mut any_read = false;
+            let mut lone_refusals = 0;
+            while let Some(batch) = pending.pop() {
+                read.calls += 1;
+                let error = match self.presences_by_user_id(batch).await {
+                    Ok(list) => {
+                        any_read = true;
+                        read.presences.extend(list.presences);
+                        read.skipped += list.skipped;
+                        continue;
+                    }
+                    Err(error) => error,
+                };
+                if error.status() != Some(400) {
+                    if read.presences.is_empty() && read.refused.is_empty() {
+                        return Err(error);
+                    }
+                    let ids = std::iter::once(batch)
+                        .chain(pending.iter().rev().copied())
+                        .chain(chunks[n + 1..].iter().copied())
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>();
+                    tracing::warn!(unread = ids.len(), %error, "presence read stopped early; returning what was read");
+                    read.unread = Some(Unread { ids, error });
+                    return Ok(read);
                 }
-                Err(error) if error.status() == Some(400) => {
-                    if let [id] = batch {
-                        read.refused.push((id.clone(), error));
-                    } else {
-                        let (left, right) = batch.split_at(batch.len() / 2);
-                        tracing::debug!(
-                            ids = batch.len(),
-                            "getPresencesByUserId refused a batch; splitting it"
-                        );
-                        pending.push(right);
-                        pending.push(left);
+                let whole = batch.len() == chunk.len();
+                let known = systematic.is_some() && whole;
+                if let [id] = batch {
+                    read.refused.push((id.clone(), error.clone()));
+                    if !any_read {
+                        lone_refusals += 1;
                     }
                 }
-                Err(error) => return Err(error),
+                if known || (!any_read && lone_refusals >= SYSTEMATIC_AFTER) {
+                    // A single id is in `refused` already.
+                    let rest = pending
+                        .iter()
+                        .copied()
+                        .chain((batch.len() > 1).then_some(batch))
+                        .flatten();
+                    read.refused
+                        .extend(rest.map(|id| (id.clone(), error.clone())));
+                    tracing::warn!(
+                        ids = chunk.len(),
+                        %error,
+                        "getPresencesByUserId refuses even single ids; the batch is reported refused, not split further"
+                    );
+                    systematic = Some(error);
+                    break;
+                }
+                if batch.len() > 1 {
+                    let (left, right) = batch.split_at(batch.len() / 2);
+                    tracing::debug!(
+                        ids = batch.len(),
+                        "getPresencesByUserId refused a batch; splitting it"
+                    );
+                    pending.push(right);
+                    pending.push(left);
+                }
             }
         }
         Ok(read)

@@ -98,6 +98,143 @@ async fn a_failure_that_is_not_about_the_ids_fails_the_read() {
     assert_eq!(error.status(), Some(403));
 }
 
+// A systematic bare 400 does not multiply one batch into 2n - 1 calls.
+#[tokio::test]
+async fn a_systematic_400_does_not_explode_a_batch() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            Reply::token(0)
+        } else {
+            Reply::graph_error(400, "BadRequest", "rid-400")
+        }
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    let ids: Vec<String> = (0..650)
+        .map(|i| format!("{i:08}-0000-0000-0000-000000000000"))
+        .collect();
+    let read = client.get_presences(&ids).await.unwrap();
+    assert!(
+        read.calls < 100,
+        "{} calls for one 650-id batch",
+        read.calls
+    );
+    // Every id is reported refused, with Graph's error, each once.
+    assert!(read.presences.is_empty());
+    let mut refused: Vec<&str> = read.refused.iter().map(|(id, _)| id.as_str()).collect();
+    refused.sort();
+    assert_eq!(refused, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        read.refused
+            .iter()
+            .all(|(_, e)| e.request_id() == Some("rid-400"))
+    );
+    assert_eq!(read.calls, peer.graph_requests().len());
+}
+
+#[tokio::test]
+async fn a_systematic_400_in_one_batch_is_not_probed_again_in_the_next() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            Reply::token(0)
+        } else {
+            Reply::graph_error(400, "BadRequest", "rid-400")
+        }
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    let read = client.get_presences(&ids(1_400)).await.unwrap();
+    assert_eq!(read.refused.len(), 1_400);
+    // About 13 calls to find the first batch's 400 systematic, then one
+    // call for each of the two others.
+    let later: Vec<usize> = peer
+        .graph_requests()
+        .iter()
+        .map(|r| r.json()["ids"].as_array().unwrap().clone())
+        .filter(|ids| ids[0].as_str().unwrap() >= "user-0650")
+        .map(|ids| ids.len())
+        .collect();
+    assert_eq!(later, [650, 100]);
+    assert!(read.calls <= 15, "{} calls", read.calls);
+}
+
+/// A peer that refuses (400) any batch holding one of `bad`.
+async fn refusing(bad: &'static [&'static str]) -> Peer {
+    Peer::start(move |req, _| {
+        if req.is_token() {
+            return Reply::token(0);
+        }
+        let body = req.json();
+        let ids = body["ids"].as_array().unwrap();
+        if ids.iter().any(|i| bad.iter().any(|b| i == b)) {
+            Reply::graph_error(400, "BadRequest", "rid-400")
+        } else {
+            Reply::ok(presences_for(&body))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_single_bad_id_among_650_is_isolated_and_the_rest_read() {
+    for at in [0, 1, 324, 325, 649] {
+        let peer = refusing(&["bad"]).await;
+        let client = client(&peer, InstantClock::new(), throttle());
+        let mut wanted = ids(649);
+        wanted.insert(at, "bad".into());
+        let read = client.get_presences(&wanted).await.unwrap();
+        assert_eq!(read.presences.len(), 649, "bad at {at}");
+        let refused: Vec<&str> = read.refused.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(refused, ["bad"], "bad at {at}");
+        // About 2·log2(650) ≈ 19 calls.
+        assert!(read.calls <= 21, "bad at {at}: {} calls", read.calls);
+    }
+}
+
+#[tokio::test]
+async fn two_bad_ids_side_by_side_are_not_taken_for_a_systematic_400() {
+    let peer = refusing(&["bad-1", "bad-2"]).await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    let mut wanted = ids(648);
+    wanted.insert(0, "bad-2".into());
+    wanted.insert(0, "bad-1".into());
+    let read = client.get_presences(&wanted).await.unwrap();
+    assert_eq!(read.presences.len(), 648);
+    let refused: Vec<&str> = read.refused.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(refused, ["bad-1", "bad-2"]);
+}
+
+// A failure after some batches were read keeps what was read.
+#[tokio::test]
+async fn a_later_failure_keeps_what_was_read_and_reports_the_rest() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            return Reply::token(0);
+        }
+        let body = req.json();
+        if body["ids"][0] == "user-0650" {
+            Reply::graph_error(503, "serviceNotAvailable", "rid-503")
+        } else {
+            Reply::ok(presences_for(&body))
+        }
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    let wanted = ids(1_400);
+    let read = client.get_presences(&wanted).await.unwrap();
+    assert_eq!(read.presences.len(), 650);
+    let unread = read.unread.expect("the ids not read");
+    assert_eq!(unread.error.status(), Some(503));
+    assert_eq!(unread.error.request_id(), Some("rid-503"));
+    assert_eq!(unread.ids, wanted[650..]);
+    // The read stopped there: the third batch was not asked for.
+    assert!(
+        peer.graph_requests()
+            .iter()
+            .all(|r| r.json()["ids"][0] != "user-1300")
+    );
+}
+
 #[tokio::test]
 async fn writes_send_graphs_bodies_with_our_session() {
     let peer = Peer::start(|req, _| {
@@ -311,6 +448,51 @@ async fn delta_follows_pages_to_the_delta_link_and_reports_removals() {
         matches!(outcome, DeltaOutcome::ResyncRequired { .. }),
         "{outcome:?}"
     );
+}
+
+// A delta link stored under another Graph base (the simulator on a new
+// port, a changed graph_base) means starting over, not an error.
+#[tokio::test]
+async fn a_stored_delta_link_for_another_base_requires_a_resync() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            Reply::token(0)
+        } else {
+            Reply::ok(r#"{"value": [], "@odata.deltaLink": "x"}"#)
+        }
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    let port: u16 = peer.base.rsplit(':').next().unwrap().parse().unwrap();
+    let other_port = format!(
+        "http://127.0.0.1:{}/v1.0/users/delta?$deltatoken=old",
+        port.wrapping_add(1).max(1)
+    );
+    for stored in [
+        other_port.as_str(),
+        "https://graph.microsoft.us/v1.0/users/delta?$deltatoken=old",
+        "not a link at all",
+    ] {
+        let outcome = client.users_delta(Some(stored)).await.unwrap();
+        assert!(
+            matches!(&outcome, DeltaOutcome::ResyncRequired { reason } if reason.contains(stored)),
+            "{stored}: {outcome:?}"
+        );
+    }
+    // Same host, but graph_base now has a path the link is not under.
+    let mut config = testing::config(&peer.base);
+    config.graph_base = format!("{}/graph", peer.base);
+    let moved = GraphClient::builder(&config, Credential::Secret(crate::config::Secret::new("s")))
+        .clock(InstantClock::new())
+        .build()
+        .unwrap();
+    let stored = format!("{}/v1.0/users/delta?$deltatoken=old", peer.base);
+    let outcome = moved.users_delta(Some(&stored)).await.unwrap();
+    assert!(
+        matches!(outcome, DeltaOutcome::ResyncRequired { .. }),
+        "{outcome:?}"
+    );
+    assert!(peer.graph_requests().is_empty(), "no call, no token sent");
 }
 
 #[test]

@@ -10,6 +10,10 @@
 //!   backoff and jitter (backoff's policy; we sleep on our own clock), a
 //!   bounded number of times.
 //! - A 401 refreshes the token once and retries once.
+//! - Each kind of retry has its own count: 429s waited out do not use up
+//!   the attempts for 5xx, nor the other way round.
+//! - Answers are read up to [`ThrottleConfig::max_body`]; a longer one is
+//!   an error, not a daemon out of memory.
 //! - Every request carries a fresh `client-request-id`; every failure is
 //!   logged with Graph's `request-id`; every request has a timeout.
 
@@ -37,7 +41,9 @@ pub const BUDGET_WINDOW: Duration = Duration::from_secs(30);
 /// Backoff for transient failures: how long, how often.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included.
+    /// Attempts in all, the first included, counting only the attempts that
+    /// failed transiently (5xx, timeout, connection): a call also gets its
+    /// throttled retries and its one 401 retry on top.
     pub max_attempts: u32,
     pub initial_interval: Duration,
     pub max_interval: Duration,
@@ -83,8 +89,9 @@ pub struct ThrottleConfig {
     pub requests: u32,
     pub window: Duration,
     /// Requests that may leave back to back after a quiet spell. The
-    /// sustained rate is lowered by as much, so that no window of length
-    /// `window` ever holds more than `requests`.
+    /// sustained rate is lowered by as much (less the one request the burst
+    /// and the rate share), so that no window of length `window` ever holds
+    /// more than `requests`.
     pub burst: u32,
     /// Per attempt, connect to last byte.
     pub request_timeout: Duration,
@@ -97,7 +104,12 @@ pub struct ThrottleConfig {
     pub max_retry_after: Duration,
     /// Wait after a 429 without `Retry-After`.
     pub default_retry_after: Duration,
+    /// The longest answer body read; a longer one fails the call.
+    pub max_body: usize,
 }
+
+/// Bodies Graph sends are far smaller (a page of 999 users is a few MiB).
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
@@ -110,6 +122,7 @@ impl Default for ThrottleConfig {
             max_throttled_retries: 20,
             max_retry_after: Duration::from_secs(600),
             default_retry_after: Duration::from_secs(5),
+            max_body: MAX_BODY,
         }
     }
 }
@@ -131,11 +144,14 @@ impl ThrottleConfig {
         f64::from(sustained) / self.window.as_secs_f64().max(1e-9)
     }
 
-    /// (sustained requests per window, burst): their sum is `requests`.
+    /// (sustained requests per window, burst). GCRA lets `burst` requests
+    /// leave at once and then one every `window / sustained`: a window
+    /// then holds at most `burst + sustained - 1`, which is `requests`
+    /// (so 1 request per window allows 1, not 2).
     fn split(&self) -> (u32, u32) {
-        let requests = self.requests.max(2);
-        let burst = self.burst.clamp(1, requests / 2);
-        (requests - burst, burst)
+        let requests = self.requests.max(1);
+        let burst = self.burst.clamp(1, (requests / 2).max(1));
+        (requests - burst + 1, burst)
     }
 }
 
@@ -160,7 +176,12 @@ impl std::fmt::Debug for Budget {
 impl Budget {
     pub fn new(config: &ThrottleConfig, clock: SharedClock) -> Self {
         let (sustained, burst) = config.split();
-        let period = (config.window / sustained).max(Duration::from_nanos(1));
+        // Rounded up: a period a nanosecond short would let one more
+        // request into a window.
+        let period = u64::try_from(config.window.as_nanos().div_ceil(u128::from(sustained)))
+            .map(Duration::from_nanos)
+            .unwrap_or(Duration::MAX)
+            .max(Duration::from_nanos(1));
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         // `with_period` only refuses a zero period, excluded above.
         let quota = Quota::with_period(period)
@@ -294,7 +315,10 @@ impl Throttle {
     /// Sends `request` until Graph answers 2xx, or gives up with the reason.
     pub async fn send(&self, request: &GraphRequest) -> Result<GraphResponse, GraphError> {
         let mut backoff = self.config.retry.backoff();
+        // Attempts in all, for logs and errors.
         let mut attempts = 0u32;
+        // Each kind of retry is bounded on its own.
+        let mut failures = 0u32;
         let mut throttled = 0u32;
         let mut refreshed = false;
         loop {
@@ -315,7 +339,7 @@ impl Throttle {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let next = match exchange(builder).await {
+            let next = match exchange(builder, self.config.max_body).await {
                 Ok(answer) if (200..300).contains(&answer.status) => {
                     return Ok(GraphResponse {
                         status: answer.status,
@@ -360,10 +384,25 @@ impl Throttle {
                                 self.budget
                                     .pause_until(self.clock.now().saturating_add(wait));
                             }
-                            self.transient(&mut backoff, attempts, retry_after, error)
+                            failures += 1;
+                            self.transient(&mut backoff, failures, retry_after, error)
                         }
                         _ => Next::Fail(error),
                     }
+                }
+                Err(Failure {
+                    too_large: Some(request_id),
+                    message,
+                    ..
+                }) => {
+                    let error = GraphError::Decode {
+                        what: request.what,
+                        message,
+                        request_id,
+                        client_request_id,
+                    };
+                    log_failure(request, &error, attempts);
+                    Next::Fail(error)
                 }
                 Err(failure) => {
                     let error = failure.into_error(
@@ -372,7 +411,8 @@ impl Throttle {
                         self.config.request_timeout,
                     );
                     log_failure(request, &error, attempts);
-                    self.transient(&mut backoff, attempts, None, error)
+                    failures += 1;
+                    self.transient(&mut backoff, failures, None, error)
                 }
             };
             match next {
@@ -386,14 +426,15 @@ impl Throttle {
         }
     }
 
+    /// After the `failures`-th transient failure of a call.
     fn transient(
         &self,
         backoff: &mut ExponentialBackoff,
-        attempts: u32,
+        failures: u32,
         retry_after: Option<Duration>,
         error: GraphError,
     ) -> Next {
-        if attempts >= self.config.retry.max_attempts {
+        if failures >= self.config.retry.max_attempts {
             return Next::Fail(error);
         }
         match backoff.next_backoff() {
@@ -447,9 +488,11 @@ struct Answer {
     body: Vec<u8>,
 }
 
-/// A request that got no answer.
+/// A request that got no (usable) answer.
 struct Failure {
     timed_out: bool,
+    /// The answer was longer than allowed (with Graph's request id).
+    too_large: Option<Option<String>>,
     message: String,
 }
 
@@ -490,9 +533,10 @@ impl Answer {
     }
 }
 
-async fn exchange(builder: reqwest::RequestBuilder) -> Result<Answer, Failure> {
+async fn exchange(builder: reqwest::RequestBuilder, max_body: usize) -> Result<Answer, Failure> {
     let failure = |e: reqwest::Error| Failure {
         timed_out: e.is_timeout(),
+        too_large: None,
         message: transport_message(&e),
     };
     let response = builder.send().await.map_err(failure)?;
@@ -506,13 +550,46 @@ async fn exchange(builder: reqwest::RequestBuilder) -> Result<Answer, Failure> {
     let status = response.status().as_u16();
     let request_id = header("request-id");
     let retry_after = header("retry-after");
-    let body = response.bytes().await.map_err(failure)?.to_vec();
+    let body = match read_body(response, max_body).await {
+        Ok(body) => body,
+        Err(BodyError::Transport(e)) => return Err(failure(e)),
+        Err(BodyError::TooLarge) => {
+            return Err(Failure {
+                timed_out: false,
+                too_large: Some(request_id),
+                message: format!("the answer is longer than {max_body} bytes (HTTP {status})"),
+            });
+        }
+    };
     Ok(Answer {
         status,
         request_id,
         retry_after,
         body,
     })
+}
+
+pub(crate) enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// The body, read to the end unless it is longer than `max` bytes.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `Retry-After` as a wait: seconds (`120`), decimal seconds (`2.128`, as

@@ -216,7 +216,8 @@ async fn a_refused_secret_is_reported_to_every_waiting_caller_once() {
         .delay(Duration::from_millis(100))
     })
     .await;
-    let client = client(&peer, InstantClock::new(), throttle());
+    let clock = InstantClock::new();
+    let client = client(&peer, clock.clone(), throttle());
     let tokens = client.throttle().tokens().clone();
     let tasks: Vec<_> = (0..4)
         .map(|_| {
@@ -228,7 +229,14 @@ async fn a_refused_secret_is_reported_to_every_waiting_caller_once() {
         assert!(matches!(t.await.unwrap(), AuthError::ExpiredSecret(_)));
     }
     assert_eq!(peer.token_requests(), 1, "not retried, and shared");
-    // A later caller tries again (the admin may have fixed it).
+    // A later caller within the hold-off gets the same refusal from memory.
+    assert!(matches!(
+        tokens.token().await.unwrap_err(),
+        AuthError::ExpiredSecret(_)
+    ));
+    assert_eq!(peer.token_requests(), 1);
+    // After it, Entra is asked again (the admin may have fixed it).
+    clock.advance(REFUSAL_HOLD_OFF);
     let _ = tokens.token().await;
     assert_eq!(peer.token_requests(), 2);
 }
@@ -293,4 +301,160 @@ async fn a_certificate_client_sends_an_assertion_not_a_secret() {
     );
     assert!(form.contains("client_assertion=ey"), "{form}");
     assert!(!form.contains("client_secret"), "{form}");
+}
+
+// A failed early refresh (Entra down) keeps the still-valid token.
+#[tokio::test]
+async fn a_failed_early_refresh_keeps_the_still_valid_token() {
+    // First token answer succeeds; from then on Entra is down (503).
+    let peer = Peer::start(|_, seen| {
+        if seen.is_empty() {
+            Reply::token(0)
+        } else {
+            Reply::new(503, "")
+        }
+    })
+    .await;
+    let clock = InstantClock::new();
+    let client = client(&peer, clock.clone(), throttle());
+    let tokens = client.throttle().tokens();
+    assert_eq!(tokens.token().await.unwrap().expose(), "token-0");
+    // Past the refresh point (3599 - 300 s) but ~4 min before expiry.
+    clock.advance(Duration::from_secs(3599 - 299));
+    let got = tokens.token().await;
+    // FACTS.md: expires_in 3599; the token is valid for ~4 more minutes, so
+    // a failed *early* refresh must not stop every Graph call.
+    assert_eq!(
+        got.map(|t| t.expose().to_owned()).map_err(|e| e.kind()),
+        Ok("token-0".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_failing_refresh_is_retried_with_backoff_until_the_token_expires() {
+    let peer = Peer::start(|_, seen| {
+        if seen.is_empty() {
+            Reply::token(0)
+        } else {
+            Reply::new(503, "")
+        }
+    })
+    .await;
+    let clock = InstantClock::new();
+    let client = client(&peer, clock.clone(), throttle());
+    let tokens = client.throttle().tokens();
+    tokens.token().await.unwrap();
+    clock.advance(Duration::from_secs(3599 - 299));
+    // One attempt, no retries inside the call: the caller is not stalled.
+    assert_eq!(tokens.token().await.unwrap().expose(), "token-0");
+    assert_eq!(peer.token_requests(), 2);
+    assert!(clock.sleeps().is_empty(), "{:?}", clock.sleeps());
+    // Within the backoff: the token, without asking.
+    for _ in 0..10 {
+        assert_eq!(tokens.token().await.unwrap().expose(), "token-0");
+    }
+    assert_eq!(peer.token_requests(), 2);
+    // After it: one more attempt.
+    clock.advance(REFRESH_RETRY);
+    assert_eq!(tokens.token().await.unwrap().expose(), "token-0");
+    assert_eq!(peer.token_requests(), 3);
+    // Once it has really expired: no token, Entra's failure.
+    clock.advance(Duration::from_secs(300));
+    let error = tokens.token().await.unwrap_err();
+    assert_eq!(error.kind(), "unreachable");
+}
+
+#[tokio::test]
+async fn callers_do_not_wait_for_a_refresh_while_the_token_is_valid() {
+    // The refresh answer takes 300 ms of real time.
+    let peer = Peer::start(|_, seen| {
+        if seen.is_empty() {
+            Reply::token(0)
+        } else {
+            Reply::token(seen.len()).delay(Duration::from_millis(300))
+        }
+    })
+    .await;
+    let clock = InstantClock::new();
+    let client = client(&peer, clock.clone(), throttle());
+    let tokens = client.throttle().tokens().clone();
+    tokens.token().await.unwrap();
+    clock.advance(Duration::from_secs(3599 - 299));
+    let refresher = {
+        let tokens = tokens.clone();
+        tokio::spawn(async move { tokens.token().await.unwrap().expose().to_owned() })
+    };
+    // Let the refresher take the flight.
+    while peer.token_requests() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..8 {
+        assert_eq!(tokens.token().await.unwrap().expose(), "token-0");
+    }
+    assert!(started.elapsed() < Duration::from_millis(200));
+    assert_eq!(refresher.await.unwrap(), "token-1");
+    assert_eq!(tokens.token().await.unwrap().expose(), "token-1");
+    assert_eq!(peer.token_requests(), 2, "one refresh, not one per caller");
+}
+
+// A permanent refusal is remembered: Graph calls do not each ask Entra.
+#[tokio::test]
+async fn an_expired_secret_does_not_hammer_entra() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            Reply::new(401, r#"{"error":"invalid_client","error_codes":[7000222]}"#)
+        } else {
+            Reply::ok("{}")
+        }
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    for _ in 0..20 {
+        let _ = client.get_presence("u1").await;
+    }
+    // 20 Graph calls within the same instant => at most 2 token requests.
+    assert!(
+        peer.token_requests() <= 2,
+        "{} token requests",
+        peer.token_requests()
+    );
+}
+
+#[tokio::test]
+async fn the_refusal_hold_off_doubles_up_to_ten_minutes_and_resets_on_success() {
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peer = {
+        let fixed = fixed.clone();
+        Peer::start(move |_, _| {
+            if fixed.load(Ordering::SeqCst) {
+                Reply::token(0)
+            } else {
+                Reply::new(
+                    400,
+                    r#"{"error":"unauthorized_client","error_codes":[700016]}"#,
+                )
+            }
+        })
+        .await
+    };
+    let clock = InstantClock::new();
+    let client = client(&peer, clock.clone(), throttle());
+    let tokens = client.throttle().tokens();
+    let mut asked = Vec::new();
+    // Try every 10 s for an hour: Entra is asked at 0, 30, 90, 210, 450,
+    // 930 (hold-offs 30, 60, 120, 240, 480, then 600) and 1530, 2130, 2730, 3330 s.
+    for step in 0..360u64 {
+        let before = peer.token_requests();
+        let error = tokens.token().await.unwrap_err();
+        assert_eq!(error.kind(), "unknown_app");
+        if peer.token_requests() > before {
+            asked.push(step * 10);
+        }
+        clock.advance(Duration::from_secs(10));
+    }
+    assert_eq!(asked, [0, 30, 90, 210, 450, 930, 1530, 2130, 2730, 3330]);
+    fixed.store(true, Ordering::SeqCst);
+    clock.advance(REFUSAL_HOLD_OFF_MAX);
+    assert_eq!(tokens.token().await.unwrap().expose(), "token-0");
 }

@@ -71,8 +71,9 @@ fn request_ids_are_fresh_v4_uuids() {
 #[test]
 fn the_burst_comes_out_of_the_sustained_rate() {
     let c = ThrottleConfig::default();
-    assert_eq!(c.split(), (1_450, 50));
-    assert!((c.sustained_rate() - 1_450.0 / 30.0).abs() < 1e-9);
+    // 50 at once, then the 1,451st a period later: 1,500 in a window.
+    assert_eq!(c.split(), (1_451, 50));
+    assert!((c.sustained_rate() - 1_451.0 / 30.0).abs() < 1e-9);
     let tiny = ThrottleConfig {
         requests: 1,
         burst: 10,
@@ -191,6 +192,25 @@ async fn a_pause_holds_every_caller() {
         assert!(t.await.unwrap() >= Duration::from_millis(2128));
     }
     assert_eq!(budget.paused_until(), None);
+}
+
+// requests_per_30s = 1 allows 1 request per 30 s, and every small budget
+// exactly its own count: neither one more nor one less.
+#[tokio::test(start_paused = true)]
+async fn a_small_budget_allows_exactly_its_requests_per_window() {
+    for requests in 1..=7 {
+        let config = ThrottleConfig {
+            requests,
+            burst: 50,
+            ..ThrottleConfig::default()
+        };
+        let times = grants(&config, 2, 8).await;
+        assert_eq!(
+            busiest_window(&times, config.window),
+            requests as usize,
+            "{requests} per window: {times:?}"
+        );
+    }
 }
 
 // ------------------------------------------------------------ the request path
@@ -466,5 +486,97 @@ async fn an_unreachable_graph_is_a_connection_error() {
     assert!(
         matches!(error, GraphError::Connection { attempts: 4, .. }),
         "{error}"
+    );
+}
+
+// 429 retries do not use up the attempts kept for 5xx.
+#[tokio::test]
+async fn a_503_after_some_429s_is_still_retried() {
+    let peer = Peer::start(|req, seen| {
+        if req.is_token() {
+            return Reply::token(0);
+        }
+        match seen.iter().filter(|s| !s.is_token()).count() {
+            0..=2 => Reply::graph_error(429, "TooManyRequests", "rid").header("Retry-After", "0.5"),
+            3 => Reply::graph_error(503, "serviceNotAvailable", "rid-503"),
+            _ => Reply::ok("{}"),
+        }
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    // max_throttled_retries 3 (not exceeded), max_attempts 4 (first 5xx):
+    let result = client.throttle().send(&get(&client)).await;
+    assert_eq!(result.map(|r| r.status).map_err(|e| e.status()), Ok(200));
+}
+
+#[tokio::test]
+async fn throttled_refreshed_and_failed_attempts_are_counted_apart() {
+    // A 401, two 429s, then 5xx up to one short of max_attempts (4): every
+    // budget is within its bound, so the call succeeds on the 7th attempt.
+    let peer = Peer::start(|req, seen| {
+        if req.is_token() {
+            return Reply::token(seen.len());
+        }
+        match seen.iter().filter(|s| !s.is_token()).count() {
+            0 => Reply::graph_error(401, "InvalidAuthenticationToken", "rid-401"),
+            1 | 3 => Reply::graph_error(429, "TooManyRequests", "rid").header("Retry-After", "1"),
+            2 | 4 | 5 => Reply::graph_error(502, "badGateway", "rid-502"),
+            _ => Reply::ok("{}"),
+        }
+    })
+    .await;
+    let first = client(&peer, InstantClock::new(), throttle());
+    let response = first.throttle().send(&get(&first)).await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(peer.graph_requests().len(), 7);
+    // And a fourth 5xx still ends it, 429s or not.
+    let peer = Peer::start(|req, seen| {
+        if req.is_token() {
+            return Reply::token(0);
+        }
+        match seen.iter().filter(|s| !s.is_token()).count() {
+            0 | 2 => Reply::graph_error(429, "TooManyRequests", "rid").header("Retry-After", "1"),
+            _ => Reply::graph_error(502, "badGateway", "rid-502"),
+        }
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    let error = client.throttle().send(&get(&client)).await.unwrap_err();
+    assert_eq!(error.status(), Some(502));
+    assert_eq!(peer.graph_requests().len(), 6, "2 throttled + 4 failed");
+}
+
+#[tokio::test]
+async fn an_answer_over_the_body_limit_is_an_error() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            return Reply::token(0);
+        }
+        Reply::ok(format!("{{\"value\":\"{}\"}}", "x".repeat(4_096)))
+            .header("request-id", "rid-big")
+    })
+    .await;
+    let knobs = ThrottleConfig {
+        max_body: 1_024,
+        ..throttle()
+    };
+    let small = client(&peer, InstantClock::new(), knobs);
+    let error = small.throttle().send(&get(&small)).await.unwrap_err();
+    assert!(matches!(error, GraphError::Decode { .. }), "{error}");
+    assert!(error.to_string().contains("1024 bytes"), "{error}");
+    assert_eq!(error.request_id(), Some("rid-big"));
+    assert_eq!(peer.graph_requests().len(), 1, "not retried");
+    // Within the limit, the same answer is read.
+    let client = client(
+        &peer,
+        InstantClock::new(),
+        ThrottleConfig {
+            max_body: 8_192,
+            ..throttle()
+        },
+    );
+    assert_eq!(
+        client.throttle().send(&get(&client)).await.unwrap().status,
+        200
     );
 }
