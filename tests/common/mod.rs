@@ -2,5 +2,6 @@
 //! unused items here are expected.
 #![allow(dead_code)]
 
+pub mod graph_kit;
 pub mod shared;
 pub mod sim_kit;
