@@ -155,22 +155,11 @@ pub(crate) async fn set(
     Extension(CallerApp(app)): Extension<CallerApp>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let body = match parse_object(&ctx, &body) {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    if let Err(response) = check_session(&ctx, &body, &app) {
-        return response;
-    }
-    let presence = match pair(&ctx, &body) {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
-    let expiration = match duration_field(&ctx, &body) {
-        Ok(d) => d,
-        Err(response) => return response,
-    };
+) -> Result<Response, Response> {
+    let body = parse_object(&ctx, &body)?;
+    check_session(&ctx, &body, &app)?;
+    let presence = pair(&ctx, &body)?;
+    let expiration = duration_field(&ctx, &body)?;
     let result = shared.tenant(ctx.at).set_presence(
         &id,
         &app.to_ascii_lowercase(),
@@ -178,7 +167,7 @@ pub(crate) async fn set(
         expiration,
         ctx.at,
     );
-    answer(&ctx, &id, result)
+    Ok(answer(&ctx, &id, result))
 }
 
 pub(crate) async fn clear(
@@ -187,18 +176,13 @@ pub(crate) async fn clear(
     Extension(CallerApp(app)): Extension<CallerApp>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let body = match parse_object(&ctx, &body) {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    if let Err(response) = check_session(&ctx, &body, &app) {
-        return response;
-    }
+) -> Result<Response, Response> {
+    let body = parse_object(&ctx, &body)?;
+    check_session(&ctx, &body, &app)?;
     let result = shared
         .tenant(ctx.at)
         .clear_presence(&id, &app.to_ascii_lowercase(), ctx.at);
-    answer(&ctx, &id, result)
+    Ok(answer(&ctx, &id, result))
 }
 
 pub(crate) async fn set_preferred(
@@ -206,23 +190,15 @@ pub(crate) async fn set_preferred(
     Extension(ctx): Extension<RequestCtx>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let body = match parse_object(&ctx, &body) {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    let presence = match pair(&ctx, &body) {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
-    let expiration = match duration_field(&ctx, &body) {
-        Ok(d) => d.unwrap_or_else(|| Tenant::default_preferred_expiry(&presence)),
-        Err(response) => return response,
-    };
+) -> Result<Response, Response> {
+    let body = parse_object(&ctx, &body)?;
+    let presence = pair(&ctx, &body)?;
+    let expiration =
+        duration_field(&ctx, &body)?.unwrap_or_else(|| Tenant::default_preferred_expiry(&presence));
     let result = shared
         .tenant(ctx.at)
         .set_preferred(&id, presence, Some(expiration), ctx.at);
-    answer(&ctx, &id, result)
+    Ok(answer(&ctx, &id, result))
 }
 
 /// The docs ask for `{}`; an empty body is accepted too.
