@@ -7,7 +7,7 @@ use crate::mapping::{Profile, StatusId};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
-use super::agent::{CcSide, TeamsSide};
+use super::agent::{AgentState, CcSide, TeamsSide};
 use super::restore::RestorePoint;
 
 /// When the CC side's pending change may propagate (None: nothing pending).
@@ -48,4 +48,14 @@ pub fn teams_due(
     }
     let window = teams_window(profile, presence, cc, restore);
     Some((*since + window, window))
+}
+
+/// [`teams_due`] for an agent as it stands: its CC status and restore point.
+pub fn teams_due_now(state: &AgentState, profile: &Profile) -> Option<(Timestamp, Duration)> {
+    teams_due(
+        &state.teams,
+        profile,
+        state.cc.status(),
+        state.restore.as_ref(),
+    )
 }

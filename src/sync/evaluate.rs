@@ -78,14 +78,9 @@ pub(crate) fn evaluate_agent(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     let cc_due = debounce::cc_due(&state.cc, ctx.profile.debounce);
     // Only a Teams change that would make the CC change can win a conflict:
     // our own echo, or a presence no rule acts on, must not hold the CC back.
-    let teams_due = debounce::teams_due(
-        &state.teams,
-        ctx.profile,
-        state.cc.status(),
-        state.restore.as_ref(),
-    )
-    .map(|(t, _)| t)
-    .filter(|_| teams_would_act(ctx, state));
+    let teams_due = debounce::teams_due_now(state, ctx.profile)
+        .map(|(t, _)| t)
+        .filter(|_| teams_would_act(ctx, state));
     let plan = conflict::plan(cc_due, teams_due, ctx.profile.prefer, now);
     for side in plan.now.into_iter().flatten() {
         match side {
@@ -97,12 +92,8 @@ pub(crate) fn evaluate_agent(ctx: &mut Ctx<'_>, state: &mut AgentState) {
         ctx.wake_at(at);
     }
     // A Teams change nothing acts on is still settled when it is due.
-    if let Some((at, _)) = debounce::teams_due(
-        &state.teams,
-        ctx.profile,
-        state.cc.status(),
-        state.restore.as_ref(),
-    ) && at <= now
+    if let Some((at, _)) = debounce::teams_due_now(state, ctx.profile)
+        && at <= now
         && teams_due.is_none()
     {
         propagate_teams(ctx, state);
@@ -111,12 +102,7 @@ pub(crate) fn evaluate_agent(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     if let Some(at) = debounce::cc_due(&state.cc, ctx.profile.debounce) {
         ctx.wake_at(at);
     }
-    if let Some((at, _)) = debounce::teams_due(
-        &state.teams,
-        ctx.profile,
-        state.cc.status(),
-        state.restore.as_ref(),
-    ) {
+    if let Some((at, _)) = debounce::teams_due_now(state, ctx.profile) {
         ctx.wake_at(at);
     }
     // A target that changed while a write was in flight goes out now, once

@@ -52,13 +52,7 @@ impl AgentView {
         now: Timestamp,
     ) -> Self {
         let cc_pending_until = debounce::cc_due(&state.cc, profile.debounce);
-        let teams_pending_until = debounce::teams_due(
-            &state.teams,
-            profile,
-            state.cc.status(),
-            state.restore.as_ref(),
-        )
-        .map(|(t, _)| t);
+        let teams_pending_until = debounce::teams_due_now(state, profile).map(|(t, _)| t);
         let debouncing_until = [cc_pending_until, teams_pending_until]
             .into_iter()
             .flatten()
