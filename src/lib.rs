@@ -16,15 +16,18 @@
 //!   tests and the demo.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
+pub mod api;
 pub mod check;
 pub mod config;
 pub mod diagnostics;
 pub mod duration;
+pub mod events;
 pub mod graph;
 pub mod mapping;
 pub mod presence;
 #[doc(hidden)]
 pub mod shared_fixtures;
 pub mod sim;
+pub mod store;
 pub mod sync;
 pub mod time;

@@ -1,0 +1,54 @@
+//! What the HTTP layer needs from the daemon. The routes depend on this trait
+//! only, so they are tested against a small in-memory service and the daemon
+//! is tested without HTTP.
+
+use std::future::Future;
+
+use tokio::sync::broadcast;
+
+use crate::events::Event;
+
+use super::error::ApiError;
+use super::model::{AgentOut, AgentUpsert, Readiness, StatusReport};
+
+pub trait Service: Send + Sync + 'static {
+    /// Creates or updates an agent; durable when it returns `Ok`.
+    fn put_agent(
+        &self,
+        id: String,
+        body: AgentUpsert,
+    ) -> impl Future<Output = Result<AgentOut, ApiError>> + Send;
+
+    fn delete_agent(&self, id: String) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Records a CC status; durable when it returns `Ok`. An unknown status
+    /// is a 422 naming the `status` field.
+    fn put_status(
+        &self,
+        id: String,
+        body: StatusReport,
+    ) -> impl Future<Output = Result<AgentOut, ApiError>> + Send;
+
+    fn agents(&self) -> impl Future<Output = Result<Vec<AgentOut>, ApiError>> + Send;
+
+    fn agent(&self, id: String) -> impl Future<Output = Result<AgentOut, ApiError>> + Send;
+
+    /// Committed events with `seq > after`, oldest first, at most `limit`.
+    fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Event>, ApiError>> + Send;
+
+    /// The oldest event still kept; a consumer asking for older ones has a
+    /// gap it must be told about.
+    fn first_seq(&self) -> impl Future<Output = Result<Option<u64>, ApiError>> + Send;
+
+    /// Live events as they are committed, in sequence order.
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+
+    fn readiness(&self) -> impl Future<Output = Readiness> + Send;
+
+    /// Prometheus text exposition of the daemon's metrics.
+    fn metrics(&self) -> impl Future<Output = String> + Send;
+}

@@ -1,0 +1,117 @@
+//! The event stream contact-center software follows (SPEC §3.2).
+//!
+//! Every event gets a durable sequence number when the store commits it;
+//! consumers resume with `since=SEQ` and de-duplicate by `id`. The shapes here
+//! are the wire shapes of the WebSocket, the webhook sink and the store.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The event types, as they appear in `type`.
+pub mod kind {
+    /// The daemon asks the CC to set an agent's status (Teams → CC).
+    pub const CC_STATUS_REQUESTED: &str = "cc.status_requested";
+    /// The CC reported a status for an agent.
+    pub const CC_STATUS_REPORTED: &str = "cc.status_reported";
+    pub const TEAMS_PRESENCE_CHANGED: &str = "teams.presence_changed";
+    pub const TEAMS_WRITTEN: &str = "teams.presence_written";
+    pub const AGENT_ROUTABLE_CHANGED: &str = "agent.routable_changed";
+    pub const AGENT_UPDATED: &str = "agent.updated";
+    pub const AGENT_LINKED: &str = "agent.linked";
+    pub const AGENT_DELETED: &str = "agent.deleted";
+    pub const SYNC_LOOP_SUSPENDED: &str = "sync.loop_suspended";
+    pub const SYNC_LOOP_RESUMED: &str = "sync.loop_resumed";
+    pub const SYNC_TEAMS_OVERRIDE_DETECTED: &str = "sync.teams_override_detected";
+    pub const SYNC_TEAMS_OVERRIDE_CLEARED: &str = "sync.teams_override_cleared";
+    pub const SYNC_WRITE_FAILED: &str = "sync.write_failed";
+    pub const MAPPINGS_RELOADED: &str = "mappings.reloaded";
+
+    /// Every type the daemon emits, for the OpenAPI description and tests.
+    pub const ALL: &[&str] = &[
+        CC_STATUS_REQUESTED,
+        CC_STATUS_REPORTED,
+        TEAMS_PRESENCE_CHANGED,
+        TEAMS_WRITTEN,
+        AGENT_ROUTABLE_CHANGED,
+        AGENT_UPDATED,
+        AGENT_LINKED,
+        AGENT_DELETED,
+        SYNC_LOOP_SUSPENDED,
+        SYNC_LOOP_RESUMED,
+        SYNC_TEAMS_OVERRIDE_DETECTED,
+        SYNC_TEAMS_OVERRIDE_CLEARED,
+        SYNC_WRITE_FAILED,
+        MAPPINGS_RELOADED,
+    ];
+}
+
+/// An event before the store has given it a sequence number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// A committed event: what consumers receive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Strictly increasing, never reused, durable across restarts.
+    pub seq: u64,
+    /// Unique across stores (`<store id>-<seq>`), for de-duplication.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    pub fn committed(store_id: &str, seq: u64, new: NewEvent) -> Self {
+        Event {
+            seq,
+            id: format!("{store_id}-{seq}"),
+            kind: new.kind,
+            time: new.time,
+            agent_id: new.agent_id,
+            data: new.data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_has_the_documented_fields() {
+        let e = Event::committed(
+            "ab12",
+            7,
+            NewEvent {
+                kind: kind::CC_STATUS_REQUESTED.into(),
+                time: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+                agent_id: Some("a1".into()),
+                data: serde_json::json!({"status": "Meeting"}),
+            },
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "seq": 7, "id": "ab12-7", "type": "cc.status_requested",
+                "time": "2023-11-14T22:13:20Z", "agent_id": "a1",
+                "data": {"status": "Meeting"}
+            })
+        );
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+}

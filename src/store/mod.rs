@@ -1,0 +1,180 @@
+//! Durable state (SPEC §7), behind one boundary so the storage engine can be
+//! swapped if the crash tests ever demand it.
+//!
+//! The daemon commits everything one step of its sync loop changed as one
+//! [`Batch`]: agent records (with the engine's per-agent snapshot), the
+//! pending-write outbox, new events and metadata. A batch is atomic and
+//! durable when [`Store::commit`] returns, which is what lets the API
+//! acknowledge a write only after it is on disk.
+//!
+//! What is stored, by key family:
+//! - agents: one [`AgentRecord`] per agent id (link, profile, skills, the
+//!   engine snapshot with ownership);
+//! - outbox: the Teams write still owed for an agent, coalesced per person;
+//! - events: the event log by sequence number, pruned by retention;
+//! - meta: schema version, store id, next sequence number, the directory
+//!   delta link, consumer cursors (the webhook sink's).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::events::{Event, NewEvent};
+
+/// The schema this build writes. A store with a higher version is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One agent as the CC configured it, and what the daemon knows of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub id: String,
+    /// As the CC gave it: a Teams object id or a UPN / e-mail.
+    pub teams_user: String,
+    /// The Teams object id, once known (given, or found in the directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_user_id: Option<String>,
+    /// The UPN the directory has for the linked user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Skill name → proficiency level.
+    #[serde(default)]
+    pub skills: BTreeMap<String, u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// The profile asked for; `None` lets the groups (or the default) decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The latest CC status report, kept here for an agent not linked yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cc_status: Option<CcReport>,
+    /// The sync engine's state for this agent (ownership, restore point,
+    /// writes owed), opaque to the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<serde_json::Value>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CcReport {
+    pub status: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A Teams write owed for one agent: only the latest is kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub agent_id: String,
+    /// The write, as the daemon describes it (opaque to the store).
+    pub write: serde_json::Value,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// Metadata keys the daemon owns.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MetaKey {
+    /// The directory's `@odata.deltaLink`.
+    DeltaLink,
+    /// The last sequence number a named consumer has taken (e.g. `webhook`).
+    Cursor(String),
+}
+
+/// Everything one step changed, committed atomically and durably.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// Upserts (`Some`) and deletes (`None`) by agent id. Deleting an agent
+    /// also deletes its outbox entry.
+    pub agents: Vec<(String, Option<AgentRecord>)>,
+    /// Upserts and deletes by agent id.
+    pub outbox: Vec<(String, Option<OutboxEntry>)>,
+    /// Appended in order; the store gives them their sequence numbers.
+    pub events: Vec<NewEvent>,
+    pub meta: Vec<(MetaKey, Option<String>)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+            && self.outbox.is_empty()
+            && self.events.is_empty()
+            && self.meta.is_empty()
+    }
+}
+
+/// What the store loaded at open, for the daemon to rebuild from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Loaded {
+    pub agents: Vec<AgentRecord>,
+    pub outbox: Vec<OutboxEntry>,
+    /// The sequence number of the last event ever committed (0: none).
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(
+        "the store in {dir} was written by a newer presence-sync (schema {found}, this build knows {known}); \
+         refusing to open it. Run the newer version, or restore a backup made with `presence-sync export`"
+    )]
+    NewerSchema {
+        dir: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error(
+        "the store in {dir} failed its check: {problem}. Nothing was changed; \
+         move the directory aside and `presence-sync import` a backup, or inspect it with `presence-sync export`"
+    )]
+    Damaged { dir: PathBuf, problem: String },
+    #[error("the store in {dir} is in use by another process")]
+    Locked { dir: PathBuf },
+    #[error("storage error: {0}")]
+    Io(String),
+    #[error("import: line {line}: {message}")]
+    Import { line: usize, message: String },
+    #[error("import needs an empty state directory; {dir} already holds a store")]
+    NotEmpty { dir: PathBuf },
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// The storage engine the daemon uses. Calls block (the daemon runs them
+/// off its async threads); every method is safe to call from several threads.
+pub trait Store: Send + Sync + 'static {
+    /// The id that prefixes event ids, fixed when the store was created.
+    fn store_id(&self) -> &str;
+
+    /// Everything needed to rebuild the daemon's state.
+    fn load(&self) -> Result<Loaded, StoreError>;
+
+    /// Applies a batch atomically and makes it durable before returning.
+    /// Returns the committed events, with their sequence numbers.
+    fn commit(&self, batch: Batch) -> Result<Vec<Event>, StoreError>;
+
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// The oldest event still kept (after retention), if any.
+    fn first_seq(&self) -> Result<Option<u64>, StoreError>;
+
+    fn meta(&self, key: &MetaKey) -> Result<Option<String>, StoreError>;
+
+    /// Drops events older than `before`, always keeping the newest `keep_at_least`.
+    /// Returns how many were dropped.
+    fn prune_events(
+        &self,
+        before: DateTime<Utc>,
+        keep_at_least: usize,
+    ) -> Result<usize, StoreError>;
+}
