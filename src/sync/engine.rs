@@ -14,6 +14,7 @@ use super::agent::{AgentState, Owner, RequestKind};
 use super::evaluate::{self, Ctx};
 use super::explain::{Reason, Why};
 use super::restore;
+use super::snapshot::{self, AgentSnapshot};
 use super::timers::Timers;
 use super::{
     AgentKey, AgentView, Decision, Flow, Input, ProfileId, Settings, SyncEvent, TeamsWrite,
@@ -127,6 +128,39 @@ impl Engine {
         let slot = u32::try_from(self.agents.len()).map_err(|_| EngineError::Full)?;
         self.agents.push(Some(state));
         Ok(AgentKey(slot))
+    }
+
+    /// An agent's state as plain data, for the store.
+    pub fn snapshot(&self, key: AgentKey) -> Result<AgentSnapshot, EngineError> {
+        let state = self.agent(key)?;
+        Ok(snapshot::take(state, self.profile(state.profile)?))
+    }
+
+    /// Adds an agent with the state a snapshot recorded (after a restart).
+    /// A write owed when the snapshot was taken goes out now; the rest
+    /// (debounces under way, restore points, suspensions) carries on from
+    /// where it was.
+    pub fn restore_agent(
+        &mut self,
+        now: Timestamp,
+        profile: ProfileId,
+        snapshot: &AgentSnapshot,
+        out: &mut Vec<Decision>,
+    ) -> Result<AgentKey, EngineError> {
+        let key = self.add_agent(profile)?;
+        let profile = Arc::clone(self.profile(profile)?);
+        let state = self.agent_mut(key)?;
+        let fresh = std::mem::replace(state, AgentState::new(state.profile));
+        *state = snapshot::rebuild(snapshot, fresh, &profile, now);
+        if state.writes.desired.is_some() {
+            state.writes.desired_why = Some(Arc::new(Why {
+                flow: Flow::CcToTeams,
+                reason: Reason::Resumed,
+                at: now,
+            }));
+        }
+        self.evaluate(now, key, out)?;
+        Ok(key)
     }
 
     /// Forgets an agent. Presence the daemon set in Teams (or is setting) is

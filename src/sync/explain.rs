@@ -49,6 +49,8 @@ pub enum Reason {
     MappingChanged { status: StatusId },
     /// The agent was removed: presence the daemon set is handed back.
     AgentRemoved,
+    /// A write decided before the daemon restarted, not confirmed then: sent again.
+    Resumed,
 }
 
 impl Why {
@@ -98,6 +100,7 @@ impl Why {
                 profile.status_name(*status)
             ),
             Reason::AgentRemoved => "agent removed: presence handed back".to_string(),
+            Reason::Resumed => "write decided before a restart, sent again".to_string(),
         };
         format!("{}: {text}", self.flow.as_str())
     }

@@ -131,6 +131,23 @@ impl LoopGuard {
         }
     }
 
+    /// The changes counted and the suspension, for a snapshot.
+    pub fn parts(&self) -> (Vec<Timestamp>, Option<(Suspended, Timestamp)>) {
+        (self.recent.iter().copied().collect(), self.suspension)
+    }
+
+    /// A guard rebuilt from [`LoopGuard::parts`]; out-of-order times are sorted.
+    pub fn from_parts(
+        mut recent: Vec<Timestamp>,
+        suspension: Option<(Suspended, Timestamp)>,
+    ) -> Self {
+        recent.sort_unstable();
+        LoopGuard {
+            recent: recent.into(),
+            suspension,
+        }
+    }
+
     /// Heap bytes held by this guard (for the state-size benchmark).
     pub fn heap_bytes(&self) -> usize {
         self.recent.capacity() * std::mem::size_of::<Timestamp>()

@@ -15,6 +15,7 @@
 //! | conflicts inside one debounce window | [`conflict`] |
 //! | session keep-alive | [`keepalive`] |
 //! | why each decision was made | [`explain`] |
+//! | state carried across a restart | [`snapshot`] |
 //!
 //! `evaluate.rs` applies these rules to one agent in a fixed order each time
 //! something about it changes or one of its wake-ups comes; `engine.rs` holds
@@ -31,12 +32,14 @@ pub mod keepalive;
 pub mod loop_guard;
 pub mod restore;
 pub mod settings;
+pub mod snapshot;
 pub mod timers;
 pub mod view;
 
 pub use engine::{Engine, EngineError, Stats};
 pub use explain::{Reason, Why};
 pub use settings::Settings;
+pub use snapshot::AgentSnapshot;
 pub use view::AgentView;
 
 use crate::mapping::{StatusId, TeamsTarget};

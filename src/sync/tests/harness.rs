@@ -217,6 +217,24 @@ impl Harness {
             .collect()
     }
 
+    /// The daemon dies and starts again: the agent's snapshot goes through
+    /// its stored (JSON) form into a new engine; writes that were on their
+    /// way are lost with the process, and their answers never come.
+    pub fn restart(&mut self) {
+        let snapshot = self.engine.snapshot(self.agent).unwrap();
+        let stored = serde_json::to_string(&snapshot).unwrap();
+        let snapshot: crate::sync::AgentSnapshot = serde_json::from_str(&stored).unwrap();
+        let profiles = self.engine.profiles().to_vec();
+        self.engine = Engine::new(self.engine.settings().clone(), profiles).unwrap();
+        self.pending_writes.clear();
+        let mut out = Vec::new();
+        self.agent = self
+            .engine
+            .restore_agent(self.now, crate::sync::ProfileId(0), &snapshot, &mut out)
+            .unwrap();
+        self.absorb(out);
+    }
+
     pub fn mark(&self) -> usize {
         self.log.len()
     }

@@ -3,4 +3,5 @@
 mod harness;
 mod properties;
 mod regressions;
+mod restart;
 mod scenarios;
