@@ -17,6 +17,7 @@
 //! one [`throttle::Throttle`].
 
 pub mod auth;
+pub mod call_stats;
 pub mod clock;
 pub mod directory;
 pub mod error;

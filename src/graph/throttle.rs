@@ -30,6 +30,7 @@ use governor::{Quota, RateLimiter};
 use reqwest::{Method, Url};
 
 use super::auth::{TokenCache, transport_message};
+use super::call_stats::{CallStats, outcome_of_status};
 use super::clock::{Clock, GovernorClock, SharedClock};
 use super::error::GraphError;
 use super::model::GraphErrorBody;
@@ -265,6 +266,7 @@ pub struct Throttle {
     tokens: Arc<TokenCache>,
     config: ThrottleConfig,
     clock: SharedClock,
+    stats: CallStats,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -297,7 +299,13 @@ impl Throttle {
             tokens,
             config,
             clock,
+            stats: CallStats::default(),
         }
+    }
+
+    /// Calls sent so far, for metrics.
+    pub fn stats(&self) -> &CallStats {
+        &self.stats
     }
 
     pub fn budget(&self) -> &Arc<Budget> {
@@ -339,7 +347,16 @@ impl Throttle {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let next = match exchange(builder, self.config.max_body).await {
+            let exchanged = exchange(builder, self.config.max_body).await;
+            self.stats.record(
+                request.what,
+                match &exchanged {
+                    Ok(answer) => outcome_of_status(answer.status),
+                    Err(f) if f.too_large.is_some() => "too_large",
+                    Err(_) => "no_answer",
+                },
+            );
+            let next = match exchanged {
                 Ok(answer) if (200..300).contains(&answer.status) => {
                     return Ok(GraphResponse {
                         status: answer.status,
