@@ -140,7 +140,7 @@ fn errors_caused_by_the_environment_name_the_variable() {
         ),
         [
             "env PRESENCE_SYNC_API__LISTN: unknown key `listn` in [api] (did you mean `listen`?)",
-            "env PRESENCE_SYNC_SYNC__ECHO_WINDOW: `sync.echo_window`: `soon` is not a duration: write a number and a unit (ms, s, m, h), e.g. \"15s\" or \"1h30m\"",
+            "env PRESENCE_SYNC_SYNC__ECHO_WINDOW: `sync.echo_window`: `soon` is not a duration: write a number and a unit (ms, s, m, h, d), e.g. \"15s\" or \"1h30m\"",
         ]
     );
 }
