@@ -1,4 +1,4 @@
-//! Durations as admins write them: `15s`, `5m`, `1h30m`, `250ms`, or ISO 8601 (`PT15S`).
+//! Durations as admins write them: `15s`, `5m`, `1h30m`, `250ms`, `7d`, or ISO 8601 (`PT15S`).
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         });
     }
     parse_units(trimmed, false).ok_or_else(|| {
-        format!("`{trimmed}` is not a duration: write a number and a unit (ms, s, m, h), e.g. \"15s\" or \"1h30m\"")
+        format!("`{trimmed}` is not a duration: write a number and a unit (ms, s, m, h, d), e.g. \"15s\" or \"1h30m\"")
     })
 }
 
@@ -38,6 +38,9 @@ fn parse_units(text: &str, iso: bool) -> Option<Duration> {
             (false, "s") | (true, "S") => 1_000_000,
             (false, "m") | (true, "M") => 60_000_000,
             (false, "h") | (true, "H") => 3_600_000_000,
+            // Retention periods are counted in days. ISO 8601 puts days
+            // before the `T` (`P7D`), which this parser does not take.
+            (false, "d") => 86_400_000_000,
             _ => return None,
         };
         total = total.checked_add(number.checked_mul(micros_per_unit)?)?;
@@ -49,7 +52,7 @@ fn parse_units(text: &str, iso: bool) -> Option<Duration> {
     Some(Duration::from_micros(u64::try_from(total).ok()?))
 }
 
-/// Writes a duration the way admins write them (`1h30m`, `15s`, `250ms`).
+/// Writes a duration the way admins write them (`1h30m`, `15s`, `250ms`, `7d`).
 pub fn format_duration(d: Duration) -> String {
     let total_ms = d.as_millis();
     if total_ms == 0 {
@@ -60,7 +63,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     let mut secs = total_ms / 1000;
     let mut out = String::new();
-    for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
         if secs >= size {
             out.push_str(&format!("{}{unit}", secs / size));
             secs %= size;
@@ -82,6 +85,9 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("PT15S"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("pt1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(format_duration(Duration::from_secs(7 * 86_400)), "7d");
     }
 
     #[test]
@@ -95,6 +101,7 @@ mod tests {
             "-5s",
             "15sec",
             "PT",
+            "PT1D",
             "99999999999999h",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
@@ -108,7 +115,7 @@ mod tests {
         }
 
         #[test]
-        fn format_then_parse_round_trips(ms in 0u64..100_000_000) {
+        fn format_then_parse_round_trips(ms in 0u64..10_000_000_000) {
             let d = Duration::from_millis(ms);
             prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }

@@ -14,6 +14,8 @@
 //!   reads and writes, directory and delta, the presence poller.
 //! - [`sim`]: an embedded Microsoft Graph simulator (a fake tenant) for
 //!   tests and the demo.
+//! - [`webhook`]: the outbound webhook sink: the event log POSTed in order,
+//!   signed, retried until the receiver takes it.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod api;
@@ -31,3 +33,4 @@ pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod time;
+pub mod webhook;

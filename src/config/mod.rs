@@ -37,7 +37,9 @@ use origin::Locator;
 use source_map::SourceMap;
 
 /// The sections of the file, in the order the docs present them.
-const SECTIONS: &[&str] = &["graph", "api", "store", "sync", "log", "mappings"];
+const SECTIONS: &[&str] = &[
+    "graph", "api", "store", "sync", "webhook", "log", "mappings",
+];
 
 /// A loaded, validated config. Holds where secrets are, never their values.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +51,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub store: StoreConfig,
     pub sync: SyncConfig,
+    /// `None` when the file has no `[webhook]` section: no webhook sink.
+    pub webhook: Option<WebhookConfig>,
     pub log: LogConfig,
     pub mappings: MappingsConfig,
 }
@@ -97,6 +101,10 @@ pub struct ApiConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreConfig {
     pub state_dir: PathBuf,
+    /// Events older than this are pruned from the event log...
+    pub event_retention: Duration,
+    /// ...except the newest this many, which are always kept.
+    pub event_keep_at_least: usize,
 }
 
 /// `[sync]`: the engine's timing (SPEC §5).
@@ -107,6 +115,22 @@ pub struct SyncConfig {
     pub loop_window: Duration,
     pub loop_cooldown: Duration,
     pub reconcile_interval: Duration,
+}
+
+/// `[webhook]`: the outbound webhook sink, for contact-center software that
+/// cannot hold a WebSocket (SPEC §3.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookConfig {
+    /// Where events are POSTed: an http or https URL.
+    pub url: String,
+    /// The HMAC-SHA256 key that signs every delivery.
+    pub secret: SecretSource,
+    /// Per delivery attempt, connect to last byte.
+    pub timeout: Duration,
+    /// The longest wait between two attempts at a failing delivery.
+    pub max_retry_delay: Duration,
+    /// Events per POST, 1 to 1000.
+    pub batch_size: usize,
 }
 
 /// `[log]`.
@@ -171,6 +195,9 @@ impl Config {
             GraphAuth::Certificate { key, .. } => secrets.push(key),
         }
         secrets.push(&self.api.token);
+        if let Some(webhook) = &self.webhook {
+            secrets.push(&webhook.secret);
+        }
         secrets
     }
 }
@@ -274,6 +301,10 @@ impl Config {
             api: section(&top, "api", &mut ctx),
             store: section(&top, "store", &mut ctx),
             sync: section(&top, "sync", &mut ctx),
+            // Optional: only a section that is there turns the sink on.
+            webhook: top
+                .contains_key("webhook")
+                .then(|| section(&top, "webhook", &mut ctx)),
             log: section(&top, "log", &mut ctx),
             mappings: section(&top, "mappings", &mut ctx),
         };

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
 /// Keys that would put a secret in the file. They are accepted by serde only
 /// to be rejected with a message saying where secrets go instead.
-pub(super) const INLINE_SECRET_KEYS: &[&str] = &["client_secret", "client_key", "token"];
+pub(super) const INLINE_SECRET_KEYS: &[&str] = &["client_secret", "client_key", "token", "secret"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +43,8 @@ pub(super) struct RawApi {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub state_dir: Option<String>,
+    pub event_retention: Option<Text>,
+    pub event_keep_at_least: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +55,17 @@ pub(super) struct RawSync {
     pub loop_window: Option<Text>,
     pub loop_cooldown: Option<Text>,
     pub reconcile_interval: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub url: Option<String>,
+    pub secret_file: Option<String>,
+    pub timeout: Option<Text>,
+    pub max_retry_delay: Option<Text>,
+    pub batch_size: Option<i64>,
+    pub secret: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]

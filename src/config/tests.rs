@@ -83,6 +83,13 @@ fn a_minimal_config_gets_the_documented_defaults() {
             reconcile_interval: Duration::from_secs(600),
         }
     );
+    assert_eq!(
+        config.store.event_retention,
+        Duration::from_secs(7 * 86_400)
+    );
+    assert_eq!(config.store.event_keep_at_least, 10_000);
+    assert_eq!(config.webhook, None);
+    assert_eq!(config.secrets().len(), 2);
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.level, "info");
     assert_eq!(config.mappings.default_profile, "default");
@@ -140,7 +147,7 @@ fn errors_caused_by_the_environment_name_the_variable() {
         ),
         [
             "env PRESENCE_SYNC_API__LISTN: unknown key `listn` in [api] (did you mean `listen`?)",
-            "env PRESENCE_SYNC_SYNC__ECHO_WINDOW: `sync.echo_window`: `soon` is not a duration: write a number and a unit (ms, s, m, h), e.g. \"15s\" or \"1h30m\"",
+            "env PRESENCE_SYNC_SYNC__ECHO_WINDOW: `sync.echo_window`: `soon` is not a duration: write a number and a unit (ms, s, m, h, d), e.g. \"15s\" or \"1h30m\"",
         ]
     );
 }
@@ -387,6 +394,10 @@ fn config_like() -> impl Strategy<Value = String> {
         "groups",
         "requests_per_30s",
         "session_expiry",
+        "event_retention",
+        "url",
+        "secret",
+        "batch_size",
         "x",
     ]);
     let value = prop_oneof![
@@ -403,6 +414,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "[store]",
         "[sync]",
         "[log]",
+        "[webhook]",
         "[mappings]",
         "[mappings.profiles.default]",
         "[mappings.profiles.Bad]",
@@ -446,4 +458,160 @@ fn the_engine_gets_the_sync_and_session_settings() {
     assert_eq!(settings.loop_limits.window, Duration::from_secs(300));
     assert_eq!(settings.loop_limits.cooldown, Duration::from_secs(1200));
     assert_eq!(settings.session_expiry, Duration::from_secs(1800));
+}
+
+#[test]
+fn event_retention_takes_days_and_has_a_floor() {
+    let text = minimal().replace(
+        "[store]",
+        "[store]\nevent_retention = \"30d\"\nevent_keep_at_least = 0",
+    );
+    let config = load(&text, &[]).unwrap();
+    assert_eq!(
+        config.store.event_retention,
+        Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(config.store.event_keep_at_least, 0);
+    let text = minimal().replace(
+        "[store]",
+        "[store]\nevent_retention = \"30m\"\nevent_keep_at_least = -5",
+    );
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:7:1: `store.event_retention` = \"30m\" is out of range: it must be at least 1h",
+            "/etc/presence-sync/config.toml:8:1: `store.event_keep_at_least` = -5 is out of range: it must be at least 0",
+        ]
+    );
+}
+
+#[test]
+fn a_webhook_section_with_a_url_gets_the_documented_defaults() {
+    let text = minimal() + "\n[webhook]\nurl = \"https://cc.example.com/events\"\n";
+    let config = load(
+        &text,
+        &[("CREDENTIALS_DIRECTORY", "/run/credentials/ps.service")],
+    )
+    .unwrap();
+    let webhook = config.webhook.clone().expect("a webhook config");
+    assert_eq!(webhook.url, "https://cc.example.com/events");
+    assert_eq!(webhook.timeout, Duration::from_secs(10));
+    assert_eq!(webhook.max_retry_delay, Duration::from_secs(300));
+    assert_eq!(webhook.batch_size, 100);
+    assert_eq!(webhook.secret.purpose, "the webhook signing secret");
+    assert_eq!(
+        webhook.secret.location,
+        SecretLocation::Credential {
+            name: "webhook-secret",
+            directory: Some(PathBuf::from("/run/credentials/ps.service"))
+        }
+    );
+    // `check` reads every secret the config names: the webhook's too.
+    assert_eq!(config.secrets().last(), Some(&&webhook.secret));
+}
+
+#[test]
+fn webhook_keys_are_read_and_the_secret_file_resolved() {
+    let text = minimal()
+        + "\n[webhook]\nurl = \"http://10.0.0.5:8080/hook\"\nsecret_file = \"webhook.key\"\n\
+           timeout = \"3s\"\nmax_retry_delay = \"1m\"\nbatch_size = 1000\n";
+    let webhook = load(&text, &[]).unwrap().webhook.unwrap();
+    assert_eq!(
+        webhook.secret.location,
+        SecretLocation::File(PathBuf::from("/etc/presence-sync/webhook.key"))
+    );
+    assert_eq!(webhook.timeout, Duration::from_secs(3));
+    assert_eq!(webhook.max_retry_delay, Duration::from_secs(60));
+    assert_eq!(webhook.batch_size, 1000);
+}
+
+#[test]
+fn the_environment_can_turn_the_webhook_on() {
+    let config = load(
+        &minimal(),
+        &[
+            (
+                "PRESENCE_SYNC_WEBHOOK__URL",
+                "https://cc.example.com/events",
+            ),
+            ("PRESENCE_SYNC_WEBHOOK__BATCH_SIZE", "5"),
+        ],
+    )
+    .unwrap();
+    let webhook = config.webhook.unwrap();
+    assert_eq!(webhook.url, "https://cc.example.com/events");
+    assert_eq!(webhook.batch_size, 5);
+    assert_eq!(
+        errors(&minimal(), &[("PRESENCE_SYNC_WEBHOOK__TIMEOUT", "5s")]),
+        [
+            "env PRESENCE_SYNC_WEBHOOK__TIMEOUT: missing key `webhook.url`: the receiver's URL, e.g. \"https://cc.example.com/presence-sync/events\""
+        ]
+    );
+}
+
+#[test]
+fn bad_webhook_values_are_reported_on_their_keys() {
+    let text = minimal()
+        + "\n[webhook]\nurl = \"ftp://cc.example.com/\"\ntimeout = \"10\"\nmax_retry_delay = \"500ms\"\n\
+           batch_size = 0\nbatch_sise = 10\n";
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:17:1: unknown key `batch_sise` in [webhook] (did you mean `batch_size`?)",
+        ]
+    );
+    let text = text.replace("batch_sise = 10\n", "");
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:13:1: `webhook.url` = \"ftp://cc.example.com/\": the scheme must be https (or http), not `ftp`",
+            "/etc/presence-sync/config.toml:14:1: `webhook.timeout`: `10` is not a duration: write a number and a unit (ms, s, m, h, d), e.g. \"15s\" or \"1h30m\"",
+            "/etc/presence-sync/config.toml:15:1: `webhook.max_retry_delay` = \"500ms\" is out of range: it must be at least 1s",
+            "/etc/presence-sync/config.toml:16:1: `webhook.batch_size` = 0 is out of range: it must be from 1 to 1000",
+        ]
+    );
+    let text = minimal() + "\n[webhook]\nbatch_size = 1001\n";
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:12:2: missing key `webhook.url`: the receiver's URL, e.g. \"https://cc.example.com/presence-sync/events\"",
+            "/etc/presence-sync/config.toml:13:1: `webhook.batch_size` = 1001 is out of range: it must be from 1 to 1000",
+        ]
+    );
+}
+
+#[test]
+fn the_webhook_secret_is_refused_inline() {
+    let text =
+        minimal() + "\n[webhook]\nurl = \"https://cc.example.com/events\"\nsecret = \"hunter2\"\n";
+    let from_env = errors(&text, &[("PRESENCE_SYNC_WEBHOOK__SECRET", "hunter3")]);
+    assert_eq!(from_env.len(), 1, "{from_env:#?}");
+    // The variable replaced the file's value, so it is the one to blame.
+    assert!(
+        from_env[0].starts_with(
+            "env PRESENCE_SYNC_WEBHOOK__SECRET: `webhook.secret`: secrets are never read"
+        ),
+        "{from_env:#?}"
+    );
+    assert!(from_env[0].contains("`secret_file`") && from_env[0].contains("`webhook-secret`"));
+    let errors = errors(&text, &[]);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].starts_with(
+        "/etc/presence-sync/config.toml:14:1: `webhook.secret`: secrets are never read"
+    ));
+    assert!(!errors[0].contains("hunter"));
+}
+
+#[test]
+fn a_webhook_url_with_credentials_is_refused() {
+    let text = minimal() + "\n[webhook]\nurl = \"https://cc:hunter2@cc.example.com/events\"\n";
+    let errors = errors(&text, &[]);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with(
+            "/etc/presence-sync/config.toml:13:1: `webhook.url` = \"https://cc:***@cc.example.com/events\": "
+        ) && errors[0].contains("user name or password")
+            && !errors[0].contains("hunter2"),
+        "{errors:?}"
+    );
 }

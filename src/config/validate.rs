@@ -13,11 +13,13 @@ use crate::diagnostics::{Diagnostic, did_you_mean};
 use crate::duration::{format_duration, parse_duration};
 
 use super::origin::Locator;
-use super::raw::{RawApi, RawGraph, RawLog, RawMappings, RawProfile, RawStore, RawSync, Text};
+use super::raw::{
+    RawApi, RawGraph, RawLog, RawMappings, RawProfile, RawStore, RawSync, RawWebhook, Text,
+};
 use super::secret::{CREDENTIALS_DIRECTORY, SecretLocation, SecretSource};
 use super::{
     ApiConfig, Config, Environment, GraphAuth, GraphConfig, LogConfig, LogFormat, MappingsConfig,
-    ProfileConfig, StoreConfig, SyncConfig,
+    ProfileConfig, StoreConfig, SyncConfig, WebhookConfig,
 };
 
 pub(super) const DEFAULT_LOGIN_BASE: &str = "https://login.microsoftonline.com";
@@ -37,9 +39,21 @@ const DEFAULT_LOOP_WINDOW: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_LOOP_COOLDOWN: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_PROFILE: &str = "default";
+const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Consumers resuming with `since=SEQ` after a short outage must find their
+/// events; an hour covers a restart or a network blip.
+const EVENT_RETENTION_RANGE: (Duration, Duration) = (Duration::from_secs(3600), Duration::MAX);
+const DEFAULT_EVENT_KEEP_AT_LEAST: i64 = 10_000;
+const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_WEBHOOK_MAX_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
+/// The first retry waits 1 s; a shorter ceiling would hammer a failing receiver.
+const WEBHOOK_MAX_RETRY_DELAY_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::MAX);
+const DEFAULT_WEBHOOK_BATCH_SIZE: i64 = 100;
+const MAX_WEBHOOK_BATCH_SIZE: i64 = 1000;
 
 const GRAPH_SECRET_CREDENTIAL: &str = "graph-client-secret";
 const API_TOKEN_CREDENTIAL: &str = "api-token";
+const WEBHOOK_SECRET_CREDENTIAL: &str = "webhook-secret";
 const STATE_DIRECTORY: &str = "STATE_DIRECTORY";
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -50,6 +64,8 @@ pub(super) struct Sections {
     pub api: Option<RawApi>,
     pub store: Option<RawStore>,
     pub sync: Option<RawSync>,
+    /// `None`: no `[webhook]` section; `Some(None)`: one of the wrong shape.
+    pub webhook: Option<Option<RawWebhook>>,
     pub log: Option<RawLog>,
     pub mappings: Option<RawMappings>,
 }
@@ -73,23 +89,35 @@ pub(super) fn build(
     let api = sections.api.and_then(|raw| api(raw, ctx));
     let store = sections.store.and_then(|raw| store(raw, ctx));
     let sync = sections.sync.and_then(|raw| sync(raw, ctx));
+    let webhook = match sections.webhook {
+        None => Some(None),
+        Some(None) => None,
+        Some(Some(raw)) => webhook(raw, ctx).map(Some),
+    };
     let log = sections.log.and_then(|raw| log(raw, ctx));
     let (mappings, profile_files) = match sections.mappings {
         Some(raw) => mappings(raw, ctx),
         None => (None, Vec::new()),
     };
-    let config = match (graph, api, store, sync, log, mappings) {
-        (Some(graph), Some(api), Some(store), Some(sync), Some(log), Some(mappings)) => {
-            Some(Config {
-                file: file.to_path_buf(),
-                graph,
-                api,
-                store,
-                sync,
-                log,
-                mappings,
-            })
-        }
+    let config = match (graph, api, store, sync, webhook, log, mappings) {
+        (
+            Some(graph),
+            Some(api),
+            Some(store),
+            Some(sync),
+            Some(webhook),
+            Some(log),
+            Some(mappings),
+        ) => Some(Config {
+            file: file.to_path_buf(),
+            graph,
+            api,
+            store,
+            sync,
+            webhook,
+            log,
+            mappings,
+        }),
         _ => None,
     };
     (config, profile_files)
@@ -420,11 +448,31 @@ fn api(raw: RawApi, ctx: &mut Ctx<'_>) -> Option<ApiConfig> {
 }
 
 fn store(raw: RawStore, ctx: &mut Ctx<'_>) -> Option<StoreConfig> {
+    let state_dir = state_dir(raw.state_dir, ctx);
+    let event_retention = ctx.duration(
+        &["store", "event_retention"],
+        raw.event_retention,
+        DEFAULT_EVENT_RETENTION,
+        EVENT_RETENTION_RANGE,
+    );
+    let event_keep_at_least = ctx.integer(
+        &["store", "event_keep_at_least"],
+        raw.event_keep_at_least,
+        DEFAULT_EVENT_KEEP_AT_LEAST,
+        0,
+        i64::from(u32::MAX),
+    );
+    Some(StoreConfig {
+        state_dir: state_dir?,
+        event_retention: event_retention?,
+        event_keep_at_least: usize::try_from(event_keep_at_least?).ok()?,
+    })
+}
+
+fn state_dir(value: Option<String>, ctx: &mut Ctx<'_>) -> Option<PathBuf> {
     let key = ["store", "state_dir"];
-    if let Some(dir) = raw.state_dir {
-        return ctx
-            .path(&key, &dir)
-            .map(|state_dir| StoreConfig { state_dir });
+    if let Some(dir) = value {
+        return ctx.path(&key, &dir);
     }
     // systemd joins several StateDirectory= entries with `:`; ours is the first.
     let from_systemd = ctx
@@ -435,7 +483,7 @@ fn store(raw: RawStore, ctx: &mut Ctx<'_>) -> Option<StoreConfig> {
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from);
     match from_systemd {
-        Some(state_dir) => Some(StoreConfig { state_dir }),
+        Some(state_dir) => Some(state_dir),
         None => {
             ctx.error(
                 &key,
@@ -486,6 +534,109 @@ fn sync(raw: RawSync, ctx: &mut Ctx<'_>) -> Option<SyncConfig> {
         loop_cooldown: loop_cooldown?,
         reconcile_interval: reconcile_interval?,
     })
+}
+
+fn webhook(raw: RawWebhook, ctx: &mut Ctx<'_>) -> Option<WebhookConfig> {
+    ctx.inline_secret(
+        &["webhook", "secret"],
+        raw.secret.is_some(),
+        "put the signing secret in a file only the service can read and set `secret_file`, \
+         or leave it unset and give the systemd credential `webhook-secret` (LoadCredential=)",
+    );
+    let url_key = ["webhook", "url"];
+    let url = ctx
+        .required(
+            &url_key,
+            raw.url,
+            "the receiver's URL, e.g. \"https://cc.example.com/presence-sync/events\"",
+        )
+        .and_then(|text| match check_webhook_url(&text) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                let shown = without_password(&text);
+                ctx.error(&url_key, format!("`webhook.url` = \"{shown}\": {why}"));
+                None
+            }
+        });
+    const PURPOSE: &str = "the webhook signing secret";
+    let secret = match raw.secret_file {
+        Some(file) => {
+            let key = ["webhook", "secret_file"];
+            ctx.path(&key, &file).map(|path| SecretSource {
+                purpose: PURPOSE,
+                location: SecretLocation::File(path),
+                origin: ctx.locator.origin(&key),
+            })
+        }
+        None => Some(SecretSource {
+            purpose: PURPOSE,
+            location: ctx.credential(WEBHOOK_SECRET_CREDENTIAL),
+            origin: ctx.locator.origin(&["webhook"]),
+        }),
+    };
+    let timeout = ctx.duration(
+        &["webhook", "timeout"],
+        raw.timeout,
+        DEFAULT_WEBHOOK_TIMEOUT,
+        ANY,
+    );
+    let max_retry_delay = ctx.duration(
+        &["webhook", "max_retry_delay"],
+        raw.max_retry_delay,
+        DEFAULT_WEBHOOK_MAX_RETRY_DELAY,
+        WEBHOOK_MAX_RETRY_DELAY_RANGE,
+    );
+    let batch_size = ctx.integer(
+        &["webhook", "batch_size"],
+        raw.batch_size,
+        DEFAULT_WEBHOOK_BATCH_SIZE,
+        1,
+        MAX_WEBHOOK_BATCH_SIZE,
+    );
+    Some(WebhookConfig {
+        url: url?,
+        secret: secret?,
+        timeout: timeout?,
+        max_retry_delay: max_retry_delay?,
+        batch_size: usize::try_from(batch_size?).ok()?,
+    })
+}
+
+/// An absolute http(s) URL to POST to, as the admin wrote it (trimmed).
+fn check_webhook_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let url = reqwest::Url::parse(text)
+        .map_err(|_| "not a URL: write e.g. \"https://cc.example.com/presence-sync/events\"")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme must be https (or http), not `{}`",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    // A password in the URL would be a secret in the config; the receiver
+    // knows deliveries are ours by their signature instead.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "the URL holds a user name or password: keep credentials out of the config; \
+             receivers check each delivery's signature (made with `secret_file`)"
+                .into(),
+        );
+    }
+    Ok(text.to_owned())
+}
+
+/// The URL as written, its password (if any) masked for printing.
+fn without_password(text: &str) -> String {
+    match reqwest::Url::parse(text.trim()) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => text.to_owned(),
+    }
 }
 
 fn log(raw: RawLog, ctx: &mut Ctx<'_>) -> Option<LogConfig> {
@@ -741,6 +892,24 @@ mod tests {
         assert!(check_base_url("http://graph.microsoft.com").is_err());
         assert!(check_base_url("graph.microsoft.com").is_err());
         assert!(check_base_url("https://").is_err());
+    }
+
+    #[test]
+    fn webhook_urls_are_http_or_https_without_credentials() {
+        assert_eq!(
+            check_webhook_url(" https://cc.example.com/hook?tenant=a ").as_deref(),
+            Ok("https://cc.example.com/hook?tenant=a")
+        );
+        assert!(check_webhook_url("http://10.0.0.5:8080/events").is_ok());
+        assert!(check_webhook_url("ftp://cc.example.com/").is_err());
+        assert!(check_webhook_url("cc.example.com/hook").is_err());
+        assert!(check_webhook_url("https://user:pw@cc.example.com/").is_err());
+        assert!(check_webhook_url("https://user@cc.example.com/").is_err());
+        assert!(check_webhook_url("").is_err());
+        assert_eq!(
+            without_password("https://cc:hunter2@cc.example.com/x"),
+            "https://cc:***@cc.example.com/x"
+        );
     }
 
     #[test]
