@@ -14,6 +14,8 @@
 //!   reads and writes, directory and delta, the presence poller.
 //! - [`sim`]: an embedded Microsoft Graph simulator (a fake tenant) for
 //!   tests and the demo.
+//! - [`systemd`]: the systemd notify protocol — readiness, reload, stop,
+//!   status and watchdog pings.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod api;
@@ -30,4 +32,5 @@ pub mod shared_fixtures;
 pub mod sim;
 pub mod store;
 pub mod sync;
+pub mod systemd;
 pub mod time;
