@@ -16,6 +16,8 @@
 //!   tests and the demo.
 //! - [`systemd`]: the systemd notify protocol — readiness, reload, stop,
 //!   status and watchdog pings.
+//! - [`metrics`]: a small Prometheus registry, its text format, and the
+//!   daemon's metrics.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod api;
@@ -26,6 +28,7 @@ pub mod duration;
 pub mod events;
 pub mod graph;
 pub mod mapping;
+pub mod metrics;
 pub mod presence;
 #[doc(hidden)]
 pub mod shared_fixtures;
