@@ -345,6 +345,7 @@ mod tests {
         assert_eq!(receive(&socket), "STATUS=agent x READY=1  done");
     }
 
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn abstract_sockets_are_reached_by_at_names() {
         let name = format!("presence-sync-test-{}", std::process::id());
