@@ -16,6 +16,10 @@
 //!   tests and the demo.
 //! - [`webhook`]: the outbound webhook sink: the event log POSTed in order,
 //!   signed, retried until the receiver takes it.
+//! - [`systemd`]: the systemd notify protocol — readiness, reload, stop,
+//!   status and watchdog pings.
+//! - [`metrics`]: a small Prometheus registry, its text format, and the
+//!   daemon's metrics.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod api;
@@ -26,11 +30,13 @@ pub mod duration;
 pub mod events;
 pub mod graph;
 pub mod mapping;
+pub mod metrics;
 pub mod presence;
 #[doc(hidden)]
 pub mod shared_fixtures;
 pub mod sim;
 pub mod store;
 pub mod sync;
+pub mod systemd;
 pub mod time;
 pub mod webhook;

@@ -107,6 +107,59 @@ fn the_example_config_passes_with_systemd_credentials() {
     assert!(output.status.success());
 }
 
+/// Where the unit's config expects the shipped profiles once installed.
+const INSTALLED_DEFAULT_PROFILE: &str = "/usr/share/presence-sync/mappings/default.toml";
+
+#[test]
+fn the_systemd_config_passes_with_credentials_and_installed_mappings() {
+    let Some(profiles) = shipped_profiles() else {
+        return;
+    };
+    let credentials = tempfile::tempdir().unwrap();
+    fs::write(credentials.path().join("graph-client-secret"), "dummy\n").unwrap();
+    fs::write(credentials.path().join("api-token"), "dummy\n").unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/presence-sync.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains(&format!("file = \"{INSTALLED_DEFAULT_PROFILE}\"")),
+        "the unit's config reads the installed profiles"
+    );
+    let (_, default_profile) = profiles
+        .iter()
+        .find(|(name, _)| *name == "default")
+        .unwrap();
+    // The profiles are installed under /usr/share on a real host; here the
+    // environment override (the mechanism an admin has too) points at the
+    // repository's copy, and nothing else in the file changes.
+    let output = presence_sync(
+        &["check", "--config", config.to_str().unwrap()],
+        &[
+            ("CREDENTIALS_DIRECTORY", credentials.path()),
+            (
+                "PRESENCE_SYNC_MAPPINGS__PROFILES__DEFAULT__FILE",
+                default_profile,
+            ),
+        ],
+    );
+    assert_eq!(stdout(&output), "");
+    assert_eq!(stderr(&output), "ok: config and 1 profile valid\n");
+    assert!(output.status.success());
+
+    // Without the override the installed path is what gets read.
+    if !Path::new(INSTALLED_DEFAULT_PROFILE).exists() {
+        let output = presence_sync(
+            &["check", "--config", config.to_str().unwrap()],
+            &[("CREDENTIALS_DIRECTORY", credentials.path())],
+        );
+        assert_eq!(output.status.code(), Some(1));
+        assert!(
+            stdout(&output).starts_with(INSTALLED_DEFAULT_PROFILE),
+            "{}",
+            stdout(&output)
+        );
+    }
+}
+
 #[test]
 fn a_broken_config_prints_located_errors_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
