@@ -7,7 +7,7 @@ mod ws;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ pub(super) struct Fake {
     ready: AtomicBool,
     /// How often the event log was read, to see a lagging stream fall back to it.
     pub events_after_calls: AtomicUsize,
+    /// Delays reads of the log, in milliseconds, so events committed
+    /// meanwhile reach a stream both from the log and from its subscription.
+    pub log_read_delay_ms: AtomicU64,
 }
 
 #[derive(Default)]
@@ -59,6 +62,7 @@ impl Fake {
             live: broadcast::channel(live_capacity).0,
             ready: AtomicBool::new(true),
             events_after_calls: AtomicUsize::new(0),
+            log_read_delay_ms: AtomicU64::new(0),
         })
     }
 
@@ -216,6 +220,10 @@ impl Service for Fake {
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, ApiError> {
         self.events_after_calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.log_read_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         let log = self.log.lock().unwrap();
         Ok(log
             .events
