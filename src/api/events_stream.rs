@@ -237,13 +237,16 @@ impl<'a, S: Service> Feed<'a, S> {
                 });
                 self.cursor = first - 1;
             }
-            self.catching_up = page.len() >= PAGE;
+            let full = page.len() >= PAGE;
+            let cursor_before = self.cursor;
             for event in page {
                 if event.seq > self.cursor {
                     self.cursor = event.seq;
                     frames.push(Frame::Event(event));
                 }
             }
+            // A full page that moved nothing on would be read forever.
+            self.catching_up = full && self.cursor > cursor_before;
             return Ok(frames);
         }
         match self.live.recv().await {
