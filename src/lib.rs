@@ -14,6 +14,8 @@
 //!   reads and writes, directory and delta, the presence poller.
 //! - [`sim`]: an embedded Microsoft Graph simulator (a fake tenant) for
 //!   tests and the demo.
+//! - [`api`]: the contact-center HTTP API and event stream (axum), over the
+//!   [`api::Service`] trait the daemon implements.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod api;
