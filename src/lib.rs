@@ -20,6 +20,8 @@
 //!   status and watchdog pings.
 //! - [`metrics`]: a small Prometheus registry, its text format, and the
 //!   daemon's metrics.
+//! - [`api`]: the contact-center HTTP API and event stream (axum), over the
+//!   [`api::Service`] trait the daemon implements.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod api;

@@ -1,6 +1,11 @@
 //! The API's error: an HTTP status and the `{"error":{code,message,field}}` body.
 
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use thiserror::Error;
+
+use super::model::{ErrorBody, ErrorDetail};
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[error("{status} {code}: {message}")]
@@ -43,5 +48,27 @@ impl ApiError {
     /// The daemon cannot take the request now (stopping, store failing).
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError::new(503, "unavailable", message)
+    }
+}
+
+impl ApiError {
+    /// The JSON body every error is sent with.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.clone(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // A status outside 100–999 can only come from a bug in the daemon;
+        // the caller still gets the error shape.
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.body())).into_response()
     }
 }

@@ -1,9 +1,32 @@
 //! The contact-center HTTP API (SPEC §3): agents, statuses, the event stream
 //! over WebSocket, health, readiness and metrics, and its OpenAPI description.
+//!
+//! The routes depend only on [`Service`], which the daemon implements.
+//! - [`routes`]: the router, its route list and auth, the error shape for
+//!   everything axum answers itself;
+//! - [`extract`]: path, query and body extractors that fail with [`ApiError`];
+//! - [`auth`]: the bearer token check;
+//! - [`events_stream`]: `GET /v1/events`, resumable without gaps;
+//! - [`shutdown`]: the stop signal shared by the server and event streams;
+//! - [`openapi`]: the OpenAPI 3.1 document;
+//! - [`model`], [`error`], [`service`]: the contracts with the daemon.
 
+pub mod auth;
 pub mod error;
+pub mod events_stream;
+pub mod extract;
 pub mod model;
+pub mod openapi;
+pub mod routes;
+pub mod server;
 pub mod service;
+pub mod shutdown;
+
+#[cfg(test)]
+mod tests;
 
 pub use error::ApiError;
+pub use routes::{ApiSettings, ROUTES, router};
+pub use server::serve;
 pub use service::Service;
+pub use shutdown::Shutdown;

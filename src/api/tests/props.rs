@@ -1,0 +1,155 @@
+//! Arbitrary input to the PUT routes: never a 5xx, always the error shape.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::{Map, Number, Value};
+
+use super::super::model::{AgentOut, ErrorBody};
+use super::{Fake, TOKEN, start};
+
+const LIMIT: usize = 2048;
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(vec![
+            "teams_user", "auto_link", "display_name", "groups", "skills", "phone",
+            "profile", "status", "at",
+        ])
+        .prop_map(str::to_string),
+        1 => "[a-z_]{0,8}",
+        1 => any::<String>(),
+    ]
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| Value::Number(n.into())),
+        (0u64..300).prop_map(|n| Value::Number(n.into())),
+        any::<f64>().prop_map(|f| Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        prop::sample::select(vec![
+            "Available",
+            "Busy",
+            "Dancing",
+            "",
+            "a@contoso.example",
+            "2024-01-02T03:04:05Z",
+            "yesterday",
+        ])
+        .prop_map(|s| Value::String(s.to_string())),
+        any::<String>().prop_map(Value::String),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((key(), inner), 0..6)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+/// Bodies: mostly JSON objects close to the real ones, some any JSON, some
+/// not JSON at all.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        6 => prop::collection::vec((key(), json_value()), 0..8).prop_map(|pairs| {
+            Value::Object(pairs.into_iter().collect::<Map<_, _>>()).to_string().into_bytes()
+        }),
+        2 => json_value().prop_map(|v| v.to_string().into_bytes()),
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+        1 => (0usize..LIMIT * 2).prop_map(|n| format!(r#"{{"teams_user":"{}"}}"#, "u".repeat(n)).into_bytes()),
+    ]
+}
+
+fn agent_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[A-Za-z0-9._:@-]{1,12}",
+        1 => any::<String>(),
+        1 => "[a-z]{120,140}",
+    ]
+}
+
+/// Percent-encodes everything but unreserved characters, so any string is a
+/// valid path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::new();
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn put_routes_never_answer_5xx_and_always_shape_errors() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = runtime.block_on(start(Fake::new(64), LIMIT));
+    let content_types = prop::sample::select(vec![
+        Some("application/json"),
+        Some("application/json; charset=utf-8"),
+        Some("text/plain"),
+        None,
+    ]);
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        // Persisting needs the source file, which a hand-built runner lacks.
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(
+        &(agent_id(), any::<bool>(), body(), content_types),
+        |(id, status_route, body, content_type)| {
+            let path = if status_route {
+                format!("/v1/agents/{}/status", encode(&id))
+            } else {
+                format!("/v1/agents/{}", encode(&id))
+            };
+            let mut request = api
+                .client
+                .put(api.url(&path))
+                .bearer_auth(TOKEN)
+                .body(body.clone());
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let (status, headers, text) = runtime
+                .block_on(async {
+                    let response = request.send().await.map_err(|e| e.to_string())?;
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    let text = response.text().await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((status, headers, text))
+                })
+                .map_err(TestCaseError::fail)?;
+            let shown = String::from_utf8_lossy(&body);
+            prop_assert!(status < 500, "{path} {shown}: {status} {text}");
+            let json = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            prop_assert!(json, "{path} {shown}: {status} not JSON");
+            if status >= 400 {
+                let error: Result<ErrorBody, _> = serde_json::from_str(&text);
+                prop_assert!(error.is_ok(), "{path} {shown}: {status} {text}");
+            } else {
+                let agent: Result<AgentOut, _> = serde_json::from_str(&text);
+                prop_assert!(agent.is_ok(), "{path} {shown}: {status} {text}");
+            }
+            Ok(())
+        },
+    );
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

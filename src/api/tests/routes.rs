@@ -1,0 +1,500 @@
+//! The route list, the router and the OpenAPI document agree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::super::model::*;
+use super::super::openapi::document;
+use super::super::routes::{OPEN_PATHS, served_routes};
+use super::super::{ApiSettings, ROUTES, Shutdown};
+use super::{Fake, TOKEN, time};
+use crate::config::Secret;
+use crate::events::{Event, NewEvent, kind};
+
+fn listed() -> BTreeSet<(String, String)> {
+    ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect()
+}
+
+#[test]
+fn routes_has_no_duplicates() {
+    assert_eq!(listed().len(), ROUTES.len());
+    for open in OPEN_PATHS {
+        assert!(ROUTES.iter().any(|(_, path)| path == open), "{open}");
+    }
+}
+
+#[test]
+fn the_router_registers_exactly_routes() {
+    let served = served_routes(
+        Fake::new(4),
+        ApiSettings {
+            token: Secret::new(TOKEN),
+            max_body_bytes: 1024,
+            shutdown: Shutdown::new(),
+        },
+    );
+    let served_set: BTreeSet<(String, String)> = served
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(served_set.len(), served.len(), "a route registered twice");
+    assert_eq!(served_set, listed());
+}
+
+#[test]
+fn openapi_describes_exactly_routes() {
+    let document = document();
+    let mut described = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let route = (method.to_ascii_uppercase(), path.clone());
+            assert!(
+                operation["operationId"].is_string(),
+                "{route:?} has no operation"
+            );
+            assert!(operation["responses"].is_object(), "{route:?}");
+            let open = OPEN_PATHS.contains(&path.as_str());
+            assert_eq!(
+                operation.get("security") == Some(&json!([])),
+                open,
+                "{route:?}: security says open = {}",
+                !open
+            );
+            if path.contains("{agent_id}") {
+                assert_eq!(
+                    operation["parameters"][0]["$ref"], "#/components/parameters/AgentId",
+                    "{route:?}"
+                );
+            }
+            described.insert(route);
+        }
+    }
+    assert_eq!(described, listed());
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer"})
+    );
+}
+
+#[test]
+fn openapi_refs_resolve() {
+    let document = document();
+    let mut refs = Vec::new();
+    collect_refs(&document, &mut refs);
+    assert!(refs.len() > 20);
+    for reference in refs {
+        assert!(resolve(&document, &reference).is_some(), "{reference}");
+    }
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                out.push(reference.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+fn resolve<'a>(document: &'a Value, reference: &str) -> Option<&'a Value> {
+    let pointer = reference.strip_prefix('#')?;
+    document.pointer(pointer)
+}
+
+#[test]
+fn openapi_event_types_are_every_kind() {
+    let document = document();
+    let types: Vec<&str> = document["components"]["schemas"]["Event"]["properties"]["type"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(types, kind::ALL);
+}
+
+/// Checks `value` against `schema` for the subset of JSON Schema the document
+/// uses. Returns the problems found.
+fn check(document: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Vec<String>) {
+    if let Some(Value::String(reference)) = schema.get("$ref") {
+        match resolve(document, reference) {
+            Some(target) => check(document, target, value, at, problems),
+            None => problems.push(format!("{at}: dangling {reference}")),
+        }
+        return;
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(options)) = schema.get(key) {
+            let fits = options.iter().any(|option| {
+                let mut inner = Vec::new();
+                check(document, option, value, at, &mut inner);
+                inner.is_empty()
+            });
+            if !fits {
+                problems.push(format!("{at}: {value} fits none of {key}"));
+            }
+            return;
+        }
+    }
+    if let Some(kind) = schema.get("type").and_then(Value::as_str) {
+        let fits = match kind {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_u64() || value.is_i64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => false,
+        };
+        if !fits {
+            problems.push(format!("{at}: {value} is not {kind}"));
+            return;
+        }
+    }
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.contains(value)
+    {
+        problems.push(format!("{at}: {value} not in {allowed:?}"));
+    }
+    if let (Some(items), Some(item_schema)) = (value.as_array(), schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            check(document, item_schema, item, &format!("{at}[{i}]"), problems);
+        }
+    }
+    if let Some(object) = value.as_object() {
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for required in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !object.contains_key(required.as_str().unwrap_or_default()) {
+                problems.push(format!("{at}: required {required} missing"));
+            }
+        }
+        for (key, item) in object {
+            let item_at = format!("{at}.{key}");
+            match (
+                properties.and_then(|p| p.get(key)),
+                schema.get("additionalProperties"),
+            ) {
+                (Some(property), _) => check(document, property, item, &item_at, problems),
+                (None, Some(Value::Bool(false))) | (None, None) if properties.is_some() => {
+                    problems.push(format!("{item_at}: not in the schema"));
+                }
+                (None, Some(additional)) if additional.is_object() => {
+                    check(document, additional, item, &item_at, problems);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Every property the schema declares appears in `value` (a sample with every
+/// optional part filled), so the schema has nothing the model lacks.
+fn declared_properties_present(
+    document: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    missing: &mut Vec<String>,
+) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => resolve(document, reference).unwrap_or(&Value::Null),
+        None => schema,
+    };
+    if let Some(Value::Array(options)) = schema.get("anyOf") {
+        if !value.is_null() {
+            for option in options
+                .iter()
+                .filter(|o| o.get("type") != Some(&json!("null")))
+            {
+                declared_properties_present(document, option, value, at, missing);
+            }
+        }
+        return;
+    }
+    if let (Some(properties), Some(object)) = (
+        schema.get("properties").and_then(Value::as_object),
+        value.as_object(),
+    ) {
+        for (key, property) in properties {
+            match object.get(key) {
+                Some(item) => declared_properties_present(
+                    document,
+                    property,
+                    item,
+                    &format!("{at}.{key}"),
+                    missing,
+                ),
+                None => missing.push(format!("{at}.{key}")),
+            }
+        }
+    }
+    if let (Some(item_schema), Some(items)) = (schema.get("items"), value.as_array()) {
+        for item in items {
+            declared_properties_present(document, item_schema, item, &format!("{at}[]"), missing);
+        }
+    }
+}
+
+fn full_agent() -> AgentOut {
+    let at = time();
+    let presence = PresenceOut {
+        availability: "Busy".into(),
+        activity: "InACall".into(),
+    };
+    let target = TargetOut {
+        action: "set".into(),
+        presence: Some(presence.clone()),
+    };
+    AgentOut {
+        id: "a1".into(),
+        teams_user: "a@contoso.example".into(),
+        teams_user_id: Some("0000-guid".into()),
+        upn: Some("a@contoso.example".into()),
+        display_name: Some("Ann".into()),
+        groups: vec!["sales".into()],
+        skills: BTreeMap::from([("fr".to_string(), 80)]),
+        phone: Some("+331234".into()),
+        profile: "sales".into(),
+        linked: true,
+        cc: CcOut {
+            status: Some("Busy".into()),
+            set_by: Some(SetBy::Agent),
+            since: Some(at),
+            routable: false,
+            pending_until: Some(at),
+            requested: Some(RequestedOut {
+                status: "Lunch".into(),
+                kind: "restore".into(),
+                at,
+            }),
+        },
+        teams: TeamsOut {
+            presence: Some(presence),
+            set_by: Some(SetBy::Daemon),
+            since: Some(at),
+            blocking: true,
+            pending_until: Some(at),
+            target: Some(target.clone()),
+            written: Some(WrittenOut { target, at }),
+        },
+        routable: false,
+        not_routable_because: vec!["in a call".into()],
+        sync: SyncOut {
+            debouncing_until: Some(at),
+            suspended: Some(SuspendedOut {
+                flows: vec!["cc_to_teams".into(), "teams_to_cc".into()],
+                until: at,
+            }),
+            teams_override_since: Some(at),
+            write_in_flight: true,
+            last_error: Some(ErrorAt {
+                message: "429".into(),
+                at,
+            }),
+            restore: Some(RestoreOut {
+                rule: "meeting".into(),
+                status: "Available".into(),
+            }),
+            last_decision: Some("held by debounce".into()),
+        },
+    }
+}
+
+fn empty_agent() -> AgentOut {
+    let mut agent = full_agent();
+    agent.teams_user_id = None;
+    agent.upn = None;
+    agent.display_name = None;
+    agent.phone = None;
+    agent.groups.clear();
+    agent.skills.clear();
+    agent.cc = CcOut {
+        status: None,
+        set_by: None,
+        since: None,
+        routable: false,
+        pending_until: None,
+        requested: None,
+    };
+    agent.teams = TeamsOut {
+        presence: None,
+        set_by: None,
+        since: None,
+        blocking: false,
+        pending_until: None,
+        target: Some(TargetOut {
+            action: "clear".into(),
+            presence: None,
+        }),
+        written: None,
+    };
+    agent.sync = SyncOut {
+        debouncing_until: None,
+        suspended: None,
+        teams_override_since: None,
+        write_in_flight: false,
+        last_error: None,
+        restore: None,
+        last_decision: None,
+    };
+    agent
+}
+
+#[test]
+fn openapi_schemas_match_the_models() {
+    let document = document();
+    let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let full_upsert = AgentUpsert {
+        teams_user: "a@contoso.example".into(),
+        auto_link: true,
+        display_name: Some("Ann".into()),
+        groups: Some(vec!["sales".into()]),
+        skills: Some(BTreeMap::from([("fr".to_string(), 80)])),
+        phone: Some("+331234".into()),
+        profile: Some("sales".into()),
+    };
+    let event = |kind: &str, agent_id: Option<&str>| {
+        Event::committed(
+            "s",
+            9,
+            NewEvent {
+                kind: kind.into(),
+                time: time(),
+                agent_id: agent_id.map(str::to_string),
+                data: json!({"x": 1}),
+            },
+        )
+    };
+    let mut samples: Vec<(&str, Value, bool)> = vec![
+        (
+            "AgentOut",
+            serde_json::to_value(full_agent()).unwrap(),
+            true,
+        ),
+        (
+            "AgentOut",
+            serde_json::to_value(empty_agent()).unwrap(),
+            false,
+        ),
+        (
+            "AgentList",
+            serde_json::to_value(AgentList {
+                agents: vec![full_agent()],
+            })
+            .unwrap(),
+            true,
+        ),
+        (
+            "AgentUpsert",
+            serde_json::to_value(&full_upsert).unwrap(),
+            true,
+        ),
+        ("AgentUpsert", json!({"teams_user": "u"}), false),
+        (
+            "StatusReport",
+            serde_json::to_value(StatusReport {
+                status: "Busy".into(),
+                at: Some(time()),
+            })
+            .unwrap(),
+            true,
+        ),
+        (
+            "Readiness",
+            serde_json::to_value(Readiness {
+                ready: false,
+                checks: vec![Check {
+                    name: "store".into(),
+                    ok: false,
+                    detail: "locked".into(),
+                }],
+                tasks: vec![TaskOut {
+                    name: "poller".into(),
+                    state: "failed".into(),
+                    detail: "token".into(),
+                }],
+            })
+            .unwrap(),
+            true,
+        ),
+        (
+            "ErrorBody",
+            serde_json::to_value(
+                crate::api::ApiError::bad_request("unknown_field", "no")
+                    .with_field("x")
+                    .body(),
+            )
+            .unwrap(),
+            true,
+        ),
+        (
+            "ErrorBody",
+            serde_json::to_value(crate::api::ApiError::bad_request("c", "m").body()).unwrap(),
+            false,
+        ),
+        ("Health", json!({"status": "ok"}), true),
+        (
+            "StreamGap",
+            json!({"type": "stream.gap", "data": {"requested_since": 3, "first_available": 11}}),
+            true,
+        ),
+        (
+            "Event",
+            serde_json::to_value(event(kind::CC_STATUS_REQUESTED, Some("a1"))).unwrap(),
+            true,
+        ),
+    ];
+    for kind in kind::ALL {
+        samples.push((
+            "Event",
+            serde_json::to_value(event(kind, None)).unwrap(),
+            false,
+        ));
+    }
+    for (name, value, complete) in samples {
+        let mut problems = Vec::new();
+        check(&document, &schema(name), &value, name, &mut problems);
+        assert!(problems.is_empty(), "{name}: {problems:#?}");
+        if complete {
+            let mut missing = Vec::new();
+            declared_properties_present(&document, &schema(name), &value, name, &mut missing);
+            assert!(
+                missing.is_empty(),
+                "{name}: the schema declares {missing:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_schema_check_can_fail() {
+    let document = document();
+    let mut agent = serde_json::to_value(full_agent()).unwrap();
+    agent["cc"]["colour"] = json!("red");
+    agent["teams"]["blocking"] = json!("yes");
+    agent.as_object_mut().unwrap().remove("linked");
+    let mut problems = Vec::new();
+    check(
+        &document,
+        &json!({"$ref": "#/components/schemas/AgentOut"}),
+        &agent,
+        "AgentOut",
+        &mut problems,
+    );
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+}
