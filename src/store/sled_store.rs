@@ -36,6 +36,8 @@ pub struct SledStore {
     /// seqs go to disk in the order they were assigned, and by pruning and
     /// export so they see no half-assigned range.
     next_seq: Mutex<u64>,
+    /// sled's log file, for the fsync its own flush leaves out.
+    log_file: fs::File,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -58,7 +60,7 @@ impl SledStore {
         if prepare_dir(dir)? {
             let db = open_sled(dir, dir)?;
             let (store_id, next_seq) = initialise(&db, dir)?;
-            return Ok(SledStore::new(dir, db, store_id, next_seq));
+            return SledStore::new(dir, db, store_id, next_seq);
         }
         check_sled_files(dir)?;
         let checked = {
@@ -78,16 +80,22 @@ impl SledStore {
             )));
         }
         let (store_id, next_seq) = checked;
-        Ok(SledStore::new(dir, db, store_id, next_seq))
+        SledStore::new(dir, db, store_id, next_seq)
     }
 
-    fn new(dir: &Path, db: sled::Db, store_id: String, next_seq: u64) -> SledStore {
-        SledStore {
+    fn new(
+        dir: &Path,
+        db: sled::Db,
+        store_id: String,
+        next_seq: u64,
+    ) -> Result<SledStore, StoreError> {
+        Ok(SledStore {
             dir: dir.to_path_buf(),
+            log_file: open_log_file(dir)?,
             db,
             store_id,
             next_seq: Mutex::new(next_seq),
-        }
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -125,7 +133,7 @@ impl SledStore {
     }
 
     fn durable(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(|e| self.sled_error(e))
+        make_durable(&self.db, &self.log_file, &self.dir)
     }
 }
 
@@ -135,11 +143,11 @@ impl Store for SledStore {
     }
 
     fn load(&self) -> Result<Loaded, StoreError> {
-        let next_seq = *self.lock();
+        let next_seq = self.lock();
         Ok(Loaded {
             agents: self.family(AGENT)?,
             outbox: self.family(OUTBOX)?,
-            last_seq: next_seq - 1,
+            last_seq: *next_seq - 1,
         })
     }
 
@@ -283,8 +291,31 @@ pub(crate) fn create_with(dir: &Path, records: sled::Batch) -> Result<(), StoreE
     }
     let db = open_sled(dir, dir)?;
     db.apply_batch(records).map_err(|e| sled_error(dir, e))?;
+    make_durable(&db, &open_log_file(dir)?, dir)?;
+    sync_dir(dir)
+}
+
+/// sled's `flush` writes its buffers with `sync_file_range`, which neither
+/// reaches the drive's cache nor records a grown file's length; the
+/// `fdatasync` here does (on any handle of the file), so a commit survives
+/// a power cut and not only a crash of the process.
+fn make_durable(db: &sled::Db, log_file: &fs::File, dir: &Path) -> Result<(), StoreError> {
     db.flush().map_err(|e| sled_error(dir, e))?;
-    Ok(())
+    log_file
+        .sync_data()
+        .map_err(|e| StoreError::Io(format!("syncing the store in {}: {e}", dir.display())))
+}
+
+fn open_log_file(dir: &Path) -> Result<fs::File, StoreError> {
+    let path = dir.join(SLED_DB);
+    fs::File::open(&path).map_err(|e| StoreError::Io(format!("opening {}: {e}", path.display())))
+}
+
+/// Makes the new store's files part of the directory durably.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::Io(format!("syncing {}: {e}", dir.display())))
 }
 
 /// True when `dir` is missing or empty (then created, mode 0700): a place
@@ -508,7 +539,8 @@ fn initialise(db: &sled::Db, dir: &Path) -> Result<(String, u64), StoreError> {
         next_seq.to_string().as_bytes(),
     );
     db.apply_batch(meta).map_err(|e| sled_error(dir, e))?;
-    db.flush().map_err(|e| sled_error(dir, e))?;
+    make_durable(db, &open_log_file(dir)?, dir)?;
+    sync_dir(dir)?;
     Ok((store_id, next_seq))
 }
 
