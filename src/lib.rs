@@ -12,6 +12,8 @@
 //! - [`check`]: `presence-sync check`, validating a config and its mappings.
 //! - [`graph`]: the Teams side: token, the throttled request path, presence
 //!   reads and writes, directory and delta, the presence poller.
+//! - [`store`]: durable state on sled, checked at open, with JSON-lines
+//!   export and import for backups.
 //! - [`sim`]: an embedded Microsoft Graph simulator (a fake tenant) for
 //!   tests and the demo.
 //! - [`webhook`]: the outbound webhook sink: the event log POSTed in order,

@@ -14,6 +14,19 @@
 //! - events: the event log by sequence number, pruned by retention;
 //! - meta: schema version, store id, next sequence number, the directory
 //!   delta link, consumer cursors (the webhook sink's).
+//!
+//! [`SledStore`] is the engine; [`export`] and [`import`] move a whole store
+//! to and from JSON lines for backups.
+
+mod keys;
+mod sled_store;
+
+pub mod export;
+#[cfg(test)]
+mod testing;
+
+pub use export::{ExportStats, ImportStats, export, import};
+pub use sled_store::SledStore;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -141,6 +154,11 @@ pub enum StoreError {
     Import { line: usize, message: String },
     #[error("import needs an empty state directory; {dir} already holds a store")]
     NotEmpty { dir: PathBuf },
+    /// A batch the store refused before writing anything (e.g. an agent
+    /// record listed under another agent's id), which would otherwise make
+    /// the store fail its check at the next start.
+    #[error("refused to commit: {0}")]
+    InvalidBatch(String),
 }
 
 impl From<io::Error> for StoreError {

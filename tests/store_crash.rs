@@ -1,0 +1,353 @@
+//! The store survives being killed mid-write: every batch a commit
+//! acknowledged is there after a SIGKILL, whole, and nothing else is.
+//!
+//! The test binary runs itself as the writer (`crash_writer`, active only
+//! when `PRESENCE_SYNC_CRASH_WRITER_DIR` is set), which commits batches in a
+//! tight loop and prints `acked <batch> <last seq>` after each commit
+//! returns. The parent kills it with SIGKILL after a random number of acks,
+//! reopens the store and checks it, then starts the next round on the same
+//! directory. Every fifth round kills the writer at its first line of
+//! output, while it is still opening (and recovering) the store.
+//!
+//! `PRESENCE_SYNC_CRASH_ROUNDS` sets the number of rounds (20 by default,
+//! what CI runs); the longer run is
+//! `PRESENCE_SYNC_CRASH_ROUNDS=100 cargo test --test store_crash`.
+//! `PRESENCE_SYNC_CRASH_SEED` picks another sequence of kill points.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use chrono::DateTime;
+use presence_sync::events::{NewEvent, kind};
+use presence_sync::store::{AgentRecord, Batch, MetaKey, OutboxEntry, SledStore, Store};
+
+const WRITER_DIR: &str = "PRESENCE_SYNC_CRASH_WRITER_DIR";
+const ROUNDS: &str = "PRESENCE_SYNC_CRASH_ROUNDS";
+const SEED: &str = "PRESENCE_SYNC_CRASH_SEED";
+const WRITER_TEST: &str = "crash_writer";
+const DEFAULT_ROUNDS: usize = 20;
+const DEFAULT_SEED: u64 = 0x5eed_c0ff_ee15_600d;
+
+/// The agents the batches cycle through; each batch updates three of them.
+const AGENTS: u64 = 7;
+/// The writer's own progress, committed with every batch.
+const PROGRESS: &str = "crash-test";
+/// How long a writer may stay silent before the test gives up on it.
+const SILENCE_LIMIT: Duration = Duration::from_secs(120);
+/// A writer whose parent vanished stops by itself after this many batches.
+const WRITER_CAP: u64 = 1_000_000;
+
+fn agent_id(index: u64) -> String {
+    format!("agent-{index}")
+}
+
+/// The agents batch `n` writes.
+fn agents_of(n: u64) -> [u64; 3] {
+    [n % AGENTS, (n + 1) % AGENTS, (n + 2) % AGENTS]
+}
+
+/// The agent whose outbox entry batch `n` writes.
+fn outbox_of(n: u64) -> u64 {
+    n % AGENTS
+}
+
+fn events_of(n: u64) -> u64 {
+    1 + n % 3
+}
+
+/// The sequence number of the last event of batch `n`.
+fn seq_after(n: u64) -> u64 {
+    (1..=n).map(events_of).sum()
+}
+
+fn counter(value: Option<&serde_json::Value>) -> Option<u64> {
+    value?.get("counter")?.as_u64()
+}
+
+fn writer_batch(n: u64) -> Batch {
+    let time = DateTime::from_timestamp(1_700_000_000 + n as i64, 0).unwrap_or_default();
+    let agents = agents_of(n)
+        .iter()
+        .map(|&index| {
+            let id = agent_id(index);
+            let record = AgentRecord {
+                id: id.clone(),
+                teams_user: format!("{id}@contoso.example"),
+                teams_user_id: None,
+                upn: None,
+                display_name: None,
+                groups: Vec::new(),
+                skills: BTreeMap::new(),
+                phone: None,
+                profile: None,
+                cc_status: None,
+                sync: Some(serde_json::json!({ "counter": n })),
+                updated_at: time,
+            };
+            (id, Some(record))
+        })
+        .collect();
+    let outbox_agent = agent_id(outbox_of(n));
+    Batch {
+        agents,
+        outbox: vec![(
+            outbox_agent.clone(),
+            Some(OutboxEntry {
+                agent_id: outbox_agent,
+                write: serde_json::json!({ "counter": n }),
+                decided_at: time,
+            }),
+        )],
+        events: (0..events_of(n))
+            .map(|index| NewEvent {
+                kind: kind::AGENT_UPDATED.to_owned(),
+                time,
+                agent_id: None,
+                data: serde_json::json!({ "batch": n, "index": index }),
+            })
+            .collect(),
+        meta: vec![(MetaKey::Cursor(PROGRESS.to_owned()), Some(n.to_string()))],
+    }
+}
+
+/// The writer: a no-op unless the parent test started it.
+#[test]
+fn crash_writer() {
+    let Some(dir) = std::env::var_os(WRITER_DIR) else {
+        return;
+    };
+    let store = SledStore::open(Path::new(&dir)).expect("the writer opens the store");
+    let done = durable_batch(&store);
+    let mut stdout = std::io::stdout();
+    for n in done + 1..=done + WRITER_CAP {
+        let events = store.commit(writer_batch(n)).expect("commit");
+        let last_seq = events.last().map_or(0, |e| e.seq);
+        // A failed write means the parent is gone: stop.
+        if writeln!(stdout, "acked {n} {last_seq}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn durable_batch(store: &SledStore) -> u64 {
+    store
+        .meta(&MetaKey::Cursor(PROGRESS.to_owned()))
+        .expect("meta")
+        .map_or(0, |n| n.parse().expect("a batch number"))
+}
+
+/// SplitMix64: the kill points, reproducible from the seed.
+struct KillPoints(u64);
+
+impl KillPoints {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Acks to wait for before the kill: 50 to 500.
+    fn acks(&mut self) -> u64 {
+        50 + self.next() % 451
+    }
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// The last ack the parent saw: batch number and its last event's seq.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ack {
+    batch: u64,
+    seq: u64,
+}
+
+fn parse_ack(line: &str) -> Option<Ack> {
+    // libtest may print the test's name on the same line as the first ack.
+    let (_, rest) = line.split_once("acked ")?;
+    let (batch, seq) = rest.trim().split_once(' ')?;
+    Some(Ack {
+        batch: batch.parse().ok()?,
+        seq: seq.parse().ok()?,
+    })
+}
+
+#[test]
+fn acknowledged_batches_survive_sigkill() {
+    if std::env::var_os(WRITER_DIR).is_some() {
+        return;
+    }
+    let rounds: usize = env_number(ROUNDS, DEFAULT_ROUNDS);
+    let seed: u64 = env_number(SEED, DEFAULT_SEED);
+    let mut kill_points = KillPoints(seed);
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("store");
+    // The writer's open leaves a scratch copy behind when killed during its
+    // check; keep those in the test's own directory.
+    let scratch = state.path().join("tmp");
+    std::fs::create_dir(&scratch).unwrap();
+    let exe = std::env::current_exe().unwrap();
+
+    let mut acked = Ack::default();
+    // The last batch known to be on disk: acknowledged, or found at a check.
+    let mut known = 0;
+    let mut store_id = None;
+    for round in 1..=rounds {
+        let kill_after = if round % 5 == 0 {
+            0
+        } else {
+            kill_points.acks()
+        };
+        let mut child = Command::new(&exe)
+            .args(["--exact", WRITER_TEST, "--nocapture", "--test-threads=1"])
+            .env(WRITER_DIR, &dir)
+            .env("TMPDIR", &scratch)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+
+        let mut acks = 0;
+        let mut killed = false;
+        loop {
+            match lines.recv_timeout(SILENCE_LIMIT) {
+                Ok(line) => {
+                    let line = line.unwrap();
+                    if let Some(ack) = parse_ack(&line) {
+                        assert_eq!(ack.batch, known + 1, "round {round}: acks skip");
+                        known = ack.batch;
+                        acked = ack;
+                        acks += 1;
+                    }
+                    if !killed && acks >= kill_after {
+                        child.kill().unwrap();
+                        killed = true;
+                    }
+                }
+                // The pipe closed: the writer is gone, and every ack it
+                // printed has been read.
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!("round {round}: the writer printed nothing for {SILENCE_LIMIT:?}");
+                }
+            }
+        }
+        let status = child.wait().unwrap();
+        let stderr = stderr.join().unwrap();
+        assert!(
+            killed,
+            "round {round}: the writer stopped by itself ({status}):\n{stderr}"
+        );
+
+        let (id, durable) = check_after_crash(&dir, acked, known, round);
+        known = durable;
+        let first_id = store_id.get_or_insert_with(|| id.clone());
+        assert_eq!(&id, first_id, "round {round}: the store id changed");
+        eprintln!(
+            "round {round}: killed after {acks} acks (batch {}, seq {}); store checked",
+            acked.batch, acked.seq
+        );
+    }
+}
+
+/// Reopens the store after a kill and checks it holds exactly the batches
+/// up to the last one known (`known`: acknowledged, or found at the last
+/// check) or the one after it, each one whole. Returns the store id and the
+/// last batch on disk.
+fn check_after_crash(dir: &Path, acked: Ack, known: u64, round: usize) -> (String, u64) {
+    let store = SledStore::open(dir)
+        .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL: {e}"));
+    let durable = durable_batch(&store);
+    // The writer prints an ack after each commit and commits the next batch
+    // only after printing: at most one batch can be on disk unacknowledged.
+    assert!(
+        durable == known || durable == known + 1,
+        "round {round}: batch {durable} is the last on disk, but {known} was acknowledged or seen"
+    );
+
+    let loaded = store.load().unwrap();
+    assert_eq!(
+        loaded.last_seq,
+        seq_after(durable),
+        "round {round}: last seq"
+    );
+    assert!(
+        loaded.last_seq >= acked.seq,
+        "round {round}: acked seq lost"
+    );
+
+    let agents: BTreeMap<&str, Option<u64>> = loaded
+        .agents
+        .iter()
+        .map(|a| (a.id.as_str(), counter(a.sync.as_ref())))
+        .collect();
+    let outbox: BTreeMap<&str, Option<u64>> = loaded
+        .outbox
+        .iter()
+        .map(|o| (o.agent_id.as_str(), counter(Some(&o.write))))
+        .collect();
+    for index in 0..AGENTS {
+        let id = agent_id(index);
+        let last_write = (1..=durable).rev().find(|&n| agents_of(n).contains(&index));
+        assert_eq!(
+            agents.get(id.as_str()).copied().flatten(),
+            last_write,
+            "round {round}: {id}'s record"
+        );
+        let last_outbox = (1..=durable).rev().find(|&n| outbox_of(n) == index);
+        assert_eq!(
+            outbox.get(id.as_str()).copied().flatten(),
+            last_outbox,
+            "round {round}: {id}'s outbox entry"
+        );
+    }
+
+    let events = store.events_after(0, usize::MAX).unwrap();
+    let expected: Vec<(u64, u64)> = (1..=durable)
+        .flat_map(|n| (0..events_of(n)).map(move |index| (n, index)))
+        .collect();
+    assert_eq!(events.len(), expected.len(), "round {round}: event count");
+    for ((seq, event), (n, index)) in (1..).zip(&events).zip(expected) {
+        assert_eq!(event.seq, seq, "round {round}: seqs must be contiguous");
+        assert_eq!(event.id, format!("{}-{seq}", store.store_id()));
+        assert_eq!(
+            event.data,
+            serde_json::json!({ "batch": n, "index": index }),
+            "round {round}: event {seq}"
+        );
+    }
+    assert_eq!(store.first_seq().unwrap(), events.first().map(|e| e.seq));
+    (store.store_id().to_owned(), durable)
+}
