@@ -1,5 +1,5 @@
-//! The [`Store`] on sled: one tree, one `apply_batch` and one `flush` per
-//! commit (see [`super::keys`] for the layout).
+//! The [`Store`] on sled: one tree, and per commit one `apply_batch`, then
+//! sled's `flush` and an `fdatasync` (see [`super::keys`] for the layout).
 //!
 //! Opening checks every key before the daemon may use the store, and refuses
 //! (without writing) a store from a newer schema, a damaged store and a
@@ -74,9 +74,10 @@ impl SledStore {
             let db = open_sled(copy.path(), dir)?;
             check(&db, dir)?
         };
-        // Between the check and this open another process could have taken
-        // the store; sled's own lock refuses it then. Should it have taken
-        // and released it, its meta moved on and the check no longer holds.
+        // Between the check and this open another process could take the
+        // store: sled's own lock refuses us then. One that opened and closed
+        // it in between ran this same check; comparing the meta catches a
+        // store that is no longer the one checked.
         let db = open_sled(dir, dir)?;
         if store_meta(&db, dir)? != checked {
             return Err(StoreError::Io(format!(
