@@ -1,5 +1,5 @@
-//! The [`Store`] on sled: one tree, one `apply_batch` and one `flush` per
-//! commit (see [`super::keys`] for the layout).
+//! The [`Store`] on sled: one tree, and per commit one `apply_batch`, then
+//! sled's `flush` and an `fdatasync` (see [`super::keys`] for the layout).
 //!
 //! Opening checks every key before the daemon may use the store, and refuses
 //! (without writing) a store from a newer schema, a damaged store and a
@@ -10,6 +10,7 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use chrono::{DateTime, Utc};
@@ -27,6 +28,10 @@ const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 /// them is not a store and is never handed to sled (which would write into it).
 const SLED_CONF: &str = "conf";
 const SLED_DB: &str = "db";
+
+/// How long a held store lock is waited for, and how often it is tried.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+const LOCK_RETRY: Duration = Duration::from_millis(10);
 
 pub struct SledStore {
     dir: PathBuf,
@@ -69,9 +74,10 @@ impl SledStore {
             let db = open_sled(copy.path(), dir)?;
             check(&db, dir)?
         };
-        // Between the check and this open another process could have taken
-        // the store; sled's own lock refuses it then. Should it have taken
-        // and released it, its meta moved on and the check no longer holds.
+        // Between the check and this open another process could take the
+        // store: sled's own lock refuses us then. One that opened and closed
+        // it in between ran this same check; comparing the meta catches a
+        // store that is no longer the one checked.
         let db = open_sled(dir, dir)?;
         if store_meta(&db, dir)? != checked {
             return Err(StoreError::Io(format!(
@@ -404,17 +410,30 @@ fn is_sled_conf(conf: &[u8]) -> bool {
 
 /// Takes sled's lock on `dir` (the same `flock` on `db` sled takes), so no
 /// daemon writes to the store while it is copied for the check.
+///
+/// A store dropped in this process a moment ago may still be locked: sled
+/// 0.34 closes its file from background threads after `Db` is dropped
+/// (sled issues #1234, #1289). So a held lock is retried for a short while
+/// before the store counts as in use.
 fn lock_store(dir: &Path) -> Result<fs::File, StoreError> {
     let path = dir.join(SLED_DB);
     let file = fs::File::open(&path)
         .map_err(|e| StoreError::Io(format!("opening {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
-            dir: dir.to_path_buf(),
-        }),
-        Err(fs::TryLockError::Error(e)) => {
-            Err(StoreError::Io(format!("locking {}: {e}", path.display())))
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Io(format!("locking {}: {e}", path.display())));
+            }
         }
     }
 }

@@ -87,7 +87,19 @@ pub(crate) fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
 /// Writes raw keys into the sled tree in `dir`, the way only a damaged or
 /// foreign store would hold them.
 pub(crate) fn write_raw(dir: &Path, writes: &[(&[u8], Option<&[u8]>)]) {
-    let db = sled::open(dir).unwrap();
+    // sled lets go of a dropped store's lock a moment later (see
+    // `lock_store`): wait for it as the store does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     for (key, value) in writes {
         match value {
             Some(value) => db.insert(key, *value).unwrap(),
