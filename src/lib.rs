@@ -24,11 +24,17 @@
 //!   daemon's metrics.
 //! - [`api`]: the contact-center HTTP API and event stream (axum), over the
 //!   [`api::Service`] trait the daemon implements.
+//! - [`daemon`]: the running service: the sync loop around the engine, the
+//!   Graph poller, writer and directory reader, reloads, stop and liveness.
+//! - [`demo`]: `presence-sync demo`: simulator, daemon and a simulated
+//!   contact center together.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
 
 pub mod api;
 pub mod check;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod diagnostics;
 pub mod duration;
 pub mod events;

@@ -7,8 +7,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use presence_sync::check;
-use presence_sync::config::Environment;
+use presence_sync::config::{Config, Environment, LogFormat};
+use presence_sync::daemon::{self, DaemonError, DaemonOptions, Exit};
+use presence_sync::demo::{self, DemoError, DemoOptions};
 use presence_sync::sim::{self, SimOptions};
+use presence_sync::store::{self, SledStore};
 
 /// Keeps Microsoft Teams presence and contact-center agent statuses in sync.
 #[derive(Debug, Parser)]
@@ -24,6 +27,41 @@ enum Command {
     Check(CheckArgs),
     /// Run the embedded Microsoft Graph simulator (a fake tenant) until Ctrl-C.
     Sim(SimArgs),
+    /// Run the daemon: store, sync, Graph poller and writer, HTTP API.
+    Run(RunArgs),
+    /// Simulator, daemon and a simulated contact center together on loopback.
+    Demo(DemoArgs),
+    /// Write every record of a state directory to stdout as JSON lines.
+    Export(StateDirArgs),
+    /// Fill an empty state directory from JSON lines on stdin (an export).
+    Import(StateDirArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The daemon's config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Simulated agents (and Teams users).
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    users: usize,
+    /// Where the demo keeps its config, credentials and store.
+    #[arg(long, value_name = "DIR", default_value = "presence-sync-demo")]
+    state_dir: PathBuf,
+    /// Stop after this many seconds instead of waiting for Ctrl-C.
+    #[arg(long, value_name = "SECS")]
+    seconds: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct StateDirArgs {
+    /// The daemon's state directory (`[store] state_dir`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +98,149 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => Ok(run_check(&args)),
         Command::Sim(args) => run_sim(&args),
+        Command::Run(args) => run_daemon(&args),
+        Command::Demo(args) => run_demo(&args),
+        Command::Export(args) => run_export(&args),
+        Command::Import(args) => run_import(&args),
+    }
+}
+
+/// Exit codes, so a service manager and scripts can tell failures apart
+/// (documented in README.md).
+mod exit {
+    /// The config or a mapping file has errors.
+    pub const CONFIG: u8 = 3;
+    /// The store was refused: newer schema, failed check, or in use.
+    pub const STORE: u8 = 4;
+    /// A secret, the Graph credential, or the listen address is unusable.
+    pub const STARTUP: u8 = 5;
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter: Targets = level.parse().unwrap_or_else(|e| {
+        eprintln!("log level `{level}` not understood ({e}); using info");
+        Targets::new().with_default(tracing::Level::INFO)
+    });
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("logging not set up: {e}");
+    }
+}
+
+fn startup_code(error: &DaemonError) -> u8 {
+    match error {
+        DaemonError::Mappings(_) => exit::CONFIG,
+        DaemonError::Store(_) => exit::STORE,
+        DaemonError::Secret(_)
+        | DaemonError::Credential(_)
+        | DaemonError::Graph(_)
+        | DaemonError::Bind { .. } => exit::STARTUP,
+        DaemonError::Engine(_) | DaemonError::Task(_) => 1,
+    }
+}
+
+fn run_daemon(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match Config::load_with(&args.config, &Environment::from_process()) {
+        Ok(config) => config,
+        Err(error) => {
+            for d in &error.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!("presence-sync: the config has errors; not starting");
+            return Ok(ExitCode::from(exit::CONFIG));
+        }
+    };
+    init_logging(config.log.format, &config.log.level);
+    let result = runtime()?.block_on(daemon::lifecycle::run(config, DaemonOptions::default()));
+    match result {
+        Ok(Exit::Stopped) => Ok(ExitCode::SUCCESS),
+        Ok(Exit::Failed(why)) => {
+            eprintln!("presence-sync: stopped after a failure: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            tracing::error!(%error, "presence-sync could not start");
+            eprintln!("presence-sync: {error}");
+            Ok(ExitCode::from(startup_code(&error)))
+        }
+    }
+}
+
+fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        (1..=MAX_SIM_USERS).contains(&args.users),
+        "--users must be between 1 and {MAX_SIM_USERS}"
+    );
+    init_logging(LogFormat::Text, "warn");
+    let options = DemoOptions {
+        users: args.users,
+        state_dir: args.state_dir.clone(),
+        seed: 1,
+        run_for: args.seconds.map(std::time::Duration::from_secs),
+    };
+    match runtime()?.block_on(demo::run(options)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(DemoError::Daemon(error)) => {
+            eprintln!("presence-sync demo: {error}");
+            Ok(ExitCode::from(startup_code(&error)))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn run_export(args: &StateDirArgs) -> anyhow::Result<ExitCode> {
+    let store = match SledStore::open(&args.state_dir) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("presence-sync export: {error}");
+            return Ok(ExitCode::from(exit::STORE));
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let stats = store::export::export(&store, &mut out).context("export failed")?;
+    std::io::Write::flush(&mut out).context("cannot write the export")?;
+    eprintln!("exported: {stats:?}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_import(args: &StateDirArgs) -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    match store::export::import(&args.state_dir, stdin.lock()) {
+        Ok(stats) => {
+            eprintln!("imported: {stats:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("presence-sync import: {error}");
+            Ok(ExitCode::from(exit::STORE))
+        }
     }
 }
 
@@ -73,11 +254,7 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
         "--users {} is more than the simulator takes ({MAX_SIM_USERS})",
         args.users
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let options = SimOptions {
             listen: args.listen,
             users: args.users,

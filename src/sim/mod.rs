@@ -168,6 +168,17 @@ impl SimHandle {
             .collect()
     }
 
+    /// The generated users' ids and UPNs, in creation order.
+    pub fn users(&self) -> Vec<(String, String)> {
+        let now = self.clock.now();
+        self.shared
+            .tenant(now)
+            .directory()
+            .users()
+            .map(|u| (u.id.clone(), u.user_principal_name.clone()))
+            .collect()
+    }
+
     /// Stops the server (open connections finish) and its tasks, and waits.
     pub async fn shutdown(mut self) -> Result<(), SimError> {
         let _ = self.stop.send(true);

@@ -2,6 +2,7 @@
 //! unused items here are expected.
 #![allow(dead_code)]
 
+pub mod daemon_kit;
 pub mod graph_kit;
 pub mod shared;
 pub mod sim_kit;

@@ -1,0 +1,99 @@
+//! The mapping profiles in force: loaded from the files the config names,
+//! and reloaded on SIGHUP or when a file changes. A file with errors never
+//! replaces the last good set (SPEC §4).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::MappingsConfig;
+use crate::diagnostics::Diagnostic;
+use crate::mapping::{self, Profile};
+
+/// Every profile, the default first, and which group uses which.
+#[derive(Clone, Debug)]
+pub struct MappingSet {
+    pub profiles: Vec<Arc<Profile>>,
+    /// Agent group → profile name.
+    pub groups: HashMap<String, String>,
+    /// The files read and their modification times, to notice edits.
+    pub files: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+impl MappingSet {
+    pub fn default_profile(&self) -> &str {
+        self.profiles.first().map_or("", |p| p.name.as_str())
+    }
+
+    /// The profile an agent gets: the one asked for, else the first of its
+    /// groups that has one, else the default.
+    pub fn profile_for<'a>(&'a self, asked: Option<&'a str>, groups: &[String]) -> &'a str {
+        if let Some(name) = asked {
+            return name;
+        }
+        groups
+            .iter()
+            .find_map(|g| self.groups.get(g))
+            .map_or_else(|| self.default_profile(), String::as_str)
+    }
+
+    pub fn has_profile(&self, name: &str) -> bool {
+        self.profiles.iter().any(|p| p.name == name)
+    }
+
+    pub fn profile_names(&self) -> Vec<String> {
+        self.profiles.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// True when a file changed (or appeared, or went) since it was read.
+    pub fn files_changed(&self) -> bool {
+        self.files
+            .iter()
+            .any(|(path, seen)| modified(path) != *seen)
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Loads every profile the config names. All errors of all files are returned.
+pub fn load(config: &MappingsConfig) -> Result<MappingSet, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut profiles = Vec::new();
+    let mut files = Vec::new();
+    let mut groups = HashMap::new();
+    // The default first: the engine treats `profiles[0]` as the fallback.
+    let mut names: Vec<&String> = config.profiles.keys().collect();
+    names.sort_by_key(|n| (*n != &config.default_profile, (*n).clone()));
+    for name in names {
+        let Some(profile_config) = config.profiles.get(name) else {
+            continue;
+        };
+        // The time is read before the file, so an edit while reading is
+        // noticed next time rather than missed.
+        files.push((profile_config.file.clone(), modified(&profile_config.file)));
+        match mapping::load_profile(name, &profile_config.file) {
+            Ok(profile) => profiles.push(Arc::new(profile)),
+            Err(e) => errors.extend(e),
+        }
+        for group in &profile_config.groups {
+            groups.insert(group.clone(), name.clone());
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if profiles.is_empty() {
+        return Err(vec![Diagnostic::whole_file(
+            Path::new("[mappings]"),
+            "no mapping profile configured",
+        )]);
+    }
+    Ok(MappingSet {
+        profiles,
+        groups,
+        files,
+    })
+}

@@ -1,0 +1,461 @@
+//! The running service (`presence-sync run`): the store, the sync loop
+//! around the engine, the Graph poller, writer and directory reader, the
+//! HTTP API, mapping reloads, and the stop and liveness plumbing.
+//!
+//! | concept | module |
+//! |---|---|
+//! | the loop that owns the engine and commits each step | [`sync_loop`] |
+//! | Teams writes to Graph | [`writer`] |
+//! | the directory and auto-linking by UPN | [`directory`] |
+//! | mapping profiles in force and their reload | [`mappings`] |
+//! | the agent view the API returns | [`view`] |
+//! | the API's handler trait, implemented | [`service`] |
+//! | named background tasks, their states and stop | [`tasks`] |
+//! | Prometheus metrics | [`metrics`] |
+
+pub mod directory;
+pub mod lifecycle;
+pub mod mappings;
+pub mod metrics;
+pub mod service;
+pub mod sync_loop;
+pub mod tasks;
+pub mod view;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::api::{self, ApiSettings};
+use crate::config::{Config, SecretError};
+use crate::diagnostics::Diagnostic;
+use crate::graph::{
+    AuthError, Credential, GraphClient, GraphError, PollTarget, Poller, TokioClock,
+};
+use crate::store::{MetaKey, SledStore, Store, StoreError};
+use crate::sync::Settings;
+
+use self::mappings::MappingSet;
+use self::metrics::Metrics;
+use self::service::DaemonService;
+use self::sync_loop::{Command, Inputs, Outputs, SyncLoop};
+use self::tasks::{TaskState, Tasks, stopped};
+
+/// Why the daemon could not start. Each maps to its own exit code in `main`.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error("mapping files have errors:\n{}", render(.0))]
+    Mappings(Vec<Diagnostic>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("secret: {0}")]
+    Secret(#[from] SecretError),
+    #[error("Graph credential: {0}")]
+    Credential(#[from] AuthError),
+    #[error("Graph client: {0}")]
+    Graph(#[from] GraphError),
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("sync engine: {0}")]
+    Engine(#[from] crate::sync::EngineError),
+    #[error("{0}")]
+    Task(String),
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Knobs the config file does not carry: tests and the demo turn them.
+#[derive(Clone, Debug)]
+pub struct DaemonOptions {
+    /// How often the users delta link is polled (SPEC: one minute).
+    pub directory_interval: Duration,
+    /// Every user's presence read at least this often, budget allowing.
+    pub poll_staleness: Duration,
+    /// How often mapping files are checked for changes.
+    pub mapping_check_interval: Duration,
+    /// Teams writes sent at once.
+    pub max_writes_in_flight: usize,
+    /// How long shutdown waits for tasks before aborting them.
+    pub stop_grace: Duration,
+    /// How often retention prunes the event log.
+    pub retention_interval: Duration,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            directory_interval: Duration::from_secs(60),
+            poll_staleness: PollTarget::default().max_staleness,
+            mapping_check_interval: Duration::from_secs(2),
+            max_writes_in_flight: 32,
+            stop_grace: Duration::from_secs(20),
+            retention_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The engine's settings from the config.
+pub fn engine_settings(config: &Config) -> Settings {
+    config.engine_settings()
+}
+
+/// A started daemon.
+pub struct Daemon {
+    pub api_addr: SocketAddr,
+    pub state_dir: PathBuf,
+    tasks: Tasks,
+    commands: mpsc::Sender<Command>,
+    config: Config,
+    grace: Duration,
+    api_stop: api::Shutdown,
+    metrics: Arc<Metrics>,
+}
+
+/// What ended a running daemon.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop; every task stopped in time.
+    Stopped,
+    /// A task failed (the store, most likely); the text says which and why.
+    Failed(String),
+}
+
+impl Daemon {
+    /// Opens the store, restores the agents, binds the API and starts every
+    /// task. Returns once the listener is bound and the store is open: the
+    /// moment to tell systemd READY. Graph is not waited for.
+    pub async fn start(config: Config, options: DaemonOptions) -> Result<Daemon, DaemonError> {
+        let mappings = mappings::load(&config.mappings).map_err(DaemonError::Mappings)?;
+        let state_dir = config.store.state_dir.clone();
+        let store = {
+            let dir = state_dir.clone();
+            tokio::task::spawn_blocking(move || SledStore::open(&dir))
+                .await
+                .map_err(|e| DaemonError::Task(format!("opening the store: {e}")))??
+        };
+        let store = Arc::new(store);
+        let loaded = {
+            let store = Arc::clone(&store);
+            tokio::task::spawn_blocking(move || store.load())
+                .await
+                .map_err(|e| DaemonError::Task(format!("loading the store: {e}")))??
+        };
+        let delta_link = store.meta(&MetaKey::DeltaLink)?;
+        let api_token = config.api.token.read()?;
+        let credential = Credential::load(&config.graph.auth)?;
+        let graph = GraphClient::new(&config.graph, credential)?;
+
+        let metrics = Arc::new(
+            Metrics::new(graph.throttle().clone())
+                .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?,
+        );
+        let (commands_tx, commands_rx) = mpsc::channel(4096);
+        let (presence_tx, presence_rx) = mpsc::channel(65_536);
+        let (results_tx, results_rx) = mpsc::channel(4096);
+        let (writes_tx, writes_rx) = mpsc::unbounded_channel();
+        let (events_tx, _) = broadcast::channel(4096);
+        let (poll_tx, poll_rx) = watch::channel(Arc::new(Vec::new()));
+        let (status_tx, status_rx) = watch::channel(Default::default());
+        let outputs = Outputs {
+            events: events_tx.clone(),
+            writes: writes_tx,
+            poll_users: poll_tx,
+            status: status_tx,
+            metrics: metrics.daemon.clone(),
+        };
+        let mut sync_loop = SyncLoop::restore(
+            config.engine_settings(),
+            mappings.clone(),
+            loaded,
+            Arc::clone(&store),
+            outputs,
+        )?;
+        sync_loop
+            .commit_initial()
+            .await
+            .map_err(DaemonError::Task)?;
+
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|error| DaemonError::Bind {
+                addr: config.api.listen,
+                error,
+            })?;
+        let api_addr = listener.local_addr().map_err(|error| DaemonError::Bind {
+            addr: config.api.listen,
+            error,
+        })?;
+
+        let mut tasks = Tasks::new();
+        let board = tasks.board();
+        let inputs = Inputs {
+            commands: commands_rx,
+            presences: presence_rx,
+            write_results: results_rx,
+        };
+        tasks.spawn("sync-loop", move |status, stop| {
+            sync_loop.run(inputs, status, stop)
+        });
+
+        {
+            let graph = graph.clone();
+            let interval = options.directory_interval;
+            let (dir_tx, mut dir_rx) = mpsc::channel(4);
+            let commands = commands_tx.clone();
+            tasks.spawn("directory", move |status, stop| async move {
+                // Directory updates are forwarded as commands, in order.
+                let forward = tokio::spawn(async move {
+                    while let Some(update) = dir_rx.recv().await {
+                        if commands.send(Command::Directory(update)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let result =
+                    directory::run(graph, delta_link, interval, dir_tx, status, stop).await;
+                let _ = forward.await;
+                result
+            });
+        }
+        {
+            let graph = graph.clone();
+            let rate = graph.throttle().config().sustained_rate();
+            let target = PollTarget {
+                max_staleness: options.poll_staleness,
+                ..PollTarget::default()
+            };
+            tasks.spawn("presence-poller", move |status, stop| async move {
+                status.set(TaskState::Running);
+                Poller::new(graph, TokioClock::shared(), rate, target, poll_rx)
+                    .run(presence_tx, stop)
+                    .await;
+                Ok(())
+            });
+        }
+        {
+            let writer = Arc::new(graph.clone());
+            let max = options.max_writes_in_flight;
+            let deadline = config.engine_settings().write_answer_timeout / 2;
+            tasks.spawn("presence-writer", move |status, stop| {
+                writer::run(writer, writes_rx, results_tx, max, deadline, status, stop)
+            });
+        }
+        {
+            let commands = commands_tx.clone();
+            let mappings_config = config.mappings.clone();
+            let interval = options.mapping_check_interval;
+            let reload_errors = metrics.daemon.mapping_reloads.with(["error"]);
+            tasks.spawn("mapping-watch", move |status, stop| {
+                watch_mappings(
+                    mappings,
+                    mappings_config,
+                    interval,
+                    commands,
+                    reload_errors,
+                    status,
+                    stop,
+                )
+            });
+        }
+        {
+            let store = Arc::clone(&store);
+            let retention = config.store.event_retention;
+            let keep = config.store.event_keep_at_least;
+            let interval = options.retention_interval;
+            tasks.spawn("event-retention", move |status, stop| {
+                prune_events(store, retention, keep, interval, status, stop)
+            });
+        }
+        let service = Arc::new(DaemonService {
+            commands: commands_tx.clone(),
+            store: Arc::clone(&store),
+            events: events_tx,
+            status: status_rx,
+            board,
+            metrics: Arc::clone(&metrics),
+        });
+        let api_stop = api::Shutdown::new();
+        let router = api::router(
+            service,
+            ApiSettings {
+                token: api_token,
+                max_body_bytes: config.api.max_body_bytes,
+                shutdown: api_stop.clone(),
+            },
+        );
+        let stopped_serving = api_stop.triggered();
+        tasks.spawn("api", move |status, _stop| async move {
+            status.set(TaskState::Running);
+            api::serve(listener, router, stopped_serving)
+                .await
+                .map_err(|e| format!("the API server failed: {e}"))
+        });
+        tracing::info!(%api_addr, state_dir = %state_dir.display(), "presence-sync started");
+        Ok(Daemon {
+            api_addr,
+            state_dir,
+            tasks,
+            commands: commands_tx,
+            grace: options.stop_grace,
+            config,
+            api_stop,
+            metrics,
+        })
+    }
+
+    /// Reads the config's `[mappings]` and every mapping file again; a
+    /// bad file is logged with its errors and the mappings in force stay.
+    pub async fn reload(&self) -> Result<(), Vec<Diagnostic>> {
+        let loaded = Config::load(&self.config.file)
+            .map_err(|e| e.diagnostics)
+            .and_then(|config| mappings::load(&config.mappings));
+        match loaded {
+            Ok(set) => {
+                let _ = self.commands.send(Command::Reload(set)).await;
+                Ok(())
+            }
+            Err(errors) => {
+                self.metrics.daemon.mapping_reloads.with(["error"]).inc();
+                Err(errors)
+            }
+        }
+    }
+
+    /// Asks the sync loop to go round once: true when it answered in time.
+    pub async fn alive(&self, within: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        tokio::time::timeout(within, async {
+            self.commands.send(Command::Ping(tx)).await.ok()?;
+            rx.await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    }
+
+    /// Task failures as they happen (the store failing, the API server
+    /// dying); taken once by the supervisor.
+    pub fn take_failures(&mut self) -> Option<mpsc::UnboundedReceiver<(&'static str, String)>> {
+        self.tasks.take_failures()
+    }
+
+    /// Stops taking work (the API first), lets the sync loop commit what it
+    /// took, and waits for every task.
+    pub async fn shutdown(self) -> Exit {
+        // The API first, so nothing new comes in while the loop drains.
+        self.api_stop.trigger();
+        let failures = self.tasks.shutdown(self.grace).await;
+        if failures.is_empty() {
+            tracing::info!("presence-sync stopped");
+            Exit::Stopped
+        } else {
+            let text = failures
+                .iter()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            tracing::error!(failures = %text, "presence-sync stopped with failures");
+            Exit::Failed(text)
+        }
+    }
+}
+
+/// Reloads mappings when one of their files changes.
+async fn watch_mappings(
+    mut current: MappingSet,
+    config: crate::config::MappingsConfig,
+    interval: Duration,
+    commands: mpsc::Sender<Command>,
+    reload_errors: crate::metrics::Counter,
+    status: tasks::TaskStatus,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    status.set(TaskState::Running);
+    let mut reported_bad = false;
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => return Ok(()),
+            () = tokio::time::sleep(interval) => {}
+        }
+        if !current.files_changed() {
+            continue;
+        }
+        match mappings::load(&config) {
+            Ok(set) => {
+                current = set.clone();
+                reported_bad = false;
+                status.set(TaskState::Running);
+                if commands.send(Command::Reload(set)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Err(errors) => {
+                // Re-read the times so one bad save is reported once.
+                if !reported_bad {
+                    reload_errors.inc();
+                    for e in &errors {
+                        tracing::error!("{e}");
+                    }
+                    tracing::error!("mapping files have errors; the mappings in force stay");
+                }
+                reported_bad = true;
+                current.files = current
+                    .files
+                    .iter()
+                    .map(|(p, _)| {
+                        (
+                            p.clone(),
+                            std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+                        )
+                    })
+                    .collect();
+                status.set(TaskState::Degraded(format!(
+                    "mapping files have errors: {}",
+                    render(&errors)
+                )));
+            }
+        }
+    }
+}
+
+/// Drops events older than the retention, keeping the newest ones.
+async fn prune_events<S: Store>(
+    store: Arc<S>,
+    retention: Duration,
+    keep: usize,
+    interval: Duration,
+    status: tasks::TaskStatus,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    status.set(TaskState::Running);
+    loop {
+        let before = chrono::Utc::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+        let s = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || s.prune_events(before, keep)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(events = n, "pruned events past retention"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => status.set(TaskState::Degraded(e.to_string())),
+            Err(e) => status.set(TaskState::Degraded(e.to_string())),
+        }
+        tokio::select! {
+            () = stopped(&mut stop) => return Ok(()),
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The daemon as the HTTP API sees it: every call becomes a command to the
+//! sync loop, or a read of the store, the tasks' states and the metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::api::model::{AgentOut, AgentUpsert, Check, Readiness, StatusReport, TaskOut};
+use crate::api::{ApiError, Service};
+use crate::events::Event;
+use crate::store::Store;
+
+use super::metrics::Metrics;
+use super::sync_loop::{Command, LoopStatus};
+use super::tasks::{TaskBoard, TaskState};
+
+/// How long an API call waits for the sync loop before answering 503.
+const LOOP_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct DaemonService<S: Store> {
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) store: Arc<S>,
+    pub(super) events: broadcast::Sender<Event>,
+    pub(super) status: watch::Receiver<LoopStatus>,
+    pub(super) board: TaskBoard,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl<S: Store> DaemonService<S> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        let stopping = || ApiError::unavailable("the daemon is stopping");
+        tokio::time::timeout(LOOP_DEADLINE, async {
+            self.commands.send(make(tx)).await.map_err(|_| stopping())?;
+            rx.await.map_err(|_| stopping())
+        })
+        .await
+        .map_err(|_| ApiError::unavailable("the sync loop did not answer in time"))?
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("store read did not finish: {e}")))?
+            .map_err(|e| ApiError::unavailable(e.to_string()))
+    }
+}
+
+impl<S: Store> Service for DaemonService<S> {
+    async fn put_agent(&self, id: String, body: AgentUpsert) -> Result<AgentOut, ApiError> {
+        self.ask(|reply| Command::PutAgent { id, body, reply })
+            .await?
+    }
+
+    async fn delete_agent(&self, id: String) -> Result<(), ApiError> {
+        self.ask(|reply| Command::DeleteAgent { id, reply }).await?
+    }
+
+    async fn put_status(&self, id: String, body: StatusReport) -> Result<AgentOut, ApiError> {
+        self.ask(|reply| Command::ReportStatus { id, body, reply })
+            .await?
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentOut>, ApiError> {
+        self.ask(|reply| Command::Agents { reply }).await
+    }
+
+    async fn agent(&self, id: String) -> Result<AgentOut, ApiError> {
+        self.ask(|reply| Command::Agent { id, reply }).await?
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, ApiError> {
+        self.blocking(move |s| s.events_after(after, limit)).await
+    }
+
+    async fn first_seq(&self) -> Result<Option<u64>, ApiError> {
+        self.blocking(|s| s.first_seq()).await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn readiness(&self) -> Readiness {
+        let status = self.status.borrow().clone();
+        let tasks = self.board.snapshot();
+        let state_of = |name: &str| {
+            tasks
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| s.clone())
+        };
+        let mut checks = Vec::new();
+        let store_ok = !matches!(state_of("sync-loop"), Some(TaskState::Failed(_)) | None);
+        checks.push(Check {
+            name: "store".into(),
+            ok: store_ok,
+            detail: match state_of("sync-loop") {
+                Some(TaskState::Failed(e)) => e,
+                _ => format!("open; {} commits", status.commits),
+            },
+        });
+        checks.push(Check {
+            name: "mappings".into(),
+            ok: !status.profiles.is_empty(),
+            detail: format!("profiles: {}", status.profiles.join(", ")),
+        });
+        let graph = state_of("directory");
+        checks.push(Check {
+            name: "graph".into(),
+            ok: matches!(graph, Some(TaskState::Running)) && status.directory_loaded,
+            detail: match graph {
+                Some(TaskState::Running) => format!(
+                    "reachable and authorised; {} users in the directory",
+                    status.directory_users
+                ),
+                Some(TaskState::Degraded(reason)) => format!("not usable: {reason}"),
+                Some(TaskState::Starting) | None => {
+                    "not reached yet (the directory has not been read)".to_string()
+                }
+                Some(other) => format!("directory task {}", other.label()),
+            },
+        });
+        let tasks_ok = tasks
+            .iter()
+            .all(|(_, s)| !matches!(s, TaskState::Failed(_) | TaskState::Stopped));
+        let tasks: Vec<TaskOut> = tasks
+            .into_iter()
+            .map(|(name, state)| TaskOut {
+                name: name.to_string(),
+                state: state.label().to_string(),
+                detail: state.detail().to_string(),
+            })
+            .collect();
+        Readiness {
+            ready: checks.iter().all(|c| c.ok) && tasks_ok,
+            checks,
+            tasks,
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+}

@@ -1,0 +1,215 @@
+//! The combined agent view the API returns (SPEC §3.1): the stored record,
+//! the engine's picture, and whether the agent can take contacts and why not.
+
+use chrono::{DateTime, Utc};
+
+use crate::api::model::{
+    AgentOut, CcOut, ErrorAt, PresenceOut, RequestedOut, RestoreOut, SetBy, SuspendedOut, SyncOut,
+    TargetOut, TeamsOut, WrittenOut,
+};
+use crate::mapping::{Profile, TeamsTarget};
+use crate::presence::Presence;
+use crate::store::AgentRecord;
+use crate::sync::AgentView;
+use crate::sync::agent::{Owner, RequestKind};
+use crate::time::Timestamp;
+
+pub fn time(t: Timestamp) -> DateTime<Utc> {
+    i64::try_from(t.as_micros())
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .unwrap_or_default()
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp::from_micros(u64::try_from(t.timestamp_micros()).unwrap_or(0))
+}
+
+pub fn presence_out(p: &Presence) -> PresenceOut {
+    PresenceOut {
+        availability: p.availability.as_str().to_string(),
+        activity: p.activity.as_str().to_string(),
+    }
+}
+
+fn target_out(t: &TeamsTarget) -> TargetOut {
+    match t {
+        TeamsTarget::Set(p) => TargetOut {
+            action: "set".into(),
+            presence: Some(presence_out(p)),
+        },
+        TeamsTarget::Clear => TargetOut {
+            action: "clear".into(),
+            presence: None,
+        },
+    }
+}
+
+fn set_by(o: Owner) -> SetBy {
+    match o {
+        Owner::Person => SetBy::Agent,
+        Owner::Daemon => SetBy::Daemon,
+    }
+}
+
+/// Why an agent cannot take contacts now; empty when it can.
+pub fn not_routable_because(
+    linked: bool,
+    cc_status: Option<&str>,
+    cc_routable: bool,
+    teams: Option<&Presence>,
+    teams_blocking: bool,
+    profile: &str,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !linked {
+        reasons.push("not linked to a Teams user".to_string());
+    }
+    match cc_status {
+        None => reasons.push("no CC status reported yet".to_string()),
+        Some(status) if !cc_routable => reasons.push(format!(
+            "CC status `{status}` is not routable in profile `{profile}`"
+        )),
+        Some(_) => {}
+    }
+    if teams_blocking && let Some(p) = teams {
+        reasons.push(format!("Teams shows {p}, which profile `{profile}` blocks"));
+    }
+    reasons
+}
+
+/// The view of a linked agent.
+pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
+    let because = not_routable_because(
+        true,
+        view.cc_status.as_deref(),
+        view.cc_routable,
+        view.teams_presence.as_ref(),
+        view.teams_blocking,
+        &view.profile,
+    );
+    AgentOut {
+        cc: CcOut {
+            status: view.cc_status.clone(),
+            set_by: view.cc_set_by.map(set_by),
+            since: view.cc_since.map(time),
+            routable: view.cc_routable,
+            pending_until: view.cc_pending_until.map(time),
+            requested: view.cc_requested.as_ref().map(|(s, k, at)| RequestedOut {
+                status: s.clone(),
+                kind: match k {
+                    RequestKind::Rule => "rule".into(),
+                    RequestKind::Restore => "restore".into(),
+                },
+                at: time(*at),
+            }),
+        },
+        teams: TeamsOut {
+            presence: view.teams_presence.as_ref().map(presence_out),
+            set_by: view.teams_set_by.map(set_by),
+            since: view.teams_since.map(time),
+            blocking: view.teams_blocking,
+            pending_until: view.teams_pending_until.map(time),
+            target: view.teams_target.as_ref().map(target_out),
+            written: view.teams_written.as_ref().map(|(t, at)| WrittenOut {
+                target: target_out(t),
+                at: time(*at),
+            }),
+        },
+        routable: because.is_empty(),
+        not_routable_because: because,
+        sync: SyncOut {
+            debouncing_until: view.debouncing_until.map(time),
+            suspended: view.suspended.as_ref().map(|(flows, until)| SuspendedOut {
+                flows: flows.iter().map(|f| f.as_str().to_string()).collect(),
+                until: time(*until),
+            }),
+            teams_override_since: view.teams_override_since.map(time),
+            write_in_flight: view.write_in_flight,
+            last_error: view.last_error.as_ref().map(|(m, at)| ErrorAt {
+                message: m.clone(),
+                at: time(*at),
+            }),
+            restore: view.restore.as_ref().map(|(rule, status)| RestoreOut {
+                rule: rule.clone(),
+                status: status.clone(),
+            }),
+            last_decision: view.last_decision.clone(),
+        },
+        ..base(record, &view.profile, true)
+    }
+}
+
+/// The view of an agent not linked to a Teams user yet.
+pub fn unlinked(record: &AgentRecord, profile: &Profile) -> AgentOut {
+    let status = record.cc_status.as_ref().map(|s| s.status.clone());
+    let cc_routable = status
+        .as_deref()
+        .and_then(|s| profile.status_id(s))
+        .and_then(|id| profile.status(id))
+        .is_some_and(|s| s.routable);
+    let because = not_routable_because(
+        false,
+        status.as_deref(),
+        cc_routable,
+        None,
+        false,
+        &profile.name,
+    );
+    AgentOut {
+        cc: CcOut {
+            status,
+            set_by: record.cc_status.as_ref().map(|_| SetBy::Agent),
+            since: record.cc_status.as_ref().map(|s| s.at),
+            routable: cc_routable,
+            pending_until: None,
+            requested: None,
+        },
+        routable: false,
+        not_routable_because: because,
+        ..base(record, &profile.name, false)
+    }
+}
+
+fn base(record: &AgentRecord, profile: &str, linked: bool) -> AgentOut {
+    AgentOut {
+        id: record.id.clone(),
+        teams_user: record.teams_user.clone(),
+        teams_user_id: record.teams_user_id.clone(),
+        upn: record.upn.clone(),
+        display_name: record.display_name.clone(),
+        groups: record.groups.clone(),
+        skills: record.skills.clone(),
+        phone: record.phone.clone(),
+        profile: profile.to_string(),
+        linked,
+        cc: CcOut {
+            status: None,
+            set_by: None,
+            since: None,
+            routable: false,
+            pending_until: None,
+            requested: None,
+        },
+        teams: TeamsOut {
+            presence: None,
+            set_by: None,
+            since: None,
+            blocking: false,
+            pending_until: None,
+            target: None,
+            written: None,
+        },
+        routable: false,
+        not_routable_because: Vec::new(),
+        sync: SyncOut {
+            debouncing_until: None,
+            suspended: None,
+            teams_override_since: None,
+            write_in_flight: false,
+            last_error: None,
+            restore: None,
+            last_decision: None,
+        },
+    }
+}

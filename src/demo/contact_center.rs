@@ -1,0 +1,298 @@
+//! A simulated contact center for the demo: it registers agents with the
+//! daemon's API, moves them through the statuses of the shipped default
+//! mapping (calls, wrap-up, lunch, short blips the debounce swallows), and
+//! does what a real CC does with `cc.status_requested`: sets the status.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::events::{Event, kind};
+use crate::sim::rng::Rng;
+
+/// How the demo talks to the daemon.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CcError {
+    #[error("API call {what} failed: {message}")]
+    Api { what: String, message: String },
+    #[error("event stream: {0}")]
+    Stream(String),
+}
+
+impl ApiClient {
+    pub fn new(base: String, token: String) -> Result<Self, CcError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| CcError::Api {
+                what: "client".into(),
+                message: e.to_string(),
+            })?;
+        Ok(ApiClient { base, token, http })
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> Result<(), CcError> {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| CcError::Api {
+                what: format!("PUT {path}"),
+                message: e.to_string(),
+            })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            Err(CcError::Api {
+                what: format!("PUT {path}"),
+                message: format!("{status}: {text}"),
+            })
+        }
+    }
+
+    pub async fn get_text(&self, path: &str) -> Result<String, CcError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| CcError::Api {
+                what: format!("GET {path}"),
+                message: e.to_string(),
+            })?;
+        response.text().await.map_err(|e| CcError::Api {
+            what: format!("GET {path}"),
+            message: e.to_string(),
+        })
+    }
+
+    /// Follows the event stream from `since`, handing each event to `on_event`.
+    pub async fn follow_events(
+        &self,
+        since: u64,
+        mut on_event: impl FnMut(Event),
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<u64, CcError> {
+        let url = format!(
+            "{}/v1/events?since={since}",
+            self.base.replacen("http://", "ws://", 1)
+        );
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| CcError::Stream(e.to_string()))?;
+        let header = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| CcError::Stream("token is not a valid header".into()))?;
+        request.headers_mut().insert("authorization", header);
+        let (mut socket, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .map_err(|_| CcError::Stream("connect timed out".into()))?
+        .map_err(|e| CcError::Stream(e.to_string()))?;
+        let mut last = since;
+        loop {
+            tokio::select! {
+                () = crate::daemon::tasks::stopped(&mut stop) => {
+                    let _ = socket.close(None).await;
+                    return Ok(last);
+                }
+                message = socket.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Ok(event) = serde_json::from_str::<Event>(text.as_str()) {
+                            last = last.max(event.seq);
+                            on_event(event);
+                        }
+                    }
+                    Some(Ok(Message::Ping(p))) => { let _ = socket.send(Message::Pong(p)).await; }
+                    Some(Ok(Message::Close(_))) | None => return Ok(last),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(CcError::Stream(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+/// What an agent is doing in the simulated CC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Activity {
+    Available,
+    OnContact,
+    WrapUp,
+    Lunch,
+    Break,
+    /// A status held for a few seconds only: the debounce keeps it out of Teams.
+    Blip,
+}
+
+impl Activity {
+    fn status(self) -> &'static str {
+        match self {
+            Activity::Available => "Available",
+            Activity::OnContact => "On contact",
+            Activity::WrapUp => "After contact work",
+            Activity::Lunch | Activity::Blip => "Lunch",
+            Activity::Break => "Break",
+        }
+    }
+}
+
+struct DemoAgent {
+    id: String,
+    activity: Activity,
+    next_at: Instant,
+}
+
+fn secs(rng: &mut Rng, low: u64, high: u64) -> Duration {
+    Duration::from_secs(low + rng.below(high.saturating_sub(low).max(1)))
+}
+
+/// Registers one agent per `(id, upn)` and runs them until stopped.
+pub async fn run(
+    api: ApiClient,
+    users: Vec<(String, String)>,
+    seed: u64,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), CcError> {
+    let mut rng = Rng::new(seed);
+    let mut agents = Vec::new();
+    for (i, (_, upn)) in users.iter().enumerate() {
+        let id = format!("agent-{:03}", i + 1);
+        api.put(
+            &format!("/v1/agents/{id}"),
+            serde_json::json!({
+                "teams_user": upn,
+                "auto_link": true,
+                "skills": {"support": 50 + (i % 5) as u8 * 10},
+            }),
+        )
+        .await?;
+        api.put(
+            &format!("/v1/agents/{id}/status"),
+            serde_json::json!({"status": "Available"}),
+        )
+        .await?;
+        let first = secs(&mut rng, 5, 60);
+        agents.push(DemoAgent {
+            id,
+            activity: Activity::Available,
+            next_at: Instant::now() + first,
+        });
+    }
+    loop {
+        let next = agents
+            .iter()
+            .map(|a| a.next_at)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        tokio::select! {
+            () = crate::daemon::tasks::stopped(&mut stop) => return Ok(()),
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let now = Instant::now();
+        for agent in agents.iter_mut().filter(|a| a.next_at <= now) {
+            let (activity, hold) = match agent.activity {
+                Activity::Available => {
+                    let roll = rng.below(100);
+                    if roll < 70 {
+                        (Activity::OnContact, secs(&mut rng, 30, 150))
+                    } else if roll < 80 {
+                        (Activity::Blip, secs(&mut rng, 3, 8))
+                    } else if roll < 90 {
+                        (Activity::Break, secs(&mut rng, 40, 90))
+                    } else {
+                        (Activity::Lunch, secs(&mut rng, 60, 180))
+                    }
+                }
+                Activity::OnContact => (Activity::WrapUp, secs(&mut rng, 10, 40)),
+                _ => (Activity::Available, secs(&mut rng, 20, 90)),
+            };
+            agent.activity = activity;
+            agent.next_at = now + hold;
+            let result = api
+                .put(
+                    &format!("/v1/agents/{}/status", agent.id),
+                    serde_json::json!({"status": activity.status()}),
+                )
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(agent = %agent.id, error = %e, "demo CC could not report a status");
+            }
+        }
+    }
+}
+
+/// Does what the CC is asked: sets each requested status, a moment later.
+pub async fn answer_requests(
+    api: ApiClient,
+    mut on_event: impl FnMut(&Event) + Send,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), CcError> {
+    let mut since = 0;
+    let (requests_tx, mut requests_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let answering = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            while let Some((agent, status)) = requests_rx.recv().await {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = api
+                    .put(
+                        &format!("/v1/agents/{agent}/status"),
+                        serde_json::json!({"status": status}),
+                    )
+                    .await;
+            }
+        })
+    };
+    loop {
+        let result = api
+            .follow_events(
+                since,
+                |event| {
+                    if event.kind == kind::CC_STATUS_REQUESTED
+                        && let (Some(agent), Some(status)) = (
+                            event.agent_id.clone(),
+                            event.data.get("status").and_then(|s| s.as_str()),
+                        )
+                    {
+                        let _ = requests_tx.send((agent, status.to_string()));
+                    }
+                    since = since.max(event.seq);
+                    on_event(&event);
+                },
+                stop.clone(),
+            )
+            .await;
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "demo CC lost the event stream; reconnecting");
+        }
+        tokio::select! {
+            () = crate::daemon::tasks::stopped(&mut stop) => break,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    answering.abort();
+    Ok(())
+}
