@@ -213,18 +213,22 @@ pub async fn run(
             let (activity, hold) = match agent.activity {
                 Activity::Available => {
                     let roll = rng.below(100);
-                    if roll < 70 {
-                        (Activity::OnContact, secs(&mut rng, 30, 150))
-                    } else if roll < 80 {
+                    if roll < 45 {
+                        (Activity::OnContact, secs(&mut rng, 20, 90))
+                    } else if roll < 60 {
                         (Activity::Blip, secs(&mut rng, 3, 8))
-                    } else if roll < 90 {
-                        (Activity::Break, secs(&mut rng, 40, 90))
+                    } else if roll < 70 {
+                        (Activity::Break, secs(&mut rng, 30, 60))
+                    } else if roll < 80 {
+                        (Activity::Lunch, secs(&mut rng, 60, 120))
                     } else {
-                        (Activity::Lunch, secs(&mut rng, 60, 180))
+                        // Stays available a while longer: free for Teams
+                        // meetings to pull into `Meeting`.
+                        (Activity::Available, secs(&mut rng, 30, 90))
                     }
                 }
                 Activity::OnContact => (Activity::WrapUp, secs(&mut rng, 10, 40)),
-                _ => (Activity::Available, secs(&mut rng, 20, 90)),
+                _ => (Activity::Available, secs(&mut rng, 30, 120)),
             };
             agent.activity = activity;
             agent.next_at = now + hold;

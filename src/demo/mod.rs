@@ -120,6 +120,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         users: options.users,
         seed: options.seed,
         scripted: true,
+        // Busier than a real day, so Teams → CC shows within a minute.
+        script_rate: 60.0,
         ..SimOptions::default()
     })
     .await?;

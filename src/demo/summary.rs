@@ -1,62 +1,52 @@
 //! The demo's live output: one summary line from the daemon's own metrics,
 //! and one line per notable event.
 
-use std::collections::BTreeMap;
-
 use crate::events::{Event, kind};
+use crate::metrics::{Sample, parse_text};
 
 /// The counters the summary shows, read from `/metrics`.
 #[derive(Debug, Default)]
 pub struct Summary {
-    values: BTreeMap<String, f64>,
-}
-
-/// Reads `name{labels} value` lines, summing a family's labelled samples.
-pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
-    let mut values = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let family = name.split('{').next().unwrap_or(name);
-        if name.contains("le=") {
-            continue;
-        }
-        *values.entry(family.to_string()).or_default() += value;
-        values.insert(name.to_string(), value);
-    }
-    values
+    samples: Vec<Sample>,
 }
 
 impl Summary {
     pub fn update(&mut self, metrics: &str) {
-        self.values = parse_metrics(metrics);
+        if let Ok(samples) = parse_text(metrics) {
+            self.samples = samples;
+        }
     }
 
-    fn get(&self, name: &str) -> u64 {
-        self.values
-            .get(&format!("presence_sync_{name}"))
-            .copied()
-            .unwrap_or(0.0) as u64
+    /// The sum of a metric's samples whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let name = format!("presence_sync_{name}");
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).is_some_and(|have| have == v))
+            })
+            .map(|s| s.value)
+            .sum::<f64>() as u64
     }
 
     pub fn line(&self) -> String {
+        let keepalives = self.sum("teams_writes_total", &[("kind", "keepalive")]);
         format!(
-            "── agents synced {}/{} · Teams writes {} (keep-alives {}) · CC requests {} · events {} · echoes suppressed {} · debounced {} · loop suspensions {} · Graph calls {} (429s {})",
-            self.get("agents{linked=\"true\"}"),
-            self.get("agents"),
-            self.get("teams_writes_total"),
-            self.get("keepalives_total"),
-            self.get("cc_requests_total"),
-            self.get("events_committed_total"),
-            self.get("echo_suppressed_total"),
-            self.get("debounced_total"),
-            self.get("loop_suspensions_total"),
-            self.get("graph_calls_total"),
-            self.get("graph_throttled_total"),
+            "── agents synced {}/{} · Teams writes {} (+{} keep-alives) · CC requests {} · events {} · echoes suppressed {} · debounced {} · loop suspensions {} · Graph calls {} (429s {})",
+            self.sum("agents", &[("linked", "true")]),
+            self.sum("agents", &[]),
+            self.sum("teams_writes_total", &[]) - keepalives,
+            keepalives,
+            self.sum("cc_requests_total", &[]),
+            self.sum("events_committed_total", &[]),
+            self.sum("echo_suppressed_total", &[]),
+            self.sum("debounced_total", &[]),
+            self.sum("loop_suspensions_total", &[]),
+            self.sum("graph_calls_total", &[]),
+            self.sum("graph_throttled_total", &[]),
         )
     }
 }
@@ -106,12 +96,15 @@ mod tests {
 
     #[test]
     fn sums_labelled_samples_into_their_family() {
-        let text = "# HELP x\npresence_sync_agents{linked=\"true\"} 3\npresence_sync_agents{linked=\"false\"} 1\npresence_sync_teams_writes_total 7\n";
+        let text = "# HELP x\npresence_sync_agents{linked=\"true\"} 3\npresence_sync_agents{linked=\"false\"} 1\npresence_sync_teams_writes_total{kind=\"set\",outcome=\"ok\"} 7\npresence_sync_teams_writes_total{kind=\"keepalive\",outcome=\"ok\"} 2\n";
         let mut s = Summary::default();
         s.update(text);
-        assert_eq!(s.get("agents"), 4);
-        assert_eq!(s.get("agents{linked=\"true\"}"), 3);
-        assert!(s.line().contains("agents synced 3/4"));
-        assert!(s.line().contains("Teams writes 7"));
+        assert_eq!(s.sum("agents", &[]), 4);
+        assert!(s.line().contains("agents synced 3/4"), "{}", s.line());
+        assert!(
+            s.line().contains("Teams writes 7 (+2 keep-alives)"),
+            "{}",
+            s.line()
+        );
     }
 }

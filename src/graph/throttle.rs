@@ -485,6 +485,20 @@ fn log_failure(request: &GraphRequest, error: &GraphError, attempt: u32) {
         } => (None, None, None, client_request_id.as_str()),
         _ => (None, None, None, ""),
     };
+    // A 404 is often an answer, not a fault (clearing a session that is
+    // already gone); callers that mind it say so at their level.
+    if status == Some(404) {
+        tracing::debug!(
+            call = request.what,
+            code,
+            request_id,
+            client_request_id,
+            attempt,
+            %error,
+            "Graph answered 404"
+        );
+        return;
+    }
     tracing::warn!(
         call = request.what,
         status,
