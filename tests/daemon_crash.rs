@@ -9,12 +9,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::daemon_kit::{PATIENCE, sim_options, write_config};
+use common::process_kit::start;
 use presence_sync::sim;
 use serde_json::{Value, json};
 
@@ -28,57 +27,6 @@ const STATUSES: &[(&str, &str)] = &[
 
 /// Per agent: the last status acknowledged, and the one in flight.
 type Acked = (Option<&'static str>, Option<&'static str>);
-
-struct Running {
-    child: Child,
-    base: String,
-}
-
-fn spawn_daemon(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_presence-sync"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the daemon binary starts")
-}
-
-/// The daemon's address, from the log line it writes once it listens.
-async fn wait_listening(log: &Path, from: usize, child: &mut Child) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text[from.min(text.len())..]
-            .lines()
-            .find(|l| l.contains("presence-sync started"))
-            && let Some(addr) = line.split("api_addr=").nth(1)
-        {
-            let addr = addr.split_whitespace().next().unwrap_or("");
-            return format!("http://{addr}");
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the daemon exited with {status}:\n{text}");
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "daemon did not start:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn start(config: &Path, log: &Path) -> Running {
-    let from = std::fs::read_to_string(log).map(|t| t.len()).unwrap_or(0);
-    let mut child = spawn_daemon(config, log);
-    let base = wait_listening(log, from, &mut child).await;
-    Running { child, base }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -298,3 +298,110 @@ async fn readyz_says_why_when_graph_is_unreachable() {
     assert_eq!(graph["ok"], false, "{body}");
     kit.stop().await;
 }
+
+/// The webhook sink posts the same events as the stream, signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_sink_posts_signed_events() {
+    use std::sync::{Arc, Mutex};
+    type Got = Arc<Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>;
+    let got: Got = Arc::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let got = Arc::clone(&got);
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let got = Arc::clone(&got);
+                async move {
+                    got.lock().unwrap().push((headers, body));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("webhook-secret");
+    std::fs::write(&secret_file, "hook-secret").unwrap();
+    let kit = DaemonKit::start_with(
+        2,
+        &format!(
+            "echo_window = \"10s\"\n\n[webhook]\nurl = \"{url}\"\nsecret_file = \"{}\"\n",
+            secret_file.display()
+        ),
+    )
+    .await;
+    kit.link("a1", 0).await;
+    until(|| async {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|(_, body)| String::from_utf8_lossy(body).contains("agent.linked"))
+    })
+    .await;
+    for (headers, body) in got.lock().unwrap().iter() {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        assert!(presence_sync::webhook::verify_signature(
+            b"hook-secret",
+            text(presence_sync::webhook::TIMESTAMP_HEADER),
+            body,
+            text(presence_sync::webhook::SIGNATURE_HEADER),
+        ));
+        let parsed: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert!(parsed["events"].as_array().is_some_and(|e| !e.is_empty()));
+    }
+    kit.stop().await;
+    server.abort();
+}
+
+/// A mapping file edited on disk is reloaded: a good edit takes effect, a
+/// broken one is reported with its position and the last good mapping stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_edits_are_reloaded_and_a_broken_file_keeps_the_old_mapping() {
+    let kit = DaemonKit::start(2).await;
+    let (user, _) = kit.user(0);
+    kit.link("a1", 0).await;
+    let mapping = kit.dir.path().join("mapping.toml");
+    let original = std::fs::read_to_string(&mapping).unwrap();
+
+    // Broken: an unknown status in a rule.
+    let broken = original.replace("set = \"Meeting\"", "set = \"Meetting\"");
+    std::fs::write(&mapping, &broken).unwrap();
+    until(|| async {
+        let body: serde_json::Value = kit.get("/readyz").await.json().await.unwrap();
+        body["tasks"].as_array().unwrap().iter().any(|t| {
+            t["name"] == "mapping-watch"
+                && t["detail"].as_str().unwrap_or("").contains("mapping.toml:")
+        })
+    })
+    .await;
+    let metrics = kit.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("presence_sync_mapping_reloads_total{outcome=\"error\"} 1"),
+        "{metrics}"
+    );
+    // The old mapping is in force: Lunch still maps to Away.
+    kit.status("a1", "Lunch").await;
+    until(|| async { kit.teams(&user).await == "Away/Away" }).await;
+
+    // Good: Lunch now shows as Busy/InACall.
+    let edited = original.replace(
+        "Lunch = { teams = \"Away/Away\" }",
+        "Lunch = { teams = \"Busy/InACall\" }",
+    );
+    assert_ne!(edited, original);
+    std::fs::write(&mapping, &edited).unwrap();
+    until(|| async { kit.teams(&user).await == "Busy/InACall" }).await;
+    let metrics = kit.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("presence_sync_mapping_reloads_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    kit.stop().await;
+}

@@ -39,6 +39,7 @@ use crate::graph::{
 };
 use crate::store::{MetaKey, SledStore, Store, StoreError};
 use crate::sync::Settings;
+use crate::webhook::{WebhookSink, WebhookState};
 
 use self::mappings::MappingSet;
 use self::metrics::Metrics;
@@ -278,6 +279,35 @@ impl Daemon {
             let interval = options.retention_interval;
             tasks.spawn("event-retention", move |status, stop| {
                 prune_events(store, retention, keep, interval, status, stop)
+            });
+        }
+        if let Some(webhook) = &config.webhook {
+            let secret = webhook.secret.read()?;
+            let shared: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
+            let sink = WebhookSink::new(webhook, &secret, shared)
+                .map_err(|e| DaemonError::Task(format!("webhook sink: {e}")))?;
+            let mut sink_status = sink.status();
+            let wake = events_tx.subscribe();
+            tasks.spawn("webhook", move |status, stop| async move {
+                // The board shows what the sink says about itself.
+                let board = status.clone();
+                let mirror = tokio::spawn(async move {
+                    loop {
+                        let now = sink_status.borrow_and_update().clone();
+                        board.set(match &now.state {
+                            WebhookState::Retrying { .. } => TaskState::Degraded(now.to_string()),
+                            WebhookState::Failed { error } => TaskState::Failed(error.clone()),
+                            WebhookState::Starting => TaskState::Starting,
+                            _ => TaskState::Running,
+                        });
+                        if sink_status.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let result = sink.run(wake, stop).await.map_err(|e| e.to_string());
+                mirror.abort();
+                result
             });
         }
         let service = Arc::new(DaemonService {

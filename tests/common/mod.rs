@@ -4,5 +4,6 @@
 
 pub mod daemon_kit;
 pub mod graph_kit;
+pub mod process_kit;
 pub mod shared;
 pub mod sim_kit;

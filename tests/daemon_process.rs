@@ -1,0 +1,142 @@
+//! `presence-sync run` as a process: SIGHUP reloads the mappings, SIGTERM
+//! stops it cleanly with what it acknowledged on disk, and a store written
+//! by a newer version is refused with its own exit code.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon_kit::{PATIENCE, sim_options, write_config};
+use common::process_kit::{signal, start, wait_exit};
+use presence_sync::sim;
+use serde_json::json;
+
+async fn put(base: &str, path: &str, body: serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .put(format!("{base}{path}"))
+        .bearer_auth("test-token-0123456789")
+        .json(&body)
+        .send()
+        .await
+        .expect("PUT")
+        .status()
+        .as_u16()
+}
+
+async fn wait_log(log: &std::path::Path, text: &str) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let all = std::fs::read_to_string(log).unwrap_or_default();
+        if all.contains(text) {
+            return all;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{text}` in:\n{all}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_sigterm_stops_cleanly_and_keeps_state() {
+    let sim = sim::spawn(sim_options(2)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "echo_window = \"10s\"");
+    let log = dir.path().join("daemon.log");
+    let (user, _) = sim.users()[0].clone();
+
+    let mut daemon = start(&config, &log).await;
+    assert_eq!(
+        put(&daemon.base, "/v1/agents/a1", json!({"teams_user": user})).await,
+        200
+    );
+    assert_eq!(
+        put(
+            &daemon.base,
+            "/v1/agents/a1/status",
+            json!({"status": "Lunch"})
+        )
+        .await,
+        200
+    );
+
+    // A broken mapping and SIGHUP: refused with its position, old one stays.
+    let mapping = dir.path().join("mapping.toml");
+    let good = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(
+        &mapping,
+        good.replace("debounce = \"2s\"", "debounce = \"soon\""),
+    )
+    .unwrap();
+    signal(&daemon.child, libc::SIGHUP);
+    let text = wait_log(&log, "reload refused").await;
+    assert!(text.contains("mapping.toml:"), "{text}");
+    std::fs::write(&mapping, &good).unwrap();
+    signal(&daemon.child, libc::SIGHUP);
+    wait_log(&log, "mappings reloaded").await;
+
+    // SIGTERM: a clean stop, exit 0.
+    signal(&daemon.child, libc::SIGTERM);
+    let status = wait_exit(&mut daemon.child).await;
+    assert!(status.success(), "exit {status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("presence-sync stopped"), "{text}");
+
+    // What was acknowledged is there after a restart.
+    let mut daemon = start(&config, &log).await;
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/agents/a1", daemon.base))
+        .bearer_auth("test-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["cc"]["status"], "Lunch");
+    signal(&daemon.child, libc::SIGTERM);
+    assert!(wait_exit(&mut daemon.child).await.success());
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_config_and_refused_store_have_their_own_exit_codes() {
+    let sim = sim::spawn(sim_options(1)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "echo_window = \"later\"");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_presence-sync"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("presence-sync.toml:"));
+
+    // A state dir that is not a store: refused, exit 4, nothing touched.
+    let config = write_config(dir.path(), &sim, "echo_window = \"10s\"");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("db"), b"not a sled file at all").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_presence-sync"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(state.join("db")).unwrap(),
+        b"not a sled file at all"
+    );
+    sim.shutdown().await.unwrap();
+}
