@@ -140,3 +140,99 @@ async fn bad_config_and_refused_store_have_their_own_exit_codes() {
     );
     sim.shutdown().await.unwrap();
 }
+
+/// `export` then `import` into a new directory gives a store the daemon runs
+/// on with the same agents and event sequence; a second export is identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_import_round_trip_a_daemon_store() {
+    let sim = sim::spawn(sim_options(2)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "echo_window = \"10s\"");
+    let log = dir.path().join("daemon.log");
+    let (user, _) = sim.users()[0].clone();
+    let mut daemon = start(&config, &log).await;
+    assert_eq!(
+        put(&daemon.base, "/v1/agents/a1", json!({"teams_user": user})).await,
+        200
+    );
+    assert_eq!(
+        put(
+            &daemon.base,
+            "/v1/agents/a1/status",
+            json!({"status": "Lunch"})
+        )
+        .await,
+        200
+    );
+    signal(&daemon.child, libc::SIGTERM);
+    assert!(wait_exit(&mut daemon.child).await.success());
+
+    let bin = env!("CARGO_BIN_EXE_presence-sync");
+    let state = dir.path().join("state");
+    let first = std::process::Command::new(bin)
+        .args(["export", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let text = String::from_utf8(first.stdout.clone()).unwrap();
+    assert!(
+        text.lines().count() > 3 && text.contains("\"a1\""),
+        "{text}"
+    );
+
+    // Into a fresh directory; importing into a store that exists is refused.
+    let restored = dir.path().join("restored");
+    let import = |target: &std::path::Path| {
+        let mut child = std::process::Command::new(bin)
+            .args(["import", "--state-dir"])
+            .arg(target)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&first.stdout)
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = import(&restored);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(import(&restored).status.code(), Some(4));
+    let second = std::process::Command::new(bin)
+        .args(["export", "--state-dir"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert_eq!(first.stdout, second.stdout);
+
+    // The daemon runs on the restored store with the agent as it was.
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::rename(&restored, &state).unwrap();
+    let mut daemon = start(&config, &log).await;
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/agents/a1", daemon.base))
+        .bearer_auth("test-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["cc"]["status"], "Lunch");
+    signal(&daemon.child, libc::SIGTERM);
+    assert!(wait_exit(&mut daemon.child).await.success());
+    sim.shutdown().await.unwrap();
+}
