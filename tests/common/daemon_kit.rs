@@ -52,7 +52,6 @@ pub struct DaemonKit {
     pub base: String,
     pub token: String,
     pub http: Client,
-    graph_token: String,
 }
 
 pub fn options() -> DaemonOptions {
@@ -131,7 +130,6 @@ impl DaemonKit {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
-        let graph_token = graph_token(&http, &sim).await;
         let mut kit = DaemonKit {
             sim,
             daemon: None,
@@ -140,7 +138,6 @@ impl DaemonKit {
             base: String::new(),
             token: "test-token-0123456789".into(),
             http,
-            graph_token,
         };
         kit.boot().await;
         kit
@@ -221,21 +218,23 @@ impl DaemonKit {
         .await
     }
 
-    /// What Teams shows for a user, read from the simulator through Graph.
+    /// What Teams shows for a user, read from the simulator through Graph
+    /// with a fresh token (fault tests expire tokens under our feet).
     pub async fn teams(&self, user_id: &str) -> String {
+        let token = graph_token(&self.http, &self.sim).await;
         let body: Value = self
             .http
             .get(format!(
                 "{}/v1.0/users/{user_id}/presence",
                 self.sim.base_url
             ))
-            .bearer_auth(&self.graph_token)
+            .bearer_auth(&token)
             .send()
             .await
             .expect("presence")
             .json()
             .await
-            .expect("presence JSON");
+            .unwrap_or_default();
         format!(
             "{}/{}",
             body["availability"].as_str().unwrap_or("?"),
