@@ -52,6 +52,7 @@ pub struct DaemonKit {
     pub base: String,
     pub token: String,
     pub http: Client,
+    pub options: DaemonOptions,
 }
 
 pub fn options() -> DaemonOptions {
@@ -121,6 +122,10 @@ impl DaemonKit {
     }
 
     pub async fn start_with(users: usize, sync: &str) -> DaemonKit {
+        Self::start_opts(users, sync, options()).await
+    }
+
+    pub async fn start_opts(users: usize, sync: &str, options: DaemonOptions) -> DaemonKit {
         let sim = sim::spawn(sim_options(users))
             .await
             .expect("simulator starts");
@@ -138,6 +143,7 @@ impl DaemonKit {
             base: String::new(),
             token: "test-token-0123456789".into(),
             http,
+            options,
         };
         kit.boot().await;
         kit
@@ -146,7 +152,7 @@ impl DaemonKit {
     pub async fn boot(&mut self) {
         let config = Config::load_with(&self.config_path, &Environment::default())
             .unwrap_or_else(|e| panic!("config: {e}"));
-        let daemon = Daemon::start(config, options())
+        let daemon = Daemon::start(config, self.options.clone())
             .await
             .unwrap_or_else(|e| panic!("daemon starts: {e}"));
         self.base = format!("http://{}", daemon.api_addr);
