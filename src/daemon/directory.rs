@@ -96,12 +96,14 @@ impl DirectoryIndex {
                     }
                     ids.push(id);
                 }
+                // Every id reported removed, known here or not: a user
+                // deleted while the daemon was down is only known to its
+                // agent's link.
                 let mut gone = Vec::new();
                 for id in removed {
                     let id = id.to_ascii_lowercase();
-                    if self.users.remove(&id).is_some() {
-                        gone.push(id);
-                    }
+                    self.users.remove(&id);
+                    gone.push(id);
                 }
                 self.reindex();
                 (ids, gone)
@@ -278,6 +280,13 @@ mod tests {
         });
         assert_eq!(changed, vec!["id-2"]);
         assert_eq!(removed, vec!["id-1"]);
+        // An id never seen is still reported: an agent may be linked to it.
+        let (_, removed) = index.apply(DirectoryUpdate::Changes {
+            changed: vec![],
+            removed: vec!["ID-9".into()],
+            delta_link: "y".into(),
+        });
+        assert_eq!(removed, vec!["id-9"]);
         assert!(index.find("ann@contoso.com").is_none());
         assert!(index.find("bo@contoso.com").is_some());
     }

@@ -65,7 +65,10 @@ pub async fn run(config: Config, options: DaemonOptions) -> Result<Exit, DaemonE
                 let stalled = stall_after.is_some_and(|at| tokio::time::Instant::now() >= at);
                 // A liveness check, not a timer: the ping goes only when the
                 // sync loop itself went round.
-                if !stalled && daemon.alive(ping_every.unwrap_or_default()).await {
+                // Half the ping period at most, so one slow answer still
+                // leaves a ping in time.
+                let within = ping_every.unwrap_or_default() / 2;
+                if !stalled && daemon.alive(within).await {
                     let _ = notifier.watchdog();
                 } else {
                     tracing::error!("the sync loop did not answer its liveness check");

@@ -257,13 +257,13 @@ impl Daemon {
         }
         {
             let commands = commands_tx.clone();
-            let mappings_config = config.mappings.clone();
+            let config_file = config.file.clone();
             let interval = options.mapping_check_interval;
             let reload_errors = metrics.daemon.mapping_reloads.with(["error"]);
             tasks.spawn("mapping-watch", move |status, stop| {
                 watch_mappings(
                     mappings,
-                    mappings_config,
+                    config_file,
                     interval,
                     commands,
                     reload_errors,
@@ -387,8 +387,18 @@ impl Daemon {
     /// Stops taking work (the API first), lets the sync loop commit what it
     /// took, and waits for every task.
     pub async fn shutdown(self) -> Exit {
-        // The API first, so nothing new comes in while the loop drains.
+        // The API first, and wait for it: requests it already took reach
+        // the sync loop before the loop is told to stop.
         self.api_stop.trigger();
+        let board = self.tasks.board();
+        let deadline = tokio::time::Instant::now() + self.grace / 2;
+        while tokio::time::Instant::now() < deadline
+            && board.snapshot().iter().any(|(n, s)| {
+                *n == "api" && !matches!(s, TaskState::Stopped | TaskState::Failed(_))
+            })
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let failures = self.tasks.shutdown(self.grace).await;
         if failures.is_empty() {
             tracing::info!("presence-sync stopped");
@@ -408,7 +418,7 @@ impl Daemon {
 /// Reloads mappings when one of their files changes.
 async fn watch_mappings(
     mut current: MappingSet,
-    config: crate::config::MappingsConfig,
+    config_file: PathBuf,
     interval: Duration,
     commands: mpsc::Sender<Command>,
     reload_errors: crate::metrics::Counter,
@@ -425,7 +435,17 @@ async fn watch_mappings(
         if !current.files_changed() {
             continue;
         }
-        match mappings::load(&config) {
+        // The config is read again too: a SIGHUP may have changed which
+        // profiles and groups there are since this task started.
+        let file = config_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            Config::load(&file)
+                .map_err(|e| e.diagnostics)
+                .and_then(|config| mappings::load(&config.mappings))
+        })
+        .await
+        .map_err(|e| format!("reading the mappings: {e}"))?;
+        match loaded {
             Ok(set) => {
                 current = set.clone();
                 reported_bad = false;

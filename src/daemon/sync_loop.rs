@@ -556,6 +556,17 @@ impl<S: Store> SyncLoop<S> {
             Some(teams_user.to_ascii_lowercase())
         } else if let Some(user) = self.directory.find(&teams_user) {
             Some(user.id.to_ascii_lowercase())
+        } else if let Some(linked) = self.agents.get(id).and_then(|e| {
+            // The same UPN again while the directory is not read yet (just
+            // after a restart): keep the link the agent has.
+            let same = e.record.teams_user.eq_ignore_ascii_case(&teams_user)
+                || e.record
+                    .upn
+                    .as_deref()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(&teams_user));
+            e.key.and(e.record.teams_user_id.clone()).filter(|_| same)
+        }) {
+            Some(linked)
         } else if body.auto_link || !self.directory.loaded() {
             None
         } else {
@@ -780,11 +791,23 @@ impl<S: Store> SyncLoop<S> {
         let status_id = profile
             .status_id(&body.status)
             .ok_or_else(|| status_error(&profile, &body.status))?;
-        let current_since = match entry.key {
-            Some(key) => self.engine.view(key, now).ok().and_then(|v| v.cc_since),
-            None => entry.record.cc_status.as_ref().map(|c| timestamp(c.at)),
+        let current = match entry.key {
+            Some(key) => self
+                .engine
+                .view(key, now)
+                .ok()
+                .and_then(|v| Some((v.cc_status?, v.cc_since?))),
+            None => entry
+                .record
+                .cc_status
+                .as_ref()
+                .map(|c| (c.status.clone(), timestamp(c.at))),
         };
-        if let Some(since) = current_since
+        // Only a report that says when it happened can be out of order; the
+        // same status again is a harmless retry.
+        if let Some((status, since)) = current
+            && body.at.is_some()
+            && status != body.status
             && at < since
         {
             return Err(ApiError::new(
@@ -858,12 +881,14 @@ impl<S: Store> SyncLoop<S> {
             .teams_write(kind, if done { "ok" } else { "failed" })
             .inc();
         let mut out = Vec::new();
-        if self
+        match self
             .engine
             .write_done(now, job.key, job.id, result.outcome, &mut out)
-            .is_err()
         {
-            return;
+            Ok(true) => {}
+            // Superseded or given up on (or the agent's slot now holds
+            // another link): none of its bookkeeping applies.
+            Ok(false) | Err(_) => return,
         }
         if done {
             if !keepalive {
@@ -895,7 +920,18 @@ impl<S: Store> SyncLoop<S> {
             DirectoryUpdate::Replace { delta_link, .. } => delta_link.clone(),
             DirectoryUpdate::Changes { delta_link, .. } => Some(delta_link.clone()),
         };
-        let (changed, removed) = self.directory.apply(update);
+        let full = matches!(update, DirectoryUpdate::Replace { .. });
+        let (changed, mut removed) = self.directory.apply(update);
+        if full {
+            // After a full read, a linked user the directory does not have
+            // is gone, whether or not this process ever saw it.
+            removed.extend(
+                self.by_user
+                    .keys()
+                    .filter(|user| self.directory.get(user).is_none())
+                    .cloned(),
+            );
+        }
         // Linked agents whose user changed: keep UPN and phone current.
         for user_id in changed {
             let Some(id) = self.by_user.get(&user_id).cloned() else {
@@ -937,7 +973,10 @@ impl<S: Store> SyncLoop<S> {
             })
             .collect();
         for (id, user_id) in waiting {
-            self.link(now, &id, &user_id);
+            // Two agents may wait for the same user: the first one takes it.
+            if !self.by_user.contains_key(&user_id) {
+                self.link(now, &id, &user_id);
+            }
         }
     }
 

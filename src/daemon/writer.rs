@@ -5,6 +5,7 @@
 //! The Graph client does the throttling and retrying; this adds an overall
 //! deadline so a write can never hang the agent.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,10 @@ impl TeamsWriter for GraphClient {
 
 /// Runs writes until stopped. Writes still in flight then are abandoned:
 /// the store's outbox has them, and they are sent again after a restart.
+///
+/// Writes for the same Teams user go one at a time, in order: a hand-back
+/// after an agent is deleted must not overtake (or be overtaken by) the
+/// write still on its way for that user.
 pub async fn run<W: TeamsWriter>(
     writer: Arc<W>,
     mut jobs: mpsc::UnboundedReceiver<WriteJob>,
@@ -64,35 +69,145 @@ pub async fn run<W: TeamsWriter>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let mut running = JoinSet::new();
+    let mut running: JoinSet<String> = JoinSet::new();
+    // Users with a write on its way, and the writes waiting behind it.
+    let mut queued: HashMap<String, VecDeque<WriteJob>> = HashMap::new();
     status.set(TaskState::Running);
     loop {
-        tokio::select! {
+        let job = tokio::select! {
             () = stopped(&mut stop) => break,
-            Some(_) = running.join_next(), if !running.is_empty() => {}
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                let Ok(user) = done else { continue };
+                match queued.get_mut(&user).and_then(VecDeque::pop_front) {
+                    Some(next) => next,
+                    None => {
+                        queued.remove(&user);
+                        continue;
+                    }
+                }
+            }
             job = jobs.recv() => {
                 let Some(job) = job else { break };
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
-                let writer = Arc::clone(&writer);
-                let results = results.clone();
-                running.spawn(async move {
-                    let outcome = match tokio::time::timeout(deadline, writer.write(&job.user_id, &job.write)).await {
-                        Ok(Ok(())) => WriteOutcome::Done,
-                        Ok(Err(message)) => WriteOutcome::Failed { message },
-                        Err(_) => WriteOutcome::Failed {
-                            message: format!("no answer from Graph within {deadline:?}"),
-                        },
-                    };
-                    drop(permit);
-                    if let WriteOutcome::Failed { message } = &outcome {
-                        tracing::warn!(agent = %job.agent_id, error = %message, "Teams write failed");
-                    }
-                    // The loop may be gone at shutdown; the outbox keeps the write.
-                    let _ = results.send(WriteResult { job, outcome }).await;
-                });
+                if let Some(waiting) = queued.get_mut(&job.user_id) {
+                    waiting.push_back(job);
+                    continue;
+                }
+                queued.insert(job.user_id.clone(), VecDeque::new());
+                job
             }
-        }
+        };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        let writer = Arc::clone(&writer);
+        let results = results.clone();
+        running.spawn(async move {
+            let outcome = match tokio::time::timeout(
+                deadline,
+                writer.write(&job.user_id, &job.write),
+            )
+            .await
+            {
+                Ok(Ok(())) => WriteOutcome::Done,
+                Ok(Err(message)) => WriteOutcome::Failed { message },
+                Err(_) => WriteOutcome::Failed {
+                    message: format!("no answer from Graph within {deadline:?}"),
+                },
+            };
+            drop(permit);
+            if let WriteOutcome::Failed { message } = &outcome {
+                tracing::warn!(agent = %job.agent_id, error = %message, "Teams write failed");
+            }
+            let user = job.user_id.clone();
+            // The loop may be gone at shutdown; the outbox keeps the write.
+            let _ = results.send(WriteResult { job, outcome }).await;
+            user
+        });
     }
     running.abort_all();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records the order writes start and end in, per user; the first write
+    /// of `slow` takes a while.
+    #[derive(Default)]
+    struct Recorder {
+        log: Mutex<Vec<String>>,
+    }
+
+    impl TeamsWriter for Recorder {
+        async fn write(&self, user_id: &str, write: &TeamsWrite) -> Result<(), String> {
+            let what = format!(
+                "{user_id}:{}",
+                write.presence().map_or("clear".into(), |p| p.to_string())
+            );
+            self.log.lock().unwrap().push(format!("start {what}"));
+            if user_id == "slow" && write.presence().is_some() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            self.log.lock().unwrap().push(format!("end {what}"));
+            Ok(())
+        }
+    }
+
+    fn job(user: &str, id: u64, write: TeamsWrite) -> WriteJob {
+        WriteJob {
+            key: AgentKey(0),
+            agent_id: "a".into(),
+            user_id: user.into(),
+            id: WriteId(id),
+            write,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_for_one_user_never_overlap_and_keep_their_order() {
+        let recorder = Arc::new(Recorder::default());
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let (results_tx, mut results_rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut t = super::super::tasks::Tasks::new();
+        let writer = Arc::clone(&recorder);
+        t.spawn("writer", move |status, _| {
+            run(
+                writer,
+                jobs_rx,
+                results_tx,
+                8,
+                Duration::from_secs(5),
+                status,
+                stop_rx,
+            )
+        });
+        let set = TeamsWrite::SetSession {
+            presence: crate::presence::Presence::from_graph("Busy", "InACall"),
+            expiry: Duration::from_secs(3600),
+        };
+        jobs_tx.send(job("slow", 1, set.clone())).unwrap();
+        jobs_tx
+            .send(job("slow", 2, TeamsWrite::ClearSession))
+            .unwrap();
+        jobs_tx.send(job("fast", 3, set)).unwrap();
+        for _ in 0..3 {
+            results_rx.recv().await.unwrap();
+        }
+        let log = recorder.log.lock().unwrap().clone();
+        let pos = |s: &str| log.iter().position(|l| l == s).unwrap();
+        assert!(
+            pos("end slow:Busy/InACall") < pos("start slow:clear"),
+            "{log:?}"
+        );
+        // Another user's write did not wait behind the slow one.
+        assert!(
+            pos("end fast:Busy/InACall") < pos("end slow:Busy/InACall"),
+            "{log:?}"
+        );
+        let _ = stop_tx.send(true);
+        t.shutdown(Duration::from_secs(5)).await;
+    }
 }

@@ -86,12 +86,13 @@ impl ApiClient {
     /// Follows the event stream from `since`, handing each event to `on_event`.
     pub async fn follow_events(
         &self,
-        since: u64,
+        since: Option<u64>,
         mut on_event: impl FnMut(Event),
         mut stop: watch::Receiver<bool>,
     ) -> Result<u64, CcError> {
+        let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
         let url = format!(
-            "{}/v1/events?since={since}",
+            "{}/v1/events{query}",
             self.base.replacen("http://", "ws://", 1)
         );
         let mut request = url
@@ -108,7 +109,7 @@ impl ApiClient {
         .await
         .map_err(|_| CcError::Stream("connect timed out".into()))?
         .map_err(|e| CcError::Stream(e.to_string()))?;
-        let mut last = since;
+        let mut last = since.unwrap_or(0);
         loop {
             tokio::select! {
                 () = crate::daemon::tasks::stopped(&mut stop) => {
@@ -251,7 +252,8 @@ pub async fn answer_requests(
     mut on_event: impl FnMut(&Event) + Send,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), CcError> {
-    let mut since = 0;
+    // Requests from earlier runs of the demo are history: start from now.
+    let mut since: Option<u64> = None;
     let (requests_tx, mut requests_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     let answering = {
         let api = api.clone();
@@ -280,7 +282,7 @@ pub async fn answer_requests(
                     {
                         let _ = requests_tx.send((agent, status.to_string()));
                     }
-                    since = since.max(event.seq);
+                    since = Some(since.unwrap_or(0).max(event.seq));
                     on_event(&event);
                 },
                 stop.clone(),

@@ -149,9 +149,17 @@ impl Engine {
     ) -> Result<AgentKey, EngineError> {
         let key = self.add_agent(profile)?;
         let profile = Arc::clone(self.profile(profile)?);
+        let echo_window = self.settings.echo_window;
         let state = self.agent_mut(key)?;
         let fresh = std::mem::replace(state, AgentState::new(state.profile));
         *state = snapshot::rebuild(snapshot, fresh, &profile, now);
+        // What Teams showed before the restart is old news: a write must
+        // get a fresh echo window to show before it counts as overridden.
+        if let Some(deadline) = state.writes.echo_deadline
+            && deadline <= now
+        {
+            state.writes.echo_deadline = Some(now + echo_window);
+        }
         if state.writes.desired.is_some() {
             state.writes.desired_why = Some(Arc::new(Why {
                 flow: Flow::CcToTeams,
@@ -398,7 +406,8 @@ impl Engine {
         self.evaluate(now, key, out)
     }
 
-    /// The Graph adapter finished a write.
+    /// The Graph adapter finished a write. `Ok(false)` when the answer was
+    /// for a write given up on or superseded, and so ignored.
     pub fn write_done(
         &mut self,
         now: Timestamp,
@@ -406,13 +415,13 @@ impl Engine {
         id: WriteId,
         outcome: WriteOutcome,
         out: &mut Vec<Decision>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let settings = self.settings.clone();
         let mode = self.profile(self.agent(key)?.profile)?.write_mode;
         let state = self.agent_mut(key)?;
         if !matches!(state.writes.in_flight, Some((in_flight, _, _)) if in_flight == id) {
             // An answer to a write that was given up on or superseded.
-            return Ok(());
+            return Ok(false);
         }
         let failed = evaluate::finish_write(state, key, mode, &settings, now, outcome);
         if let Some(message) = failed {
@@ -422,7 +431,8 @@ impl Engine {
                 event: SyncEvent::WriteFailed { message },
             });
         }
-        self.evaluate(now, key, out)
+        self.evaluate(now, key, out)?;
+        Ok(true)
     }
 
     /// Runs every wake-up due at `now`.
@@ -470,7 +480,7 @@ impl Engine {
             }
             Input::CcReported { agent, status } => self.report_cc(now, agent, status, out),
             Input::WriteDone { agent, id, outcome } => {
-                self.write_done(now, agent, id, outcome, out)
+                self.write_done(now, agent, id, outcome, out).map(drop)
             }
             Input::Tick => {
                 self.tick(now, out);

@@ -261,9 +261,17 @@ pub(crate) fn rebuild(
     state.writes.retry_at = snapshot.retry_at;
     state.writes.last_error = snapshot.last_error.clone();
     let in_flight = snapshot.in_flight.as_deref().and_then(target_from);
-    if in_flight.is_some() && in_flight.as_ref() == state.writes.active.as_ref().map(|(t, _)| t) {
+    let active = state.writes.active.as_ref().map(|(t, _)| t.clone());
+    match in_flight {
         // A keep-alive was on its way: re-assert the session now.
-        state.writes.keepalive_at = Some(now);
+        Some(t) if Some(&t) == active.as_ref() => state.writes.keepalive_at = Some(now),
+        // A write of something no longer wanted may have landed: count it
+        // as what Teams has from us, so what is wanted is written again.
+        Some(t) if Some(&t) != state.writes.desired.as_ref() => {
+            state.writes.active = Some((t, now));
+        }
+        // The wanted write itself: `desired != active` sends it again.
+        _ => {}
     }
     state.restore = snapshot.restore.as_ref().and_then(|r| {
         Some(RestorePoint {

@@ -155,3 +155,58 @@ fn snapshot_json_round_trips_and_refuses_unknown_fields() {
     assert_eq!(back, snapshot);
     assert!(serde_json::from_str::<crate::sync::AgentSnapshot>(r#"{"bogus":1}"#).is_err());
 }
+
+/// A write of a value no longer wanted was on its way at the crash: it may
+/// have landed, so what is wanted is written again.
+#[test]
+fn a_superseded_write_lost_in_flight_is_corrected_after_restart() {
+    let mut h = Harness::new(contact_center());
+    h.cc("On contact");
+    h.secs(16);
+    h.teams("Busy/InACall");
+    h.auto_ack = false;
+    h.cc("Lunch");
+    h.secs(16);
+    assert_eq!(h.pending_writes.len(), 1, "Away on its way");
+    // Back to On contact before the Away write was answered: coalesced.
+    h.cc("On contact");
+    h.secs(16);
+    h.restart();
+    assert_eq!(
+        h.pending_writes
+            .iter()
+            .map(|(_, w)| w.clone())
+            .collect::<Vec<_>>(),
+        vec![set_session("Busy/InACall")]
+    );
+}
+
+/// An echo deadline that passed while the daemon was down is not an
+/// override: the write gets a fresh window.
+#[test]
+fn an_echo_deadline_that_passed_while_down_is_not_an_override() {
+    let mut h = Harness::new(contact_center());
+    h.cc("On contact");
+    h.secs(16);
+    let snapshot = h.engine.snapshot(h.agent).unwrap();
+    assert!(snapshot.echo_deadline.is_some());
+    h.now = h.now + Duration::from_secs(3600);
+    let mark = h.mark();
+    h.restart();
+    assert!(
+        !h.events_since(mark)
+            .iter()
+            .any(|e| matches!(e, crate::sync::SyncEvent::TeamsOverrideDetected { .. })),
+        "{:?}",
+        h.events_since(mark)
+    );
+    h.teams("Busy/InACall");
+    h.secs(600);
+    assert!(
+        h.engine
+            .view(h.agent, h.now)
+            .unwrap()
+            .teams_override_since
+            .is_none()
+    );
+}
