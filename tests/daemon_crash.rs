@@ -203,6 +203,31 @@ async fn kill_9_in_a_burst_loses_no_acknowledged_update_and_no_owed_write() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // And the simulator, not only the daemon's record, shows them.
+    let token = common::daemon_kit::graph_token(&http, &sim).await;
+    for (a, status) in final_statuses.iter().enumerate() {
+        let Some((_, pair)) = STATUSES.iter().find(|(s, t)| s == status && *t != "clear") else {
+            continue;
+        };
+        let body: Value = http
+            .get(format!(
+                "{}/v1.0/users/{}/presence",
+                sim.base_url, users[a].0
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let shown = format!(
+            "{}/{}",
+            body["availability"].as_str().unwrap_or("?"),
+            body["activity"].as_str().unwrap_or("?")
+        );
+        assert_eq!(&shown, pair, "agent a{a} ({status}) in Teams");
+    }
     daemon.child.kill().unwrap();
     let _ = daemon.child.wait();
     sim.shutdown().await.unwrap();

@@ -280,7 +280,7 @@ impl DaemonKit {
     }
 }
 
-async fn graph_token(http: &Client, sim: &SimHandle) -> String {
+pub async fn graph_token(http: &Client, sim: &SimHandle) -> String {
     let body: Value = http
         .post(sim.token_url())
         .form(&[
