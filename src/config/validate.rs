@@ -228,6 +228,29 @@ impl Ctx<'_> {
         }
     }
 
+    /// A secret from `[section] <name>_file`, or else from the systemd
+    /// credential `credential`.
+    fn secret_source(
+        &mut self,
+        key: [&str; 2],
+        file: Option<String>,
+        purpose: &'static str,
+        credential: &'static str,
+    ) -> Option<SecretSource> {
+        match file {
+            Some(file) => self.path(&key, &file).map(|path| SecretSource {
+                purpose,
+                location: SecretLocation::File(path),
+                origin: self.locator.origin(&key),
+            }),
+            None => Some(SecretSource {
+                purpose,
+                location: self.credential(credential),
+                origin: self.locator.origin(&key[..1]),
+            }),
+        }
+    }
+
     fn credential(&self, name: &'static str) -> SecretLocation {
         SecretLocation::Credential {
             name,
@@ -417,22 +440,12 @@ fn api(raw: RawApi, ctx: &mut Ctx<'_>) -> Option<ApiConfig> {
             None
         }
     };
-    const PURPOSE: &str = "the API token";
-    let token = match raw.token_file {
-        Some(file) => {
-            let key = ["api", "token_file"];
-            ctx.path(&key, &file).map(|path| SecretSource {
-                purpose: PURPOSE,
-                location: SecretLocation::File(path),
-                origin: ctx.locator.origin(&key),
-            })
-        }
-        None => Some(SecretSource {
-            purpose: PURPOSE,
-            location: ctx.credential(API_TOKEN_CREDENTIAL),
-            origin: ctx.locator.origin(&["api"]),
-        }),
-    };
+    let token = ctx.secret_source(
+        ["api", "token_file"],
+        raw.token_file,
+        "the API token",
+        API_TOKEN_CREDENTIAL,
+    );
     let max_body_bytes = ctx.integer(
         &["api", "max_body_bytes"],
         raw.max_body_bytes,
@@ -558,22 +571,12 @@ fn webhook(raw: RawWebhook, ctx: &mut Ctx<'_>) -> Option<WebhookConfig> {
                 None
             }
         });
-    const PURPOSE: &str = "the webhook signing secret";
-    let secret = match raw.secret_file {
-        Some(file) => {
-            let key = ["webhook", "secret_file"];
-            ctx.path(&key, &file).map(|path| SecretSource {
-                purpose: PURPOSE,
-                location: SecretLocation::File(path),
-                origin: ctx.locator.origin(&key),
-            })
-        }
-        None => Some(SecretSource {
-            purpose: PURPOSE,
-            location: ctx.credential(WEBHOOK_SECRET_CREDENTIAL),
-            origin: ctx.locator.origin(&["webhook"]),
-        }),
-    };
+    let secret = ctx.secret_source(
+        ["webhook", "secret_file"],
+        raw.secret_file,
+        "the webhook signing secret",
+        WEBHOOK_SECRET_CREDENTIAL,
+    );
     let timeout = ctx.duration(
         &["webhook", "timeout"],
         raw.timeout,
