@@ -350,9 +350,19 @@ impl Daemon {
     /// Reads the config's `[mappings]` and every mapping file again; a
     /// bad file is logged with its errors and the mappings in force stay.
     pub async fn reload(&self) -> Result<(), Vec<Diagnostic>> {
-        let loaded = Config::load(&self.config.file)
-            .map_err(|e| e.diagnostics)
-            .and_then(|config| mappings::load(&config.mappings));
+        let file = self.config.file.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            Config::load(&file)
+                .map_err(|e| e.diagnostics)
+                .and_then(|config| mappings::load(&config.mappings))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(vec![Diagnostic::whole_file(
+                &self.config.file,
+                format!("reading the config did not finish: {e}"),
+            )])
+        });
         match loaded {
             Ok(set) => {
                 let _ = self.commands.send(Command::Reload(set)).await;
@@ -435,6 +445,18 @@ async fn watch_mappings(
         if !current.files_changed() {
             continue;
         }
+        // The times are taken before reading, so a fix saved while a broken
+        // file is being read is still seen as a change next time.
+        let seen: Vec<_> = current
+            .files
+            .iter()
+            .map(|(p, _)| {
+                (
+                    p.clone(),
+                    std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+                )
+            })
+            .collect();
         // The config is read again too: a SIGHUP may have changed which
         // profiles and groups there are since this task started.
         let file = config_file.clone();
@@ -455,7 +477,7 @@ async fn watch_mappings(
                 }
             }
             Err(errors) => {
-                // Re-read the times so one bad save is reported once.
+                // One bad save is reported once.
                 if !reported_bad {
                     reload_errors.inc();
                     for e in &errors {
@@ -464,16 +486,7 @@ async fn watch_mappings(
                     tracing::error!("mapping files have errors; the mappings in force stay");
                 }
                 reported_bad = true;
-                current.files = current
-                    .files
-                    .iter()
-                    .map(|(p, _)| {
-                        (
-                            p.clone(),
-                            std::fs::metadata(p).and_then(|m| m.modified()).ok(),
-                        )
-                    })
-                    .collect();
+                current.files = seen;
                 status.set(TaskState::Degraded(format!(
                     "mapping files have errors: {}",
                     render(&errors)

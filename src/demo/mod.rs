@@ -191,9 +191,12 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     ));
     let deadline = options.run_for.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    // One wait for Ctrl-C for the whole run, so none is lost between loops.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut ctrl_c => break,
             () = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
