@@ -55,6 +55,19 @@ impl Timestamp {
         )
     }
 
+    /// As a UTC date-time, for wire formats (the epoch if out of range).
+    pub fn to_utc(self) -> chrono::DateTime<chrono::Utc> {
+        i64::try_from(self.0)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .unwrap_or_default()
+    }
+
+    /// From a UTC date-time; times before the epoch count as the epoch.
+    pub fn from_utc(at: chrono::DateTime<chrono::Utc>) -> Self {
+        Timestamp(u64::try_from(at.timestamp_micros()).unwrap_or(0))
+    }
+
     /// Time elapsed from `earlier` to `self`; zero when `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))
@@ -79,6 +92,19 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_round_trips_and_clamps_out_of_range_values() {
+        let t = Timestamp::from_micros(1_700_000_000_123_456);
+        assert_eq!(Timestamp::from_utc(t.to_utc()), t);
+        assert_eq!(t.to_utc().to_rfc3339(), "2023-11-14T22:13:20.123456+00:00");
+        assert_eq!(
+            Timestamp::from_micros(u64::MAX).to_utc(),
+            chrono::DateTime::<chrono::Utc>::default()
+        );
+        let before_epoch = chrono::DateTime::from_timestamp(-5, 0).unwrap_or_default();
+        assert_eq!(Timestamp::from_utc(before_epoch), Timestamp::ZERO);
+    }
 
     #[test]
     fn arithmetic_saturates_instead_of_panicking() {

@@ -29,7 +29,7 @@ use crate::time::Timestamp;
 use super::directory::{self, DirectoryIndex, DirectoryUpdate};
 use super::mappings::MappingSet;
 use super::tasks::{TaskState, TaskStatus, stopped};
-use super::view::{self, presence_out, time, timestamp};
+use super::view::{self, presence_out};
 use super::writer::{WriteJob, WriteResult};
 
 /// What the API and the other tasks ask of the loop.
@@ -713,9 +713,9 @@ impl<S: Store> SyncLoop<S> {
             && let Some(cc) = cc
             && let Some(status) = profile.status_id(&cc.status)
         {
-            let _ = self
-                .engine
-                .report_cc_since(now, key, status, timestamp(cc.at), &mut out);
+            let _ =
+                self.engine
+                    .report_cc_since(now, key, status, Timestamp::from_utc(cc.at), &mut out);
         }
         self.step.dirty.insert(id.to_string());
         self.step.poll_changed = true;
@@ -737,7 +737,7 @@ impl<S: Store> SyncLoop<S> {
         {
             entry.record.cc_status = Some(CcReport {
                 status,
-                at: time(since),
+                at: Timestamp::to_utc(since),
             });
         }
         let user_id = entry.record.teams_user_id.take();
@@ -786,7 +786,7 @@ impl<S: Store> SyncLoop<S> {
             .agents
             .get(id)
             .ok_or_else(|| ApiError::not_found("agent", id))?;
-        let at = body.at.map(timestamp).unwrap_or(now).min(now);
+        let at = body.at.map(Timestamp::from_utc).unwrap_or(now).min(now);
         let (_, profile) = self.profile_for(&entry.record);
         let status_id = profile
             .status_id(&body.status)
@@ -801,7 +801,7 @@ impl<S: Store> SyncLoop<S> {
                 .record
                 .cc_status
                 .as_ref()
-                .map(|c| (c.status.clone(), timestamp(c.at))),
+                .map(|c| (c.status.clone(), Timestamp::from_utc(c.at))),
         };
         // Only a report that says when it happened can be out of order; the
         // same status again is a harmless retry.
@@ -815,8 +815,8 @@ impl<S: Store> SyncLoop<S> {
                 "stale_status",
                 format!(
                     "a newer status was reported for {}; this one is from {}",
-                    time(since).to_rfc3339(),
-                    time(at).to_rfc3339()
+                    Timestamp::to_utc(since).to_rfc3339(),
+                    Timestamp::to_utc(at).to_rfc3339()
                 ),
             )
             .with_field("at"));
@@ -833,7 +833,7 @@ impl<S: Store> SyncLoop<S> {
                 if let Some(entry) = self.agents.get_mut(id) {
                     entry.record.cc_status = Some(CcReport {
                         status: body.status,
-                        at: time(at),
+                        at: Timestamp::to_utc(at),
                     });
                 }
             }
@@ -1064,7 +1064,7 @@ impl<S: Store> SyncLoop<S> {
                         Some(OutboxEntry {
                             agent_id: agent_id.clone(),
                             write: write_json(id, &write),
-                            decided_at: time(now),
+                            decided_at: Timestamp::to_utc(now),
                         }),
                     ));
                     self.outbox_agents.insert(agent_id.clone());
@@ -1132,12 +1132,12 @@ impl<S: Store> SyncLoop<S> {
                             until,
                             changes,
                         } => {
-                            tracing::warn!(agent = %agent_id, changes, until = %time(until), "loop guard suspended sync");
+                            tracing::warn!(agent = %agent_id, changes, until = %Timestamp::to_utc(until), "loop guard suspended sync");
                             (
                                 kind::SYNC_LOOP_SUSPENDED,
                                 serde_json::json!({
                                     "flows": flows.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
-                                    "until": time(until),
+                                    "until": Timestamp::to_utc(until),
                                     "changes": changes,
                                 }),
                             )

@@ -1,8 +1,6 @@
 //! The combined agent view the API returns (SPEC §3.1): the stored record,
 //! the engine's picture, and whether the agent can take contacts and why not.
 
-use chrono::{DateTime, Utc};
-
 use crate::api::model::{
     AgentOut, CcOut, ErrorAt, PresenceOut, RequestedOut, RestoreOut, SetBy, SuspendedOut, SyncOut,
     TargetOut, TeamsOut, WrittenOut,
@@ -13,17 +11,6 @@ use crate::store::AgentRecord;
 use crate::sync::AgentView;
 use crate::sync::agent::{Owner, RequestKind};
 use crate::time::Timestamp;
-
-pub fn time(t: Timestamp) -> DateTime<Utc> {
-    i64::try_from(t.as_micros())
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .unwrap_or_default()
-}
-
-pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp::from_micros(u64::try_from(t.timestamp_micros()).unwrap_or(0))
-}
 
 pub fn presence_out(p: &Presence) -> PresenceOut {
     PresenceOut {
@@ -92,43 +79,43 @@ pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
         cc: CcOut {
             status: view.cc_status.clone(),
             set_by: view.cc_set_by.map(set_by),
-            since: view.cc_since.map(time),
+            since: view.cc_since.map(Timestamp::to_utc),
             routable: view.cc_routable,
-            pending_until: view.cc_pending_until.map(time),
+            pending_until: view.cc_pending_until.map(Timestamp::to_utc),
             requested: view.cc_requested.as_ref().map(|(s, k, at)| RequestedOut {
                 status: s.clone(),
                 kind: match k {
                     RequestKind::Rule => "rule".into(),
                     RequestKind::Restore => "restore".into(),
                 },
-                at: time(*at),
+                at: Timestamp::to_utc(*at),
             }),
         },
         teams: TeamsOut {
             presence: view.teams_presence.as_ref().map(presence_out),
             set_by: view.teams_set_by.map(set_by),
-            since: view.teams_since.map(time),
+            since: view.teams_since.map(Timestamp::to_utc),
             blocking: view.teams_blocking,
-            pending_until: view.teams_pending_until.map(time),
+            pending_until: view.teams_pending_until.map(Timestamp::to_utc),
             target: view.teams_target.as_ref().map(target_out),
             written: view.teams_written.as_ref().map(|(t, at)| WrittenOut {
                 target: target_out(t),
-                at: time(*at),
+                at: Timestamp::to_utc(*at),
             }),
         },
         routable: because.is_empty(),
         not_routable_because: because,
         sync: SyncOut {
-            debouncing_until: view.debouncing_until.map(time),
+            debouncing_until: view.debouncing_until.map(Timestamp::to_utc),
             suspended: view.suspended.as_ref().map(|(flows, until)| SuspendedOut {
                 flows: flows.iter().map(|f| f.as_str().to_string()).collect(),
-                until: time(*until),
+                until: Timestamp::to_utc(*until),
             }),
-            teams_override_since: view.teams_override_since.map(time),
+            teams_override_since: view.teams_override_since.map(Timestamp::to_utc),
             write_in_flight: view.write_in_flight,
             last_error: view.last_error.as_ref().map(|(m, at)| ErrorAt {
                 message: m.clone(),
-                at: time(*at),
+                at: Timestamp::to_utc(*at),
             }),
             restore: view.restore.as_ref().map(|(rule, status)| RestoreOut {
                 rule: rule.clone(),

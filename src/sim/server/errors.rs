@@ -14,17 +14,14 @@ use crate::time::Timestamp;
 
 /// Graph's innerError date: ISO 8601 without offset, e.g. `2020-08-18T12:51:51`.
 pub(crate) fn graph_date(at: Timestamp) -> String {
-    datetime(at).format("%Y-%m-%dT%H:%M:%S").to_string()
+    Timestamp::to_utc(at)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
 }
 
 /// ISO 8601 UTC with `Z`, for dates in resources.
 pub(crate) fn iso_date(at: Timestamp) -> String {
-    datetime(at).format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn datetime(at: Timestamp) -> chrono::DateTime<chrono::Utc> {
-    let micros = i64::try_from(at.as_micros()).unwrap_or(i64::MAX);
-    chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default()
+    at.to_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 pub(crate) fn graph_error(
@@ -89,7 +86,9 @@ pub(crate) fn throttled(ctx: &RequestCtx, retry: RetryAfter) -> Response {
 /// Entra's token error, with the trace and correlation ids also inside the
 /// description as Entra writes them.
 pub(crate) fn entra_error(ctx: &RequestCtx, error: &EntraError) -> Response {
-    let timestamp = datetime(ctx.at).format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let timestamp = Timestamp::to_utc(ctx.at)
+        .format("%Y-%m-%d %H:%M:%SZ")
+        .to_string();
     let body = json!({
         "error": error.error,
         "error_description": format!(
