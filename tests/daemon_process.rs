@@ -23,6 +23,35 @@ async fn put(base: &str, path: &str, body: serde_json::Value) -> u16 {
         .as_u16()
 }
 
+/// Registers agent `a1` on `user` and reports it at Lunch, both acknowledged.
+async fn agent_at_lunch(base: &str, user: &str) {
+    assert_eq!(
+        put(base, "/v1/agents/a1", json!({"teams_user": user})).await,
+        200
+    );
+    assert_eq!(
+        put(base, "/v1/agents/a1/status", json!({"status": "Lunch"})).await,
+        200
+    );
+}
+
+/// Starts the daemon on `config`, checks `a1` is still at Lunch, stops it.
+async fn a1_still_at_lunch_after_start(config: &std::path::Path, log: &std::path::Path) {
+    let mut daemon = start(config, log).await;
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/agents/a1", daemon.base))
+        .bearer_auth("test-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["cc"]["status"], "Lunch");
+    signal(&daemon.child, libc::SIGTERM);
+    assert!(wait_exit(&mut daemon.child).await.success());
+}
+
 async fn wait_log(log: &std::path::Path, text: &str) -> String {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -47,19 +76,7 @@ async fn sighup_reloads_sigterm_stops_cleanly_and_keeps_state() {
     let (user, _) = sim.users()[0].clone();
 
     let mut daemon = start(&config, &log).await;
-    assert_eq!(
-        put(&daemon.base, "/v1/agents/a1", json!({"teams_user": user})).await,
-        200
-    );
-    assert_eq!(
-        put(
-            &daemon.base,
-            "/v1/agents/a1/status",
-            json!({"status": "Lunch"})
-        )
-        .await,
-        200
-    );
+    agent_at_lunch(&daemon.base, &user).await;
 
     // A broken mapping and SIGHUP: refused with its position, old one stays.
     let mapping = dir.path().join("mapping.toml");
@@ -85,19 +102,7 @@ async fn sighup_reloads_sigterm_stops_cleanly_and_keeps_state() {
     assert!(text.contains("presence-sync stopped"), "{text}");
 
     // What was acknowledged is there after a restart.
-    let mut daemon = start(&config, &log).await;
-    let body: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/agents/a1", daemon.base))
-        .bearer_auth("test-token-0123456789")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["cc"]["status"], "Lunch");
-    signal(&daemon.child, libc::SIGTERM);
-    assert!(wait_exit(&mut daemon.child).await.success());
+    a1_still_at_lunch_after_start(&config, &log).await;
     sim.shutdown().await.unwrap();
 }
 
@@ -152,19 +157,7 @@ async fn export_and_import_round_trip_a_daemon_store() {
     let log = dir.path().join("daemon.log");
     let (user, _) = sim.users()[0].clone();
     let mut daemon = start(&config, &log).await;
-    assert_eq!(
-        put(&daemon.base, "/v1/agents/a1", json!({"teams_user": user})).await,
-        200
-    );
-    assert_eq!(
-        put(
-            &daemon.base,
-            "/v1/agents/a1/status",
-            json!({"status": "Lunch"})
-        )
-        .await,
-        200
-    );
+    agent_at_lunch(&daemon.base, &user).await;
     signal(&daemon.child, libc::SIGTERM);
     assert!(wait_exit(&mut daemon.child).await.success());
 
@@ -222,18 +215,6 @@ async fn export_and_import_round_trip_a_daemon_store() {
     // The daemon runs on the restored store with the agent as it was.
     std::fs::remove_dir_all(&state).unwrap();
     std::fs::rename(&restored, &state).unwrap();
-    let mut daemon = start(&config, &log).await;
-    let body: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/agents/a1", daemon.base))
-        .bearer_auth("test-token-0123456789")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["cc"]["status"], "Lunch");
-    signal(&daemon.child, libc::SIGTERM);
-    assert!(wait_exit(&mut daemon.child).await.success());
+    a1_still_at_lunch_after_start(&config, &log).await;
     sim.shutdown().await.unwrap();
 }
