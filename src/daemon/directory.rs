@@ -154,10 +154,16 @@ pub async fn run(
     let mut loaded = false;
     let mut failures: u32 = 0;
     loop {
-        let result = if loaded {
-            poll_delta(&graph, &mut delta_link, &updates).await
-        } else {
-            full_read(&graph, &mut delta_link, &updates).await
+        // A call can wait long in a throttled Graph; stopping must not.
+        let result = tokio::select! {
+            () = stopped(&mut stop) => return Ok(()),
+            result = async {
+                if loaded {
+                    poll_delta(&graph, &mut delta_link, &updates).await
+                } else {
+                    full_read(&graph, &mut delta_link, &updates).await
+                }
+            } => result,
         };
         let wait = match result {
             Ok(()) => {
