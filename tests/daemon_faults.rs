@@ -33,7 +33,8 @@ async fn metric(kit: &DaemonKit, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// Links the agents, sends each a status, and waits until Teams shows it.
-async fn all_writes_land(kit: &DaemonKit, patience: std::time::Duration) {
+/// Links the agents and sends each a status.
+async fn report_all(kit: &DaemonKit) {
     for a in 0..AGENTS {
         kit.link(&format!("a{a}"), a).await;
     }
@@ -42,6 +43,10 @@ async fn all_writes_land(kit: &DaemonKit, patience: std::time::Duration) {
         let r = kit.status(&format!("a{a}"), status).await;
         assert_eq!(r.status(), 200);
     }
+}
+
+/// Waits until Graph confirmed every agent's write and the outbox is empty.
+async fn all_writes_land(kit: &DaemonKit, patience: std::time::Duration) {
     // Confirmed by Graph, as the daemon saw it (reading the simulator here
     // would spend the budget the storm is about).
     for a in 0..AGENTS {
@@ -77,6 +82,7 @@ async fn writes_land_through_a_5xx_storm_slow_answers_and_expired_tokens() {
         json!({"error_rate": 0.2, "latency_ms": 150, "expire_tokens": true}),
     )
     .await;
+    report_all(&kit).await;
     all_writes_land(&kit, common::daemon_kit::PATIENCE).await;
     for a in 0..AGENTS {
         let (user, _) = kit.user(a);
@@ -99,18 +105,20 @@ async fn writes_land_through_a_5xx_storm_slow_answers_and_expired_tokens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_land_through_a_429_storm() {
+async fn writes_owed_through_a_429_storm_all_land_when_it_ends() {
     // The poller and the directory reader ask for about 8 requests a
-    // second at the tests' pace; the tenant allows 2: 429s all round. A
-    // write that meets too many 429s in a row fails and is tried again a
-    // minute later, so this test waits longer than the others.
+    // second at the tests' pace; the tenant allows 2: 429s all round, with
+    // the agents' changes reported in the middle of it. Nothing may be lost:
+    // when Graph takes requests again, every write owed lands (a write that
+    // gave up in the storm waits the engine's retry minute, so this test
+    // waits longer than the others).
     let kit = DaemonKit::start(AGENTS).await;
     until(|| async { kit.get("/readyz").await.status() == 200 }).await;
     faults(&kit, json!({"throttle_budget": 60})).await;
+    report_all(&kit).await;
     until(|| async { metric(&kit, "presence_sync_graph_throttled_total", &[]).await > 0.0 }).await;
-    all_writes_land(&kit, 5 * common::daemon_kit::PATIENCE).await;
     faults(&kit, json!({"throttle_budget": null})).await;
-    // And Teams shows them.
+    all_writes_land(&kit, 4 * common::daemon_kit::PATIENCE).await;
     for a in 0..AGENTS {
         let (user, _) = kit.user(a);
         let want = if a % 2 == 0 {
