@@ -24,6 +24,8 @@
 //!   daemon's metrics.
 //! - [`api`]: the contact-center HTTP API and event stream (axum), over the
 //!   [`api::Service`] trait the daemon implements.
+//! - [`routing`]: the routing core — queues, strategies, offers, RONA,
+//!   wrap-up, overflow. Events and a time in, decisions out; no I/O.
 //! - [`daemon`]: the running service: the sync loop around the engine, the
 //!   Graph poller, writer and directory reader, reloads, stop and liveness.
 //! - [`demo`]: `presence-sync demo`: simulator, daemon and a simulated
@@ -42,6 +44,7 @@ pub mod graph;
 pub mod mapping;
 pub mod metrics;
 pub mod presence;
+pub mod routing;
 #[doc(hidden)]
 pub mod shared_fixtures;
 pub mod sim;

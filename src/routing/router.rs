@@ -1,0 +1,1673 @@
+//! The router: queues, agents and contacts, driven by inputs and the time the
+//! caller passes, answering with [`RoutingDecision`]s. No clock, no I/O.
+//!
+//! Every input first runs the timers that are due (offer timeouts, the end of
+//! wrap-up and back-off, maximum waits), then applies itself, then
+//! dispatches: each contact that needs an agent is offered to the one its
+//! queue's strategy picks among the free ones, and each agent that freed up
+//! takes the best contact waiting in the queues it serves. After an input no
+//! free agent is left beside a waiting contact it could take.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::time::Timestamp;
+
+use super::agent::{AgentRouting, AgentSpec, Blocker, Gate, day_of};
+use super::contact::{ContactRecord, Ending, NewContact, Phase};
+use super::queue::{OverflowTarget, QueueSettings, Strategy};
+use super::strategy::{self, Candidate, Memory};
+
+/// Ended contacts kept (so a late `complete` gets "already completed", not
+/// "unknown"), at most this many...
+const MAX_ENDED: usize = 10_000;
+/// ...and for at most this long.
+const ENDED_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// The longest contact id accepted.
+pub const MAX_CONTACT_ID: usize = 200;
+
+/// What the router decided; the daemon turns these into events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoutingDecision {
+    Queued {
+        contact: String,
+        queue: String,
+        priority: u8,
+    },
+    Offered {
+        contact: String,
+        queue: String,
+        agent: String,
+        expires: Timestamp,
+    },
+    Accepted {
+        contact: String,
+        queue: String,
+        agent: String,
+    },
+    Declined {
+        contact: String,
+        queue: String,
+        agent: String,
+    },
+    /// Ring-on-no-answer: the offer timed out.
+    Rona {
+        contact: String,
+        queue: String,
+        agent: String,
+    },
+    Completed {
+        contact: String,
+        queue: String,
+        agent: String,
+        wrap_up_until: Timestamp,
+    },
+    Abandoned {
+        contact: String,
+        queue: String,
+        /// The agent it was offered to, if any.
+        agent: Option<String>,
+        /// `caller` (the API) or `queue_removed` (a reload dropped its queue).
+        reason: &'static str,
+    },
+    Overflowed {
+        contact: String,
+        from: String,
+        to: OverflowTarget,
+        waited: Duration,
+    },
+    AgentPaused {
+        agent: String,
+        misses: u32,
+    },
+    AgentResumed {
+        agent: String,
+    },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RoutingError {
+    #[error("no queue `{0}`")]
+    UnknownQueue(String),
+    #[error("no contact `{0}`")]
+    UnknownContact(String),
+    #[error("no agent `{0}` in routing")]
+    UnknownAgent(String),
+    #[error("contact `{0}` already exists")]
+    ContactExists(String),
+    #[error("contact `{contact}` is {state}: it cannot be {action}")]
+    WrongState {
+        contact: String,
+        state: &'static str,
+        action: &'static str,
+    },
+    #[error("contact `{contact}` is offered to agent `{offered_to}`, not `{agent}`")]
+    WrongAgent {
+        contact: String,
+        offered_to: String,
+        agent: String,
+    },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// Counters per queue since it was first configured.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTotals {
+    pub queued: u64,
+    pub offered: u64,
+    pub accepted: u64,
+    pub declined: u64,
+    pub rona: u64,
+    pub completed: u64,
+    pub abandoned: u64,
+    pub overflowed: u64,
+}
+
+/// What a queue remembers across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMemory {
+    /// Round-robin: the agent offered last, by (position, id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_offered: Option<(u32, String)>,
+    #[serde(default)]
+    pub totals: QueueTotals,
+}
+
+/// Router-wide state that survives a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Globals {
+    pub next_serial: u64,
+    pub rng: u64,
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueMemory>,
+}
+
+/// What changed since the last [`Router::take_changes`], to persist.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Upserts (`Some`) and deletions (`None`) by contact id.
+    pub contacts: Vec<(String, Option<ContactRecord>)>,
+    pub agents: Vec<(String, AgentRouting)>,
+    pub globals: Option<Globals>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.contacts.is_empty() && self.agents.is_empty() && self.globals.is_none()
+    }
+}
+
+/// One queue an agent serves, and whether its skills are enough there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueFit {
+    pub queue: String,
+    pub position: Option<u32>,
+    /// Skills the agent lacks for the queue: (skill, needed, has).
+    pub missing: Vec<(String, u8, u8)>,
+}
+
+/// The routing side of the agent view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRoutingView {
+    /// Free to be offered a contact now (in at least one queue).
+    pub eligible: bool,
+    pub blockers: Vec<Blocker>,
+    pub queues: Vec<QueueFit>,
+    pub gate: Gate,
+    pub capacity: u8,
+    pub offered: Option<String>,
+    pub contacts: Vec<String>,
+    pub state: AgentRouting,
+    pub contacts_today: u32,
+    pub busy_today: Duration,
+}
+
+/// `GET /v1/queues/{name}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueView {
+    pub settings: QueueSettings,
+    pub waiting: usize,
+    pub longest_wait: Option<Duration>,
+    pub agents: usize,
+    pub eligible_agents: usize,
+    pub offered_now: usize,
+    /// Round-robin memory: the agent offered last and its position then
+    /// (`u32::MAX`: none).
+    pub last_offered: Option<(u32, String)>,
+    pub totals: QueueTotals,
+}
+
+/// How a free agent ranks a waiting contact: priority, the queue's place in
+/// the agent's order, arrival. Lowest first.
+type Rank = (Reverse<u8>, usize, u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// An offer's timeout (RONA).
+    Offer(u64),
+    /// A waiting contact's maximum wait.
+    Overflow(u64),
+    /// An agent's wrap-up or back-off ends.
+    Agent(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    slot: usize,
+    position: u32,
+    skills_ok: bool,
+    level: u32,
+}
+
+struct Queue {
+    settings: QueueSettings,
+    /// In agent order: position, then id.
+    members: Vec<Member>,
+    /// (priority, serial): highest priority first, then arrival.
+    waiting: BTreeSet<(Reverse<u8>, u64)>,
+    memory: QueueMemory,
+}
+
+/// What the dispatch loop reads for every candidate, kept apart from the
+/// rest of the agent so a scan over a queue's members stays in cache.
+#[derive(Clone, Copy, Debug, Default)]
+struct Hot {
+    free: bool,
+    idle_since: Timestamp,
+    day: u64,
+    contacts_today: u32,
+    busy_today: u64,
+}
+
+struct Agent {
+    id: String,
+    spec: AgentSpec,
+    gate: Gate,
+    state: AgentRouting,
+    offer: Option<u64>,
+    active: Vec<u64>,
+    /// Queue indices in the agent's order, with the position in each.
+    queues: Vec<(usize, Option<u32>)>,
+}
+
+pub struct Router {
+    queues: Vec<Queue>,
+    queue_index: HashMap<String, usize>,
+    agents: Vec<Option<Agent>>,
+    hot: Vec<Hot>,
+    free_slots: Vec<usize>,
+    agent_index: HashMap<String, usize>,
+    contacts: HashMap<u64, ContactRecord>,
+    contact_index: HashMap<String, u64>,
+    ended: VecDeque<u64>,
+    next_serial: u64,
+    rng: u64,
+    timers: BTreeSet<(Timestamp, Timer)>,
+    pending_contacts: Vec<u64>,
+    pending_agents: Vec<usize>,
+    dirty_contacts: BTreeSet<u64>,
+    removed_contacts: Vec<String>,
+    dirty_agents: BTreeSet<usize>,
+    globals_dirty: bool,
+    scratch: Vec<Candidate>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> RoutingError {
+    RoutingError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks a skill map from outside: names non-empty, levels 0–100.
+pub fn check_skills(skills: &BTreeMap<String, u8>) -> Result<(), RoutingError> {
+    match skills
+        .iter()
+        .find(|(name, level)| name.trim().is_empty() || **level > 100)
+    {
+        Some((name, level)) => Err(invalid(
+            "skills",
+            format!("skill `{name}` level {level}: a skill needs a name and a level 0–100"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What `need` asks of `skills`: whether every level is met, and the summed
+/// levels in the skills asked for.
+fn fit(skills: &BTreeMap<String, u8>, need: &BTreeMap<String, u8>) -> (bool, u32) {
+    let mut ok = true;
+    let mut level = 0;
+    for (skill, min) in need {
+        let has = skills.get(skill).copied().unwrap_or(0);
+        ok &= has >= *min;
+        level += u32::from(has);
+    }
+    (ok, level)
+}
+
+/// The queue's skills and the contact's together, the higher minimum winning.
+fn merged(queue: &BTreeMap<String, u8>, contact: &BTreeMap<String, u8>) -> BTreeMap<String, u8> {
+    let mut need = queue.clone();
+    for (skill, min) in contact {
+        let entry = need.entry(skill.clone()).or_insert(0);
+        *entry = (*entry).max(*min);
+    }
+    need
+}
+
+impl Router {
+    /// A router with these queues and no agents or contacts. `seed` starts
+    /// the generator the random strategy draws from.
+    pub fn new(queues: Vec<QueueSettings>, seed: u64) -> Self {
+        let mut router = Router {
+            queues: Vec::new(),
+            queue_index: HashMap::new(),
+            agents: Vec::new(),
+            hot: Vec::new(),
+            free_slots: Vec::new(),
+            agent_index: HashMap::new(),
+            contacts: HashMap::new(),
+            contact_index: HashMap::new(),
+            ended: VecDeque::new(),
+            next_serial: 1,
+            rng: seed,
+            timers: BTreeSet::new(),
+            pending_contacts: Vec::new(),
+            pending_agents: Vec::new(),
+            dirty_contacts: BTreeSet::new(),
+            removed_contacts: Vec::new(),
+            dirty_agents: BTreeSet::new(),
+            globals_dirty: false,
+            scratch: Vec::new(),
+        };
+        router.install_queues(queues, &BTreeMap::new());
+        router
+    }
+
+    /// Rebuilds a router from what was persisted, with each agent's gate as
+    /// the sync side shows it now (a gate open before and after a restart
+    /// is not a new idle period). Offers that expired while the router was down are
+    /// handled by the first call that passes a time after them.
+    pub fn restore(
+        now: Timestamp,
+        queues: Vec<QueueSettings>,
+        globals: Globals,
+        agents: Vec<(String, AgentSpec, AgentRouting, Gate)>,
+        contacts: Vec<ContactRecord>,
+    ) -> Self {
+        let mut router = Router::new(Vec::new(), globals.rng);
+        router.next_serial = globals.next_serial.max(1);
+        router.install_queues(queues, &globals.queues);
+        for (id, spec, state, gate) in agents {
+            let wakes = [state.wrap_until, state.backoff_until];
+            let slot = router.new_slot(&id, spec, state);
+            if let Some(a) = router.agents[slot].as_mut() {
+                a.gate = gate;
+            }
+            router.place_member(slot);
+            router.refresh(slot, now);
+            for at in wakes.into_iter().filter(|t| *t > now) {
+                router.timers.insert((at, Timer::Agent(slot)));
+            }
+        }
+        let mut contacts = contacts;
+        contacts.sort_by_key(|c| c.serial);
+        for contact in contacts {
+            router.next_serial = router.next_serial.max(contact.serial + 1);
+            router.load_contact(now, contact);
+        }
+        router.pending_agents.clear();
+        router
+    }
+
+    fn load_contact(&mut self, now: Timestamp, contact: ContactRecord) {
+        let serial = contact.serial;
+        let queue = self.queue_index.get(&contact.queue).copied();
+        match &contact.phase {
+            Phase::Waiting => match queue {
+                Some(q) => {
+                    self.queues[q]
+                        .waiting
+                        .insert((Reverse(contact.priority), serial));
+                    if let Some(wait) = self.queues[q].settings.max_wait {
+                        self.timers
+                            .insert((contact.queued_at + wait, Timer::Overflow(serial)));
+                    }
+                    self.pending_contacts.push(serial);
+                }
+                // Its queue is gone from the config: placed (and abandoned)
+                // by the next dispatch.
+                None => self.pending_contacts.push(serial),
+            },
+            Phase::Offered { agent, expires, .. } => {
+                self.timers.insert((*expires, Timer::Offer(serial)));
+                // Its maximum wait still counts if the offer comes back.
+                if let Some(wait) = queue.and_then(|q| self.queues[q].settings.max_wait) {
+                    self.timers
+                        .insert((contact.queued_at + wait, Timer::Overflow(serial)));
+                }
+                match self.agent_index.get(agent).copied() {
+                    Some(slot) => {
+                        if let Some(a) = self.agents[slot].as_mut() {
+                            a.offer = Some(serial);
+                        }
+                        self.refresh(slot, now);
+                    }
+                    None => self.pending_contacts.push(serial),
+                }
+            }
+            Phase::Accepted { agent, .. } => {
+                if let Some(slot) = self.agent_index.get(agent).copied() {
+                    if let Some(a) = self.agents[slot].as_mut() {
+                        a.active.push(serial);
+                    }
+                    self.refresh(slot, now);
+                }
+            }
+            Phase::Ended { .. } => self.ended.push_back(serial),
+        }
+        self.contact_index.insert(contact.id.clone(), serial);
+        self.contacts.insert(serial, contact);
+    }
+
+    fn install_queues(
+        &mut self,
+        settings: Vec<QueueSettings>,
+        memory: &BTreeMap<String, QueueMemory>,
+    ) {
+        let mut old: HashMap<String, QueueMemory> = self
+            .queues
+            .drain(..)
+            .map(|q| (q.settings.name.clone(), q.memory))
+            .collect();
+        self.queue_index.clear();
+        for (i, s) in settings.into_iter().enumerate() {
+            let memory = old
+                .remove(&s.name)
+                .or_else(|| memory.get(&s.name).cloned())
+                .unwrap_or_default();
+            self.queue_index.insert(s.name.clone(), i);
+            self.queues.push(Queue {
+                settings: s,
+                members: Vec::new(),
+                waiting: BTreeSet::new(),
+                memory,
+            });
+        }
+        self.globals_dirty = true;
+    }
+
+    // ---- inputs ----
+
+    /// Runs what is due at `now`.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<RoutingDecision>) {
+        self.advance(now, out);
+    }
+
+    /// When [`tick`](Self::tick) next has something to do.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Replaces the queues (a config reload). Waiting contacts keep their
+    /// place in queues that remain; those in a queue that is gone are
+    /// abandoned.
+    pub fn replace_queues(
+        &mut self,
+        now: Timestamp,
+        queues: Vec<QueueSettings>,
+        out: &mut Vec<RoutingDecision>,
+    ) {
+        self.advance(now, out);
+        self.install_queues(queues, &BTreeMap::new());
+        let mut waiting: Vec<u64> = self
+            .contacts
+            .values()
+            .filter(|c| c.phase == Phase::Waiting)
+            .map(|c| c.serial)
+            .collect();
+        waiting.sort_unstable();
+        self.timers
+            .retain(|(_, t)| !matches!(t, Timer::Overflow(_)));
+        for serial in waiting {
+            let Some(c) = self.contacts.get(&serial) else {
+                continue;
+            };
+            match self.queue_index.get(&c.queue).copied() {
+                Some(q) => {
+                    let key = (Reverse(c.priority), serial);
+                    let deadline = self.queues[q].settings.max_wait.map(|w| c.queued_at + w);
+                    self.queues[q].waiting.insert(key);
+                    if let Some(at) = deadline {
+                        self.timers.insert((at, Timer::Overflow(serial)));
+                    }
+                }
+                None => self.abandon_serial(now, serial, "queue_removed", out),
+            }
+        }
+        let mut slots: Vec<usize> = self.agent_index.values().copied().collect();
+        slots.sort_unstable();
+        for slot in slots {
+            self.place_member(slot);
+            self.refresh(slot, now);
+            self.pending_agents.push(slot);
+        }
+        self.dispatch(now, out);
+    }
+
+    /// Adds an agent or changes its skills, capacity or queues.
+    pub fn upsert_agent(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        spec: AgentSpec,
+        out: &mut Vec<RoutingDecision>,
+    ) {
+        self.advance(now, out);
+        let slot = match self.agent_index.get(id).copied() {
+            Some(slot) => {
+                if let Some(a) = self.agents[slot].as_mut() {
+                    a.spec = spec;
+                }
+                slot
+            }
+            None => self.new_slot(
+                id,
+                spec,
+                AgentRouting {
+                    idle_since: now,
+                    day: day_of(now),
+                    ..AgentRouting::default()
+                },
+            ),
+        };
+        self.place_member(slot);
+        self.dirty_agents.insert(slot);
+        self.refresh(slot, now);
+        self.pending_agents.push(slot);
+        self.dispatch(now, out);
+    }
+
+    /// Removes an agent: a contact offered to it goes back to its queue, and
+    /// contacts it was on are completed.
+    pub fn remove_agent(&mut self, now: Timestamp, id: &str, out: &mut Vec<RoutingDecision>) {
+        self.advance(now, out);
+        let Some(slot) = self.agent_index.remove(id) else {
+            return;
+        };
+        let Some(agent) = self.agents[slot].take() else {
+            return;
+        };
+        for q in &mut self.queues {
+            q.members.retain(|m| m.slot != slot);
+        }
+        self.hot[slot] = Hot::default();
+        self.free_slots.push(slot);
+        self.dirty_agents.remove(&slot);
+        if let Some(serial) = agent.offer
+            && let Some(c) = self.contacts.get_mut(&serial)
+        {
+            c.phase = Phase::Waiting;
+            let key = (Reverse(c.priority), serial);
+            if let Some(q) = self.queue_index.get(&c.queue).copied() {
+                self.queues[q].waiting.insert(key);
+            }
+            self.dirty_contacts.insert(serial);
+            self.pending_contacts.push(serial);
+        }
+        let mut active = agent.active;
+        active.sort_unstable();
+        for serial in active {
+            if let Some(c) = self.contacts.get_mut(&serial) {
+                c.phase = Phase::Ended {
+                    how: Ending::Completed,
+                    at: now,
+                    agent: Some(agent.id.clone()),
+                };
+                out.push(RoutingDecision::Completed {
+                    contact: c.id.clone(),
+                    queue: c.queue.clone(),
+                    agent: agent.id.clone(),
+                    wrap_up_until: now,
+                });
+                let q = c.queue.clone();
+                self.count(&q, |t| t.completed += 1);
+                self.end(now, serial);
+            }
+        }
+        self.dispatch(now, out);
+    }
+
+    /// What the sync side says about the agent's presence.
+    pub fn set_gate(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        gate: Gate,
+        out: &mut Vec<RoutingDecision>,
+    ) {
+        self.advance(now, out);
+        let Some(slot) = self.agent_index.get(id).copied() else {
+            return;
+        };
+        let Some(a) = self.agents[slot].as_mut() else {
+            return;
+        };
+        if a.gate == gate {
+            return;
+        }
+        if gate.is_open() && !a.gate.is_open() {
+            a.state.idle_since = now.max(a.state.wrap_until);
+            self.dirty_agents.insert(slot);
+        }
+        a.gate = gate;
+        self.refresh(slot, now);
+        self.dispatch(now, out);
+    }
+
+    /// Lifts a pause after missed offers; also clears the miss count.
+    pub fn resume_agent(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        out: &mut Vec<RoutingDecision>,
+    ) -> Result<bool, RoutingError> {
+        self.advance(now, out);
+        let slot = self
+            .agent_index
+            .get(id)
+            .copied()
+            .ok_or_else(|| RoutingError::UnknownAgent(id.to_string()))?;
+        let Some(a) = self.agents[slot].as_mut() else {
+            return Err(RoutingError::UnknownAgent(id.to_string()));
+        };
+        let was_paused = a.state.paused_since.take().is_some();
+        if was_paused || a.state.misses > 0 {
+            a.state.misses = 0;
+            self.dirty_agents.insert(slot);
+        }
+        if was_paused {
+            out.push(RoutingDecision::AgentResumed {
+                agent: id.to_string(),
+            });
+        }
+        self.refresh(slot, now);
+        self.dispatch(now, out);
+        Ok(was_paused)
+    }
+
+    /// Queues a contact; it is offered at once when an agent is free.
+    /// Returns its id (given, or made up).
+    pub fn add_contact(
+        &mut self,
+        now: Timestamp,
+        new: NewContact,
+        out: &mut Vec<RoutingDecision>,
+    ) -> Result<String, RoutingError> {
+        let q = self
+            .queue_index
+            .get(&new.queue)
+            .copied()
+            .ok_or_else(|| RoutingError::UnknownQueue(new.queue.clone()))?;
+        check_skills(&new.skills)?;
+        if let Some(id) = &new.id {
+            if id.trim().is_empty() || id.len() > MAX_CONTACT_ID || id.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    "contact_id",
+                    format!("a contact id is 1–{MAX_CONTACT_ID} characters, no control characters"),
+                ));
+            }
+            if self.contact_index.contains_key(id) {
+                return Err(RoutingError::ContactExists(id.clone()));
+            }
+        }
+        self.advance(now, out);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.globals_dirty = true;
+        let id = new.id.unwrap_or_else(|| format!("ct-{serial}"));
+        if self.contact_index.contains_key(&id) {
+            return Err(RoutingError::ContactExists(id));
+        }
+        let settings = &self.queues[q].settings;
+        let priority = new.priority.unwrap_or(settings.priority);
+        let contact = ContactRecord {
+            id: id.clone(),
+            serial,
+            queue: settings.name.clone(),
+            skills: new.skills,
+            priority,
+            data: new.data,
+            arrived: now,
+            queued_at: now,
+            overflowed_from: Vec::new(),
+            offers: 0,
+            phase: Phase::Waiting,
+        };
+        if let Some(wait) = settings.max_wait {
+            self.timers.insert((now + wait, Timer::Overflow(serial)));
+        }
+        out.push(RoutingDecision::Queued {
+            contact: id.clone(),
+            queue: contact.queue.clone(),
+            priority,
+        });
+        self.queues[q].waiting.insert((Reverse(priority), serial));
+        self.queues[q].memory.totals.queued += 1;
+        self.contact_index.insert(id.clone(), serial);
+        self.contacts.insert(serial, contact);
+        self.dirty_contacts.insert(serial);
+        self.pending_contacts.push(serial);
+        self.dispatch(now, out);
+        Ok(id)
+    }
+
+    fn offered(
+        &self,
+        id: &str,
+        action: &'static str,
+    ) -> Result<(u64, String, Timestamp), RoutingError> {
+        let serial = self
+            .contact_index
+            .get(id)
+            .copied()
+            .ok_or_else(|| RoutingError::UnknownContact(id.to_string()))?;
+        let c = self
+            .contacts
+            .get(&serial)
+            .ok_or_else(|| RoutingError::UnknownContact(id.to_string()))?;
+        match &c.phase {
+            Phase::Offered { agent, expires, .. } => Ok((serial, agent.clone(), *expires)),
+            other => Err(RoutingError::WrongState {
+                contact: id.to_string(),
+                state: other.name(),
+                action,
+            }),
+        }
+    }
+
+    fn check_agent(
+        contact: &str,
+        offered_to: &str,
+        agent: Option<&str>,
+    ) -> Result<(), RoutingError> {
+        match agent {
+            Some(agent) if agent != offered_to => Err(RoutingError::WrongAgent {
+                contact: contact.to_string(),
+                offered_to: offered_to.to_string(),
+                agent: agent.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The agent takes the contact offered to it. `agent`, when given, must
+    /// be the one it was offered to.
+    pub fn accept(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        agent: Option<&str>,
+        out: &mut Vec<RoutingDecision>,
+    ) -> Result<(), RoutingError> {
+        self.advance(now, out);
+        let (serial, offered_to, _) = self.offered(id, "accepted")?;
+        Self::check_agent(id, &offered_to, agent)?;
+        let Some(slot) = self.agent_index.get(&offered_to).copied() else {
+            return Err(RoutingError::UnknownAgent(offered_to));
+        };
+        let day = day_of(now);
+        if let Some(a) = self.agents[slot].as_mut() {
+            a.offer = None;
+            a.active.push(serial);
+            a.state.misses = 0;
+            a.state.roll_to(day);
+            a.state.contacts_today += 1;
+        }
+        let Some(c) = self.contacts.get_mut(&serial) else {
+            return Err(RoutingError::UnknownContact(id.to_string()));
+        };
+        c.phase = Phase::Accepted {
+            agent: offered_to.clone(),
+            at: now,
+        };
+        let queue = c.queue.clone();
+        out.push(RoutingDecision::Accepted {
+            contact: id.to_string(),
+            queue: queue.clone(),
+            agent: offered_to,
+        });
+        self.count(&queue, |t| t.accepted += 1);
+        self.dirty_contacts.insert(serial);
+        self.dirty_agents.insert(slot);
+        self.refresh(slot, now);
+        self.dispatch(now, out);
+        Ok(())
+    }
+
+    /// The agent turns the offer down: the contact goes back to its place
+    /// in the queue and the agent backs off.
+    pub fn decline(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        agent: Option<&str>,
+        out: &mut Vec<RoutingDecision>,
+    ) -> Result<(), RoutingError> {
+        self.advance(now, out);
+        let (serial, offered_to, _) = self.offered(id, "declined")?;
+        Self::check_agent(id, &offered_to, agent)?;
+        self.miss(now, serial, false, out);
+        self.dispatch(now, out);
+        Ok(())
+    }
+
+    /// The contact is over; the agent goes into wrap-up.
+    pub fn complete(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        out: &mut Vec<RoutingDecision>,
+    ) -> Result<(), RoutingError> {
+        self.advance(now, out);
+        let serial = self.serial_of(id)?;
+        let Some(c) = self.contacts.get(&serial) else {
+            return Err(RoutingError::UnknownContact(id.to_string()));
+        };
+        let Phase::Accepted { agent, at } = &c.phase else {
+            return Err(RoutingError::WrongState {
+                contact: id.to_string(),
+                state: c.phase.name(),
+                action: "completed",
+            });
+        };
+        let (agent, accepted_at, queue) = (agent.clone(), *at, c.queue.clone());
+        let wrap = self
+            .queue_index
+            .get(&queue)
+            .map_or(Duration::ZERO, |q| self.queues[*q].settings.wrap_up);
+        let wrap_until = now + wrap;
+        if let Some(slot) = self.agent_index.get(&agent).copied()
+            && let Some(a) = self.agents[slot].as_mut()
+        {
+            a.active.retain(|s| *s != serial);
+            a.state.add_busy(day_of(now), now.since(accepted_at) + wrap);
+            a.state.wrap_until = a.state.wrap_until.max(wrap_until);
+            a.state.idle_since = a.state.wrap_until;
+            if wrap > Duration::ZERO {
+                self.timers.insert((wrap_until, Timer::Agent(slot)));
+            }
+            self.dirty_agents.insert(slot);
+            self.refresh(slot, now);
+        }
+        if let Some(c) = self.contacts.get_mut(&serial) {
+            c.phase = Phase::Ended {
+                how: Ending::Completed,
+                at: now,
+                agent: Some(agent.clone()),
+            };
+        }
+        out.push(RoutingDecision::Completed {
+            contact: id.to_string(),
+            queue: queue.clone(),
+            agent,
+            wrap_up_until: wrap_until,
+        });
+        self.count(&queue, |t| t.completed += 1);
+        self.end(now, serial);
+        self.dispatch(now, out);
+        Ok(())
+    }
+
+    /// The caller hung up before an agent took the contact.
+    pub fn abandon(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        out: &mut Vec<RoutingDecision>,
+    ) -> Result<(), RoutingError> {
+        self.advance(now, out);
+        let serial = self.serial_of(id)?;
+        let state = self
+            .contacts
+            .get(&serial)
+            .map_or("unknown", |c| c.phase.name());
+        if !matches!(state, "waiting" | "offered") {
+            return Err(RoutingError::WrongState {
+                contact: id.to_string(),
+                state,
+                action: "abandoned (complete a contact an agent accepted)",
+            });
+        }
+        self.abandon_serial(now, serial, "caller", out);
+        self.dispatch(now, out);
+        Ok(())
+    }
+
+    fn serial_of(&self, id: &str) -> Result<u64, RoutingError> {
+        self.contact_index
+            .get(id)
+            .copied()
+            .ok_or_else(|| RoutingError::UnknownContact(id.to_string()))
+    }
+
+    // ---- views ----
+
+    pub fn contact(&self, id: &str) -> Option<&ContactRecord> {
+        self.contacts.get(self.contact_index.get(id)?)
+    }
+
+    /// 1-based place among the contacts waiting in its queue.
+    pub fn place_in_queue(&self, id: &str) -> Option<usize> {
+        let c = self.contact(id)?;
+        if c.phase != Phase::Waiting {
+            return None;
+        }
+        let q = &self.queues[*self.queue_index.get(&c.queue)?];
+        let key = (Reverse(c.priority), c.serial);
+        Some(q.waiting.range(..key).count() + 1)
+    }
+
+    pub fn queue_names(&self) -> impl Iterator<Item = &str> {
+        self.queues.iter().map(|q| q.settings.name.as_str())
+    }
+
+    pub fn queue_view(&self, name: &str, now: Timestamp) -> Option<QueueView> {
+        let q = &self.queues[*self.queue_index.get(name)?];
+        let longest = q
+            .waiting
+            .iter()
+            .filter_map(|(_, s)| self.contacts.get(s))
+            .map(|c| c.queued_at)
+            .min()
+            .map(|t| now.since(t));
+        let offered_now = self
+            .contacts
+            .values()
+            .filter(|c| c.queue == name && matches!(c.phase, Phase::Offered { .. }))
+            .count();
+        Some(QueueView {
+            settings: q.settings.clone(),
+            waiting: q.waiting.len(),
+            longest_wait: longest,
+            agents: q.members.len(),
+            eligible_agents: q
+                .members
+                .iter()
+                .filter(|m| m.skills_ok && self.hot[m.slot].free)
+                .count(),
+            offered_now,
+            last_offered: q.memory.last_offered.clone(),
+            totals: q.memory.totals.clone(),
+        })
+    }
+
+    pub fn agent_view(&self, id: &str, now: Timestamp) -> Option<AgentRoutingView> {
+        let slot = *self.agent_index.get(id)?;
+        let a = self.agents[slot].as_ref()?;
+        let mut blockers = Vec::new();
+        if !a.gate.linked {
+            blockers.push(Blocker::NotLinked);
+        }
+        if !a.gate.cc_routable {
+            blockers.push(Blocker::CcNotRoutable);
+        }
+        if a.gate.teams_blocking {
+            blockers.push(Blocker::TeamsBlocking);
+        }
+        if let Some(since) = a.state.paused_since {
+            blockers.push(Blocker::Paused {
+                misses: a.state.misses,
+                since,
+            });
+        }
+        if let Some(contact) = a.offer.and_then(|s| self.contacts.get(&s)) {
+            blockers.push(Blocker::Offered {
+                contact: contact.id.clone(),
+            });
+        }
+        if a.active.len() >= usize::from(a.spec.capacity) {
+            blockers.push(Blocker::AtCapacity {
+                active: a.active.len(),
+                capacity: a.spec.capacity,
+            });
+        }
+        if a.state.wrap_until > now {
+            blockers.push(Blocker::WrapUp {
+                until: a.state.wrap_until,
+            });
+        }
+        if a.state.backoff_until > now {
+            blockers.push(Blocker::BackingOff {
+                until: a.state.backoff_until,
+            });
+        }
+        if a.queues.is_empty() {
+            blockers.push(Blocker::NoQueues);
+        }
+        let queues: Vec<QueueFit> = a
+            .queues
+            .iter()
+            .map(|(q, position)| {
+                let s = &self.queues[*q].settings;
+                QueueFit {
+                    queue: s.name.clone(),
+                    position: *position,
+                    missing: s
+                        .skills
+                        .iter()
+                        .filter_map(|(skill, min)| {
+                            let has = a.spec.skills.get(skill).copied().unwrap_or(0);
+                            (has < *min).then(|| (skill.clone(), *min, has))
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let day = day_of(now);
+        Some(AgentRoutingView {
+            eligible: blockers.is_empty() && queues.iter().any(|f| f.missing.is_empty()),
+            blockers,
+            queues,
+            gate: a.gate,
+            capacity: a.spec.capacity,
+            offered: a
+                .offer
+                .and_then(|s| self.contacts.get(&s))
+                .map(|c| c.id.clone()),
+            contacts: a
+                .active
+                .iter()
+                .filter_map(|s| self.contacts.get(s))
+                .map(|c| c.id.clone())
+                .collect(),
+            contacts_today: a.state.contacts_on(day),
+            busy_today: Duration::from_micros(a.state.busy_on(day)),
+            state: a.state.clone(),
+        })
+    }
+
+    /// The generator state (for tests that replay the random strategy).
+    #[doc(hidden)]
+    pub fn rng_state(&self) -> u64 {
+        self.rng
+    }
+
+    /// Everything to persist that changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        for id in self.removed_contacts.drain(..) {
+            changes.contacts.push((id, None));
+        }
+        for serial in std::mem::take(&mut self.dirty_contacts) {
+            if let Some(c) = self.contacts.get(&serial) {
+                changes.contacts.push((c.id.clone(), Some(c.clone())));
+            }
+        }
+        for slot in std::mem::take(&mut self.dirty_agents) {
+            if let Some(a) = self.agents.get(slot).and_then(Option::as_ref) {
+                changes.agents.push((a.id.clone(), a.state.clone()));
+            }
+        }
+        if std::mem::take(&mut self.globals_dirty) {
+            changes.globals = Some(self.globals());
+        }
+        changes
+    }
+
+    pub fn globals(&self) -> Globals {
+        Globals {
+            next_serial: self.next_serial,
+            rng: self.rng,
+            queues: self
+                .queues
+                .iter()
+                .map(|q| (q.settings.name.clone(), q.memory.clone()))
+                .collect(),
+        }
+    }
+
+    /// Waiting contacts across all queues.
+    pub fn waiting(&self) -> usize {
+        self.queues.iter().map(|q| q.waiting.len()).sum()
+    }
+
+    // ---- internals ----
+
+    fn new_slot(&mut self, id: &str, spec: AgentSpec, state: AgentRouting) -> usize {
+        let agent = Agent {
+            id: id.to_string(),
+            spec,
+            gate: Gate::default(),
+            state,
+            offer: None,
+            active: Vec::new(),
+            queues: Vec::new(),
+        };
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.agents[slot] = Some(agent);
+                slot
+            }
+            None => {
+                self.agents.push(Some(agent));
+                self.hot.push(Hot::default());
+                self.agents.len() - 1
+            }
+        };
+        self.agent_index.insert(id.to_string(), slot);
+        slot
+    }
+
+    /// Puts the agent in the member lists of the queues it serves (its own
+    /// list, then queues that take one of its groups), in agent order.
+    fn place_member(&mut self, slot: usize) {
+        for q in &mut self.queues {
+            q.members.retain(|m| m.slot != slot);
+        }
+        let Some(a) = self.agents[slot].as_ref() else {
+            return;
+        };
+        let mut serves: Vec<(usize, Option<u32>)> = Vec::new();
+        for m in &a.spec.queues {
+            if let Some(q) = self.queue_index.get(&m.queue).copied()
+                && !serves.iter().any(|(s, _)| *s == q)
+            {
+                serves.push((q, m.position));
+            }
+        }
+        for (q, queue) in self.queues.iter().enumerate() {
+            if !serves.iter().any(|(s, _)| *s == q)
+                && queue
+                    .settings
+                    .groups
+                    .iter()
+                    .any(|g| a.spec.groups.contains(g))
+            {
+                serves.push((q, None));
+            }
+        }
+        for (q, position) in &serves {
+            let (skills_ok, level) = fit(&a.spec.skills, &self.queues[*q].settings.skills);
+            let member = Member {
+                slot,
+                position: position.unwrap_or(u32::MAX),
+                skills_ok,
+                level,
+            };
+            let agents = &self.agents;
+            let id_of = |s: usize| agents[s].as_ref().map_or("", |a| a.id.as_str());
+            let members = &mut self.queues[*q].members;
+            let at = members.partition_point(|m| {
+                (m.position, id_of(m.slot)) < (member.position, a.id.as_str())
+            });
+            members.insert(at, member);
+        }
+        if let Some(a) = self.agents[slot].as_mut() {
+            a.queues = serves;
+        }
+    }
+
+    /// Recomputes whether the agent is free; one that just became free is
+    /// up for dispatch.
+    fn refresh(&mut self, slot: usize, now: Timestamp) {
+        let Some(a) = self.agents[slot].as_ref() else {
+            return;
+        };
+        let free = a.gate.is_open()
+            && a.state.paused_since.is_none()
+            && a.offer.is_none()
+            && a.active.len() < usize::from(a.spec.capacity.max(1))
+            && a.state.wrap_until <= now
+            && a.state.backoff_until <= now
+            && !a.queues.is_empty();
+        let hot = &mut self.hot[slot];
+        let was = hot.free;
+        *hot = Hot {
+            free,
+            idle_since: a.state.idle_since,
+            day: a.state.day,
+            contacts_today: a.state.contacts_today,
+            busy_today: a.state.busy_today,
+        };
+        if free && !was {
+            self.pending_agents.push(slot);
+        }
+    }
+
+    fn count(&mut self, queue: &str, f: impl FnOnce(&mut QueueTotals)) {
+        if let Some(q) = self.queue_index.get(queue).copied() {
+            f(&mut self.queues[q].memory.totals);
+            self.globals_dirty = true;
+        }
+    }
+
+    /// Brings the router up to `now` before an input: due timers, then the
+    /// dispatch they call for, so the input meets a settled router.
+    fn advance(&mut self, now: Timestamp, out: &mut Vec<RoutingDecision>) {
+        self.run_timers(now, out);
+        self.dispatch(now, out);
+    }
+
+    fn run_timers(&mut self, now: Timestamp, out: &mut Vec<RoutingDecision>) {
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::Offer(serial) => {
+                    // A timer left from an earlier offer of the same contact
+                    // is stale: only the current offer's own timer counts.
+                    let due = self.contacts.get(&serial).is_some_and(
+                        |c| matches!(c.phase, Phase::Offered { expires, .. } if expires == at),
+                    );
+                    if due {
+                        self.miss(now, serial, true, out);
+                    }
+                }
+                Timer::Overflow(serial) => self.pending_contacts.push(serial),
+                Timer::Agent(slot) => self.refresh(slot, now),
+            }
+        }
+        while let Some(&serial) = self.ended.front() {
+            let old = self.contacts.get(&serial).is_none_or(|c| match c.phase {
+                Phase::Ended { at, .. } => at + ENDED_KEPT <= now,
+                _ => true,
+            });
+            if !old && self.ended.len() <= MAX_ENDED {
+                break;
+            }
+            self.ended.pop_front();
+            if let Some(c) = self.contacts.remove(&serial) {
+                self.contact_index.remove(&c.id);
+                self.dirty_contacts.remove(&serial);
+                self.removed_contacts.push(c.id);
+            }
+        }
+    }
+
+    fn end(&mut self, _now: Timestamp, serial: u64) {
+        self.dirty_contacts.insert(serial);
+        self.ended.push_back(serial);
+    }
+
+    /// A declined or unanswered offer.
+    fn miss(&mut self, now: Timestamp, serial: u64, rona: bool, out: &mut Vec<RoutingDecision>) {
+        let Some(c) = self.contacts.get_mut(&serial) else {
+            return;
+        };
+        let Phase::Offered { agent, .. } = &c.phase else {
+            return;
+        };
+        let agent = agent.clone();
+        c.phase = Phase::Waiting;
+        let (contact, queue, key) = (c.id.clone(), c.queue.clone(), (Reverse(c.priority), serial));
+        self.dirty_contacts.insert(serial);
+        let q = self.queue_index.get(&queue).copied();
+        let (backoff, max_misses) = q.map_or((Duration::ZERO, 0), |q| {
+            let s = &self.queues[q].settings;
+            (s.miss_backoff, s.max_no_answer)
+        });
+        if let Some(q) = q {
+            self.queues[q].waiting.insert(key);
+            if let Some(wait) = self.queues[q].settings.max_wait {
+                let deadline = self.contacts.get(&serial).map(|c| c.queued_at + wait);
+                if let Some(at) = deadline.filter(|at| *at > now) {
+                    self.timers.insert((at, Timer::Overflow(serial)));
+                }
+            }
+        }
+        if let Some(slot) = self.agent_index.get(&agent).copied()
+            && let Some(a) = self.agents[slot].as_mut()
+        {
+            a.offer = None;
+            a.state.misses += 1;
+            a.state.backoff_until = a.state.backoff_until.max(now + backoff);
+            if backoff > Duration::ZERO {
+                self.timers.insert((now + backoff, Timer::Agent(slot)));
+            }
+            let pause =
+                max_misses > 0 && a.state.misses >= max_misses && a.state.paused_since.is_none();
+            if pause {
+                a.state.paused_since = Some(now);
+            }
+            let misses = a.state.misses;
+            self.dirty_agents.insert(slot);
+            self.refresh(slot, now);
+            out.push(if rona {
+                RoutingDecision::Rona {
+                    contact,
+                    queue: queue.clone(),
+                    agent: agent.clone(),
+                }
+            } else {
+                RoutingDecision::Declined {
+                    contact,
+                    queue: queue.clone(),
+                    agent: agent.clone(),
+                }
+            });
+            if pause {
+                out.push(RoutingDecision::AgentPaused { agent, misses });
+            }
+        }
+        self.count(&queue, |t| {
+            if rona {
+                t.rona += 1;
+            } else {
+                t.declined += 1;
+            }
+        });
+        self.pending_contacts.push(serial);
+    }
+
+    fn abandon_serial(
+        &mut self,
+        now: Timestamp,
+        serial: u64,
+        reason: &'static str,
+        out: &mut Vec<RoutingDecision>,
+    ) {
+        let Some(c) = self.contacts.get_mut(&serial) else {
+            return;
+        };
+        let offered_to = match &c.phase {
+            Phase::Offered { agent, .. } => Some(agent.clone()),
+            Phase::Waiting => None,
+            _ => return,
+        };
+        c.phase = Phase::Ended {
+            how: Ending::Abandoned,
+            at: now,
+            agent: offered_to.clone(),
+        };
+        let (contact, queue, key) = (c.id.clone(), c.queue.clone(), (Reverse(c.priority), serial));
+        if let Some(q) = self.queue_index.get(&queue).copied() {
+            self.queues[q].waiting.remove(&key);
+        }
+        if let Some(agent) = &offered_to
+            && let Some(slot) = self.agent_index.get(agent).copied()
+        {
+            if let Some(a) = self.agents[slot].as_mut() {
+                a.offer = None;
+            }
+            self.refresh(slot, now);
+        }
+        out.push(RoutingDecision::Abandoned {
+            contact,
+            queue: queue.clone(),
+            agent: offered_to,
+            reason,
+        });
+        self.count(&queue, |t| t.abandoned += 1);
+        self.end(now, serial);
+    }
+
+    /// Offers and overflows until nothing is left to do. Agents that freed
+    /// up go first: they take the oldest contacts they can, so a contact
+    /// arriving (or overflowing in) now cannot overtake one already waiting.
+    fn dispatch(&mut self, now: Timestamp, out: &mut Vec<RoutingDecision>) {
+        loop {
+            if !self.pending_agents.is_empty() {
+                let mut agents = std::mem::take(&mut self.pending_agents);
+                agents.sort_unstable();
+                agents.dedup();
+                // Longest idle first, so a contact that several agents could
+                // take at once is not decided by slot numbers.
+                let id_of = |s: usize| self.agents[s].as_ref().map_or("", |a| a.id.as_str());
+                agents.sort_by(|x, y| {
+                    (self.hot[*x].idle_since, id_of(*x)).cmp(&(self.hot[*y].idle_since, id_of(*y)))
+                });
+                for slot in agents {
+                    self.serve(now, slot, out);
+                }
+                continue;
+            }
+            if !self.pending_contacts.is_empty() {
+                let mut contacts = std::mem::take(&mut self.pending_contacts);
+                contacts.sort_unstable();
+                contacts.dedup();
+                for (i, serial) in contacts.iter().enumerate() {
+                    if self.place(now, *serial, out) {
+                        // It overflowed into another queue: place it again
+                        // in arrival order with the ones not placed yet.
+                        self.pending_contacts.extend_from_slice(&contacts[i + 1..]);
+                        break;
+                    }
+                }
+                continue;
+            }
+            break;
+        }
+    }
+
+    /// A waiting contact: overflow it if it waited too long, else offer it
+    /// to the agent its queue's strategy picks, if one is free. True when it
+    /// overflowed into another queue (and waits to be placed there).
+    fn place(&mut self, now: Timestamp, serial: u64, out: &mut Vec<RoutingDecision>) -> bool {
+        let Some(c) = self.contacts.get(&serial) else {
+            return false;
+        };
+        if c.phase != Phase::Waiting {
+            return false;
+        }
+        let Some(q) = self.queue_index.get(&c.queue).copied() else {
+            self.abandon_serial(now, serial, "queue_removed", out);
+            return false;
+        };
+        if let Some(wait) = self.queues[q].settings.max_wait
+            && c.queued_at + wait <= now
+            && self.overflow(now, serial, q, out)
+        {
+            return self
+                .contacts
+                .get(&serial)
+                .is_some_and(|c| c.phase == Phase::Waiting);
+        }
+        if let Some(slot) = self.choose_agent(now, serial, q) {
+            self.offer(now, serial, q, slot, out);
+        }
+        false
+    }
+
+    /// Moves a contact on after its maximum wait. False when it has nowhere
+    /// to go (it keeps waiting).
+    fn overflow(
+        &mut self,
+        now: Timestamp,
+        serial: u64,
+        q: usize,
+        out: &mut Vec<RoutingDecision>,
+    ) -> bool {
+        let Some(target) = self.queues[q].settings.overflow.clone() else {
+            return false;
+        };
+        let Some(c) = self.contacts.get_mut(&serial) else {
+            return false;
+        };
+        let from = c.queue.clone();
+        let key = (Reverse(c.priority), serial);
+        let waited = now.since(c.queued_at);
+        match &target {
+            OverflowTarget::Queue(name) => {
+                let Some(t) = self.queue_index.get(name).copied() else {
+                    return false;
+                };
+                if t == q || c.overflowed_from.contains(name) {
+                    return false;
+                }
+                c.overflowed_from.push(from.clone());
+                c.queue = name.clone();
+                c.queued_at = now;
+                self.queues[q].waiting.remove(&key);
+                self.queues[t].waiting.insert(key);
+                if let Some(wait) = self.queues[t].settings.max_wait {
+                    self.timers.insert((now + wait, Timer::Overflow(serial)));
+                }
+                self.pending_contacts.push(serial);
+                self.dirty_contacts.insert(serial);
+            }
+            OverflowTarget::TeamsUsers(_) => {
+                c.phase = Phase::Ended {
+                    how: Ending::Overflowed,
+                    at: now,
+                    agent: None,
+                };
+                self.queues[q].waiting.remove(&key);
+                self.end(now, serial);
+            }
+        }
+        let contact = self
+            .contacts
+            .get(&serial)
+            .map(|c| c.id.clone())
+            .unwrap_or_default();
+        out.push(RoutingDecision::Overflowed {
+            contact,
+            from: from.clone(),
+            to: target,
+            waited,
+        });
+        self.count(&from, |t| t.overflowed += 1);
+        true
+    }
+
+    /// The free agent the queue's strategy picks for a contact.
+    fn choose_agent(&mut self, now: Timestamp, serial: u64, q: usize) -> Option<usize> {
+        let day = day_of(now);
+        let c = self.contacts.get(&serial)?;
+        let queue = &self.queues[q];
+        let need = (!c.skills.is_empty()).then(|| merged(&queue.settings.skills, &c.skills));
+        let mut candidates = std::mem::take(&mut self.scratch);
+        candidates.clear();
+        for m in &queue.members {
+            let hot = &self.hot[m.slot];
+            if !hot.free {
+                continue;
+            }
+            let level = match &need {
+                None if m.skills_ok => m.level,
+                None => continue,
+                Some(need) => {
+                    let Some(a) = self.agents[m.slot].as_ref() else {
+                        continue;
+                    };
+                    let (ok, level) = fit(&a.spec.skills, need);
+                    if !ok {
+                        continue;
+                    }
+                    level
+                }
+            };
+            let today = hot.day == day;
+            candidates.push(Candidate {
+                slot: m.slot,
+                position: m.position,
+                idle_since: hot.idle_since,
+                contacts_today: if today { hot.contacts_today } else { 0 },
+                busy_today: if today { hot.busy_today } else { 0 },
+                level,
+            });
+        }
+        let agents = &self.agents;
+        let last = queue
+            .memory
+            .last_offered
+            .as_ref()
+            .map(|(p, id)| (*p, id.as_str()));
+        let picked = strategy::pick(
+            queue.settings.strategy,
+            &candidates,
+            Memory {
+                last,
+                rng: &mut self.rng,
+            },
+            |s| agents[s].as_ref().map_or("", |a| a.id.as_str()),
+        )
+        .map(|i| candidates[i].slot);
+        if queue.settings.strategy == Strategy::Random && !candidates.is_empty() {
+            self.globals_dirty = true;
+        }
+        self.scratch = candidates;
+        picked
+    }
+
+    fn offer(
+        &mut self,
+        now: Timestamp,
+        serial: u64,
+        q: usize,
+        slot: usize,
+        out: &mut Vec<RoutingDecision>,
+    ) {
+        let Some(a) = self.agents[slot].as_mut() else {
+            return;
+        };
+        let Some(c) = self.contacts.get_mut(&serial) else {
+            return;
+        };
+        let queue = &mut self.queues[q];
+        let expires = now + queue.settings.offer_timeout;
+        c.phase = Phase::Offered {
+            agent: a.id.clone(),
+            at: now,
+            expires,
+        };
+        c.offers += 1;
+        queue.waiting.remove(&(Reverse(c.priority), serial));
+        let position = a
+            .queues
+            .iter()
+            .find(|(s, _)| *s == q)
+            .and_then(|(_, p)| *p)
+            .unwrap_or(u32::MAX);
+        queue.memory.last_offered = Some((position, a.id.clone()));
+        queue.memory.totals.offered += 1;
+        a.offer = Some(serial);
+        self.timers.insert((expires, Timer::Offer(serial)));
+        out.push(RoutingDecision::Offered {
+            contact: c.id.clone(),
+            queue: queue.settings.name.clone(),
+            agent: a.id.clone(),
+            expires,
+        });
+        self.dirty_contacts.insert(serial);
+        self.globals_dirty = true;
+        self.refresh(slot, now);
+    }
+
+    /// An agent that freed up: the best contact it could take goes to the
+    /// agent its queue's strategy picks (this one, unless another free agent
+    /// ranks higher there).
+    fn serve(&mut self, now: Timestamp, slot: usize, out: &mut Vec<RoutingDecision>) {
+        loop {
+            if !self.hot[slot].free {
+                return;
+            }
+            let Some((serial, q)) = self.best_contact_for(slot) else {
+                return;
+            };
+            let Some(chosen) = self.choose_agent(now, serial, q) else {
+                return;
+            };
+            self.offer(now, serial, q, chosen, out);
+            if chosen == slot {
+                return;
+            }
+        }
+    }
+
+    /// The contact a free agent would take: the highest priority waiting in
+    /// any queue it serves, then the agent's queue order, then arrival.
+    fn best_contact_for(&self, slot: usize) -> Option<(u64, usize)> {
+        let a = self.agents[slot].as_ref()?;
+        let mut best: Option<(Rank, usize)> = None;
+        for (order, (q, _)) in a.queues.iter().enumerate() {
+            let queue = &self.queues[*q];
+            let fits_queue = queue
+                .members
+                .iter()
+                .find(|m| m.slot == slot)
+                .is_some_and(|m| m.skills_ok);
+            if !fits_queue {
+                // Every contact here needs at least the queue's skills.
+                continue;
+            }
+            for (priority, serial) in &queue.waiting {
+                if let Some(((best_priority, _, _), _)) = best
+                    && *priority > best_priority
+                {
+                    // Lower priority than the best so far: so is the rest.
+                    break;
+                }
+                let Some(c) = self.contacts.get(serial) else {
+                    continue;
+                };
+                let ok = if c.skills.is_empty() {
+                    true
+                } else {
+                    fit(&a.spec.skills, &merged(&queue.settings.skills, &c.skills)).0
+                };
+                if ok {
+                    let key = (*priority, order, *serial);
+                    if best.as_ref().is_none_or(|(b, _)| key < *b) {
+                        best = Some((key, *q));
+                    }
+                    break;
+                }
+            }
+        }
+        best.map(|((_, _, serial), q)| (serial, q))
+    }
+}
