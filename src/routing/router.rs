@@ -19,7 +19,7 @@ use crate::time::Timestamp;
 
 use super::agent::{AgentRouting, AgentSpec, Blocker, Gate, day_of};
 use super::contact::{ContactRecord, Ending, NewContact, Phase};
-use super::queue::{OverflowTarget, QueueSettings, Strategy};
+use super::queue::{OverflowTarget, QueueSettings};
 use super::strategy::{self, Candidate, Memory};
 
 /// Ended contacts kept (so a late `complete` gets "already completed", not
@@ -277,7 +277,6 @@ pub struct Router {
     removed_contacts: Vec<String>,
     dirty_agents: BTreeSet<usize>,
     globals_dirty: bool,
-    scratch: Vec<Candidate>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> RoutingError {
@@ -347,7 +346,6 @@ impl Router {
             removed_contacts: Vec::new(),
             dirty_agents: BTreeSet::new(),
             globals_dirty: false,
-            scratch: Vec::new(),
         };
         router.install_queues(queues, &BTreeMap::new());
         router
@@ -450,6 +448,10 @@ impl Router {
             .map(|q| (q.settings.name.clone(), q.memory))
             .collect();
         self.queue_index.clear();
+        // Queue indices change: memberships are placed again by the caller.
+        for a in self.agents.iter_mut().flatten() {
+            a.queues.clear();
+        }
         for (i, s) in settings.into_iter().enumerate() {
             let memory = old
                 .remove(&s.name)
@@ -567,8 +569,10 @@ impl Router {
         let Some(agent) = self.agents[slot].take() else {
             return;
         };
-        for q in &mut self.queues {
-            q.members.retain(|m| m.slot != slot);
+        for (q, _) in &agent.queues {
+            if let Some(queue) = self.queues.get_mut(*q) {
+                queue.members.retain(|m| m.slot != slot);
+            }
         }
         self.hot[slot] = Hot::default();
         self.free_slots.push(slot);
@@ -1132,12 +1136,14 @@ impl Router {
     /// Puts the agent in the member lists of the queues it serves (its own
     /// list, then queues that take one of its groups), in agent order.
     fn place_member(&mut self, slot: usize) {
-        for q in &mut self.queues {
-            q.members.retain(|m| m.slot != slot);
-        }
         let Some(a) = self.agents[slot].as_ref() else {
             return;
         };
+        for (q, _) in &a.queues {
+            if let Some(queue) = self.queues.get_mut(*q) {
+                queue.members.retain(|m| m.slot != slot);
+            }
+        }
         let mut serves: Vec<(usize, Option<u32>)> = Vec::new();
         for m in &a.spec.queues {
             if let Some(q) = self.queue_index.get(&m.queue).copied()
@@ -1509,57 +1515,52 @@ impl Router {
         let c = self.contacts.get(&serial)?;
         let queue = &self.queues[q];
         let need = (!c.skills.is_empty()).then(|| merged(&queue.settings.skills, &c.skills));
-        let mut candidates = std::mem::take(&mut self.scratch);
-        candidates.clear();
-        for m in &queue.members {
-            let hot = &self.hot[m.slot];
-            if !hot.free {
-                continue;
+        let (hot, agents) = (&self.hot, &self.agents);
+        let candidates = queue.members.iter().filter_map(|m| {
+            let h = &hot[m.slot];
+            if !h.free {
+                return None;
             }
             let level = match &need {
                 None if m.skills_ok => m.level,
-                None => continue,
+                None => return None,
                 Some(need) => {
-                    let Some(a) = self.agents[m.slot].as_ref() else {
-                        continue;
-                    };
-                    let (ok, level) = fit(&a.spec.skills, need);
+                    let (ok, level) = fit(&agents[m.slot].as_ref()?.spec.skills, need);
                     if !ok {
-                        continue;
+                        return None;
                     }
                     level
                 }
             };
-            let today = hot.day == day;
-            candidates.push(Candidate {
+            let today = h.day == day;
+            Some(Candidate {
                 slot: m.slot,
                 position: m.position,
-                idle_since: hot.idle_since,
-                contacts_today: if today { hot.contacts_today } else { 0 },
-                busy_today: if today { hot.busy_today } else { 0 },
+                idle_since: h.idle_since,
+                contacts_today: if today { h.contacts_today } else { 0 },
+                busy_today: if today { h.busy_today } else { 0 },
                 level,
-            });
-        }
-        let agents = &self.agents;
+            })
+        });
         let last = queue
             .memory
             .last_offered
             .as_ref()
             .map(|(p, id)| (*p, id.as_str()));
+        let rng_before = self.rng;
         let picked = strategy::pick(
             queue.settings.strategy,
-            &candidates,
+            candidates,
             Memory {
                 last,
                 rng: &mut self.rng,
             },
             |s| agents[s].as_ref().map_or("", |a| a.id.as_str()),
         )
-        .map(|i| candidates[i].slot);
-        if queue.settings.strategy == Strategy::Random && !candidates.is_empty() {
+        .map(|c| c.slot);
+        if self.rng != rng_before {
             self.globals_dirty = true;
         }
-        self.scratch = candidates;
         picked
     }
 

@@ -33,42 +33,59 @@ pub struct Memory<'a> {
     pub rng: &'a mut u64,
 }
 
-/// The chosen candidate's index in `candidates`. `id_of` gives a slot's
-/// agent id (round-robin compares against the last one offered).
-pub fn pick<'a>(
+/// The candidate the strategy picks, in one pass over `candidates` (two for
+/// random: it counts first). `id_of` gives a slot's agent id (round-robin
+/// compares against the last one offered when positions tie).
+pub fn pick<'a, I>(
     strategy: Strategy,
-    candidates: &[Candidate],
+    candidates: I,
     memory: Memory<'_>,
     id_of: impl Fn(usize) -> &'a str,
-) -> Option<usize> {
-    if candidates.is_empty() {
-        return None;
+) -> Option<Candidate>
+where
+    I: Iterator<Item = Candidate> + Clone,
+{
+    // Strict `<` keeps the earliest in agent order among equal keys.
+    fn best_by<K: Ord>(
+        candidates: impl Iterator<Item = Candidate>,
+        key: impl Fn(&Candidate) -> K,
+    ) -> Option<Candidate> {
+        let mut best: Option<(K, Candidate)> = None;
+        for c in candidates {
+            let k = key(&c);
+            if best.as_ref().is_none_or(|(b, _)| k < *b) {
+                best = Some((k, c));
+            }
+        }
+        best.map(|(_, c)| c)
     }
-    let index = |(i, _): (usize, &Candidate)| i;
-    let each = candidates.iter().enumerate();
     match strategy {
-        Strategy::LongestIdle => each.min_by_key(|(i, c)| (c.idle_since, *i)).map(index),
-        Strategy::FewestContacts => each
-            .min_by_key(|(i, c)| (c.contacts_today, c.idle_since, *i))
-            .map(index),
-        Strategy::LeastOccupied => each
-            .min_by_key(|(i, c)| (c.busy_today, c.idle_since, *i))
-            .map(index),
-        Strategy::SkillsBest => each
-            .min_by_key(|(i, c)| (Reverse(c.level), c.idle_since, *i))
-            .map(index),
-        Strategy::TopDown => Some(0),
+        Strategy::LongestIdle => best_by(candidates, |c| c.idle_since),
+        Strategy::FewestContacts => best_by(candidates, |c| (c.contacts_today, c.idle_since)),
+        Strategy::LeastOccupied => best_by(candidates, |c| (c.busy_today, c.idle_since)),
+        Strategy::SkillsBest => best_by(candidates, |c| (Reverse(c.level), c.idle_since)),
+        Strategy::TopDown => candidates.into_iter().next(),
         Strategy::RoundRobin => {
-            let after = memory.last.and_then(|(position, id)| {
-                candidates
-                    .iter()
-                    .position(|c| (c.position, id_of(c.slot)) > (position, id))
-            });
-            Some(after.unwrap_or(0))
+            let Some((position, id)) = memory.last else {
+                return candidates.into_iter().next();
+            };
+            // The first after the last one offered, else wrap to the first.
+            let mut first = None;
+            for c in candidates {
+                if c.position > position || (c.position == position && id_of(c.slot) > id) {
+                    return Some(c);
+                }
+                first.get_or_insert(c);
+            }
+            first
         }
         Strategy::Random => {
-            let n = candidates.len() as u64;
-            Some(usize::try_from(next_random(memory.rng) % n).unwrap_or(0))
+            let n = candidates.clone().count() as u64;
+            if n == 0 {
+                return None;
+            }
+            let k = usize::try_from(next_random(memory.rng) % n).unwrap_or(0);
+            candidates.into_iter().nth(k)
         }
     }
 }
