@@ -25,6 +25,16 @@ pub mod kind {
     pub const SYNC_TEAMS_OVERRIDE_CLEARED: &str = "sync.teams_override_cleared";
     pub const SYNC_WRITE_FAILED: &str = "sync.write_failed";
     pub const MAPPINGS_RELOADED: &str = "mappings.reloaded";
+    pub const ROUTING_QUEUED: &str = "routing.queued";
+    pub const ROUTING_OFFERED: &str = "routing.offered";
+    pub const ROUTING_ACCEPTED: &str = "routing.accepted";
+    pub const ROUTING_DECLINED: &str = "routing.declined";
+    pub const ROUTING_RONA: &str = "routing.rona";
+    pub const ROUTING_COMPLETED: &str = "routing.completed";
+    pub const ROUTING_ABANDONED: &str = "routing.abandoned";
+    pub const ROUTING_OVERFLOW: &str = "routing.overflow";
+    pub const ROUTING_AGENT_PAUSED: &str = "routing.agent_paused";
+    pub const ROUTING_AGENT_RESUMED: &str = "routing.agent_resumed";
 
     /// Every type the daemon emits, for the OpenAPI description and tests.
     pub const ALL: &[&str] = &[
@@ -42,6 +52,16 @@ pub mod kind {
         SYNC_TEAMS_OVERRIDE_CLEARED,
         SYNC_WRITE_FAILED,
         MAPPINGS_RELOADED,
+        ROUTING_QUEUED,
+        ROUTING_OFFERED,
+        ROUTING_ACCEPTED,
+        ROUTING_DECLINED,
+        ROUTING_RONA,
+        ROUTING_COMPLETED,
+        ROUTING_ABANDONED,
+        ROUTING_OVERFLOW,
+        ROUTING_AGENT_PAUSED,
+        ROUTING_AGENT_RESUMED,
     ];
 }
 

@@ -86,6 +86,9 @@ fn writer_batch(n: u64) -> Batch {
                 profile: None,
                 cc_status: None,
                 sync: Some(serde_json::json!({ "counter": n })),
+                queues: Vec::new(),
+                capacity: None,
+                routing: Some(serde_json::json!({ "counter": n })),
                 updated_at: time,
             };
             (id, Some(record))
@@ -94,6 +97,7 @@ fn writer_batch(n: u64) -> Batch {
     let outbox_agent = agent_id(outbox_of(n));
     Batch {
         agents,
+        contacts: Vec::new(),
         outbox: vec![(
             outbox_agent.clone(),
             Some(OutboxEntry {

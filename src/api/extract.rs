@@ -47,6 +47,58 @@ impl<S: Send + Sync> FromRequestParts<S> for AgentId {
     }
 }
 
+/// A contact id or queue name from the path: 1–200 characters with no
+/// control characters (contact ids are the CC's own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathText(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))?;
+        if text.is_empty() || text.len() > 200 || text.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "invalid_path",
+                "a contact id or queue name is 1 to 200 characters, no control characters",
+            ));
+        }
+        Ok(PathText(text))
+    }
+}
+
+/// An optional JSON body: empty means `T::default()`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_unreadable)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(ApiError::new(
+                415,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
 /// A JSON request body of type `T`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiJson<T>(pub T);

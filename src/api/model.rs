@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::routing::{Membership, QueueTotals};
+
 /// `PUT /v1/agents/{agent_id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +32,13 @@ pub struct AgentUpsert {
     /// A mapping profile by name; by default the agent's groups decide.
     #[serde(default)]
     pub profile: Option<String>,
+    /// Routing queues the agent serves, in its order of preference, each
+    /// with an optional position in the queue's agent order.
+    #[serde(default)]
+    pub queues: Option<Vec<Membership>>,
+    /// Contacts the agent can be on at once (1–20; default 1).
+    #[serde(default)]
+    pub capacity: Option<u8>,
 }
 
 /// `PUT /v1/agents/{agent_id}/status`.
@@ -157,6 +166,138 @@ pub struct AgentOut {
     /// Why the agent is not routable (empty when it is).
     pub not_routable_because: Vec<String>,
     pub sync: SyncOut,
+    pub routing: RoutingOut,
+}
+
+/// A skill an agent lacks for a queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MissingSkill {
+    pub skill: String,
+    pub needed: u8,
+    pub has: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueFitOut {
+    pub queue: String,
+    pub position: Option<u32>,
+    /// Its skills are enough for the queue.
+    pub skills_match: bool,
+    pub missing_skills: Vec<MissingSkill>,
+}
+
+/// The routing side of the agent view (SPEC §6.2).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoutingOut {
+    /// Would be offered a contact now by at least one of its queues.
+    pub eligible: bool,
+    /// Why not, every reason (presence and routing).
+    pub not_eligible_because: Vec<String>,
+    pub capacity: u8,
+    pub queues: Vec<QueueFitOut>,
+    /// The contact offered to it and not answered yet.
+    pub offered: Option<String>,
+    /// Contacts it accepted and has not completed.
+    pub contacts: Vec<String>,
+    pub idle_since: DateTime<Utc>,
+    pub wrap_up_until: Option<DateTime<Utc>>,
+    pub backoff_until: Option<DateTime<Utc>>,
+    pub paused_since: Option<DateTime<Utc>>,
+    /// Offers missed in a row.
+    pub misses: u32,
+    pub contacts_today: u32,
+    pub busy_today_seconds: f64,
+}
+
+/// `POST /v1/contacts`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactIn {
+    pub queue: String,
+    /// The CC's own id; made up (`ct-<n>`) when absent.
+    #[serde(default)]
+    pub contact_id: Option<String>,
+    /// Skills needed on top of the queue's: name → minimum level (0–100).
+    #[serde(default)]
+    pub skills: Option<BTreeMap<String, u8>>,
+    /// 0–255, higher first; default: the queue's.
+    #[serde(default)]
+    pub priority: Option<u8>,
+    /// Anything the CC wants back in events (caller id, …).
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+}
+
+/// `POST /v1/contacts/{id}/accept|decline|complete|abandon` (body optional).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactActionIn {
+    /// When given, must be the agent the contact is offered to.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+/// What can be done to a contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactAction {
+    Accept,
+    Decline,
+    Complete,
+    Abandon,
+}
+
+/// A contact as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContactOut {
+    pub id: String,
+    pub queue: String,
+    /// `waiting`, `offered`, `accepted`, `completed`, `abandoned` or `overflowed`.
+    pub state: String,
+    pub priority: u8,
+    pub skills: BTreeMap<String, u8>,
+    pub data: serde_json::Value,
+    pub arrived: DateTime<Utc>,
+    /// When it entered its current queue.
+    pub queued_at: DateTime<Utc>,
+    /// 1-based, among the contacts waiting in its queue.
+    pub place_in_queue: Option<usize>,
+    pub agent: Option<String>,
+    pub offer_expires: Option<DateTime<Utc>>,
+    pub offers: u32,
+    pub overflowed_from: Vec<String>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/queues/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueOut {
+    pub name: String,
+    pub strategy: String,
+    pub priority: u8,
+    pub skills: BTreeMap<String, u8>,
+    pub offer_timeout_seconds: f64,
+    pub wrap_up_seconds: f64,
+    pub max_no_answer: u32,
+    pub miss_backoff_seconds: f64,
+    pub max_wait_seconds: Option<f64>,
+    /// `{"queue": name}` or `{"teams_users": [...]}`.
+    pub overflow: Option<serde_json::Value>,
+    pub waiting: usize,
+    pub longest_wait_seconds: Option<f64>,
+    /// Agents serving the queue.
+    pub agents: usize,
+    /// Of those, free to be offered one of its contacts now.
+    pub eligible_agents: usize,
+    pub offered: usize,
+    pub last_offered: Option<String>,
+    /// Since the queue was first configured.
+    pub totals: QueueTotals,
+}
+
+/// `GET /v1/queues`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueList {
+    pub queues: Vec<QueueOut>,
 }
 
 /// `GET /v1/agents`.

@@ -234,8 +234,104 @@ fn operation(method: &str, path: &str) -> Value {
                 }
             }
         }),
+        ("POST", "/v1/agents/{agent_id}/resume") => json!({
+            "operationId": "resumeAgent",
+            "summary": "Lift a routing pause after missed offers",
+            "description": "Clears the pause and the count of missed offers. A new CC status                 for the agent does the same.",
+            "parameters": agent_param,
+            "responses": {
+                "200": ok("The agent.", "AgentOut"),
+                "400": response_ref("BadRequest"),
+                "401": response_ref("Unauthorized"),
+                "404": response_ref("NotFound"),
+                "503": response_ref("Unavailable"),
+            }
+        }),
+        ("GET", "/v1/queues") => json!({
+            "operationId": "listQueues",
+            "summary": "Every routing queue with its waiting contacts and agents",
+            "responses": {
+                "200": ok("The queues.", "QueueList"),
+                "401": response_ref("Unauthorized"),
+                "503": response_ref("Unavailable"),
+            }
+        }),
+        ("GET", "/v1/queues/{queue}") => json!({
+            "operationId": "getQueue",
+            "summary": "One routing queue",
+            "parameters": [{"name": "queue", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": {
+                "200": ok("The queue.", "QueueOut"),
+                "400": response_ref("BadRequest"),
+                "401": response_ref("Unauthorized"),
+                "404": response_ref("NotFound"),
+                "503": response_ref("Unavailable"),
+            }
+        }),
+        ("POST", "/v1/contacts") => json!({
+            "operationId": "addContact",
+            "summary": "Queue a contact; it is offered at once when an agent is free",
+            "description": "Durable when answered. The chosen agent is reserved and a                 `routing.offered` event carries the contact, the agent, its Teams UPN and phone.                 An unknown queue is a 422 naming `queue`; a `contact_id` already used is a 409.",
+            "requestBody": json_body("ContactIn"),
+            "responses": {
+                "201": ok("The contact, waiting or offered.", "ContactOut"),
+                "400": response_ref("BadRequest"),
+                "401": response_ref("Unauthorized"),
+                "409": response_ref("Conflict"),
+                "413": response_ref("PayloadTooLarge"),
+                "415": response_ref("UnsupportedMediaType"),
+                "422": response_ref("Unprocessable"),
+                "503": response_ref("Unavailable"),
+            }
+        }),
+        ("GET", "/v1/contacts/{contact_id}") => json!({
+            "operationId": "getContact",
+            "summary": "One contact (kept a day after it ends)",
+            "parameters": contact_param(),
+            "responses": {
+                "200": ok("The contact.", "ContactOut"),
+                "400": response_ref("BadRequest"),
+                "401": response_ref("Unauthorized"),
+                "404": response_ref("NotFound"),
+                "503": response_ref("Unavailable"),
+            }
+        }),
+        ("POST", action) if action.starts_with("/v1/contacts/{contact_id}/") => {
+            let verb = action.rsplit('/').next().unwrap_or_default();
+            let what = match verb {
+                "accept" => {
+                    "The agent takes the offered contact; it counts as busy (the queue's                     `on_contact_status`, when set, is applied as its CC status)."
+                }
+                "decline" => {
+                    "The agent turns the offer down: the contact goes back to its place in                     the queue and the agent backs off; too many misses in a row pause it."
+                }
+                "complete" => "The contact is over; the agent goes into the queue's wrap-up.",
+                _ => "The caller hung up before an agent took the contact (waiting or offered).",
+            };
+            json!({
+                "operationId": format!("{verb}Contact"),
+                "summary": format!("{verb} a contact"),
+                "description": format!("{what} Durable when answered. A contact in the wrong                     state for this (say, accepting one that is waiting) is a 409."),
+                "parameters": contact_param(),
+                "requestBody": {"required": false, "content": json_content(schema_ref("ContactActionIn"))},
+                "responses": {
+                    "200": ok("The contact after it.", "ContactOut"),
+                    "400": response_ref("BadRequest"),
+                    "401": response_ref("Unauthorized"),
+                    "404": response_ref("NotFound"),
+                    "409": response_ref("Conflict"),
+                    "415": response_ref("UnsupportedMediaType"),
+                    "503": response_ref("Unavailable"),
+                }
+            })
+        }
         _ => json!({"summary": "undocumented"}),
     }
+}
+
+fn contact_param() -> Value {
+    json!([{"name": "contact_id", "in": "path", "required": true,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200}}])
 }
 
 fn error_responses() -> Value {
@@ -250,7 +346,9 @@ fn error_responses() -> Value {
             },
             "content": json_content(schema_ref("ErrorBody"))
         },
-        "NotFound": error("No such agent."),
+        "NotFound": error("No such agent, queue or contact."),
+        "Conflict": error("The request clashes with the current state: a contact id in use, a \
+            contact in the wrong state for the action, or offered to another agent."),
         "PayloadTooLarge": error("The body is over the configured limit."),
         "UnsupportedMediaType": error("The body is not sent as `application/json`."),
         "Unprocessable": error("Well-formed input the daemon cannot accept: an unknown status or \
@@ -270,7 +368,7 @@ fn schemas() -> Value {
         "description": "Skill name → level (0–100).",
         "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}
     });
-    json!({
+    let mut all = json!({
         "AgentUpsert": {
             "type": "object",
             "additionalProperties": false,
@@ -285,6 +383,10 @@ fn schemas() -> Value {
                 "phone": opt_string,
                 "profile": nullable(json!({"type": "string",
                     "description": "A mapping profile by name; by default the agent's groups decide."})),
+                "queues": nullable(json!({"type": "array", "items": schema_ref("Membership"),
+                    "description": "Routing queues the agent serves, in its order of preference."})),
+                "capacity": nullable(json!({"type": "integer", "minimum": 1, "maximum": 20,
+                    "description": "Contacts at once (default 1)."})),
             }
         },
         "StatusReport": {
@@ -386,7 +488,8 @@ fn schemas() -> Value {
         "AgentOut": {
             "type": "object",
             "required": ["id", "teams_user", "teams_user_id", "upn", "display_name", "groups", "skills",
-                "phone", "profile", "linked", "cc", "teams", "routable", "not_routable_because", "sync"],
+                "phone", "profile", "linked", "cc", "teams", "routable", "not_routable_because", "sync",
+                "routing"],
             "properties": {
                 "id": string,
                 "teams_user": string,
@@ -403,6 +506,7 @@ fn schemas() -> Value {
                 "routable": {"type": "boolean"},
                 "not_routable_because": strings,
                 "sync": schema_ref("Sync"),
+                "routing": schema_ref("Routing"),
             }
         },
         "AgentList": {
@@ -482,6 +586,160 @@ fn schemas() -> Value {
                     }
                 }
             }
+        },
+    });
+    if let (Some(all), Value::Object(routing)) = (all.as_object_mut(), routing_schemas()) {
+        all.extend(routing);
+    }
+    all
+}
+
+/// The routing core's schemas (split from [`schemas`] for the macro's
+/// recursion limit).
+fn routing_schemas() -> Value {
+    let string = json!({"type": "string"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let opt_string = nullable(string.clone());
+    let opt_time = nullable(time.clone());
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let skills = json!({
+        "type": "object",
+        "description": "Skill name → level (0–100).",
+        "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}
+    });
+    json!({
+        "Membership": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["queue"],
+            "properties": {
+                "queue": string,
+                "position": {"type": "integer", "minimum": 0,
+                    "description": "Place in the queue's agent order (top-down, round-robin, ties)."},
+            }
+        },
+        "MissingSkill": {
+            "type": "object",
+            "required": ["skill", "needed", "has"],
+            "properties": {"skill": string, "needed": {"type": "integer"}, "has": {"type": "integer"}}
+        },
+        "QueueFit": {
+            "type": "object",
+            "required": ["queue", "position", "skills_match", "missing_skills"],
+            "properties": {
+                "queue": string,
+                "position": nullable(json!({"type": "integer"})),
+                "skills_match": {"type": "boolean"},
+                "missing_skills": {"type": "array", "items": schema_ref("MissingSkill")},
+            }
+        },
+        "Routing": {
+            "type": "object",
+            "description": "Whether the routing core would offer the agent a contact now, and why not.",
+            "required": ["eligible", "not_eligible_because", "capacity", "queues", "offered", "contacts",
+                "idle_since", "wrap_up_until", "backoff_until", "paused_since", "misses",
+                "contacts_today", "busy_today_seconds"],
+            "properties": {
+                "eligible": {"type": "boolean"},
+                "not_eligible_because": strings,
+                "capacity": {"type": "integer"},
+                "queues": {"type": "array", "items": schema_ref("QueueFit")},
+                "offered": opt_string,
+                "contacts": strings,
+                "idle_since": time,
+                "wrap_up_until": opt_time,
+                "backoff_until": opt_time,
+                "paused_since": opt_time,
+                "misses": {"type": "integer"},
+                "contacts_today": {"type": "integer"},
+                "busy_today_seconds": {"type": "number"},
+            }
+        },
+        "ContactIn": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["queue"],
+            "properties": {
+                "queue": string,
+                "contact_id": nullable(json!({"type": "string", "minLength": 1, "maxLength": 200})),
+                "skills": nullable(skills.clone()),
+                "priority": nullable(json!({"type": "integer", "minimum": 0, "maximum": 255,
+                    "description": "Higher first; default: the queue's."})),
+                "data": {"description": "Anything; returned in the contact's events."},
+            }
+        },
+        "ContactActionIn": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "agent_id": nullable(json!({"type": "string",
+                    "description": "When given, must be the agent the contact is offered to."})),
+            }
+        },
+        "ContactOut": {
+            "type": "object",
+            "required": ["id", "queue", "state", "priority", "skills", "data", "arrived", "queued_at",
+                "place_in_queue", "agent", "offer_expires", "offers", "overflowed_from", "ended_at"],
+            "properties": {
+                "id": string,
+                "queue": string,
+                "state": {"type": "string", "enum": ["waiting", "offered", "accepted", "completed",
+                    "abandoned", "overflowed"]},
+                "priority": {"type": "integer"},
+                "skills": skills,
+                "data": {},
+                "arrived": time,
+                "queued_at": time,
+                "place_in_queue": nullable(json!({"type": "integer", "minimum": 1})),
+                "agent": opt_string,
+                "offer_expires": opt_time,
+                "offers": {"type": "integer"},
+                "overflowed_from": strings,
+                "ended_at": opt_time,
+            }
+        },
+        "QueueTotals": {
+            "type": "object",
+            "required": ["queued", "offered", "accepted", "declined", "rona", "completed", "abandoned",
+                "overflowed"],
+            "properties": {
+                "queued": {"type": "integer"}, "offered": {"type": "integer"},
+                "accepted": {"type": "integer"}, "declined": {"type": "integer"},
+                "rona": {"type": "integer"}, "completed": {"type": "integer"},
+                "abandoned": {"type": "integer"}, "overflowed": {"type": "integer"},
+            }
+        },
+        "QueueOut": {
+            "type": "object",
+            "required": ["name", "strategy", "priority", "skills", "offer_timeout_seconds",
+                "wrap_up_seconds", "max_no_answer", "miss_backoff_seconds", "max_wait_seconds",
+                "overflow", "waiting", "longest_wait_seconds", "agents", "eligible_agents", "offered",
+                "last_offered", "totals"],
+            "properties": {
+                "name": string,
+                "strategy": {"type": "string", "enum": ["longest-idle", "round-robin", "fewest-contacts",
+                    "least-occupied", "top-down", "random", "skills-best"]},
+                "priority": {"type": "integer"},
+                "skills": skills,
+                "offer_timeout_seconds": {"type": "number"},
+                "wrap_up_seconds": {"type": "number"},
+                "max_no_answer": {"type": "integer"},
+                "miss_backoff_seconds": {"type": "number"},
+                "max_wait_seconds": nullable(json!({"type": "number"})),
+                "overflow": nullable(json!({"type": "object"})),
+                "waiting": {"type": "integer"},
+                "longest_wait_seconds": nullable(json!({"type": "number"})),
+                "agents": {"type": "integer"},
+                "eligible_agents": {"type": "integer"},
+                "offered": {"type": "integer"},
+                "last_offered": opt_string,
+                "totals": schema_ref("QueueTotals"),
+            }
+        },
+        "QueueList": {
+            "type": "object",
+            "required": ["queues"],
+            "properties": {"queues": {"type": "array", "items": schema_ref("QueueOut")}}
         },
     })
 }

@@ -22,8 +22,10 @@ use crate::config::Secret;
 use super::auth::BearerToken;
 use super::error::ApiError;
 use super::events_stream::stream_events;
-use super::extract::{AgentId, ApiJson, EventsQuery, is_json};
-use super::model::{AgentList, AgentUpsert, StatusReport};
+use super::extract::{AgentId, ApiJson, EventsQuery, OptionalJson, PathText, is_json};
+use super::model::{
+    AgentList, AgentUpsert, ContactAction, ContactActionIn, ContactIn, QueueList, StatusReport,
+};
 use super::openapi;
 use super::service::Service;
 use super::shutdown::Shutdown;
@@ -37,6 +39,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/agents/{agent_id}"),
     ("PUT", "/v1/agents/{agent_id}/status"),
     ("GET", "/v1/agents"),
+    ("POST", "/v1/agents/{agent_id}/resume"),
+    ("GET", "/v1/queues"),
+    ("GET", "/v1/queues/{queue}"),
+    ("POST", "/v1/contacts"),
+    ("GET", "/v1/contacts/{contact_id}"),
+    ("POST", "/v1/contacts/{contact_id}/accept"),
+    ("POST", "/v1/contacts/{contact_id}/decline"),
+    ("POST", "/v1/contacts/{contact_id}/complete"),
+    ("POST", "/v1/contacts/{contact_id}/abandon"),
     ("GET", "/v1/events"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/healthz"),
@@ -90,6 +101,7 @@ pub fn router<S: Service>(service: Arc<S>, settings: ApiSettings) -> Router {
 enum Verb {
     Get,
     Put,
+    Post,
     Delete,
 }
 
@@ -98,6 +110,7 @@ impl Verb {
         match self {
             Verb::Get => "GET",
             Verb::Put => "PUT",
+            Verb::Post => "POST",
             Verb::Delete => "DELETE",
         }
     }
@@ -106,6 +119,7 @@ impl Verb {
         match self {
             Verb::Get => MethodFilter::GET,
             Verb::Put => MethodFilter::PUT,
+            Verb::Post => MethodFilter::POST,
             Verb::Delete => MethodFilter::DELETE,
         }
     }
@@ -155,6 +169,35 @@ fn build<S: Service>(
         .add(Verb::Delete, agent, delete_agent::<S>)
         .add(Verb::Put, "/v1/agents/{agent_id}/status", put_status::<S>)
         .add(Verb::Get, "/v1/agents", list_agents::<S>)
+        .add(
+            Verb::Post,
+            "/v1/agents/{agent_id}/resume",
+            resume_agent::<S>,
+        )
+        .add(Verb::Get, "/v1/queues", list_queues::<S>)
+        .add(Verb::Get, "/v1/queues/{queue}", get_queue::<S>)
+        .add(Verb::Post, "/v1/contacts", add_contact::<S>)
+        .add(Verb::Get, "/v1/contacts/{contact_id}", get_contact::<S>)
+        .add(
+            Verb::Post,
+            "/v1/contacts/{contact_id}/accept",
+            contact_action::<S, ACCEPT>,
+        )
+        .add(
+            Verb::Post,
+            "/v1/contacts/{contact_id}/decline",
+            contact_action::<S, DECLINE>,
+        )
+        .add(
+            Verb::Post,
+            "/v1/contacts/{contact_id}/complete",
+            contact_action::<S, COMPLETE>,
+        )
+        .add(
+            Verb::Post,
+            "/v1/contacts/{contact_id}/abandon",
+            contact_action::<S, ABANDON>,
+        )
         .add(Verb::Get, "/v1/events", events::<S>);
     let open = Table::new()
         .add(Verb::Get, "/v1/openapi.json", openapi_document::<S>)
@@ -274,6 +317,60 @@ async fn put_status<S: Service>(
 async fn list_agents<S: Service>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
     let agents = state.service.agents().await?;
     Ok(Json(AgentList { agents }).into_response())
+}
+
+async fn resume_agent<S: Service>(
+    State(state): State<AppState<S>>,
+    AgentId(id): AgentId,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.service.resume_agent(id).await?).into_response())
+}
+
+async fn list_queues<S: Service>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
+    let queues = state.service.queues().await?;
+    Ok(Json(QueueList { queues }).into_response())
+}
+
+async fn get_queue<S: Service>(
+    State(state): State<AppState<S>>,
+    PathText(name): PathText,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.service.queue(name).await?).into_response())
+}
+
+async fn add_contact<S: Service>(
+    State(state): State<AppState<S>>,
+    ApiJson(body): ApiJson<ContactIn>,
+) -> Result<Response, ApiError> {
+    let contact = state.service.add_contact(body).await?;
+    Ok((StatusCode::CREATED, Json(contact)).into_response())
+}
+
+async fn get_contact<S: Service>(
+    State(state): State<AppState<S>>,
+    PathText(id): PathText,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.service.contact(id).await?).into_response())
+}
+
+const ACCEPT: u8 = 0;
+const DECLINE: u8 = 1;
+const COMPLETE: u8 = 2;
+const ABANDON: u8 = 3;
+
+async fn contact_action<S: Service, const ACTION: u8>(
+    State(state): State<AppState<S>>,
+    PathText(id): PathText,
+    OptionalJson(body): OptionalJson<ContactActionIn>,
+) -> Result<Response, ApiError> {
+    let action = match ACTION {
+        ACCEPT => ContactAction::Accept,
+        DECLINE => ContactAction::Decline,
+        COMPLETE => ContactAction::Complete,
+        _ => ContactAction::Abandon,
+    };
+    let contact = state.service.contact_action(id, action, body).await?;
+    Ok(Json(contact).into_response())
 }
 
 /// Event streams accept frames up to this size from clients, who only ever

@@ -9,7 +9,10 @@ use tokio::sync::broadcast;
 use crate::events::Event;
 
 use super::error::ApiError;
-use super::model::{AgentOut, AgentUpsert, Readiness, StatusReport};
+use super::model::{
+    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, QueueOut,
+    Readiness, StatusReport,
+};
 
 pub trait Service: Send + Sync + 'static {
     /// Creates or updates an agent; durable when it returns `Ok`.
@@ -32,6 +35,30 @@ pub trait Service: Send + Sync + 'static {
     fn agents(&self) -> impl Future<Output = Result<Vec<AgentOut>, ApiError>> + Send;
 
     fn agent(&self, id: String) -> impl Future<Output = Result<AgentOut, ApiError>> + Send;
+
+    /// Lifts a routing pause after missed offers.
+    fn resume_agent(&self, id: String) -> impl Future<Output = Result<AgentOut, ApiError>> + Send;
+
+    fn queues(&self) -> impl Future<Output = Result<Vec<QueueOut>, ApiError>> + Send;
+
+    fn queue(&self, name: String) -> impl Future<Output = Result<QueueOut, ApiError>> + Send;
+
+    /// Queues a contact (offered at once if an agent is free); durable
+    /// when it returns `Ok`.
+    fn add_contact(
+        &self,
+        body: ContactIn,
+    ) -> impl Future<Output = Result<ContactOut, ApiError>> + Send;
+
+    fn contact(&self, id: String) -> impl Future<Output = Result<ContactOut, ApiError>> + Send;
+
+    /// Accept, decline, complete or abandon; durable when it returns `Ok`.
+    fn contact_action(
+        &self,
+        id: String,
+        action: ContactAction,
+        body: ContactActionIn,
+    ) -> impl Future<Output = Result<ContactOut, ApiError>> + Send;
 
     /// Committed events with `seq > after`, oldest first, at most `limit`.
     fn events_after(

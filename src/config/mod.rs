@@ -38,7 +38,7 @@ use source_map::SourceMap;
 
 /// The sections of the file, in the order the docs present them.
 const SECTIONS: &[&str] = &[
-    "graph", "api", "store", "sync", "webhook", "log", "mappings",
+    "graph", "api", "store", "sync", "webhook", "log", "mappings", "routing",
 ];
 
 /// A loaded, validated config. Holds where secrets are, never their values.
@@ -55,6 +55,23 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     pub log: LogConfig,
     pub mappings: MappingsConfig,
+    /// `[routing]`: the queues (none: routing answers 404 for every queue).
+    pub routing: RoutingConfig,
+}
+
+/// `[routing]`: the routing core's queues (SPEC §6). Reloaded with SIGHUP.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoutingConfig {
+    pub queues: Vec<crate::routing::QueueSettings>,
+    /// Per queue: the CC status an agent is put in when it accepts one of
+    /// the queue's contacts, and when it completes it.
+    pub statuses: BTreeMap<String, QueueStatuses>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueStatuses {
+    pub on_contact: Option<String>,
+    pub after_contact: Option<String>,
 }
 
 /// `[graph]`: the Microsoft Graph app and how hard we may use it.
@@ -307,6 +324,7 @@ impl Config {
                 .then(|| section(&top, "webhook", &mut ctx)),
             log: section(&top, "log", &mut ctx),
             mappings: section(&top, "mappings", &mut ctx),
+            routing: section(&top, "routing", &mut ctx),
         };
         let (config, profile_files) = validate::build(path, sections, &mut ctx);
         match config {

@@ -91,6 +91,31 @@ pub(super) struct RawProfile {
     pub groups: Option<Vec<String>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouting {
+    /// Each queue is deserialized on its own, like profiles.
+    pub queues: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQueue {
+    pub strategy: Option<String>,
+    pub skills: Option<BTreeMap<String, i64>>,
+    pub priority: Option<i64>,
+    pub offer_timeout: Option<Text>,
+    pub wrap_up: Option<Text>,
+    pub max_no_answer: Option<i64>,
+    pub miss_backoff: Option<Text>,
+    pub max_wait: Option<Text>,
+    pub overflow_queue: Option<String>,
+    pub overflow_teams_users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub on_contact_status: Option<String>,
+    pub after_contact_status: Option<String>,
+}
+
 /// A string that also accepts a bare number, so that `echo_window = 300` (or
 /// `PRESENCE_SYNC_SYNC__ECHO_WINDOW=300`, which arrives as a number) gets the
 /// duration parser's "needs a unit" message rather than a type error.

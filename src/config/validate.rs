@@ -14,13 +14,15 @@ use crate::duration::{format_duration, parse_duration};
 
 use super::origin::Locator;
 use super::raw::{
-    RawApi, RawGraph, RawLog, RawMappings, RawProfile, RawStore, RawSync, RawWebhook, Text,
+    RawApi, RawGraph, RawLog, RawMappings, RawProfile, RawQueue, RawRouting, RawStore, RawSync,
+    RawWebhook, Text,
 };
 use super::secret::{CREDENTIALS_DIRECTORY, SecretLocation, SecretSource};
 use super::{
     ApiConfig, Config, Environment, GraphAuth, GraphConfig, LogConfig, LogFormat, MappingsConfig,
-    ProfileConfig, StoreConfig, SyncConfig, WebhookConfig,
+    ProfileConfig, QueueStatuses, RoutingConfig, StoreConfig, SyncConfig, WebhookConfig,
 };
+use crate::routing::{OverflowTarget, QueueSettings, Strategy};
 
 pub(super) const DEFAULT_LOGIN_BASE: &str = "https://login.microsoftonline.com";
 pub(super) const DEFAULT_GRAPH_BASE: &str = "https://graph.microsoft.com";
@@ -68,6 +70,7 @@ pub(super) struct Sections {
     pub webhook: Option<Option<RawWebhook>>,
     pub log: Option<RawLog>,
     pub mappings: Option<RawMappings>,
+    pub routing: Option<RawRouting>,
 }
 
 pub(super) struct Ctx<'a> {
@@ -99,7 +102,8 @@ pub(super) fn build(
         Some(raw) => mappings(raw, ctx),
         None => (None, Vec::new()),
     };
-    let config = match (graph, api, store, sync, webhook, log, mappings) {
+    let routing = sections.routing.and_then(|raw| routing(raw, ctx));
+    let config = match (graph, api, store, sync, webhook, log, mappings, routing) {
         (
             Some(graph),
             Some(api),
@@ -108,6 +112,7 @@ pub(super) fn build(
             Some(webhook),
             Some(log),
             Some(mappings),
+            Some(routing),
         ) => Some(Config {
             file: file.to_path_buf(),
             graph,
@@ -117,6 +122,7 @@ pub(super) fn build(
             webhook,
             log,
             mappings,
+            routing,
         }),
         _ => None,
     };
@@ -807,6 +813,224 @@ fn mappings(
         profiles,
     });
     (config, files)
+}
+
+const DEFAULT_OFFER_TIMEOUT: Duration = Duration::from_secs(20);
+const DEFAULT_WRAP_UP: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_NO_ANSWER: i64 = 3;
+const DEFAULT_MISS_BACKOFF: Duration = Duration::from_secs(10);
+const ZERO_UP: (Duration, Duration) = (Duration::ZERO, Duration::MAX);
+const SECOND_UP: (Duration, Duration) = (Duration::from_secs(1), Duration::MAX);
+
+fn routing(raw: RawRouting, ctx: &mut Ctx<'_>) -> Option<RoutingConfig> {
+    let mut ok = true;
+    let mut config = RoutingConfig::default();
+    let raw_queues = raw.queues.unwrap_or_default();
+    let names: Vec<String> = raw_queues.keys().cloned().collect();
+    for (name, value) in raw_queues {
+        let table = ["routing", "queues", name.as_str()];
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            ctx.error(
+                &table,
+                format!("queue name `{name}`: use 1–64 lowercase letters, digits, `-` and `_`"),
+            );
+            ok = false;
+        }
+        let raw = match RawQueue::deserialize(&value) {
+            Ok(raw) => raw,
+            Err(error) => {
+                let errors = super::figment_errors(error, &table, &ctx.locator);
+                ctx.diagnostics.extend(errors);
+                ok = false;
+                continue;
+            }
+        };
+        match queue(&name, raw, &names, ctx) {
+            Some((settings, statuses)) => {
+                config.statuses.insert(name.clone(), statuses);
+                config.queues.push(settings);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(config)
+}
+
+fn queue(
+    name: &str,
+    raw: RawQueue,
+    names: &[String],
+    ctx: &mut Ctx<'_>,
+) -> Option<(QueueSettings, QueueStatuses)> {
+    let key = |k: &'static str| ["routing", "queues", name, k];
+    let all = Strategy::ALL.map(Strategy::as_str).join(", ");
+    let strategy = match ctx.required(
+        &key("strategy"),
+        raw.strategy,
+        &format!("how the queue picks an agent: one of {all}"),
+    ) {
+        Some(text) => match Strategy::parse(text.trim()) {
+            Some(s) => Some(s),
+            None => {
+                ctx.error(
+                    &key("strategy"),
+                    format!(
+                        "unknown strategy `{text}`{}",
+                        match did_you_mean(&text, Strategy::ALL.map(Strategy::as_str)) {
+                            hint if hint.is_empty() => format!(": use one of {all}"),
+                            hint => hint,
+                        }
+                    ),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let mut ok = strategy.is_some();
+    let mut skills = BTreeMap::new();
+    for (skill, level) in raw.skills.unwrap_or_default() {
+        match u8::try_from(level).ok().filter(|l| *l <= 100) {
+            Some(level) if !skill.trim().is_empty() => {
+                skills.insert(skill, level);
+            }
+            _ => {
+                ctx.error(
+                    &["routing", "queues", name, "skills", skill.as_str()],
+                    format!("skill `{skill}` = {level}: a minimum level is 0–100"),
+                );
+                ok = false;
+            }
+        }
+    }
+    let priority = ctx.integer(&key("priority"), raw.priority, 0, 0, 255);
+    let offer_timeout = ctx.duration(
+        &key("offer_timeout"),
+        raw.offer_timeout,
+        DEFAULT_OFFER_TIMEOUT,
+        SECOND_UP,
+    );
+    let wrap_up = ctx.duration(&key("wrap_up"), raw.wrap_up, DEFAULT_WRAP_UP, ZERO_UP);
+    let max_no_answer = ctx.integer(
+        &key("max_no_answer"),
+        raw.max_no_answer,
+        DEFAULT_MAX_NO_ANSWER,
+        0,
+        1000,
+    );
+    let miss_backoff = ctx.duration(
+        &key("miss_backoff"),
+        raw.miss_backoff,
+        DEFAULT_MISS_BACKOFF,
+        ZERO_UP,
+    );
+    let max_wait = match raw.max_wait {
+        Some(text) => ctx
+            .duration(&key("max_wait"), Some(text), Duration::ZERO, SECOND_UP)
+            .map(Some),
+        None => Some(None),
+    };
+    let overflow = match (raw.overflow_queue, raw.overflow_teams_users) {
+        (Some(_), Some(_)) => {
+            ctx.error(
+                &key("overflow_queue"),
+                "a queue overflows to another queue or to Teams users, not both",
+            );
+            None
+        }
+        (Some(target), None) => {
+            if target == name {
+                ctx.error(
+                    &key("overflow_queue"),
+                    format!("queue `{name}` cannot overflow to itself"),
+                );
+                None
+            } else if !names.contains(&target) {
+                ctx.error(
+                    &key("overflow_queue"),
+                    format!(
+                        "no queue `{target}` in [routing.queues]{}",
+                        did_you_mean(&target, names.iter().map(String::as_str))
+                    ),
+                );
+                None
+            } else {
+                Some(Some(OverflowTarget::Queue(target)))
+            }
+        }
+        (None, Some(users)) => {
+            if users.is_empty() || users.iter().any(|u| u.trim().is_empty()) {
+                ctx.error(
+                    &key("overflow_teams_users"),
+                    "list the Teams users (UPN or object id) to call, none empty",
+                );
+                None
+            } else {
+                Some(Some(OverflowTarget::TeamsUsers(users)))
+            }
+        }
+        (None, None) => Some(None),
+    };
+    if let (Some(wait), Some(target)) = (&max_wait, &overflow)
+        && wait.is_some() != target.is_some()
+    {
+        ctx.error(
+            &key("max_wait"),
+            "`max_wait` and an overflow target (`overflow_queue` or `overflow_teams_users`) go together",
+        );
+        ok = false;
+    }
+    let groups = raw.groups.unwrap_or_default();
+    if groups.iter().any(|g| g.trim().is_empty()) {
+        ctx.error(&key("groups"), "an empty group name");
+        ok = false;
+    }
+    let statuses = QueueStatuses {
+        on_contact: raw.on_contact_status.filter(|s| !s.trim().is_empty()),
+        after_contact: raw.after_contact_status.filter(|s| !s.trim().is_empty()),
+    };
+    match (
+        strategy,
+        priority,
+        offer_timeout,
+        wrap_up,
+        max_no_answer,
+        miss_backoff,
+        max_wait,
+        overflow,
+    ) {
+        (
+            Some(strategy),
+            Some(priority),
+            Some(offer_timeout),
+            Some(wrap_up),
+            Some(max_no_answer),
+            Some(miss_backoff),
+            Some(max_wait),
+            Some(overflow),
+        ) if ok => Some((
+            QueueSettings {
+                name: name.to_string(),
+                strategy,
+                skills,
+                priority: u8::try_from(priority).unwrap_or(u8::MAX),
+                offer_timeout,
+                wrap_up,
+                max_no_answer: u32::try_from(max_no_answer).unwrap_or(u32::MAX),
+                miss_backoff,
+                max_wait,
+                overflow,
+                groups,
+            },
+            statuses,
+        )),
+        _ => None,
+    }
 }
 
 fn base_url(

@@ -181,6 +181,7 @@ impl Daemon {
         let mut sync_loop = SyncLoop::restore(
             config.engine_settings(),
             mappings.clone(),
+            config.routing.clone(),
             loaded,
             Arc::clone(&store),
             outputs,
@@ -354,7 +355,9 @@ impl Daemon {
         let loaded = tokio::task::spawn_blocking(move || {
             Config::load(&file)
                 .map_err(|e| e.diagnostics)
-                .and_then(|config| mappings::load(&config.mappings))
+                .and_then(|config| {
+                    mappings::load(&config.mappings).map(|set| (set, config.routing))
+                })
         })
         .await
         .unwrap_or_else(|e| {
@@ -364,8 +367,11 @@ impl Daemon {
             )])
         });
         match loaded {
-            Ok(set) => {
-                let _ = self.commands.send(Command::Reload(set)).await;
+            Ok((set, routing)) => {
+                let _ = self
+                    .commands
+                    .send(Command::Reload(set, Some(routing)))
+                    .await;
                 Ok(())
             }
             Err(errors) => {
@@ -463,16 +469,22 @@ async fn watch_mappings(
         let loaded = tokio::task::spawn_blocking(move || {
             Config::load(&file)
                 .map_err(|e| e.diagnostics)
-                .and_then(|config| mappings::load(&config.mappings))
+                .and_then(|config| {
+                    mappings::load(&config.mappings).map(|set| (set, config.routing))
+                })
         })
         .await
         .map_err(|e| format!("reading the mappings: {e}"))?;
         match loaded {
-            Ok(set) => {
+            Ok((set, routing)) => {
                 current = set.clone();
                 reported_bad = false;
                 status.set(TaskState::Running);
-                if commands.send(Command::Reload(set)).await.is_err() {
+                if commands
+                    .send(Command::Reload(set, Some(routing)))
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::api::model::{AgentOut, AgentUpsert, Check, Readiness, StatusReport, TaskOut};
+use crate::api::model::{
+    AgentOut, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn, ContactOut, QueueOut,
+    Readiness, StatusReport, TaskOut,
+};
 use crate::api::{ApiError, Service};
 use crate::events::Event;
 use crate::store::Store;
@@ -75,6 +78,42 @@ impl<S: Store> Service for DaemonService<S> {
 
     async fn agent(&self, id: String) -> Result<AgentOut, ApiError> {
         self.ask(|reply| Command::Agent { id, reply }).await?
+    }
+
+    async fn resume_agent(&self, id: String) -> Result<AgentOut, ApiError> {
+        self.ask(|reply| Command::ResumeAgent { id, reply }).await?
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueOut>, ApiError> {
+        self.ask(|reply| Command::Queues { reply }).await
+    }
+
+    async fn queue(&self, name: String) -> Result<QueueOut, ApiError> {
+        self.ask(|reply| Command::Queue { name, reply }).await?
+    }
+
+    async fn add_contact(&self, body: ContactIn) -> Result<ContactOut, ApiError> {
+        self.ask(|reply| Command::AddContact { body, reply })
+            .await?
+    }
+
+    async fn contact(&self, id: String) -> Result<ContactOut, ApiError> {
+        self.ask(|reply| Command::Contact { id, reply }).await?
+    }
+
+    async fn contact_action(
+        &self,
+        id: String,
+        action: ContactAction,
+        body: ContactActionIn,
+    ) -> Result<ContactOut, ApiError> {
+        self.ask(|reply| Command::ContactAction {
+            id,
+            action,
+            body,
+            reply,
+        })
+        .await?
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, ApiError> {

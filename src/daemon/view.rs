@@ -198,5 +198,6 @@ fn base(record: &AgentRecord, profile: &str, linked: bool) -> AgentOut {
             restore: None,
             last_decision: None,
         },
+        routing: crate::api::model::RoutingOut::default(),
     }
 }

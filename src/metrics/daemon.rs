@@ -95,6 +95,10 @@ pub struct DaemonMetrics {
     pub cc_requests: Counter,
     /// Teams writes waiting in the outbox.
     pub outbox_depth: Gauge,
+    /// Contacts waiting in routing queues.
+    pub routing_waiting: Gauge,
+    /// Contacts offered to agents.
+    pub routing_offers: Counter,
     /// Known agents, by whether they are linked to a Teams user.
     pub agents: GaugeVec<1>,
     /// Events appended to the event log.
@@ -157,6 +161,14 @@ impl DaemonMetrics {
             outbox_depth: registry.gauge(
                 "presence_sync_outbox_depth",
                 "Teams presence writes waiting in the outbox.",
+            )?,
+            routing_waiting: registry.gauge(
+                "presence_sync_routing_waiting",
+                "Contacts waiting in routing queues.",
+            )?,
+            routing_offers: registry.counter(
+                "presence_sync_routing_offers_total",
+                "Contacts offered to agents by the routing core.",
             )?,
             agents: registry.gauge_vec(
                 "presence_sync_agents",

@@ -6,6 +6,7 @@
 //! {"kind":"presence-sync-export","schema":1,"store_id":"5f0c…","next_seq":812}
 //! {"kind":"agent","record":{…AgentRecord…}}
 //! {"kind":"outbox","entry":{…OutboxEntry…}}
+//! {"kind":"contact","record":{…ContactRecord…}}
 //! {"kind":"event","event":{…Event…}}
 //! {"kind":"meta","key":"delta_link","value":"https://…"}
 //! {"kind":"meta","key":"cursor:webhook","value":"790"}
@@ -21,10 +22,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::keys::{self, AGENT, EVENT, META, OUTBOX};
+use super::keys::{self, AGENT, CONTACT, EVENT, META, OUTBOX};
 use super::sled_store::{self, decode, utf8};
 use super::{AgentRecord, OutboxEntry, SCHEMA_VERSION, SledStore, StoreError};
 use crate::events::Event;
+use crate::routing::ContactRecord;
 
 /// The `kind` of an export's header line.
 pub const EXPORT_KIND: &str = "presence-sync-export";
@@ -36,6 +38,7 @@ pub struct BackupStats {
     pub next_seq: u64,
     pub agents: usize,
     pub outbox: usize,
+    pub contacts: usize,
     pub events: usize,
     /// Daemon meta records (delta link, consumer cursors).
     pub meta: usize,
@@ -58,6 +61,8 @@ enum Line {
     Agent { record: AgentRecord },
     #[serde(rename = "outbox")]
     Outbox { entry: OutboxEntry },
+    #[serde(rename = "contact")]
+    Contact { record: ContactRecord },
     #[serde(rename = "event")]
     Event { event: Event },
     #[serde(rename = "meta")]
@@ -78,6 +83,8 @@ enum LineOut<'a> {
     Agent { record: &'a AgentRecord },
     #[serde(rename = "outbox")]
     Outbox { entry: &'a OutboxEntry },
+    #[serde(rename = "contact")]
+    Contact { record: &'a ContactRecord },
     #[serde(rename = "event")]
     Event { event: &'a Event },
     #[serde(rename = "meta")]
@@ -115,6 +122,12 @@ pub fn export(store: &SledStore, out: &mut impl Write) -> Result<ExportStats, St
             let entry: OutboxEntry = decode(dir, &key, &value)?;
             write_line(out, &LineOut::Outbox { entry: &entry })?;
             stats.outbox += 1;
+        }
+        for item in family(CONTACT) {
+            let (key, value) = item.map_err(sled_error)?;
+            let record: ContactRecord = decode(dir, &key, &value)?;
+            write_line(out, &LineOut::Contact { record: &record })?;
+            stats.contacts += 1;
         }
         for item in family(EVENT) {
             let (key, value) = item.map_err(sled_error)?;
@@ -178,6 +191,7 @@ fn read_export(input: impl BufRead) -> Result<(sled::Batch, ImportStats), StoreE
     let mut header: Option<Header> = None;
     let mut agents = BTreeSet::new();
     let mut outbox = BTreeSet::new();
+    let mut contacts = BTreeSet::new();
     let mut meta = BTreeSet::new();
     let mut last_seq = 0;
     let mut lines = 0;
@@ -253,6 +267,13 @@ fn read_export(input: impl BufRead) -> Result<(sled::Batch, ImportStats), StoreE
                 records.insert(keys::outbox_key(&entry.agent_id), to_json(&entry, line)?);
                 stats.outbox += 1;
             }
+            Line::Contact { record } => {
+                if !contacts.insert(record.id.clone()) {
+                    return Err(fail(format!("contact {:?} appears twice", record.id)));
+                }
+                records.insert(keys::contact_key(&record.id), to_json(&record, line)?);
+                stats.contacts += 1;
+            }
             Line::Event { event } => {
                 if event.seq <= last_seq {
                     return Err(fail(format!(
@@ -272,7 +293,7 @@ fn read_export(input: impl BufRead) -> Result<(sled::Batch, ImportStats), StoreE
             Line::Meta { key, value } => {
                 if keys::parse_meta_name(&key).is_none() {
                     return Err(fail(format!(
-                        "unknown meta key {key:?} (known: \"delta_link\", \"cursor:<name>\")"
+                        "unknown meta key {key:?} (known: \"delta_link\", \"routing\", \"cursor:<name>\")"
                     )));
                 }
                 if !meta.insert(key.clone()) {
@@ -488,7 +509,7 @@ mod tests {
             (with(6, &lines[5]), 7, "does not follow seq 1"),
             (with(4, &lines[0]), 5, "a second export header"),
             (
-                with(9, r#"{"kind":"meta","key":"routing","value":"x"}"#),
+                with(9, r#"{"kind":"meta","key":"routing-old","value":"x"}"#),
                 10,
                 "unknown meta key",
             ),

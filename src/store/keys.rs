@@ -9,15 +9,18 @@
 //! |---|---|
 //! | `a/<agent id>` | [`AgentRecord`] as JSON |
 //! | `o/<agent id>` | [`OutboxEntry`] as JSON |
+//! | `c/<contact id>` | [`ContactRecord`] as JSON |
 //! | `e/<seq, 8 bytes big-endian>` | [`Event`] as JSON (big-endian so key order is seq order) |
 //! | `m/<name>` | UTF-8 text |
 
 use crate::events::Event;
 
 use super::{AgentRecord, MetaKey, OutboxEntry};
+use crate::routing::ContactRecord;
 
 pub(crate) const AGENT: &[u8] = b"a/";
 pub(crate) const OUTBOX: &[u8] = b"o/";
+pub(crate) const CONTACT: &[u8] = b"c/";
 pub(crate) const EVENT: &[u8] = b"e/";
 pub(crate) const META: &[u8] = b"m/";
 
@@ -27,6 +30,7 @@ pub(crate) const META_STORE_ID: &str = "store_id";
 pub(crate) const META_NEXT_SEQ: &str = "next_seq";
 const META_DELTA_LINK: &str = "delta_link";
 const META_CURSOR_PREFIX: &str = "cursor:";
+const META_ROUTING: &str = "routing";
 
 /// Bytes of randomness in a store id (printed as twice as many hex digits).
 pub(crate) const STORE_ID_BYTES: usize = 8;
@@ -37,6 +41,14 @@ pub(crate) fn agent_key(id: &str) -> Vec<u8> {
 
 pub(crate) fn outbox_key(agent_id: &str) -> Vec<u8> {
     prefixed(OUTBOX, agent_id.as_bytes())
+}
+
+pub(crate) fn contact_key(id: &str) -> Vec<u8> {
+    prefixed(CONTACT, id.as_bytes())
+}
+
+pub(crate) fn contact_problem(record: &ContactRecord, key_id: &str) -> Option<String> {
+    (record.id != key_id).then(|| format!("contact stored under {key_id:?} has id {:?}", record.id))
 }
 
 pub(crate) fn event_key(seq: u64) -> Vec<u8> {
@@ -69,6 +81,7 @@ pub(crate) fn meta_name(key: &MetaKey) -> String {
     match key {
         MetaKey::DeltaLink => META_DELTA_LINK.to_owned(),
         MetaKey::Cursor(consumer) => format!("{META_CURSOR_PREFIX}{consumer}"),
+        MetaKey::Routing => META_ROUTING.to_owned(),
     }
 }
 
@@ -77,6 +90,8 @@ pub(crate) fn meta_name(key: &MetaKey) -> String {
 pub(crate) fn parse_meta_name(name: &str) -> Option<MetaKey> {
     if name == META_DELTA_LINK {
         Some(MetaKey::DeltaLink)
+    } else if name == META_ROUTING {
+        Some(MetaKey::Routing)
     } else {
         name.strip_prefix(META_CURSOR_PREFIX)
             .map(|consumer| MetaKey::Cursor(consumer.to_owned()))

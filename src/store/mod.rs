@@ -12,8 +12,11 @@
 //!   engine snapshot with ownership);
 //! - outbox: the Teams write still owed for an agent, coalesced per person;
 //! - events: the event log by sequence number, pruned by retention;
+//! - contacts: the routing core's contacts, waiting, offered, accepted or
+//!   recently ended;
 //! - meta: schema version, store id, next sequence number, the directory
-//!   delta link, consumer cursors (the webhook sink's).
+//!   delta link, consumer cursors (the webhook sink's), the routing core's
+//!   router-wide state.
 //!
 //! [`SledStore`] is the engine; [`export`] and [`import`] move a whole store
 //! to and from JSON lines for backups.
@@ -37,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::events::{Event, NewEvent};
+use crate::routing::{ContactRecord, Membership};
 
 /// The schema this build writes. A store with a higher version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -72,6 +76,16 @@ pub struct AgentRecord {
     /// writes owed), opaque to the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<serde_json::Value>,
+    /// Queues the agent serves, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<Membership>,
+    /// Contacts it can be on at once; `None` is 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u8>,
+    /// The routing core's state for this agent (idle time, today's
+    /// counters, misses, pause, wrap-up), opaque to the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<serde_json::Value>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -97,6 +111,8 @@ pub enum MetaKey {
     DeltaLink,
     /// The last sequence number a named consumer has taken (e.g. `webhook`).
     Cursor(String),
+    /// The routing core's router-wide state (JSON).
+    Routing,
 }
 
 /// Everything one step changed, committed atomically and durably.
@@ -110,6 +126,8 @@ pub struct Batch {
     /// Appended in order; the store gives them their sequence numbers.
     pub events: Vec<NewEvent>,
     pub meta: Vec<(MetaKey, Option<String>)>,
+    /// Upserts and deletes by contact id.
+    pub contacts: Vec<(String, Option<ContactRecord>)>,
 }
 
 impl Batch {
@@ -118,6 +136,7 @@ impl Batch {
             && self.outbox.is_empty()
             && self.events.is_empty()
             && self.meta.is_empty()
+            && self.contacts.is_empty()
     }
 }
 
@@ -126,6 +145,7 @@ impl Batch {
 pub struct Loaded {
     pub agents: Vec<AgentRecord>,
     pub outbox: Vec<OutboxEntry>,
+    pub contacts: Vec<ContactRecord>,
     /// The sequence number of the last event ever committed (0: none).
     pub last_seq: u64,
 }

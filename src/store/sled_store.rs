@@ -16,9 +16,10 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
-use super::keys::{self, AGENT, EVENT, META, OUTBOX};
+use super::keys::{self, AGENT, CONTACT, EVENT, META, OUTBOX};
 use super::{AgentRecord, Batch, Loaded, MetaKey, OutboxEntry, SCHEMA_VERSION, Store, StoreError};
 use crate::events::Event;
+use crate::routing::ContactRecord;
 
 /// sled's page cache bound; the daemon's working set is small and the
 /// default (1 GiB) would let sled hold far more than it needs.
@@ -153,6 +154,7 @@ impl Store for SledStore {
         Ok(Loaded {
             agents: self.family(AGENT)?,
             outbox: self.family(OUTBOX)?,
+            contacts: self.family(CONTACT)?,
             last_seq: *next_seq - 1,
         })
     }
@@ -189,6 +191,17 @@ impl Store for SledStore {
                     writes.remove(keys::agent_key(agent_id));
                     writes.remove(keys::outbox_key(agent_id));
                 }
+            }
+        }
+        for (id, record) in &batch.contacts {
+            match record {
+                Some(record) => {
+                    if let Some(problem) = keys::contact_problem(record, id) {
+                        return Err(StoreError::InvalidBatch(problem));
+                    }
+                    writes.insert(keys::contact_key(id), encode(record)?);
+                }
+                None => writes.remove(keys::contact_key(id)),
             }
         }
         let first = *next_seq;
@@ -654,6 +667,9 @@ fn check_record(
     } else if let Some(rest) = key.strip_prefix(OUTBOX) {
         let id = text_key(dir, key, rest)?;
         keys::outbox_problem(&decode::<OutboxEntry>(dir, key, value)?, id)
+    } else if let Some(rest) = key.strip_prefix(CONTACT) {
+        let id = text_key(dir, key, rest)?;
+        keys::contact_problem(&decode::<ContactRecord>(dir, key, value)?, id)
     } else if key.starts_with(EVENT) {
         let seq = event_seq(key).ok_or_else(|| {
             damaged(format!(
@@ -778,6 +794,57 @@ mod tests {
             Some("8".to_owned())
         );
         assert_eq!(store.meta(&MetaKey::DeltaLink).unwrap(), None);
+    }
+
+    #[test]
+    fn routing_contacts_and_state_survive_a_reopen_and_an_export() {
+        use crate::store::testing::contact;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut first = batch("a1", 1, 1, 100);
+        first.contacts = vec![
+            ("c-a1".into(), Some(contact("a1", 1))),
+            ("c-a2".into(), Some(contact("a2", 2))),
+        ];
+        first
+            .meta
+            .push((MetaKey::Routing, Some("{\"next_serial\":3}".into())));
+        store.commit(first).unwrap();
+        let mut second = batch("a1", 2, 0, 101);
+        second.contacts = vec![("c-a1".into(), None)];
+        store.commit(second).unwrap();
+        drop(store);
+
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap().contacts, vec![contact("a2", 2)]);
+        assert_eq!(
+            store.meta(&MetaKey::Routing).unwrap().as_deref(),
+            Some("{\"next_serial\":3}")
+        );
+        let mut text = Vec::new();
+        let stats = crate::store::export(&store, &mut text).unwrap();
+        assert_eq!(stats.contacts, 1);
+        drop(store);
+        let copy = tempfile::tempdir().unwrap();
+        crate::store::import(copy.path(), &text[..]).unwrap();
+        let imported = SledStore::open(copy.path()).unwrap();
+        assert_eq!(imported.load().unwrap().contacts, vec![contact("a2", 2)]);
+        assert_eq!(
+            imported.meta(&MetaKey::Routing).unwrap().as_deref(),
+            Some("{\"next_serial\":3}")
+        );
+    }
+
+    #[test]
+    fn a_contact_under_another_id_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut wrong = batch("a1", 1, 0, 100);
+        wrong.contacts = vec![("c-x".into(), Some(crate::store::testing::contact("a1", 1)))];
+        assert!(matches!(
+            store.commit(wrong),
+            Err(StoreError::InvalidBatch(_))
+        ));
     }
 
     #[test]
@@ -990,9 +1057,9 @@ mod tests {
                 "the event key \"e/1\" is not a sequence number",
             ),
             (
-                b"m/routing",
+                b"m/routing-old",
                 Some(b"x"),
-                "unknown meta record \"m/routing\"",
+                "unknown meta record \"m/routing-old\"",
             ),
             (
                 b"x/1",

@@ -29,6 +29,12 @@ pub(crate) fn agent(id: &str, counter: u64) -> AgentRecord {
             at: at(1_700_000_000),
         }),
         sync: Some(serde_json::json!({ "counter": counter })),
+        queues: vec![crate::routing::Membership {
+            queue: "sales".to_owned(),
+            position: Some(1),
+        }],
+        capacity: Some(2),
+        routing: Some(serde_json::json!({ "misses": counter })),
         updated_at: at(1_700_000_000 + counter as i64),
     }
 }
@@ -50,9 +56,27 @@ pub(crate) fn event(secs: i64, agent_id: &str) -> NewEvent {
     }
 }
 
+/// A routing contact named after an agent.
+pub(crate) fn contact(agent_id: &str, counter: u64) -> crate::routing::ContactRecord {
+    crate::routing::ContactRecord {
+        id: format!("c-{agent_id}"),
+        serial: counter,
+        queue: "sales".to_owned(),
+        skills: BTreeMap::new(),
+        priority: 1,
+        data: serde_json::json!({ "caller": counter }),
+        arrived: crate::time::Timestamp::from_secs(1_700_000_000),
+        queued_at: crate::time::Timestamp::from_secs(1_700_000_000),
+        overflowed_from: Vec::new(),
+        offers: 0,
+        phase: crate::routing::Phase::Waiting,
+    }
+}
+
 /// A batch with one agent, its outbox entry and `events` events at `secs`.
 pub(crate) fn batch(id: &str, counter: u64, events: usize, secs: i64) -> Batch {
     Batch {
+        contacts: Vec::new(),
         agents: vec![(id.to_owned(), Some(agent(id, counter)))],
         outbox: vec![(id.to_owned(), Some(outbox(id, counter)))],
         events: (0..events).map(|_| event(secs, id)).collect(),
@@ -168,6 +192,9 @@ fn agent_record(id: String) -> impl Strategy<Value = AgentRecord> {
                     profile: None,
                     cc_status,
                     sync,
+                    queues: Vec::new(),
+                    capacity: None,
+                    routing: None,
                     updated_at,
                 }
             },
@@ -215,11 +242,19 @@ pub(crate) fn any_batch() -> impl Strategy<Value = Batch> {
         prop::collection::vec(outbox_op, 0..3),
         prop::collection::vec(new_event(), 0..4),
         prop::collection::vec((meta_key(), proptest::option::of(text())), 0..3),
+        prop::collection::vec((agent_id(), 0u64..5, any::<bool>()), 0..3),
     )
-        .prop_map(|(agents, outbox, events, meta)| Batch {
+        .prop_map(|(agents, outbox, events, meta, contacts)| Batch {
             agents,
             outbox,
             events,
             meta,
+            contacts: contacts
+                .into_iter()
+                .map(|(id, counter, keep)| {
+                    let c = contact(&id, counter);
+                    (c.id.clone(), keep.then_some(c))
+                })
+                .collect(),
         })
 }

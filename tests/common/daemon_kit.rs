@@ -196,6 +196,16 @@ impl DaemonKit {
             .expect("GET")
     }
 
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
     pub async fn agent(&self, id: &str) -> Value {
         self.get(&format!("/v1/agents/{id}"))
             .await

@@ -100,14 +100,25 @@ async fn every_listed_route_exists_and_only_open_ones_skip_auth() {
             .unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
+        // A 404 from the handler (no such queue or contact in the fake) is
+        // fine; the router's own 404 says "no route".
         assert!(
-            status != 404 && status != 405 && status < 500,
+            !(status == 404 && text.contains("no route")) && status != 405 && status < 500,
             "{method} {path}: {status} {text}"
         );
         if *path == "/v1/events" {
             // Not a WebSocket upgrade, but the route answered.
             let error: super::super::model::ErrorBody = serde_json::from_str(&text).unwrap();
             assert_eq!(error.error.code, "websocket_required");
+        } else if path.starts_with("/v1/queues/") || path.starts_with("/v1/contacts") {
+            // The fake has no queues or contacts: its answer comes back in
+            // the error shape (the daemon's routing is tested end to end).
+            let error: super::super::model::ErrorBody = serde_json::from_str(&text).unwrap();
+            assert!(
+                status >= 400,
+                "{method} {path}: {status} {}",
+                error.error.message
+            );
         } else {
             assert!(status < 300, "{method} {path}: {status} {text}");
         }

@@ -141,11 +141,50 @@ impl Fake {
                 restore: None,
                 last_decision: None,
             },
+            routing: crate::api::model::RoutingOut::default(),
         }
     }
 }
 
+/// Routing lives in the daemon: the fake knows no queues or contacts, so
+/// the routes answer its 404s in the error shape.
 impl Service for Fake {
+    async fn resume_agent(&self, id: String) -> Result<AgentOut, ApiError> {
+        self.agent(id).await
+    }
+
+    async fn queues(&self) -> Result<Vec<crate::api::model::QueueOut>, ApiError> {
+        Ok(Vec::new())
+    }
+
+    async fn queue(&self, name: String) -> Result<crate::api::model::QueueOut, ApiError> {
+        Err(ApiError::not_found("queue", &name))
+    }
+
+    async fn add_contact(
+        &self,
+        body: crate::api::model::ContactIn,
+    ) -> Result<crate::api::model::ContactOut, ApiError> {
+        Err(ApiError::unprocessable(
+            "queue",
+            "unknown_queue",
+            format!("no queue `{}`", body.queue),
+        ))
+    }
+
+    async fn contact(&self, id: String) -> Result<crate::api::model::ContactOut, ApiError> {
+        Err(ApiError::not_found("contact", &id))
+    }
+
+    async fn contact_action(
+        &self,
+        id: String,
+        _action: crate::api::model::ContactAction,
+        _body: crate::api::model::ContactActionIn,
+    ) -> Result<crate::api::model::ContactOut, ApiError> {
+        Err(ApiError::not_found("contact", &id))
+    }
+
     async fn put_agent(&self, id: String, body: AgentUpsert) -> Result<AgentOut, ApiError> {
         if body.teams_user.trim().is_empty() {
             return Err(ApiError::unprocessable(

@@ -312,6 +312,30 @@ fn full_agent() -> AgentOut {
             }),
             last_decision: Some("held by debounce".into()),
         },
+        routing: crate::api::model::RoutingOut {
+            eligible: false,
+            not_eligible_because: vec!["in wrap-up".into()],
+            capacity: 1,
+            queues: vec![crate::api::model::QueueFitOut {
+                queue: "sales".into(),
+                position: Some(1),
+                skills_match: false,
+                missing_skills: vec![crate::api::model::MissingSkill {
+                    skill: "fr".into(),
+                    needed: 90,
+                    has: 80,
+                }],
+            }],
+            offered: Some("c1".into()),
+            contacts: vec!["c0".into()],
+            idle_since: at,
+            wrap_up_until: Some(at),
+            backoff_until: Some(at),
+            paused_since: Some(at),
+            misses: 2,
+            contacts_today: 7,
+            busy_today_seconds: 12.5,
+        },
     }
 }
 
@@ -367,6 +391,11 @@ fn openapi_schemas_match_the_models() {
         skills: Some(BTreeMap::from([("fr".to_string(), 80)])),
         phone: Some("+331234".into()),
         profile: Some("sales".into()),
+        queues: Some(vec![crate::routing::Membership {
+            queue: "sales".into(),
+            position: Some(2),
+        }]),
+        capacity: Some(2),
     };
     let event = |kind: &str, agent_id: Option<&str>| {
         Event::committed(

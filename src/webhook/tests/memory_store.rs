@@ -55,6 +55,7 @@ impl Store for MemoryStore {
         Ok(Loaded {
             agents: state.agents.values().cloned().collect(),
             outbox: state.outbox.values().cloned().collect(),
+            contacts: Vec::new(),
             last_seq: state.last_seq,
         })
     }

@@ -14,11 +14,16 @@ use chrono::Utc;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::ApiError;
-use crate::api::model::{AgentOut, AgentUpsert, StatusReport};
+use crate::api::model::{
+    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, QueueOut,
+    StatusReport,
+};
+use crate::config::RoutingConfig;
 use crate::events::{Event, NewEvent, kind};
 use crate::graph::PresenceUpdate;
 use crate::mapping::Profile;
 use crate::metrics::{DaemonMetrics, Direction, TeamsWriteKind};
+use crate::routing::{ContactRecord, Router};
 use crate::store::{AgentRecord, Batch, CcReport, Loaded, MetaKey, OutboxEntry, Store};
 use crate::sync::{
     AgentKey, AgentSnapshot, Decision, Engine, EngineError, ProfileId, Reason, Settings, SyncEvent,
@@ -31,6 +36,8 @@ use super::mappings::MappingSet;
 use super::tasks::{TaskState, TaskStatus, stopped};
 use super::view::{self, presence_out};
 use super::writer::{WriteJob, WriteResult};
+
+mod routing;
 
 /// What the API and the other tasks ask of the loop.
 pub enum Command {
@@ -55,8 +62,34 @@ pub enum Command {
     Agents {
         reply: oneshot::Sender<Vec<AgentOut>>,
     },
+    ResumeAgent {
+        id: String,
+        reply: oneshot::Sender<Result<AgentOut, ApiError>>,
+    },
+    Queues {
+        reply: oneshot::Sender<Vec<QueueOut>>,
+    },
+    Queue {
+        name: String,
+        reply: oneshot::Sender<Result<QueueOut, ApiError>>,
+    },
+    AddContact {
+        body: ContactIn,
+        reply: oneshot::Sender<Result<ContactOut, ApiError>>,
+    },
+    Contact {
+        id: String,
+        reply: oneshot::Sender<Result<ContactOut, ApiError>>,
+    },
+    ContactAction {
+        id: String,
+        action: ContactAction,
+        body: ContactActionIn,
+        reply: oneshot::Sender<Result<ContactOut, ApiError>>,
+    },
     Directory(DirectoryUpdate),
-    Reload(MappingSet),
+    /// New mappings, and new queues when the whole config was read again.
+    Reload(MappingSet, Option<RoutingConfig>),
     /// Answered once the loop has gone round: the watchdog's liveness check.
     Ping(oneshot::Sender<()>),
 }
@@ -100,6 +133,7 @@ struct AgentEntry {
 /// A reply held until the step's batch is durable.
 enum Reply {
     Agent(oneshot::Sender<Result<AgentOut, ApiError>>, String),
+    Contact(oneshot::Sender<Result<ContactOut, ApiError>>, String),
     Deleted(oneshot::Sender<Result<(), ApiError>>),
     Ping(oneshot::Sender<()>),
 }
@@ -110,6 +144,7 @@ struct Step {
     dirty: BTreeSet<String>,
     deleted: BTreeSet<String>,
     outbox: Vec<(String, Option<OutboxEntry>)>,
+    contacts: Vec<(String, Option<ContactRecord>)>,
     events: Vec<NewEvent>,
     meta: Vec<(MetaKey, Option<String>)>,
     jobs: Vec<WriteJob>,
@@ -122,6 +157,8 @@ const MAX_COMMANDS_PER_STEP: usize = 512;
 
 pub struct SyncLoop<S: Store> {
     engine: Engine,
+    router: Router,
+    routing: RoutingConfig,
     mappings: MappingSet,
     agents: BTreeMap<String, AgentEntry>,
     by_key: HashMap<AgentKey, String>,
@@ -190,13 +227,21 @@ impl<S: Store> SyncLoop<S> {
     pub fn restore(
         settings: Settings,
         mappings: MappingSet,
+        routing: RoutingConfig,
         loaded: Loaded,
         store: Arc<S>,
         out: Outputs,
     ) -> Result<Self, EngineError> {
         let engine = Engine::new(settings, mappings.profiles.clone())?;
+        let router_globals = store.meta(&MetaKey::Routing).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the stored routing state");
+            None
+        });
+        let contacts = loaded.contacts;
         let mut me = SyncLoop {
             engine,
+            router: Router::new(Vec::new(), 0),
+            routing: routing.clone(),
             mappings,
             agents: BTreeMap::new(),
             by_key: HashMap::new(),
@@ -238,6 +283,25 @@ impl<S: Store> SyncLoop<S> {
                 me.attach(now, &id, snapshot.as_ref());
             }
         }
+        // The router, with each agent's gate as its restored view shows it.
+        let agents: Vec<_> = me
+            .agents
+            .iter()
+            .map(|(id, e)| {
+                let gate = me
+                    .view(id, now)
+                    .map(|v| routing::gate_of(&v))
+                    .unwrap_or_default();
+                (
+                    id.clone(),
+                    routing::spec_of(&e.record),
+                    e.record.routing.clone(),
+                    gate,
+                )
+            })
+            .collect();
+        me.router = routing::restore_router(now, &routing, router_globals, agents, contacts);
+        me.route_tick(now);
         // Outbox entries the engine no longer owes are done with.
         let owed: BTreeSet<String> = me.step.jobs.iter().map(|j| j.agent_id.clone()).collect();
         let stale: Vec<String> = me.outbox_agents.difference(&owed).cloned().collect();
@@ -271,7 +335,10 @@ impl<S: Store> SyncLoop<S> {
     ) -> Result<(), String> {
         status.set(TaskState::Running);
         loop {
-            let wake = self.engine.next_wakeup();
+            let wake = match (self.engine.next_wakeup(), self.router.next_wakeup()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match wake {
                     Some(at) => {
@@ -301,8 +368,10 @@ impl<S: Store> SyncLoop<S> {
                 }
             }
             let mut decisions = Vec::new();
-            self.engine.tick(Timestamp::now(), &mut decisions);
+            let now = Timestamp::now();
+            self.engine.tick(now, &mut decisions);
             self.absorb(decisions);
+            self.route_tick(now);
             if let Err(e) = self.commit().await {
                 status.set(TaskState::Failed(e.clone()));
                 return Err(e);
@@ -335,6 +404,7 @@ impl<S: Store> SyncLoop<S> {
         super::metrics::mirror(&m.teams_overrides, s.overrides_detected);
         super::metrics::mirror(&m.cc_requests, s.cc_requests);
         m.outbox_depth.set(self.status.outbox as f64);
+        m.routing_waiting.set(self.router.waiting() as f64);
         m.agents_linked(true).set(self.status.linked as f64);
         m.agents_linked(false)
             .set(self.status.agents.saturating_sub(self.status.linked) as f64);
@@ -344,12 +414,14 @@ impl<S: Store> SyncLoop<S> {
     /// Makes the step durable, then lets the world know.
     async fn commit(&mut self) -> Result<(), String> {
         self.routable_changes(Timestamp::now());
+        self.routing_changes();
         let step = std::mem::take(&mut self.step);
         let mut batch = Batch {
             outbox: step.outbox,
             events: step.events,
             meta: step.meta,
             agents: Vec::new(),
+            contacts: step.contacts,
         };
         for id in &step.deleted {
             batch.agents.push((id.clone(), None));
@@ -418,6 +490,9 @@ impl<S: Store> SyncLoop<S> {
                 Reply::Agent(tx, id) => {
                     let _ = tx.send(self.view(&id, now));
                 }
+                Reply::Contact(tx, id) => {
+                    let _ = tx.send(self.contact_view(&id));
+                }
                 Reply::Deleted(tx) => {
                     let _ = tx.send(Ok(()));
                 }
@@ -434,6 +509,9 @@ impl<S: Store> SyncLoop<S> {
         for reply in replies {
             match reply {
                 Reply::Agent(tx, _) => {
+                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                }
+                Reply::Contact(tx, _) => {
                     let _ = tx.send(Err(ApiError::unavailable(message)));
                 }
                 Reply::Deleted(tx) => {
@@ -464,19 +542,21 @@ impl<S: Store> SyncLoop<S> {
             .agents
             .get(id)
             .ok_or_else(|| ApiError::not_found("agent", id))?;
-        match entry.key {
+        let mut out = match entry.key {
             Some(key) => {
                 let v = self
                     .engine
                     .view(key, now)
                     .map_err(|e| engine_error(e, ""))?;
-                Ok(view::linked(&entry.record, &v))
+                view::linked(&entry.record, &v)
             }
             None => {
                 let (_, profile) = self.profile_for(&entry.record);
-                Ok(view::unlinked(&entry.record, &profile))
+                view::unlinked(&entry.record, &profile)
             }
-        }
+        };
+        out.routing = self.routing_view(id, now, &out);
+        Ok(out)
     }
 
     fn command(&mut self, cmd: Command) {
@@ -511,8 +591,45 @@ impl<S: Store> SyncLoop<S> {
                     .collect();
                 let _ = reply.send(all);
             }
+            Command::ResumeAgent { id, reply } => match self.resume(now, &id) {
+                Ok(()) => self.step.replies.push(Reply::Agent(reply, id)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Queues { reply } => {
+                let _ = reply.send(self.queue_views(now));
+            }
+            Command::Queue { name, reply } => {
+                let _ = reply.send(self.queue_view(&name, now));
+            }
+            Command::AddContact { body, reply } => match self.add_contact(now, body) {
+                Ok(id) => self.step.replies.push(Reply::Contact(reply, id)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Contact { id, reply } => {
+                let _ = reply.send(self.contact_view(&id));
+            }
+            Command::ContactAction {
+                id,
+                action,
+                body,
+                reply,
+            } => match self.contact_action(now, &id, action, body) {
+                Ok(()) => self.step.replies.push(Reply::Contact(reply, id)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Directory(update) => self.directory_update(now, update),
-            Command::Reload(set) => self.reload(now, set),
+            Command::Reload(set, routing) => {
+                self.reload(now, set);
+                if let Some(routing) = routing {
+                    self.reload_queues(now, routing);
+                }
+            }
             Command::Ping(tx) => self.step.replies.push(Reply::Ping(tx)),
         }
     }
@@ -541,6 +658,7 @@ impl<S: Store> SyncLoop<S> {
                 ),
             ));
         }
+        routing::check_agent_routing(&self.router, body.queues.as_ref(), body.capacity)?;
         if let Some(skills) = &body.skills
             && let Some((name, level)) = skills.iter().find(|(n, l)| n.is_empty() || **l > 100)
         {
@@ -603,6 +721,9 @@ impl<S: Store> SyncLoop<S> {
             profile: None,
             cc_status: None,
             sync: None,
+            queues: Vec::new(),
+            capacity: None,
+            routing: None,
             updated_at: Utc::now(),
         });
         record.teams_user = teams_user;
@@ -617,7 +738,16 @@ impl<S: Store> SyncLoop<S> {
             record.phone = body.phone;
         }
         record.profile = body.profile.or(record.profile);
+        if let Some(queues) = body.queues {
+            record.queues = queues;
+        }
+        if body.capacity.is_some() {
+            record.capacity = body.capacity;
+        }
         record.updated_at = Utc::now();
+        let mut routed = Vec::new();
+        self.router
+            .upsert_agent(now, id, routing::spec_of(&record), &mut routed);
 
         let was_linked_to = existing.as_ref().and_then(|r| r.teams_user_id.clone());
         let entry = self.agents.entry(id.to_string()).or_insert(AgentEntry {
@@ -636,6 +766,7 @@ impl<S: Store> SyncLoop<S> {
                 "created": existing.is_none(),
             }),
         );
+        self.absorb_routing(now, routed);
 
         if was_linked_to != resolved || had_key.is_none() {
             if had_key.is_some() {
@@ -774,6 +905,9 @@ impl<S: Store> SyncLoop<S> {
             return Err(ApiError::not_found("agent", id));
         }
         self.detach(now, id);
+        let mut out = Vec::new();
+        self.router.remove_agent(now, id, &mut out);
+        self.absorb_routing(now, out);
         self.agents.remove(id);
         self.step.dirty.remove(id);
         self.step.deleted.insert(id.to_string());
@@ -805,7 +939,7 @@ impl<S: Store> SyncLoop<S> {
         };
         // Only a report that says when it happened can be out of order; the
         // same status again is a harmless retry.
-        if let Some((status, since)) = current
+        if let Some((status, since)) = current.clone()
             && body.at.is_some()
             && status != body.status
             && at < since
@@ -821,7 +955,14 @@ impl<S: Store> SyncLoop<S> {
             )
             .with_field("at"));
         }
-        match entry.key {
+        // A new status from the CC means the agent is at its desk again:
+        // a routing pause after missed offers ends.
+        if current.as_ref().is_none_or(|(s, _)| *s != body.status) {
+            let mut out = Vec::new();
+            let _ = self.router.resume_agent(now, id, &mut out);
+            self.absorb_routing(now, out);
+        }
+        match self.agents.get(id).and_then(|e| e.key) {
             Some(key) => {
                 let mut out = Vec::new();
                 self.engine
@@ -1183,6 +1324,7 @@ impl<S: Store> SyncLoop<S> {
             let Ok(v) = self.view(&id, now) else {
                 continue;
             };
+            self.gate(now, &id, &v);
             let Some(entry) = self.agents.get_mut(&id) else {
                 continue;
             };
