@@ -365,3 +365,84 @@ async fn waiting_and_accepted_contacts_survive_a_restart() {
     .await;
     kit.stop().await;
 }
+
+/// Arbitrary bodies for the routing routes against the real router: never
+/// a 5xx, errors always in the error shape, accepted contacts well formed.
+#[test]
+fn arbitrary_routing_input_never_answers_5xx() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let kit = runtime.block_on(async {
+        let kit = DaemonKit::start_with(2, ROUTING).await;
+        routable(&kit, "a1", 0, json!([{"queue": "sales"}, {"queue": "vip"}])).await;
+        kit
+    });
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        (0u64..400).prop_map(|n| json!(n)),
+        prop::sample::select(vec!["sales", "vip", "night", "nope", "", "c1", "a1"])
+            .prop_map(|s| json!(s)),
+        any::<String>().prop_map(Value::String),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z]{1,8}|english", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let key = prop::sample::select(vec![
+        "queue",
+        "contact_id",
+        "skills",
+        "priority",
+        "data",
+        "agent_id",
+        "colour",
+    ]);
+    let body = prop::collection::vec((key, value), 0..6).prop_map(|pairs| {
+        Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    });
+    let route = prop::sample::select(vec!["", "/accept", "/decline", "/complete", "/abandon"]);
+    let id = prop_oneof![Just("c1".to_string()), "[A-Za-z0-9%._-]{1,12}"];
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&(route, id, body), |(route, id, body)| {
+        let path = if route.is_empty() {
+            "/v1/contacts".to_string()
+        } else {
+            format!("/v1/contacts/{id}{route}")
+        };
+        let (status, text) = runtime
+            .block_on(async {
+                let r = kit.post(&path, body.clone()).await;
+                let status = r.status().as_u16();
+                Ok::<_, String>((status, r.text().await.map_err(|e| e.to_string())?))
+            })
+            .map_err(TestCaseError::fail)?;
+        prop_assert!(status < 500, "{path} {body}: {status} {text}");
+        let answer: Value = serde_json::from_str(&text)
+            .map_err(|e| TestCaseError::fail(format!("{path}: not JSON: {e}: {text}")))?;
+        if status >= 400 {
+            prop_assert!(answer["error"]["code"].is_string(), "{path} {body}: {text}");
+        } else {
+            prop_assert!(answer["state"].is_string(), "{path} {body}: {text}");
+        }
+        Ok(())
+    });
+    runtime.block_on(kit.stop());
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

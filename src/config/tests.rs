@@ -615,3 +615,92 @@ fn a_webhook_url_with_credentials_is_refused() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn routing_queues_get_defaults_and_their_settings() {
+    let text = format!(
+        r#"{}
+[routing.queues.sales]
+strategy = "skills-best"
+skills = {{ english = 60 }}
+priority = 3
+offer_timeout = "15s"
+wrap_up = "0s"
+max_no_answer = 0
+max_wait = "2m"
+overflow_queue = "backup"
+groups = ["sales-team"]
+on_contact_status = "On contact"
+
+[routing.queues.backup]
+strategy = "round-robin"
+max_wait = "5m"
+overflow_teams_users = ["duty.manager@contoso.com"]
+"#,
+        minimal()
+    );
+    let config = load(&text, &[]).unwrap();
+    let queues = &config.routing.queues;
+    assert_eq!(queues.len(), 2);
+    let backup = queues.iter().find(|q| q.name == "backup").unwrap();
+    assert_eq!(backup.strategy, crate::routing::Strategy::RoundRobin);
+    assert_eq!(backup.offer_timeout, Duration::from_secs(20));
+    assert_eq!(backup.wrap_up, Duration::from_secs(10));
+    assert_eq!(backup.max_no_answer, 3);
+    assert_eq!(
+        backup.overflow,
+        Some(crate::routing::OverflowTarget::TeamsUsers(vec![
+            "duty.manager@contoso.com".into()
+        ]))
+    );
+    let sales = queues.iter().find(|q| q.name == "sales").unwrap();
+    assert_eq!(sales.skills.get("english"), Some(&60));
+    assert_eq!(sales.priority, 3);
+    assert_eq!(sales.wrap_up, Duration::ZERO);
+    assert_eq!(sales.max_wait, Some(Duration::from_secs(120)));
+    assert_eq!(
+        sales.overflow,
+        Some(crate::routing::OverflowTarget::Queue("backup".into()))
+    );
+    assert_eq!(
+        config.routing.statuses["sales"].on_contact.as_deref(),
+        Some("On contact")
+    );
+    assert!(load(&minimal(), &[]).unwrap().routing.queues.is_empty());
+}
+
+#[test]
+fn bad_routing_queues_are_reported_where_they_are() {
+    let text = format!(
+        r#"{}
+[routing.queues.sales]
+strategy = "longest_idle"
+skills = {{ english = 120 }}
+max_wait = "1m"
+
+[routing.queues.Night]
+strategy = "random"
+overflow_queue = "nowhere"
+max_wait = "1m"
+
+[routing.queues.loop]
+strategy = "top-down"
+overflow_queue = "loop"
+max_wait = "1m"
+colour = "red"
+"#,
+        minimal()
+    );
+    let all = errors(&text, &[]).join("\n");
+    for expected in [
+        "unknown strategy `longest_idle` (did you mean `longest-idle`?)",
+        "skill `english` = 120: a minimum level is 0–100",
+        "`max_wait` and an overflow target",
+        "queue name `Night`",
+        "no queue `nowhere` in [routing.queues]",
+        "unknown key `colour` in [routing.queues.loop]",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert!(all.contains("config.toml:"), "located: {all}");
+}
