@@ -15,6 +15,9 @@
 //!   agent completes its contact and takes the best one waiting in its
 //!   queues (`complete`, wrap-up 0); the new contact is accepted (untimed).
 //!
+//! After each decision the changes to persist are taken, as the daemon does
+//! every step (untimed).
+//!
 //! `ROUTING_BENCH_DECISIONS` sets the decisions per case (default 20,000).
 
 use std::collections::BTreeMap;
@@ -159,6 +162,8 @@ fn arrival(w: &mut World, n: usize) -> Stats {
         w.out.clear();
         let _ = w.r.abandon(w.now, &id, &mut w.out);
         w.out.clear();
+        // The daemon takes what to persist after every step.
+        black_box(w.r.take_changes());
     }
     stats(samples)
 }
@@ -191,7 +196,7 @@ fn free_up(w: &mut World, n: usize) -> Stats {
         let c = on.swap_remove(i % on.len());
         w.now = w.now + Duration::from_micros(100);
         let started = Instant::now();
-        let result = w.r.complete(w.now, &c, &mut w.out);
+        let result = w.r.complete(w.now, &c, None, &mut w.out);
         samples.push(started.elapsed());
         black_box(&result);
         if let Some(next) = offered(&w.out) {
@@ -204,6 +209,7 @@ fn free_up(w: &mut World, n: usize) -> Stats {
         let q = w.rng.below(w.queues);
         let _ = w.r.add_contact(w.now, contact(w.next, q), &mut w.out);
         w.out.clear();
+        black_box(w.r.take_changes());
     }
     stats(samples)
 }

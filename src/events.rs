@@ -30,6 +30,7 @@ pub mod kind {
     pub const ROUTING_ACCEPTED: &str = "routing.accepted";
     pub const ROUTING_DECLINED: &str = "routing.declined";
     pub const ROUTING_RONA: &str = "routing.rona";
+    pub const ROUTING_OFFER_WITHDRAWN: &str = "routing.offer_withdrawn";
     pub const ROUTING_COMPLETED: &str = "routing.completed";
     pub const ROUTING_ABANDONED: &str = "routing.abandoned";
     pub const ROUTING_OVERFLOW: &str = "routing.overflow";
@@ -57,6 +58,7 @@ pub mod kind {
         ROUTING_ACCEPTED,
         ROUTING_DECLINED,
         ROUTING_RONA,
+        ROUTING_OFFER_WITHDRAWN,
         ROUTING_COMPLETED,
         ROUTING_ABANDONED,
         ROUTING_OVERFLOW,

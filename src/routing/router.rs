@@ -29,6 +29,8 @@ const MAX_ENDED: usize = 10_000;
 const ENDED_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// The longest contact id accepted.
 pub const MAX_CONTACT_ID: usize = 200;
+/// The most skills a contact may ask for (each is checked per candidate).
+pub const MAX_CONTACT_SKILLS: usize = 32;
 
 /// What the router decided; the daemon turns these into events.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +52,13 @@ pub enum RoutingDecision {
         agent: String,
     },
     Declined {
+        contact: String,
+        queue: String,
+        agent: String,
+    },
+    /// The agent it was offered to left routing (deleted): the contact is
+    /// back in its queue, and the CC should stop ringing that agent.
+    Withdrawn {
         contact: String,
         queue: String,
         agent: String,
@@ -146,7 +155,8 @@ pub struct QueueMemory {
 pub struct Globals {
     pub next_serial: u64,
     pub rng: u64,
-    #[serde(default)]
+    /// Each queue's memory; persisted one queue at a time (see [`Changes`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub queues: BTreeMap<String, QueueMemory>,
 }
 
@@ -156,12 +166,18 @@ pub struct Changes {
     /// Upserts (`Some`) and deletions (`None`) by contact id.
     pub contacts: Vec<(String, Option<ContactRecord>)>,
     pub agents: Vec<(String, AgentRouting)>,
+    /// The serial counter and generator (`queues` left empty).
     pub globals: Option<Globals>,
+    /// Queues whose memory changed.
+    pub queues: Vec<(String, QueueMemory)>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.contacts.is_empty() && self.agents.is_empty() && self.globals.is_none()
+        self.contacts.is_empty()
+            && self.agents.is_empty()
+            && self.globals.is_none()
+            && self.queues.is_empty()
     }
 }
 
@@ -225,6 +241,9 @@ struct Member {
     position: u32,
     skills_ok: bool,
     level: u32,
+    /// A copy of the agent's [`Hot`], kept in step by `refresh`, so a
+    /// strategy's scan over a queue reads one contiguous array.
+    hot: Hot,
 }
 
 struct Queue {
@@ -238,7 +257,7 @@ struct Queue {
 
 /// What the dispatch loop reads for every candidate, kept apart from the
 /// rest of the agent so a scan over a queue's members stays in cache.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Hot {
     free: bool,
     idle_since: Timestamp,
@@ -256,6 +275,8 @@ struct Agent {
     active: Vec<u64>,
     /// Queue indices in the agent's order, with the position in each.
     queues: Vec<(usize, Option<u32>)>,
+    /// Per entry of `queues`: its skills meet the queue's.
+    fits: Vec<bool>,
 }
 
 pub struct Router {
@@ -277,6 +298,7 @@ pub struct Router {
     removed_contacts: Vec<String>,
     dirty_agents: BTreeSet<usize>,
     globals_dirty: bool,
+    dirty_queues: BTreeSet<usize>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> RoutingError {
@@ -346,6 +368,7 @@ impl Router {
             removed_contacts: Vec::new(),
             dirty_agents: BTreeSet::new(),
             globals_dirty: false,
+            dirty_queues: BTreeSet::new(),
         };
         router.install_queues(queues, &BTreeMap::new());
         router
@@ -451,6 +474,7 @@ impl Router {
         // Queue indices change: memberships are placed again by the caller.
         for a in self.agents.iter_mut().flatten() {
             a.queues.clear();
+            a.fits.clear();
         }
         for (i, s) in settings.into_iter().enumerate() {
             let memory = old
@@ -466,6 +490,7 @@ impl Router {
             });
         }
         self.globals_dirty = true;
+        self.dirty_queues = (0..self.queues.len()).collect();
     }
 
     // ---- inputs ----
@@ -498,6 +523,13 @@ impl Router {
             .map(|c| c.serial)
             .collect();
         waiting.sort_unstable();
+        // An offer that comes back must still overflow in time.
+        let offered: Vec<u64> = self
+            .contacts
+            .values()
+            .filter(|c| matches!(c.phase, Phase::Offered { .. }))
+            .map(|c| c.serial)
+            .collect();
         self.timers
             .retain(|(_, t)| !matches!(t, Timer::Overflow(_)));
         for serial in waiting {
@@ -515,6 +547,9 @@ impl Router {
                 }
                 None => self.abandon_serial(now, serial, "queue_removed", out),
             }
+        }
+        for serial in offered {
+            self.arm_overflow(serial);
         }
         let mut slots: Vec<usize> = self.agent_index.values().copied().collect();
         slots.sort_unstable();
@@ -582,11 +617,17 @@ impl Router {
         {
             c.phase = Phase::Waiting;
             let key = (Reverse(c.priority), serial);
+            out.push(RoutingDecision::Withdrawn {
+                contact: c.id.clone(),
+                queue: c.queue.clone(),
+                agent: agent.id.clone(),
+            });
             if let Some(q) = self.queue_index.get(&c.queue).copied() {
                 self.queues[q].waiting.insert(key);
             }
             self.dirty_contacts.insert(serial);
             self.pending_contacts.push(serial);
+            self.arm_overflow(serial);
         }
         let mut active = agent.active;
         active.sort_unstable();
@@ -683,6 +724,12 @@ impl Router {
             .copied()
             .ok_or_else(|| RoutingError::UnknownQueue(new.queue.clone()))?;
         check_skills(&new.skills)?;
+        if new.skills.len() > MAX_CONTACT_SKILLS {
+            return Err(invalid(
+                "skills",
+                format!("a contact asks for at most {MAX_CONTACT_SKILLS} skills"),
+            ));
+        }
         if let Some(id) = &new.id {
             if id.trim().is_empty() || id.len() > MAX_CONTACT_ID || id.chars().any(char::is_control)
             {
@@ -696,13 +743,20 @@ impl Router {
             }
         }
         self.advance(now, out);
-        let serial = self.next_serial;
-        self.next_serial += 1;
+        let mut serial = self.next_serial;
+        let id = match new.id {
+            Some(id) => id,
+            None => loop {
+                // A CC may have used an id of this shape itself: skip it.
+                let id = format!("ct-{serial}");
+                if !self.contact_index.contains_key(&id) {
+                    break id;
+                }
+                serial += 1;
+            },
+        };
+        self.next_serial = serial + 1;
         self.globals_dirty = true;
-        let id = new.id.unwrap_or_else(|| format!("ct-{serial}"));
-        if self.contact_index.contains_key(&id) {
-            return Err(RoutingError::ContactExists(id));
-        }
         let settings = &self.queues[q].settings;
         let priority = new.priority.unwrap_or(settings.priority);
         let contact = ContactRecord {
@@ -728,6 +782,7 @@ impl Router {
         });
         self.queues[q].waiting.insert((Reverse(priority), serial));
         self.queues[q].memory.totals.queued += 1;
+        self.dirty_queues.insert(q);
         self.contact_index.insert(id.clone(), serial);
         self.contacts.insert(serial, contact);
         self.dirty_contacts.insert(serial);
@@ -788,7 +843,13 @@ impl Router {
         let (serial, offered_to, _) = self.offered(id, "accepted")?;
         Self::check_agent(id, &offered_to, agent)?;
         let Some(slot) = self.agent_index.get(&offered_to).copied() else {
-            return Err(RoutingError::UnknownAgent(offered_to));
+            // Only a store from before its agent was deleted holds this;
+            // the offer times out and the contact goes back to its queue.
+            return Err(RoutingError::WrongState {
+                contact: id.to_string(),
+                state: "offered to an agent no longer in routing",
+                action: "accepted",
+            });
         };
         let day = day_of(now);
         if let Some(a) = self.agents[slot].as_mut() {
@@ -841,6 +902,7 @@ impl Router {
         &mut self,
         now: Timestamp,
         id: &str,
+        by: Option<&str>,
         out: &mut Vec<RoutingDecision>,
     ) -> Result<(), RoutingError> {
         self.advance(now, out);
@@ -855,6 +917,7 @@ impl Router {
                 action: "completed",
             });
         };
+        Self::check_agent(id, agent, by)?;
         let (agent, accepted_at, queue) = (agent.clone(), *at, c.queue.clone());
         let wrap = self
             .queue_index
@@ -955,10 +1018,14 @@ impl Router {
             .map(|c| c.queued_at)
             .min()
             .map(|t| now.since(t));
-        let offered_now = self
-            .contacts
-            .values()
-            .filter(|c| c.queue == name && matches!(c.phase, Phase::Offered { .. }))
+        // Offers are held by agents: look at the queue's members, not at
+        // every contact kept.
+        let offered_now = q
+            .members
+            .iter()
+            .filter_map(|m| self.agents[m.slot].as_ref()?.offer)
+            .filter_map(|serial| self.contacts.get(&serial))
+            .filter(|c| c.queue == name)
             .count();
         Some(QueueView {
             settings: q.settings.clone(),
@@ -1084,7 +1151,18 @@ impl Router {
             }
         }
         if std::mem::take(&mut self.globals_dirty) {
-            changes.globals = Some(self.globals());
+            changes.globals = Some(Globals {
+                next_serial: self.next_serial,
+                rng: self.rng,
+                queues: BTreeMap::new(),
+            });
+        }
+        for q in std::mem::take(&mut self.dirty_queues) {
+            if let Some(queue) = self.queues.get(q) {
+                changes
+                    .queues
+                    .push((queue.settings.name.clone(), queue.memory.clone()));
+            }
         }
         changes
     }
@@ -1117,6 +1195,7 @@ impl Router {
             offer: None,
             active: Vec::new(),
             queues: Vec::new(),
+            fits: Vec::new(),
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -1163,13 +1242,16 @@ impl Router {
                 serves.push((q, None));
             }
         }
+        let mut fits = Vec::with_capacity(serves.len());
         for (q, position) in &serves {
             let (skills_ok, level) = fit(&a.spec.skills, &self.queues[*q].settings.skills);
+            fits.push(skills_ok);
             let member = Member {
                 slot,
                 position: position.unwrap_or(u32::MAX),
                 skills_ok,
                 level,
+                hot: self.hot[slot],
             };
             let agents = &self.agents;
             let id_of = |s: usize| agents[s].as_ref().map_or("", |a| a.id.as_str());
@@ -1181,6 +1263,7 @@ impl Router {
         }
         if let Some(a) = self.agents[slot].as_mut() {
             a.queues = serves;
+            a.fits = fits;
         }
     }
 
@@ -1197,24 +1280,57 @@ impl Router {
             && a.state.wrap_until <= now
             && a.state.backoff_until <= now
             && !a.queues.is_empty();
-        let hot = &mut self.hot[slot];
-        let was = hot.free;
-        *hot = Hot {
+        let hot = Hot {
             free,
             idle_since: a.state.idle_since,
             day: a.state.day,
             contacts_today: a.state.contacts_today,
             busy_today: a.state.busy_today,
         };
-        if free && !was {
+        let was = self.hot[slot];
+        if hot == was {
+            return;
+        }
+        self.hot[slot] = hot;
+        let agents = &self.agents;
+        let id_of = |s: usize| agents[s].as_ref().map_or("", |a| a.id.as_str());
+        for (q, position) in &a.queues {
+            let key = (position.unwrap_or(u32::MAX), a.id.as_str());
+            let Some(queue) = self.queues.get_mut(*q) else {
+                continue;
+            };
+            let at = queue
+                .members
+                .partition_point(|m| (m.position, id_of(m.slot)) < key);
+            if let Some(m) = queue.members.get_mut(at).filter(|m| m.slot == slot) {
+                m.hot = hot;
+            }
+        }
+        if free && !was.free {
             self.pending_agents.push(slot);
+        }
+    }
+
+    /// Arms a contact's maximum-wait timer in its current queue (one in the
+    /// past fires at once and overflows it on the next dispatch).
+    fn arm_overflow(&mut self, serial: u64) {
+        let Some(c) = self.contacts.get(&serial) else {
+            return;
+        };
+        let wait = self
+            .queue_index
+            .get(&c.queue)
+            .and_then(|q| self.queues[*q].settings.max_wait);
+        if let Some(wait) = wait {
+            self.timers
+                .insert((c.queued_at + wait, Timer::Overflow(serial)));
         }
     }
 
     fn count(&mut self, queue: &str, f: impl FnOnce(&mut QueueTotals)) {
         if let Some(q) = self.queue_index.get(queue).copied() {
             f(&mut self.queues[q].memory.totals);
-            self.globals_dirty = true;
+            self.dirty_queues.insert(q);
         }
     }
 
@@ -1294,39 +1410,42 @@ impl Router {
                 }
             }
         }
+        let mut paused = None;
         if let Some(slot) = self.agent_index.get(&agent).copied()
             && let Some(a) = self.agents[slot].as_mut()
         {
             a.offer = None;
-            a.state.misses += 1;
-            a.state.backoff_until = a.state.backoff_until.max(now + backoff);
-            if backoff > Duration::ZERO {
-                self.timers.insert((now + backoff, Timer::Agent(slot)));
+            // A queue a reload removed has no rules to count a miss by.
+            if q.is_some() {
+                a.state.misses += 1;
+                a.state.backoff_until = a.state.backoff_until.max(now + backoff);
+                if backoff > Duration::ZERO {
+                    self.timers.insert((now + backoff, Timer::Agent(slot)));
+                }
+                if max_misses > 0 && a.state.misses >= max_misses && a.state.paused_since.is_none()
+                {
+                    a.state.paused_since = Some(now);
+                    paused = Some(a.state.misses);
+                }
             }
-            let pause =
-                max_misses > 0 && a.state.misses >= max_misses && a.state.paused_since.is_none();
-            if pause {
-                a.state.paused_since = Some(now);
-            }
-            let misses = a.state.misses;
             self.dirty_agents.insert(slot);
             self.refresh(slot, now);
-            out.push(if rona {
-                RoutingDecision::Rona {
-                    contact,
-                    queue: queue.clone(),
-                    agent: agent.clone(),
-                }
-            } else {
-                RoutingDecision::Declined {
-                    contact,
-                    queue: queue.clone(),
-                    agent: agent.clone(),
-                }
-            });
-            if pause {
-                out.push(RoutingDecision::AgentPaused { agent, misses });
+        }
+        out.push(if rona {
+            RoutingDecision::Rona {
+                contact,
+                queue: queue.clone(),
+                agent: agent.clone(),
             }
+        } else {
+            RoutingDecision::Declined {
+                contact,
+                queue: queue.clone(),
+                agent: agent.clone(),
+            }
+        });
+        if let Some(misses) = paused {
+            out.push(RoutingDecision::AgentPaused { agent, misses });
         }
         self.count(&queue, |t| {
             if rona {
@@ -1515,9 +1634,9 @@ impl Router {
         let c = self.contacts.get(&serial)?;
         let queue = &self.queues[q];
         let need = (!c.skills.is_empty()).then(|| merged(&queue.settings.skills, &c.skills));
-        let (hot, agents) = (&self.hot, &self.agents);
+        let agents = &self.agents;
         let candidates = queue.members.iter().filter_map(|m| {
-            let h = &hot[m.slot];
+            let h = &m.hot;
             if !h.free {
                 return None;
             }
@@ -1604,7 +1723,7 @@ impl Router {
             expires,
         });
         self.dirty_contacts.insert(serial);
-        self.globals_dirty = true;
+        self.dirty_queues.insert(q);
         self.refresh(slot, now);
     }
 
@@ -1636,12 +1755,7 @@ impl Router {
         let mut best: Option<(Rank, usize)> = None;
         for (order, (q, _)) in a.queues.iter().enumerate() {
             let queue = &self.queues[*q];
-            let fits_queue = queue
-                .members
-                .iter()
-                .find(|m| m.slot == slot)
-                .is_some_and(|m| m.skills_ok);
-            if !fits_queue {
+            if !a.fits.get(order).copied().unwrap_or(false) {
                 // Every contact here needs at least the queue's skills.
                 continue;
             }

@@ -31,6 +31,7 @@ pub(crate) const META_NEXT_SEQ: &str = "next_seq";
 const META_DELTA_LINK: &str = "delta_link";
 const META_CURSOR_PREFIX: &str = "cursor:";
 const META_ROUTING: &str = "routing";
+pub(crate) const META_ROUTING_QUEUE_PREFIX: &str = "routing-queue:";
 
 /// Bytes of randomness in a store id (printed as twice as many hex digits).
 pub(crate) const STORE_ID_BYTES: usize = 8;
@@ -82,6 +83,7 @@ pub(crate) fn meta_name(key: &MetaKey) -> String {
         MetaKey::DeltaLink => META_DELTA_LINK.to_owned(),
         MetaKey::Cursor(consumer) => format!("{META_CURSOR_PREFIX}{consumer}"),
         MetaKey::Routing => META_ROUTING.to_owned(),
+        MetaKey::RoutingQueue(queue) => format!("{META_ROUTING_QUEUE_PREFIX}{queue}"),
     }
 }
 
@@ -92,6 +94,8 @@ pub(crate) fn parse_meta_name(name: &str) -> Option<MetaKey> {
         Some(MetaKey::DeltaLink)
     } else if name == META_ROUTING {
         Some(MetaKey::Routing)
+    } else if let Some(queue) = name.strip_prefix(META_ROUTING_QUEUE_PREFIX) {
+        Some(MetaKey::RoutingQueue(queue.to_owned()))
     } else {
         name.strip_prefix(META_CURSOR_PREFIX)
             .map(|consumer| MetaKey::Cursor(consumer.to_owned()))

@@ -113,6 +113,8 @@ pub enum MetaKey {
     Cursor(String),
     /// The routing core's router-wide state (JSON).
     Routing,
+    /// One routing queue's memory: round-robin position and totals (JSON).
+    RoutingQueue(String),
 }
 
 /// Everything one step changed, committed atomically and durably.
@@ -146,6 +148,8 @@ pub struct Loaded {
     pub agents: Vec<AgentRecord>,
     pub outbox: Vec<OutboxEntry>,
     pub contacts: Vec<ContactRecord>,
+    /// Routing queue memories by queue name (JSON), from the meta records.
+    pub routing_queues: Vec<(String, String)>,
     /// The sequence number of the last event ever committed (0: none).
     pub last_seq: u64,
 }

@@ -144,6 +144,20 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    fn routing_queues(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = keys::meta_key(keys::META_ROUTING_QUEUE_PREFIX);
+        self.db
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (key, value) = item.map_err(|e| self.sled_error(e))?;
+                let name = utf8(&self.dir, &key, &key[prefix.len()..])?.to_owned();
+                Ok((name, utf8(&self.dir, &key, &value)?.to_owned()))
+            })
+            .collect()
+    }
+}
+
 impl Store for SledStore {
     fn store_id(&self) -> &str {
         &self.store_id
@@ -155,6 +169,7 @@ impl Store for SledStore {
             agents: self.family(AGENT)?,
             outbox: self.family(OUTBOX)?,
             contacts: self.family(CONTACT)?,
+            routing_queues: self.routing_queues()?,
             last_seq: *next_seq - 1,
         })
     }

@@ -238,6 +238,7 @@ impl<S: Store> SyncLoop<S> {
             None
         });
         let contacts = loaded.contacts;
+        let queue_memories = loaded.routing_queues;
         let mut me = SyncLoop {
             engine,
             router: Router::new(Vec::new(), 0),
@@ -300,7 +301,14 @@ impl<S: Store> SyncLoop<S> {
                 )
             })
             .collect();
-        me.router = routing::restore_router(now, &routing, router_globals, agents, contacts);
+        me.router = routing::restore_router(
+            now,
+            &routing,
+            router_globals,
+            queue_memories,
+            agents,
+            contacts,
+        );
         me.route_tick(now);
         // Outbox entries the engine no longer owes are done with.
         let owed: BTreeSet<String> = me.step.jobs.iter().map(|j| j.agent_id.clone()).collect();
@@ -907,8 +915,9 @@ impl<S: Store> SyncLoop<S> {
         self.detach(now, id);
         let mut out = Vec::new();
         self.router.remove_agent(now, id, &mut out);
-        self.absorb_routing(now, out);
+        // Gone before its decisions are absorbed: no status is set for it.
         self.agents.remove(id);
+        self.absorb_routing(now, out);
         self.step.dirty.remove(id);
         self.step.deleted.insert(id.to_string());
         self.event(now, kind::AGENT_DELETED, Some(id), serde_json::Value::Null);
@@ -916,6 +925,18 @@ impl<S: Store> SyncLoop<S> {
     }
 
     fn report(&mut self, now: Timestamp, id: &str, body: StatusReport) -> Result<(), ApiError> {
+        self.report_status(now, id, body, true)
+    }
+
+    /// A CC status for an agent. `from_cc`: the CC reported it (a new one
+    /// lifts a routing pause); else routing set it on the agent's behalf.
+    fn report_status(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        body: StatusReport,
+        from_cc: bool,
+    ) -> Result<(), ApiError> {
         let entry = self
             .agents
             .get(id)
@@ -957,7 +978,7 @@ impl<S: Store> SyncLoop<S> {
         }
         // A new status from the CC means the agent is at its desk again:
         // a routing pause after missed offers ends.
-        if current.as_ref().is_none_or(|(s, _)| *s != body.status) {
+        if from_cc && current.as_ref().is_none_or(|(s, _)| *s != body.status) {
             let mut out = Vec::new();
             let _ = self.router.resume_agent(now, id, &mut out);
             self.absorb_routing(now, out);

@@ -130,10 +130,11 @@ pub(super) fn restore_router(
     now: Timestamp,
     config: &RoutingConfig,
     globals: Option<String>,
+    queue_memories: Vec<(String, String)>,
     agents: Vec<(String, AgentSpec, Option<serde_json::Value>, Gate)>,
     contacts: Vec<ContactRecord>,
 ) -> Router {
-    let globals = globals
+    let mut globals = globals
         .and_then(|text| match serde_json::from_str(&text) {
             Ok(g) => Some(g),
             Err(e) => {
@@ -146,6 +147,16 @@ pub(super) fn restore_router(
             rng: seed(),
             ..Default::default()
         });
+    for (queue, text) in queue_memories {
+        match serde_json::from_str(&text) {
+            Ok(memory) => {
+                globals.queues.insert(queue, memory);
+            }
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "stored queue totals unreadable; they start afresh");
+            }
+        }
+    }
     let agents = agents
         .into_iter()
         .map(|(id, spec, state, gate)| {
@@ -277,7 +288,7 @@ impl<S: Store> SyncLoop<S> {
         let result = match action {
             ContactAction::Accept => self.router.accept(now, id, agent, &mut out),
             ContactAction::Decline => self.router.decline(now, id, agent, &mut out),
-            ContactAction::Complete => self.router.complete(now, id, &mut out),
+            ContactAction::Complete => self.router.complete(now, id, agent, &mut out),
             ContactAction::Abandon => self.router.abandon(now, id, &mut out),
         };
         // Timers that came due are decided even when the action is refused.
@@ -332,6 +343,13 @@ impl<S: Store> SyncLoop<S> {
         {
             self.step.meta.push((MetaKey::Routing, Some(text)));
         }
+        for (queue, memory) in changes.queues {
+            if let Ok(text) = serde_json::to_string(&memory) {
+                self.step
+                    .meta
+                    .push((MetaKey::RoutingQueue(queue), Some(text)));
+            }
+        }
     }
 
     fn agent_contact_details(&self, agent: &str) -> serde_json::Value {
@@ -356,7 +374,7 @@ impl<S: Store> SyncLoop<S> {
             status: status.to_string(),
             at: None,
         };
-        match self.report(now, agent, body) {
+        match self.report_status(now, agent, body, false) {
             Ok(()) => self.event(
                 now,
                 kind::CC_STATUS_REQUESTED,
@@ -437,6 +455,16 @@ impl<S: Store> SyncLoop<S> {
                     kind::ROUTING_DECLINED,
                     Some(&agent),
                     serde_json::json!({ "contact": contact, "queue": queue }),
+                ),
+                RoutingDecision::Withdrawn {
+                    contact,
+                    queue,
+                    agent,
+                } => self.event(
+                    now,
+                    kind::ROUTING_OFFER_WITHDRAWN,
+                    Some(&agent),
+                    serde_json::json!({ "contact": contact, "queue": queue, "reason": "agent_removed" }),
                 ),
                 RoutingDecision::Rona {
                     contact,

@@ -364,7 +364,7 @@ fn wrong_inputs_are_refused_with_what_was_wrong() {
         })
     );
     assert!(matches!(
-        b.r.complete(now, "c1", out),
+        b.r.complete(now, "c1", None, out),
         Err(RoutingError::WrongState {
             state: "offered",
             ..
@@ -378,9 +378,9 @@ fn wrong_inputs_are_refused_with_what_was_wrong() {
             ..
         })
     ));
-    b.r.complete(now, "c1", out).unwrap();
+    b.r.complete(now, "c1", None, out).unwrap();
     assert!(matches!(
-        b.r.complete(now, "c1", out),
+        b.r.complete(now, "c1", None, out),
         Err(RoutingError::WrongState {
             state: "completed",
             ..
@@ -467,8 +467,10 @@ impl Saved {
         }
         self.agents.extend(changes.agents);
         if let Some(g) = changes.globals {
-            self.globals = g;
+            self.globals.next_serial = g.next_serial;
+            self.globals.rng = g.rng;
         }
+        self.globals.queues.extend(changes.queues);
     }
 }
 

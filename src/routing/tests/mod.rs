@@ -92,7 +92,7 @@ impl Bench {
     }
 
     pub fn complete(&mut self, id: &str) {
-        if let Err(e) = self.r.complete(self.now, id, &mut self.out) {
+        if let Err(e) = self.r.complete(self.now, id, None, &mut self.out) {
             panic!("complete {id}: {e}");
         }
     }

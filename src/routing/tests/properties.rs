@@ -373,7 +373,7 @@ impl World {
                 if let Some(id) = accepted.get(pick % accepted.len().max(1)) {
                     self.b
                         .r
-                        .complete(now, id, &mut self.b.out)
+                        .complete(now, id, None, &mut self.b.out)
                         .expect("complete");
                 }
             }
@@ -489,6 +489,12 @@ impl World {
                     self.agents.get_mut(&agent).expect("agent").paused = true;
                 }
                 RoutingDecision::AgentResumed { .. } => {}
+                RoutingDecision::Withdrawn { contact, agent, .. } => {
+                    if let Some(a) = self.agents.get_mut(&agent) {
+                        a.offer = None;
+                    }
+                    self.contacts.get_mut(&contact).expect("contact").state = CState::Waiting;
+                }
             }
         }
     }
@@ -589,7 +595,7 @@ impl World {
             for id in self.picks(|s| matches!(s, CState::Accepted(_))) {
                 self.b
                     .r
-                    .complete(self.b.now, &id, &mut self.b.out)
+                    .complete(self.b.now, &id, None, &mut self.b.out)
                     .expect("complete");
                 self.absorb();
             }
@@ -652,7 +658,8 @@ proptest! {
             }
         }
         saved_agents.extend(changes.agents);
-        let globals = changes.globals.unwrap_or_default();
+        let mut globals = changes.globals.unwrap_or_default();
+        globals.queues.extend(changes.queues);
         let present: Vec<(String, AgentSpec, AgentRouting, Gate)> = w
             .agents
             .iter()

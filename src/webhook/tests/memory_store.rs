@@ -56,6 +56,7 @@ impl Store for MemoryStore {
             agents: state.agents.values().cloned().collect(),
             outbox: state.outbox.values().cloned().collect(),
             contacts: Vec::new(),
+            routing_queues: Vec::new(),
             last_seq: state.last_seq,
         })
     }
