@@ -8,7 +8,10 @@
 //! | how a queue picks an agent (the seven strategies) | [`strategy`] |
 //! | agents: skills, capacity, queues, presence gate, counters, why not eligible | [`agent`] |
 //! | contacts and their lifecycle | [`contact`] |
-//! | the router: timers, offers, RONA, wrap-up, pause, overflow, dispatch | [`router`] |
+//! | the router: inputs, timers, offers, RONA, wrap-up, pause | [`router`] |
+//! | who takes which contact after each input, overflow | `router/dispatch.rs` |
+//! | what the router shows (eligibility and why not, queues) | `router/views.rs` |
+//! | what it persists and how it is restored | `router/persist.rs` |
 
 pub mod agent;
 pub mod contact;

@@ -1,0 +1,197 @@
+//! What the router persists (changes taken after every step) and how it
+//! is rebuilt from them after a restart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+use super::*;
+
+/// Counters per queue since it was first configured.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTotals {
+    pub queued: u64,
+    pub offered: u64,
+    pub accepted: u64,
+    pub declined: u64,
+    pub rona: u64,
+    pub completed: u64,
+    pub abandoned: u64,
+    pub overflowed: u64,
+}
+
+/// What a queue remembers across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMemory {
+    /// Round-robin: the agent offered last, by (position, id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_offered: Option<(u32, String)>,
+    #[serde(default)]
+    pub totals: QueueTotals,
+}
+
+/// Router-wide state that survives a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Globals {
+    pub next_serial: u64,
+    pub rng: u64,
+    /// Each queue's memory; persisted one queue at a time (see [`Changes`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queues: BTreeMap<String, QueueMemory>,
+}
+
+/// What changed since the last [`Router::take_changes`], to persist.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Upserts (`Some`) and deletions (`None`) by contact id.
+    pub contacts: Vec<(String, Option<ContactRecord>)>,
+    pub agents: Vec<(String, AgentRouting)>,
+    /// The serial counter and generator (`queues` left empty).
+    pub globals: Option<Globals>,
+    /// Queues whose memory changed.
+    pub queues: Vec<(String, QueueMemory)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.contacts.is_empty()
+            && self.agents.is_empty()
+            && self.globals.is_none()
+            && self.queues.is_empty()
+    }
+}
+
+impl Router {
+    /// Rebuilds a router from what was persisted, with each agent's gate as
+    /// the sync side shows it now (a gate open before and after a restart
+    /// is not a new idle period). Offers that expired while the router was down are
+    /// handled by the first call that passes a time after them.
+    pub fn restore(
+        now: Timestamp,
+        queues: Vec<QueueSettings>,
+        globals: Globals,
+        agents: Vec<(String, AgentSpec, AgentRouting, Gate)>,
+        contacts: Vec<ContactRecord>,
+    ) -> Self {
+        let mut router = Router::new(Vec::new(), globals.rng);
+        router.next_serial = globals.next_serial.max(1);
+        router.install_queues(queues, &globals.queues);
+        for (id, spec, state, gate) in agents {
+            let wakes = [state.wrap_until, state.backoff_until];
+            let slot = router.new_slot(&id, spec, state);
+            if let Some(a) = router.agents[slot].as_mut() {
+                a.gate = gate;
+            }
+            router.place_member(slot);
+            router.refresh(slot, now);
+            for at in wakes.into_iter().filter(|t| *t > now) {
+                router.timers.insert((at, Timer::Agent(slot)));
+            }
+        }
+        let mut contacts = contacts;
+        contacts.sort_by_key(|c| c.serial);
+        for contact in contacts {
+            router.next_serial = router.next_serial.max(contact.serial + 1);
+            router.load_contact(now, contact);
+        }
+        router.pending_agents.clear();
+        router
+    }
+
+    fn load_contact(&mut self, now: Timestamp, contact: ContactRecord) {
+        let serial = contact.serial;
+        let queue = self.queue_index.get(&contact.queue).copied();
+        match &contact.phase {
+            Phase::Waiting => match queue {
+                Some(q) => {
+                    self.queues[q]
+                        .waiting
+                        .insert((Reverse(contact.priority), serial));
+                    if let Some(wait) = self.queues[q].settings.max_wait {
+                        self.timers
+                            .insert((contact.queued_at + wait, Timer::Overflow(serial)));
+                    }
+                    self.pending_contacts.push(serial);
+                }
+                // Its queue is gone from the config: placed (and abandoned)
+                // by the next dispatch.
+                None => self.pending_contacts.push(serial),
+            },
+            Phase::Offered { agent, expires, .. } => {
+                self.timers.insert((*expires, Timer::Offer(serial)));
+                // Its maximum wait still counts if the offer comes back.
+                if let Some(wait) = queue.and_then(|q| self.queues[q].settings.max_wait) {
+                    self.timers
+                        .insert((contact.queued_at + wait, Timer::Overflow(serial)));
+                }
+                match self.agent_index.get(agent).copied() {
+                    Some(slot) => {
+                        if let Some(a) = self.agents[slot].as_mut() {
+                            a.offer = Some(serial);
+                        }
+                        self.refresh(slot, now);
+                    }
+                    None => self.pending_contacts.push(serial),
+                }
+            }
+            Phase::Accepted { agent, .. } => {
+                if let Some(slot) = self.agent_index.get(agent).copied() {
+                    if let Some(a) = self.agents[slot].as_mut() {
+                        a.active.push(serial);
+                    }
+                    self.refresh(slot, now);
+                }
+            }
+            Phase::Ended { .. } => self.ended.push_back(serial),
+        }
+        self.contact_index.insert(contact.id.clone(), serial);
+        self.contacts.insert(serial, contact);
+    }
+
+    /// Everything to persist that changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        for id in self.removed_contacts.drain(..) {
+            changes.contacts.push((id, None));
+        }
+        for serial in std::mem::take(&mut self.dirty_contacts) {
+            if let Some(c) = self.contacts.get(&serial) {
+                changes.contacts.push((c.id.clone(), Some(c.clone())));
+            }
+        }
+        for slot in std::mem::take(&mut self.dirty_agents) {
+            if let Some(a) = self.agents.get(slot).and_then(Option::as_ref) {
+                changes.agents.push((a.id.clone(), a.state.clone()));
+            }
+        }
+        if std::mem::take(&mut self.globals_dirty) {
+            changes.globals = Some(Globals {
+                next_serial: self.next_serial,
+                rng: self.rng,
+                queues: BTreeMap::new(),
+            });
+        }
+        for q in std::mem::take(&mut self.dirty_queues) {
+            if let Some(queue) = self.queues.get(q) {
+                changes
+                    .queues
+                    .push((queue.settings.name.clone(), queue.memory.clone()));
+            }
+        }
+        changes
+    }
+
+    pub fn globals(&self) -> Globals {
+        Globals {
+            next_serial: self.next_serial,
+            rng: self.rng,
+            queues: self
+                .queues
+                .iter()
+                .map(|q| (q.settings.name.clone(), q.memory.clone()))
+                .collect(),
+        }
+    }
+}
