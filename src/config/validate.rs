@@ -724,27 +724,11 @@ fn mappings(
     let names: Vec<String> = raw_profiles.keys().cloned().collect();
     for (name, value) in raw_profiles {
         let table = ["mappings", "profiles", name.as_str()];
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
-            // Lowercase only: environment overrides reach profiles through
-            // lowercased variable names.
-            ctx.error(
-                &table,
-                format!("profile name `{name}`: use lowercase letters, digits, `-` and `_`"),
-            );
+        let (name_ok, raw) = named_table::<RawProfile>(ctx, &table, "profile", None, &value);
+        ok &= name_ok;
+        let Some(raw) = raw else {
             ok = false;
-        }
-        let raw = match RawProfile::deserialize(&value) {
-            Ok(raw) => raw,
-            Err(error) => {
-                let errors = super::figment_errors(error, &table, &ctx.locator);
-                ctx.diagnostics.extend(errors);
-                ok = false;
-                continue;
-            }
+            continue;
         };
         let file_key = ["mappings", "profiles", name.as_str(), "file"];
         let file = ctx
@@ -822,6 +806,41 @@ const DEFAULT_MISS_BACKOFF: Duration = Duration::from_secs(10);
 const ZERO_UP: (Duration, Duration) = (Duration::ZERO, Duration::MAX);
 const SECOND_UP: (Duration, Duration) = (Duration::from_secs(1), Duration::MAX);
 
+/// A table named by the admin (`[mappings.profiles.NAME]`,
+/// `[routing.queues.NAME]`): whether its name is valid, and its body,
+/// deserialized on its own so one bad table does not hide the others'
+/// mistakes. Names are lowercase because environment overrides reach them
+/// through lowercased variable names.
+fn named_table<T: for<'de> Deserialize<'de>>(
+    ctx: &mut Ctx<'_>,
+    table: &[&str; 3],
+    what: &str,
+    max_len: Option<usize>,
+    value: &figment::value::Value,
+) -> (bool, Option<T>) {
+    let name = table[2];
+    let valid = !name.is_empty()
+        && max_len.is_none_or(|max| name.len() <= max)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        let length = max_len.map_or_else(String::new, |max| format!("1–{max} "));
+        ctx.error(
+            table,
+            format!("{what} name `{name}`: use {length}lowercase letters, digits, `-` and `_`"),
+        );
+    }
+    match T::deserialize(value) {
+        Ok(raw) => (valid, Some(raw)),
+        Err(error) => {
+            let errors = super::figment_errors(error, table, &ctx.locator);
+            ctx.diagnostics.extend(errors);
+            (valid, None)
+        }
+    }
+}
+
 fn routing(raw: RawRouting, ctx: &mut Ctx<'_>) -> Option<RoutingConfig> {
     let mut ok = true;
     let mut config = RoutingConfig::default();
@@ -829,26 +848,11 @@ fn routing(raw: RawRouting, ctx: &mut Ctx<'_>) -> Option<RoutingConfig> {
     let names: Vec<String> = raw_queues.keys().cloned().collect();
     for (name, value) in raw_queues {
         let table = ["routing", "queues", name.as_str()];
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
-            ctx.error(
-                &table,
-                format!("queue name `{name}`: use 1–64 lowercase letters, digits, `-` and `_`"),
-            );
+        let (name_ok, raw) = named_table::<RawQueue>(ctx, &table, "queue", Some(64), &value);
+        ok &= name_ok;
+        let Some(raw) = raw else {
             ok = false;
-        }
-        let raw = match RawQueue::deserialize(&value) {
-            Ok(raw) => raw,
-            Err(error) => {
-                let errors = super::figment_errors(error, &table, &ctx.locator);
-                ctx.diagnostics.extend(errors);
-                ok = false;
-                continue;
-            }
+            continue;
         };
         match queue(&name, raw, &names, ctx) {
             Some((settings, statuses)) => {
