@@ -446,3 +446,18 @@ fn arbitrary_routing_input_never_answers_5xx() {
         panic!("{failure}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_are_timed_in_the_metrics() {
+    let kit = DaemonKit::start_with(2, ROUTING).await;
+    let (status, _) = json_of(kit.post("/v1/contacts", json!({"queue": "sales"})).await).await;
+    assert_eq!(status, 201);
+    let text = kit.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "presence_sync_routing_decision_seconds_count 1"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l == "presence_sync_routing_waiting 1"));
+    kit.stop().await;
+}

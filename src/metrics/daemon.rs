@@ -10,6 +10,12 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
     0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
+/// Routing decisions take microseconds (`BENCHMARKS.md`); the buckets
+/// reach up to where one would be a problem.
+const ROUTING_DECISION_BUCKETS: [f64; 8] = [
+    0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.01,
+];
+
 /// Store commit buckets, in seconds: an fsync takes from under a
 /// millisecond on an SSD to a second on a struggling disk.
 pub const STORE_COMMIT_BUCKETS: [f64; 11] = [
@@ -99,6 +105,8 @@ pub struct DaemonMetrics {
     pub routing_waiting: Gauge,
     /// Contacts offered to agents.
     pub routing_offers: Counter,
+    /// Seconds the routing core took to decide on a new contact.
+    pub routing_decision_seconds: Histogram,
     /// Known agents, by whether they are linked to a Teams user.
     pub agents: GaugeVec<1>,
     /// Events appended to the event log.
@@ -169,6 +177,11 @@ impl DaemonMetrics {
             routing_offers: registry.counter(
                 "presence_sync_routing_offers_total",
                 "Contacts offered to agents by the routing core.",
+            )?,
+            routing_decision_seconds: registry.histogram(
+                "presence_sync_routing_decision_seconds",
+                "Seconds the routing core took to queue or offer a new contact.",
+                &ROUTING_DECISION_BUCKETS,
             )?,
             agents: registry.gauge_vec(
                 "presence_sync_agents",

@@ -258,22 +258,25 @@ impl<S: Store> SyncLoop<S> {
         body: ContactIn,
     ) -> Result<String, ApiError> {
         let mut out = Vec::new();
-        let id = self
-            .router
-            .add_contact(
-                now,
-                NewContact {
-                    id: body.contact_id,
-                    queue: body.queue,
-                    skills: body.skills.unwrap_or_default(),
-                    priority: body.priority,
-                    data: body.data.unwrap_or(serde_json::Value::Null),
-                },
-                &mut out,
-            )
-            .map_err(routing_error)?;
+        let started = std::time::Instant::now();
+        let result = self.router.add_contact(
+            now,
+            NewContact {
+                id: body.contact_id,
+                queue: body.queue,
+                skills: body.skills.unwrap_or_default(),
+                priority: body.priority,
+                data: body.data.unwrap_or(serde_json::Value::Null),
+            },
+            &mut out,
+        );
+        self.out
+            .metrics
+            .routing_decision_seconds
+            .observe_duration(started.elapsed());
+        // Timers that came due are decided even when the contact is refused.
         self.absorb_routing(now, out);
-        Ok(id)
+        result.map_err(routing_error)
     }
 
     pub(super) fn contact_action(
