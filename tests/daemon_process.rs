@@ -190,13 +190,18 @@ async fn export_and_import_round_trip_a_daemon_store() {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&first.stdout)
-            .unwrap();
-        child.wait_with_output().unwrap()
+        // An import that refuses the target exits without reading its input:
+        // a broken pipe then is expected, and the exit code says why.
+        let written = child.stdin.take().unwrap().write_all(&first.stdout);
+        let out = child.wait_with_output().unwrap();
+        if let Err(e) = written {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+            assert!(
+                !out.status.success(),
+                "the import read nothing yet succeeded"
+            );
+        }
+        out
     };
     let out = import(&restored);
     assert!(

@@ -189,6 +189,9 @@ struct Agent {
     queues: Vec<(usize, Option<u32>)>,
     /// Per entry of `queues`: its skills meet the queue's.
     fits: Vec<bool>,
+    /// Per entry of `queues`: the agent's index in that queue's members,
+    /// kept by `reindex` so `refresh` updates the member's copy directly.
+    at: Vec<usize>,
 }
 
 pub struct Router {
@@ -301,6 +304,7 @@ impl Router {
         for a in self.agents.iter_mut().flatten() {
             a.queues.clear();
             a.fits.clear();
+            a.at.clear();
         }
         for (i, s) in settings.into_iter().enumerate() {
             let memory = old
@@ -379,8 +383,13 @@ impl Router {
         }
         let mut slots: Vec<usize> = self.agent_index.values().copied().collect();
         slots.sort_unstable();
+        for slot in &slots {
+            self.place_member_only(*slot);
+        }
+        for q in 0..self.queues.len() {
+            self.reindex(q);
+        }
         for slot in slots {
-            self.place_member(slot);
             self.refresh(slot, now);
             self.pending_agents.push(slot);
         }
@@ -434,6 +443,7 @@ impl Router {
             if let Some(queue) = self.queues.get_mut(*q) {
                 queue.members.retain(|m| m.slot != slot);
             }
+            self.reindex(*q);
         }
         self.hot[slot] = Hot::default();
         self.free_slots.push(slot);
@@ -826,6 +836,7 @@ impl Router {
             active: Vec::new(),
             queues: Vec::new(),
             fits: Vec::new(),
+            at: Vec::new(),
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -845,10 +856,21 @@ impl Router {
     /// Puts the agent in the member lists of the queues it serves (its own
     /// list, then queues that take one of its groups), in agent order.
     fn place_member(&mut self, slot: usize) {
+        let touched = self.place_member_only(slot);
+        for q in touched {
+            self.reindex(q);
+        }
+    }
+
+    /// [`place_member`](Self::place_member) without telling the members of
+    /// the queues it touched (returned) where they now are: for placing many
+    /// agents, then reindexing each queue once.
+    fn place_member_only(&mut self, slot: usize) -> BTreeSet<usize> {
         let Some(a) = self.agents[slot].as_ref() else {
-            return;
+            return BTreeSet::new();
         };
-        for (q, _) in &a.queues {
+        let left: Vec<usize> = a.queues.iter().map(|(q, _)| *q).collect();
+        for q in &left {
             if let Some(queue) = self.queues.get_mut(*q) {
                 queue.members.retain(|m| m.slot != slot);
             }
@@ -891,9 +913,30 @@ impl Router {
             });
             members.insert(at, member);
         }
+        let touched: BTreeSet<usize> = left
+            .into_iter()
+            .chain(serves.iter().map(|(q, _)| *q))
+            .collect();
         if let Some(a) = self.agents[slot].as_mut() {
+            a.at = vec![usize::MAX; serves.len()];
             a.queues = serves;
             a.fits = fits;
+        }
+        touched
+    }
+
+    /// Tells every member of queue `q` where it now is in the member list.
+    fn reindex(&mut self, q: usize) {
+        let Some(queue) = self.queues.get(q) else {
+            return;
+        };
+        for (i, m) in queue.members.iter().enumerate() {
+            if let Some(a) = self.agents.get_mut(m.slot).and_then(Option::as_mut)
+                && let Some(k) = a.queues.iter().position(|(aq, _)| *aq == q)
+                && let Some(at) = a.at.get_mut(k)
+            {
+                *at = i;
+            }
         }
     }
 
@@ -922,17 +965,13 @@ impl Router {
             return;
         }
         self.hot[slot] = hot;
-        let agents = &self.agents;
-        let id_of = |s: usize| agents[s].as_ref().map_or("", |a| a.id.as_str());
-        for (q, position) in &a.queues {
-            let key = (position.unwrap_or(u32::MAX), a.id.as_str());
-            let Some(queue) = self.queues.get_mut(*q) else {
-                continue;
-            };
-            let at = queue
-                .members
-                .partition_point(|m| (m.position, id_of(m.slot)) < key);
-            if let Some(m) = queue.members.get_mut(at).filter(|m| m.slot == slot) {
+        for ((q, _), at) in a.queues.iter().zip(&a.at) {
+            let member = self
+                .queues
+                .get_mut(*q)
+                .and_then(|queue| queue.members.get_mut(*at))
+                .filter(|m| m.slot == slot);
+            if let Some(m) = member {
                 m.hot = hot;
             }
         }

@@ -78,17 +78,24 @@ impl Router {
         let mut router = Router::new(Vec::new(), globals.rng);
         router.next_serial = globals.next_serial.max(1);
         router.install_queues(queues, &globals.queues);
+        let mut slots = Vec::new();
         for (id, spec, state, gate) in agents {
             let wakes = [state.wrap_until, state.backoff_until];
             let slot = router.new_slot(&id, spec, state);
             if let Some(a) = router.agents[slot].as_mut() {
                 a.gate = gate;
             }
-            router.place_member(slot);
-            router.refresh(slot, now);
+            router.place_member_only(slot);
+            slots.push(slot);
             for at in wakes.into_iter().filter(|t| *t > now) {
                 router.timers.insert((at, Timer::Agent(slot)));
             }
+        }
+        for q in 0..router.queues.len() {
+            router.reindex(q);
+        }
+        for slot in slots {
+            router.refresh(slot, now);
         }
         let mut contacts = contacts;
         contacts.sort_by_key(|c| c.serial);

@@ -538,3 +538,32 @@ fn a_restored_router_continues_and_handles_offers_that_expired_meanwhile() {
         .collect();
     assert_eq!(offered, vec!["c2", "c3"]);
 }
+
+#[test]
+fn after_a_reload_the_strategies_still_see_who_is_free() {
+    let mut b = Bench::new(vec![queue("sales", Strategy::TopDown)]);
+    for (id, position) in [("a", 3), ("b", 1), ("c", 2)] {
+        let mut s = spec(&["sales"]);
+        s.queues[0].position = Some(position);
+        b.agent(id, s);
+    }
+    b.r.replace_queues(
+        b.now,
+        vec![
+            queue("sales", Strategy::TopDown),
+            queue("new", Strategy::TopDown),
+        ],
+        &mut b.out,
+    );
+    // b is first in agent order; once it is busy, c; once c's gate closes, a.
+    b.add(contact("k1", "sales"));
+    assert_eq!(b.offers(), vec![pair("k1", "b")]);
+    b.gate("c", Gate::default());
+    b.add(contact("k2", "sales"));
+    assert_eq!(b.offers(), vec![pair("k2", "a")]);
+    b.gate("c", Gate::OPEN);
+    b.r.abandon(b.now, "k1", &mut b.out).unwrap();
+    b.out.clear();
+    b.add(contact("k3", "sales"));
+    assert_eq!(b.offers(), vec![pair("k3", "b")]);
+}
