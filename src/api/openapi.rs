@@ -357,17 +357,42 @@ fn error_responses() -> Value {
     })
 }
 
-fn schemas() -> Value {
+/// The value shapes every schema is built from.
+struct Shapes {
+    string: Value,
+    time: Value,
+    opt_string: Value,
+    opt_time: Value,
+    strings: Value,
+    skills: Value,
+}
+
+fn shapes() -> Shapes {
     let string = json!({"type": "string"});
     let time = json!({"type": "string", "format": "date-time"});
-    let opt_string = nullable(string.clone());
-    let opt_time = nullable(time.clone());
-    let strings = json!({"type": "array", "items": {"type": "string"}});
-    let skills = json!({
-        "type": "object",
-        "description": "Skill name → level (0–100).",
-        "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}
-    });
+    Shapes {
+        opt_string: nullable(string.clone()),
+        opt_time: nullable(time.clone()),
+        string,
+        time,
+        strings: json!({"type": "array", "items": {"type": "string"}}),
+        skills: json!({
+            "type": "object",
+            "description": "Skill name → level (0–100).",
+            "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}
+        }),
+    }
+}
+
+fn schemas() -> Value {
+    let Shapes {
+        string,
+        time,
+        opt_string,
+        opt_time,
+        strings,
+        skills,
+    } = shapes();
     let mut all = json!({
         "AgentUpsert": {
             "type": "object",
@@ -597,16 +622,14 @@ fn schemas() -> Value {
 /// The routing core's schemas (split from [`schemas`] for the macro's
 /// recursion limit).
 fn routing_schemas() -> Value {
-    let string = json!({"type": "string"});
-    let time = json!({"type": "string", "format": "date-time"});
-    let opt_string = nullable(string.clone());
-    let opt_time = nullable(time.clone());
-    let strings = json!({"type": "array", "items": {"type": "string"}});
-    let skills = json!({
-        "type": "object",
-        "description": "Skill name → level (0–100).",
-        "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}
-    });
+    let Shapes {
+        string,
+        time,
+        opt_string,
+        opt_time,
+        strings,
+        skills,
+    } = shapes();
     json!({
         "Membership": {
             "type": "object",

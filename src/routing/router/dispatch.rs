@@ -120,7 +120,7 @@ impl Router {
                     agent: None,
                 };
                 self.queues[q].waiting.remove(&key);
-                self.end(now, serial);
+                self.end(serial);
             }
         }
         let contact = self

@@ -482,7 +482,7 @@ impl Router {
                 });
                 let q = c.queue.clone();
                 self.count(&q, |t| t.completed += 1);
-                self.end(now, serial);
+                self.end(serial);
             }
         }
         self.dispatch(now, out);
@@ -787,7 +787,7 @@ impl Router {
             wrap_up_until: wrap_until,
         });
         self.count(&queue, |t| t.completed += 1);
-        self.end(now, serial);
+        self.end(serial);
         self.dispatch(now, out);
         Ok(())
     }
@@ -1048,7 +1048,7 @@ impl Router {
         }
     }
 
-    fn end(&mut self, _now: Timestamp, serial: u64) {
+    fn end(&mut self, serial: u64) {
         self.dirty_contacts.insert(serial);
         self.ended.push_back(serial);
     }
@@ -1165,6 +1165,6 @@ impl Router {
             reason,
         });
         self.count(&queue, |t| t.abandoned += 1);
-        self.end(now, serial);
+        self.end(serial);
     }
 }

@@ -189,16 +189,4 @@ impl Router {
         }
         changes
     }
-
-    pub fn globals(&self) -> Globals {
-        Globals {
-            next_serial: self.next_serial,
-            rng: self.rng,
-            queues: self
-                .queues
-                .iter()
-                .map(|q| (q.settings.name.clone(), q.memory.clone()))
-                .collect(),
-        }
-    }
 }
