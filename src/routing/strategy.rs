@@ -10,7 +10,7 @@ use super::queue::Strategy;
 
 /// A free agent as a strategy sees it. Candidates come in agent order:
 /// position in the queue, then agent id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Candidate {
     /// The router's slot for the agent.
     pub slot: usize,
@@ -87,6 +87,21 @@ where
             let k = usize::try_from(next_random(memory.rng) % n).unwrap_or(0);
             candidates.into_iter().nth(k)
         }
+    }
+}
+
+/// For the strategies that pick the candidate with the smallest key (ties:
+/// agent order), that key as one number, so a queue can keep every
+/// member's key in one array and pick with a plain minimum. `None` for
+/// top-down, round-robin and random, which pick by position instead.
+pub fn sort_key(strategy: Strategy, c: &Candidate) -> Option<u128> {
+    let idle = u128::from(c.idle_since.as_micros());
+    match strategy {
+        Strategy::LongestIdle => Some(idle),
+        Strategy::FewestContacts => Some(u128::from(c.contacts_today) << 64 | idle),
+        Strategy::LeastOccupied => Some(u128::from(c.busy_today) << 64 | idle),
+        Strategy::SkillsBest => Some(u128::from(u32::MAX - c.level) << 64 | idle),
+        Strategy::TopDown | Strategy::RoundRobin | Strategy::Random => None,
     }
 }
 

@@ -141,6 +141,12 @@ impl Router {
     /// The free agent the queue's strategy picks for a contact.
     fn choose_agent(&mut self, now: Timestamp, serial: u64, q: usize) -> Option<usize> {
         let day = day_of(now);
+        let plain = self.contacts.get(&serial)?.skills.is_empty();
+        let keyed =
+            strategy::sort_key(self.queues[q].settings.strategy, &Candidate::default()).is_some();
+        if plain && keyed {
+            return self.choose_by_key(q, day);
+        }
         let c = self.contacts.get(&serial)?;
         let queue = &self.queues[q];
         let need = (!c.skills.is_empty()).then(|| merged(&queue.settings.skills, &c.skills));
@@ -191,6 +197,27 @@ impl Router {
             self.globals_dirty = true;
         }
         picked
+    }
+
+    /// A contact that asks only for the queue's skills, under a strategy
+    /// with a key: the member with the smallest key, the first on ties.
+    fn choose_by_key(&mut self, q: usize, day: u64) -> Option<usize> {
+        let queue = &mut self.queues[q];
+        if queue.keys_day != day || queue.keys.len() != queue.members.len() {
+            queue.keys_day = day;
+            let keys = (0..queue.members.len())
+                .map(|at| member_key(queue, at))
+                .collect();
+            queue.keys = keys;
+        }
+        let mut best: Option<(u128, usize)> = None;
+        for (at, key) in queue.keys.iter().enumerate() {
+            if *key != u128::MAX && best.is_none_or(|(b, _)| *key < b) {
+                best = Some((*key, at));
+            }
+        }
+        best.and_then(|(_, at)| queue.members.get(at))
+            .map(|m| m.slot)
     }
 
     fn offer(

@@ -165,6 +165,12 @@ struct Queue {
     /// (priority, serial): highest priority first, then arrival.
     waiting: BTreeSet<(Reverse<u8>, u64)>,
     memory: QueueMemory,
+    /// Per member, its strategy key (see [`strategy::sort_key`]) as of the
+    /// UTC day `keys_day`, `u128::MAX` when it cannot be offered the
+    /// queue's contacts; `keys_day` is `u64::MAX` while the keys are to be
+    /// rebuilt (after the member list changed).
+    keys: Vec<u128>,
+    keys_day: u64,
 }
 
 /// What the dispatch loop reads for every candidate, kept apart from the
@@ -221,6 +227,26 @@ fn invalid(field: &'static str, message: impl Into<String>) -> RoutingError {
         field,
         message: message.into(),
     }
+}
+
+/// The key of member `at` of `queue` for its strategy on `queue.keys_day`.
+fn member_key(queue: &Queue, at: usize) -> u128 {
+    let Some(m) = queue.members.get(at) else {
+        return u128::MAX;
+    };
+    if !m.hot.free || !m.skills_ok {
+        return u128::MAX;
+    }
+    let today = m.hot.day == queue.keys_day;
+    let candidate = Candidate {
+        slot: m.slot,
+        position: m.position,
+        idle_since: m.hot.idle_since,
+        contacts_today: if today { m.hot.contacts_today } else { 0 },
+        busy_today: if today { m.hot.busy_today } else { 0 },
+        level: m.level,
+    };
+    strategy::sort_key(queue.settings.strategy, &candidate).unwrap_or(u128::MAX)
 }
 
 /// Checks a skill map from outside: names non-empty, levels 0–100.
@@ -317,6 +343,8 @@ impl Router {
                 members: Vec::new(),
                 waiting: BTreeSet::new(),
                 memory,
+                keys: Vec::new(),
+                keys_day: u64::MAX,
             });
         }
         self.globals_dirty = true;
@@ -927,9 +955,11 @@ impl Router {
 
     /// Tells every member of queue `q` where it now is in the member list.
     fn reindex(&mut self, q: usize) {
-        let Some(queue) = self.queues.get(q) else {
+        let Some(queue) = self.queues.get_mut(q) else {
             return;
         };
+        queue.keys_day = u64::MAX;
+        let queue = &self.queues[q];
         for (i, m) in queue.members.iter().enumerate() {
             if let Some(a) = self.agents.get_mut(m.slot).and_then(Option::as_mut)
                 && let Some(k) = a.queues.iter().position(|(aq, _)| *aq == q)
@@ -973,6 +1003,10 @@ impl Router {
                 .filter(|m| m.slot == slot);
             if let Some(m) = member {
                 m.hot = hot;
+                let key = member_key(&self.queues[*q], *at);
+                if let Some(k) = self.queues[*q].keys.get_mut(*at) {
+                    *k = key;
+                }
             }
         }
         if free && !was.free {

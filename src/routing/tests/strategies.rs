@@ -124,3 +124,28 @@ fn every_strategy_name_parses_back() {
     }
     assert_eq!(Strategy::parse("longest_idle"), None);
 }
+
+#[test]
+fn a_new_day_starts_every_agents_count_again() {
+    let mut b = Bench::new(vec![queue("sales", Strategy::FewestContacts)]);
+    b.agent("a", spec(&["sales"]));
+    assert_eq!(run(&mut b, 1), vec!["a"]);
+    b.later(10);
+    // b comes later, so it is idle for less time than a.
+    b.agent("b", spec(&["sales"]));
+    b.add(contact("today", "sales"));
+    assert_eq!(
+        b.offers(),
+        vec![pair("today", "b")],
+        "a has 1 contact today"
+    );
+    b.r.abandon(b.now, "today", &mut b.out).unwrap();
+    b.out.clear();
+    b.later(86_400);
+    b.add(contact("tomorrow", "sales"));
+    assert_eq!(
+        b.offers(),
+        vec![pair("tomorrow", "a")],
+        "both have 0 today, and a has been idle longer"
+    );
+}
