@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 
+use crate::routing::Strategy;
 use crate::time::Timestamp;
 
 use super::*;
@@ -142,10 +143,13 @@ impl Router {
     fn choose_agent(&mut self, now: Timestamp, serial: u64, q: usize) -> Option<usize> {
         let day = day_of(now);
         let plain = self.contacts.get(&serial)?.skills.is_empty();
-        let keyed =
-            strategy::sort_key(self.queues[q].settings.strategy, &Candidate::default()).is_some();
+        let strategy = self.queues[q].settings.strategy;
+        let keyed = strategy::sort_key(strategy, &Candidate::default()).is_some();
         if plain && keyed {
             return self.choose_by_key(q, day);
+        }
+        if plain && strategy == Strategy::Random {
+            return self.choose_at_random(q, day);
         }
         let c = self.contacts.get(&serial)?;
         let queue = &self.queues[q];
@@ -202,14 +206,8 @@ impl Router {
     /// A contact that asks only for the queue's skills, under a strategy
     /// with a key: the member with the smallest key, the first on ties.
     fn choose_by_key(&mut self, q: usize, day: u64) -> Option<usize> {
-        let queue = &mut self.queues[q];
-        if queue.keys_day != day || queue.keys.len() != queue.members.len() {
-            queue.keys_day = day;
-            let keys = (0..queue.members.len())
-                .map(|at| member_key(queue, at))
-                .collect();
-            queue.keys = keys;
-        }
+        self.fresh_keys(q, day);
+        let queue = &self.queues[q];
         let mut best: Option<(u128, usize)> = None;
         for (at, key) in queue.keys.iter().enumerate() {
             if *key != u128::MAX && best.is_none_or(|(b, _)| *key < b) {
@@ -218,6 +216,39 @@ impl Router {
         }
         best.and_then(|(_, at)| queue.members.get(at))
             .map(|m| m.slot)
+    }
+
+    /// The random strategy over the keys array: the k-th candidate in agent
+    /// order, drawing exactly as [`strategy::pick`] does.
+    fn choose_at_random(&mut self, q: usize, day: u64) -> Option<usize> {
+        self.fresh_keys(q, day);
+        let queue = &self.queues[q];
+        let n = queue.keys.iter().filter(|k| **k != u128::MAX).count() as u64;
+        if n == 0 {
+            return None;
+        }
+        let k = usize::try_from(strategy::next_random(&mut self.rng) % n).unwrap_or(0);
+        self.globals_dirty = true;
+        let at = queue
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| **key != u128::MAX)
+            .nth(k)
+            .map(|(at, _)| at)?;
+        queue.members.get(at).map(|m| m.slot)
+    }
+
+    /// Rebuilds queue `q`'s keys if the member list or the day changed.
+    fn fresh_keys(&mut self, q: usize, day: u64) {
+        let queue = &mut self.queues[q];
+        if queue.keys_day != day || queue.keys.len() != queue.members.len() {
+            queue.keys_day = day;
+            let keys = (0..queue.members.len())
+                .map(|at| member_key(queue, at))
+                .collect();
+            queue.keys = keys;
+        }
     }
 
     fn offer(

@@ -165,9 +165,9 @@ struct Queue {
     /// (priority, serial): highest priority first, then arrival.
     waiting: BTreeSet<(Reverse<u8>, u64)>,
     memory: QueueMemory,
-    /// Per member, its strategy key (see [`strategy::sort_key`]) as of the
-    /// UTC day `keys_day`, `u128::MAX` when it cannot be offered the
-    /// queue's contacts; `keys_day` is `u64::MAX` while the keys are to be
+    /// Per member, its strategy key (see [`strategy::sort_key`]; 0 for the
+    /// strategies without one) as of the UTC day `keys_day`, `u128::MAX`
+    /// when it cannot be offered the queue's contacts; `keys_day` is `u64::MAX` while the keys are to be
     /// rebuilt (after the member list changed).
     keys: Vec<u128>,
     keys_day: u64,
@@ -246,7 +246,8 @@ fn member_key(queue: &Queue, at: usize) -> u128 {
         busy_today: if today { m.hot.busy_today } else { 0 },
         level: m.level,
     };
-    strategy::sort_key(queue.settings.strategy, &candidate).unwrap_or(u128::MAX)
+    // Strategies without a key only need to know who is a candidate.
+    strategy::sort_key(queue.settings.strategy, &candidate).unwrap_or(0)
 }
 
 /// Checks a skill map from outside: names non-empty, levels 0–100.
