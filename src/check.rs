@@ -14,6 +14,9 @@ pub struct CheckReport {
     pub errors: Vec<Diagnostic>,
     /// Things not checked and why; not errors.
     pub notes: Vec<String>,
+    /// What loads but will not behave as the file seems to say (a Teams
+    /// target Graph's aggregation hides); not errors. In file order.
+    pub warnings: Vec<Diagnostic>,
     /// Mapping profiles that loaded without error.
     pub valid_profiles: usize,
 }
@@ -30,7 +33,11 @@ impl CheckReport {
                 1 => "1 profile".to_owned(),
                 n => format!("{n} profiles"),
             };
-            format!("ok: config and {profiles} valid")
+            match self.warnings.len() {
+                0 => format!("ok: config and {profiles} valid"),
+                1 => format!("ok: config and {profiles} valid, 1 warning"),
+                n => format!("ok: config and {profiles} valid, {n} warnings"),
+            }
         } else {
             let errors = match self.errors.len() {
                 1 => "1 error".to_owned(),
@@ -62,8 +69,11 @@ pub fn check(path: &Path, env: &Environment) -> CheckReport {
         }
     };
     for (name, file) in profile_files {
-        match mapping::load_profile(&name, &file) {
-            Ok(_) => report.valid_profiles += 1,
+        match mapping::load_checked(&name, &file) {
+            Ok(checked) => {
+                report.valid_profiles += 1;
+                report.warnings.extend(checked.warnings);
+            }
             Err(errors) => report.errors.extend(errors),
         }
     }

@@ -23,6 +23,7 @@ pub mod kind {
     pub const SYNC_LOOP_RESUMED: &str = "sync.loop_resumed";
     pub const SYNC_TEAMS_OVERRIDE_DETECTED: &str = "sync.teams_override_detected";
     pub const SYNC_TEAMS_OVERRIDE_CLEARED: &str = "sync.teams_override_cleared";
+    pub const SYNC_TEAMS_OUTRANKED: &str = "sync.teams_outranked";
     pub const SYNC_WRITE_FAILED: &str = "sync.write_failed";
     pub const MAPPINGS_RELOADED: &str = "mappings.reloaded";
     pub const ROUTING_QUEUED: &str = "routing.queued";
@@ -51,6 +52,7 @@ pub mod kind {
         SYNC_LOOP_RESUMED,
         SYNC_TEAMS_OVERRIDE_DETECTED,
         SYNC_TEAMS_OVERRIDE_CLEARED,
+        SYNC_TEAMS_OUTRANKED,
         SYNC_WRITE_FAILED,
         MAPPINGS_RELOADED,
         ROUTING_QUEUED,

@@ -73,6 +73,38 @@ presence_enum!(
     }
 );
 
+impl Availability {
+    /// How Teams ranks this availability among a user's sessions when it
+    /// aggregates them: higher wins. Graph documents DoNotDisturb > Busy >
+    /// Available > Away, and that a user-preferred presence outranks every
+    /// session (it is not a session, so it has no rank here). The idle
+    /// variants sit just below their base value, BeRightBack (a deliberate,
+    /// short absence) between Available and Away, then Offline, then values
+    /// this build does not know, so a session that says nothing useful never
+    /// hides one that does. The simulator aggregates with this order and the
+    /// mapping validator warns with it.
+    pub fn session_rank(&self) -> u8 {
+        match self {
+            Availability::DoNotDisturb => 8,
+            Availability::Busy => 7,
+            Availability::BusyIdle => 6,
+            Availability::Available => 5,
+            Availability::AvailableIdle => 4,
+            Availability::BeRightBack => 3,
+            Availability::Away => 2,
+            Availability::Offline => 1,
+            Availability::PresenceUnknown | Availability::Other(_) => 0,
+        }
+    }
+
+    /// An active user's own Teams client holds a session at least this
+    /// high: a session target of an app that ranks below it cannot show
+    /// while the user works in Teams.
+    pub fn outranked_by_active_user(&self) -> bool {
+        self.session_rank() < Availability::Available.session_rank()
+    }
+}
+
 /// What Teams shows for a person: an availability/activity pair.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Presence {

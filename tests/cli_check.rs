@@ -297,3 +297,33 @@ fn version_and_usage() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--config <FILE>"));
 }
+
+/// A session target the user's own Teams always outranks loads, but
+/// `check` says so at its line and the summary counts it.
+#[test]
+fn a_session_away_target_is_a_located_warning_and_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("away.toml");
+    fs::write(
+        &mapping,
+        "[statuses]\nAvailable = { routable = true, teams = \"clear\" }\n\
+         Lunch = { teams = \"Away/Away\" }\n",
+    )
+    .unwrap();
+    let config = write_config(dir.path(), &[("default", mapping.clone())]);
+    let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
+    let out = stdout(&output);
+    assert!(
+        out.starts_with(&format!(
+            "{}:3:1: warning: `Lunch` shows `Away/Away` in Teams",
+            mapping.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("user's own Available session"), "{out}");
+    assert_eq!(
+        stderr(&output),
+        "ok: config and 1 profile valid, 1 warning\n"
+    );
+    assert!(output.status.success());
+}

@@ -768,12 +768,12 @@ impl Run {
         let mapping = self.sandbox.path(MAPPING);
         let original = fs::read_to_string(&mapping).expect("the installed mapping");
         let good = original.replace(
-            "Lunch = { teams = \"Away/Away\" }",
+            "Lunch = { teams = \"clear\" }",
             "Lunch = { routable = true, teams = \"Busy/InACall\" }",
         );
         assert_ne!(
             good, original,
-            "the shipped mapping has `Lunch = {{ teams = \"Away/Away\" }}`"
+            "the shipped mapping has `Lunch = {{ teams = \"clear\" }}`"
         );
         let reloads = self
             .journal()
@@ -1002,7 +1002,8 @@ impl Run {
     fn hardening(&mut self) {
         // Outbound HTTP: after all the restarts Graph still signs the
         // daemon in, reads the directory, and takes its presence writes
-        // (Lunch → Away/Away once the 15 s debounce has passed).
+        // (Lunch → Busy/InACall from the reloaded mapping, once the 15 s
+        // debounce has passed).
         wait_until("/readyz 200 under the hardening", || {
             match self.get("/readyz")? {
                 (200, _) => Ok(()),

@@ -138,6 +138,9 @@ pub struct SyncOut {
     pub debouncing_until: Option<DateTime<Utc>>,
     pub suspended: Option<SuspendedOut>,
     pub teams_override_since: Option<DateTime<Utc>>,
+    /// A session of the user's own outranks our write in Teams (not an
+    /// override: ours shows once theirs drops below it).
+    pub teams_outranked_since: Option<DateTime<Utc>>,
     pub write_in_flight: bool,
     pub last_error: Option<ErrorAt>,
     /// What will be put back when a rule's Teams condition ends.

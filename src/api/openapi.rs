@@ -498,12 +498,14 @@ fn schemas() -> Value {
         },
         "Sync": {
             "type": "object",
-            "required": ["debouncing_until", "suspended", "teams_override_since", "write_in_flight",
+            "required": ["debouncing_until", "suspended", "teams_override_since",
+                "teams_outranked_since", "write_in_flight",
                 "last_error", "restore", "last_decision"],
             "properties": {
                 "debouncing_until": opt_time,
                 "suspended": nullable(schema_ref("Suspended")),
                 "teams_override_since": opt_time,
+                "teams_outranked_since": opt_time,
                 "write_in_flight": {"type": "boolean"},
                 "last_error": nullable(schema_ref("ErrorAt")),
                 "restore": nullable(schema_ref("Restore")),

@@ -74,8 +74,13 @@ pub fn load(config: &MappingsConfig) -> Result<MappingSet, Vec<Diagnostic>> {
         // The time is read before the file, so an edit while reading is
         // noticed next time rather than missed.
         files.push((profile_config.file.clone(), modified(&profile_config.file)));
-        match mapping::load_profile(name, &profile_config.file) {
-            Ok(profile) => profiles.push(Arc::new(profile)),
+        match mapping::load_checked(name, &profile_config.file) {
+            Ok(checked) => {
+                for warning in &checked.warnings {
+                    tracing::warn!(profile = %name, "{warning}");
+                }
+                profiles.push(Arc::new(checked.profile));
+            }
             Err(e) => errors.extend(e),
         }
         for group in &profile_config.groups {

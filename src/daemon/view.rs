@@ -112,6 +112,7 @@ pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
                 until: Timestamp::to_utc(*until),
             }),
             teams_override_since: view.teams_override_since.map(Timestamp::to_utc),
+            teams_outranked_since: view.teams_outranked_since.map(Timestamp::to_utc),
             write_in_flight: view.write_in_flight,
             last_error: view.last_error.as_ref().map(|(m, at)| ErrorAt {
                 message: m.clone(),
@@ -193,6 +194,7 @@ fn base(record: &AgentRecord, profile: &str, linked: bool) -> AgentOut {
             debouncing_until: None,
             suspended: None,
             teams_override_since: None,
+            teams_outranked_since: None,
             write_in_flight: false,
             last_error: None,
             restore: None,

@@ -10,6 +10,7 @@ pub mod cycles;
 pub(crate) mod file;
 pub mod profile;
 pub(crate) mod validate;
+pub(crate) mod warnings;
 
 use std::path::Path;
 
@@ -39,8 +40,22 @@ impl Problem {
 /// one the daemon config gives it. Every problem found is returned, each with
 /// its file, line and column.
 pub fn load_profile(name: &str, path: &Path) -> Result<Profile, Vec<Diagnostic>> {
+    load_checked(name, path).map(|checked| checked.profile)
+}
+
+/// A profile that loaded, with what it loaded with: things that are not
+/// errors but that an admin should hear about (see [`warnings`]).
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub profile: Profile,
+    /// In file order.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// [`load_profile`], keeping the warnings.
+pub fn load_checked(name: &str, path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     match std::fs::read_to_string(path) {
-        Ok(source) => parse_profile(name, path, &source),
+        Ok(source) => parse_checked(name, path, &source),
         Err(err) => Err(vec![Diagnostic::whole_file(
             path,
             format!("cannot read mapping file: {err}"),
@@ -51,6 +66,11 @@ pub fn load_profile(name: &str, path: &Path) -> Result<Profile, Vec<Diagnostic>>
 /// Parses and validates a profile from its text; `path` is only used in the
 /// diagnostics. Problems come in file order.
 pub fn parse_profile(name: &str, path: &Path, source: &str) -> Result<Profile, Vec<Diagnostic>> {
+    parse_checked(name, path, source).map(|checked| checked.profile)
+}
+
+/// [`parse_profile`], keeping the warnings.
+pub fn parse_checked(name: &str, path: &Path, source: &str) -> Result<Checked, Vec<Diagnostic>> {
     let (raw, mut problems) = file::read(source);
     let profile = raw.map(|raw| {
         let (profile, origins, found) = validate::validate(name, source, &raw);
@@ -75,7 +95,11 @@ pub fn parse_profile(name: &str, path: &Path, source: &str) -> Result<Profile, V
             }
         }
         if problems.is_empty() {
-            return Ok(profile);
+            let warnings = warnings::find(&profile, &origins)
+                .into_iter()
+                .map(|p| Diagnostic::at(path, source, p.at, p.message))
+                .collect();
+            return Ok(Checked { profile, warnings });
         }
     }
     // Stable: problems at one place keep the order they were found in.

@@ -94,6 +94,7 @@ pub struct DaemonMetrics {
     pub loop_suspensions: Counter,
     /// Manual Teams changes that took precedence over ours.
     pub teams_overrides: Counter,
+    pub teams_outranked: Counter,
     /// Teams presence writes by `kind` (`set`, `clear`, `keepalive`) and
     /// `outcome`; see [`DaemonMetrics::teams_write`].
     pub teams_writes: CounterVec<2>,
@@ -156,6 +157,10 @@ impl DaemonMetrics {
             teams_overrides: registry.counter(
                 "presence_sync_teams_overrides_total",
                 "Manual Teams presence changes that took precedence over ours.",
+            )?,
+            teams_outranked: registry.counter(
+                "presence_sync_teams_outranked_total",
+                "Confirmed writes that a session of the user's own outranked in Teams (not overrides).",
             )?,
             teams_writes: registry.counter_vec(
                 "presence_sync_teams_writes_total",

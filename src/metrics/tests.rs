@@ -184,6 +184,7 @@ fn daemon_metrics_render_every_name_at_start() {
         ("presence_sync_echo_suppressed_total", &[]),
         ("presence_sync_loop_suspensions_total", &[]),
         ("presence_sync_teams_overrides_total", &[]),
+        ("presence_sync_teams_outranked_total", &[]),
         ("presence_sync_cc_requests_total", &[]),
         ("presence_sync_outbox_depth", &[]),
         ("presence_sync_agents", &[("linked", "true")]),

@@ -10,7 +10,8 @@
 //!   Available/AvailableInactive, after 5 more Away/Away.
 //!
 //! Decided here, because the documents are silent:
-//! - the full ranking is DoNotDisturb > Busy > BusyIdle > Available >
+//! - the full ranking (`Availability::session_rank`, shared with the mapping
+//!   validator) is DoNotDisturb > Busy > BusyIdle > Available >
 //!   AvailableIdle > BeRightBack > Away > Offline > anything else. BeRightBack
 //!   sits above Away because it is a deliberate, short absence, a fresher
 //!   signal than an idle client; Offline and unknown values sit last so a
@@ -111,8 +112,9 @@ impl UserPresence {
         client
             .chain(apps)
             .max_by(|a, b| {
-                rank(&a.0.availability)
-                    .cmp(&rank(&b.0.availability))
+                a.0.availability
+                    .session_rank()
+                    .cmp(&b.0.availability.session_rank())
                     .then(a.1.cmp(&b.1))
                     .then(b.2.cmp(a.2))
             })
@@ -154,21 +156,6 @@ fn faded(session: &AppSession, now: Timestamp) -> Presence {
         Presence::new(Availability::Available, Activity::AvailableInactive)
     } else {
         session.presence.clone()
-    }
-}
-
-/// Higher wins; see the module comment for why this order.
-fn rank(availability: &Availability) -> u8 {
-    match availability {
-        Availability::DoNotDisturb => 8,
-        Availability::Busy => 7,
-        Availability::BusyIdle => 6,
-        Availability::Available => 5,
-        Availability::AvailableIdle => 4,
-        Availability::BeRightBack => 3,
-        Availability::Away => 2,
-        Availability::Offline => 1,
-        Availability::PresenceUnknown | Availability::Other(_) => 0,
     }
 }
 

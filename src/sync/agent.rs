@@ -91,6 +91,9 @@ pub struct WriteSide {
     pub echo_deadline: Option<Timestamp>,
     /// Teams keeps showing something else than our write (since when).
     pub overridden_since: Option<Timestamp>,
+    /// A session of the user's own outranks our confirmed write (since
+    /// when); not an override: ours is kept and shows once theirs drops.
+    pub outranked_since: Option<Timestamp>,
     pub keepalive_at: Option<Timestamp>,
     pub retry_at: Option<Timestamp>,
     pub last_error: Option<(String, Timestamp)>,

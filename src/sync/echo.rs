@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::mapping::{StatusId, TeamsTarget};
+use crate::mapping::{StatusId, TeamsTarget, WriteMode};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
@@ -41,12 +41,58 @@ pub fn is_teams_echo(
     active || in_flight || previous
 }
 
+/// Why Teams does not show our confirmed write after the echo window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hidden {
+    /// The user's own choice (a preferred presence) hides it: a manual
+    /// override, reported and never fought.
+    Override,
+    /// A session of the user's own ranks at or above ours in Graph's
+    /// aggregation (DoNotDisturb > Busy > Available > Away; of equal rank
+    /// Teams may show either): nothing to report as an override; ours shows
+    /// once theirs drops below it.
+    Outranked,
+}
+
 /// After a confirmed set, Teams must show it within the echo window; if it
-/// still shows something else then, the user's own choice hides our write.
-/// Returns the presence we expected when an override is detected.
-pub fn overridden<'a>(writes: &'a WriteSide, shown: Option<&Presence>) -> Option<&'a Presence> {
+/// still shows something else then, something of the user's hides our
+/// write. Returns the presence we expected and why it is hidden.
+pub fn hidden<'a>(
+    writes: &'a WriteSide,
+    shown: Option<&Presence>,
+    mode: WriteMode,
+) -> Option<(&'a Presence, Hidden)> {
     let Some((TeamsTarget::Set(expected), _)) = &writes.active else {
         return None;
     };
-    (shown != Some(expected)).then_some(expected)
+    if shown == Some(expected) {
+        return None;
+    }
+    let outranked = mode == WriteMode::Session
+        && shown.is_some_and(|shown| {
+            shown.availability.session_rank() >= expected.availability.session_rank()
+                && !only_picked_by_hand(shown)
+        });
+    Some((
+        expected,
+        if outranked {
+            Hidden::Outranked
+        } else {
+            Hidden::Override
+        },
+    ))
+}
+
+/// Presences Teams shows only when the user picked them by hand (their
+/// preferred presence): no session of theirs produces these, so one of them
+/// over our write is an override whatever its rank.
+fn only_picked_by_hand(presence: &Presence) -> bool {
+    use crate::presence::{Activity, Availability};
+    matches!(
+        (&presence.availability, &presence.activity),
+        (Availability::Busy, Activity::Busy)
+            | (Availability::DoNotDisturb, Activity::DoNotDisturb)
+            | (Availability::BeRightBack, Activity::BeRightBack)
+            | (Availability::Offline, Activity::OffWork)
+    )
 }

@@ -56,6 +56,9 @@ pub struct Stats {
     pub echoes_suppressed: u64,
     pub loop_suspensions: u64,
     pub overrides_detected: u64,
+    /// Confirmed writes found hidden by a session of the user's own that
+    /// ranks above them (not overrides).
+    pub outranked_detected: u64,
     pub write_failures: u64,
 }
 
@@ -385,6 +388,7 @@ impl Engine {
         let cleared_override = shows_active && state.writes.overridden_since.take().is_some();
         if shows_active {
             state.writes.echo_deadline = None;
+            state.writes.outranked_since = None;
         }
         state.teams.current = Some((presence.clone(), now));
         self.stats.teams_observations += 1;

@@ -167,6 +167,7 @@ pub(crate) fn finish_write(
                     state.writes.keepalive_at = None;
                     state.writes.echo_deadline = None;
                     state.writes.overridden_since = None;
+                    state.writes.outranked_since = None;
                 }
             }
             None
@@ -210,7 +211,8 @@ fn give_up_unanswered_write(ctx: &mut Ctx<'_>, state: &mut AgentState) {
 }
 
 /// A confirmed write that Teams still does not show after the echo window is
-/// hidden by the user's own choice: report it once and stop re-writing.
+/// hidden by the user's own choice (reported once, never re-written) or
+/// outranked by a session of the user's own (reported once, kept).
 fn check_override(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     let Some(deadline) = state.writes.echo_deadline else {
         return;
@@ -219,14 +221,27 @@ fn check_override(ctx: &mut Ctx<'_>, state: &mut AgentState) {
         return;
     }
     state.writes.echo_deadline = None;
-    if let Some(expected) = echo::overridden(&state.writes, state.teams.presence()) {
-        let expected = expected.clone();
-        state.writes.overridden_since = Some(ctx.now);
-        ctx.stats.overrides_detected += 1;
-        ctx.event(SyncEvent::TeamsOverrideDetected {
-            expected,
-            shown: state.teams.presence().cloned(),
-        });
+    let shown = state.teams.presence();
+    match echo::hidden(&state.writes, shown, ctx.profile.write_mode) {
+        None => {}
+        Some((expected, echo::Hidden::Override)) => {
+            let event = SyncEvent::TeamsOverrideDetected {
+                expected: expected.clone(),
+                shown: shown.cloned(),
+            };
+            state.writes.overridden_since = Some(ctx.now);
+            ctx.stats.overrides_detected += 1;
+            ctx.event(event);
+        }
+        Some((expected, echo::Hidden::Outranked)) => {
+            let event = SyncEvent::TeamsOutranked {
+                expected: expected.clone(),
+                shown: shown.cloned(),
+            };
+            state.writes.outranked_since = Some(ctx.now);
+            ctx.stats.outranked_detected += 1;
+            ctx.event(event);
+        }
     }
 }
 
@@ -324,6 +339,7 @@ fn send_if_different(ctx: &mut Ctx<'_>, state: &mut AgentState, why: Why) -> boo
     }
     emit_write(ctx, state, desired, why);
     state.writes.overridden_since = None;
+    state.writes.outranked_since = None;
     state.writes.echo_deadline = None;
     true
 }

@@ -153,6 +153,13 @@ pub enum SyncEvent {
         shown: Option<Presence>,
     },
     TeamsOverrideCleared,
+    /// Teams shows a session of the user's own that Graph ranks above our
+    /// write (their meeting over our Away): not an override, nothing is
+    /// stopped; ours shows once theirs drops below it.
+    TeamsOutranked {
+        expected: Presence,
+        shown: Option<Presence>,
+    },
     WriteFailed {
         message: String,
     },

@@ -49,6 +49,8 @@ pub struct AgentSnapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overridden_since: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub outranked_since: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keepalive_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<Timestamp>,
@@ -183,6 +185,7 @@ pub(crate) fn take(state: &AgentState, profile: &Profile) -> AgentSnapshot {
             .map(|(p, at)| (presence_text(p), *at)),
         echo_deadline: state.writes.echo_deadline,
         overridden_since: state.writes.overridden_since,
+        outranked_since: state.writes.outranked_since,
         keepalive_at: state.writes.keepalive_at,
         retry_at: state.writes.retry_at,
         last_error: state.writes.last_error.clone(),
@@ -257,6 +260,7 @@ pub(crate) fn rebuild(
         .and_then(|(p, at)| Some((presence_from(p)?, *at)));
     state.writes.echo_deadline = snapshot.echo_deadline;
     state.writes.overridden_since = snapshot.overridden_since;
+    state.writes.outranked_since = snapshot.outranked_since;
     state.writes.keepalive_at = snapshot.keepalive_at;
     state.writes.retry_at = snapshot.retry_at;
     state.writes.last_error = snapshot.last_error.clone();

@@ -39,6 +39,8 @@ pub struct AgentView {
     pub debouncing_until: Option<Timestamp>,
     pub suspended: Option<(Vec<Flow>, Timestamp)>,
     pub teams_override_since: Option<Timestamp>,
+    /// A session of the user's own outranks our write (not an override).
+    pub teams_outranked_since: Option<Timestamp>,
     pub last_error: Option<(String, Timestamp)>,
     /// The last decision, explained.
     pub last_decision: Option<String>,
@@ -110,6 +112,7 @@ impl AgentView {
                 (flows, until)
             }),
             teams_override_since: state.writes.overridden_since,
+            teams_outranked_since: state.writes.outranked_since,
             last_error: state.writes.last_error.clone(),
             last_decision: state.last_why.as_ref().map(|w| w.describe(profile)),
         }

@@ -17,7 +17,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 /// Long enough for a loaded CI machine; tests poll, they never time things.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The mapping of these tests: the shipped default's shape, debounce 1 s.
+/// The mapping of these tests: the shipped default's shape with a 2 s
+/// debounce, and Lunch written as `Away/Away` so that tests see two kinds of
+/// writes (the simulator's users have no Teams client session of their own
+/// unless a test gives them one, so nothing outranks it there).
 pub const MAPPING: &str = r#"
 description = "test profile"
 direction = "both"

@@ -136,6 +136,7 @@ impl Fake {
                 debouncing_until: None,
                 suspended: None,
                 teams_override_since: None,
+                teams_outranked_since: None,
                 write_in_flight: false,
                 last_error: None,
                 restore: None,

@@ -301,6 +301,7 @@ fn full_agent() -> AgentOut {
                 until: at,
             }),
             teams_override_since: Some(at),
+            teams_outranked_since: None,
             write_in_flight: true,
             last_error: Some(ErrorAt {
                 message: "429".into(),
@@ -371,6 +372,7 @@ fn empty_agent() -> AgentOut {
         debouncing_until: None,
         suspended: None,
         teams_override_since: None,
+        teams_outranked_since: None,
         write_in_flight: false,
         last_error: None,
         restore: None,

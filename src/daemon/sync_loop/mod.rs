@@ -410,6 +410,7 @@ impl<S: Store> SyncLoop<S> {
         super::metrics::mirror(&m.echo_suppressed, s.echoes_suppressed);
         super::metrics::mirror(&m.loop_suspensions, s.loop_suspensions);
         super::metrics::mirror(&m.teams_overrides, s.overrides_detected);
+        super::metrics::mirror(&m.teams_outranked, s.outranked_detected);
         super::metrics::mirror(&m.cc_requests, s.cc_requests);
         m.outbox_depth.set(self.status.outbox as f64);
         m.routing_waiting.set(self.router.waiting() as f64);
@@ -1317,6 +1318,21 @@ impl<S: Store> SyncLoop<S> {
                         ),
                         SyncEvent::TeamsOverrideCleared => {
                             (kind::SYNC_TEAMS_OVERRIDE_CLEARED, serde_json::Value::Null)
+                        }
+                        SyncEvent::TeamsOutranked { expected, shown } => {
+                            tracing::info!(
+                                agent = %agent_id,
+                                expected = %expected,
+                                shown = ?shown.as_ref().map(ToString::to_string),
+                                "Teams shows the user's own session, which Graph ranks above the daemon's write (not an override)"
+                            );
+                            (
+                                kind::SYNC_TEAMS_OUTRANKED,
+                                serde_json::json!({
+                                    "expected": presence_out(&expected),
+                                    "shown": shown.as_ref().map(presence_out),
+                                }),
+                            )
                         }
                         SyncEvent::WriteFailed { message } => (
                             kind::SYNC_WRITE_FAILED,

@@ -136,6 +136,74 @@ fn manual_override_is_reported_once_and_not_fought() {
     );
 }
 
+/// An app's Away session cannot show over the user's own Available one
+/// (Graph: DoNotDisturb > Busy > Available > Away among sessions). That is
+/// not a manual override: nothing stops, and the write shows once the
+/// user's own presence drops below it.
+#[test]
+fn a_write_outranked_by_the_users_own_session_is_not_an_override() {
+    let settings = Settings {
+        echo_window: Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let mut h = Harness::with_settings(contact_center(), settings);
+    h.teams("Available/Available"); // the user's own client, active
+    h.secs(60);
+    h.cc("Lunch");
+    h.secs(15);
+    assert_eq!(h.writes_since(0), vec![set_session("Away/Away")]);
+    let mark = h.mark();
+    h.secs(60);
+    let events = h.events_since(mark);
+    assert!(
+        matches!(events.as_slice(), [SyncEvent::TeamsOutranked { .. }]),
+        "{events:?}"
+    );
+    let view = h.engine.view(h.agent, h.now).unwrap();
+    assert!(view.teams_override_since.is_none(), "not an override");
+    assert!(view.teams_outranked_since.is_some());
+    assert_eq!(h.engine.stats().overrides_detected, 0);
+    assert_eq!(h.engine.stats().outranked_detected, 1);
+    // The user's Teams goes idle: ours shows, the outranking is over.
+    h.teams("Away/Away");
+    let view = h.engine.view(h.agent, h.now).unwrap();
+    assert!(view.teams_outranked_since.is_none());
+}
+
+/// Presenting and a meeting are sessions of the user's own that rank at or
+/// above our Busy; Available ranks below it and a hand-picked
+/// DoNotDisturb/DoNotDisturb comes from no session: both are overrides.
+#[test]
+fn presenting_outranks_a_busy_write_but_a_hand_picked_presence_overrides_it() {
+    for (shown, outranked) in [
+        ("DoNotDisturb/Presenting", true),
+        ("Busy/InAMeeting", true),
+        ("Available/Available", false),
+        ("DoNotDisturb/DoNotDisturb", false),
+    ] {
+        let settings = Settings {
+            echo_window: Duration::from_secs(60),
+            ..Settings::default()
+        };
+        let mut h = Harness::with_settings(contact_center(), settings);
+        h.teams(shown);
+        h.secs(60);
+        h.cc("On contact");
+        h.secs(15);
+        assert_eq!(h.writes_since(0), vec![set_session("Busy/InACall")]);
+        let mark = h.mark();
+        h.secs(60);
+        let events = h.events_since(mark);
+        let got_outranked = matches!(events.as_slice(), [SyncEvent::TeamsOutranked { .. }]);
+        let got_override = matches!(events.as_slice(), [SyncEvent::TeamsOverrideDetected { .. }]);
+        assert_eq!(
+            (got_outranked, got_override),
+            (outranked, !outranked),
+            "{shown} over Busy/InACall: {events:?}"
+        );
+    }
+}
+
 #[test]
 fn two_writers_trip_the_loop_guard_which_resumes_after_the_cooldown() {
     let mut h = Harness::new(contact_center());
