@@ -13,6 +13,9 @@
 //! | what the router shows (eligibility and why not, queues) | `router/views.rs` |
 //! | what it persists and how it is restored | `router/persist.rs` |
 
+// Purity enforced: no clock, no I/O, no runtime here (clippy.toml).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod agent;
 pub mod contact;
 pub mod queue;

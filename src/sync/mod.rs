@@ -21,6 +21,9 @@
 //! something about it changes or one of its wake-ups comes; `engine.rs` holds
 //! the agents, their profiles and wake-ups, and takes the adapters' inputs.
 
+// Purity enforced: no clock, no I/O, no runtime here (clippy.toml).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod agent;
 pub mod conflict;
 pub mod debounce;

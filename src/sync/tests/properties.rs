@@ -382,6 +382,8 @@ fn settings_with(echo_secs: u64) -> Settings {
 }
 
 /// `cases` by default; `PROPTEST_CASES` for a longer run.
+// The test runner's setting, read by the test, not by the core.
+#[allow(clippy::disallowed_methods)]
 fn cases(default: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
