@@ -18,17 +18,23 @@
 //!   delta link, consumer cursors (the webhook sink's), the routing core's
 //!   router-wide state.
 //!
-//! [`SledStore`] is the engine; [`export`] and [`import`] move a whole store
-//! to and from JSON lines for backups.
+//! [`SledStore`] is the engine the daemon runs on; [`MemoryStore`] keeps the
+//! same promises in memory, for tests of what runs over a store. One
+//! conformance suite (`conformance.rs`) holds both to the trait. [`export`]
+//! and [`import`] move a whole store to and from JSON lines for backups.
 
 mod keys;
+pub mod memory;
 mod sled_store;
 
+#[cfg(test)]
+mod conformance;
 pub mod export;
 #[cfg(test)]
 mod testing;
 
 pub use export::{ExportStats, ImportStats, export, import};
+pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,6 @@
 //! The sink against a loopback receiver and an in-memory store. Real time
 //! throughout (the sockets need it), with short retry delays from the config.
 
-mod memory_store;
 mod receiver;
 
 use std::path::Path;
@@ -17,7 +16,7 @@ use crate::events::{Event, NewEvent, kind};
 use crate::store::{Batch, MetaKey, Store};
 
 use super::{WebhookError, WebhookSink, WebhookState, WebhookStatus};
-use memory_store::MemoryStore;
+use crate::store::MemoryStore;
 use receiver::{Receiver, Reply, Seen};
 
 const SECRET: &str = "whsec-loopback";

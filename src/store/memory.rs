@@ -1,18 +1,24 @@
-//! A [`Store`] in memory, for the sink's tests: every method as the trait
-//! describes it, plus commits that can be made to fail.
+//! A [`Store`] in memory: every method as the trait describes it, nothing
+//! durable. For tests of what runs over a store (the sync loop, the webhook
+//! sink) without a disk, and held to the same conformance suite as the sled
+//! engine (`conformance.rs`). Commits can be made to fail, to test what a
+//! caller does when the disk refuses.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
+use super::{AgentRecord, Batch, Loaded, MetaKey, OutboxEntry, Store, StoreError, keys};
 use crate::events::Event;
-use crate::store::{AgentRecord, Batch, Loaded, MetaKey, OutboxEntry, Store, StoreError};
+use crate::routing::ContactRecord;
 
 #[derive(Default)]
 struct State {
     agents: BTreeMap<String, AgentRecord>,
     outbox: BTreeMap<String, OutboxEntry>,
+    contacts: BTreeMap<String, ContactRecord>,
+    /// Kept in order of sequence number, pruned from the front.
     events: Vec<Event>,
     meta: BTreeMap<MetaKey, String>,
     last_seq: u64,
@@ -21,27 +27,81 @@ struct State {
     commits: usize,
 }
 
-pub(super) struct MemoryStore {
+pub struct MemoryStore {
     id: String,
     state: Mutex<State>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MemoryStore {
-    pub(super) fn new() -> Self {
+    pub fn new() -> Self {
+        Self::with_id("mem1")
+    }
+
+    /// A store whose event ids start with `id`.
+    pub fn with_id(id: &str) -> Self {
         MemoryStore {
-            id: "mem1".to_owned(),
+            id: id.to_owned(),
             state: Mutex::new(State::default()),
         }
     }
 
     /// The next `n` commits fail without changing anything.
-    pub(super) fn fail_commits(&self, n: usize) {
-        self.state.lock().unwrap().failing_commits = n;
+    pub fn fail_commits(&self, n: usize) {
+        self.state().failing_commits = n;
     }
 
     /// Commits that succeeded.
-    pub(super) fn commits(&self) -> usize {
-        self.state.lock().unwrap().commits
+    pub fn commits(&self) -> usize {
+        self.state().commits
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves no half-applied batch: a
+        // batch is checked whole before anything is changed.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The checks the sled engine makes before it writes anything.
+fn check(batch: &Batch) -> Result<(), StoreError> {
+    let mut problems = batch
+        .outbox
+        .iter()
+        .filter_map(|(id, e)| e.as_ref().and_then(|e| keys::outbox_problem(e, id)))
+        .chain(
+            batch
+                .agents
+                .iter()
+                .filter_map(|(id, r)| r.as_ref().and_then(|r| keys::agent_problem(r, id))),
+        )
+        .chain(
+            batch
+                .contacts
+                .iter()
+                .filter_map(|(id, c)| c.as_ref().and_then(|c| keys::contact_problem(c, id))),
+        );
+    match problems.next() {
+        Some(problem) => Err(StoreError::InvalidBatch(problem)),
+        None => Ok(()),
+    }
+}
+
+fn apply<V>(map: &mut BTreeMap<String, V>, changes: Vec<(String, Option<V>)>) {
+    for (id, value) in changes {
+        match value {
+            Some(value) => {
+                map.insert(id, value);
+            }
+            None => {
+                map.remove(&id);
+            }
+        }
     }
 }
 
@@ -51,43 +111,44 @@ impl Store for MemoryStore {
     }
 
     fn load(&self) -> Result<Loaded, StoreError> {
-        let state = self.state.lock().unwrap();
+        let state = self.state();
         Ok(Loaded {
             agents: state.agents.values().cloned().collect(),
             outbox: state.outbox.values().cloned().collect(),
-            contacts: Vec::new(),
-            routing_queues: Vec::new(),
+            contacts: state.contacts.values().cloned().collect(),
+            routing_queues: state
+                .meta
+                .iter()
+                .filter_map(|(key, value)| match key {
+                    MetaKey::RoutingQueue(name) => Some((name.clone(), value.clone())),
+                    _ => None,
+                })
+                .collect(),
             last_seq: state.last_seq,
         })
     }
 
     fn commit(&self, batch: Batch) -> Result<Vec<Event>, StoreError> {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state();
         if state.failing_commits > 0 {
             state.failing_commits -= 1;
             return Err(StoreError::Io("disk full (test)".into()));
         }
-        for (id, record) in batch.agents {
-            match record {
-                Some(record) => {
-                    state.agents.insert(id, record);
-                }
-                None => {
-                    state.agents.remove(&id);
-                    state.outbox.remove(&id);
-                }
+        check(&batch)?;
+        if batch.is_empty() {
+            state.commits += 1;
+            return Ok(Vec::new());
+        }
+        apply(&mut state.outbox, batch.outbox);
+        // An agent's delete takes its outbox entry with it, whatever order
+        // the batch listed them in.
+        for (id, record) in &batch.agents {
+            if record.is_none() {
+                state.outbox.remove(id);
             }
         }
-        for (id, entry) in batch.outbox {
-            match entry {
-                Some(entry) => {
-                    state.outbox.insert(id, entry);
-                }
-                None => {
-                    state.outbox.remove(&id);
-                }
-            }
-        }
+        apply(&mut state.agents, batch.agents);
+        apply(&mut state.contacts, batch.contacts);
         let mut committed = Vec::with_capacity(batch.events.len());
         for new in batch.events {
             state.last_seq += 1;
@@ -110,22 +171,17 @@ impl Store for MemoryStore {
     }
 
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let state = self.state.lock().unwrap();
-        Ok(state
-            .events
-            .iter()
-            .filter(|e| e.seq > after)
-            .take(limit)
-            .cloned()
-            .collect())
+        let state = self.state();
+        let start = state.events.partition_point(|e| e.seq <= after);
+        Ok(state.events[start..].iter().take(limit).cloned().collect())
     }
 
     fn first_seq(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self.state.lock().unwrap().events.first().map(|e| e.seq))
+        Ok(self.state().events.first().map(|e| e.seq))
     }
 
     fn meta(&self, key: &MetaKey) -> Result<Option<String>, StoreError> {
-        Ok(self.state.lock().unwrap().meta.get(key).cloned())
+        Ok(self.state().meta.get(key).cloned())
     }
 
     fn prune_events(
@@ -133,7 +189,7 @@ impl Store for MemoryStore {
         before: DateTime<Utc>,
         keep_at_least: usize,
     ) -> Result<usize, StoreError> {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state();
         let prunable = state.events.len().saturating_sub(keep_at_least);
         let old = state
             .events
@@ -146,6 +202,7 @@ impl Store for MemoryStore {
     }
 }
 
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::events::NewEvent;
