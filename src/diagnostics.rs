@@ -91,19 +91,10 @@ pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a st
         .unwrap_or_default()
 }
 
+/// Damerau–Levenshtein: a swapped pair of letters (`Avialable`) is one edit,
+/// as an admin would count it.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
+    strsim::damerau_levenshtein(a, b)
 }
 
 #[cfg(test)]
@@ -117,6 +108,14 @@ mod tests {
         assert_eq!(line_column(src, 6), (2, 1));
         assert_eq!(line_column(src, 9), (2, 3));
         assert_eq!(line_column(src, 999), (3, 1));
+    }
+
+    #[test]
+    fn a_swapped_pair_of_letters_is_one_edit() {
+        assert_eq!(edit_distance("avialable", "available"), 1);
+        assert_eq!(edit_distance("lnuch", "lunch"), 1);
+        // So a short name with a swap and one more slip is still found.
+        assert_eq!(nearest("Bsuyy", ["Busy", "Lunch"]), Some("Busy"));
     }
 
     #[test]

@@ -30,7 +30,8 @@
 //!   Graph poller, writer and directory reader, reloads, stop and liveness.
 //! - [`demo`]: `presence-sync demo`: simulator, daemon and a simulated
 //!   contact center together.
-//! - [`presence`], [`time`], [`duration`], [`diagnostics`]: shared vocabulary.
+//! - [`presence`], [`time`], [`duration`], [`diagnostics`], [`splitmix`]:
+//!   shared vocabulary.
 
 pub mod api;
 pub mod check;
@@ -48,6 +49,7 @@ pub mod routing;
 #[doc(hidden)]
 pub mod shared_fixtures;
 pub mod sim;
+pub mod splitmix;
 pub mod store;
 pub mod sync;
 pub mod systemd;

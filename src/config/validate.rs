@@ -31,8 +31,10 @@ const DEFAULT_REQUESTS_PER_30S: i64 = 1500;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(3600);
 /// Graph's `expirationDuration` range for setPresence: PT5M..PT4H.
-const SESSION_EXPIRY_RANGE: (Duration, Duration) =
-    (Duration::from_secs(5 * 60), Duration::from_secs(4 * 3600));
+const SESSION_EXPIRY_RANGE: (Duration, Duration) = (
+    crate::graph::presence::SESSION_EXPIRY_MIN,
+    crate::graph::presence::SESSION_EXPIRY_MAX,
+);
 const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 const DEFAULT_MAX_BODY_BYTES: i64 = 64 * 1024;
 const DEFAULT_ECHO_WINDOW: Duration = Duration::from_secs(5 * 60);

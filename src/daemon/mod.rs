@@ -12,6 +12,7 @@
 //! | the API's handler trait, implemented | [`service`] |
 //! | named background tasks, their states and stop | [`tasks`] |
 //! | Prometheus metrics | [`metrics`] |
+//! | signals, systemd notify and the watchdog's liveness check | [`lifecycle`] |
 
 pub mod directory;
 pub mod lifecycle;
@@ -38,7 +39,6 @@ use crate::graph::{
     AuthError, Credential, GraphClient, GraphError, PollTarget, Poller, TokioClock,
 };
 use crate::store::{MetaKey, SledStore, Store, StoreError};
-use crate::sync::Settings;
 use crate::webhook::{WebhookSink, WebhookState};
 
 use self::mappings::MappingSet;
@@ -107,11 +107,6 @@ impl Default for DaemonOptions {
             retention_interval: Duration::from_secs(3600),
         }
     }
-}
-
-/// The engine's settings from the config.
-pub fn engine_settings(config: &Config) -> Settings {
-    config.engine_settings()
 }
 
 /// A started daemon.

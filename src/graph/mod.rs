@@ -12,6 +12,7 @@
 //! | the presence poller and its schedule | [`poller`] |
 //! | the adapter's clock (testable time) | [`clock`] |
 //! | how a call failed | [`error`] |
+//! | what the request path sent, for metrics (calls, budget used) | [`call_stats`] |
 //!
 //! [`GraphClient`] ties them together; every call it makes goes through the
 //! one [`throttle::Throttle`].

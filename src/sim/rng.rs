@@ -1,5 +1,6 @@
-//! A small deterministic PRNG (SplitMix64) so a seed reproduces the same
-//! tenant and the same scripted day, with no `rand` dependency.
+//! A small deterministic PRNG over [`crate::splitmix`] (SplitMix64), so a
+//! seed reproduces the same tenant and the same scripted day, with no `rand`
+//! dependency.
 
 /// SplitMix64: fast, tiny state, good enough statistics for fake people.
 #[derive(Clone, Debug)]
@@ -13,8 +14,7 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.state)
+        crate::splitmix::next(&mut self.state)
     }
 
     /// Uniform in `0..n`; 0 when `n` is 0. The modulo bias is irrelevant at
@@ -51,12 +51,7 @@ impl Rng {
     }
 }
 
-/// The SplitMix64 finaliser; also a decent 64-bit hash for counters.
-pub fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use crate::splitmix::mix;
 
 pub fn format_guid(a: u64, b: u64) -> String {
     // Version 4 and variant bits set so the ids look like Entra object ids.
