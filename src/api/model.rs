@@ -59,6 +59,9 @@ pub enum SetBy {
     Agent,
     /// presence-sync.
     Daemon,
+    /// presence-sync's routing, for a contact (`on_contact_status`,
+    /// `after_contact_status`).
+    Routing,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +163,10 @@ pub struct AgentOut {
     /// The profile in force.
     pub profile: String,
     pub linked: bool,
+    /// Why an agent waiting for its Teams user is not linked: the user is
+    /// linked to another agent. `null` otherwise.
+    #[serde(default)]
+    pub link_conflict: Option<LinkConflictOut>,
     pub cc: CcOut,
     pub teams: TeamsOut,
     pub routable: bool,
@@ -167,6 +174,14 @@ pub struct AgentOut {
     pub not_routable_because: Vec<String>,
     pub sync: SyncOut,
     pub routing: RoutingOut,
+}
+
+/// The Teams user an agent waits for is linked to another agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkConflictOut {
+    pub teams_user_id: String,
+    /// The agent that holds the Teams user.
+    pub held_by: String,
 }
 
 /// A skill an agent lacks for a queue.

@@ -424,7 +424,10 @@ fn schemas() -> Value {
                     "description": "When the status changed in the CC; the debounce counts from then."})),
             }
         },
-        "SetBy": {"type": "string", "enum": ["agent", "daemon"]},
+        "SetBy": {"type": "string", "enum": ["agent", "daemon", "routing"],
+            "description": "Who set the value: the agent (or its own client, or the CC on its own), \
+                presence-sync's sync rules (`daemon`), or routing for a contact (`routing`: the queue's \
+                `on_contact_status` or `after_contact_status`)."},
         "Presence": {
             "type": "object",
             "required": ["availability", "activity"],
@@ -513,8 +516,8 @@ fn schemas() -> Value {
         "AgentOut": {
             "type": "object",
             "required": ["id", "teams_user", "teams_user_id", "upn", "display_name", "groups", "skills",
-                "phone", "profile", "linked", "cc", "teams", "routable", "not_routable_because", "sync",
-                "routing"],
+                "phone", "profile", "linked", "link_conflict", "cc", "teams", "routable",
+                "not_routable_because", "sync", "routing"],
             "properties": {
                 "id": string,
                 "teams_user": string,
@@ -526,6 +529,7 @@ fn schemas() -> Value {
                 "phone": opt_string,
                 "profile": {"type": "string", "description": "The profile in force."},
                 "linked": {"type": "boolean"},
+                "link_conflict": nullable(schema_ref("LinkConflict")),
                 "cc": schema_ref("Cc"),
                 "teams": schema_ref("Teams"),
                 "routable": {"type": "boolean"},
@@ -533,6 +537,14 @@ fn schemas() -> Value {
                 "sync": schema_ref("Sync"),
                 "routing": schema_ref("Routing"),
             }
+        },
+        "LinkConflict": {
+            "type": "object",
+            "description": "The agent waits for a Teams user (`auto_link`) that is linked to another \
+                agent, `held_by`; it links once that agent lets the user go. An `agent.link_conflict` \
+                event said so when it happened.",
+            "required": ["teams_user_id", "held_by"],
+            "properties": {"teams_user_id": string, "held_by": string}
         },
         "AgentList": {
             "type": "object",

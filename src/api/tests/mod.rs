@@ -113,6 +113,7 @@ impl Fake {
             phone: body.phone.clone(),
             profile: body.profile.clone().unwrap_or_else(|| "default".into()),
             linked: false,
+            link_conflict: None,
             cc: CcOut {
                 status: None,
                 set_by: None,

@@ -271,6 +271,10 @@ fn full_agent() -> AgentOut {
         phone: Some("+331234".into()),
         profile: "sales".into(),
         linked: true,
+        link_conflict: Some(LinkConflictOut {
+            teams_user_id: "8b081ef6-4792-4def-b2c9-c363a1bf41d5".into(),
+            held_by: "a2".into(),
+        }),
         cc: CcOut {
             status: Some("Busy".into()),
             set_by: Some(SetBy::Agent),
