@@ -333,17 +333,39 @@ pub struct Check {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskOut {
     pub name: String,
-    /// `starting`, `running`, `stopping`, `stopped` or `failed`.
+    /// `starting`, `running`, `degraded`, `stopped` or `failed`.
     pub state: String,
     pub detail: String,
 }
 
-/// `/readyz`.
+/// `/readyz`: open to probes, so its details never name the tenant, the
+/// app or a user (see [`Health`] for the full story).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {
     pub ready: bool,
     pub checks: Vec<Check>,
     pub tasks: Vec<TaskOut>,
+}
+
+/// `GET /v1/health` (authenticated): readiness with every detail in full
+/// (what Graph and Entra said, with their ids) and the Graph app in use.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub ready: bool,
+    pub checks: Vec<Check>,
+    pub tasks: Vec<TaskOut>,
+    pub graph: GraphAppOut,
+}
+
+/// The Graph app the daemon signs in as.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphAppOut {
+    pub tenant_id: String,
+    pub client_id: String,
+    /// `client_secret` or `certificate`.
+    pub auth: String,
+    pub login_base: String,
+    pub graph_base: String,
 }
 
 /// The error body of every 4xx and 5xx.

@@ -214,9 +214,25 @@ fn operation(method: &str, path: &str) -> Value {
             "summary": "Liveness (no token needed)",
             "responses": {"200": ok("The process answers.", "Health")}
         }),
+        ("GET", "/v1/health") => json!({
+            "operationId": "health",
+            "summary": "Readiness in full, with the Graph app in use",
+            "description": "The same checks and tasks as `/readyz`, with every detail as it is \
+                (what Graph and Entra answered, with their request and trace ids) and the tenant and \
+                client id the daemon signs in with. `/readyz` is open, so it leaves those out.",
+            "responses": {
+                "200": ok("Ready.", "HealthReport"),
+                "401": response_ref("Unauthorized"),
+                "503": ok("Not ready; the failing checks say why.", "HealthReport"),
+            }
+        }),
         ("GET", "/readyz") => json!({
             "operationId": "readyz",
             "summary": "Readiness and its checks (no token needed)",
+            "description": "The store, the mappings, and Graph as each task that calls it \
+                (`directory`, `presence-poller`, `presence-writer`) last found it: 503 within seconds \
+                of Graph failing or refusing the app's credentials, 200 again once calls go through. \
+                Details never name the tenant, the app or a user; `GET /v1/health` has them.",
             "responses": {
                 "200": ok("Ready.", "Readiness"),
                 "503": ok("Not ready; the failing checks say why.", "Readiness"),
@@ -561,7 +577,7 @@ fn schemas() -> Value {
             "required": ["name", "state", "detail"],
             "properties": {
                 "name": string,
-                "state": {"type": "string", "enum": ["starting", "running", "stopping", "stopped", "failed"]},
+                "state": {"type": "string", "enum": ["starting", "running", "degraded", "stopped", "failed"]},
                 "detail": string,
             }
         },
@@ -572,6 +588,27 @@ fn schemas() -> Value {
                 "ready": {"type": "boolean"},
                 "checks": {"type": "array", "items": schema_ref("Check")},
                 "tasks": {"type": "array", "items": schema_ref("Task")},
+            }
+        },
+        "HealthReport": {
+            "type": "object",
+            "required": ["ready", "checks", "tasks", "graph"],
+            "properties": {
+                "ready": {"type": "boolean"},
+                "checks": {"type": "array", "items": schema_ref("Check")},
+                "tasks": {"type": "array", "items": schema_ref("Task")},
+                "graph": schema_ref("GraphApp"),
+            }
+        },
+        "GraphApp": {
+            "type": "object",
+            "required": ["tenant_id", "client_id", "auth", "login_base", "graph_base"],
+            "properties": {
+                "tenant_id": string,
+                "client_id": string,
+                "auth": {"type": "string", "enum": ["client_secret", "certificate"]},
+                "login_base": string,
+                "graph_base": string,
             }
         },
         "Health": {

@@ -295,6 +295,22 @@ impl Service for Fake {
         }
     }
 
+    async fn health(&self) -> super::model::Health {
+        let r = self.readiness().await;
+        super::model::Health {
+            ready: r.ready,
+            checks: r.checks,
+            tasks: r.tasks,
+            graph: super::model::GraphAppOut {
+                tenant_id: "tenant".into(),
+                client_id: "client".into(),
+                auth: "client_secret".into(),
+                login_base: "https://login.example".into(),
+                graph_base: "https://graph.example".into(),
+            },
+        }
+    }
+
     async fn metrics(&self) -> String {
         // No trailing newline: the API must still start its own lines on a new one.
         "# HELP presence_sync_fake_up The fake is up.\n# TYPE presence_sync_fake_up gauge\npresence_sync_fake_up 1"
