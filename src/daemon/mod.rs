@@ -234,9 +234,12 @@ impl Daemon {
                 result
             });
         }
+        // How the poller's last read went: Graph as a whole, for the writer too.
+        let (health_tx, poll_health) = watch::channel(None);
         {
             let graph = graph.clone();
             let rate = graph.throttle().config().sustained_rate();
+            let mut health_rx = poll_health.clone();
             let target = PollTarget {
                 max_staleness: options.poll_staleness,
                 ..PollTarget::default()
@@ -244,7 +247,6 @@ impl Daemon {
             tasks.spawn("presence-poller", move |status, stop| async move {
                 status.set(TaskState::Running);
                 // The board shows how the poller's last read went.
-                let (health_tx, mut health_rx) = watch::channel(None);
                 let board = status.clone();
                 let mirror = tokio::spawn(async move {
                     while health_rx.changed().await.is_ok() {
@@ -268,8 +270,23 @@ impl Daemon {
             let writer = Arc::new(graph.clone());
             let max = options.max_writes_in_flight;
             let deadline = config.engine_settings().write_answer_timeout / 2;
-            tasks.spawn("presence-writer", move |status, stop| {
-                writer::run(writer, writes_rx, results_tx, max, deadline, status, stop)
+            let mut graph_health = poll_health.clone();
+            tasks.spawn("presence-writer", move |status, stop| async move {
+                // A writer degraded by Graph failing as a whole is clear
+                // again once a later read goes through: its own next write
+                // may be a minute away.
+                let board = status.clone();
+                let heal = tokio::spawn(async move {
+                    while graph_health.changed().await.is_ok() {
+                        if graph_health.borrow_and_update().is_none() {
+                            board.clear_degraded();
+                        }
+                    }
+                });
+                let result =
+                    writer::run(writer, writes_rx, results_tx, max, deadline, status, stop).await;
+                heal.abort();
+                result
             });
         }
         {

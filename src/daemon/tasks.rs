@@ -99,6 +99,17 @@ impl TaskStatus {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(self.name, state);
     }
+
+    /// Back to running if degraded (what degraded it is over); any other
+    /// state stays.
+    pub fn clear_degraded(&self) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = states.get_mut(self.name)
+            && matches!(state, TaskState::Degraded(_))
+        {
+            *state = TaskState::Running;
+        }
+    }
 }
 
 /// Resolves when the stop signal is given (or its sender is gone).
