@@ -466,6 +466,27 @@ fn openapi_schemas_match_the_models() {
             true,
         ),
         (
+            "HealthReport",
+            serde_json::to_value(crate::api::model::Health {
+                ready: false,
+                checks: vec![],
+                tasks: vec![TaskOut {
+                    name: "presence-poller".into(),
+                    state: "degraded".into(),
+                    detail: "Graph answered 503".into(),
+                }],
+                graph: crate::api::model::GraphAppOut {
+                    tenant_id: "t".into(),
+                    client_id: "c".into(),
+                    auth: "certificate".into(),
+                    login_base: "https://login.example".into(),
+                    graph_base: "https://graph.example".into(),
+                },
+            })
+            .unwrap(),
+            true,
+        ),
+        (
             "ErrorBody",
             serde_json::to_value(
                 crate::api::ApiError::bad_request("unknown_field", "no")
