@@ -18,6 +18,8 @@ pub mod kind {
     pub const AGENT_ROUTABLE_CHANGED: &str = "agent.routable_changed";
     pub const AGENT_UPDATED: &str = "agent.updated";
     pub const AGENT_LINKED: &str = "agent.linked";
+    /// An agent's Teams user is linked to another agent: it stays unlinked.
+    pub const AGENT_LINK_CONFLICT: &str = "agent.link_conflict";
     pub const AGENT_DELETED: &str = "agent.deleted";
     pub const SYNC_LOOP_SUSPENDED: &str = "sync.loop_suspended";
     pub const SYNC_LOOP_RESUMED: &str = "sync.loop_resumed";
@@ -38,7 +40,8 @@ pub mod kind {
     pub const ROUTING_AGENT_PAUSED: &str = "routing.agent_paused";
     pub const ROUTING_AGENT_RESUMED: &str = "routing.agent_resumed";
 
-    /// Every type the daemon emits, for the OpenAPI description and tests.
+    /// Every type the daemon emits, for the OpenAPI description and tests
+    /// (which hold it to the README's table and to the daemon's call sites).
     pub const ALL: &[&str] = &[
         CC_STATUS_REQUESTED,
         CC_STATUS_REPORTED,
@@ -47,6 +50,7 @@ pub mod kind {
         AGENT_ROUTABLE_CHANGED,
         AGENT_UPDATED,
         AGENT_LINKED,
+        AGENT_LINK_CONFLICT,
         AGENT_DELETED,
         SYNC_LOOP_SUSPENDED,
         SYNC_LOOP_RESUMED,
@@ -113,6 +117,90 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `kind` constants declared in this file, by name and value.
+    fn declared() -> Vec<(String, String)> {
+        let source = include_str!("events.rs");
+        source
+            .lines()
+            .map(str::trim)
+            .filter_map(|line| line.strip_prefix("pub const "))
+            .filter_map(|rest| {
+                let (name, value) = rest.split_once(": &str = ")?;
+                let value = value.strip_suffix(';')?.trim_matches('"');
+                Some((name.to_string(), value.to_string()))
+            })
+            .collect()
+    }
+
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                // Test code consumes events; it does not emit them.
+                if path.file_name().is_some_and(|n| n != "tests") {
+                    rust_files(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path
+                    .file_name()
+                    .is_some_and(|n| n != "tests.rs" && n != "testing.rs")
+            {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_declared_type_is_listed_once() {
+        let declared = declared();
+        assert_eq!(declared.len(), kind::ALL.len(), "{declared:?}");
+        let values: Vec<&str> = declared.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, kind::ALL, "ALL lists the constants, in their order");
+    }
+
+    /// A documented type nobody emits is a promise to consumers the daemon
+    /// does not keep: every constant has a call site in the daemon.
+    #[test]
+    fn every_listed_type_has_an_emitting_call_site_in_the_daemon() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/daemon");
+        let mut files = Vec::new();
+        rust_files(&root, &mut files);
+        let sources: Vec<String> = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
+        let silent: Vec<String> = declared()
+            .into_iter()
+            .filter(|(name, _)| {
+                let site = format!("kind::{name},");
+                !sources.iter().any(|s| s.contains(&site))
+            })
+            .map(|(_, value)| value)
+            .collect();
+        assert!(silent.is_empty(), "listed but never emitted: {silent:?}");
+    }
+
+    /// The README's table of event types is the list, no more, no less.
+    #[test]
+    fn the_readme_documents_every_type_and_only_those() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("### Event types")
+            .nth(1)
+            .and_then(|s| s.split("\n#").next())
+            .expect("README has an `### Event types` section");
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split_once('`').map(|(t, _)| t))
+            .collect();
+        let mut want: Vec<&str> = kind::ALL.to_vec();
+        let mut got = documented.clone();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "README table: {documented:?}");
+    }
 
     #[test]
     fn wire_shape_has_the_documented_fields() {

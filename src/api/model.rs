@@ -59,6 +59,9 @@ pub enum SetBy {
     Agent,
     /// presence-sync.
     Daemon,
+    /// presence-sync's routing, for a contact (`on_contact_status`,
+    /// `after_contact_status`).
+    Routing,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +166,10 @@ pub struct AgentOut {
     /// The profile in force.
     pub profile: String,
     pub linked: bool,
+    /// Why an agent waiting for its Teams user is not linked: the user is
+    /// linked to another agent. `null` otherwise.
+    #[serde(default)]
+    pub link_conflict: Option<LinkConflictOut>,
     pub cc: CcOut,
     pub teams: TeamsOut,
     pub routable: bool,
@@ -170,6 +177,14 @@ pub struct AgentOut {
     pub not_routable_because: Vec<String>,
     pub sync: SyncOut,
     pub routing: RoutingOut,
+}
+
+/// The Teams user an agent waits for is linked to another agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkConflictOut {
+    pub teams_user_id: String,
+    /// The agent that holds the Teams user.
+    pub held_by: String,
 }
 
 /// A skill an agent lacks for a queue.
@@ -321,17 +336,39 @@ pub struct Check {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskOut {
     pub name: String,
-    /// `starting`, `running`, `stopping`, `stopped` or `failed`.
+    /// `starting`, `running`, `degraded`, `stopped` or `failed`.
     pub state: String,
     pub detail: String,
 }
 
-/// `/readyz`.
+/// `/readyz`: open to probes, so its details never name the tenant, the
+/// app or a user (see [`Health`] for the full story).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {
     pub ready: bool,
     pub checks: Vec<Check>,
     pub tasks: Vec<TaskOut>,
+}
+
+/// `GET /v1/health` (authenticated): readiness with every detail in full
+/// (what Graph and Entra said, with their ids) and the Graph app in use.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub ready: bool,
+    pub checks: Vec<Check>,
+    pub tasks: Vec<TaskOut>,
+    pub graph: GraphAppOut,
+}
+
+/// The Graph app the daemon signs in as.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphAppOut {
+    pub tenant_id: String,
+    pub client_id: String,
+    /// `client_secret` or `certificate`.
+    pub auth: String,
+    pub login_base: String,
+    pub graph_base: String,
 }
 
 /// The error body of every 4xx and 5xx.

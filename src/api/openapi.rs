@@ -214,9 +214,25 @@ fn operation(method: &str, path: &str) -> Value {
             "summary": "Liveness (no token needed)",
             "responses": {"200": ok("The process answers.", "Health")}
         }),
+        ("GET", "/v1/health") => json!({
+            "operationId": "health",
+            "summary": "Readiness in full, with the Graph app in use",
+            "description": "The same checks and tasks as `/readyz`, with every detail as it is \
+                (what Graph and Entra answered, with their request and trace ids) and the tenant and \
+                client id the daemon signs in with. `/readyz` is open, so it leaves those out.",
+            "responses": {
+                "200": ok("Ready.", "HealthReport"),
+                "401": response_ref("Unauthorized"),
+                "503": ok("Not ready; the failing checks say why.", "HealthReport"),
+            }
+        }),
         ("GET", "/readyz") => json!({
             "operationId": "readyz",
             "summary": "Readiness and its checks (no token needed)",
+            "description": "The store, the mappings, and Graph as each task that calls it \
+                (`directory`, `presence-poller`, `presence-writer`) last found it: 503 within seconds \
+                of Graph failing or refusing the app's credentials, 200 again once calls go through. \
+                Details never name the tenant, the app or a user; `GET /v1/health` has them.",
             "responses": {
                 "200": ok("Ready.", "Readiness"),
                 "503": ok("Not ready; the failing checks say why.", "Readiness"),
@@ -424,7 +440,10 @@ fn schemas() -> Value {
                     "description": "When the status changed in the CC; the debounce counts from then."})),
             }
         },
-        "SetBy": {"type": "string", "enum": ["agent", "daemon"]},
+        "SetBy": {"type": "string", "enum": ["agent", "daemon", "routing"],
+            "description": "Who set the value: the agent (or its own client, or the CC on its own), \
+                presence-sync's sync rules (`daemon`), or routing for a contact (`routing`: the queue's \
+                `on_contact_status` or `after_contact_status`)."},
         "Presence": {
             "type": "object",
             "required": ["availability", "activity"],
@@ -515,8 +534,8 @@ fn schemas() -> Value {
         "AgentOut": {
             "type": "object",
             "required": ["id", "teams_user", "teams_user_id", "upn", "display_name", "groups", "skills",
-                "phone", "profile", "linked", "cc", "teams", "routable", "not_routable_because", "sync",
-                "routing"],
+                "phone", "profile", "linked", "link_conflict", "cc", "teams", "routable",
+                "not_routable_because", "sync", "routing"],
             "properties": {
                 "id": string,
                 "teams_user": string,
@@ -528,6 +547,7 @@ fn schemas() -> Value {
                 "phone": opt_string,
                 "profile": {"type": "string", "description": "The profile in force."},
                 "linked": {"type": "boolean"},
+                "link_conflict": nullable(schema_ref("LinkConflict")),
                 "cc": schema_ref("Cc"),
                 "teams": schema_ref("Teams"),
                 "routable": {"type": "boolean"},
@@ -535,6 +555,14 @@ fn schemas() -> Value {
                 "sync": schema_ref("Sync"),
                 "routing": schema_ref("Routing"),
             }
+        },
+        "LinkConflict": {
+            "type": "object",
+            "description": "The agent waits for a Teams user (`auto_link`) that is linked to another \
+                agent, `held_by`; it links once that agent lets the user go. An `agent.link_conflict` \
+                event said so when it happened.",
+            "required": ["teams_user_id", "held_by"],
+            "properties": {"teams_user_id": string, "held_by": string}
         },
         "AgentList": {
             "type": "object",
@@ -551,7 +579,7 @@ fn schemas() -> Value {
             "required": ["name", "state", "detail"],
             "properties": {
                 "name": string,
-                "state": {"type": "string", "enum": ["starting", "running", "stopping", "stopped", "failed"]},
+                "state": {"type": "string", "enum": ["starting", "running", "degraded", "stopped", "failed"]},
                 "detail": string,
             }
         },
@@ -562,6 +590,27 @@ fn schemas() -> Value {
                 "ready": {"type": "boolean"},
                 "checks": {"type": "array", "items": schema_ref("Check")},
                 "tasks": {"type": "array", "items": schema_ref("Task")},
+            }
+        },
+        "HealthReport": {
+            "type": "object",
+            "required": ["ready", "checks", "tasks", "graph"],
+            "properties": {
+                "ready": {"type": "boolean"},
+                "checks": {"type": "array", "items": schema_ref("Check")},
+                "tasks": {"type": "array", "items": schema_ref("Task")},
+                "graph": schema_ref("GraphApp"),
+            }
+        },
+        "GraphApp": {
+            "type": "object",
+            "required": ["tenant_id", "client_id", "auth", "login_base", "graph_base"],
+            "properties": {
+                "tenant_id": string,
+                "client_id": string,
+                "auth": {"type": "string", "enum": ["client_secret", "certificate"]},
+                "login_base": string,
+                "graph_base": string,
             }
         },
         "Health": {

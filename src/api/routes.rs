@@ -49,6 +49,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/contacts/{contact_id}/complete"),
     ("POST", "/v1/contacts/{contact_id}/abandon"),
     ("GET", "/v1/events"),
+    ("GET", "/v1/health"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -198,7 +199,8 @@ fn build<S: Service>(
             "/v1/contacts/{contact_id}/abandon",
             contact_action::<S, ABANDON>,
         )
-        .add(Verb::Get, "/v1/events", events::<S>);
+        .add(Verb::Get, "/v1/events", events::<S>)
+        .add(Verb::Get, "/v1/health", health::<S>);
     let open = Table::new()
         .add(Verb::Get, "/v1/openapi.json", openapi_document::<S>)
         .add(Verb::Get, "/healthz", healthz)
@@ -427,6 +429,16 @@ async fn readyz<S: Service>(State(state): State<AppState<S>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(readiness)).into_response()
+}
+
+async fn health<S: Service>(State(state): State<AppState<S>>) -> Response {
+    let health = state.service.health().await;
+    let status = if health.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health)).into_response()
 }
 
 async fn metrics<S: Service>(State(state): State<AppState<S>>) -> Response {

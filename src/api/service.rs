@@ -10,7 +10,7 @@ use crate::events::Event;
 
 use super::error::ApiError;
 use super::model::{
-    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, QueueOut,
+    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, Health, QueueOut,
     Readiness, StatusReport,
 };
 
@@ -74,7 +74,11 @@ pub trait Service: Send + Sync + 'static {
     /// Live events as they are committed, in sequence order.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
 
+    /// Readiness for the open `/readyz`: no tenant, app or user detail.
     fn readiness(&self) -> impl Future<Output = Readiness> + Send;
+
+    /// Readiness in full, with the Graph app, for `GET /v1/health`.
+    fn health(&self) -> impl Future<Output = Health> + Send;
 
     /// Prometheus text exposition of the daemon's metrics.
     fn metrics(&self) -> impl Future<Output = String> + Send;

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use crate::graph::model::User;
 use crate::graph::{DeltaOutcome, GraphClient};
 
-use super::tasks::{TaskState, TaskStatus, stopped};
+use super::tasks::{Problem, TaskState, TaskStatus, stopped};
 
 /// What the directory task hands the sync loop.
 #[derive(Debug)]
@@ -172,10 +172,10 @@ pub async fn run(
                 status.set(TaskState::Running);
                 interval
             }
-            Err(message) => {
+            Err(problem) => {
                 failures = failures.saturating_add(1);
-                tracing::warn!(error = %message, "reading the Teams directory failed");
-                status.set(TaskState::Degraded(message));
+                tracing::warn!(error = %problem.detail, "reading the Teams directory failed");
+                status.set(TaskState::Degraded(problem));
                 // Quick retries at start, so a daemon started before Graph
                 // is reachable becomes ready soon after it is.
                 let backoff = Duration::from_secs(1u64 << failures.min(6));
@@ -196,15 +196,19 @@ async fn full_read(
     graph: &GraphClient,
     delta_link: &mut Option<String>,
     updates: &mpsc::Sender<DirectoryUpdate>,
-) -> Result<(), String> {
+) -> Result<(), Problem> {
     let update = match delta_link.as_deref() {
         // A stored link still says where the changes continue from; the
         // users themselves are read in full to know them all.
         Some(_) => DirectoryUpdate::Replace {
-            users: graph.list_users().await.map_err(|e| e.to_string())?,
+            users: graph.list_users().await.map_err(|e| Problem::graph(&e))?,
             delta_link: None,
         },
-        None => match graph.users_delta(None).await.map_err(|e| e.to_string())? {
+        None => match graph
+            .users_delta(None)
+            .await
+            .map_err(|e| Problem::graph(&e))?
+        {
             DeltaOutcome::Changes(changes) => {
                 *delta_link = Some(changes.delta_link.clone());
                 DirectoryUpdate::Replace {
@@ -213,25 +217,28 @@ async fn full_read(
                 }
             }
             DeltaOutcome::ResyncRequired { reason } => {
-                return Err(format!("a new delta round was refused: {reason}"));
+                return Err(Problem::new(
+                    "a new delta round was refused",
+                    format!("a new delta round was refused: {reason}"),
+                ));
             }
         },
     };
     updates
         .send(update)
         .await
-        .map_err(|_| "the sync loop is gone".to_string())
+        .map_err(|_| Problem::plain("the sync loop is gone"))
 }
 
 async fn poll_delta(
     graph: &GraphClient,
     delta_link: &mut Option<String>,
     updates: &mpsc::Sender<DirectoryUpdate>,
-) -> Result<(), String> {
+) -> Result<(), Problem> {
     match graph
         .users_delta(delta_link.as_deref())
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| Problem::graph(&e))?
     {
         DeltaOutcome::Changes(changes) => {
             *delta_link = Some(changes.delta_link.clone());
@@ -242,7 +249,7 @@ async fn poll_delta(
                     delta_link: changes.delta_link,
                 })
                 .await
-                .map_err(|_| "the sync loop is gone".to_string())
+                .map_err(|_| Problem::plain("the sync loop is gone"))
         }
         DeltaOutcome::ResyncRequired { reason } => {
             tracing::info!(%reason, "starting a new directory delta round");

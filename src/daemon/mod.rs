@@ -32,20 +32,21 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::api::model::GraphAppOut;
 use crate::api::{self, ApiSettings};
-use crate::config::{Config, SecretError};
+use crate::config::{Config, GraphAuth, SecretError};
 use crate::diagnostics::Diagnostic;
 use crate::graph::{
     AuthError, Credential, GraphClient, GraphError, PollTarget, Poller, TokioClock,
 };
 use crate::store::{MetaKey, SledStore, Store, StoreError};
-use crate::webhook::{WebhookSink, WebhookState};
+use crate::webhook::{WebhookSink, WebhookState, WebhookStatus};
 
 use self::mappings::MappingSet;
 use self::metrics::Metrics;
 use self::service::DaemonService;
 use self::sync_loop::{Command, Inputs, Outputs, SyncLoop};
-use self::tasks::{TaskState, Tasks, stopped};
+use self::tasks::{Problem, TaskState, Tasks, stopped};
 
 /// Why the daemon could not start. Each maps to its own exit code in `main`.
 #[derive(Debug, Error)]
@@ -228,18 +229,35 @@ impl Daemon {
                 result
             });
         }
+        // How the poller's last read went: Graph as a whole, for the writer too.
+        let (health_tx, poll_health) = watch::channel(None);
         {
             let graph = graph.clone();
             let rate = graph.throttle().config().sustained_rate();
+            let mut health_rx = poll_health.clone();
             let target = PollTarget {
                 max_staleness: options.poll_staleness,
                 ..PollTarget::default()
             };
             tasks.spawn("presence-poller", move |status, stop| async move {
                 status.set(TaskState::Running);
+                // The board shows how the poller's last read went.
+                let board = status.clone();
+                let mirror = tokio::spawn(async move {
+                    while health_rx.changed().await.is_ok() {
+                        let state = match &*health_rx.borrow_and_update() {
+                            None => TaskState::Running,
+                            Some(error) => TaskState::Degraded(Problem::graph(error)),
+                        };
+                        board.set(state);
+                    }
+                });
                 Poller::new(graph, TokioClock::shared(), rate, target, poll_rx)
+                    .report_health(health_tx)
                     .run(presence_tx, stop)
                     .await;
+                // The poller is gone with its sender: the mirror ends.
+                let _ = mirror.await;
                 Ok(())
             });
         }
@@ -247,8 +265,23 @@ impl Daemon {
             let writer = Arc::new(graph.clone());
             let max = options.max_writes_in_flight;
             let deadline = config.engine_settings().write_answer_timeout / 2;
-            tasks.spawn("presence-writer", move |status, stop| {
-                writer::run(writer, writes_rx, results_tx, max, deadline, status, stop)
+            let mut graph_health = poll_health.clone();
+            tasks.spawn("presence-writer", move |status, stop| async move {
+                // A writer degraded by Graph failing as a whole is clear
+                // again once a later read goes through: its own next write
+                // may be a minute away.
+                let board = status.clone();
+                let heal = tokio::spawn(async move {
+                    while graph_health.changed().await.is_ok() {
+                        if graph_health.borrow_and_update().is_none() {
+                            board.clear_degraded();
+                        }
+                    }
+                });
+                let result =
+                    writer::run(writer, writes_rx, results_tx, max, deadline, status, stop).await;
+                heal.abort();
+                result
             });
         }
         {
@@ -291,7 +324,17 @@ impl Daemon {
                     loop {
                         let now = sink_status.borrow_and_update().clone();
                         board.set(match &now.state {
-                            WebhookState::Retrying { .. } => TaskState::Degraded(now.to_string()),
+                            WebhookState::Retrying { .. } => {
+                                // The receiver's answer stays out of the open view.
+                                let quiet = WebhookStatus {
+                                    last_error: None,
+                                    ..now.clone()
+                                };
+                                TaskState::Degraded(Problem::new(
+                                    quiet.to_string(),
+                                    now.to_string(),
+                                ))
+                            }
                             WebhookState::Failed { error } => TaskState::Failed(error.clone()),
                             WebhookState::Starting => TaskState::Starting,
                             _ => TaskState::Running,
@@ -313,6 +356,17 @@ impl Daemon {
             status: status_rx,
             board,
             metrics: Arc::clone(&metrics),
+            graph: GraphAppOut {
+                tenant_id: config.graph.tenant_id.clone(),
+                client_id: config.graph.client_id.clone(),
+                auth: match config.graph.auth {
+                    GraphAuth::ClientSecret(_) => "client_secret",
+                    GraphAuth::Certificate { .. } => "certificate",
+                }
+                .to_string(),
+                login_base: config.graph.login_base.clone(),
+                graph_base: config.graph.graph_base.clone(),
+            },
         });
         let api_stop = api::Shutdown::new();
         let router = api::router(
@@ -494,10 +548,10 @@ async fn watch_mappings(
                 }
                 reported_bad = true;
                 current.files = seen;
-                status.set(TaskState::Degraded(format!(
+                status.set(TaskState::Degraded(Problem::plain(format!(
                     "mapping files have errors: {}",
                     render(&errors)
-                )));
+                ))));
             }
         }
     }
@@ -520,8 +574,8 @@ async fn prune_events<S: Store>(
         match tokio::task::spawn_blocking(move || s.prune_events(before, keep)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(events = n, "pruned events past retention"),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => status.set(TaskState::Degraded(e.to_string())),
-            Err(e) => status.set(TaskState::Degraded(e.to_string())),
+            Ok(Err(e)) => status.set(TaskState::Degraded(Problem::plain(e.to_string()))),
+            Err(e) => status.set(TaskState::Degraded(Problem::plain(e.to_string()))),
         }
         tokio::select! {
             () = stopped(&mut stop) => return Ok(()),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::model::{
-    AgentOut, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn, ContactOut, QueueOut,
-    Readiness, StatusReport, TaskOut,
+    AgentOut, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn, ContactOut,
+    GraphAppOut, Health, QueueOut, Readiness, StatusReport, TaskOut,
 };
 use crate::api::{ApiError, Service};
 use crate::events::Event;
@@ -28,6 +28,8 @@ pub struct DaemonService<S: Store> {
     pub(super) status: watch::Receiver<LoopStatus>,
     pub(super) board: TaskBoard,
     pub(super) metrics: Arc<Metrics>,
+    /// The Graph app, for the authenticated health view only.
+    pub(super) graph: GraphAppOut,
 }
 
 impl<S: Store> DaemonService<S> {
@@ -54,6 +56,92 @@ impl<S: Store> DaemonService<S> {
             .await
             .map_err(|e| ApiError::unavailable(format!("store read did not finish: {e}")))?
             .map_err(|e| ApiError::unavailable(e.to_string()))
+    }
+}
+
+/// The tasks that call Graph: Graph is usable when each of them says its
+/// last calls went through.
+const GRAPH_TASKS: [&str; 3] = ["directory", "presence-poller", "presence-writer"];
+
+impl<S: Store> DaemonService<S> {
+    /// The checks and the tasks' states; `full`: every detail as it is
+    /// (the authenticated view), else only what the open `/readyz` may say.
+    fn checks(&self, full: bool) -> (bool, Vec<Check>, Vec<TaskOut>) {
+        let status = self.status.borrow().clone();
+        let tasks = self.board.snapshot();
+        let state_of = |name: &str| {
+            tasks
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| s.clone())
+        };
+        let why = |s: &TaskState| {
+            if full {
+                s.detail().to_string()
+            } else {
+                s.summary().to_string()
+            }
+        };
+        let mut checks = Vec::new();
+        let store_ok = !matches!(state_of("sync-loop"), Some(TaskState::Failed(_)) | None);
+        checks.push(Check {
+            name: "store".into(),
+            ok: store_ok,
+            detail: match state_of("sync-loop") {
+                Some(TaskState::Failed(e)) => e,
+                _ => format!("open; {} commits", status.commits),
+            },
+        });
+        checks.push(Check {
+            name: "mappings".into(),
+            ok: !status.profiles.is_empty(),
+            detail: format!("profiles: {}", status.profiles.join(", ")),
+        });
+        // Each Graph task reports on its own last calls.
+        let failing: Vec<String> = GRAPH_TASKS
+            .iter()
+            .filter_map(|name| match state_of(name) {
+                Some(s @ (TaskState::Degraded(_) | TaskState::Failed(_))) => {
+                    Some(format!("{name}: {}", why(&s)))
+                }
+                Some(TaskState::Stopped) => Some(format!("{name}: stopped")),
+                _ => None,
+            })
+            .collect();
+        let directory = state_of("directory");
+        let (graph_ok, graph_detail) = if !failing.is_empty() {
+            (false, format!("not usable: {}", failing.join("; ")))
+        } else if matches!(directory, Some(TaskState::Running)) && status.directory_loaded {
+            (
+                true,
+                format!(
+                    "reachable and authorised; {} users in the directory",
+                    status.directory_users
+                ),
+            )
+        } else {
+            (
+                false,
+                "not reached yet (the directory has not been read)".to_string(),
+            )
+        };
+        checks.push(Check {
+            name: "graph".into(),
+            ok: graph_ok,
+            detail: graph_detail,
+        });
+        let tasks_ok = tasks
+            .iter()
+            .all(|(_, s)| !matches!(s, TaskState::Failed(_) | TaskState::Stopped));
+        let tasks: Vec<TaskOut> = tasks
+            .into_iter()
+            .map(|(name, state)| TaskOut {
+                name: name.to_string(),
+                state: state.label().to_string(),
+                detail: why(&state),
+            })
+            .collect();
+        (checks.iter().all(|c| c.ok) && tasks_ok, checks, tasks)
     }
 }
 
@@ -129,60 +217,21 @@ impl<S: Store> Service for DaemonService<S> {
     }
 
     async fn readiness(&self) -> Readiness {
-        let status = self.status.borrow().clone();
-        let tasks = self.board.snapshot();
-        let state_of = |name: &str| {
-            tasks
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, s)| s.clone())
-        };
-        let mut checks = Vec::new();
-        let store_ok = !matches!(state_of("sync-loop"), Some(TaskState::Failed(_)) | None);
-        checks.push(Check {
-            name: "store".into(),
-            ok: store_ok,
-            detail: match state_of("sync-loop") {
-                Some(TaskState::Failed(e)) => e,
-                _ => format!("open; {} commits", status.commits),
-            },
-        });
-        checks.push(Check {
-            name: "mappings".into(),
-            ok: !status.profiles.is_empty(),
-            detail: format!("profiles: {}", status.profiles.join(", ")),
-        });
-        let graph = state_of("directory");
-        checks.push(Check {
-            name: "graph".into(),
-            ok: matches!(graph, Some(TaskState::Running)) && status.directory_loaded,
-            detail: match graph {
-                Some(TaskState::Running) => format!(
-                    "reachable and authorised; {} users in the directory",
-                    status.directory_users
-                ),
-                Some(TaskState::Degraded(reason)) => format!("not usable: {reason}"),
-                Some(TaskState::Starting) | None => {
-                    "not reached yet (the directory has not been read)".to_string()
-                }
-                Some(other) => format!("directory task {}", other.label()),
-            },
-        });
-        let tasks_ok = tasks
-            .iter()
-            .all(|(_, s)| !matches!(s, TaskState::Failed(_) | TaskState::Stopped));
-        let tasks: Vec<TaskOut> = tasks
-            .into_iter()
-            .map(|(name, state)| TaskOut {
-                name: name.to_string(),
-                state: state.label().to_string(),
-                detail: state.detail().to_string(),
-            })
-            .collect();
+        let (ready, checks, tasks) = self.checks(false);
         Readiness {
-            ready: checks.iter().all(|c| c.ok) && tasks_ok,
+            ready,
             checks,
             tasks,
+        }
+    }
+
+    async fn health(&self) -> Health {
+        let (ready, checks, tasks) = self.checks(true);
+        Health {
+            ready,
+            checks,
+            tasks,
+            graph: self.graph.clone(),
         }
     }
 

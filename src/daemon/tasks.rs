@@ -9,14 +9,46 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+/// Why a task is not doing its job, said twice: `summary` for the open
+/// `/readyz` (no ids, nothing about the tenant or the app), `detail` in
+/// full for the authenticated `/v1/health` and the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub summary: String,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(summary: impl Into<String>, detail: impl Into<String>) -> Self {
+        Problem {
+            summary: summary.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A problem whose text has nothing private in it.
+    pub fn plain(text: impl Into<String>) -> Self {
+        let text = text.into();
+        Problem {
+            summary: text.clone(),
+            detail: text,
+        }
+    }
+
+    /// A failed Graph call.
+    pub fn graph(e: &crate::graph::GraphError) -> Self {
+        Problem::new(e.summary(), e.to_string())
+    }
+}
+
 /// Where a task is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskState {
     Starting,
     Running,
-    /// Running but not doing its job (Graph unreachable, receiver failing);
-    /// the text says why.
-    Degraded(String),
+    /// Running but not doing its job (Graph unreachable or refusing us,
+    /// receiver failing); the problem says why.
+    Degraded(Problem),
     Stopped,
     Failed(String),
 }
@@ -32,9 +64,20 @@ impl TaskState {
         }
     }
 
+    /// Why it is degraded or failed, in full.
     pub fn detail(&self) -> &str {
         match self {
-            TaskState::Degraded(d) | TaskState::Failed(d) => d,
+            TaskState::Degraded(p) => &p.detail,
+            TaskState::Failed(d) => d,
+            _ => "",
+        }
+    }
+
+    /// Why, as the open `/readyz` may say it.
+    pub fn summary(&self) -> &str {
+        match self {
+            TaskState::Degraded(p) => &p.summary,
+            TaskState::Failed(d) => d,
             _ => "",
         }
     }
@@ -55,6 +98,17 @@ impl TaskStatus {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(self.name, state);
+    }
+
+    /// Back to running if degraded (what degraded it is over); any other
+    /// state stays.
+    pub fn clear_degraded(&self) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = states.get_mut(self.name)
+            && matches!(state, TaskState::Degraded(_))
+        {
+            *state = TaskState::Running;
+        }
     }
 }
 

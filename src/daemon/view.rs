@@ -2,8 +2,8 @@
 //! the engine's picture, and whether the agent can take contacts and why not.
 
 use crate::api::model::{
-    AgentOut, CcOut, ErrorAt, PresenceOut, RequestedOut, RestoreOut, SetBy, SuspendedOut, SyncOut,
-    TargetOut, TeamsOut, WrittenOut,
+    AgentOut, CcOut, ErrorAt, LinkConflictOut, PresenceOut, RequestedOut, RestoreOut, SetBy,
+    SuspendedOut, SyncOut, TargetOut, TeamsOut, WrittenOut,
 };
 use crate::mapping::{Profile, TeamsTarget};
 use crate::presence::Presence;
@@ -32,16 +32,19 @@ fn target_out(t: &TeamsTarget) -> TargetOut {
     }
 }
 
-fn set_by(o: Owner) -> SetBy {
+pub fn set_by(o: Owner) -> SetBy {
     match o {
         Owner::Person => SetBy::Agent,
         Owner::Daemon => SetBy::Daemon,
+        Owner::Routing => SetBy::Routing,
     }
 }
 
 /// Why an agent cannot take contacts now; empty when it can.
+/// `held_by`: the agent holding the Teams user this unlinked one waits for.
 pub fn not_routable_because(
     linked: bool,
+    held_by: Option<&str>,
     cc_status: Option<&str>,
     cc_routable: bool,
     teams: Option<&Presence>,
@@ -49,8 +52,12 @@ pub fn not_routable_because(
     profile: &str,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
-    if !linked {
-        reasons.push("not linked to a Teams user".to_string());
+    match held_by {
+        _ if linked => {}
+        Some(other) => reasons.push(format!(
+            "not linked: its Teams user is already linked to agent `{other}`"
+        )),
+        None => reasons.push("not linked to a Teams user".to_string()),
     }
     match cc_status {
         None => reasons.push("no CC status reported yet".to_string()),
@@ -69,6 +76,7 @@ pub fn not_routable_because(
 pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
     let because = not_routable_because(
         true,
+        None,
         view.cc_status.as_deref(),
         view.cc_routable,
         view.teams_presence.as_ref(),
@@ -128,8 +136,13 @@ pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
     }
 }
 
-/// The view of an agent not linked to a Teams user yet.
-pub fn unlinked(record: &AgentRecord, profile: &Profile) -> AgentOut {
+/// The view of an agent not linked to a Teams user yet; `conflict`: the
+/// user it waits for and the agent holding it.
+pub fn unlinked(
+    record: &AgentRecord,
+    profile: &Profile,
+    conflict: Option<&(String, String)>,
+) -> AgentOut {
     let status = record.cc_status.as_ref().map(|s| s.status.clone());
     let cc_routable = status
         .as_deref()
@@ -138,6 +151,7 @@ pub fn unlinked(record: &AgentRecord, profile: &Profile) -> AgentOut {
         .is_some_and(|s| s.routable);
     let because = not_routable_because(
         false,
+        conflict.map(|(_, held_by)| held_by.as_str()),
         status.as_deref(),
         cc_routable,
         None,
@@ -155,6 +169,10 @@ pub fn unlinked(record: &AgentRecord, profile: &Profile) -> AgentOut {
         },
         routable: false,
         not_routable_because: because,
+        link_conflict: conflict.map(|(user, held_by)| LinkConflictOut {
+            teams_user_id: user.clone(),
+            held_by: held_by.clone(),
+        }),
         ..base(record, &profile.name, false)
     }
 }
@@ -171,6 +189,7 @@ fn base(record: &AgentRecord, profile: &str, linked: bool) -> AgentOut {
         phone: record.phone.clone(),
         profile: profile.to_string(),
         linked,
+        link_conflict: None,
         cc: CcOut {
             status: None,
             set_by: None,

@@ -13,10 +13,10 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::graph::GraphClient;
+use crate::graph::{GraphClient, GraphError};
 use crate::sync::{AgentKey, TeamsWrite, WriteId, WriteOutcome};
 
-use super::tasks::{TaskState, TaskStatus, stopped};
+use super::tasks::{Problem, TaskState, TaskStatus, stopped};
 
 /// One write to make.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,14 +42,12 @@ pub trait TeamsWriter: Send + Sync + 'static {
         &self,
         user_id: &str,
         write: &TeamsWrite,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), GraphError>> + Send;
 }
 
 impl TeamsWriter for GraphClient {
-    async fn write(&self, user_id: &str, write: &TeamsWrite) -> Result<(), String> {
-        self.execute(user_id, write)
-            .await
-            .map_err(|e| e.to_string())
+    async fn write(&self, user_id: &str, write: &TeamsWrite) -> Result<(), GraphError> {
+        self.execute(user_id, write).await
     }
 }
 
@@ -101,18 +99,33 @@ pub async fn run<W: TeamsWriter>(
         };
         let writer = Arc::clone(&writer);
         let results = results.clone();
+        let status = status.clone();
         running.spawn(async move {
+            // The task's health is that of its last answer: a failure of
+            // Graph as a whole degrades it, one user's refusal does not.
             let outcome = match tokio::time::timeout(
                 deadline,
                 writer.write(&job.user_id, &job.write),
             )
             .await
             {
-                Ok(Ok(())) => WriteOutcome::Done,
-                Ok(Err(message)) => WriteOutcome::Failed { message },
-                Err(_) => WriteOutcome::Failed {
-                    message: format!("no answer from Graph within {deadline:?}"),
-                },
+                Ok(Ok(())) => {
+                    status.set(TaskState::Running);
+                    WriteOutcome::Done
+                }
+                Ok(Err(error)) => {
+                    if error.is_outage() {
+                        status.set(TaskState::Degraded(Problem::graph(&error)));
+                    }
+                    WriteOutcome::Failed {
+                        message: error.to_string(),
+                    }
+                }
+                Err(_) => {
+                    let message = format!("no answer from Graph within {deadline:?}");
+                    status.set(TaskState::Degraded(Problem::plain(message.clone())));
+                    WriteOutcome::Failed { message }
+                }
             };
             drop(permit);
             if let WriteOutcome::Failed { message } = &outcome {
@@ -141,7 +154,7 @@ mod tests {
     }
 
     impl TeamsWriter for Recorder {
-        async fn write(&self, user_id: &str, write: &TeamsWrite) -> Result<(), String> {
+        async fn write(&self, user_id: &str, write: &TeamsWrite) -> Result<(), GraphError> {
             let what = format!(
                 "{user_id}:{}",
                 write.presence().map_or("clear".into(), |p| p.to_string())

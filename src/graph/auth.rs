@@ -132,6 +132,37 @@ impl AuthError {
         }
     }
 
+    /// What went wrong without what Entra said (its description names the
+    /// app's client id and the tenant; its trace ids identify the request):
+    /// for the open `/readyz`. The AADSTS codes stay, they are public.
+    pub fn summary(&self) -> String {
+        let (what, rejection) = match self {
+            AuthError::ExpiredSecret(r) => (
+                "the Graph client secret has expired: an admin must create a new one",
+                Some(r),
+            ),
+            AuthError::InvalidSecret(r) => ("the Graph client secret is wrong", Some(r)),
+            AuthError::InvalidCertificate(r) => {
+                ("Entra refused the client certificate's assertion", Some(r))
+            }
+            AuthError::UnknownApp(r) => ("no app with this client id in the tenant", Some(r)),
+            AuthError::InvalidScope(r) => ("the token scope is not valid", Some(r)),
+            AuthError::ConsentMissing(r) => {
+                ("an admin has not granted consent to the app", Some(r))
+            }
+            AuthError::Rejected(r) => ("Entra refused the token request", Some(r)),
+            AuthError::Unreachable { .. } => ("cannot get a token from Entra", None),
+            AuthError::Credential { .. } => ("the Graph credential cannot be used", None),
+        };
+        match rejection.filter(|r| !r.codes.is_empty()) {
+            Some(r) => {
+                let codes: Vec<String> = r.codes.iter().map(|c| format!("AADSTS{c}")).collect();
+                format!("{what} ({})", codes.join(", "))
+            }
+            None => what.to_string(),
+        }
+    }
+
     /// A short stable name, for metrics and `/readyz`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -94,6 +94,43 @@ impl GraphError {
         }
     }
 
+    /// How the call failed without Graph's or Entra's own words and ids
+    /// (which can name the tenant, the app or a user): for the open
+    /// `/readyz`. The full text is the error's `Display`.
+    pub fn summary(&self) -> String {
+        match self {
+            GraphError::Status { status, code, .. } => match code {
+                Some(code) => format!("Graph answered {status} {code}"),
+                None => format!("Graph answered {status}"),
+            },
+            GraphError::Timeout {
+                timeout, attempts, ..
+            } => format!("Graph did not answer within {timeout:?} ({attempts} attempts)"),
+            GraphError::Connection { attempts, .. } => {
+                format!("cannot reach Graph ({attempts} attempts)")
+            }
+            GraphError::Auth(e) => e.summary(),
+            GraphError::Decode { what, .. } => format!("unreadable answer from Graph to {what}"),
+            GraphError::Url { reason, .. } => format!("invalid Graph URL: {reason}"),
+            GraphError::Setup { .. } => "cannot set up the HTTP client".to_string(),
+        }
+    }
+
+    /// Whether the failure is Graph's or the app's as a whole (unreachable,
+    /// failing, throttling, refusing our token), rather than one user's
+    /// (an unknown id, a write Graph refused for that user).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            GraphError::Status { status, .. } => *status >= 500 || matches!(status, 401 | 429),
+            GraphError::Timeout { .. }
+            | GraphError::Connection { .. }
+            | GraphError::Auth(_)
+            | GraphError::Decode { .. }
+            | GraphError::Url { .. }
+            | GraphError::Setup { .. } => true,
+        }
+    }
+
     /// Graph's `request-id`, if it answered.
     pub fn request_id(&self) -> Option<&str> {
         match self {

@@ -187,6 +187,9 @@ pub struct Poller<S> {
     /// The last presence seen of each user, and the number of the read
     /// that brought it.
     seen: HashMap<String, (Seen, u64)>,
+    /// Where the poller says how its last read went: `None` answered,
+    /// else the failure of Graph as a whole it met.
+    health: Option<watch::Sender<Option<GraphError>>>,
 }
 
 /// A read that came back: its number (in the order they were sent), how
@@ -210,6 +213,21 @@ impl<S: PresenceSource + 'static> Poller<S> {
             users,
             max_in_flight: MAX_IN_FLIGHT,
             seen: HashMap::new(),
+            health: None,
+        }
+    }
+
+    /// Reports how each read went on `health`: `None` after one Graph
+    /// answered, the error after one that failed for Graph as a whole
+    /// (not one user's refusal).
+    pub fn report_health(mut self, health: watch::Sender<Option<GraphError>>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    fn health(&self, outcome: Option<&GraphError>) {
+        if let Some(health) = &self.health {
+            health.send_replace(outcome.cloned());
         }
     }
 
@@ -299,9 +317,16 @@ impl<S: PresenceSource + 'static> Poller<S> {
             Ok(read) => read,
             Err(error) => {
                 tracing::warn!(ids = asked, %error, "presence poll batch failed");
+                if error.is_outage() {
+                    self.health(Some(&error));
+                }
                 return true;
             }
         };
+        match read.unread.as_ref().map(|u| &u.error) {
+            Some(error) if error.is_outage() => self.health(Some(error)),
+            _ => self.health(None),
+        }
         if let Some((id, error)) = read.refused.first() {
             tracing::warn!(users = read.refused.len(), first = %id, %error, "Graph refused these users' presence");
         }

@@ -30,5 +30,5 @@ pub use contact::{ContactRecord, Ending, NewContact, Phase};
 pub use queue::{OverflowTarget, QueueSettings, Strategy};
 pub use router::{
     AgentRoutingView, Changes, Globals, QueueFit, QueueMemory, QueueTotals, QueueView, Router,
-    RoutingDecision, RoutingError,
+    RoutingDecision, RoutingError, WithdrawReason,
 };

@@ -13,11 +13,17 @@ use std::sync::Arc;
 
 use super::{ProfileId, Why, WriteId};
 
-/// Who set a value: the person (or their own client), or the daemon.
+/// Who set a value: the person (or their own client), the daemon's sync
+/// rules, or routing (a contact's `on_contact_status` and
+/// `after_contact_status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
     Person,
     Daemon,
+    /// Routing set it for a contact. For the sync rules it is the agent's
+    /// own status (shown in Teams as mapped, never overwritten by a
+    /// restore); only the view tells it apart.
+    Routing,
 }
 
 /// The contact-center side of an agent.

@@ -317,6 +317,32 @@ impl Engine {
         since: Timestamp,
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
+        self.report_cc_by(now, key, status, since, Owner::Person, out)
+    }
+
+    /// Routing puts the agent in a status for a contact, as of now. The
+    /// sync rules treat it as the agent's own; the view says `routing`.
+    pub fn report_cc_routed(
+        &mut self,
+        now: Timestamp,
+        key: AgentKey,
+        status: StatusId,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), EngineError> {
+        self.report_cc_by(now, key, status, now, Owner::Routing, out)
+    }
+
+    /// A CC status from `by` (a person or routing); the CC's echo of a
+    /// status the daemon asked for is the daemon's whoever reports it.
+    fn report_cc_by(
+        &mut self,
+        now: Timestamp,
+        key: AgentKey,
+        status: StatusId,
+        since: Timestamp,
+        by: Owner,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), EngineError> {
         let since = since.min(now);
         let window = self.settings.echo_window;
         let profile = self.profile(self.agent(key)?.profile)?;
@@ -347,7 +373,7 @@ impl Engine {
                 // Teams as mapped, after its debounce like any change.
             }
             None => {
-                state.cc.current = Some((status, Owner::Person, since));
+                state.cc.current = Some((status, by, since));
                 if state.restore.is_some_and(|r| r.set != status) {
                     // The agent moved on by hand: whatever the daemon would
                     // have restored is no longer its to restore.

@@ -126,6 +126,7 @@ fn owner_text(o: Owner) -> &'static str {
     match o {
         Owner::Person => "person",
         Owner::Daemon => "daemon",
+        Owner::Routing => "routing",
     }
 }
 
@@ -223,6 +224,7 @@ pub(crate) fn rebuild(
     state.cc.current = snapshot.cc.as_ref().and_then(|c| {
         let owner = match c.owner.as_str() {
             "daemon" => Owner::Daemon,
+            "routing" => Owner::Routing,
             _ => Owner::Person,
         };
         Some((id(&c.status)?, owner, c.since.min(now)))

@@ -113,6 +113,7 @@ impl Fake {
             phone: body.phone.clone(),
             profile: body.profile.clone().unwrap_or_else(|| "default".into()),
             linked: false,
+            link_conflict: None,
             cc: CcOut {
                 status: None,
                 set_by: None,
@@ -292,6 +293,22 @@ impl Service for Fake {
                 detail: if ready { "open" } else { "not open" }.into(),
             }],
             tasks: vec![],
+        }
+    }
+
+    async fn health(&self) -> super::model::Health {
+        let r = self.readiness().await;
+        super::model::Health {
+            ready: r.ready,
+            checks: r.checks,
+            tasks: r.tasks,
+            graph: super::model::GraphAppOut {
+                tenant_id: "tenant".into(),
+                client_id: "client".into(),
+                auth: "client_secret".into(),
+                login_base: "https://login.example".into(),
+                graph_base: "https://graph.example".into(),
+            },
         }
     }
 

@@ -271,6 +271,10 @@ fn full_agent() -> AgentOut {
         phone: Some("+331234".into()),
         profile: "sales".into(),
         linked: true,
+        link_conflict: Some(LinkConflictOut {
+            teams_user_id: "8b081ef6-4792-4def-b2c9-c363a1bf41d5".into(),
+            held_by: "a2".into(),
+        }),
         cc: CcOut {
             status: Some("Busy".into()),
             set_by: Some(SetBy::Agent),
@@ -459,6 +463,27 @@ fn openapi_schemas_match_the_models() {
                     state: "failed".into(),
                     detail: "token".into(),
                 }],
+            })
+            .unwrap(),
+            true,
+        ),
+        (
+            "HealthReport",
+            serde_json::to_value(crate::api::model::Health {
+                ready: false,
+                checks: vec![],
+                tasks: vec![TaskOut {
+                    name: "presence-poller".into(),
+                    state: "degraded".into(),
+                    detail: "Graph answered 503".into(),
+                }],
+                graph: crate::api::model::GraphAppOut {
+                    tenant_id: "t".into(),
+                    client_id: "c".into(),
+                    auth: "certificate".into(),
+                    login_base: "https://login.example".into(),
+                    graph_base: "https://graph.example".into(),
+                },
             })
             .unwrap(),
             true,

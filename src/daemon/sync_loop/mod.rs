@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::ApiError;
 use crate::api::model::{
-    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, QueueOut,
+    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, QueueOut, SetBy,
     StatusReport,
 };
 use crate::config::RoutingConfig;
@@ -128,6 +128,9 @@ struct AgentEntry {
     record: AgentRecord,
     key: Option<AgentKey>,
     routable: Option<bool>,
+    /// Waiting for a Teams user another agent holds: the user's id and
+    /// that agent. Worked out again at every directory update.
+    conflict: Option<(String, String)>,
 }
 
 /// A reply held until the step's batch is durable.
@@ -274,6 +277,7 @@ impl<S: Store> SyncLoop<S> {
                     record,
                     key: None,
                     routable: None,
+                    conflict: None,
                 },
             );
             if me
@@ -561,7 +565,7 @@ impl<S: Store> SyncLoop<S> {
             }
             None => {
                 let (_, profile) = self.profile_for(&entry.record);
-                view::unlinked(&entry.record, &profile)
+                view::unlinked(&entry.record, &profile, entry.conflict.as_ref())
             }
         };
         out.routing = self.routing_view(id, now, &out);
@@ -763,9 +767,12 @@ impl<S: Store> SyncLoop<S> {
             record: record.clone(),
             key: None,
             routable: None,
+            conflict: None,
         });
         let had_key = entry.key;
         entry.record = record;
+        // Worked out again below or at the next directory update.
+        entry.conflict = None;
         self.step.dirty.insert(id.to_string());
         self.event(
             now,
@@ -783,6 +790,10 @@ impl<S: Store> SyncLoop<S> {
             }
             if let Some(user_id) = resolved {
                 self.link(now, id, &user_id);
+            }
+            if had_key.is_some() {
+                // The user it let go may be what another agent waits for.
+                self.link_waiting(now);
             }
         } else if let Some(key) = had_key {
             // Same Teams user: the profile may have changed with the groups.
@@ -803,6 +814,7 @@ impl<S: Store> SyncLoop<S> {
             return;
         };
         entry.record.teams_user_id = Some(user_id.to_string());
+        entry.conflict = None;
         if let Some(user) = &user {
             entry.record.upn = user.user_principal_name().map(str::to_string);
             if entry.record.display_name.is_none() {
@@ -922,6 +934,8 @@ impl<S: Store> SyncLoop<S> {
         self.step.dirty.remove(id);
         self.step.deleted.insert(id.to_string());
         self.event(now, kind::AGENT_DELETED, Some(id), serde_json::Value::Null);
+        // Its Teams user may be what another agent waits for.
+        self.link_waiting(now);
         Ok(())
     }
 
@@ -984,23 +998,58 @@ impl<S: Store> SyncLoop<S> {
             let _ = self.router.resume_agent(now, id, &mut out);
             self.absorb_routing(now, out);
         }
-        match self.agents.get(id).and_then(|e| e.key) {
+        let previous = current.map(|(status, _)| status);
+        let mut out = Vec::new();
+        let (set_by, since) = match self.agents.get(id).and_then(|e| e.key) {
             Some(key) => {
-                let mut out = Vec::new();
-                self.engine
-                    .report_cc_since(now, key, status_id, at, &mut out)
-                    .map_err(|e| engine_error(e, "status"))?;
-                self.absorb(out);
+                if from_cc {
+                    self.engine
+                        .report_cc_since(now, key, status_id, at, &mut out)
+                } else {
+                    self.engine.report_cc_routed(now, key, status_id, &mut out)
+                }
+                .map_err(|e| engine_error(e, "status"))?;
+                let v = self.engine.view(key, now).ok();
+                (
+                    v.as_ref()
+                        .and_then(|v| v.cc_set_by)
+                        .map_or(SetBy::Agent, view::set_by),
+                    v.and_then(|v| v.cc_since).unwrap_or(at),
+                )
             }
             None => {
                 if let Some(entry) = self.agents.get_mut(id) {
                     entry.record.cc_status = Some(CcReport {
-                        status: body.status,
+                        status: body.status.clone(),
                         at: Timestamp::to_utc(at),
                     });
                 }
+                (
+                    if from_cc {
+                        SetBy::Agent
+                    } else {
+                        SetBy::Routing
+                    },
+                    at,
+                )
             }
+        };
+        // The same status again is a retry and changes nothing.
+        if previous.as_deref() != Some(body.status.as_str()) {
+            self.event(
+                now,
+                kind::CC_STATUS_REPORTED,
+                Some(id),
+                serde_json::json!({
+                    "status": body.status,
+                    "previous_status": previous,
+                    "set_by": set_by,
+                    "at": Timestamp::to_utc(since),
+                }),
+            );
         }
+        // What the status leads to (a Teams write, ...) comes after it.
+        self.absorb(out);
         self.step.dirty.insert(id.to_string());
         Ok(())
     }
@@ -1124,23 +1173,57 @@ impl<S: Store> SyncLoop<S> {
                 self.detach(now, &id);
             }
         }
-        // Agents waiting for their user: link those the directory now has.
+        self.link_waiting(now);
+    }
+
+    /// Agents waiting for their Teams user: links those the directory has
+    /// and nobody holds; says why of those another agent holds.
+    fn link_waiting(&mut self, now: Timestamp) {
         let waiting: Vec<(String, String)> = self
             .agents
             .values()
             .filter(|e| e.key.is_none())
             .filter_map(|e| {
                 let user = self.directory.find(&e.record.teams_user)?;
-                let user_id = user.id.to_ascii_lowercase();
-                (!self.by_user.contains_key(&user_id)).then(|| (e.record.id.clone(), user_id))
+                Some((e.record.id.clone(), user.id.to_ascii_lowercase()))
             })
             .collect();
         for (id, user_id) in waiting {
-            // Two agents may wait for the same user: the first one takes it.
-            if !self.by_user.contains_key(&user_id) {
-                self.link(now, &id, &user_id);
+            // Two agents may wait for the same user: the first one takes it,
+            // the others are told who has it.
+            match self.by_user.get(&user_id).cloned() {
+                None => self.link(now, &id, &user_id),
+                Some(holder) => self.link_conflict(now, &id, &user_id, &holder),
             }
         }
+    }
+
+    /// Records that `id` waits for a Teams user `holder` has; an event and
+    /// a log line the first time, as a `PUT` naming that user gets a 409.
+    fn link_conflict(&mut self, now: Timestamp, id: &str, user_id: &str, holder: &str) {
+        let Some(entry) = self.agents.get_mut(id) else {
+            return;
+        };
+        let conflict = (user_id.to_string(), holder.to_string());
+        if entry.conflict.as_ref() == Some(&conflict) {
+            return;
+        }
+        entry.conflict = Some(conflict);
+        let teams_user = entry.record.teams_user.clone();
+        tracing::warn!(
+            agent = %id, teams_user = %teams_user, held_by = %holder,
+            "the agent's Teams user is already linked to another agent; it stays unlinked"
+        );
+        self.event(
+            now,
+            kind::AGENT_LINK_CONFLICT,
+            Some(id),
+            serde_json::json!({
+                "teams_user": teams_user,
+                "teams_user_id": user_id,
+                "held_by": holder,
+            }),
+        );
     }
 
     fn reload(&mut self, now: Timestamp, set: MappingSet) {
@@ -1186,6 +1269,10 @@ impl<S: Store> SyncLoop<S> {
     }
 
     fn event(&mut self, _now: Timestamp, kind: &str, agent: Option<&str>, data: serde_json::Value) {
+        debug_assert!(
+            kind::ALL.contains(&kind),
+            "event type `{kind}` is not in the documented list"
+        );
         self.step.events.push(NewEvent {
             kind: kind.to_string(),
             time: Utc::now(),

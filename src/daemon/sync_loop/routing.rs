@@ -463,12 +463,23 @@ impl<S: Store> SyncLoop<S> {
                     contact,
                     queue,
                     agent,
-                } => self.event(
-                    now,
-                    kind::ROUTING_OFFER_WITHDRAWN,
-                    Some(&agent),
-                    serde_json::json!({ "contact": contact, "queue": queue, "reason": "agent_removed" }),
-                ),
+                    reason,
+                } => {
+                    tracing::info!(
+                        agent,
+                        contact,
+                        reason = reason.as_str(),
+                        "offer withdrawn: the agent stopped being eligible before answering"
+                    );
+                    self.event(
+                        now,
+                        kind::ROUTING_OFFER_WITHDRAWN,
+                        Some(&agent),
+                        serde_json::json!({
+                            "contact": contact, "queue": queue, "reason": reason.as_str(),
+                        }),
+                    );
+                }
                 RoutingDecision::Rona {
                     contact,
                     queue,

@@ -62,12 +62,15 @@ pub enum RoutingDecision {
         queue: String,
         agent: String,
     },
-    /// The agent it was offered to left routing (deleted): the contact is
-    /// back in its queue, and the CC should stop ringing that agent.
+    /// The agent it was offered to stopped being eligible before it
+    /// answered (deleted, unlinked, a status or presence that keeps it out
+    /// of routing): the contact is back in its place in the queue, no miss
+    /// is counted, and the CC should stop ringing that agent.
     Withdrawn {
         contact: String,
         queue: String,
         agent: String,
+        reason: WithdrawReason,
     },
     /// Ring-on-no-answer: the offer timed out.
     Rona {
@@ -102,6 +105,43 @@ pub enum RoutingDecision {
     AgentResumed {
         agent: String,
     },
+}
+
+/// Why an offer was taken back before the agent answered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WithdrawReason {
+    /// The agent was deleted.
+    AgentRemoved,
+    /// The agent lost its link to a Teams user.
+    Unlinked,
+    /// The agent's CC status is not routable in its profile (Lunch, ...).
+    CcStatusNotRoutable,
+    /// Teams shows a presence the agent's profile blocks routing for.
+    TeamsPresenceBlocking,
+}
+
+impl WithdrawReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WithdrawReason::AgentRemoved => "agent_removed",
+            WithdrawReason::Unlinked => "unlinked",
+            WithdrawReason::CcStatusNotRoutable => "cc_status_not_routable",
+            WithdrawReason::TeamsPresenceBlocking => "teams_presence_blocking",
+        }
+    }
+
+    /// What a closed gate says first; `None` for an open one.
+    fn of_gate(gate: Gate) -> Option<Self> {
+        if !gate.linked {
+            Some(WithdrawReason::Unlinked)
+        } else if !gate.cc_routable {
+            Some(WithdrawReason::CcStatusNotRoutable)
+        } else if gate.teams_blocking {
+            Some(WithdrawReason::TeamsPresenceBlocking)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -477,22 +517,8 @@ impl Router {
         self.hot[slot] = Hot::default();
         self.free_slots.push(slot);
         self.dirty_agents.remove(&slot);
-        if let Some(serial) = agent.offer
-            && let Some(c) = self.contacts.get_mut(&serial)
-        {
-            c.phase = Phase::Waiting;
-            let key = (Reverse(c.priority), serial);
-            out.push(RoutingDecision::Withdrawn {
-                contact: c.id.clone(),
-                queue: c.queue.clone(),
-                agent: agent.id.clone(),
-            });
-            if let Some(q) = self.queue_index.get(&c.queue).copied() {
-                self.queues[q].waiting.insert(key);
-            }
-            self.dirty_contacts.insert(serial);
-            self.pending_contacts.push(serial);
-            self.arm_overflow(serial);
+        if let Some(serial) = agent.offer {
+            self.withdraw(serial, &agent.id, WithdrawReason::AgentRemoved, out);
         }
         let mut active = agent.active;
         active.sort_unstable();
@@ -540,6 +566,12 @@ impl Router {
             self.dirty_agents.insert(slot);
         }
         a.gate = gate;
+        // An agent that stops being routable while an offer rings does not
+        // get to miss it: the offer goes to the next agent.
+        let withdrawn = WithdrawReason::of_gate(gate).and_then(|why| Some((a.offer.take()?, why)));
+        if let Some((serial, why)) = withdrawn {
+            self.withdraw(serial, id, why, out);
+        }
         self.refresh(slot, now);
         self.dispatch(now, out);
     }
@@ -1086,6 +1118,38 @@ impl Router {
     fn end(&mut self, serial: u64) {
         self.dirty_contacts.insert(serial);
         self.ended.push_back(serial);
+    }
+
+    /// Takes an offer back from `agent` (whose `offer` the caller cleared):
+    /// the contact goes back to its place by arrival, with its maximum wait
+    /// still running, and nothing counts against the agent.
+    fn withdraw(
+        &mut self,
+        serial: u64,
+        agent: &str,
+        reason: WithdrawReason,
+        out: &mut Vec<RoutingDecision>,
+    ) {
+        let Some(c) = self.contacts.get_mut(&serial) else {
+            return;
+        };
+        if !matches!(c.phase, Phase::Offered { .. }) {
+            return;
+        }
+        c.phase = Phase::Waiting;
+        let key = (Reverse(c.priority), serial);
+        out.push(RoutingDecision::Withdrawn {
+            contact: c.id.clone(),
+            queue: c.queue.clone(),
+            agent: agent.to_string(),
+            reason,
+        });
+        if let Some(q) = self.queue_index.get(&c.queue).copied() {
+            self.queues[q].waiting.insert(key);
+        }
+        self.dirty_contacts.insert(serial);
+        self.pending_contacts.push(serial);
+        self.arm_overflow(serial);
     }
 
     /// A declined or unanswered offer.

@@ -443,9 +443,161 @@ fn removing_an_agent_puts_its_offer_back() {
     b.add(contact("c1", "sales"));
     b.offers();
     b.r.remove_agent(b.now, "a1", &mut b.out);
+    assert_eq!(
+        withdrawals(&b),
+        vec![("c1".into(), "a1".into(), WithdrawReason::AgentRemoved)]
+    );
     assert_eq!(b.r.place_in_queue("c1"), Some(1));
     b.agent("a2", spec(&["sales"]));
     assert_eq!(b.offers(), vec![pair("c1", "a2")]);
+}
+
+/// The withdrawals since the last `offers()`, as (contact, agent, reason).
+fn withdrawals(b: &Bench) -> Vec<(String, String, WithdrawReason)> {
+    b.out
+        .iter()
+        .filter_map(|d| match d {
+            RoutingDecision::Withdrawn {
+                contact,
+                agent,
+                reason,
+                ..
+            } => Some((contact.clone(), agent.clone(), *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_offer_is_withdrawn_without_a_miss_when_the_agent_stops_being_routable() {
+    let closed = [
+        (
+            Gate {
+                cc_routable: false,
+                ..Gate::OPEN
+            },
+            WithdrawReason::CcStatusNotRoutable,
+        ),
+        (
+            Gate {
+                teams_blocking: true,
+                ..Gate::OPEN
+            },
+            WithdrawReason::TeamsPresenceBlocking,
+        ),
+        (
+            Gate {
+                linked: false,
+                ..Gate::OPEN
+            },
+            WithdrawReason::Unlinked,
+        ),
+    ];
+    for (gate, reason) in closed {
+        let mut b = Bench::new(vec![queue("sales", Strategy::TopDown)]);
+        b.agent("a1", spec(&["sales"]));
+        b.add(contact("c1", "sales"));
+        assert_eq!(b.offers(), vec![pair("c1", "a1")]);
+        b.later(5);
+        b.gate("a1", gate);
+        assert_eq!(withdrawals(&b), vec![("c1".into(), "a1".into(), reason)]);
+        assert!(
+            !b.out.iter().any(|d| matches!(
+                d,
+                RoutingDecision::Rona { .. } | RoutingDecision::Declined { .. }
+            )),
+            "{:?}",
+            b.out
+        );
+        assert_eq!(b.offered_to("c1"), None, "{reason:?}");
+        assert_eq!(b.r.place_in_queue("c1"), Some(1));
+        // The offer's timeout passes: nothing rings, nothing counts.
+        b.later(30);
+        b.offers();
+        let view = b.r.agent_view("a1", b.now).unwrap();
+        assert_eq!(view.state.misses, 0, "{reason:?}");
+        assert_eq!(view.state.paused_since, None);
+        assert_eq!(view.offered, None);
+        let totals = b.r.queue_view("sales", b.now).unwrap().totals;
+        assert_eq!((totals.rona, totals.declined), (0, 0));
+        // Back at its desk, the agent takes it again at once: no back-off.
+        b.gate("a1", Gate::OPEN);
+        assert_eq!(b.offers(), vec![pair("c1", "a1")]);
+    }
+}
+
+#[test]
+fn a_withdrawn_contact_keeps_its_place_and_goes_to_the_next_eligible_agent() {
+    let mut b = Bench::new(vec![queue("sales", Strategy::TopDown)]);
+    b.agent("a1", spec(&["sales"]));
+    b.add(contact("c1", "sales"));
+    b.add(contact("c2", "sales"));
+    assert_eq!(b.offers(), vec![pair("c1", "a1")]);
+    b.later(1);
+    b.agent("a2", spec(&["sales"]));
+    assert_eq!(b.offers(), vec![pair("c2", "a2")]);
+    b.add(contact("c3", "sales"));
+    b.gate(
+        "a1",
+        Gate {
+            cc_routable: false,
+            ..Gate::OPEN
+        },
+    );
+    assert_eq!(b.offers(), vec![], "nobody else is free");
+    assert_eq!(b.r.place_in_queue("c1"), Some(1), "ahead of c3");
+    assert_eq!(b.r.place_in_queue("c3"), Some(2));
+    b.r.decline(b.now, "c2", Some("a2"), &mut b.out).unwrap();
+    b.later(5);
+    assert_eq!(b.offers(), vec![pair("c1", "a2")], "c1 first, by arrival");
+}
+
+#[test]
+fn a_gate_that_stays_open_or_an_agent_without_an_offer_withdraws_nothing() {
+    let mut b = Bench::new(vec![queue("sales", Strategy::TopDown)]);
+    b.agent("a1", spec(&["sales"]));
+    b.agent("a2", spec(&["sales"]));
+    b.add(contact("c1", "sales"));
+    let offered = b.offers();
+    assert_eq!(offered.len(), 1);
+    let idle = if offered[0].1 == "a1" { "a2" } else { "a1" };
+    b.gate(
+        idle,
+        Gate {
+            teams_blocking: true,
+            ..Gate::OPEN
+        },
+    );
+    b.gate(&offered[0].1.clone(), Gate::OPEN);
+    assert_eq!(withdrawals(&b), vec![]);
+    assert_eq!(b.offered_to("c1"), Some(offered[0].1.clone()));
+}
+
+#[test]
+fn a_withdrawn_contact_still_overflows_after_its_max_wait() {
+    let mut sales = queue("sales", Strategy::TopDown);
+    sales.max_wait = Some(Duration::from_secs(30));
+    sales.overflow = Some(OverflowTarget::Queue("backup".into()));
+    let mut b = Bench::new(vec![sales, queue("backup", Strategy::TopDown)]);
+    b.agent("a1", spec(&["sales"]));
+    b.add(contact("c1", "sales"));
+    b.offers();
+    b.later(10);
+    b.gate(
+        "a1",
+        Gate {
+            cc_routable: false,
+            ..Gate::OPEN
+        },
+    );
+    b.later(25);
+    assert!(
+        b.out
+            .iter()
+            .any(|d| matches!(d, RoutingDecision::Overflowed { contact, .. } if contact == "c1")),
+        "{:?}",
+        b.out
+    );
 }
 
 /// Everything `take_changes` ever returned, folded into what a store holds.

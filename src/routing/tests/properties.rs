@@ -3,6 +3,8 @@
 //! - no agent is ever offered two contacts at once;
 //! - no agent is offered a contact while ineligible (gate, pause, wrap-up,
 //!   back-off, capacity, membership, skills);
+//! - no agent holds an offer while its gate is closed: closing it withdraws
+//!   the offer, with the gate's reason, and counts no miss;
 //! - within a queue, priority and skill set, contacts are offered in arrival order;
 //! - every contact is eventually offered, overflowed or abandoned once an agent can take it;
 //! - every immediate choice matches the reference implementation of its strategy;
@@ -386,7 +388,36 @@ impl World {
             Op::Advance { secs } => self.b.later(secs),
             Op::Gate { agent, gate } => {
                 let id = format!("a{agent}");
+                let held = self
+                    .agents
+                    .get(&id)
+                    .filter(|a| a.present)
+                    .and_then(|a| a.offer.clone());
+                let misses = self.b.r.agent_view(&id, now).map(|v| v.state.misses);
                 self.set_gate(&id, gate);
+                if let Some(contact) = held.filter(|_| !gate.is_open()) {
+                    let expected = if !gate.linked {
+                        WithdrawReason::Unlinked
+                    } else if !gate.cc_routable {
+                        WithdrawReason::CcStatusNotRoutable
+                    } else {
+                        WithdrawReason::TeamsPresenceBlocking
+                    };
+                    let withdrawn = self.log.iter().rev().any(|d| {
+                        matches!(d, RoutingDecision::Withdrawn { contact: c, agent: a, reason, .. }
+                            if *c == contact && *a == id && *reason == expected)
+                    });
+                    assert!(
+                        withdrawn,
+                        "{id} kept {contact} with gate {gate:?}: {:#?}",
+                        self.log
+                    );
+                    assert_eq!(
+                        self.b.r.agent_view(&id, now).map(|v| v.state.misses),
+                        misses,
+                        "a withdrawal is no miss"
+                    );
+                }
             }
             Op::Resume { agent } => {
                 let id = format!("a{agent}");
@@ -405,13 +436,9 @@ impl World {
             }
             Op::Remove { agent } => {
                 let id = format!("a{agent}");
-                if let Some(a) = self.agents.get_mut(&id)
-                    && a.present
-                {
+                // Its offer comes back as a withdrawal.
+                if let Some(a) = self.agents.get_mut(&id) {
                     a.present = false;
-                    if let Some(c) = a.offer.take() {
-                        self.contacts.get_mut(&c).expect("offered contact").state = CState::Waiting;
-                    }
                 }
                 self.b.r.remove_agent(now, &id, &mut self.b.out);
             }
@@ -489,13 +516,33 @@ impl World {
                     self.agents.get_mut(&agent).expect("agent").paused = true;
                 }
                 RoutingDecision::AgentResumed { .. } => {}
-                RoutingDecision::Withdrawn { contact, agent, .. } => {
-                    if let Some(a) = self.agents.get_mut(&agent) {
-                        a.offer = None;
+                RoutingDecision::Withdrawn {
+                    contact,
+                    agent,
+                    reason,
+                    ..
+                } => {
+                    let a = self.agents.get_mut(&agent).expect("agent");
+                    assert_eq!(a.offer.as_deref(), Some(contact.as_str()));
+                    if reason == WithdrawReason::AgentRemoved {
+                        assert!(!a.present, "{agent} is still there");
+                    } else {
+                        assert!(!a.gate.is_open(), "{agent} withdrawn with an open gate");
                     }
-                    self.contacts.get_mut(&contact).expect("contact").state = CState::Waiting;
+                    a.offer = None;
+                    let c = self.contacts.get_mut(&contact).expect("contact");
+                    assert_eq!(c.state, CState::Offered(agent.clone()));
+                    c.state = CState::Waiting;
                 }
             }
+        }
+        for (id, a) in &self.agents {
+            assert!(
+                !a.present || a.offer.is_none() || a.gate.is_open(),
+                "{id} holds {:?} with a closed gate {:?}",
+                a.offer,
+                a.gate
+            );
         }
     }
 
