@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::config::{Config, Environment, SecretError};
+use crate::daemon::mappings::queue_status_errors;
 use crate::diagnostics::Diagnostic;
 use crate::mapping;
 
@@ -46,26 +47,37 @@ impl CheckReport {
 /// profile.
 pub fn check(path: &Path, env: &Environment) -> CheckReport {
     let mut report = CheckReport::default();
-    let profile_files = match Config::load_with(path, env) {
+    let (config, profile_files) = match Config::load_with(path, env) {
         Ok(config) => {
             check_secrets(&config, &mut report);
-            config
+            let files = config
                 .mappings
                 .profiles
                 .iter()
                 .map(|(name, profile)| (name.clone(), profile.file.clone()))
-                .collect()
+                .collect();
+            (Some(config), files)
         }
         Err(error) => {
             report.errors.extend(error.diagnostics);
-            error.profile_files
+            (None, error.profile_files)
         }
     };
+    let mut profiles = Vec::new();
     for (name, file) in profile_files {
         match mapping::load_profile(&name, &file) {
-            Ok(_) => report.valid_profiles += 1,
+            Ok(profile) => profiles.push(profile),
             Err(errors) => report.errors.extend(errors),
         }
+    }
+    report.valid_profiles = profiles.len();
+    if let Some(config) = &config {
+        // As the daemon does at start and on every reload.
+        report.errors.extend(queue_status_errors(
+            &config.mappings,
+            &config.routing,
+            |name| profiles.iter().find(|p| p.name == name),
+        ));
     }
     report
 }
