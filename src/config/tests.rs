@@ -820,7 +820,10 @@ groups = ["sales-team"]
     );
     let config = load(
         &text,
-        &[("PRESENCE_SYNC_ROUTING__QUEUES__SALES__ON_CONTACT_STATUS", "Lnch")],
+        &[(
+            "PRESENCE_SYNC_ROUTING__QUEUES__SALES__ON_CONTACT_STATUS",
+            "Lnch",
+        )],
     )
     .unwrap();
     let Err(found) = crate::daemon::mappings::load_for(&config) else {

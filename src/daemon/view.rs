@@ -19,7 +19,7 @@ pub fn presence_out(p: &Presence) -> PresenceOut {
     }
 }
 
-fn target_out(t: &TeamsTarget) -> TargetOut {
+pub fn target_out(t: &TeamsTarget) -> TargetOut {
     match t {
         TeamsTarget::Set(p) => TargetOut {
             action: "set".into(),
@@ -43,6 +43,7 @@ fn set_by(o: Owner) -> SetBy {
 pub fn not_routable_because(
     linked: bool,
     cc_status: Option<&str>,
+    cc_in_profile: bool,
     cc_routable: bool,
     teams: Option<&Presence>,
     teams_blocking: bool,
@@ -54,6 +55,9 @@ pub fn not_routable_because(
     }
     match cc_status {
         None => reasons.push("no CC status reported yet".to_string()),
+        Some(status) if !cc_in_profile => reasons.push(format!(
+            "CC status `{status}` is not in profile `{profile}` (the mapping no longer has it)"
+        )),
         Some(status) if !cc_routable => reasons.push(format!(
             "CC status `{status}` is not routable in profile `{profile}`"
         )),
@@ -70,6 +74,7 @@ pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
     let because = not_routable_because(
         true,
         view.cc_status.as_deref(),
+        view.cc_status_in_profile,
         view.cc_routable,
         view.teams_presence.as_ref(),
         view.teams_blocking,
@@ -78,6 +83,7 @@ pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
     AgentOut {
         cc: CcOut {
             status: view.cc_status.clone(),
+            in_profile: view.cc_status_in_profile,
             set_by: view.cc_set_by.map(set_by),
             since: view.cc_since.map(Timestamp::to_utc),
             routable: view.cc_routable,
@@ -130,14 +136,16 @@ pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
 /// The view of an agent not linked to a Teams user yet.
 pub fn unlinked(record: &AgentRecord, profile: &Profile) -> AgentOut {
     let status = record.cc_status.as_ref().map(|s| s.status.clone());
-    let cc_routable = status
-        .as_deref()
-        .and_then(|s| profile.status_id(s))
+    let known = status.as_deref().map(|s| profile.status_id(s));
+    let in_profile = !matches!(known, Some(None));
+    let cc_routable = known
+        .flatten()
         .and_then(|id| profile.status(id))
         .is_some_and(|s| s.routable);
     let because = not_routable_because(
         false,
         status.as_deref(),
+        in_profile,
         cc_routable,
         None,
         false,
@@ -146,6 +154,7 @@ pub fn unlinked(record: &AgentRecord, profile: &Profile) -> AgentOut {
     AgentOut {
         cc: CcOut {
             status,
+            in_profile,
             set_by: record.cc_status.as_ref().map(|_| SetBy::Agent),
             since: record.cc_status.as_ref().map(|s| s.at),
             routable: cc_routable,
@@ -172,6 +181,7 @@ fn base(record: &AgentRecord, profile: &str, linked: bool) -> AgentOut {
         linked,
         cc: CcOut {
             status: None,
+            in_profile: true,
             set_by: None,
             since: None,
             routable: false,

@@ -91,6 +91,7 @@ pub fn validate(name: &str, source: &str, raw: &RawProfile) -> (Profile, Origins
         write_mode: write_mode.unwrap_or(WriteMode::Session),
         statuses,
         cc_to_teams,
+        default_teams: default_target.clone(),
         rules: Vec::new(),
         blocking: Vec::new(),
     };

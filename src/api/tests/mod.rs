@@ -115,6 +115,7 @@ impl Fake {
             linked: false,
             cc: CcOut {
                 status: None,
+                in_profile: true,
                 set_by: None,
                 since: None,
                 routable: false,
