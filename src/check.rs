@@ -6,7 +6,9 @@ use std::path::Path;
 use crate::config::{Config, Environment, SecretError};
 use crate::daemon::mappings::queue_status_errors;
 use crate::diagnostics::Diagnostic;
-use crate::mapping;
+use crate::mapping::{self, Profile};
+use crate::store::{SledStore, StoreError};
+use crate::sync::AgentSnapshot;
 
 /// What `check` found.
 #[derive(Debug, Default)]
@@ -15,6 +17,9 @@ pub struct CheckReport {
     pub errors: Vec<Diagnostic>,
     /// Things not checked and why; not errors.
     pub notes: Vec<String>,
+    /// Not errors, but worth reading before a reload: agents in the store
+    /// holding a CC status their profile (as configured now) lacks.
+    pub warnings: Vec<String>,
     /// Mapping profiles that loaded without error.
     pub valid_profiles: usize,
 }
@@ -78,6 +83,7 @@ pub fn check(path: &Path, env: &Environment) -> CheckReport {
             &config.routing,
             |name| profiles.iter().find(|p| p.name == name),
         ));
+        check_held_statuses(config, &profiles, &mut report);
     }
     report
 }
@@ -102,6 +108,70 @@ fn check_secrets(config: &Config, report: &mut CheckReport) {
                 format!("{purpose} comes from the systemd credential `{name}`; not checked: $CREDENTIALS_DIRECTORY is not set"),
             ),
             Err(error) => report.errors.push(source.diagnostic(&error)),
+        }
+    }
+}
+
+/// Warns about agents in the store whose CC status the profile they would
+/// be on does not have: the daemon keeps such a status, not routable, with
+/// the profile's `default_teams` in Teams. The store is read from a scratch
+/// copy; while the daemon runs it is its own, and a note says so.
+fn check_held_statuses(config: &Config, profiles: &[Profile], report: &mut CheckReport) {
+    let dir = &config.store.state_dir;
+    let agents = match SledStore::read_agents(dir) {
+        Ok(Some(agents)) => agents,
+        Ok(None) => return,
+        Err(StoreError::Locked { .. }) => {
+            report.notes.push(format!(
+                "the store in {} is in use (the daemon runs): agents' CC statuses not checked against the profiles; a reload lists agents holding a status their profile lacks (`statuses_not_in_profile`)",
+                dir.display()
+            ));
+            return;
+        }
+        Err(error) => {
+            report.notes.push(format!(
+                "agents' CC statuses not checked against the profiles: {error}"
+            ));
+            return;
+        }
+    };
+    for agent in agents {
+        let profile_name = agent.profile.clone().unwrap_or_else(|| {
+            agent
+                .groups
+                .iter()
+                .find_map(|g| {
+                    config
+                        .mappings
+                        .profiles
+                        .iter()
+                        .find(|(_, p)| p.groups.contains(g))
+                        .map(|(name, _)| name.clone())
+                })
+                .unwrap_or_else(|| config.mappings.default_profile.clone())
+        });
+        let held = agent
+            .sync
+            .as_ref()
+            .and_then(|s| serde_json::from_value::<AgentSnapshot>(s.clone()).ok())
+            .and_then(|s| s.cc)
+            .map(|c| c.status)
+            .or_else(|| agent.cc_status.as_ref().map(|c| c.status.clone()));
+        let (Some(status), Some(profile)) =
+            (held, profiles.iter().find(|p| p.name == profile_name))
+        else {
+            continue;
+        };
+        if profile.status_id(&status).is_none() {
+            let file = config
+                .mappings
+                .profiles
+                .get(&profile_name)
+                .map_or_else(String::new, |p| format!(" ({})", p.file.display()));
+            report.warnings.push(format!(
+                "agent `{}` holds CC status `{status}`, which profile `{profile_name}`{file} does not have: the daemon keeps it, not routable, and Teams shows the profile's default_teams until the profile has it again or the CC reports another status",
+                agent.id
+            ));
         }
     }
 }

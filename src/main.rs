@@ -297,6 +297,9 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     for error in &report.errors {
         println!("{error}");
     }
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
     for note in &report.notes {
         eprintln!("note: {note}");
     }

@@ -333,3 +333,50 @@ after_contact_status = "After contact work"
     assert!(ok, "{out}{err}");
     assert_eq!(out, "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_about_agents_holding_a_status_the_edited_file_removes() {
+    let mut kit = DaemonKit::start(2).await;
+    let (user, _) = kit.user(0);
+    kit.link("a1", 0).await;
+    assert_eq!(kit.status("a1", "On contact").await.status(), 200);
+    until(|| async { kit.teams(&user).await == "Busy/InACall" }).await;
+    let mapping = kit.dir.path().join("mapping.toml");
+    let original = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(&mapping, original.replace(ON_CONTACT_LINE, "")).unwrap();
+
+    // While the daemon runs, the store is its own: check says it did not look.
+    let config = kit.config_path.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || check(&config))
+        .await
+        .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("is in use (the daemon runs): agents' CC statuses not checked"),
+        "{err}"
+    );
+
+    // Stopped (an edit before a restart): the agent holding it is named.
+    let daemon = kit.daemon.take().unwrap();
+    assert_eq!(
+        daemon.shutdown().await,
+        presence_sync::daemon::Exit::Stopped
+    );
+    let config = kit.config_path.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || check(&config))
+        .await
+        .unwrap();
+    assert!(ok, "a warning, not an error: {out}{err}");
+    assert!(
+        out.contains("warning: agent `a1` holds CC status `On contact`, which profile `default`"),
+        "{out}"
+    );
+    // Put back: nothing to say.
+    std::fs::write(&mapping, &original).unwrap();
+    let config = kit.config_path.clone();
+    let (ok, out, _) = tokio::task::spawn_blocking(move || check(&config))
+        .await
+        .unwrap();
+    assert!(ok && out.is_empty(), "{out}");
+    kit.stop().await;
+}
