@@ -4,8 +4,11 @@
 use std::path::Path;
 
 use crate::config::{Config, Environment, SecretError};
+use crate::daemon::mappings::queue_status_errors;
 use crate::diagnostics::Diagnostic;
-use crate::mapping;
+use crate::mapping::{self, Profile};
+use crate::store::{SledStore, StoreError};
+use crate::sync::AgentSnapshot;
 
 /// What `check` found.
 #[derive(Debug, Default)]
@@ -14,9 +17,11 @@ pub struct CheckReport {
     pub errors: Vec<Diagnostic>,
     /// Things not checked and why; not errors.
     pub notes: Vec<String>,
-    /// What loads but will not behave as the file seems to say (a Teams
-    /// target Graph's aggregation hides); not errors. In file order.
-    pub warnings: Vec<Diagnostic>,
+    /// Not errors, each a line starting or located with `warning:`: what
+    /// loads but will not behave as the file seems to say (a Teams target
+    /// Graph's aggregation hides, in file order), then agents in the store
+    /// holding a CC status their profile (as configured now) lacks.
+    pub warnings: Vec<String>,
     /// Mapping profiles that loaded without error.
     pub valid_profiles: usize,
 }
@@ -53,29 +58,43 @@ impl CheckReport {
 /// profile.
 pub fn check(path: &Path, env: &Environment) -> CheckReport {
     let mut report = CheckReport::default();
-    let profile_files = match Config::load_with(path, env) {
+    let (config, profile_files) = match Config::load_with(path, env) {
         Ok(config) => {
             check_secrets(&config, &mut report);
-            config
+            let files = config
                 .mappings
                 .profiles
                 .iter()
                 .map(|(name, profile)| (name.clone(), profile.file.clone()))
-                .collect()
+                .collect();
+            (Some(config), files)
         }
         Err(error) => {
             report.errors.extend(error.diagnostics);
-            error.profile_files
+            (None, error.profile_files)
         }
     };
+    let mut profiles = Vec::new();
     for (name, file) in profile_files {
         match mapping::load_checked(&name, &file) {
             Ok(checked) => {
-                report.valid_profiles += 1;
-                report.warnings.extend(checked.warnings);
+                report
+                    .warnings
+                    .extend(checked.warnings.iter().map(ToString::to_string));
+                profiles.push(checked.profile);
             }
             Err(errors) => report.errors.extend(errors),
         }
+    }
+    report.valid_profiles = profiles.len();
+    if let Some(config) = &config {
+        // As the daemon does at start and on every reload.
+        report.errors.extend(queue_status_errors(
+            &config.mappings,
+            &config.routing,
+            |name| profiles.iter().find(|p| p.name == name),
+        ));
+        check_held_statuses(config, &profiles, &mut report);
     }
     report
 }
@@ -100,6 +119,70 @@ fn check_secrets(config: &Config, report: &mut CheckReport) {
                 format!("{purpose} comes from the systemd credential `{name}`; not checked: $CREDENTIALS_DIRECTORY is not set"),
             ),
             Err(error) => report.errors.push(source.diagnostic(&error)),
+        }
+    }
+}
+
+/// Warns about agents in the store whose CC status the profile they would
+/// be on does not have: the daemon keeps such a status, not routable, with
+/// the profile's `default_teams` in Teams. The store is read from a scratch
+/// copy; while the daemon runs it is its own, and a note says so.
+fn check_held_statuses(config: &Config, profiles: &[Profile], report: &mut CheckReport) {
+    let dir = &config.store.state_dir;
+    let agents = match SledStore::read_agents(dir) {
+        Ok(Some(agents)) => agents,
+        Ok(None) => return,
+        Err(StoreError::Locked { .. }) => {
+            report.notes.push(format!(
+                "the store in {} is in use (the daemon runs): agents' CC statuses not checked against the profiles; a reload lists agents holding a status their profile lacks (`statuses_not_in_profile`)",
+                dir.display()
+            ));
+            return;
+        }
+        Err(error) => {
+            report.notes.push(format!(
+                "agents' CC statuses not checked against the profiles: {error}"
+            ));
+            return;
+        }
+    };
+    for agent in agents {
+        let profile_name = agent.profile.clone().unwrap_or_else(|| {
+            agent
+                .groups
+                .iter()
+                .find_map(|g| {
+                    config
+                        .mappings
+                        .profiles
+                        .iter()
+                        .find(|(_, p)| p.groups.contains(g))
+                        .map(|(name, _)| name.clone())
+                })
+                .unwrap_or_else(|| config.mappings.default_profile.clone())
+        });
+        let held = agent
+            .sync
+            .as_ref()
+            .and_then(|s| serde_json::from_value::<AgentSnapshot>(s.clone()).ok())
+            .and_then(|s| s.cc)
+            .map(|c| c.status)
+            .or_else(|| agent.cc_status.as_ref().map(|c| c.status.clone()));
+        let (Some(status), Some(profile)) =
+            (held, profiles.iter().find(|p| p.name == profile_name))
+        else {
+            continue;
+        };
+        if profile.status_id(&status).is_none() {
+            let file = config
+                .mappings
+                .profiles
+                .get(&profile_name)
+                .map_or_else(String::new, |p| format!(" ({})", p.file.display()));
+            report.warnings.push(format!(
+                "warning: agent `{}` holds CC status `{status}`, which profile `{profile_name}`{file} does not have: the daemon keeps it, not routable, and Teams shows the profile's default_teams until the profile has it again or the CC reports another status",
+                agent.id
+            ));
         }
     }
 }

@@ -28,6 +28,12 @@ pub mod kind {
     pub const SYNC_TEAMS_OUTRANKED: &str = "sync.teams_outranked";
     pub const SYNC_WRITE_FAILED: &str = "sync.write_failed";
     pub const MAPPINGS_RELOADED: &str = "mappings.reloaded";
+    /// An agent holds a CC status its profile does not know (a reload
+    /// removed it, or the agent moved to a profile without it): kept, not
+    /// routable, Teams shows the profile's `default_teams`.
+    pub const CC_STATUS_NOT_IN_PROFILE: &str = "cc.status_not_in_profile";
+    /// That status is in the agent's profile again: mapped as usual.
+    pub const CC_STATUS_BACK_IN_PROFILE: &str = "cc.status_back_in_profile";
     pub const ROUTING_QUEUED: &str = "routing.queued";
     pub const ROUTING_OFFERED: &str = "routing.offered";
     pub const ROUTING_ACCEPTED: &str = "routing.accepted";
@@ -59,6 +65,8 @@ pub mod kind {
         SYNC_TEAMS_OUTRANKED,
         SYNC_WRITE_FAILED,
         MAPPINGS_RELOADED,
+        CC_STATUS_NOT_IN_PROFILE,
+        CC_STATUS_BACK_IN_PROFILE,
         ROUTING_QUEUED,
         ROUTING_OFFERED,
         ROUTING_ACCEPTED,

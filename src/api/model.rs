@@ -82,6 +82,11 @@ pub struct RequestedOut {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CcOut {
     pub status: Option<String>,
+    /// False when `status` is not a status of the agent's profile (a
+    /// mapping reload removed it, or the agent moved to a profile without
+    /// it): it is kept, is not routable, and Teams shows the profile's
+    /// `default_teams` until the CC reports a status the profile knows.
+    pub in_profile: bool,
     pub set_by: Option<SetBy>,
     pub since: Option<DateTime<Utc>>,
     /// The profile marks the status routable.

@@ -461,9 +461,13 @@ fn schemas() -> Value {
         },
         "Cc": {
             "type": "object",
-            "required": ["status", "set_by", "since", "routable", "pending_until", "requested"],
+            "required": ["status", "in_profile", "set_by", "since", "routable", "pending_until", "requested"],
             "properties": {
                 "status": opt_string,
+                "in_profile": {
+                    "type": "boolean",
+                    "description": "False when `status` is not a status of the agent's profile (a mapping reload removed it, or the agent moved to a profile without it): it is kept, is not routable, and Teams shows the profile's `default_teams` until the CC reports a status the profile knows or the profile has it again."
+                },
                 "set_by": nullable(schema_ref("SetBy")),
                 "since": opt_time,
                 "routable": {"type": "boolean"},

@@ -70,8 +70,16 @@ pub struct RoutingConfig {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QueueStatuses {
-    pub on_contact: Option<String>,
-    pub after_contact: Option<String>,
+    pub on_contact: Option<QueueStatus>,
+    pub after_contact: Option<QueueStatus>,
+}
+
+/// A CC status a queue puts its agents in, and where the config sets it:
+/// it can only be checked against the mapping profiles once they are read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueStatus {
+    pub name: String,
+    pub origin: Origin,
 }
 
 /// `[graph]`: the Microsoft Graph app and how hard we may use it.

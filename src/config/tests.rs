@@ -663,7 +663,10 @@ overflow_teams_users = ["duty.manager@contoso.com"]
         Some(crate::routing::OverflowTarget::Queue("backup".into()))
     );
     assert_eq!(
-        config.routing.statuses["sales"].on_contact.as_deref(),
+        config.routing.statuses["sales"]
+            .on_contact
+            .as_ref()
+            .map(|s| s.name.as_str()),
         Some("On contact")
     );
     assert!(load(&minimal(), &[]).unwrap().routing.queues.is_empty());
@@ -703,4 +706,135 @@ colour = "red"
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
     assert!(all.contains("config.toml:"), "located: {all}");
+}
+
+/// A config naming the shipped profiles by absolute path, with `queues`
+/// appended; `genesys` serves the group `tier2`.
+fn with_shipped_profiles(queues: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    format!(
+        r#"
+[graph]
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "{GUID}"
+
+[store]
+state_dir = "/var/lib/presence-sync"
+
+[mappings.profiles.default]
+file = "{}"
+
+[mappings.profiles.genesys]
+file = "{}"
+groups = ["tier2"]
+{queues}"#,
+        root.join("default.toml").display(),
+        root.join("genesys.toml").display()
+    )
+}
+
+fn queue_status_errors(text: &str) -> Vec<String> {
+    let config = load(text, &[]).unwrap();
+    match crate::daemon::mappings::load_for(&config) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn a_queue_status_no_profile_of_its_agents_has_is_refused_where_it_is_written() {
+    // A typo: the default profile (group `sales-team` is in no profile) has
+    // `On contact`, not `On contatc`.
+    let text = with_shipped_profiles(
+        r#"
+[routing.queues.sales]
+strategy = "longest-idle"
+groups = ["sales-team"]
+on_contact_status = "On contatc"
+after_contact_status = "Available"
+"#,
+    );
+    assert_eq!(
+        queue_status_errors(&text),
+        ["/etc/presence-sync/config.toml:19:1: `on_contact_status` = \"On contatc\": profile `default` has no such status (did you mean `On contact`?); agents in queue `sales`'s group `sales-team` use that profile, and such an agent would keep its status when it accepts a contact. Statuses are the keys of [statuses] in ".to_string()
+            + env!("CARGO_MANIFEST_DIR") + "/mappings/default.toml, exact case"]
+    );
+}
+
+#[test]
+fn a_queue_status_is_checked_against_every_profile_that_may_serve_the_queue() {
+    // Served by `tier2` (genesys): it has no `After contact work`.
+    let grouped = with_shipped_profiles(
+        r#"
+[routing.queues.support]
+strategy = "top-down"
+groups = ["tier2"]
+after_contact_status = "After contact work"
+"#,
+    );
+    let found = queue_status_errors(&grouped);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("/etc/presence-sync/config.toml:19:1: `after_contact_status` = \"After contact work\": profile `genesys` has no such status; agents in queue `support`'s group `tier2` use that profile, and such an agent would keep its status when it completes a contact."),
+        "{found:?}"
+    );
+    // No groups: any agent may join through the API, so every profile must
+    // have it; `On contact` is only in the default profile.
+    let open = with_shipped_profiles(
+        r#"
+[routing.queues.sales]
+strategy = "longest-idle"
+on_contact_status = "On contact"
+"#,
+    );
+    let found = queue_status_errors(&open);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("profile `genesys` has no such status; queue `sales` has no `groups`, so agents of any profile may serve it"),
+        "{found:?}"
+    );
+    // What every serving profile has passes: `Busy` is in genesys, `Available` in both.
+    let fine = with_shipped_profiles(
+        r#"
+[routing.queues.support]
+strategy = "top-down"
+groups = ["tier2"]
+on_contact_status = "Busy"
+
+[routing.queues.any]
+strategy = "random"
+after_contact_status = "Available"
+"#,
+    );
+    assert_eq!(queue_status_errors(&fine), Vec::<String>::new());
+}
+
+#[test]
+fn a_queue_status_set_from_the_environment_is_reported_at_its_variable() {
+    let text = with_shipped_profiles(
+        r#"
+[routing.queues.sales]
+strategy = "longest-idle"
+groups = ["sales-team"]
+"#,
+    );
+    let config = load(
+        &text,
+        &[(
+            "PRESENCE_SYNC_ROUTING__QUEUES__SALES__ON_CONTACT_STATUS",
+            "Lnch",
+        )],
+    )
+    .unwrap();
+    let Err(found) = crate::daemon::mappings::load_for(&config) else {
+        panic!("a typo from the environment should be refused");
+    };
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0]
+            .to_string()
+            .starts_with("env PRESENCE_SYNC_ROUTING__QUEUES__SALES__ON_CONTACT_STATUS: `on_contact_status` = \"Lnch\": profile `default` has no such status (did you mean `Lunch`?)"),
+        "{}",
+        found[0]
+    );
 }

@@ -20,7 +20,8 @@ use super::raw::{
 use super::secret::{CREDENTIALS_DIRECTORY, SecretLocation, SecretSource};
 use super::{
     ApiConfig, Config, Environment, GraphAuth, GraphConfig, LogConfig, LogFormat, MappingsConfig,
-    ProfileConfig, QueueStatuses, RoutingConfig, StoreConfig, SyncConfig, WebhookConfig,
+    ProfileConfig, QueueStatus, QueueStatuses, RoutingConfig, StoreConfig, SyncConfig,
+    WebhookConfig,
 };
 use crate::routing::{OverflowTarget, QueueSettings, Strategy};
 
@@ -996,9 +997,17 @@ fn queue(
         ctx.error(&key("groups"), "an empty group name");
         ok = false;
     }
+    let status = |ctx: &Ctx<'_>, k: &'static str, value: Option<String>| {
+        value
+            .filter(|s| !s.trim().is_empty())
+            .map(|name| QueueStatus {
+                name,
+                origin: ctx.locator.origin(&key(k)),
+            })
+    };
     let statuses = QueueStatuses {
-        on_contact: raw.on_contact_status.filter(|s| !s.trim().is_empty()),
-        after_contact: raw.after_contact_status.filter(|s| !s.trim().is_empty()),
+        on_contact: status(ctx, "on_contact_status", raw.on_contact_status),
+        after_contact: status(ctx, "after_contact_status", raw.after_contact_status),
     };
     match (
         strategy,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::MappingsConfig;
+use crate::config::{Config, MappingsConfig, QueueStatus, RoutingConfig};
 use crate::diagnostics::Diagnostic;
 use crate::mapping::{self, Profile};
 
@@ -56,6 +56,99 @@ impl MappingSet {
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Loads every profile the config names and checks the queues' statuses
+/// against them: what the daemon puts in force at start and on a reload.
+pub fn load_for(config: &Config) -> Result<MappingSet, Vec<Diagnostic>> {
+    let set = load(&config.mappings)?;
+    let errors = queue_status_errors(&config.mappings, &config.routing, |name| {
+        set.profiles.iter().find(|p| p.name == name).map(|p| &**p)
+    });
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Checks each queue's `on_contact_status` and `after_contact_status`
+/// against the profiles of the agents who may serve it: the profiles its
+/// `groups` use (the default profile for a group no profile lists), and,
+/// for a queue without `groups` (agents join it through the API, whatever
+/// their profile), every profile. `profile` finds a loaded profile by name;
+/// a profile that did not load is skipped (its own errors are reported).
+pub fn queue_status_errors<'a>(
+    mappings: &MappingsConfig,
+    routing: &RoutingConfig,
+    profile: impl Fn(&str) -> Option<&'a Profile>,
+) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for queue in &routing.queues {
+        let Some(statuses) = routing.statuses.get(&queue.name) else {
+            continue;
+        };
+        // Profile name -> the queue's groups that lead to it.
+        let mut serving: Vec<(&str, Vec<&str>)> = Vec::new();
+        if queue.groups.is_empty() {
+            serving.extend(mappings.profiles.keys().map(|n| (n.as_str(), Vec::new())));
+        } else {
+            for group in &queue.groups {
+                let name = mappings.profile_for_group(group);
+                match serving.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, groups)) => groups.push(group),
+                    None => serving.push((name, vec![group.as_str()])),
+                }
+            }
+        }
+        let checked = [
+            ("on_contact_status", &statuses.on_contact),
+            ("after_contact_status", &statuses.after_contact),
+        ];
+        for (key, status) in checked {
+            let Some(QueueStatus { name, origin }) = status else {
+                continue;
+            };
+            for (profile_name, groups) in &serving {
+                let Some(p) = profile(profile_name) else {
+                    continue;
+                };
+                if p.status_id(name).is_some() {
+                    continue;
+                }
+                let who = if groups.is_empty() {
+                    format!(
+                        "queue `{}` has no `groups`, so agents of any profile may serve it",
+                        queue.name
+                    )
+                } else {
+                    let groups: Vec<String> = groups.iter().map(|g| format!("`{g}`")).collect();
+                    format!(
+                        "agents in queue `{}`'s group {} use that profile",
+                        queue.name,
+                        groups.join(", ")
+                    )
+                };
+                let when = if key == "on_contact_status" {
+                    "accepts a contact"
+                } else {
+                    "completes a contact"
+                };
+                let file = mappings
+                    .profiles
+                    .get(*profile_name)
+                    .map_or_else(String::new, |c| format!(" in {}", c.file.display()));
+                errors.push(origin.diagnostic(format!(
+                    "`{key}` = \"{name}\": profile `{profile_name}` has no such status{}; {who}, and such an agent would keep its status when it {when}. Statuses are the keys of [statuses]{file}, exact case",
+                    crate::diagnostics::did_you_mean(
+                        name,
+                        p.statuses.iter().map(|s| s.name.as_str())
+                    ),
+                )));
+            }
+        }
+    }
+    errors
 }
 
 /// Loads every profile the config names. All errors of all files are returned.

@@ -136,7 +136,7 @@ impl Daemon {
     /// task. Returns once the listener is bound and the store is open: the
     /// moment to tell systemd READY. Graph is not waited for.
     pub async fn start(config: Config, options: DaemonOptions) -> Result<Daemon, DaemonError> {
-        let mappings = mappings::load(&config.mappings).map_err(DaemonError::Mappings)?;
+        let mappings = mappings::load_for(&config).map_err(DaemonError::Mappings)?;
         let state_dir = config.store.state_dir.clone();
         let store = {
             let dir = state_dir.clone();
@@ -404,9 +404,7 @@ impl Daemon {
         let loaded = tokio::task::spawn_blocking(move || {
             Config::load(&file)
                 .map_err(|e| e.diagnostics)
-                .and_then(|config| {
-                    mappings::load(&config.mappings).map(|set| (set, config.routing))
-                })
+                .and_then(|config| mappings::load_for(&config).map(|set| (set, config.routing)))
         })
         .await
         .unwrap_or_else(|e| {
@@ -518,9 +516,7 @@ async fn watch_mappings(
         let loaded = tokio::task::spawn_blocking(move || {
             Config::load(&file)
                 .map_err(|e| e.diagnostics)
-                .and_then(|config| {
-                    mappings::load(&config.mappings).map(|set| (set, config.routing))
-                })
+                .and_then(|config| mappings::load_for(&config).map(|set| (set, config.routing)))
         })
         .await
         .map_err(|e| format!("reading the mappings: {e}"))?;

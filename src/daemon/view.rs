@@ -19,7 +19,7 @@ pub fn presence_out(p: &Presence) -> PresenceOut {
     }
 }
 
-fn target_out(t: &TeamsTarget) -> TargetOut {
+pub fn target_out(t: &TeamsTarget) -> TargetOut {
     match t {
         TeamsTarget::Set(p) => TargetOut {
             action: "set".into(),
@@ -40,17 +40,31 @@ pub fn set_by(o: Owner) -> SetBy {
     }
 }
 
+/// What decides whether an agent can take contacts now.
+pub struct RoutableFacts<'a> {
+    pub linked: bool,
+    /// The agent holding the Teams user this unlinked one waits for.
+    pub held_by: Option<&'a str>,
+    pub cc_status: Option<&'a str>,
+    pub cc_in_profile: bool,
+    pub cc_routable: bool,
+    pub teams: Option<&'a Presence>,
+    pub teams_blocking: bool,
+    pub profile: &'a str,
+}
+
 /// Why an agent cannot take contacts now; empty when it can.
-/// `held_by`: the agent holding the Teams user this unlinked one waits for.
-pub fn not_routable_because(
-    linked: bool,
-    held_by: Option<&str>,
-    cc_status: Option<&str>,
-    cc_routable: bool,
-    teams: Option<&Presence>,
-    teams_blocking: bool,
-    profile: &str,
-) -> Vec<String> {
+pub fn not_routable_because(facts: RoutableFacts<'_>) -> Vec<String> {
+    let RoutableFacts {
+        linked,
+        held_by,
+        cc_status,
+        cc_in_profile,
+        cc_routable,
+        teams,
+        teams_blocking,
+        profile,
+    } = facts;
     let mut reasons = Vec::new();
     match held_by {
         _ if linked => {}
@@ -61,6 +75,9 @@ pub fn not_routable_because(
     }
     match cc_status {
         None => reasons.push("no CC status reported yet".to_string()),
+        Some(status) if !cc_in_profile => reasons.push(format!(
+            "CC status `{status}` is not in profile `{profile}` (the mapping no longer has it)"
+        )),
         Some(status) if !cc_routable => reasons.push(format!(
             "CC status `{status}` is not routable in profile `{profile}`"
         )),
@@ -74,18 +91,20 @@ pub fn not_routable_because(
 
 /// The view of a linked agent.
 pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
-    let because = not_routable_because(
-        true,
-        None,
-        view.cc_status.as_deref(),
-        view.cc_routable,
-        view.teams_presence.as_ref(),
-        view.teams_blocking,
-        &view.profile,
-    );
+    let because = not_routable_because(RoutableFacts {
+        linked: true,
+        held_by: None,
+        cc_status: view.cc_status.as_deref(),
+        cc_in_profile: view.cc_status_in_profile,
+        cc_routable: view.cc_routable,
+        teams: view.teams_presence.as_ref(),
+        teams_blocking: view.teams_blocking,
+        profile: &view.profile,
+    });
     AgentOut {
         cc: CcOut {
             status: view.cc_status.clone(),
+            in_profile: view.cc_status_in_profile,
             set_by: view.cc_set_by.map(set_by),
             since: view.cc_since.map(Timestamp::to_utc),
             routable: view.cc_routable,
@@ -144,23 +163,26 @@ pub fn unlinked(
     conflict: Option<&(String, String)>,
 ) -> AgentOut {
     let status = record.cc_status.as_ref().map(|s| s.status.clone());
-    let cc_routable = status
-        .as_deref()
-        .and_then(|s| profile.status_id(s))
+    let known = status.as_deref().map(|s| profile.status_id(s));
+    let in_profile = !matches!(known, Some(None));
+    let cc_routable = known
+        .flatten()
         .and_then(|id| profile.status(id))
         .is_some_and(|s| s.routable);
-    let because = not_routable_because(
-        false,
-        conflict.map(|(_, held_by)| held_by.as_str()),
-        status.as_deref(),
+    let because = not_routable_because(RoutableFacts {
+        linked: false,
+        held_by: conflict.map(|(_, held_by)| held_by.as_str()),
+        cc_status: status.as_deref(),
+        cc_in_profile: in_profile,
         cc_routable,
-        None,
-        false,
-        &profile.name,
-    );
+        teams: None,
+        teams_blocking: false,
+        profile: &profile.name,
+    });
     AgentOut {
         cc: CcOut {
             status,
+            in_profile,
             set_by: record.cc_status.as_ref().map(|_| SetBy::Agent),
             since: record.cc_status.as_ref().map(|s| s.at),
             routable: cc_routable,
@@ -192,6 +214,7 @@ fn base(record: &AgentRecord, profile: &str, linked: bool) -> AgentOut {
         link_conflict: None,
         cc: CcOut {
             status: None,
+            in_profile: true,
             set_by: None,
             since: None,
             routable: false,

@@ -101,6 +101,10 @@ pub struct Profile {
     pub statuses: Vec<CcStatus>,
     /// Indexed by `StatusId`; unlisted statuses hold the profile's default.
     pub cc_to_teams: Vec<TeamsTarget>,
+    /// `default_teams`: what Teams shows for a status without a `teams`
+    /// key, and for a status an agent holds that the profile does not know
+    /// (it was removed from the file, or the agent moved to this profile).
+    pub default_teams: TeamsTarget,
     pub rules: Vec<Rule>,
     /// Teams presences that make an agent unroutable.
     pub blocking: Vec<PresencePattern>,

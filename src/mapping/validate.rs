@@ -11,13 +11,21 @@ use super::Problem;
 use super::file::{RawProfile, RawReplaces, RawRule, RawStatus, Sp};
 use super::profile::{CcStatus, Direction, Profile, Rule, Side, StatusId, TeamsTarget, WriteMode};
 use crate::diagnostics::{did_you_mean, line_column, nearest};
-use crate::duration::parse_duration;
+use crate::duration::{format_duration, parse_duration};
 use crate::presence::{
     Activity, Availability, PREFERRED_PRESENCE_PAIRS, PairError, Presence, PresencePattern,
     SET_PRESENCE_PAIRS,
 };
 
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(15);
+
+/// The shortest debounce a profile or rule may have. Below a second the
+/// window stops doing its jobs: the conflict rule (both sides changing inside
+/// one window, the `prefer` side first) has no window to work in, so the two
+/// directions race; one Teams read (polled every few seconds) or one CC
+/// report is enough to propagate, so every flicker becomes a change the
+/// loop guard counts and a write the echo window must then recognise.
+pub const MIN_DEBOUNCE: Duration = Duration::from_secs(1);
 
 const DIRECTIONS: &[(&str, Direction)] = &[
     ("both", Direction::Both),
@@ -62,7 +70,7 @@ pub fn validate(name: &str, source: &str, raw: &RawProfile) -> (Profile, Origins
     let debounce = raw
         .debounce
         .as_ref()
-        .and_then(|d| v.duration(d, "debounce"))
+        .and_then(|d| v.debounce(d))
         .unwrap_or(DEFAULT_DEBOUNCE);
     let default_target = raw
         .default_teams
@@ -83,6 +91,7 @@ pub fn validate(name: &str, source: &str, raw: &RawProfile) -> (Profile, Origins
         write_mode: write_mode.unwrap_or(WriteMode::Session),
         statuses,
         cc_to_teams,
+        default_teams: default_target.clone(),
         rules: Vec::new(),
         blocking: Vec::new(),
     };
@@ -167,6 +176,23 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// A debounce window: a duration of at least [`MIN_DEBOUNCE`].
+    fn debounce(&mut self, field: &Sp<String>) -> Option<Duration> {
+        let d = self.duration(field, "debounce")?;
+        if d < MIN_DEBOUNCE {
+            self.problem(
+                field.at,
+                format!(
+                    "`debounce` = \"{}\" is too short: use at least {}; a shorter window lets every flicker through and leaves no time to settle a change on both sides (`prefer`)",
+                    field.value,
+                    format_duration(MIN_DEBOUNCE)
+                ),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     /// `"clear"` or a pair writable in `mode` (any known pair when the mode is
@@ -451,7 +477,7 @@ impl Validator<'_> {
         };
         let debounce = match &raw.debounce {
             Some(d) => {
-                let parsed = self.duration(d, "debounce");
+                let parsed = self.debounce(d);
                 ok &= parsed.is_some();
                 parsed
             }
@@ -607,6 +633,41 @@ mod tests {
         let found = errors(&format!("debounce = \"fast\"\n{MEETING}"));
         assert_eq!(found.len(), 1);
         assert!(found[0].starts_with("bad `debounce`: `fast` is not a duration"));
+    }
+
+    #[test]
+    fn debounces_below_a_second_are_refused_where_they_are_written() {
+        for short in ["0s", "1ms", "999ms", "PT0S"] {
+            let found = parse_profile(
+                "test",
+                Path::new("t.toml"),
+                &format!(
+                    "debounce = \"{short}\"\n{MEETING}[[teams_to_cc]]\nwhen = \"Busy\"\nset = \"Meeting\"\nreplaces = [\"Available\"]\ndebounce = \"{short}\"\n"
+                ),
+            )
+            .err()
+            .unwrap_or_default();
+            let expected = format!(
+                "`debounce` = \"{short}\" is too short: use at least 1s; a shorter window lets every flicker through and leaves no time to settle a change on both sides (`prefer`)"
+            );
+            let at: Vec<(usize, usize, &str)> = found
+                .iter()
+                .map(|d| (d.line, d.column, d.message.as_str()))
+                .collect();
+            assert_eq!(
+                at,
+                [(1, 12, expected.as_str()), (10, 12, expected.as_str())],
+                "{short}"
+            );
+        }
+        // The floor itself is fine, for the profile and for a rule.
+        let Ok(p) = load(&format!(
+            "debounce = \"1s\"\n{MEETING}[[teams_to_cc]]\nwhen = \"Busy\"\nset = \"Meeting\"\nreplaces = [\"Available\"]\ndebounce = \"1000ms\"\n"
+        )) else {
+            panic!("a 1 s debounce should load");
+        };
+        assert_eq!(p.debounce, MIN_DEBOUNCE);
+        assert_eq!(p.rules[0].debounce, Some(MIN_DEBOUNCE));
     }
 
     #[test]

@@ -109,6 +109,28 @@ impl SledStore {
         &self.dir
     }
 
+    /// The agents the store in `dir` holds, read from a scratch copy so the
+    /// store is left as it was (for `check`). `None` for a missing or empty
+    /// directory; a store in use by another process (the running daemon)
+    /// is refused with [`StoreError::Locked`].
+    pub fn read_agents(dir: &Path) -> Result<Option<Vec<AgentRecord>>, StoreError> {
+        if is_empty_or_missing(dir)? {
+            return Ok(None);
+        }
+        check_sled_files(dir)?;
+        let _lock = lock_store(dir)?;
+        let copy = ScratchCopy::of(dir)?;
+        let db = open_sled(copy.path(), dir)?;
+        let agents = db
+            .range(AGENT.to_vec()..keys::family_end(AGENT))
+            .map(|item| {
+                let (key, value) = item.map_err(|e| sled_error(dir, e))?;
+                decode(dir, &key, &value)
+            })
+            .collect::<Result<Vec<AgentRecord>, StoreError>>()?;
+        Ok(Some(agents))
+    }
+
     /// Runs `f` on the raw tree with commits held off, so it sees one
     /// consistent state: the store id and the next seq it shows match every
     /// record it reads.

@@ -36,6 +36,20 @@ pub struct CcSide {
     pub handled: Option<StatusId>,
     /// A status we asked the CC for and not yet seen back: its report is our echo.
     pub requested: Option<Request>,
+    /// The status the CC last reported when the agent's profile does not
+    /// know it (the mapping dropped it, or the agent moved to a profile
+    /// without it); `current` is `None` meanwhile. Kept, never dropped: it
+    /// shows in the agent view, Teams shows the profile's `default_teams`,
+    /// and it becomes `current` again once a profile knows it.
+    pub unknown: Option<Box<UnknownStatus>>,
+}
+
+/// A CC status the agent's profile does not know, by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownStatus {
+    pub name: String,
+    pub owner: Owner,
+    pub since: Timestamp,
 }
 
 /// A status the daemon asked the CC for.
@@ -58,6 +72,16 @@ pub enum RequestKind {
 impl CcSide {
     pub fn status(&self) -> Option<StatusId> {
         self.current.map(|(s, _, _)| s)
+    }
+
+    /// Who set the status the agent holds and since when, known to its
+    /// profile or not.
+    pub fn held(&self) -> Option<(Owner, Timestamp)> {
+        match (&self.current, &self.unknown) {
+            (Some((_, owner, since)), _) => Some((*owner, *since)),
+            (None, Some(u)) => Some((u.owner, u.since)),
+            (None, None) => None,
+        }
     }
 }
 
@@ -143,6 +167,9 @@ impl AgentState {
             (a, b) => why * (usize::from(a.is_some()) + usize::from(b.is_some())),
         };
         self.guard.heap_bytes()
+            + self.cc.unknown.as_ref().map_or(0, |u| {
+                std::mem::size_of::<UnknownStatus>() + u.name.capacity()
+            })
             + whys
             + self
                 .writes

@@ -10,7 +10,9 @@ use crate::mapping::{Profile, StatusId, TeamsTarget, WriteMode};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
-use super::agent::{AgentState, Owner, RequestKind};
+use std::collections::HashMap;
+
+use super::agent::{AgentState, Owner, RequestKind, UnknownStatus};
 use super::evaluate::{self, Ctx};
 use super::explain::{Reason, Why};
 use super::restore;
@@ -170,8 +172,58 @@ impl Engine {
                 at: now,
             }));
         }
+        // The mapping was edited while the daemon was down.
+        if let Some(unknown) = &state.cc.unknown {
+            out.push(Decision::Event {
+                agent: key,
+                event: SyncEvent::StatusNotInProfile {
+                    status: unknown.name.clone(),
+                    teams: profile.default_teams.clone(),
+                },
+            });
+        }
         self.evaluate(now, key, out)?;
         Ok(key)
+    }
+
+    /// A status the CC reported before the agent was in the engine (kept
+    /// while it was not linked), by name and as of `since`. One its profile
+    /// does not know is held as such, as after a mapping change.
+    pub fn restore_cc_named(
+        &mut self,
+        now: Timestamp,
+        key: AgentKey,
+        status: &str,
+        since: Timestamp,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), EngineError> {
+        let profile = Arc::clone(self.profile(self.agent(key)?.profile)?);
+        if let Some(id) = profile.status_id(status) {
+            return self.report_cc_since(now, key, id, since, out);
+        }
+        let state = self.agent_mut(key)?;
+        state.cc.current = None;
+        state.cc.handled = None;
+        state.cc.unknown = Some(Box::new(UnknownStatus {
+            name: status.to_string(),
+            owner: Owner::Person,
+            since: since.min(now),
+        }));
+        state.writes.desired_status = None;
+        state.writes.desired = Some(profile.default_teams.clone());
+        state.writes.desired_why = Some(Arc::new(Why {
+            flow: Flow::CcToTeams,
+            reason: Reason::StatusNotInProfile,
+            at: now,
+        }));
+        out.push(Decision::Event {
+            agent: key,
+            event: SyncEvent::StatusNotInProfile {
+                status: status.to_string(),
+                teams: profile.default_teams.clone(),
+            },
+        });
+        self.evaluate(now, key, out)
     }
 
     /// Forgets an agent. Presence the daemon set in Teams (or is setting) is
@@ -232,7 +284,8 @@ impl Engine {
         let new_profile = Arc::clone(self.profile(profile)?);
         let state = self.agent_mut(key)?;
         state.profile = profile;
-        remap_statuses(state, &old_profile, &new_profile);
+        let held = remap_statuses(state, &old_profile, &new_profile, now);
+        report_held(key, held, out);
         self.rederive(now, key, out)
     }
 
@@ -246,6 +299,20 @@ impl Engine {
         profiles: Vec<Arc<Profile>>,
         out: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
+        self.replace_profiles_assigning(now, profiles, &HashMap::new(), out)
+    }
+
+    /// [`Engine::replace_profiles`], with the profile some agents have in
+    /// the new set (their groups may point elsewhere now): each agent goes
+    /// from its old profile to its new one in one step. A status the new
+    /// profile does not know is kept (see [`SyncEvent::StatusNotInProfile`]).
+    pub fn replace_profiles_assigning(
+        &mut self,
+        now: Timestamp,
+        profiles: Vec<Arc<Profile>>,
+        assign: &HashMap<AgentKey, ProfileId>,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), EngineError> {
         check_profiles(&profiles)?;
         let old = std::mem::replace(&mut self.profiles, profiles);
         for slot in 0..self.agents.len() {
@@ -255,14 +322,21 @@ impl Engine {
             let Some(old_profile) = old.get(usize::from(state.profile.0)) else {
                 continue;
             };
-            let new_index = self
-                .profiles
-                .iter()
-                .position(|p| p.name == old_profile.name)
+            let key = AgentKey(slot as u32);
+            let new_index = assign
+                .get(&key)
+                .map(|p| usize::from(p.0))
+                .filter(|i| *i < self.profiles.len())
+                .or_else(|| {
+                    self.profiles
+                        .iter()
+                        .position(|p| p.name == old_profile.name)
+                })
                 .unwrap_or(0);
             state.profile = ProfileId(u16::try_from(new_index).unwrap_or(0));
-            remap_statuses(state, old_profile, &self.profiles[new_index]);
-            self.rederive(now, AgentKey(slot as u32), out)?;
+            let held = remap_statuses(state, old_profile, &self.profiles[new_index], now);
+            report_held(key, held, out);
+            self.rederive(now, key, out)?;
         }
         Ok(())
     }
@@ -358,6 +432,8 @@ impl Engine {
         if state.cc.status() == Some(status) {
             return Ok(());
         }
+        // A status the profile knows replaces one it did not.
+        state.cc.unknown = None;
         let was_pending = debounce::cc_due(&state.cc, Duration::ZERO).is_some();
         let echo = echo::cc_echo_of(&state.cc, status, now, window);
         match echo {
@@ -619,13 +695,44 @@ impl Engine {
     }
 }
 
-/// Carries statuses across a profile change by name.
-fn remap_statuses(state: &mut AgentState, old: &Profile, new: &Profile) {
+/// What a profile change did to the CC status an agent holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Held {
+    /// Known before and after, or nothing held.
+    Same,
+    /// The new profile does not know it (nor did the old one, if `again`).
+    Unknown {
+        status: String,
+        teams: TeamsTarget,
+        again: bool,
+    },
+    /// The old profile did not know it; the new one does.
+    BackInProfile { status: String },
+}
+
+fn report_held(key: AgentKey, held: Held, out: &mut Vec<Decision>) {
+    let event = match held {
+        Held::Same | Held::Unknown { again: true, .. } => return,
+        Held::Unknown { status, teams, .. } => SyncEvent::StatusNotInProfile { status, teams },
+        Held::BackInProfile { status } => SyncEvent::StatusBackInProfile { status },
+    };
+    out.push(Decision::Event { agent: key, event });
+}
+
+/// Carries statuses across a profile change by name. The status the agent
+/// holds is never dropped: one the new profile does not know is kept by
+/// name, and Teams gets the new profile's `default_teams` for it.
+fn remap_statuses(state: &mut AgentState, old: &Profile, new: &Profile, now: Timestamp) -> Held {
     let map = |id: StatusId| new.status_id(old.status_name(id));
-    state.cc.current = state
-        .cc
-        .current
-        .and_then(|(s, owner, since)| map(s).map(|n| (n, owner, since)));
+    let was_unknown = state.cc.unknown.is_some();
+    let held = match (state.cc.current.take(), state.cc.unknown.take()) {
+        (Some((status, owner, since)), _) => Some(UnknownStatus {
+            name: old.status_name(status).to_string(),
+            owner,
+            since,
+        }),
+        (None, unknown) => unknown.map(|u| *u),
+    };
     state.cc.requested = state.cc.requested.and_then(|mut request| {
         request.status = map(request.status)?;
         Some(request)
@@ -644,4 +751,41 @@ fn remap_statuses(state: &mut AgentState, old: &Profile, new: &Profile) {
     // Reasons name statuses and rules by position in the old profile.
     state.last_why = None;
     state.writes.desired_why = None;
+    let Some(held) = held else {
+        return Held::Same;
+    };
+    match new.status_id(&held.name) {
+        Some(id) => {
+            state.cc.current = Some((id, held.owner, held.since));
+            if !was_unknown {
+                return Held::Same;
+            }
+            // It was settled when it became unknown; now Teams shows it as
+            // this profile maps it (re-derived by the caller). A status a
+            // rule set is never pushed to Teams, so that one stays as is.
+            state.cc.handled = Some(id);
+            if held.owner == Owner::Person {
+                state.writes.desired_status = Some(id);
+            }
+            Held::BackInProfile { status: held.name }
+        }
+        None => {
+            let teams = new.default_teams.clone();
+            state.cc.handled = None;
+            state.writes.desired_status = None;
+            state.writes.desired = Some(teams.clone());
+            state.writes.desired_why = Some(Arc::new(Why {
+                flow: Flow::CcToTeams,
+                reason: Reason::StatusNotInProfile,
+                at: now,
+            }));
+            let status = held.name.clone();
+            state.cc.unknown = Some(Box::new(held));
+            Held::Unknown {
+                status,
+                teams,
+                again: was_unknown,
+            }
+        }
+    }
 }

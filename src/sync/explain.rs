@@ -47,6 +47,9 @@ pub enum Reason {
     Retry,
     /// The mapping changed, and with it what the CC status shows in Teams.
     MappingChanged { status: StatusId },
+    /// The agent holds a CC status its profile does not know: Teams shows
+    /// the profile's `default_teams`.
+    StatusNotInProfile,
     /// The agent was removed: presence the daemon set is handed back.
     AgentRemoved,
     /// A write decided before the daemon restarted, not confirmed then: sent again.
@@ -98,6 +101,10 @@ impl Why {
                 "profile `{}` changed what CC status `{}` shows in Teams",
                 profile.name,
                 profile.status_name(*status)
+            ),
+            Reason::StatusNotInProfile => format!(
+                "the CC status is not in profile `{}`: Teams shows its default_teams",
+                profile.name
             ),
             Reason::AgentRemoved => "agent removed: presence handed back".to_string(),
             Reason::Resumed => "write decided before a restart, sent again".to_string(),

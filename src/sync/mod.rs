@@ -166,6 +166,18 @@ pub enum SyncEvent {
     WriteFailed {
         message: String,
     },
+    /// After a profile change (a mapping reload, a move to another
+    /// profile) the agent holds a CC status its profile does not know. The
+    /// status is kept and Teams shows the profile's `default_teams`.
+    StatusNotInProfile {
+        status: String,
+        teams: TeamsTarget,
+    },
+    /// A status the agent's profile did not know is in it again and shows
+    /// in Teams as the profile maps it.
+    StatusBackInProfile {
+        status: String,
+    },
 }
 
 /// One thing that happened, for [`Engine::handle`]: the same as calling the

@@ -14,7 +14,7 @@ use crate::presence::Presence;
 use crate::time::Timestamp;
 
 use super::Flow;
-use super::agent::{AgentState, Owner, Request, RequestKind};
+use super::agent::{AgentState, Owner, Request, RequestKind, UnknownStatus};
 use super::loop_guard::{LoopGuard, Suspended};
 use super::restore::RestorePoint;
 
@@ -150,11 +150,21 @@ pub(crate) fn take(state: &AgentState, profile: &Profile) -> AgentSnapshot {
     let name = |s: StatusId| profile.status_name(s).to_string();
     let (loop_changes, suspension) = state.guard.parts();
     AgentSnapshot {
-        cc: state.cc.current.map(|(s, owner, since)| CcSnapshot {
-            status: name(s),
-            owner: owner_text(owner).to_string(),
-            since,
-        }),
+        cc: match (&state.cc.current, &state.cc.unknown) {
+            (Some((s, owner, since)), _) => Some(CcSnapshot {
+                status: name(*s),
+                owner: owner_text(*owner).to_string(),
+                since: *since,
+            }),
+            // Kept by name like every status: the snapshot does not say
+            // whether the profile knew it.
+            (None, Some(u)) => Some(CcSnapshot {
+                status: u.name.clone(),
+                owner: owner_text(u.owner).to_string(),
+                since: u.since,
+            }),
+            (None, None) => None,
+        },
         cc_handled: state.cc.handled.map(name),
         cc_requested: state.cc.requested.map(|r| RequestSnapshot {
             status: name(r.status),
@@ -212,7 +222,9 @@ pub(crate) fn take(state: &AgentState, profile: &Profile) -> AgentSnapshot {
 }
 
 /// Puts one agent's state back together under `profile`. Names the profile
-/// no longer knows are dropped. Returns the state and whether a write was
+/// no longer knows are dropped, but for the CC status the agent holds: that
+/// one is kept as unknown to the profile, and Teams gets the profile's
+/// `default_teams` for it. Returns the state and whether a write was
 /// owed (sent but never answered), which the engine sends again.
 pub(crate) fn rebuild(
     snapshot: &AgentSnapshot,
@@ -221,14 +233,24 @@ pub(crate) fn rebuild(
     now: Timestamp,
 ) -> AgentState {
     let id = |name: &str| profile.status_id(name);
-    state.cc.current = snapshot.cc.as_ref().and_then(|c| {
+    if let Some(c) = &snapshot.cc {
         let owner = match c.owner.as_str() {
             "daemon" => Owner::Daemon,
             "routing" => Owner::Routing,
             _ => Owner::Person,
         };
-        Some((id(&c.status)?, owner, c.since.min(now)))
-    });
+        let since = c.since.min(now);
+        match id(&c.status) {
+            Some(status) => state.cc.current = Some((status, owner, since)),
+            None => {
+                state.cc.unknown = Some(Box::new(UnknownStatus {
+                    name: c.status.clone(),
+                    owner,
+                    since,
+                }));
+            }
+        }
+    }
     state.cc.handled = snapshot.cc_handled.as_deref().and_then(id);
     state.cc.requested = snapshot.cc_requested.as_ref().and_then(|r| {
         Some(Request {
@@ -250,6 +272,7 @@ pub(crate) fn rebuild(
     // known; otherwise what was decided.
     state.writes.desired = match state.writes.desired_status {
         Some(status) => Some(profile.target_for(status).clone()),
+        None if state.cc.unknown.is_some() => Some(profile.default_teams.clone()),
         None => snapshot.desired.as_deref().and_then(target_from),
     };
     state.writes.active = snapshot

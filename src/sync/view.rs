@@ -12,6 +12,9 @@ use super::{Flow, Settings, debounce, echo};
 pub struct AgentView {
     pub profile: String,
     pub cc_status: Option<String>,
+    /// False when the agent holds a status its profile does not know (see
+    /// [`crate::sync::SyncEvent::StatusNotInProfile`]).
+    pub cc_status_in_profile: bool,
     pub cc_set_by: Option<Owner>,
     pub cc_since: Option<Timestamp>,
     pub cc_routable: bool,
@@ -72,9 +75,11 @@ impl AgentView {
             cc_status: state
                 .cc
                 .status()
-                .map(|s| profile.status_name(s).to_string()),
-            cc_set_by: state.cc.current.map(|(_, o, _)| o),
-            cc_since: state.cc.current.map(|(_, _, t)| t),
+                .map(|s| profile.status_name(s).to_string())
+                .or_else(|| state.cc.unknown.as_ref().map(|u| u.name.clone())),
+            cc_status_in_profile: state.cc.unknown.is_none(),
+            cc_set_by: state.cc.held().map(|(o, _)| o),
+            cc_since: state.cc.held().map(|(_, t)| t),
             cc_routable: state
                 .cc
                 .status()

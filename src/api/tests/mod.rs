@@ -116,6 +116,7 @@ impl Fake {
             link_conflict: None,
             cc: CcOut {
                 status: None,
+                in_profile: true,
                 set_by: None,
                 since: None,
                 routable: false,

@@ -277,6 +277,7 @@ fn full_agent() -> AgentOut {
         }),
         cc: CcOut {
             status: Some("Busy".into()),
+            in_profile: true,
             set_by: Some(SetBy::Agent),
             since: Some(at),
             routable: false,
@@ -354,6 +355,7 @@ fn empty_agent() -> AgentOut {
     agent.skills.clear();
     agent.cc = CcOut {
         status: None,
+        in_profile: true,
         set_by: None,
         since: None,
         routable: false,

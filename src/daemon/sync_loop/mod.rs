@@ -841,7 +841,7 @@ impl<S: Store> SyncLoop<S> {
         let Some(entry) = self.agents.get(id) else {
             return;
         };
-        let (pid, profile) = self.profile_for(&entry.record);
+        let (pid, _) = self.profile_for(&entry.record);
         let user_id = entry.record.teams_user_id.clone().unwrap_or_default();
         let cc = entry.record.cc_status.clone();
         let mut out = Vec::new();
@@ -863,11 +863,14 @@ impl<S: Store> SyncLoop<S> {
         }
         if snapshot.is_none()
             && let Some(cc) = cc
-            && let Some(status) = profile.status_id(&cc.status)
         {
-            let _ =
-                self.engine
-                    .report_cc_since(now, key, status, Timestamp::from_utc(cc.at), &mut out);
+            let _ = self.engine.restore_cc_named(
+                now,
+                key,
+                &cc.status,
+                Timestamp::from_utc(cc.at),
+                &mut out,
+            );
         }
         self.step.dirty.insert(id.to_string());
         self.step.poll_changed = true;
@@ -1227,43 +1230,73 @@ impl<S: Store> SyncLoop<S> {
     }
 
     fn reload(&mut self, now: Timestamp, set: MappingSet) {
+        // Each linked agent goes to the profile the new set gives it (its
+        // groups may point at another one now) in one step, so what it
+        // holds is judged against the profile it ends up on.
+        let mut assign = HashMap::new();
+        for entry in self.agents.values() {
+            let Some(key) = entry.key else {
+                continue;
+            };
+            let name = set.profile_for(entry.record.profile.as_deref(), &entry.record.groups);
+            if let Some(i) = set.profiles.iter().position(|p| p.name == name)
+                && let Ok(i) = u16::try_from(i)
+            {
+                assign.insert(key, ProfileId(i));
+            }
+        }
         let mut out = Vec::new();
-        if let Err(e) = self
-            .engine
-            .replace_profiles(now, set.profiles.clone(), &mut out)
+        if let Err(e) =
+            self.engine
+                .replace_profiles_assigning(now, set.profiles.clone(), &assign, &mut out)
         {
             tracing::error!(error = %e, "mapping reload refused");
             return;
         }
         self.mappings = set;
         self.absorb(out);
-        // Groups may point at other profiles now.
-        let linked: Vec<(String, AgentKey)> = self
+        let linked: Vec<String> = self
             .agents
             .iter()
-            .filter_map(|(id, e)| e.key.map(|k| (id.clone(), k)))
+            .filter(|(_, e)| e.key.is_some())
+            .map(|(id, _)| id.clone())
             .collect();
-        for (id, key) in linked {
-            let (pid, _) = self.profile_for(&self.agents[&id].record);
-            let mut out = Vec::new();
-            if self
-                .engine
-                .set_agent_profile(now, key, pid, &mut out)
-                .is_ok()
-            {
-                self.absorb(out);
-            }
-            self.step.dirty.insert(id);
-        }
+        self.step.dirty.extend(linked);
+        // Agents holding a status their profile does not have: said in the
+        // reload's result, besides each agent's own event.
+        let not_in_profile: Vec<serde_json::Value> = self
+            .agents
+            .keys()
+            .filter_map(|id| {
+                let v = self.view(id, now).ok()?;
+                (!v.cc.in_profile).then(|| {
+                    serde_json::json!({
+                        "agent_id": id,
+                        "status": v.cc.status,
+                        "profile": v.profile,
+                    })
+                })
+            })
+            .collect();
         let profiles = self.mappings.profile_names();
         self.out.metrics.mapping_reloads.with(["ok"]).inc();
-        tracing::info!(?profiles, "mappings reloaded");
+        if not_in_profile.is_empty() {
+            tracing::info!(?profiles, "mappings reloaded");
+        } else {
+            tracing::warn!(
+                ?profiles,
+                agents = not_in_profile.len(),
+                "mappings reloaded; agents hold CC statuses their profile does not have (kept, not routable, Teams shows the profile's default_teams): {}",
+                serde_json::Value::Array(not_in_profile.clone())
+            );
+        }
         self.event(
             now,
             kind::MAPPINGS_RELOADED,
             None,
             serde_json::json!({
                 "profiles": profiles,
+                "statuses_not_in_profile": not_in_profile,
             }),
         );
     }
@@ -1425,6 +1458,32 @@ impl<S: Store> SyncLoop<S> {
                             kind::SYNC_WRITE_FAILED,
                             serde_json::json!({ "message": message }),
                         ),
+                        SyncEvent::StatusNotInProfile { status, teams } => {
+                            let profile = self.profile_of(agent).map(|p| p.name.clone());
+                            tracing::warn!(
+                                agent = %agent_id, status, profile = profile.as_deref().unwrap_or(""),
+                                "the agent's CC status is not in its profile: kept, not routable, Teams shows the profile's default_teams until the CC reports a status the profile has"
+                            );
+                            (
+                                kind::CC_STATUS_NOT_IN_PROFILE,
+                                serde_json::json!({
+                                    "status": status,
+                                    "profile": profile,
+                                    "teams_target": serde_json::to_value(view::target_out(&teams)).unwrap_or_default(),
+                                }),
+                            )
+                        }
+                        SyncEvent::StatusBackInProfile { status } => {
+                            let profile = self.profile_of(agent).map(|p| p.name.clone());
+                            tracing::info!(
+                                agent = %agent_id, status, profile = profile.as_deref().unwrap_or(""),
+                                "the agent's CC status is in its profile again"
+                            );
+                            (
+                                kind::CC_STATUS_BACK_IN_PROFILE,
+                                serde_json::json!({ "status": status, "profile": profile }),
+                            )
+                        }
                     };
                     self.event(now, kind, Some(&agent_id), data);
                     touched.insert(agent_id);
@@ -1480,6 +1539,7 @@ fn empty_profile() -> Profile {
         write_mode: crate::mapping::WriteMode::Session,
         statuses: Vec::new(),
         cc_to_teams: Vec::new(),
+        default_teams: crate::mapping::TeamsTarget::Clear,
         rules: Vec::new(),
         blocking: Vec::new(),
     }

@@ -444,7 +444,7 @@ impl<S: Store> SyncLoop<S> {
                         .routing
                         .statuses
                         .get(&queue)
-                        .and_then(|s| s.on_contact.clone());
+                        .and_then(|s| s.on_contact.as_ref().map(|s| s.name.clone()));
                     if let Some(status) = status {
                         self.routing_status(now, &agent, &status, &contact);
                     }
@@ -509,7 +509,7 @@ impl<S: Store> SyncLoop<S> {
                         .routing
                         .statuses
                         .get(&queue)
-                        .and_then(|s| s.after_contact.clone());
+                        .and_then(|s| s.after_contact.as_ref().map(|s| s.name.clone()));
                     if let Some(status) = status
                         && self.agents.contains_key(&agent)
                     {

@@ -50,6 +50,7 @@ pub fn contact_center() -> Profile {
             })
             .collect(),
         cc_to_teams: statuses.iter().map(|(_, _, t)| target(t)).collect(),
+        default_teams: TeamsTarget::Clear,
         rules: vec![],
         blocking: vec![pattern("Busy/InAMeeting")],
     };

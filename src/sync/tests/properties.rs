@@ -98,6 +98,7 @@ fn arb_profile() -> impl Strategy<Value = Profile> {
                         None => TeamsTarget::Clear,
                     })
                     .collect(),
+                default_teams: TeamsTarget::Clear,
                 rules: rules
                     .into_iter()
                     .enumerate()

@@ -337,3 +337,81 @@ fn a_status_reported_with_an_earlier_time_counts_its_debounce_from_then() {
     h.secs(1);
     assert_eq!(h.writes_since(0), vec![set_session("Busy/InACall")]);
 }
+
+/// A reload whose profile no longer has the status an agent holds keeps
+/// the status (by name, not routable), says so once, and hands Teams the
+/// profile's `default_teams`; no rule acts on it; the profile having it
+/// again maps it as before, and a status the profile knows replaces it.
+#[test]
+fn a_reload_without_the_held_status_keeps_it_until_the_profile_has_it_again() {
+    let mut h = Harness::new(contact_center());
+    h.cc("On contact");
+    h.secs(16);
+    assert_eq!(h.writes_since(0).last(), Some(&set_session("Busy/InACall")));
+    let mut without = contact_center();
+    without.statuses[1].name = "On call".into();
+    let reload = |h: &mut Harness, profile| {
+        let mark = h.mark();
+        let mut out = Vec::new();
+        h.engine
+            .replace_profiles(h.now, vec![Arc::new(profile)], &mut out)
+            .unwrap();
+        for d in out {
+            if let Decision::WriteTeams { id, .. } = &d {
+                let mut more = Vec::new();
+                h.engine
+                    .write_done(h.now, h.agent, *id, WriteOutcome::Done, &mut more)
+                    .unwrap();
+            }
+            h.log.push((h.now, d));
+        }
+        mark
+    };
+
+    let mark = reload(&mut h, without.clone());
+    assert_eq!(
+        h.events_since(mark),
+        [SyncEvent::StatusNotInProfile {
+            status: "On contact".into(),
+            teams: TeamsTarget::Clear
+        }]
+    );
+    assert_eq!(h.writes_since(mark), [TeamsWrite::ClearSession]);
+    let view = h.engine.view(h.agent, h.now).unwrap();
+    assert_eq!(view.cc_status.as_deref(), Some("On contact"));
+    assert!(!view.cc_status_in_profile && !view.cc_routable);
+    // A meeting does not pull the agent: no rule replaces a status the
+    // profile does not know. Reloading the same set says nothing new.
+    let mark = h.mark();
+    h.teams("Busy/InAMeeting");
+    h.secs(60);
+    assert!(h.requests_since(mark).is_empty());
+    let mark = reload(&mut h, without.clone());
+    assert!(
+        h.events_since(mark).is_empty(),
+        "{:?}",
+        h.events_since(mark)
+    );
+
+    // The line is back: mapped again, Teams busy again.
+    let mark = reload(&mut h, contact_center());
+    assert_eq!(
+        h.events_since(mark),
+        [SyncEvent::StatusBackInProfile {
+            status: "On contact".into()
+        }]
+    );
+    assert_eq!(h.writes_since(mark), [set_session("Busy/InACall")]);
+    let view = h.engine.view(h.agent, h.now).unwrap();
+    assert!(view.cc_status_in_profile);
+    assert_eq!(view.cc_status.as_deref(), Some("On contact"));
+
+    // Unknown again, then the CC reports a status the profile knows.
+    reload(&mut h, without);
+    h.cc("Lunch");
+    h.secs(16);
+    let view = h.engine.view(h.agent, h.now).unwrap();
+    assert_eq!(view.cc_status.as_deref(), Some("Lunch"));
+    assert!(view.cc_status_in_profile);
+    assert_eq!(h.writes_since(0).last(), Some(&set_session("Away/Away")));
+}

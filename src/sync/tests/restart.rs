@@ -115,9 +115,10 @@ fn loop_suspension_survives_a_restart() {
 }
 
 /// A snapshot restores under an edited mapping: a status the mapping no
-/// longer has is dropped, not guessed.
+/// longer has is kept by name (never dropped, never guessed), shown as not
+/// in the profile, and Teams gets the profile's `default_teams`.
 #[test]
-fn restore_under_a_mapping_without_the_status_drops_it() {
+fn restore_under_a_mapping_without_the_status_keeps_it_as_unknown() {
     let mut h = Harness::new(contact_center());
     h.cc("Lunch");
     h.secs(16);
@@ -135,10 +136,40 @@ fn restore_under_a_mapping_without_the_status_drops_it() {
         .restore_agent(h.now, crate::sync::ProfileId(0), &snapshot, &mut out)
         .unwrap();
     let view = engine.view(key, h.now).unwrap();
-    assert_eq!(view.cc_status, None);
+    assert_eq!(view.cc_status.as_deref(), Some("Lunch"));
+    assert!(!view.cc_status_in_profile);
+    assert!(!view.cc_routable);
+    assert_eq!(view.teams_target, Some(crate::mapping::TeamsTarget::Clear));
+    assert!(
+        out.iter().any(|d| matches!(
+            d,
+            Decision::Event { event: crate::sync::SyncEvent::StatusNotInProfile { status, .. }, .. } if status == "Lunch"
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.iter().any(|d| matches!(
+            d,
+            Decision::WriteTeams {
+                write: crate::sync::TeamsWrite::ClearSession,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
     assert!(
         !out.iter().any(|d| matches!(d, Decision::RequestCc { .. })),
         "{out:?}"
+    );
+    // Its next snapshot still carries it.
+    assert_eq!(
+        engine
+            .snapshot(key)
+            .unwrap()
+            .cc
+            .map(|c| c.status)
+            .as_deref(),
+        Some("Lunch")
     );
 }
 
