@@ -141,6 +141,16 @@ impl Daemon {
     /// moment to tell systemd READY. Graph is not waited for.
     pub async fn start(config: Config, options: DaemonOptions) -> Result<Daemon, DaemonError> {
         let mappings = mappings::load(&config.mappings).map_err(DaemonError::Mappings)?;
+        // Everything that can refuse to start without touching the disk is
+        // checked before the store is opened (which creates the state
+        // directory): a missing secret must not leave an empty store behind.
+        let api_token = config.api.token.read()?;
+        let credential = Credential::load(&config.graph.auth)?;
+        let graph = GraphClient::new(&config.graph, credential)?;
+        let webhook_secret = match &config.webhook {
+            Some(webhook) => Some(webhook.secret.read()?),
+            None => None,
+        };
         let state_dir = config.store.state_dir.clone();
         let store = {
             let dir = state_dir.clone();
@@ -156,9 +166,6 @@ impl Daemon {
                 .map_err(|e| DaemonError::Task(format!("loading the store: {e}")))??
         };
         let delta_link = store.meta(&MetaKey::DeltaLink)?;
-        let api_token = config.api.token.read()?;
-        let credential = Credential::load(&config.graph.auth)?;
-        let graph = GraphClient::new(&config.graph, credential)?;
 
         let metrics = Arc::new(
             Metrics::new(graph.throttle().clone())
@@ -282,10 +289,9 @@ impl Daemon {
                 prune_events(store, retention, keep, interval, status, stop)
             });
         }
-        if let Some(webhook) = &config.webhook {
-            let secret = webhook.secret.read()?;
+        if let (Some(webhook), Some(secret)) = (&config.webhook, &webhook_secret) {
             let shared: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
-            let sink = WebhookSink::new(webhook, &secret, shared)
+            let sink = WebhookSink::new(webhook, secret, shared)
                 .map_err(|e| DaemonError::Task(format!("webhook sink: {e}")))?;
             let mut sink_status = sink.status();
             let wake = events_tx.subscribe();

@@ -124,6 +124,10 @@ impl Store for MemoryStore {
         Ok(self.state.lock().unwrap().events.first().map(|e| e.seq))
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.state.lock().unwrap().last_seq)
+    }
+
     fn meta(&self, key: &MetaKey) -> Result<Option<String>, StoreError> {
         Ok(self.state.lock().unwrap().meta.get(key).cloned())
     }
