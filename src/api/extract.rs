@@ -175,6 +175,31 @@ fn body_unreadable(rejection: BytesRejection) -> ApiError {
 /// Parses a JSON body. Errors name the field at fault where serde knows it:
 /// the unknown or missing field, or the path to a value of the wrong type.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object; serde would also take a struct as an array
+    // of its fields in order, which no client means.
+    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
+        && *first != b'{'
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        let found = match first {
+            b'[' => "an array",
+            b'"' => "a string",
+            b't' | b'f' => "`true` or `false`",
+            b'n' => "null",
+            _ => "a number",
+        };
+        let name = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or_default();
+        return Err(ApiError::bad_request(
+            "invalid_type",
+            format!(
+                "the body must be {}, not {found}",
+                expectation(&format!("struct {name}"), None)
+            ),
+        ));
+    }
     match axum::Json::<T>::from_bytes(bytes) {
         Ok(axum::Json(value)) => Ok(value),
         Err(JsonRejection::JsonDataError(error)) => {

@@ -355,7 +355,8 @@ impl Daemon {
     }
 
     /// Reads the config's `[mappings]` and every mapping file again; a
-    /// bad file is logged with its errors and the mappings in force stay.
+    /// bad file is logged with its errors and the config and mappings in
+    /// force stay.
     pub async fn reload(&self) -> Result<(), Vec<Diagnostic>> {
         let file = self.config.file.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -501,7 +502,9 @@ async fn watch_mappings(
                     for e in &errors {
                         tracing::error!("{e}");
                     }
-                    tracing::error!("mapping files have errors; the mappings in force stay");
+                    tracing::error!(
+                        "the config or a mapping file has errors; the config and mappings in force stay"
+                    );
                 }
                 reported_bad = true;
                 current.files = seen;
