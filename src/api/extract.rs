@@ -319,12 +319,8 @@ fn data_error(axum_text: &str, serde_text: &str) -> ApiError {
         )
     } else if let Some(name) = quoted_after(message, "duplicate field `") {
         ("invalid_value", format!("`{name}` is given twice"))
-    } else if field.as_deref().is_some_and(is_time_field) {
-        (
-            "invalid_value",
-            format!("{subject} must be {}", expectation("", field.as_deref())),
-        )
-    } else if message.contains("number out of range") {
+    } else if field.as_deref().is_some_and(is_time_field) || message.contains("number out of range")
+    {
         (
             "invalid_value",
             format!("{subject} must be {}", expectation("", field.as_deref())),
