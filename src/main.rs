@@ -114,6 +114,9 @@ mod exit {
     pub const STORE: u8 = 4;
     /// A secret, the Graph credential, or the listen address is unusable.
     pub const STARTUP: u8 = 5;
+    /// The input is not what it must be (`import` of a malformed backup);
+    /// sysexits' `EX_DATAERR`.
+    pub const DATA: u8 = 65;
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -226,7 +229,7 @@ fn run_export(args: &StateDirArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let stats = store::export::export(&store, &mut out).context("export failed")?;
     std::io::Write::flush(&mut out).context("cannot write the export")?;
-    eprintln!("exported: {stats:?}");
+    eprintln!("presence-sync export: exported {stats}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -234,12 +237,20 @@ fn run_import(args: &StateDirArgs) -> anyhow::Result<ExitCode> {
     let stdin = std::io::stdin();
     match store::export::import(&args.state_dir, stdin.lock()) {
         Ok(stats) => {
-            eprintln!("imported: {stats:?}");
+            eprintln!(
+                "presence-sync import: imported {stats} into {}",
+                args.state_dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
             eprintln!("presence-sync import: {error}");
-            Ok(ExitCode::from(exit::STORE))
+            let code = match error {
+                // The backup itself is wrong: nothing about the store.
+                store::StoreError::Import { .. } => exit::DATA,
+                _ => exit::STORE,
+            };
+            Ok(ExitCode::from(code))
         }
     }
 }

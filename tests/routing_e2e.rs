@@ -311,12 +311,12 @@ async fn bad_routing_input_gets_a_clear_4xx() {
     for (body, field) in [
         (
             json!({"teams_user": upn, "queues": [{"queue": "salez"}]}),
-            "queues.0.queue",
+            "queues[0].queue",
         ),
         (json!({"teams_user": upn, "capacity": 0}), "capacity"),
         (
             json!({"teams_user": upn, "queues": [{"queue": "sales"}, {"queue": "sales"}]}),
-            "queues.1.queue",
+            "queues[1].queue",
         ),
     ] {
         let (status, answer) = json_of(kit.put("/v1/agents/a1", body).await).await;

@@ -11,61 +11,74 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::validate::{self, Validate};
 
-/// The longest agent id accepted.
-pub const AGENT_ID_MAX_CHARS: usize = 128;
-
-/// An agent id from the path: 1–128 characters of `[A-Za-z0-9._:@-]`, so it
-/// is safe in URLs, store keys and log lines without escaping.
+/// An agent id from the path (see [`validate::id`]): safe in URLs, store
+/// keys and log lines without escaping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentId(pub String);
 
+/// Checks an agent id given anywhere (the path, or a body's `agent_id`).
 pub fn validate_agent_id(id: &str) -> Result<(), ApiError> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-');
-    if id.is_empty() || id.len() > AGENT_ID_MAX_CHARS || !id.chars().all(allowed) {
-        return Err(ApiError::bad_request(
-            "invalid_agent_id",
-            format!("an agent id is 1 to {AGENT_ID_MAX_CHARS} characters of A-Z a-z 0-9 . _ : @ -"),
-        )
-        .with_field("agent_id"));
-    }
-    Ok(())
+    validate::id("agent_id", "an agent id", id)
+}
+
+/// One path segment as text; a segment that is not UTF-8 once decoded is
+/// refused naming `field`.
+async fn segment<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    field: &str,
+    what: &str,
+) -> Result<String, ApiError> {
+    Path::<String>::from_request_parts(parts, state)
+        .await
+        .map(|Path(text)| text)
+        .map_err(|_| {
+            ApiError::bad_request(
+                &format!("invalid_{field}"),
+                format!("{what} in the path must be UTF-8 text (percent-encoded as UTF-8)"),
+            )
+            .with_field(field)
+        })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AgentId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::bad_request("invalid_agent_id", rejection.body_text())
-                    .with_field("agent_id")
-            })?;
+        let id = segment(parts, state, "agent_id", "the agent id").await?;
         validate_agent_id(&id)?;
         Ok(AgentId(id))
     }
 }
 
-/// A contact id or queue name from the path: 1–200 characters with no
-/// control characters (contact ids are the CC's own).
+/// A contact id from the path: the same alphabet as agent ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PathText(pub String);
+pub struct ContactId(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for PathText {
+impl<S: Send + Sync> FromRequestParts<S> for ContactId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(text) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))?;
-        if text.is_empty() || text.len() > 200 || text.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(
-                "invalid_path",
-                "a contact id or queue name is 1 to 200 characters, no control characters",
-            ));
-        }
-        Ok(PathText(text))
+        let id = segment(parts, state, "contact_id", "the contact id").await?;
+        validate::id("contact_id", "a contact id", &id)?;
+        Ok(ContactId(id))
+    }
+}
+
+/// A queue name from the path: a name (see [`validate::name`]); queues
+/// themselves are named in the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueueName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let name = segment(parts, state, "queue", "the queue name").await?;
+        validate::name("queue", "a queue name", &name)?;
+        Ok(QueueName(name))
     }
 }
 
@@ -76,7 +89,7 @@ pub struct OptionalJson<T>(pub T);
 impl<S, T> FromRequest<S> for OptionalJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned + Default,
+    T: DeserializeOwned + Default + Validate,
 {
     type Rejection = ApiError;
 
@@ -95,7 +108,9 @@ where
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        parse_json(&bytes).map(OptionalJson)
+        let body: T = parse_json(&bytes)?;
+        body.validate()?;
+        Ok(OptionalJson(body))
     }
 }
 
@@ -106,7 +121,7 @@ pub struct ApiJson<T>(pub T);
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned,
+    T: DeserializeOwned + Validate,
 {
     type Rejection = ApiError;
 
@@ -121,7 +136,9 @@ where
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_unreadable)?;
-        parse_json(&bytes).map(ApiJson)
+        let body: T = parse_json(&bytes)?;
+        body.validate()?;
+        Ok(ApiJson(body))
     }
 }
 
@@ -158,6 +175,31 @@ fn body_unreadable(rejection: BytesRejection) -> ApiError {
 /// Parses a JSON body. Errors name the field at fault where serde knows it:
 /// the unknown or missing field, or the path to a value of the wrong type.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object; serde would also take a struct as an array
+    // of its fields in order, which no client means.
+    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
+        && *first != b'{'
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        let found = match first {
+            b'[' => "an array",
+            b'"' => "a string",
+            b't' | b'f' => "`true` or `false`",
+            b'n' => "null",
+            _ => "a number",
+        };
+        let name = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or_default();
+        return Err(ApiError::bad_request(
+            "invalid_type",
+            format!(
+                "the body must be {}, not {found}",
+                expectation(&format!("struct {name}"), None)
+            ),
+        ));
+    }
     match axum::Json::<T>::from_bytes(bytes) {
         Ok(axum::Json(value)) => Ok(value),
         Err(JsonRejection::JsonDataError(error)) => {
@@ -197,23 +239,17 @@ fn data_error(axum_text: &str, serde_text: &str) -> ApiError {
             .and_then(|rest| rest.strip_suffix(": "))
             .filter(|path| !path.is_empty())
     };
-    let message = if serde_text.is_empty() {
+    let raw = if serde_text.is_empty() {
         located
     } else {
         serde_text
     };
-    let (code, named) = if let Some(name) = quoted_after(message, "unknown field `") {
-        ("unknown_field", Some(name))
-    } else if let Some(name) = quoted_after(message, "missing field `") {
-        ("missing_field", Some(name))
-    } else if message.starts_with("invalid type") {
-        ("invalid_type", None)
-    } else {
-        ("invalid_value", None)
-    };
+    let message = without_position(raw);
+    let unknown = quoted_after(message, "unknown field `");
+    let missing = quoted_after(message, "missing field `");
     // serde's path ends at the object holding an unknown or missing field,
     // or already names the unknown key itself.
-    let field = match (path, named) {
+    let field = match (path, unknown.or(missing)) {
         (Some(path), Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
             Some(path.to_string())
         }
@@ -222,10 +258,180 @@ fn data_error(axum_text: &str, serde_text: &str) -> ApiError {
         (Some(path), None) => Some(path.to_string()),
         (None, None) => None,
     };
-    let error = ApiError::bad_request(code, message.to_string());
+    let subject = match &field {
+        Some(field) => format!("`{field}`"),
+        None => "the body".to_string(),
+    };
+    let (code, text) = if let Some(name) = unknown {
+        let known: Vec<&str> = message
+            .split_once(", expected")
+            .map(|(_, rest)| rest.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        let listed = if known.is_empty() {
+            "this object takes no fields".to_string()
+        } else {
+            format!(
+                "the fields here are {}",
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        (
+            "unknown_field",
+            format!(
+                "unknown field `{name}`{}; {listed}",
+                crate::diagnostics::did_you_mean(name, known.iter().copied())
+            ),
+        )
+    } else if let Some(name) = missing {
+        ("missing_field", format!("`{name}` is required"))
+    } else if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        (
+            "invalid_type",
+            format!(
+                "{subject} must be {}, not {}",
+                expectation(expected, field.as_deref()),
+                found_value(found)
+            ),
+        )
+    } else if let Some(rest) = message.strip_prefix("invalid value: ") {
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        (
+            "invalid_value",
+            format!(
+                "{subject} must be {}, not {}",
+                expectation(expected, field.as_deref()),
+                found_value(found)
+            ),
+        )
+    } else if let Some(rest) = message.strip_prefix("invalid length ") {
+        let expected = rest.split_once(", expected ").map_or("", |(_, e)| e);
+        (
+            "invalid_value",
+            format!(
+                "{subject} must be {}",
+                expectation(expected, field.as_deref())
+            ),
+        )
+    } else if let Some(name) = quoted_after(message, "duplicate field `") {
+        ("invalid_value", format!("`{name}` is given twice"))
+    } else if field.as_deref().is_some_and(is_time_field) || message.contains("number out of range")
+    {
+        (
+            "invalid_value",
+            format!("{subject} must be {}", expectation("", field.as_deref())),
+        )
+    } else {
+        (
+            "invalid_value",
+            format!("{subject} has a value it cannot take"),
+        )
+    };
+    let error = ApiError::bad_request(code, text);
     match field {
         Some(field) => error.with_field(&field),
         None => error,
+    }
+}
+
+/// serde_json's message without its ` at line L column C`.
+fn without_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(at)
+            if message[at + 9..]
+                .split_once(" column ")
+                .is_some_and(|(l, c)| {
+                    l.bytes().all(|b| b.is_ascii_digit()) && c.bytes().all(|b| b.is_ascii_digit())
+                }) =>
+        {
+            &message[..at]
+        }
+        _ => message,
+    }
+}
+
+fn is_time_field(field: &str) -> bool {
+    field == "at"
+}
+
+/// The value a field takes, in words, from serde's `expected …` and the
+/// field itself (which knows its own range better than its Rust type).
+fn expectation(expected: &str, field: Option<&str>) -> String {
+    let last = field.map(|f| f.rsplit(['.', '[']).next().unwrap_or(f));
+    let in_skills = field.is_some_and(|f| f.starts_with("skills."));
+    match (field, last) {
+        (Some(f), _) if is_time_field(f) => {
+            return "a date-time in RFC 3339 form, like `2024-01-02T03:04:05Z`".to_string();
+        }
+        _ if in_skills && !expected.starts_with("a map") => {
+            return "a skill level: a whole number from 0 to 100".to_string();
+        }
+        (_, Some("capacity")) => return "a whole number from 1 to 20".to_string(),
+        (_, Some("priority")) => return "a whole number from 0 to 255".to_string(),
+        (_, Some("position")) => {
+            return format!("a whole number from 0 to {}", u32::MAX);
+        }
+        _ => {}
+    }
+    let expected = expected.trim();
+    if let Some(name) = expected.strip_prefix("struct ") {
+        let name = name.split_whitespace().next().unwrap_or_default();
+        let required: &[&str] = match name {
+            "StatusReport" => &["status"],
+            "AgentUpsert" => &["teams_user"],
+            "ContactIn" | "Membership" => &["queue"],
+            _ => &[],
+        };
+        return if required.is_empty() {
+            "a JSON object".to_string()
+        } else {
+            format!(
+                "a JSON object with {}",
+                required
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        };
+    }
+    match expected {
+        "u8" => "a whole number from 0 to 255".to_string(),
+        "u16" => "a whole number from 0 to 65535".to_string(),
+        "u32" => format!("a whole number from 0 to {}", u32::MAX),
+        "u64" | "usize" => "a whole number, 0 or more".to_string(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        "a boolean" => "`true` or `false`".to_string(),
+        "a string" | "a borrowed string" => "a string".to_string(),
+        "a sequence" => "a JSON array".to_string(),
+        "a map" => "a JSON object".to_string(),
+        "any valid JSON value" => "a JSON value".to_string(),
+        _ => "another value".to_string(),
+    }
+}
+
+/// What was sent, from serde's description of it.
+fn found_value(found: &str) -> String {
+    let quoted = || found.split('`').nth(1).unwrap_or_default().to_string();
+    if found.starts_with("integer `") || found.starts_with("floating point `") {
+        quoted()
+    } else if found.starts_with("boolean `") {
+        format!("`{}`", quoted())
+    } else if found.starts_with("string ") {
+        "a string".to_string()
+    } else if found == "null" || found == "unit value" {
+        "null".to_string()
+    } else if found == "map" {
+        "an object".to_string()
+    } else if found == "sequence" {
+        "an array".to_string()
+    } else {
+        "that".to_string()
     }
 }
 

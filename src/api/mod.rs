@@ -5,6 +5,7 @@
 //! - [`routes`]: the router, its route list and auth, the error shape for
 //!   everything axum answers itself;
 //! - [`extract`]: path, query and body extractors that fail with [`ApiError`];
+//! - [`validate`]: the id, name and text rules input is held to;
 //! - [`auth`]: the bearer token check;
 //! - [`events_stream`]: `GET /v1/events`, resumable without gaps;
 //! - [`shutdown`]: the stop signal shared by the server and event streams;
@@ -21,6 +22,7 @@ pub mod routes;
 pub mod server;
 pub mod service;
 pub mod shutdown;
+pub mod validate;
 
 #[cfg(test)]
 mod tests;

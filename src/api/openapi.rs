@@ -7,8 +7,11 @@ use serde_json::{Map, Value, json};
 use crate::events::kind;
 
 use super::events_stream::{GAP, PAGE};
-use super::extract::AGENT_ID_MAX_CHARS;
 use super::routes::{METRICS_CONTENT_TYPE, OPEN_PATHS, ROUTES};
+use super::validate::{
+    DISPLAY_NAME_MAX_CHARS, ID_MAX_CHARS, ID_PATTERN, NAME_MAX_CHARS, PHONE_MAX_CHARS,
+    STATUS_MAX_CHARS, TEXT_PATTERN, id_rule,
+};
 
 /// The whole document.
 pub fn document() -> Value {
@@ -36,8 +39,11 @@ pub fn document() -> Value {
                 (keep the listener off untrusted networks). Every 4xx and 5xx, including unknown \
                 routes (404), wrong methods (405), bodies over the limit (413) and bodies that are \
                 not JSON (415), has the body `{\"error\":{\"code\",\"message\",\"field\"?}}`; \
-                `field` names the input at fault (`agent_id`, `since`, or a body path such as \
-                `skills.fr` or `groups[1]`). Request bodies refuse unknown fields."
+                `field` names the input at fault (`agent_id`, `contact_id`, `since`, or a body path \
+                such as `skills.fr`, `groups[1]` or `queues[0].position`: object keys joined by `.`, \
+                array indexes in brackets). Messages are for people. Request bodies refuse unknown \
+                fields. Agent and contact ids are 1 to 128 characters of A-Z a-z 0-9 . _ : @ -, not \
+                starting with `.`."
         },
         "security": [{"bearer": []}],
         "paths": paths,
@@ -51,7 +57,7 @@ pub fn document() -> Value {
                     "in": "path",
                     "required": true,
                     "description": "The CC's id for the agent.",
-                    "schema": agent_id_schema()
+                    "schema": id_schema()
                 }
             },
             "responses": error_responses(),
@@ -60,12 +66,39 @@ pub fn document() -> Value {
     })
 }
 
-fn agent_id_schema() -> Value {
+/// Agent and contact ids.
+fn id_schema() -> Value {
     json!({
         "type": "string",
         "minLength": 1,
-        "maxLength": AGENT_ID_MAX_CHARS,
-        "pattern": "^[A-Za-z0-9._:@-]+$"
+        "maxLength": ID_MAX_CHARS,
+        "pattern": ID_PATTERN,
+        "description": format!("An id: {}.", id_rule())
+    })
+}
+
+/// Group, skill and queue names.
+fn name_schema() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": NAME_MAX_CHARS,
+        "pattern": TEXT_PATTERN,
+        "description": format!("1 to {NAME_MAX_CHARS} characters, not blank, without control or \
+            invisible formatting characters (bidirectional overrides, zero-width characters).")
+    })
+}
+
+/// Free text of at most `max` characters.
+fn text_schema(max: usize) -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max,
+        "pattern": TEXT_PATTERN,
+        "description": format!("At most {max} characters, not blank, without control or invisible \
+            formatting characters (NUL, line breaks, U+202E and the other bidirectional controls, \
+            zero-width characters).")
     })
 }
 
@@ -99,10 +132,14 @@ fn operation(method: &str, path: &str) -> Value {
     match (method, path) {
         ("PUT", "/v1/agents/{agent_id}") => json!({
             "operationId": "putAgent",
-            "summary": "Create or update an agent",
-            "description": "Durable when answered. `teams_user` is a Teams object id or a UPN / e-mail \
-                in the directory; with `auto_link` an address not in the directory yet is accepted and \
-                linked when it appears.",
+            "summary": "Create or replace an agent",
+            "description": "Durable when answered. The body replaces the agent's settings: a field left \
+                out (or null) goes back to its default (no groups, skills or queues, capacity 1, the \
+                profile its groups decide, the directory's display name and phone), it is not kept from \
+                before. The agent's runtime state is not a setting and stays: its CC status, its Teams \
+                link while `teams_user` names the same user, sync state and routing counters. \
+                `teams_user` is a Teams object id or a UPN / e-mail in the directory; with `auto_link` \
+                an address not in the directory yet is accepted and linked when it appears.",
             "parameters": agent_param,
             "requestBody": json_body("AgentUpsert"),
             "responses": {
@@ -174,7 +211,10 @@ fn operation(method: &str, path: &str) -> Value {
                 (JSON), oldest first. With `since`, every event with `seq > since` still kept is sent, \
                 then live events, with no gap and no repeat; without it, only events committed from \
                 now on. If retention already dropped some of the asked events, a `StreamGap` frame \
-                (`type` `{GAP}`) comes first. Delivery is at least once: keep the last `seq` and \
+                (`type` `{GAP}`) comes first. A `since` past the newest event this store ever \
+                committed (a cursor from another or a wiped store) is refused before the upgrade \
+                with a 422, code `cursor_ahead`, field `since`, whose message gives the newest seq. \
+                Delivery is at least once: keep the last `seq` and \
                 reconnect with `since=<last seq>`; de-duplicate by `id`. The server answers pings, \
                 pings idle clients, and closes with 1001 when the daemon stops. The log is read \
                 {PAGE} events at a time."
@@ -183,7 +223,8 @@ fn operation(method: &str, path: &str) -> Value {
                 "name": "since",
                 "in": "query",
                 "required": false,
-                "description": "Resume after this sequence number (0: from the oldest event kept).",
+                "description": "Resume after this sequence number (0: from the oldest event kept). \
+                    At most the newest seq this store committed; beyond it is a 422 `cursor_ahead`.",
                 "schema": {"type": "integer", "format": "int64", "minimum": 0}
             }],
             "responses": {
@@ -196,6 +237,7 @@ fn operation(method: &str, path: &str) -> Value {
                 },
                 "400": response_ref("BadRequest"),
                 "401": response_ref("Unauthorized"),
+                "422": response_ref("Unprocessable"),
                 "503": response_ref("Unavailable"),
             }
         }),
@@ -275,7 +317,7 @@ fn operation(method: &str, path: &str) -> Value {
         ("GET", "/v1/queues/{queue}") => json!({
             "operationId": "getQueue",
             "summary": "One routing queue",
-            "parameters": [{"name": "queue", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "parameters": [{"name": "queue", "in": "path", "required": true, "schema": name_schema()}],
             "responses": {
                 "200": ok("The queue.", "QueueOut"),
                 "400": response_ref("BadRequest"),
@@ -346,15 +388,16 @@ fn operation(method: &str, path: &str) -> Value {
 }
 
 fn contact_param() -> Value {
-    json!([{"name": "contact_id", "in": "path", "required": true,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 200}}])
+    json!([{"name": "contact_id", "in": "path", "required": true, "schema": id_schema()}])
 }
 
 fn error_responses() -> Value {
     let error = |description: &str| json!({"description": description, "content": json_content(schema_ref("ErrorBody"))});
     json!({
-        "BadRequest": error("The input is malformed: an invalid agent id or `since`, a body that \
-            is not JSON, an unknown or missing field, a value of the wrong type. `field` names it."),
+        "BadRequest": error("The input is malformed: an invalid agent or contact id or `since`, a \
+            body that is not JSON, an unknown or missing field, a value of the wrong type or out of \
+            range, a name or text that is too long or holds control or invisible formatting \
+            characters, a request line or headers too long (414, 431). `field` names it."),
         "Unauthorized": {
             "description": "No bearer token, or the wrong one.",
             "headers": {
@@ -367,8 +410,9 @@ fn error_responses() -> Value {
             contact in the wrong state for the action, or offered to another agent."),
         "PayloadTooLarge": error("The body is over the configured limit."),
         "UnsupportedMediaType": error("The body is not sent as `application/json`."),
-        "Unprocessable": error("Well-formed input the daemon cannot accept: an unknown status or \
-            profile, a Teams user not in the directory. `field` names it."),
+        "Unprocessable": error("Well-formed input the daemon cannot accept: an unknown status, \
+            profile or queue, a Teams user not in the directory, an event cursor past the end of \
+            the log. `field` names it."),
         "Unavailable": error("The daemon cannot take the request now (stopping, store failing)."),
     })
 }
@@ -395,6 +439,7 @@ fn shapes() -> Shapes {
         skills: json!({
             "type": "object",
             "description": "Skill name → level (0–100).",
+            "propertyNames": name_schema(),
             "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}
         }),
     }
@@ -418,10 +463,14 @@ fn schemas() -> Value {
                 "teams_user": {"type": "string", "description": "A Teams object id (GUID) or a UPN / e-mail."},
                 "auto_link": {"type": "boolean", "default": false,
                     "description": "Accept a UPN / e-mail not in the directory yet and link it when it appears."},
-                "display_name": opt_string,
-                "groups": nullable(strings.clone()),
+                "display_name": nullable(json!({"allOf": [text_schema(DISPLAY_NAME_MAX_CHARS)],
+                    "description": "Omitted or null: the Teams user's display name from the directory, \
+                        when the agent is linked to a user it has."})),
+                "groups": nullable(json!({"type": "array", "items": name_schema()})),
                 "skills": nullable(skills.clone()),
-                "phone": opt_string,
+                "phone": nullable(json!({"allOf": [text_schema(PHONE_MAX_CHARS)],
+                    "description": "Omitted or null: the Teams user's phone number from the directory, \
+                        when it has one."})),
                 "profile": nullable(json!({"type": "string",
                     "description": "A mapping profile by name; by default the agent's groups decide."})),
                 "queues": nullable(json!({"type": "array", "items": schema_ref("Membership"),
@@ -435,7 +484,7 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "required": ["status"],
             "properties": {
-                "status": string,
+                "status": text_schema(STATUS_MAX_CHARS),
                 "at": nullable(json!({"type": "string", "format": "date-time",
                     "description": "When the status changed in the CC; the debounce counts from then."})),
             }
@@ -739,7 +788,7 @@ fn routing_schemas() -> Value {
             "required": ["queue"],
             "properties": {
                 "queue": string,
-                "contact_id": nullable(json!({"type": "string", "minLength": 1, "maxLength": 200})),
+                "contact_id": nullable(id_schema()),
                 "skills": nullable(skills.clone()),
                 "priority": nullable(json!({"type": "integer", "minimum": 0, "maximum": 255,
                     "description": "Higher first; default: the queue's."})),
@@ -750,7 +799,7 @@ fn routing_schemas() -> Value {
             "type": "object",
             "additionalProperties": false,
             "properties": {
-                "agent_id": nullable(json!({"type": "string",
+                "agent_id": nullable(json!({"allOf": [id_schema()],
                     "description": "When given, must be the agent the contact is offered to."})),
             }
         },

@@ -22,7 +22,7 @@ use crate::config::Secret;
 use super::auth::BearerToken;
 use super::error::ApiError;
 use super::events_stream::stream_events;
-use super::extract::{AgentId, ApiJson, EventsQuery, OptionalJson, PathText, is_json};
+use super::extract::{AgentId, ApiJson, ContactId, EventsQuery, OptionalJson, QueueName, is_json};
 use super::model::{
     AgentList, AgentUpsert, ContactAction, ContactActionIn, ContactIn, QueueList, StatusReport,
 };
@@ -244,11 +244,11 @@ async fn error_shape(request: Request, next: Next) -> Response {
     }
     let (mut parts, original) = response.into_parts();
     let error = match status {
-        StatusCode::NOT_FOUND => ApiError::new(404, "not_found", format!("no route {path}")),
+        StatusCode::NOT_FOUND => ApiError::new(404, "not_found", format!("no route `{path}`")),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
             405,
             "method_not_allowed",
-            format!("{method} is not allowed on {path}"),
+            format!("{method} is not allowed on `{path}`"),
         ),
         _ => {
             let text = body::to_bytes(original, 1024)
@@ -266,7 +266,7 @@ async fn error_shape(request: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
-fn code_for(status: StatusCode) -> &'static str {
+pub(crate) fn code_for(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "bad_request",
         401 => "unauthorized",
@@ -275,9 +275,11 @@ fn code_for(status: StatusCode) -> &'static str {
         405 => "method_not_allowed",
         408 => "request_timeout",
         413 => "payload_too_large",
+        414 => "uri_too_long",
         415 => "unsupported_media_type",
         422 => "unprocessable",
         429 => "too_many_requests",
+        431 => "headers_too_large",
         503 => "unavailable",
         s if s >= 500 => "internal",
         _ => "bad_request",
@@ -335,7 +337,7 @@ async fn list_queues<S: Service>(State(state): State<AppState<S>>) -> Result<Res
 
 async fn get_queue<S: Service>(
     State(state): State<AppState<S>>,
-    PathText(name): PathText,
+    QueueName(name): QueueName,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.service.queue(name).await?).into_response())
 }
@@ -350,7 +352,7 @@ async fn add_contact<S: Service>(
 
 async fn get_contact<S: Service>(
     State(state): State<AppState<S>>,
-    PathText(id): PathText,
+    ContactId(id): ContactId,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.service.contact(id).await?).into_response())
 }
@@ -362,7 +364,7 @@ const ABANDON: u8 = 3;
 
 async fn contact_action<S: Service, const ACTION: u8>(
     State(state): State<AppState<S>>,
-    PathText(id): PathText,
+    ContactId(id): ContactId,
     OptionalJson(body): OptionalJson<ContactActionIn>,
 ) -> Result<Response, ApiError> {
     let action = match ACTION {
@@ -396,6 +398,23 @@ async fn events<S: Service>(
     })?;
     if state.shutdown.is_triggered() {
         return Err(ApiError::unavailable("presence-sync is stopping"));
+    }
+    if let Some(since) = query.since {
+        // Sequence numbers are never reused, so a cursor past the newest
+        // one ever committed was not handed out by this store: a stream
+        // would wait for events that already have other numbers.
+        let last = state.service.last_seq().await?;
+        if since > last {
+            return Err(ApiError::unprocessable(
+                "since",
+                "cursor_ahead",
+                format!(
+                    "since={since} is past the end of this event log (the newest event is seq {last}): \
+                     the cursor comes from another or a wiped store. Reconnect with since={last} \
+                     (or without since) for what comes next, or since=0 for every event kept"
+                ),
+            ));
+        }
     }
     let AppState {
         service, shutdown, ..

@@ -71,6 +71,10 @@ pub trait Service: Send + Sync + 'static {
     /// gap it must be told about.
     fn first_seq(&self) -> impl Future<Output = Result<Option<u64>, ApiError>> + Send;
 
+    /// The sequence number of the newest event ever committed (0: none),
+    /// pruned or not. A `since` beyond it cannot come from this store.
+    fn last_seq(&self) -> impl Future<Output = Result<u64, ApiError>> + Send;
+
     /// Live events as they are committed, in sequence order.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
 

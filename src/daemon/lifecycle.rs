@@ -56,7 +56,7 @@ pub async fn run(config: Config, options: DaemonOptions) -> Result<Exit, DaemonE
                         for e in &errors {
                             tracing::error!("{e}");
                         }
-                        tracing::error!("reload refused: the mappings in force stay");
+                        tracing::error!("reload refused: the config or a mapping file has errors; the config and mappings in force stay");
                     }
                 }
                 let _ = notifier.ready();

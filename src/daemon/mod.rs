@@ -137,6 +137,16 @@ impl Daemon {
     /// moment to tell systemd READY. Graph is not waited for.
     pub async fn start(config: Config, options: DaemonOptions) -> Result<Daemon, DaemonError> {
         let mappings = mappings::load_for(&config).map_err(DaemonError::Mappings)?;
+        // Everything that can refuse to start without touching the disk is
+        // checked before the store is opened (which creates the state
+        // directory): a missing secret must not leave an empty store behind.
+        let api_token = config.api.token.read()?;
+        let credential = Credential::load(&config.graph.auth)?;
+        let graph = GraphClient::new(&config.graph, credential)?;
+        let webhook_secret = match &config.webhook {
+            Some(webhook) => Some(webhook.secret.read()?),
+            None => None,
+        };
         let state_dir = config.store.state_dir.clone();
         let store = {
             let dir = state_dir.clone();
@@ -152,9 +162,6 @@ impl Daemon {
                 .map_err(|e| DaemonError::Task(format!("loading the store: {e}")))??
         };
         let delta_link = store.meta(&MetaKey::DeltaLink)?;
-        let api_token = config.api.token.read()?;
-        let credential = Credential::load(&config.graph.auth)?;
-        let graph = GraphClient::new(&config.graph, credential)?;
 
         let metrics = Arc::new(
             Metrics::new(graph.throttle().clone())
@@ -310,10 +317,9 @@ impl Daemon {
                 prune_events(store, retention, keep, interval, status, stop)
             });
         }
-        if let Some(webhook) = &config.webhook {
-            let secret = webhook.secret.read()?;
+        if let (Some(webhook), Some(secret)) = (&config.webhook, &webhook_secret) {
             let shared: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
-            let sink = WebhookSink::new(webhook, &secret, shared)
+            let sink = WebhookSink::new(webhook, secret, shared)
                 .map_err(|e| DaemonError::Task(format!("webhook sink: {e}")))?;
             let mut sink_status = sink.status();
             let wake = events_tx.subscribe();
@@ -398,7 +404,8 @@ impl Daemon {
     }
 
     /// Reads the config's `[mappings]` and every mapping file again; a
-    /// bad file is logged with its errors and the mappings in force stay.
+    /// bad file is logged with its errors and the config and mappings in
+    /// force stay.
     pub async fn reload(&self) -> Result<(), Vec<Diagnostic>> {
         let file = self.config.file.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -540,7 +547,9 @@ async fn watch_mappings(
                     for e in &errors {
                         tracing::error!("{e}");
                     }
-                    tracing::error!("mapping files have errors; the mappings in force stay");
+                    tracing::error!(
+                        "the config or a mapping file has errors; the config and mappings in force stay"
+                    );
                 }
                 reported_bad = true;
                 current.files = seen;

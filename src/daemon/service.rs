@@ -212,6 +212,10 @@ impl<S: Store> Service for DaemonService<S> {
         self.blocking(|s| s.first_seq()).await
     }
 
+    async fn last_seq(&self) -> Result<u64, ApiError> {
+        self.blocking(|s| s.last_seq()).await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }

@@ -4,7 +4,7 @@
 //! Every problem is collected; a field that is wrong falls back to its default
 //! so that the rest of the file is still checked against something sensible.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::Problem;
@@ -349,6 +349,9 @@ impl Validator<'_> {
         }
         let mut statuses = Vec::with_capacity(table.value.len());
         let mut targets = Vec::with_capacity(table.value.len());
+        // Folded names seen so far: statuses are matched exactly, so two
+        // names that differ only in case are one status typed twice.
+        let mut folded: BTreeMap<String, (&str, usize)> = BTreeMap::new();
         for RawStatus {
             name,
             routable,
@@ -362,6 +365,18 @@ impl Validator<'_> {
                     name.at,
                     "`*` cannot be a status name: in `replaces` it means any status",
                 );
+            } else if let Some((first, at)) = folded.get(&name.value.to_lowercase()) {
+                let line = self.line(*at);
+                self.problem(
+                    name.at,
+                    format!(
+                        "CC status `{}` differs from `{first}` (line {line}) only in case: did you mean `{first}`? \
+                         Statuses are matched exactly, so keep one spelling, the one the CC sends",
+                        name.value
+                    ),
+                );
+            } else {
+                folded.insert(name.value.to_lowercase(), (name.value.as_str(), name.at));
             }
             let target = teams
                 .as_ref()
@@ -746,6 +761,20 @@ mod tests {
             errors(&rule("when = \"Busy\"\nset = \"Meeting\"\nreplaces = []")).len(),
             1
         );
+    }
+
+    #[test]
+    fn statuses_differing_only_in_case_are_refused_where_the_second_is() {
+        let source = "[statuses]\nAvailable = { routable = true }\nLunch = {}\navailable = {}\n";
+        let problems = parse_profile("test", Path::new("t.toml"), source).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, 4, "{problems:?}");
+        assert_eq!(
+            problems[0].message,
+            "CC status `available` differs from `Available` (line 2) only in case: did you mean `Available`? \
+             Statuses are matched exactly, so keep one spelling, the one the CC sends"
+        );
+        assert!(load("[statuses]\nAvailable = {}\nAvailable2 = {}\n").is_ok());
     }
 
     #[test]

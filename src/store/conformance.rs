@@ -13,7 +13,9 @@ use super::{Batch, Loaded, MetaKey, Store, StoreError};
 pub(super) fn a_new_store_is_empty_and_numbers_events_from_one(store: &dyn Store) {
     assert_eq!(store.load().unwrap(), Loaded::default());
     assert_eq!(store.first_seq().unwrap(), None);
+    assert_eq!(store.last_seq().unwrap(), 0);
     let events = store.commit(batch("a1", 1, 1, 100)).unwrap();
+    assert_eq!(store.last_seq().unwrap(), 1);
     assert_eq!(events[0].seq, 1);
     assert_eq!(events[0].id, format!("{}-1", store.store_id()));
 }
@@ -184,6 +186,7 @@ pub(super) fn prune_drops_old_events_but_keeps_the_newest(store: &dyn Store) {
     assert_eq!(store.prune_events(at(100), 0).unwrap(), 6);
     assert_eq!(store.first_seq().unwrap(), None);
     assert_eq!(store.load().unwrap().last_seq, 10);
+    assert_eq!(store.last_seq().unwrap(), 10, "pruned seqs stay spent");
     assert_eq!(store.commit(batch("a1", 1, 1, 0)).unwrap()[0].seq, 11);
     assert_eq!(store.first_seq().unwrap(), Some(11));
 }

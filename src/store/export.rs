@@ -44,6 +44,26 @@ pub struct BackupStats {
     pub meta: usize,
 }
 
+/// One line for people: `3 agents, 1 owed Teams write, 0 contacts, 120
+/// events and 2 metadata records of store 5f0c… (next seq 121)`.
+impl std::fmt::Display for BackupStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "{}, {}, {}, {} and {} of store {} (next seq {})",
+            count(self.agents, "agent", "agents"),
+            count(self.outbox, "owed Teams write", "owed Teams writes"),
+            count(self.contacts, "contact", "contacts"),
+            count(self.events, "event", "events"),
+            count(self.meta, "metadata record", "metadata records"),
+            self.store_id,
+            self.next_seq
+        )
+    }
+}
+
 pub type ExportStats = BackupStats;
 pub type ImportStats = BackupStats;
 

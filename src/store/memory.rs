@@ -180,6 +180,10 @@ impl Store for MemoryStore {
         Ok(self.state().events.first().map(|e| e.seq))
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.state().last_seq)
+    }
+
     fn meta(&self, key: &MetaKey) -> Result<Option<String>, StoreError> {
         Ok(self.state().meta.get(key).cloned())
     }

@@ -216,6 +216,11 @@ pub trait Store: Send + Sync + 'static {
     /// The oldest event still kept (after retention), if any.
     fn first_seq(&self) -> Result<Option<u64>, StoreError>;
 
+    /// The sequence number of the newest event ever committed (0: none),
+    /// kept or pruned: numbers are never reused, so a consumer's cursor
+    /// beyond it comes from another store (or one that was wiped).
+    fn last_seq(&self) -> Result<u64, StoreError>;
+
     fn meta(&self, key: &MetaKey) -> Result<Option<String>, StoreError>;
 
     /// Drops events older than `before`, always keeping the newest `keep_at_least`.

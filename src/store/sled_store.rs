@@ -286,6 +286,10 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().saturating_sub(1))
+    }
+
     fn first_seq(&self) -> Result<Option<u64>, StoreError> {
         let first = self
             .db

@@ -2,9 +2,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::super::ROUTES;
-use super::super::model::{AgentList, AgentOut, Readiness};
+use super::super::model::{AgentList, AgentOut, ErrorBody, Readiness};
 use super::super::routes::{METRICS_CONTENT_TYPE, OPEN_PATHS};
-use super::{Fake, STATUSES, error_of, start};
+use super::{Api, Fake, STATUSES, TOKEN, error_of, start};
 
 const LIMIT: usize = 4096;
 
@@ -335,9 +335,11 @@ async fn bodies_not_sent_as_json_are_415() {
 #[tokio::test]
 async fn bodies_over_the_limit_are_413() {
     let api = start(Fake::new(64), LIMIT).await;
+    // Padded with group names, which are short but may be many.
+    let groups = |bytes: usize| vec!["x".repeat(60); bytes / 63].join("\",\"");
     let big = format!(
-        r#"{{"teams_user":"u","display_name":"{}"}}"#,
-        "x".repeat(LIMIT)
+        r#"{{"teams_user":"u","groups":["{}"]}}"#,
+        groups(LIMIT + 63)
     );
     let (status, body) = error_of(api.put_json("/v1/agents/agent-1", &big).await).await;
     assert_eq!(
@@ -346,8 +348,13 @@ async fn bodies_over_the_limit_are_413() {
     );
     // Just under the limit is fine.
     let fits = format!(
-        r#"{{"teams_user":"u","display_name":"{}"}}"#,
-        "x".repeat(LIMIT - 64)
+        r#"{{"teams_user":"u","groups":["{}"]}}"#,
+        groups(LIMIT - 64)
+    );
+    assert!(
+        fits.len() < LIMIT && fits.len() > LIMIT - 128,
+        "{}",
+        fits.len()
     );
     assert_eq!(
         api.put_json("/v1/agents/agent-1", &fits).await.status(),
@@ -506,4 +513,54 @@ async fn openapi_document_is_served_without_a_token() {
     assert_eq!(response.headers()["content-type"], "application/json");
     let document: Value = response.json().await.unwrap();
     assert_eq!(document, super::super::openapi::document());
+}
+
+/// Sends `request` as raw bytes and reads the answer until the server
+/// closes the connection.
+async fn raw_exchange(api: &Api, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(super::DEADLINE, socket.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn requests_hyper_cannot_read_are_answered_in_the_error_shape() {
+    let api = start(Fake::new(64), LIMIT).await;
+    let long_path = format!(
+        "GET /v1/agents/{} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+        "p".repeat(500_000)
+    );
+    for (request, status, code) in [
+        (long_path.into_bytes(), "414", "uri_too_long"),
+        (
+            b"GET /v1/agents/\x01 HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+            "400",
+            "bad_request",
+        ),
+        (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), "400", "bad_request"),
+        (huge_header.into_bytes(), "431", "headers_too_large"),
+    ] {
+        let answer = raw_exchange(&api, &request).await;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no answer: {answer:?}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        let body: ErrorBody = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(body.error.code, code, "{head}");
+        assert!(!body.error.message.is_empty());
+    }
+    // The server still answers normally afterwards.
+    assert_eq!(api.get("/healthz").await.status(), 200);
 }

@@ -280,6 +280,10 @@ impl Service for Fake {
         Ok(self.log.lock().unwrap().events.first().map(|e| e.seq))
     }
 
+    async fn last_seq(&self) -> Result<u64, ApiError> {
+        Ok(self.log.lock().unwrap().last_seq)
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.live.subscribe()
     }

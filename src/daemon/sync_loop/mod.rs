@@ -739,24 +739,24 @@ impl<S: Store> SyncLoop<S> {
             routing: None,
             updated_at: Utc::now(),
         });
+        // A PUT replaces the agent's settings (HTTP semantics): whatever the
+        // body leaves out, or sends as null, goes back to its default; the
+        // display name and phone default to the directory's. The agent's
+        // runtime state (CC status, link, sync and routing state) is not a
+        // setting and stays.
+        let directory_user = resolved.as_deref().and_then(|u| self.directory.get(u));
         record.teams_user = teams_user;
-        record.display_name = body.display_name.or(record.display_name);
-        if let Some(groups) = body.groups {
-            record.groups = groups;
-        }
-        if let Some(skills) = body.skills {
-            record.skills = skills;
-        }
-        if body.phone.is_some() {
-            record.phone = body.phone;
-        }
-        record.profile = body.profile.or(record.profile);
-        if let Some(queues) = body.queues {
-            record.queues = queues;
-        }
-        if body.capacity.is_some() {
-            record.capacity = body.capacity;
-        }
+        record.display_name = body
+            .display_name
+            .or_else(|| directory_user.and_then(|u| u.display_name().map(str::to_string)));
+        record.phone = body
+            .phone
+            .or_else(|| directory_user.and_then(directory::phone_of));
+        record.groups = body.groups.unwrap_or_default();
+        record.skills = body.skills.unwrap_or_default();
+        record.profile = body.profile;
+        record.queues = body.queues.unwrap_or_default();
+        record.capacity = body.capacity;
         record.updated_at = Utc::now();
         let mut routed = Vec::new();
         self.router

@@ -627,7 +627,7 @@ pub(super) fn check_agent_routing(
         for (i, m) in queues.iter().enumerate() {
             if !known.contains(&m.queue.as_str()) {
                 return Err(ApiError::unprocessable(
-                    &format!("queues.{i}.queue"),
+                    &format!("queues[{i}].queue"),
                     "unknown_queue",
                     format!(
                         "no queue `{}`{}",
@@ -638,7 +638,7 @@ pub(super) fn check_agent_routing(
             }
             if seen.insert(m.queue.clone(), i).is_some() {
                 return Err(ApiError::unprocessable(
-                    &format!("queues.{i}.queue"),
+                    &format!("queues[{i}].queue"),
                     "duplicate_queue",
                     format!("queue `{}` is listed twice", m.queue),
                 ));
