@@ -211,17 +211,28 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 .unwrap_or_default();
             Err(data_error(&error.body_text(), &original))
         }
-        Err(JsonRejection::JsonSyntaxError(_)) => {
-            let detail = serde_json::from_slice::<serde_json::Value>(bytes)
+        Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request(
+            "invalid_json",
+            serde_json::from_slice::<serde_json::Value>(bytes)
                 .err()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "not JSON".to_string());
-            Err(ApiError::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {detail}"),
-            ))
-        }
+                .map_or_else(|| "the body is not valid JSON".to_string(), syntax_message),
+        )),
         Err(other) => Err(ApiError::bad_request("invalid_body", other.body_text())),
+    }
+}
+
+/// Where the JSON breaks, in words: the parser's own text names its
+/// internals ("EOF while parsing an object").
+fn syntax_message(error: serde_json::Error) -> String {
+    let (line, column) = (error.line(), error.column());
+    match error.classify() {
+        serde_json::error::Category::Eof if line <= 1 && column == 0 => {
+            "the body is empty: send a JSON object".to_string()
+        }
+        serde_json::error::Category::Eof => format!(
+            "the body is not valid JSON: it ends before the JSON is complete (line {line}, column {column})"
+        ),
+        _ => format!("the body is not valid JSON: unexpected text at line {line}, column {column}"),
     }
 }
 
@@ -532,6 +543,18 @@ mod tests {
         assert_eq!((error.status, error.code.as_str()), (400, "invalid_json"));
         assert!(error.message.contains("line 1"), "{}", error.message);
         assert_eq!(error.field, None);
+        // In words, not the parser's: no "EOF while parsing an object".
+        for body in [&b"{"[..], b"\xff\xfe", b"[1,", b"", b"{\"status\" 1}"] {
+            let message = parse_json::<StatusReport>(body).unwrap_err().message;
+            assert!(
+                !message.contains("EOF") && !message.contains("while parsing"),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            parse_json::<StatusReport>(b"").unwrap_err().message,
+            "the body is empty: send a JSON object"
+        );
     }
 
     #[test]
