@@ -182,22 +182,22 @@ fn build<S: Service>(
         .add(
             Verb::Post,
             "/v1/contacts/{contact_id}/accept",
-            contact_action::<S, ACCEPT>,
+            accept_contact::<S>,
         )
         .add(
             Verb::Post,
             "/v1/contacts/{contact_id}/decline",
-            contact_action::<S, DECLINE>,
+            decline_contact::<S>,
         )
         .add(
             Verb::Post,
             "/v1/contacts/{contact_id}/complete",
-            contact_action::<S, COMPLETE>,
+            complete_contact::<S>,
         )
         .add(
             Verb::Post,
             "/v1/contacts/{contact_id}/abandon",
-            contact_action::<S, ABANDON>,
+            abandon_contact::<S>,
         )
         .add(Verb::Get, "/v1/events", events::<S>)
         .add(Verb::Get, "/v1/health", health::<S>);
@@ -357,22 +357,32 @@ async fn get_contact<S: Service>(
     Ok(Json(state.service.contact(id).await?).into_response())
 }
 
-const ACCEPT: u8 = 0;
-const DECLINE: u8 = 1;
-const COMPLETE: u8 = 2;
-const ABANDON: u8 = 3;
+/// One handler a contact action, each naming its `ContactAction`.
+macro_rules! contact_actions {
+    ($($handler:ident => $action:ident),+ $(,)?) => {$(
+        async fn $handler<S: Service>(
+            state: State<AppState<S>>,
+            id: ContactId,
+            body: OptionalJson<ContactActionIn>,
+        ) -> Result<Response, ApiError> {
+            contact_action(state, id, body, ContactAction::$action).await
+        }
+    )+};
+}
 
-async fn contact_action<S: Service, const ACTION: u8>(
+contact_actions!(
+    accept_contact => Accept,
+    decline_contact => Decline,
+    complete_contact => Complete,
+    abandon_contact => Abandon,
+);
+
+async fn contact_action<S: Service>(
     State(state): State<AppState<S>>,
     ContactId(id): ContactId,
     OptionalJson(body): OptionalJson<ContactActionIn>,
+    action: ContactAction,
 ) -> Result<Response, ApiError> {
-    let action = match ACTION {
-        ACCEPT => ContactAction::Accept,
-        DECLINE => ContactAction::Decline,
-        COMPLETE => ContactAction::Complete,
-        _ => ContactAction::Abandon,
-    };
     let contact = state.service.contact_action(id, action, body).await?;
     Ok(Json(contact).into_response())
 }

@@ -39,6 +39,14 @@ use super::writer::{WriteJob, WriteResult};
 
 mod routing;
 
+/// Why a Teams write went out: to renew our session, or to carry a change
+/// (which the propagation metrics time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WritePurpose {
+    KeepAlive,
+    Change,
+}
+
 /// What the API and the other tasks ask of the loop.
 pub enum Command {
     PutAgent {
@@ -167,9 +175,9 @@ pub struct SyncLoop<S: Store> {
     by_key: HashMap<AgentKey, String>,
     by_user: HashMap<String, String>,
     directory: DirectoryIndex,
-    /// Writes on their way: the reason, to tell keep-alives from changes,
-    /// and when the change they carry was first reported.
-    writes_out: HashMap<WriteId, (bool, Option<Timestamp>)>,
+    /// Writes on their way: whether each renews a session or carries a
+    /// change, and when the change it carries was first reported.
+    writes_out: HashMap<WriteId, (WritePurpose, Option<Timestamp>)>,
     outbox_agents: BTreeSet<String>,
     store: Arc<S>,
     out: Outputs,
@@ -1078,17 +1086,21 @@ impl<S: Store> SyncLoop<S> {
     fn write_result(&mut self, result: WriteResult) {
         let now = Timestamp::now();
         let job = result.job;
-        let (keepalive, reported) = self.writes_out.remove(&job.id).unwrap_or((false, None));
+        let (purpose, reported) = self
+            .writes_out
+            .remove(&job.id)
+            .unwrap_or((WritePurpose::Change, None));
         if self.by_key.get(&job.key) != Some(&job.agent_id) {
             // The agent was unlinked or deleted meanwhile.
             return;
         }
         let done = result.outcome == WriteOutcome::Done;
-        let kind = match (&job.write, keepalive) {
-            (_, true) => TeamsWriteKind::Keepalive,
-            (TeamsWrite::SetSession { .. } | TeamsWrite::SetPreferred { .. }, false) => {
-                TeamsWriteKind::Set
-            }
+        let kind = match (&job.write, purpose) {
+            (_, WritePurpose::KeepAlive) => TeamsWriteKind::Keepalive,
+            (
+                TeamsWrite::SetSession { .. } | TeamsWrite::SetPreferred { .. },
+                WritePurpose::Change,
+            ) => TeamsWriteKind::Set,
             _ => TeamsWriteKind::Clear,
         };
         self.out
@@ -1106,7 +1118,7 @@ impl<S: Store> SyncLoop<S> {
             Ok(false) | Err(_) => return,
         }
         if done {
-            if !keepalive {
+            if purpose == WritePurpose::Change {
                 let presence = job.write.presence().map(presence_out);
                 self.event(now, kind::TEAMS_WRITTEN, Some(&job.agent_id), serde_json::json!({
                     "action": match job.write {
@@ -1340,8 +1352,12 @@ impl<S: Store> SyncLoop<S> {
                         Reason::CcStatusHeld { since, .. } => Some(since),
                         _ => None,
                     };
-                    self.writes_out
-                        .insert(id, (why.reason == Reason::KeepAlive, reported));
+                    let purpose = if why.reason == Reason::KeepAlive {
+                        WritePurpose::KeepAlive
+                    } else {
+                        WritePurpose::Change
+                    };
+                    self.writes_out.insert(id, (purpose, reported));
                     self.step.outbox.push((
                         agent_id.clone(),
                         Some(OutboxEntry {

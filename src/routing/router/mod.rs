@@ -240,6 +240,16 @@ struct Agent {
     at: Vec<usize>,
 }
 
+/// How an offer was missed: both count against the agent (back-off,
+/// pause), each in its own total and decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Miss {
+    /// The agent declined it.
+    Declined,
+    /// The offer timed out (RONA).
+    NoAnswer,
+}
+
 pub struct Router {
     queues: Vec<Queue>,
     queue_index: HashMap<String, usize>,
@@ -789,7 +799,7 @@ impl Router {
         self.advance(now, out);
         let (serial, offered_to, _) = self.offered(id, "declined")?;
         Self::check_agent(id, &offered_to, agent)?;
-        self.miss(now, serial, false, out);
+        self.miss(now, serial, Miss::Declined, out);
         self.dispatch(now, out);
         Ok(())
     }
@@ -1091,7 +1101,7 @@ impl Router {
                         |c| matches!(c.phase, Phase::Offered { expires, .. } if expires == at),
                     );
                     if due {
-                        self.miss(now, serial, true, out);
+                        self.miss(now, serial, Miss::NoAnswer, out);
                     }
                 }
                 Timer::Overflow(serial) => self.pending_contacts.push(serial),
@@ -1153,7 +1163,7 @@ impl Router {
     }
 
     /// A declined or unanswered offer.
-    fn miss(&mut self, now: Timestamp, serial: u64, rona: bool, out: &mut Vec<RoutingDecision>) {
+    fn miss(&mut self, now: Timestamp, serial: u64, miss: Miss, out: &mut Vec<RoutingDecision>) {
         let Some(c) = self.contacts.get_mut(&serial) else {
             return;
         };
@@ -1199,28 +1209,24 @@ impl Router {
             self.dirty_agents.insert(slot);
             self.refresh(slot, now);
         }
-        out.push(if rona {
-            RoutingDecision::Rona {
+        out.push(match miss {
+            Miss::NoAnswer => RoutingDecision::Rona {
                 contact,
                 queue: queue.clone(),
                 agent: agent.clone(),
-            }
-        } else {
-            RoutingDecision::Declined {
+            },
+            Miss::Declined => RoutingDecision::Declined {
                 contact,
                 queue: queue.clone(),
                 agent: agent.clone(),
-            }
+            },
         });
         if let Some(misses) = paused {
             out.push(RoutingDecision::AgentPaused { agent, misses });
         }
-        self.count(&queue, |t| {
-            if rona {
-                t.rona += 1;
-            } else {
-                t.declined += 1;
-            }
+        self.count(&queue, |t| match miss {
+            Miss::NoAnswer => t.rona += 1,
+            Miss::Declined => t.declined += 1,
         });
         self.pending_contacts.push(serial);
     }
