@@ -92,19 +92,8 @@ fn assert_no_tenant_detail(kit: &DaemonKit, body: &str) {
 
 /// Links an agent to user `n` in the sales queue and makes it Available.
 async fn routable(kit: &DaemonKit, id: &str, n: usize, position: u32) {
-    kit.link(id, n).await;
-    let (_, upn) = kit.user(n);
-    let (status, body) = json_of(
-        kit.put(
-            &format!("/v1/agents/{id}"),
-            json!({"teams_user": upn, "queues": [{"queue": "sales", "position": position}]}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(kit.status(id, "Available").await.status(), 200);
-    until(|| async { kit.agent(id).await["routing"]["eligible"] == json!(true) }).await;
+    let queues = json!([{"queue": "sales", "position": position}]);
+    kit.routable(id, n, json!({ "queues": queues })).await;
 }
 
 // ---- item 4: cc.status_reported ----

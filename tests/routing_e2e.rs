@@ -37,19 +37,8 @@ async fn json_of(r: reqwest::Response) -> (u16, Value) {
 
 /// Links an agent to user `n`, puts it in `queues`, and makes it Available.
 async fn routable(kit: &DaemonKit, id: &str, n: usize, queues: Value) {
-    kit.link(id, n).await;
-    let (_, upn) = kit.user(n);
-    let (status, body) = json_of(
-        kit.put(
-            &format!("/v1/agents/{id}"),
-            json!({"teams_user": upn, "queues": queues, "skills": {"english": 80}}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(kit.status(id, "Available").await.status(), 200);
-    until(|| async { kit.agent(id).await["routing"]["eligible"] == json!(true) }).await;
+    let settings = json!({"queues": queues, "skills": {"english": 80}});
+    kit.routable(id, n, settings).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

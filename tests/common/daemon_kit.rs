@@ -229,6 +229,21 @@ impl DaemonKit {
         until(|| async { self.agent(id).await["linked"] == json!(true) }).await;
     }
 
+    /// Links agent `id` to user `user`, PUTs it again with `settings`
+    /// (queues, skills, ... besides its Teams user), makes it Available and
+    /// waits until routing finds it eligible.
+    pub async fn routable(&self, id: &str, user: usize, settings: Value) {
+        self.link(id, user).await;
+        let (_, upn) = self.user(user);
+        let mut body = settings;
+        body["teams_user"] = json!(upn);
+        let r = self.put(&format!("/v1/agents/{id}"), body).await;
+        let status = r.status().as_u16();
+        assert_eq!(status, 200, "{:?}", r.text().await);
+        assert_eq!(self.status(id, "Available").await.status(), 200);
+        until(|| async { self.agent(id).await["routing"]["eligible"] == json!(true) }).await;
+    }
+
     pub async fn status(&self, id: &str, status: &str) -> Response {
         self.put(
             &format!("/v1/agents/{id}/status"),
