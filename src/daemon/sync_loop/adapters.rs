@@ -1,0 +1,218 @@
+//! What the adapters feed the loop: presences read from Graph, the
+//! results of Teams writes, directory updates, and mapping reloads.
+
+use std::collections::HashMap;
+
+use crate::events::kind;
+use crate::graph::PresenceUpdate;
+use crate::metrics::{Direction, TeamsWriteKind};
+use crate::store::{MetaKey, Store};
+use crate::sync::{ProfileId, TeamsWrite, WriteOutcome};
+use crate::time::Timestamp;
+
+use super::super::directory::{self, DirectoryUpdate};
+use super::super::mappings::MappingSet;
+use super::super::view::presence_out;
+use super::super::writer::WriteResult;
+use super::SyncLoop;
+use super::translate::WritePurpose;
+
+impl<S: Store> SyncLoop<S> {
+    pub(super) fn presence(&mut self, update: PresenceUpdate) {
+        let now = Timestamp::now();
+        let Some(id) = self.by_user.get(&update.user_id.to_ascii_lowercase()) else {
+            return;
+        };
+        let Some(key) = self.agents.get(id).and_then(|e| e.key) else {
+            return;
+        };
+        let mut out = Vec::new();
+        if self
+            .engine
+            .observe_teams(now, key, update.presence, &mut out)
+            .is_ok()
+        {
+            self.absorb(out);
+        }
+    }
+
+    pub(super) fn write_result(&mut self, result: WriteResult) {
+        let now = Timestamp::now();
+        let job = result.job;
+        let (purpose, reported) = self
+            .writes_out
+            .remove(&job.id)
+            .unwrap_or((WritePurpose::Change, None));
+        if self.by_key.get(&job.key) != Some(&job.agent_id) {
+            // The agent was unlinked or deleted meanwhile.
+            return;
+        }
+        let done = result.outcome == WriteOutcome::Done;
+        let kind = match (&job.write, purpose) {
+            (_, WritePurpose::KeepAlive) => TeamsWriteKind::Keepalive,
+            (
+                TeamsWrite::SetSession { .. } | TeamsWrite::SetPreferred { .. },
+                WritePurpose::Change,
+            ) => TeamsWriteKind::Set,
+            _ => TeamsWriteKind::Clear,
+        };
+        self.out
+            .metrics
+            .teams_write(kind, if done { "ok" } else { "failed" })
+            .inc();
+        let mut out = Vec::new();
+        match self
+            .engine
+            .write_done(now, job.key, job.id, result.outcome, &mut out)
+        {
+            Ok(true) => {}
+            // Superseded or given up on (or the agent's slot now holds
+            // another link): none of its bookkeeping applies.
+            Ok(false) | Err(_) => return,
+        }
+        if done {
+            if purpose == WritePurpose::Change {
+                let presence = job.write.presence().map(presence_out);
+                self.event(now, kind::TEAMS_WRITTEN, Some(&job.agent_id), serde_json::json!({
+                    "action": match job.write {
+                        TeamsWrite::SetSession { .. } | TeamsWrite::SetPreferred { .. } => "set",
+                        TeamsWrite::ClearSession | TeamsWrite::ClearPreferred => "clear",
+                    },
+                    "presence": presence,
+                }));
+                if let Some(reported) = reported {
+                    self.out
+                        .metrics
+                        .propagation(Direction::CcToTeams)
+                        .observe_duration(now.since(reported));
+                }
+            }
+            if self.outbox_agents.remove(&job.agent_id) {
+                self.step.outbox.push((job.agent_id.clone(), None));
+            }
+        }
+        self.step.dirty.insert(job.agent_id);
+        self.absorb(out);
+    }
+
+    pub(super) fn directory_update(&mut self, now: Timestamp, update: DirectoryUpdate) {
+        let link = match &update {
+            DirectoryUpdate::Replace { delta_link, .. } => delta_link.clone(),
+            DirectoryUpdate::Changes { delta_link, .. } => Some(delta_link.clone()),
+        };
+        let full = matches!(update, DirectoryUpdate::Replace { .. });
+        let (changed, mut removed) = self.directory.apply(update);
+        if full {
+            // After a full read, a linked user the directory does not have
+            // is gone, whether or not this process ever saw it.
+            removed.extend(
+                self.by_user
+                    .keys()
+                    .filter(|user| self.directory.get(user).is_none())
+                    .cloned(),
+            );
+        }
+        // Linked agents whose user changed: keep UPN and phone current.
+        for user_id in changed {
+            let Some(id) = self.by_user.get(&user_id).cloned() else {
+                continue;
+            };
+            let Some(user) = self.directory.get(&user_id) else {
+                continue;
+            };
+            let upn = user.user_principal_name().map(str::to_string);
+            let phone = directory::phone_of(user);
+            if let Some(entry) = self.agents.get_mut(&id)
+                && (entry.record.upn != upn || (entry.record.phone.is_none() && phone.is_some()))
+            {
+                entry.record.upn = upn;
+                if entry.record.phone.is_none() {
+                    entry.record.phone = phone;
+                }
+                self.step.dirty.insert(id);
+            }
+        }
+        if let Some(link) = link {
+            self.step.meta.push((MetaKey::DeltaLink, Some(link)));
+        }
+        for user in removed {
+            if let Some(id) = self.by_user.get(&user).cloned() {
+                tracing::info!(agent = %id, user = %user, "Teams user left the directory; agent unlinked");
+                self.detach(now, &id);
+            }
+        }
+        self.link_waiting(now);
+    }
+
+    pub(super) fn reload(&mut self, now: Timestamp, set: MappingSet) {
+        // Each linked agent goes to the profile the new set gives it (its
+        // groups may point at another one now) in one step, so what it
+        // holds is judged against the profile it ends up on.
+        let mut assign = HashMap::new();
+        for entry in self.agents.values() {
+            let Some(key) = entry.key else {
+                continue;
+            };
+            let name = set.profile_for(entry.record.profile.as_deref(), &entry.record.groups);
+            if let Some(i) = set.profiles.iter().position(|p| p.name == name)
+                && let Ok(i) = u16::try_from(i)
+            {
+                assign.insert(key, ProfileId(i));
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) =
+            self.engine
+                .replace_profiles_assigning(now, set.profiles.clone(), &assign, &mut out)
+        {
+            tracing::error!(error = %e, "mapping reload refused");
+            return;
+        }
+        self.mappings = set;
+        self.absorb(out);
+        let linked: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, e)| e.key.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.step.dirty.extend(linked);
+        // Agents holding a status their profile does not have: said in the
+        // reload's result, besides each agent's own event.
+        let not_in_profile: Vec<serde_json::Value> = self
+            .agents
+            .keys()
+            .filter_map(|id| {
+                let v = self.view(id, now).ok()?;
+                (!v.cc.in_profile).then(|| {
+                    serde_json::json!({
+                        "agent_id": id,
+                        "status": v.cc.status,
+                        "profile": v.profile,
+                    })
+                })
+            })
+            .collect();
+        let profiles = self.mappings.profile_names();
+        self.out.metrics.mapping_reloads.with(["ok"]).inc();
+        if not_in_profile.is_empty() {
+            tracing::info!(?profiles, "mappings reloaded");
+        } else {
+            tracing::warn!(
+                ?profiles,
+                agents = not_in_profile.len(),
+                "mappings reloaded; agents hold CC statuses their profile does not have (kept, not routable, Teams shows the profile's default_teams): {}",
+                serde_json::Value::Array(not_in_profile.clone())
+            );
+        }
+        self.event(
+            now,
+            kind::MAPPINGS_RELOADED,
+            None,
+            serde_json::json!({
+                "profiles": profiles,
+                "statuses_not_in_profile": not_in_profile,
+            }),
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! One step of the loop: what it changed ([`Step`]), the replies held
+//! until it is durable ([`Reply`]), its commit to the store as one batch,
+//! and what goes out once it is committed (events, writes, replies, the
+//! users to poll, the loop's status).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::api::ApiError;
+use crate::api::model::{AgentOut, ContactOut};
+use crate::events::NewEvent;
+use crate::routing::ContactRecord;
+use crate::store::{Batch, MetaKey, OutboxEntry, Store};
+use crate::time::Timestamp;
+
+use super::super::writer::WriteJob;
+use super::SyncLoop;
+
+/// A reply held until the step's batch is durable.
+pub(super) enum Reply {
+    Agent(oneshot::Sender<Result<AgentOut, ApiError>>, String),
+    Contact(oneshot::Sender<Result<ContactOut, ApiError>>, String),
+    Deleted(oneshot::Sender<Result<(), ApiError>>),
+    Ping(oneshot::Sender<()>),
+}
+
+/// What one step changed, to commit as one batch.
+#[derive(Default)]
+pub(super) struct Step {
+    pub(super) dirty: BTreeSet<String>,
+    pub(super) deleted: BTreeSet<String>,
+    pub(super) outbox: Vec<(String, Option<OutboxEntry>)>,
+    pub(super) contacts: Vec<(String, Option<ContactRecord>)>,
+    pub(super) events: Vec<NewEvent>,
+    pub(super) meta: Vec<(MetaKey, Option<String>)>,
+    pub(super) jobs: Vec<WriteJob>,
+    pub(super) replies: Vec<Reply>,
+    pub(super) poll_changed: bool,
+}
+
+impl<S: Store> SyncLoop<S> {
+    pub(super) fn publish_status(&mut self) {
+        self.status.agents = self.agents.len();
+        self.status.linked = self.by_key.len();
+        self.status.outbox = self.outbox_agents.len();
+        self.status.directory_users = self.directory.len();
+        self.status.directory_loaded = self.directory.loaded();
+        self.status.profiles = self.mappings.profile_names();
+        self.status.stats = self.engine.stats().clone();
+        let m = &self.out.metrics;
+        let s = &self.status.stats;
+        super::super::metrics::mirror(&m.debounced, s.debounced);
+        super::super::metrics::mirror(&m.echo_suppressed, s.echoes_suppressed);
+        super::super::metrics::mirror(&m.loop_suspensions, s.loop_suspensions);
+        super::super::metrics::mirror(&m.teams_overrides, s.overrides_detected);
+        super::super::metrics::mirror(&m.teams_outranked, s.outranked_detected);
+        super::super::metrics::mirror(&m.cc_requests, s.cc_requests);
+        m.outbox_depth.set(self.status.outbox as f64);
+        m.routing_waiting.set(self.router.waiting() as f64);
+        m.agents_linked(true).set(self.status.linked as f64);
+        m.agents_linked(false)
+            .set(self.status.agents.saturating_sub(self.status.linked) as f64);
+        self.out.status.send_replace(self.status.clone());
+    }
+
+    /// Makes the step durable, then lets the world know.
+    pub(super) async fn commit(&mut self) -> Result<(), String> {
+        self.routable_changes(Timestamp::now());
+        self.routing_changes();
+        let step = std::mem::take(&mut self.step);
+        let mut batch = Batch {
+            outbox: step.outbox,
+            events: step.events,
+            meta: step.meta,
+            agents: Vec::new(),
+            contacts: step.contacts,
+        };
+        for id in &step.deleted {
+            batch.agents.push((id.clone(), None));
+        }
+        for id in &step.dirty {
+            let Some(entry) = self.agents.get_mut(id) else {
+                continue;
+            };
+            entry.record.sync = entry
+                .key
+                .and_then(|k| self.engine.snapshot(k).ok())
+                .and_then(|s| serde_json::to_value(s).ok());
+            batch.agents.push((id.clone(), Some(entry.record.clone())));
+        }
+        let committed = if batch.is_empty() {
+            Vec::new()
+        } else {
+            let store = Arc::clone(&self.store);
+            let started = std::time::Instant::now();
+            let result = tokio::task::spawn_blocking(move || store.commit(batch)).await;
+            self.out
+                .metrics
+                .store_commit_seconds
+                .observe_duration(started.elapsed());
+            match result {
+                Ok(Ok(events)) => {
+                    self.out
+                        .metrics
+                        .events_committed
+                        .inc_by(events.len() as u64);
+                    events
+                }
+                Ok(Err(e)) => {
+                    let message = format!("the store failed: {e}");
+                    self.fail_replies(step.replies, &message);
+                    return Err(message);
+                }
+                Err(e) => {
+                    let message = format!("the store commit did not finish: {e}");
+                    self.fail_replies(step.replies, &message);
+                    return Err(message);
+                }
+            }
+        };
+        self.status.commits += 1;
+        self.status.events += committed.len() as u64;
+        for event in committed {
+            // Nobody listening is fine: the log has it.
+            let _ = self.out.events.send(event);
+        }
+        for job in step.jobs {
+            let _ = self.out.writes.send(job);
+        }
+        if step.poll_changed {
+            let users: Vec<String> = self
+                .agents
+                .values()
+                .filter(|e| e.key.is_some())
+                .filter_map(|e| e.record.teams_user_id.clone())
+                .collect();
+            self.out.poll_users.send_replace(Arc::new(users));
+        }
+        let now = Timestamp::now();
+        for reply in step.replies {
+            match reply {
+                Reply::Agent(tx, id) => {
+                    let _ = tx.send(self.view(&id, now));
+                }
+                Reply::Contact(tx, id) => {
+                    let _ = tx.send(self.contact_view(&id));
+                }
+                Reply::Deleted(tx) => {
+                    let _ = tx.send(Ok(()));
+                }
+                Reply::Ping(tx) => {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    pub(super) fn fail_replies(&self, replies: Vec<Reply>, message: &str) {
+        for reply in replies {
+            match reply {
+                Reply::Agent(tx, _) => {
+                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                }
+                Reply::Contact(tx, _) => {
+                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                }
+                Reply::Deleted(tx) => {
+                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                }
+                Reply::Ping(_) => {}
+            }
+        }
+    }
+}

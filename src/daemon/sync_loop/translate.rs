@@ -1,0 +1,248 @@
+//! The engine's decisions turned into what the loop puts out: events on
+//! the stream, outbox entries and Teams write jobs, and the agents they
+//! make dirty.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+
+use crate::events::{NewEvent, kind};
+use crate::metrics::Direction;
+use crate::store::{OutboxEntry, Store};
+use crate::sync::{Decision, Reason, SyncEvent, TeamsWrite, WriteId};
+use crate::time::Timestamp;
+
+use super::super::view::{self, presence_out};
+use super::super::writer::WriteJob;
+use super::SyncLoop;
+
+/// Why a Teams write went out: to renew our session, or to carry a change
+/// (which the propagation metrics time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WritePurpose {
+    KeepAlive,
+    Change,
+}
+
+pub(super) fn write_json(id: WriteId, write: &TeamsWrite) -> serde_json::Value {
+    let (action, presence, expiry) = match write {
+        TeamsWrite::SetSession { presence, expiry } => {
+            ("set_session", Some(presence), Some(expiry.as_secs()))
+        }
+        TeamsWrite::ClearSession => ("clear_session", None, None),
+        TeamsWrite::SetPreferred { presence } => ("set_preferred", Some(presence), None),
+        TeamsWrite::ClearPreferred => ("clear_preferred", None, None),
+    };
+    serde_json::json!({
+        "write_id": id.0,
+        "action": action,
+        "presence": presence.map(presence_out),
+        "expiry_seconds": expiry,
+    })
+}
+
+impl<S: Store> SyncLoop<S> {
+    pub(super) fn event(
+        &mut self,
+        _now: Timestamp,
+        kind: &str,
+        agent: Option<&str>,
+        data: serde_json::Value,
+    ) {
+        debug_assert!(
+            kind::ALL.contains(&kind),
+            "event type `{kind}` is not in the documented list"
+        );
+        self.step.events.push(NewEvent {
+            kind: kind.to_string(),
+            time: Utc::now(),
+            agent_id: agent.map(str::to_string),
+            data,
+        });
+    }
+
+    /// Turns the engine's decisions into writes, events and dirty agents.
+    pub(super) fn absorb(&mut self, decisions: Vec<Decision>) {
+        let now = Timestamp::now();
+        let mut touched = BTreeSet::new();
+        for d in decisions {
+            match d {
+                Decision::WriteTeams {
+                    agent,
+                    id,
+                    write,
+                    why,
+                } => {
+                    let Some(agent_id) = self.by_key.get(&agent).cloned() else {
+                        continue;
+                    };
+                    let Some(user_id) = self
+                        .agents
+                        .get(&agent_id)
+                        .and_then(|e| e.record.teams_user_id.clone())
+                    else {
+                        continue;
+                    };
+                    let reported = match why.reason {
+                        Reason::CcStatusHeld { since, .. } => Some(since),
+                        _ => None,
+                    };
+                    let purpose = if why.reason == Reason::KeepAlive {
+                        WritePurpose::KeepAlive
+                    } else {
+                        WritePurpose::Change
+                    };
+                    self.writes_out.insert(id, (purpose, reported));
+                    self.step.outbox.push((
+                        agent_id.clone(),
+                        Some(OutboxEntry {
+                            agent_id: agent_id.clone(),
+                            write: write_json(id, &write),
+                            decided_at: Timestamp::to_utc(now),
+                        }),
+                    ));
+                    self.outbox_agents.insert(agent_id.clone());
+                    self.step.jobs.push(WriteJob {
+                        key: agent,
+                        agent_id: agent_id.clone(),
+                        user_id,
+                        id,
+                        write,
+                    });
+                    touched.insert(agent_id);
+                }
+                Decision::RequestCc { agent, status, why } => {
+                    let Some(agent_id) = self.by_key.get(&agent).cloned() else {
+                        continue;
+                    };
+                    let profile = self.profile_of(agent);
+                    let status_name = profile
+                        .as_ref()
+                        .map_or_else(String::new, |p| p.status_name(status).to_string());
+                    let kind_text = match why.reason {
+                        Reason::Restored { .. } => "restore",
+                        _ => "rule",
+                    };
+                    let reason = profile.as_ref().map(|p| why.describe(p));
+                    let (presence, since) = match &why.reason {
+                        Reason::RuleFired {
+                            presence, since, ..
+                        } => (Some(presence_out(presence)), Some(*since)),
+                        Reason::Restored {
+                            presence, since, ..
+                        } => (presence.as_ref().map(presence_out), Some(*since)),
+                        _ => (None, None),
+                    };
+                    if let Some(since) = since {
+                        self.out
+                            .metrics
+                            .propagation(Direction::TeamsToCc)
+                            .observe_duration(now.since(since));
+                    }
+                    self.event(
+                        now,
+                        kind::CC_STATUS_REQUESTED,
+                        Some(&agent_id),
+                        serde_json::json!({
+                            "status": status_name,
+                            "kind": kind_text,
+                            "reason": reason,
+                            "teams_presence": presence,
+                        }),
+                    );
+                    touched.insert(agent_id);
+                }
+                Decision::Event { agent, event } => {
+                    let Some(agent_id) = self.by_key.get(&agent).cloned() else {
+                        continue;
+                    };
+                    let (kind, data) = match event {
+                        SyncEvent::TeamsPresenceChanged { presence } => (
+                            kind::TEAMS_PRESENCE_CHANGED,
+                            serde_json::json!({ "presence": presence_out(&presence) }),
+                        ),
+                        SyncEvent::LoopSuspended {
+                            flows,
+                            until,
+                            changes,
+                        } => {
+                            tracing::warn!(agent = %agent_id, changes, until = %Timestamp::to_utc(until), "loop guard suspended sync");
+                            (
+                                kind::SYNC_LOOP_SUSPENDED,
+                                serde_json::json!({
+                                    "flows": flows.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+                                    "until": Timestamp::to_utc(until),
+                                    "changes": changes,
+                                }),
+                            )
+                        }
+                        SyncEvent::LoopResumed => {
+                            tracing::info!(agent = %agent_id, "loop guard resumed sync");
+                            (kind::SYNC_LOOP_RESUMED, serde_json::Value::Null)
+                        }
+                        SyncEvent::TeamsOverrideDetected { expected, shown } => (
+                            kind::SYNC_TEAMS_OVERRIDE_DETECTED,
+                            serde_json::json!({
+                                "expected": presence_out(&expected),
+                                "shown": shown.as_ref().map(presence_out),
+                            }),
+                        ),
+                        SyncEvent::TeamsOverrideCleared => {
+                            (kind::SYNC_TEAMS_OVERRIDE_CLEARED, serde_json::Value::Null)
+                        }
+                        SyncEvent::TeamsOutranked { expected, shown } => {
+                            tracing::info!(
+                                agent = %agent_id,
+                                expected = %expected,
+                                shown = ?shown.as_ref().map(ToString::to_string),
+                                "Teams shows the user's own session, which Graph ranks above the daemon's write (not an override)"
+                            );
+                            (
+                                kind::SYNC_TEAMS_OUTRANKED,
+                                serde_json::json!({
+                                    "expected": presence_out(&expected),
+                                    "shown": shown.as_ref().map(presence_out),
+                                }),
+                            )
+                        }
+                        SyncEvent::WriteFailed { message } => (
+                            kind::SYNC_WRITE_FAILED,
+                            serde_json::json!({ "message": message }),
+                        ),
+                        SyncEvent::StatusNotInProfile { status, teams } => {
+                            let profile = self.profile_of(agent).map(|p| p.name.clone());
+                            tracing::warn!(
+                                agent = %agent_id, status, profile = profile.as_deref().unwrap_or(""),
+                                "the agent's CC status is not in its profile: kept, not routable, Teams shows the profile's default_teams until the CC reports a status the profile has"
+                            );
+                            (
+                                kind::CC_STATUS_NOT_IN_PROFILE,
+                                serde_json::json!({
+                                    "status": status,
+                                    "profile": profile,
+                                    "teams_target": serde_json::to_value(view::target_out(&teams)).unwrap_or_default(),
+                                }),
+                            )
+                        }
+                        SyncEvent::StatusBackInProfile { status } => {
+                            let profile = self.profile_of(agent).map(|p| p.name.clone());
+                            tracing::info!(
+                                agent = %agent_id, status, profile = profile.as_deref().unwrap_or(""),
+                                "the agent's CC status is in its profile again"
+                            );
+                            (
+                                kind::CC_STATUS_BACK_IN_PROFILE,
+                                serde_json::json!({ "status": status, "profile": profile }),
+                            )
+                        }
+                    };
+                    self.event(now, kind, Some(&agent_id), data);
+                    touched.insert(agent_id);
+                }
+            }
+        }
+        for id in touched {
+            self.step.dirty.insert(id);
+        }
+    }
+}
