@@ -12,6 +12,8 @@
 //! - [`check`]: `presence-sync check`, validating a config and its mappings.
 //! - [`graph`]: the Teams side: token, the throttled request path, presence
 //!   reads and writes, directory and delta, the presence poller.
+//! - [`http`]: outbound HTTP plumbing Graph and the webhook share: the
+//!   client with its timeouts, transport errors in words, `Retry-After`.
 //! - [`store`]: durable state on sled, checked at open, with JSON-lines
 //!   export and import for backups.
 //! - [`sim`]: an embedded Microsoft Graph simulator (a fake tenant) for
@@ -42,6 +44,7 @@ pub mod diagnostics;
 pub mod duration;
 pub mod events;
 pub mod graph;
+pub mod http;
 pub mod mapping;
 pub mod metrics;
 pub mod presence;

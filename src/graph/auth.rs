@@ -25,6 +25,7 @@ use super::clock::SharedClock;
 use super::model::{TokenErrorBody, TokenResponse};
 use super::throttle::{RetryPolicy, new_request_id};
 use crate::config::Secret;
+use crate::http::transport_message;
 
 /// AADSTS codes with a meaning the daemon reports on its own.
 pub mod aadsts {
@@ -682,27 +683,6 @@ enum Fetch {
     /// Worth another attempt: transport, timeout, 429, 5xx.
     Transient(String),
     Final(AuthError),
-}
-
-/// A reqwest error in words, without the URL's query (it may hold a secret).
-pub(crate) fn transport_message(error: &reqwest::Error) -> String {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else if error.is_body() || error.is_decode() {
-        "reading the answer failed"
-    } else {
-        "request failed"
-    };
-    let mut message = what.to_owned();
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 #[cfg(test)]

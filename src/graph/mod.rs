@@ -43,6 +43,7 @@ pub use presence::{MAX_IDS_PER_CALL, PresenceRead, Unread};
 pub use throttle::{Budget, GraphRequest, GraphResponse, RetryPolicy, Throttle, ThrottleConfig};
 
 use crate::config::{GraphAuth, GraphConfig};
+use crate::http;
 
 /// The Graph API version every path is under.
 const API_VERSION: &str = "v1.0";
@@ -121,14 +122,9 @@ impl<'a> GraphClientBuilder<'a> {
             .unwrap_or_else(|| ThrottleConfig::from_graph(config));
         let base = base_url(&config.graph_base)?;
         base_url(&config.login_base)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(throttle_config.request_timeout)
-            .timeout(throttle_config.request_timeout)
-            // Paging links are followed by hand, after checking their host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| GraphError::Setup {
-                message: auth::transport_message(&e),
+        let http =
+            http::client(throttle_config.request_timeout).map_err(|e| GraphError::Setup {
+                message: http::transport_message(&e),
             })?;
         let tokens = Arc::new(TokenCache::new(
             http.clone(),

@@ -29,12 +29,13 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use reqwest::{Method, Url};
 
-use super::auth::{TokenCache, transport_message};
+use super::auth::TokenCache;
 use super::call_stats::{CallStats, outcome_of_status};
-use super::clock::{Clock, GovernorClock, SharedClock};
+use super::clock::{GovernorClock, SharedClock};
 use super::error::GraphError;
 use super::model::GraphErrorBody;
 use crate::config::GraphConfig;
+use crate::http::{parse_retry_after, transport_message};
 
 /// The window Microsoft states presence budgets in.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(30);
@@ -369,7 +370,7 @@ impl Throttle {
                     let retry_after = answer
                         .retry_after
                         .as_deref()
-                        .and_then(|v| parse_retry_after(v, self.clock.as_ref()))
+                        .and_then(|v| parse_retry_after(v, self.clock.wall()))
                         .map(|d| d.min(self.config.max_retry_after));
                     let error = answer.into_error(client_request_id, retry_after);
                     log_failure(request, &error, attempts);
@@ -621,22 +622,6 @@ pub(crate) async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// `Retry-After` as a wait: seconds (`120`), decimal seconds (`2.128`, as
-/// Graph sends), or an HTTP date (a date in the past is no wait).
-pub fn parse_retry_after(value: &str, clock: &dyn Clock) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        // Duration::from_secs_f64 panics on these; a header must not.
-        if !secs.is_finite() || secs < 0.0 {
-            return None;
-        }
-        return Some(Duration::from_secs_f64(secs.min(u32::MAX as f64)));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = date.with_timezone(&chrono::Utc) - clock.wall();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// A random (v4) UUID for `client-request-id` and assertion ids.

@@ -8,7 +8,12 @@
 //! | how a queue picks an agent (the seven strategies) | [`strategy`] |
 //! | agents: skills, capacity, queues, presence gate, counters, why not eligible | [`agent`] |
 //! | contacts and their lifecycle | [`contact`] |
-//! | the router: inputs, timers, offers, RONA, wrap-up, pause | [`router`] |
+//! | the router and the state it keeps | [`router`] (`router/mod.rs`) |
+//! | what the router answers: decisions, withdraw reasons, errors | `router/decision.rs` |
+//! | the queues it indexes: members, waiting contacts, strategy keys | `router/index.rs` |
+//! | agents: added, removed, presence gate, resume, whether free | `router/agents.rs` |
+//! | contacts: queued, accepted, declined, completed, abandoned, RONA, pause | `router/contacts.rs` |
+//! | timers: offer timeouts, maximum waits, wrap-up and back-off ends | `router/timers.rs` |
 //! | who takes which contact after each input, overflow | `router/dispatch.rs` |
 //! | what the router shows (eligibility and why not, queues) | `router/views.rs` |
 //! | what it persists and how it is restored | `router/persist.rs` |

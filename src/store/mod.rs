@@ -18,8 +18,10 @@
 //!   delta link, consumer cursors (the webhook sink's), the routing core's
 //!   router-wide state.
 //!
-//! [`SledStore`] is the engine the daemon runs on; [`MemoryStore`] keeps the
-//! same promises in memory, for tests of what runs over a store. One
+//! [`SledStore`] is the engine the daemon runs on (`sled_store/`: `open.rs`
+//! opening, locks and the scratch copy, `check.rs` the deep check at open,
+//! `write.rs` the durable writes); [`MemoryStore`] keeps the same promises
+//! in memory, for tests of what runs over a store. One
 //! conformance suite (`conformance.rs`) holds both to the trait. [`export`]
 //! and [`import`] move a whole store to and from JSON lines for backups.
 

@@ -17,9 +17,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::config::{Secret, WebhookConfig};
 use crate::events::Event;
-use crate::graph::TokioClock;
-use crate::graph::auth::transport_message;
-use crate::graph::throttle::parse_retry_after;
+use crate::http::{self, parse_retry_after, transport_message};
 use crate::store::{Batch, MetaKey, Store, StoreError};
 
 use super::signature::{DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_with};
@@ -100,14 +98,9 @@ impl WebhookSink {
         secret: &Secret,
         store: Arc<dyn Store>,
     ) -> Result<WebhookSink, WebhookError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.timeout)
-            .timeout(config.timeout)
-            // A redirected POST may come back as a GET whose 2xx would count
-            // as delivered; the configured URL is the one that must answer.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| WebhookError::Setup(transport_message(&e)))?;
+        // No redirects: the configured URL is the one that must answer.
+        let http =
+            http::client(config.timeout).map_err(|e| WebhookError::Setup(transport_message(&e)))?;
         Ok(WebhookSink {
             store,
             http,
@@ -304,7 +297,7 @@ impl WebhookSink {
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, &TokioClock::new()))
+                .and_then(|v| parse_retry_after(v, Utc::now()))
         } else {
             None
         };

@@ -4,50 +4,11 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::graph::clock::TokioClock;
 use crate::graph::clock::testing::InstantClock;
+use crate::graph::clock::{Clock, TokioClock};
 use crate::graph::testing::{Peer, Reply, client, throttle};
 
 // ------------------------------------------------------------ pure parts
-
-#[test]
-fn retry_after_takes_seconds_decimals_and_dates() {
-    let clock = InstantClock::new();
-    let c = clock.as_ref();
-    assert_eq!(
-        parse_retry_after("2.128", c),
-        Some(Duration::from_millis(2128))
-    );
-    assert_eq!(
-        parse_retry_after(" 120 ", c),
-        Some(Duration::from_secs(120))
-    );
-    assert_eq!(parse_retry_after("0", c), Some(Duration::ZERO));
-    let in_90s = (c.wall() + chrono::Duration::seconds(90))
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    let wait = parse_retry_after(&in_90s, c).unwrap();
-    assert!(
-        wait > Duration::from_secs(88) && wait <= Duration::from_secs(90),
-        "{wait:?}"
-    );
-    assert_eq!(
-        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", c),
-        Some(Duration::ZERO),
-        "a date in the past means no wait"
-    );
-    for bad in ["", "soon", "-1", "NaN", "inf", "1e400"] {
-        assert_eq!(parse_retry_after(bad, c), None, "{bad}");
-    }
-}
-
-proptest! {
-    #[test]
-    fn retry_after_never_panics(value in ".{0,40}") {
-        let clock = InstantClock::new();
-        let _ = parse_retry_after(&value, clock.as_ref());
-    }
-}
 
 #[test]
 fn request_ids_are_fresh_v4_uuids() {

@@ -9,6 +9,10 @@ use crate::time::Timestamp;
 
 use super::*;
 
+/// How a free agent ranks a waiting contact: priority, the queue's place in
+/// the agent's order, arrival. Lowest first.
+type Rank = (Reverse<u8>, usize, u64);
+
 impl Router {
     /// Offers and overflows until nothing is left to do. Agents that freed
     /// up go first: they take the oldest contacts they can, so a contact

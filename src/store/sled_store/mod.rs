@@ -1,0 +1,216 @@
+//! The [`Store`] on sled: one tree, and per commit one `apply_batch`, then
+//! sled's `flush` and an `fdatasync` (see [`super::keys`] for the layout).
+//!
+//! Opening checks every key before the daemon may use the store, and refuses
+//! (without writing) a store from a newer schema, a damaged store and a
+//! directory that holds something other than a store.
+//!
+//! | concept | file |
+//! |---|---|
+//! | the store handle, its reads, errors and record decoding | `mod.rs` |
+//! | opening: directory, sled's files, the lock, the scratch copy, a new store | `open.rs` |
+//! | the deep check at open: meta, then every key and record | `check.rs` |
+//! | durable writes: a batch (agents, outbox, contacts, events, meta), pruning, fsync | `write.rs` |
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+
+use super::keys::{self, AGENT, CONTACT, EVENT, OUTBOX};
+use super::{Batch, Loaded, MetaKey, Store, StoreError};
+use crate::events::Event;
+
+mod check;
+mod open;
+#[cfg(test)]
+mod tests;
+mod write;
+
+pub(crate) use open::{create_with, is_empty_or_missing};
+
+pub struct SledStore {
+    dir: PathBuf,
+    db: sled::Db,
+    store_id: String,
+    /// The next sequence number to assign. Held for the whole of a commit so
+    /// seqs go to disk in the order they were assigned, and by pruning and
+    /// export so they see no half-assigned range.
+    next_seq: Mutex<u64>,
+    /// sled's log file, for the fsync its own flush leaves out.
+    log_file: fs::File,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("dir", &self.dir)
+            .field("store_id", &self.store_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` on the raw tree with commits held off, so it sees one
+    /// consistent state: the store id and the next seq it shows match every
+    /// record it reads.
+    pub(crate) fn with_commits_paused<R>(&self, f: impl FnOnce(&sled::Db, &str, u64) -> R) -> R {
+        let next_seq = self.lock();
+        f(&self.db, &self.store_id, *next_seq)
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, u64> {
+        // The guarded value only moves after a batch is applied, so it is
+        // right even if a holder panicked.
+        self.next_seq
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn sled_error(&self, e: sled::Error) -> StoreError {
+        sled_error(&self.dir, e)
+    }
+
+    fn family<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.db
+            .range(prefix.to_vec()..keys::family_end(prefix))
+            .map(|item| {
+                let (key, value) = item.map_err(|e| self.sled_error(e))?;
+                decode(&self.dir, &key, &value)
+            })
+            .collect()
+    }
+
+    fn routing_queues(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = keys::meta_key(keys::META_ROUTING_QUEUE_PREFIX);
+        self.db
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (key, value) = item.map_err(|e| self.sled_error(e))?;
+                let name = utf8(&self.dir, &key, &key[prefix.len()..])?.to_owned();
+                Ok((name, utf8(&self.dir, &key, &value)?.to_owned()))
+            })
+            .collect()
+    }
+}
+
+impl Store for SledStore {
+    fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    fn load(&self) -> Result<Loaded, StoreError> {
+        let next_seq = self.lock();
+        Ok(Loaded {
+            agents: self.family(AGENT)?,
+            outbox: self.family(OUTBOX)?,
+            contacts: self.family(CONTACT)?,
+            routing_queues: self.routing_queues()?,
+            last_seq: *next_seq - 1,
+        })
+    }
+
+    fn commit(&self, batch: Batch) -> Result<Vec<Event>, StoreError> {
+        self.write_batch(batch)
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let Some(start) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.db
+            .range(keys::event_key(start)..keys::family_end(EVENT))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item.map_err(|e| self.sled_error(e))?;
+                decode(&self.dir, &key, &value)
+            })
+            .collect()
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().saturating_sub(1))
+    }
+
+    fn first_seq(&self) -> Result<Option<u64>, StoreError> {
+        let first = self
+            .db
+            .range(EVENT.to_vec()..keys::family_end(EVENT))
+            .next()
+            .transpose()
+            .map_err(|e| self.sled_error(e))?;
+        Ok(first.and_then(|(key, _)| event_seq(&key)))
+    }
+
+    fn meta(&self, key: &MetaKey) -> Result<Option<String>, StoreError> {
+        let key = keys::meta_key(&keys::meta_name(key));
+        let value = self.db.get(&key).map_err(|e| self.sled_error(e))?;
+        value
+            .map(|v| utf8(&self.dir, &key, &v).map(str::to_owned))
+            .transpose()
+    }
+
+    fn prune_events(
+        &self,
+        before: DateTime<Utc>,
+        keep_at_least: usize,
+    ) -> Result<usize, StoreError> {
+        self.prune(before, keep_at_least)
+    }
+}
+
+pub(super) fn sled_error(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        // sled reports a held lock only in its message.
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::Locked {
+                dir: dir.to_path_buf(),
+            }
+        }
+        sled::Error::Io(io) => StoreError::Io(format!("{}: {io}", dir.display())),
+        sled::Error::Corruption { at, .. } => StoreError::Damaged {
+            dir: dir.to_path_buf(),
+            problem: match at {
+                Some(at) => format!("the storage engine found corrupt data at {at}"),
+                None => "the storage engine found corrupt data".to_owned(),
+            },
+        },
+        sled::Error::Unsupported(what) => StoreError::Damaged {
+            dir: dir.to_path_buf(),
+            problem: format!("the storage engine refused its files: {what}"),
+        },
+        other => StoreError::Io(format!("{}: {other}", dir.display())),
+    }
+}
+
+pub(super) fn event_seq(key: &[u8]) -> Option<u64> {
+    let rest = key.strip_prefix(EVENT)?;
+    <[u8; 8]>::try_from(rest).ok().map(u64::from_be_bytes)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(
+    dir: &Path,
+    key: &[u8],
+    value: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Damaged {
+        dir: dir.to_path_buf(),
+        problem: format!(
+            "the record {} cannot be decoded: {e}",
+            keys::describe_key(key)
+        ),
+    })
+}
+
+pub(crate) fn utf8<'v>(dir: &Path, key: &[u8], value: &'v [u8]) -> Result<&'v str, StoreError> {
+    std::str::from_utf8(value).map_err(|_| StoreError::Damaged {
+        dir: dir.to_path_buf(),
+        problem: format!("the meta record {} is not text", keys::describe_key(key)),
+    })
+}

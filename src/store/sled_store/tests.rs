@@ -1,0 +1,357 @@
+//! The sled engine's own tests: opening, the check, locks, durability;
+//! what every engine promises is in `conformance.rs`.
+
+use super::*;
+use crate::store::SCHEMA_VERSION;
+use crate::store::testing::{agent, at, batch, event, snapshot, write_raw};
+
+fn damaged_problem(result: Result<SledStore, StoreError>) -> String {
+    match result {
+        Err(StoreError::Damaged { problem, .. }) => problem,
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+}
+
+/// A store with a little of everything, closed again.
+fn closed_store(dir: &Path) {
+    let store = SledStore::open(dir).unwrap();
+    store.commit(batch("a1", 1, 2, 100)).unwrap();
+}
+
+#[test]
+fn a_new_store_gets_a_private_dir_an_id_and_seq_one() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("state");
+    let store = SledStore::open(&dir).unwrap();
+    assert!(
+        keys::is_valid_store_id(store.store_id()),
+        "{}",
+        store.store_id()
+    );
+    assert_eq!(store.load().unwrap(), Loaded::default());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+    let events = store.commit(batch("a1", 1, 1, 100)).unwrap();
+    assert_eq!(events[0].seq, 1);
+    assert_eq!(events[0].id, format!("{}-1", store.store_id()));
+}
+
+#[test]
+fn two_stores_get_different_ids() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = SledStore::open(one.path()).unwrap();
+    let two = SledStore::open(two.path()).unwrap();
+    assert_ne!(one.store_id(), two.store_id());
+}
+
+/// What a commit makes visible is in the conformance suite; a reopen
+/// must find all of it, under the same store id.
+#[test]
+fn what_is_committed_is_loaded_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let id = store.store_id().to_owned();
+    store.commit(batch("a1", 7, 2, 100)).unwrap();
+    store.commit(batch("a2", 8, 1, 101)).unwrap();
+    let before = (store.load().unwrap(), store.events_after(0, 10).unwrap());
+    let cursor = MetaKey::Cursor("webhook".into());
+    let meta = store.meta(&cursor).unwrap();
+    drop(store);
+
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.store_id(), id);
+    assert_eq!(before.0.agents, vec![agent("a1", 7), agent("a2", 8)]);
+    assert_eq!(
+        (store.load().unwrap(), store.events_after(0, 10).unwrap()),
+        before
+    );
+    assert_eq!(store.meta(&cursor).unwrap(), meta);
+    assert_eq!(meta.as_deref(), Some("8"));
+}
+
+#[test]
+fn routing_contacts_and_state_survive_a_reopen_and_an_export() {
+    use crate::store::testing::contact;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let mut first = batch("a1", 1, 1, 100);
+    first.contacts = vec![
+        ("c-a1".into(), Some(contact("a1", 1))),
+        ("c-a2".into(), Some(contact("a2", 2))),
+    ];
+    first
+        .meta
+        .push((MetaKey::Routing, Some("{\"next_serial\":3}".into())));
+    store.commit(first).unwrap();
+    let mut second = batch("a1", 2, 0, 101);
+    second.contacts = vec![("c-a1".into(), None)];
+    store.commit(second).unwrap();
+    drop(store);
+
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.load().unwrap().contacts, vec![contact("a2", 2)]);
+    assert_eq!(
+        store.meta(&MetaKey::Routing).unwrap().as_deref(),
+        Some("{\"next_serial\":3}")
+    );
+    let mut text = Vec::new();
+    let stats = crate::store::export(&store, &mut text).unwrap();
+    assert_eq!(stats.contacts, 1);
+    drop(store);
+    let copy = tempfile::tempdir().unwrap();
+    crate::store::import(copy.path(), &text[..]).unwrap();
+    let imported = SledStore::open(copy.path()).unwrap();
+    assert_eq!(imported.load().unwrap().contacts, vec![contact("a2", 2)]);
+    assert_eq!(
+        imported.meta(&MetaKey::Routing).unwrap().as_deref(),
+        Some("{\"next_serial\":3}")
+    );
+}
+
+#[test]
+fn seqs_strictly_increase_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for round in 0..4 {
+        let store = SledStore::open(dir.path()).unwrap();
+        for n in 0..3 {
+            let events = store.commit(batch("a1", n, 2, round)).unwrap();
+            seen.extend(events.iter().map(|e| e.seq));
+        }
+        // A batch without events assigns nothing.
+        assert!(store.commit(batch("a1", 9, 0, round)).unwrap().is_empty());
+    }
+    assert_eq!(seen, (1..=24).collect::<Vec<u64>>());
+}
+
+/// Retention itself is in the conformance suite; what only a disk shows
+/// is that the seqs pruned away stay spent across a reopen.
+#[test]
+fn pruned_seqs_are_never_reused_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store
+        .commit(Batch {
+            events: (0..10).map(|t| event(t, "a1")).collect(),
+            ..Batch::default()
+        })
+        .unwrap();
+    assert_eq!(store.prune_events(at(100), 0).unwrap(), 10);
+    assert_eq!(store.first_seq().unwrap(), None);
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.load().unwrap().last_seq, 10);
+    assert_eq!(store.commit(batch("a1", 1, 1, 0)).unwrap()[0].seq, 11);
+    assert_eq!(store.first_seq().unwrap(), Some(11));
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_store(dir.path());
+    write_raw(dir.path(), &[(b"m/schema", Some(b"2"))]);
+    let before = snapshot(dir.path());
+    for _ in 0..2 {
+        match SledStore::open(dir.path()) {
+            Err(StoreError::NewerSchema {
+                found: 2, known, ..
+            }) => {
+                assert_eq!(known, SCHEMA_VERSION)
+            }
+            other => panic!("expected NewerSchema, got {other:?}"),
+        }
+    }
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn damaged_stores_are_refused_with_the_problem_named() {
+    /// A raw key, its new value (`None`: removed), what the refusal says.
+    type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a str);
+    let cases: &[Case<'_>] = &[
+        (b"m/schema", Some(b"one"), "`schema` is garbled"),
+        (b"m/schema", None, "`schema` is missing"),
+        (b"m/store_id", None, "`store_id` is missing"),
+        (b"m/store_id", Some(b"XYZ"), "`store_id` is garbled"),
+        (b"m/next_seq", Some(b"-1"), "`next_seq` is garbled"),
+        (
+            b"m/next_seq",
+            Some(b"2"),
+            "event seq 2 is not below the next seq 2",
+        ),
+        (
+            b"a/a1",
+            Some(b"{\"id\":"),
+            "the record \"a/a1\" cannot be decoded",
+        ),
+        (
+            b"a/a9",
+            Some(br#"{"not":"an agent"}"#),
+            "the record \"a/a9\" cannot be decoded",
+        ),
+        (
+            b"o/a1",
+            Some(b"[]"),
+            "the record \"o/a1\" cannot be decoded",
+        ),
+        (
+            b"e/\0\0\0\0\0\0\0\x01",
+            Some(b"{}"),
+            "the record e/1 cannot be decoded",
+        ),
+        (
+            b"e/1",
+            Some(b"{}"),
+            "the event key \"e/1\" is not a sequence number",
+        ),
+        (
+            b"m/routing-old",
+            Some(b"x"),
+            "unknown meta record \"m/routing-old\"",
+        ),
+        (
+            b"x/1",
+            Some(b"{}"),
+            "the key \"x/1\" belongs to no record family",
+        ),
+        (
+            b"\xff\xfe",
+            Some(b"{}"),
+            "the key 0xfffe belongs to no record family",
+        ),
+    ];
+    for (key, value, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        closed_store(dir.path());
+        write_raw(dir.path(), &[(key, *value)]);
+        let before = snapshot(dir.path());
+        let problem = damaged_problem(SledStore::open(dir.path()));
+        assert!(
+            problem.contains(expected),
+            "{}: {problem:?} should say {expected:?}",
+            keys::describe_key(key)
+        );
+        assert_eq!(snapshot(dir.path()), before, "{expected}");
+    }
+}
+
+#[test]
+fn a_record_under_the_wrong_key_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_store(dir.path());
+    let other = serde_json::to_vec(&agent("a2", 1)).unwrap();
+    write_raw(dir.path(), &[(b"a/a1", Some(&other))]);
+    let problem = damaged_problem(SledStore::open(dir.path()));
+    assert!(problem.contains("\"a1\" has id \"a2\""), "{problem}");
+}
+
+#[test]
+fn a_directory_of_other_files_is_not_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    let before = snapshot(dir.path());
+    let problem = damaged_problem(SledStore::open(dir.path()));
+    assert!(
+        problem.contains("holds no presence-sync store"),
+        "{problem}"
+    );
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn garbage_sled_files_are_damage_not_a_crash() {
+    let mut noise: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut garbage = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                noise as u8
+            })
+            .collect()
+    };
+    // Random `conf`, then a real `conf` beside a random `db`.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("conf"), garbage(64)).unwrap();
+    fs::write(dir.path().join("db"), garbage(4096)).unwrap();
+    let before = snapshot(dir.path());
+    let problem = damaged_problem(SledStore::open(dir.path()));
+    assert!(problem.contains("settings file `conf`"), "{problem}");
+    assert_eq!(snapshot(dir.path()), before);
+
+    for db_len in [0, 100, 4096, 600_000] {
+        let dir = tempfile::tempdir().unwrap();
+        closed_store(dir.path());
+        fs::write(dir.path().join("db"), garbage(db_len)).unwrap();
+        for entry in fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("snap."))
+            {
+                fs::remove_file(path).unwrap();
+            }
+        }
+        let before = snapshot(dir.path());
+        let problem = damaged_problem(SledStore::open(dir.path()));
+        assert!(problem.contains("holds no records"), "{problem}");
+        assert_eq!(snapshot(dir.path()), before, "garbage db of {db_len} bytes");
+    }
+}
+
+#[test]
+fn an_interrupted_first_start_is_refused_not_reinitialised() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(sled::open(dir.path()).unwrap());
+    let problem = damaged_problem(SledStore::open(dir.path()));
+    assert!(problem.contains("holds no records"), "{problem}");
+}
+
+#[test]
+fn a_store_in_use_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert!(matches!(
+        SledStore::open(dir.path()),
+        Err(StoreError::Locked { .. })
+    ));
+    drop(store);
+    SledStore::open(dir.path()).unwrap();
+}
+
+#[test]
+fn commits_from_several_threads_get_distinct_contiguous_seqs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let mut seqs: Vec<u64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let store = &store;
+                scope.spawn(move || {
+                    (0..10)
+                        .flat_map(|n| store.commit(batch(&format!("a{t}"), n, 2, 0)).unwrap())
+                        .map(|e| e.seq)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=80).collect::<Vec<u64>>());
+    let stored: Vec<u64> = store
+        .events_after(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(stored, seqs);
+}

@@ -1,0 +1,160 @@
+//! The durable writes: a commit is one sled batch (outbox, agents, contacts,
+//! events with their seqs, meta), applied, flushed and `fdatasync`ed before
+//! it returns; pruning drops the oldest events the same way.
+
+use std::fs;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use super::open::SLED_DB;
+use super::{SledStore, decode, sled_error};
+use crate::events::Event;
+use crate::store::keys::{self, EVENT};
+use crate::store::{Batch, StoreError};
+
+impl SledStore {
+    /// Commits `batch` (see [`Store::commit`](crate::store::Store::commit)).
+    pub(super) fn write_batch(&self, batch: Batch) -> Result<Vec<Event>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut next_seq = self.lock();
+        let mut writes = sled::Batch::default();
+        // The outbox first, so an agent deleted in the same batch takes its
+        // outbox entry with it whatever order the caller listed them in.
+        for (agent_id, entry) in &batch.outbox {
+            let key = keys::outbox_key(agent_id);
+            match entry {
+                Some(entry) => {
+                    if let Some(problem) = keys::outbox_problem(entry, agent_id) {
+                        return Err(StoreError::InvalidBatch(problem));
+                    }
+                    writes.insert(key, encode(entry)?);
+                }
+                None => writes.remove(key),
+            }
+        }
+        for (agent_id, record) in &batch.agents {
+            match record {
+                Some(record) => {
+                    if let Some(problem) = keys::agent_problem(record, agent_id) {
+                        return Err(StoreError::InvalidBatch(problem));
+                    }
+                    writes.insert(keys::agent_key(agent_id), encode(record)?);
+                }
+                None => {
+                    writes.remove(keys::agent_key(agent_id));
+                    writes.remove(keys::outbox_key(agent_id));
+                }
+            }
+        }
+        for (id, record) in &batch.contacts {
+            match record {
+                Some(record) => {
+                    if let Some(problem) = keys::contact_problem(record, id) {
+                        return Err(StoreError::InvalidBatch(problem));
+                    }
+                    writes.insert(keys::contact_key(id), encode(record)?);
+                }
+                None => writes.remove(keys::contact_key(id)),
+            }
+        }
+        let first = *next_seq;
+        let mut committed = Vec::with_capacity(batch.events.len());
+        for (seq, new) in (first..).zip(batch.events) {
+            let event = Event::committed(&self.store_id, seq, new);
+            writes.insert(keys::event_key(seq), encode(&event)?);
+            committed.push(event);
+        }
+        let after = first + committed.len() as u64;
+        if after != first {
+            writes.insert(
+                keys::meta_key(keys::META_NEXT_SEQ),
+                after.to_string().as_bytes(),
+            );
+        }
+        for (key, value) in &batch.meta {
+            let key = keys::meta_key(&keys::meta_name(key));
+            match value {
+                Some(value) => writes.insert(key, value.as_bytes()),
+                None => writes.remove(key),
+            }
+        }
+        self.db
+            .apply_batch(writes)
+            .map_err(|e| self.sled_error(e))?;
+        // The tree holds the batch now (readers see it), so its seqs are
+        // spent even if the flush below fails: they are never handed out twice.
+        *next_seq = after;
+        self.durable()?;
+        Ok(committed)
+    }
+
+    /// Drops from the oldest event on while events are older than `before`,
+    /// stopping at the first that is not, so the kept log stays one unbroken
+    /// range of seqs. The next seq is untouched: seqs are never reused.
+    pub(super) fn prune(
+        &self,
+        before: DateTime<Utc>,
+        keep_at_least: usize,
+    ) -> Result<usize, StoreError> {
+        let _commits_held = self.lock();
+        let range = || EVENT.to_vec()..keys::family_end(EVENT);
+        let kept = self.db.range(range()).count();
+        let may_drop = kept.saturating_sub(keep_at_least);
+        let mut deletes = sled::Batch::default();
+        let mut dropped = 0;
+        for item in self.db.range(range()).take(may_drop) {
+            let (key, value) = item.map_err(|e| self.sled_error(e))?;
+            let event: Event = decode(&self.dir, &key, &value)?;
+            if event.time >= before {
+                break;
+            }
+            deletes.remove(key);
+            dropped += 1;
+        }
+        if dropped > 0 {
+            self.db
+                .apply_batch(deletes)
+                .map_err(|e| self.sled_error(e))?;
+            self.durable()?;
+        }
+        Ok(dropped)
+    }
+
+    pub(super) fn durable(&self) -> Result<(), StoreError> {
+        make_durable(&self.db, &self.log_file, &self.dir)
+    }
+}
+
+/// sled's `flush` writes its buffers with `sync_file_range`, which neither
+/// reaches the drive's cache nor records a grown file's length; the
+/// `fdatasync` here does (on any handle of the file), so a commit survives
+/// a power cut and not only a crash of the process.
+pub(super) fn make_durable(
+    db: &sled::Db,
+    log_file: &fs::File,
+    dir: &Path,
+) -> Result<(), StoreError> {
+    db.flush().map_err(|e| sled_error(dir, e))?;
+    log_file
+        .sync_data()
+        .map_err(|e| StoreError::Io(format!("syncing the store in {}: {e}", dir.display())))
+}
+
+pub(super) fn open_log_file(dir: &Path) -> Result<fs::File, StoreError> {
+    let path = dir.join(SLED_DB);
+    fs::File::open(&path).map_err(|e| StoreError::Io(format!("opening {}: {e}", path.display())))
+}
+
+/// Makes the new store's files part of the directory durably.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::Io(format!("syncing {}: {e}", dir.display())))
+}
+
+pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::InvalidBatch(e.to_string()))
+}
