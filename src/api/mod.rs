@@ -2,22 +2,29 @@
 //! over WebSocket, health, readiness and metrics, and its OpenAPI description.
 //!
 //! The routes depend only on [`Service`], which the daemon implements.
-//! - [`routes`]: the router, its route list and auth, the error shape for
-//!   everything axum answers itself;
+//! - [`routes`]: the route table (method, path, auth, handler and
+//!   documentation of every route), the router built from it, the error
+//!   shape for everything axum answers itself;
+//! - [`handlers`]: the handler behind each route;
+//! - [`receivers`]: inbound receivers that are not the contact-center API
+//!   (Graph change notifications next), with their own table and auth;
 //! - [`extract`]: path, query and body extractors that fail with [`ApiError`];
 //! - [`validate`]: the id, name and text rules input is held to;
 //! - [`auth`]: the bearer token check;
 //! - [`events_stream`]: `GET /v1/events`, resumable without gaps;
 //! - [`shutdown`]: the stop signal shared by the server and event streams;
-//! - [`openapi`]: the OpenAPI 3.1 document;
+//! - [`openapi`]: the OpenAPI 3.1 document, its operations rendered from the
+//!   route table;
 //! - [`model`], [`error`], [`service`]: the contracts with the daemon.
 
 pub mod auth;
 pub mod error;
 pub mod events_stream;
 pub mod extract;
+pub mod handlers;
 pub mod model;
 pub mod openapi;
+pub mod receivers;
 pub mod routes;
 pub mod server;
 pub mod service;

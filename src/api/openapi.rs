@@ -1,31 +1,202 @@
-//! The OpenAPI 3.1 description served at `GET /v1/openapi.json`, written by
-//! hand next to the routes it describes. Tests hold it to [`ROUTES`] and
-//! check the schemas against serialized model values.
+//! The OpenAPI 3.1 description served at `GET /v1/openapi.json`. Its
+//! operations are rendered from the route table ([`ROUTES`]: each route's
+//! [`OperationDoc`] and auth); the schemas and shared answers are written
+//! here by hand, and tests check them against serialized model values.
 
 use serde_json::{Map, Value, json};
 
 use crate::events::kind;
 
 use super::events_stream::{GAP, PAGE};
-use super::routes::{METRICS_CONTENT_TYPE, OPEN_PATHS, ROUTES};
+use super::routes::{Auth, METRICS_CONTENT_TYPE, ROUTES, Route};
 use super::validate::{
     DISPLAY_NAME_MAX_CHARS, ID_MAX_CHARS, ID_PATTERN, NAME_MAX_CHARS, PHONE_MAX_CHARS,
     STATUS_MAX_CHARS, TEXT_PATTERN, id_rule,
 };
 
+/// How one route is documented: the OpenAPI operation, less what the route
+/// table says elsewhere (the method, the path, and the auth, which gives
+/// `security: []` to open routes and the 401 answer to the others).
+#[derive(Clone, Copy, Debug)]
+pub struct OperationDoc {
+    /// The `operationId`.
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub description: Text,
+    pub params: &'static [Param],
+    pub body: Body,
+    /// The answers that are not errors (a 503 that carries a report is one).
+    pub replies: &'static [Reply],
+    /// The errors it can answer, each in the error shape, besides the 401 of
+    /// a route that needs the token.
+    pub errors: &'static [Failure],
+}
+
+/// A description.
+#[derive(Clone, Copy, Debug)]
+pub enum Text {
+    None,
+    Plain(&'static str),
+    /// Written when the document is, for text that quotes constants.
+    Built(fn() -> String),
+}
+
+/// A path or query parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    /// `{agent_id}`, the shared `AgentId` parameter.
+    AgentId,
+    /// `{contact_id}`.
+    ContactId,
+    /// `{queue}`, a queue name.
+    Queue,
+    /// `?since=`, the event stream's cursor.
+    Since,
+}
+
+/// The request body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    None,
+    /// JSON of this schema, required.
+    Json(&'static str),
+    /// JSON of this schema, or no body at all.
+    OptionalJson(&'static str),
+}
+
+/// An answer that is not an error.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub description: &'static str,
+    pub content: Content,
+}
+
+impl Reply {
+    /// A JSON body of schema `schema`.
+    pub const fn json(status: u16, description: &'static str, schema: &'static str) -> Self {
+        Reply {
+            status,
+            description,
+            content: Content::Schema(schema),
+        }
+    }
+
+    /// No body.
+    pub const fn empty(status: u16, description: &'static str) -> Self {
+        Reply {
+            status,
+            description,
+            content: Content::None,
+        }
+    }
+}
+
+/// What a [`Reply`] carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    None,
+    /// JSON of this schema.
+    Schema(&'static str),
+    /// Any JSON object (the document itself).
+    JsonObject,
+    /// WebSocket text frames, each an `Event` or a `StreamGap`.
+    EventFrames,
+    /// Prometheus text.
+    Metrics,
+}
+
+/// An error answer, in the error shape (`ErrorBody`); each is a shared
+/// response under `components/responses`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unprocessable,
+    Unavailable,
+}
+
+impl Failure {
+    const ALL: [Failure; 8] = [
+        Failure::BadRequest,
+        Failure::Unauthorized,
+        Failure::NotFound,
+        Failure::Conflict,
+        Failure::PayloadTooLarge,
+        Failure::UnsupportedMediaType,
+        Failure::Unprocessable,
+        Failure::Unavailable,
+    ];
+
+    /// The status it is documented under.
+    pub const fn status(self) -> u16 {
+        match self {
+            Failure::BadRequest => 400,
+            Failure::Unauthorized => 401,
+            Failure::NotFound => 404,
+            Failure::Conflict => 409,
+            Failure::PayloadTooLarge => 413,
+            Failure::UnsupportedMediaType => 415,
+            Failure::Unprocessable => 422,
+            Failure::Unavailable => 503,
+        }
+    }
+
+    /// Its name under `components/responses`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Failure::BadRequest => "BadRequest",
+            Failure::Unauthorized => "Unauthorized",
+            Failure::NotFound => "NotFound",
+            Failure::Conflict => "Conflict",
+            Failure::PayloadTooLarge => "PayloadTooLarge",
+            Failure::UnsupportedMediaType => "UnsupportedMediaType",
+            Failure::Unprocessable => "Unprocessable",
+            Failure::Unavailable => "Unavailable",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Failure::BadRequest => {
+                "The input is malformed: an invalid agent or contact id or `since`, a \
+                body that is not JSON, an unknown or missing field, a value of the wrong type or out of \
+                range, a name or text that is too long or holds control or invisible formatting \
+                characters, a request line or headers too long (414, 431). `field` names it."
+            }
+            Failure::Unauthorized => "No bearer token, or the wrong one.",
+            Failure::NotFound => "No such agent, queue or contact.",
+            Failure::Conflict => {
+                "The request clashes with the current state: a contact id in use, a \
+                contact in the wrong state for the action, or offered to another agent."
+            }
+            Failure::PayloadTooLarge => "The body is over the configured limit.",
+            Failure::UnsupportedMediaType => "The body is not sent as `application/json`.",
+            Failure::Unprocessable => {
+                "Well-formed input the daemon cannot accept: an unknown status, \
+                profile or queue, a Teams user not in the directory, an event cursor past the end of \
+                the log. `field` names it."
+            }
+            Failure::Unavailable => {
+                "The daemon cannot take the request now (stopping, store failing)."
+            }
+        }
+    }
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path) in ROUTES {
-        let mut operation = operation(method, path);
-        if OPEN_PATHS.contains(path)
-            && let Some(operation) = operation.as_object_mut()
-        {
-            operation.insert("security".into(), json!([]));
-        }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+    for route in ROUTES {
+        let entry = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
         if let Some(entry) = entry.as_object_mut() {
-            entry.insert(method.to_ascii_lowercase(), operation);
+            entry.insert(route.verb.as_str().to_ascii_lowercase(), operation(route));
         }
     }
     json!({
@@ -127,294 +298,133 @@ fn json_body(schema: &str) -> Value {
 }
 
 /// The operation for one route of [`ROUTES`].
-fn operation(method: &str, path: &str) -> Value {
-    let agent_param = json!([{"$ref": "#/components/parameters/AgentId"}]);
-    match (method, path) {
-        ("PUT", "/v1/agents/{agent_id}") => json!({
-            "operationId": "putAgent",
-            "summary": "Create or replace an agent",
-            "description": "Durable when answered. The body replaces the agent's settings: a field left \
-                out (or null) goes back to its default (no groups, skills or queues, capacity 1, the \
-                profile its groups decide, the directory's display name and phone), it is not kept from \
-                before. The agent's runtime state is not a setting and stays: its CC status, its Teams \
-                link while `teams_user` names the same user, sync state and routing counters. \
-                `teams_user` is a Teams object id or a UPN / e-mail in the directory; with `auto_link` \
-                an address not in the directory yet is accepted and linked when it appears.",
-            "parameters": agent_param,
-            "requestBody": json_body("AgentUpsert"),
-            "responses": {
-                "200": ok("The agent as the daemon now sees it.", "AgentOut"),
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "413": response_ref("PayloadTooLarge"),
-                "415": response_ref("UnsupportedMediaType"),
-                "422": response_ref("Unprocessable"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("GET", "/v1/agents/{agent_id}") => json!({
-            "operationId": "getAgent",
-            "summary": "One agent: CC status, Teams presence, routability and sync state",
-            "parameters": agent_param,
-            "responses": {
-                "200": ok("The agent.", "AgentOut"),
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "404": response_ref("NotFound"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("DELETE", "/v1/agents/{agent_id}") => json!({
-            "operationId": "deleteAgent",
-            "summary": "Delete an agent",
-            "parameters": agent_param,
-            "responses": {
-                "204": {"description": "Deleted."},
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "404": response_ref("NotFound"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("PUT", "/v1/agents/{agent_id}/status") => json!({
-            "operationId": "putAgentStatus",
-            "summary": "Report an agent's CC status",
-            "description": "Durable when answered. A status the agent's profile does not know is a 422 \
-                naming `status`.",
-            "parameters": agent_param,
-            "requestBody": json_body("StatusReport"),
-            "responses": {
-                "200": ok("The agent after the report.", "AgentOut"),
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "404": response_ref("NotFound"),
-                "413": response_ref("PayloadTooLarge"),
-                "415": response_ref("UnsupportedMediaType"),
-                "422": response_ref("Unprocessable"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("GET", "/v1/agents") => json!({
-            "operationId": "listAgents",
-            "summary": "Every agent",
-            "responses": {
-                "200": ok("The agents.", "AgentList"),
-                "401": response_ref("Unauthorized"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("GET", "/v1/events") => json!({
-            "operationId": "streamEvents",
-            "summary": "The event stream (WebSocket)",
-            "description": format!(
-                "Open with a WebSocket upgrade and the bearer header. Each text frame is one `Event` \
-                (JSON), oldest first. With `since`, every event with `seq > since` still kept is sent, \
-                then live events, with no gap and no repeat; without it, only events committed from \
-                now on. If retention already dropped some of the asked events, a `StreamGap` frame \
-                (`type` `{GAP}`) comes first. A `since` past the newest event this store ever \
-                committed (a cursor from another or a wiped store) is refused before the upgrade \
-                with a 422, code `cursor_ahead`, field `since`, whose message gives the newest seq. \
-                Delivery is at least once: keep the last `seq` and \
-                reconnect with `since=<last seq>`; de-duplicate by `id`. The server answers pings, \
-                pings idle clients, and closes with 1001 when the daemon stops. The log is read \
-                {PAGE} events at a time."
-            ),
-            "parameters": [{
-                "name": "since",
-                "in": "query",
-                "required": false,
-                "description": "Resume after this sequence number (0: from the oldest event kept). \
-                    At most the newest seq this store committed; beyond it is a 422 `cursor_ahead`.",
-                "schema": {"type": "integer", "format": "int64", "minimum": 0}
-            }],
-            "responses": {
-                "101": {
-                    "description": "Switching to the WebSocket protocol. Frames from the server: \
-                        `Event` or `StreamGap`.",
-                    "content": json_content(json!({
-                        "oneOf": [schema_ref("Event"), schema_ref("StreamGap")]
-                    }))
-                },
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "422": response_ref("Unprocessable"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("GET", "/v1/openapi.json") => json!({
-            "operationId": "getOpenApi",
-            "summary": "This document (no token needed)",
-            "responses": {
-                "200": {
-                    "description": "The OpenAPI 3.1 description of the API.",
-                    "content": json_content(json!({"type": "object"}))
-                }
-            }
-        }),
-        ("GET", "/healthz") => json!({
-            "operationId": "healthz",
-            "summary": "Liveness (no token needed)",
-            "responses": {"200": ok("The process answers.", "Health")}
-        }),
-        ("GET", "/v1/health") => json!({
-            "operationId": "health",
-            "summary": "Readiness in full, with the Graph app in use",
-            "description": "The same checks and tasks as `/readyz`, with every detail as it is \
-                (what Graph and Entra answered, with their request and trace ids) and the tenant and \
-                client id the daemon signs in with. `/readyz` is open, so it leaves those out.",
-            "responses": {
-                "200": ok("Ready.", "HealthReport"),
-                "401": response_ref("Unauthorized"),
-                "503": ok("Not ready; the failing checks say why.", "HealthReport"),
-            }
-        }),
-        ("GET", "/readyz") => json!({
-            "operationId": "readyz",
-            "summary": "Readiness and its checks (no token needed)",
-            "description": "The store, the mappings, and Graph as each task that calls it \
-                (`directory`, `presence-poller`, `presence-writer`) last found it: 503 within seconds \
-                of Graph failing or refusing the app's credentials, 200 again once calls go through. \
-                Details never name the tenant, the app or a user; `GET /v1/health` has them.",
-            "responses": {
-                "200": ok("Ready.", "Readiness"),
-                "503": ok("Not ready; the failing checks say why.", "Readiness"),
-            }
-        }),
-        ("GET", "/metrics") => json!({
-            "operationId": "metrics",
-            "summary": "Prometheus metrics (no token needed)",
-            "description": "Open like the health endpoints, for scrapers; it includes \
-                `presence_sync_ws_clients`, the event stream clients connected now.",
-            "responses": {
-                "200": {
-                    "description": "The Prometheus text exposition format.",
-                    "content": {METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}}
-                }
-            }
-        }),
-        ("POST", "/v1/agents/{agent_id}/resume") => json!({
-            "operationId": "resumeAgent",
-            "summary": "Lift a routing pause after missed offers",
-            "description": "Clears the pause and the count of missed offers. A new CC status                 for the agent does the same.",
-            "parameters": agent_param,
-            "responses": {
-                "200": ok("The agent.", "AgentOut"),
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "404": response_ref("NotFound"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("GET", "/v1/queues") => json!({
-            "operationId": "listQueues",
-            "summary": "Every routing queue with its waiting contacts and agents",
-            "responses": {
-                "200": ok("The queues.", "QueueList"),
-                "401": response_ref("Unauthorized"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("GET", "/v1/queues/{queue}") => json!({
-            "operationId": "getQueue",
-            "summary": "One routing queue",
-            "parameters": [{"name": "queue", "in": "path", "required": true, "schema": name_schema()}],
-            "responses": {
-                "200": ok("The queue.", "QueueOut"),
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "404": response_ref("NotFound"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("POST", "/v1/contacts") => json!({
-            "operationId": "addContact",
-            "summary": "Queue a contact; it is offered at once when an agent is free",
-            "description": "Durable when answered. The chosen agent is reserved and a                 `routing.offered` event carries the contact, the agent, its Teams UPN and phone.                 An unknown queue is a 422 naming `queue`; a `contact_id` already used is a 409.",
-            "requestBody": json_body("ContactIn"),
-            "responses": {
-                "201": ok("The contact, waiting or offered.", "ContactOut"),
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "409": response_ref("Conflict"),
-                "413": response_ref("PayloadTooLarge"),
-                "415": response_ref("UnsupportedMediaType"),
-                "422": response_ref("Unprocessable"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("GET", "/v1/contacts/{contact_id}") => json!({
-            "operationId": "getContact",
-            "summary": "One contact (kept a day after it ends)",
-            "parameters": contact_param(),
-            "responses": {
-                "200": ok("The contact.", "ContactOut"),
-                "400": response_ref("BadRequest"),
-                "401": response_ref("Unauthorized"),
-                "404": response_ref("NotFound"),
-                "503": response_ref("Unavailable"),
-            }
-        }),
-        ("POST", action) if action.starts_with("/v1/contacts/{contact_id}/") => {
-            let verb = action.rsplit('/').next().unwrap_or_default();
-            let what = match verb {
-                "accept" => {
-                    "The agent takes the offered contact; it counts as busy (the queue's                     `on_contact_status`, when set, is applied as its CC status)."
-                }
-                "decline" => {
-                    "The agent turns the offer down: the contact goes back to its place in                     the queue and the agent backs off; too many misses in a row pause it."
-                }
-                "complete" => "The contact is over; the agent goes into the queue's wrap-up.",
-                _ => "The caller hung up before an agent took the contact (waiting or offered).",
-            };
-            json!({
-                "operationId": format!("{verb}Contact"),
-                "summary": format!("{verb} a contact"),
-                "description": format!("{what} Durable when answered. A contact in the wrong                     state for this (say, accepting one that is waiting) is a 409."),
-                "parameters": contact_param(),
-                "requestBody": {"required": false, "content": json_content(schema_ref("ContactActionIn"))},
-                "responses": {
-                    "200": ok("The contact after it.", "ContactOut"),
-                    "400": response_ref("BadRequest"),
-                    "401": response_ref("Unauthorized"),
-                    "404": response_ref("NotFound"),
-                    "409": response_ref("Conflict"),
-                    "415": response_ref("UnsupportedMediaType"),
-                    "503": response_ref("Unavailable"),
-                }
-            })
+fn operation(route: &Route) -> Value {
+    let doc = &route.doc;
+    let mut operation = Map::new();
+    operation.insert("operationId".into(), json!(doc.id));
+    operation.insert("summary".into(), json!(doc.summary));
+    match doc.description {
+        Text::None => {}
+        Text::Plain(text) => {
+            operation.insert("description".into(), json!(text));
         }
-        _ => json!({"summary": "undocumented"}),
+        Text::Built(write) => {
+            operation.insert("description".into(), json!(write()));
+        }
+    }
+    if !doc.params.is_empty() {
+        let params: Vec<Value> = doc.params.iter().map(|param| parameter(*param)).collect();
+        operation.insert("parameters".into(), Value::Array(params));
+    }
+    match doc.body {
+        Body::None => {}
+        Body::Json(schema) => {
+            operation.insert("requestBody".into(), json_body(schema));
+        }
+        Body::OptionalJson(schema) => {
+            operation.insert(
+                "requestBody".into(),
+                json!({"required": false, "content": json_content(schema_ref(schema))}),
+            );
+        }
+    }
+    let mut responses = Map::new();
+    for reply in doc.replies {
+        responses.insert(reply.status.to_string(), reply_value(reply));
+    }
+    let refused = match route.auth {
+        Auth::Token => Some(Failure::Unauthorized),
+        Auth::Open => None,
+    };
+    for failure in refused.iter().chain(doc.errors) {
+        responses.insert(failure.status().to_string(), response_ref(failure.name()));
+    }
+    operation.insert("responses".into(), Value::Object(responses));
+    if route.auth == Auth::Open {
+        operation.insert("security".into(), json!([]));
+    }
+    Value::Object(operation)
+}
+
+fn parameter(param: Param) -> Value {
+    match param {
+        Param::AgentId => json!({"$ref": "#/components/parameters/AgentId"}),
+        Param::ContactId => {
+            json!({"name": "contact_id", "in": "path", "required": true, "schema": id_schema()})
+        }
+        Param::Queue => {
+            json!({"name": "queue", "in": "path", "required": true, "schema": name_schema()})
+        }
+        Param::Since => json!({
+            "name": "since",
+            "in": "query",
+            "required": false,
+            "description": "Resume after this sequence number (0: from the oldest event kept). \
+                At most the newest seq this store committed; beyond it is a 422 `cursor_ahead`.",
+            "schema": {"type": "integer", "format": "int64", "minimum": 0}
+        }),
     }
 }
 
-fn contact_param() -> Value {
-    json!([{"name": "contact_id", "in": "path", "required": true, "schema": id_schema()}])
+fn reply_value(reply: &Reply) -> Value {
+    let description = reply.description;
+    match reply.content {
+        Content::None => json!({"description": description}),
+        Content::Schema(schema) => ok(description, schema),
+        Content::JsonObject => {
+            json!({"description": description, "content": json_content(json!({"type": "object"}))})
+        }
+        Content::EventFrames => json!({
+            "description": description,
+            "content": json_content(json!({
+                "oneOf": [schema_ref("Event"), schema_ref("StreamGap")]
+            }))
+        }),
+        Content::Metrics => json!({
+            "description": description,
+            "content": {METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}}
+        }),
+    }
 }
 
+/// The description of `GET /v1/events`, which quotes the stream's constants.
+pub(super) fn events_description() -> String {
+    format!(
+        "Open with a WebSocket upgrade and the bearer header. Each text frame is one `Event` \
+        (JSON), oldest first. With `since`, every event with `seq > since` still kept is sent, \
+        then live events, with no gap and no repeat; without it, only events committed from \
+        now on. If retention already dropped some of the asked events, a `StreamGap` frame \
+        (`type` `{GAP}`) comes first. A `since` past the newest event this store ever \
+        committed (a cursor from another or a wiped store) is refused before the upgrade \
+        with a 422, code `cursor_ahead`, field `since`, whose message gives the newest seq. \
+        Delivery is at least once: keep the last `seq` and \
+        reconnect with `since=<last seq>`; de-duplicate by `id`. The server answers pings, \
+        pings idle clients, and closes with 1001 when the daemon stops. The log is read \
+        {PAGE} events at a time."
+    )
+}
+
+/// The shared error answers, one per [`Failure`].
 fn error_responses() -> Value {
-    let error = |description: &str| json!({"description": description, "content": json_content(schema_ref("ErrorBody"))});
-    json!({
-        "BadRequest": error("The input is malformed: an invalid agent or contact id or `since`, a \
-            body that is not JSON, an unknown or missing field, a value of the wrong type or out of \
-            range, a name or text that is too long or holds control or invisible formatting \
-            characters, a request line or headers too long (414, 431). `field` names it."),
-        "Unauthorized": {
-            "description": "No bearer token, or the wrong one.",
-            "headers": {
-                "WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer …`"}
-            },
+    let mut responses = Map::new();
+    for failure in Failure::ALL {
+        let mut response = json!({
+            "description": failure.description(),
             "content": json_content(schema_ref("ErrorBody"))
-        },
-        "NotFound": error("No such agent, queue or contact."),
-        "Conflict": error("The request clashes with the current state: a contact id in use, a \
-            contact in the wrong state for the action, or offered to another agent."),
-        "PayloadTooLarge": error("The body is over the configured limit."),
-        "UnsupportedMediaType": error("The body is not sent as `application/json`."),
-        "Unprocessable": error("Well-formed input the daemon cannot accept: an unknown status, \
-            profile or queue, a Teams user not in the directory, an event cursor past the end of \
-            the log. `field` names it."),
-        "Unavailable": error("The daemon cannot take the request now (stopping, store failing)."),
-    })
+        });
+        if failure == Failure::Unauthorized
+            && let Some(response) = response.as_object_mut()
+        {
+            response.insert(
+                "headers".into(),
+                json!({
+                    "WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer …`"}
+                }),
+            );
+        }
+        responses.insert(failure.name().into(), response);
+    }
+    Value::Object(responses)
 }
 
 /// The value shapes every schema is built from.

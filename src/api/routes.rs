@@ -1,67 +1,520 @@
-//! The router: which handler answers which route, under which auth, and the
-//! error shape for everything axum answers on its own (unknown routes, wrong
-//! methods, rejected bodies).
+//! The route table: every route the contact-center API serves, each with its
+//! method, path, auth, handler and documentation in one [`Route`] entry of
+//! [`ROUTES`]. The router, the list tests hold the API to, and the OpenAPI
+//! document's operations are all read from it, so a route cannot be served
+//! without an auth decision and a description. Also here: the router built
+//! from the table, and the error shape for everything axum answers on its own
+//! (unknown routes, wrong methods, rejected bodies).
+//!
+//! Inbound receivers that are not the contact-center API (Graph change
+//! notifications) have their own table in [`receivers`](super::receivers).
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::handler::Handler;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, on};
+use axum::routing::MethodFilter;
 use axum::{Router, body};
-use serde_json::json;
 
 use crate::config::Secret;
 
 use super::auth::BearerToken;
 use super::error::ApiError;
-use super::events_stream::stream_events;
-use super::extract::{AgentId, ApiJson, ContactId, EventsQuery, OptionalJson, QueueName, is_json};
-use super::model::{
-    AgentList, AgentUpsert, ContactAction, ContactActionIn, ContactIn, QueueList, StatusReport,
-};
-use super::openapi;
+use super::extract::is_json;
+use super::handlers::Endpoint;
+use super::openapi::{self, Body, Content, Failure, OperationDoc, Param, Reply, Text};
+use super::receivers;
 use super::service::Service;
 use super::shutdown::Shutdown;
 
-/// Every route the API serves, as (method, path). The router registers
-/// exactly these, the OpenAPI document describes exactly these, and tests
-/// hold both to it.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("PUT", "/v1/agents/{agent_id}"),
-    ("GET", "/v1/agents/{agent_id}"),
-    ("DELETE", "/v1/agents/{agent_id}"),
-    ("PUT", "/v1/agents/{agent_id}/status"),
-    ("GET", "/v1/agents"),
-    ("POST", "/v1/agents/{agent_id}/resume"),
-    ("GET", "/v1/queues"),
-    ("GET", "/v1/queues/{queue}"),
-    ("POST", "/v1/contacts"),
-    ("GET", "/v1/contacts/{contact_id}"),
-    ("POST", "/v1/contacts/{contact_id}/accept"),
-    ("POST", "/v1/contacts/{contact_id}/decline"),
-    ("POST", "/v1/contacts/{contact_id}/complete"),
-    ("POST", "/v1/contacts/{contact_id}/abandon"),
-    ("GET", "/v1/events"),
-    ("GET", "/v1/health"),
-    ("GET", "/v1/openapi.json"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-];
+/// An HTTP method a route answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Put,
+    Post,
+    Delete,
+}
 
-/// The paths served without a token: probes and the scraper cannot hold one,
-/// and the API description is public.
-pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
+impl Verb {
+    /// The method as HTTP spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Put => "PUT",
+            Verb::Post => "POST",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    pub(super) fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Post => MethodFilter::POST,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone: probes and the scraper cannot hold a token, and the API
+    /// description is public. Documented with `security: []`.
+    Open,
+    /// Only a request with `Authorization: Bearer <token>`; others get 401
+    /// before the handler runs. Documented with the 401 answer.
+    Token,
+}
+
+/// One route: what answers it, who may call it, and how it is documented.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    pub verb: Verb,
+    /// The path, with `{name}` for path parameters (axum's and OpenAPI's
+    /// spelling alike).
+    pub path: &'static str,
+    pub auth: Auth,
+    pub(crate) handler: Endpoint,
+    pub doc: OperationDoc,
+}
+
+impl Route {
+    /// Whether the route answers without a token.
+    pub fn is_open(&self) -> bool {
+        self.auth == Auth::Open
+    }
+}
 
 /// The Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const AGENT: &str = "/v1/agents/{agent_id}";
+
+/// What a request for one agent, queue or contact by its id can fail with,
+/// besides the token check: a malformed id, none by that id, a daemon that
+/// cannot answer now.
+const ONE_BY_ID: &[Failure] = &[Failure::BadRequest, Failure::NotFound, Failure::Unavailable];
+
+/// The answer a contact action gives.
+const CONTACT_ACTION_REPLY: &[Reply] = &[Reply::json(200, "The contact after it.", "ContactOut")];
+
+/// What a contact action can fail with.
+const CONTACT_ACTION_ERRORS: &[Failure] = &[
+    Failure::BadRequest,
+    Failure::NotFound,
+    Failure::Conflict,
+    Failure::UnsupportedMediaType,
+    Failure::Unavailable,
+];
+
+/// Every route the API serves. The router registers exactly these (with
+/// their auth), the OpenAPI document describes exactly these, and tests hold
+/// both to it.
+pub const ROUTES: &[Route] = &[
+    Route {
+        verb: Verb::Put,
+        path: AGENT,
+        auth: Auth::Token,
+        handler: Endpoint::PutAgent,
+        doc: OperationDoc {
+            id: "putAgent",
+            summary: "Create or replace an agent",
+            description: Text::Plain(
+                "Durable when answered. The body replaces the agent's settings: a field left \
+                out (or null) goes back to its default (no groups, skills or queues, capacity 1, the \
+                profile its groups decide, the directory's display name and phone), it is not kept from \
+                before. The agent's runtime state is not a setting and stays: its CC status, its Teams \
+                link while `teams_user` names the same user, sync state and routing counters. \
+                `teams_user` is a Teams object id or a UPN / e-mail in the directory; with `auto_link` \
+                an address not in the directory yet is accepted and linked when it appears.",
+            ),
+            params: &[Param::AgentId],
+            body: Body::Json("AgentUpsert"),
+            replies: &[Reply::json(
+                200,
+                "The agent as the daemon now sees it.",
+                "AgentOut",
+            )],
+            errors: &[
+                Failure::BadRequest,
+                Failure::PayloadTooLarge,
+                Failure::UnsupportedMediaType,
+                Failure::Unprocessable,
+                Failure::Unavailable,
+            ],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: AGENT,
+        auth: Auth::Token,
+        handler: Endpoint::GetAgent,
+        doc: OperationDoc {
+            id: "getAgent",
+            summary: "One agent: CC status, Teams presence, routability and sync state",
+            description: Text::None,
+            params: &[Param::AgentId],
+            body: Body::None,
+            replies: &[Reply::json(200, "The agent.", "AgentOut")],
+            errors: ONE_BY_ID,
+        },
+    },
+    Route {
+        verb: Verb::Delete,
+        path: AGENT,
+        auth: Auth::Token,
+        handler: Endpoint::DeleteAgent,
+        doc: OperationDoc {
+            id: "deleteAgent",
+            summary: "Delete an agent",
+            description: Text::None,
+            params: &[Param::AgentId],
+            body: Body::None,
+            replies: &[Reply::empty(204, "Deleted.")],
+            errors: ONE_BY_ID,
+        },
+    },
+    Route {
+        verb: Verb::Put,
+        path: "/v1/agents/{agent_id}/status",
+        auth: Auth::Token,
+        handler: Endpoint::PutStatus,
+        doc: OperationDoc {
+            id: "putAgentStatus",
+            summary: "Report an agent's CC status",
+            description: Text::Plain(
+                "Durable when answered. A status the agent's profile does not know is a 422 \
+                naming `status`.",
+            ),
+            params: &[Param::AgentId],
+            body: Body::Json("StatusReport"),
+            replies: &[Reply::json(200, "The agent after the report.", "AgentOut")],
+            errors: &[
+                Failure::BadRequest,
+                Failure::NotFound,
+                Failure::PayloadTooLarge,
+                Failure::UnsupportedMediaType,
+                Failure::Unprocessable,
+                Failure::Unavailable,
+            ],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/agents",
+        auth: Auth::Token,
+        handler: Endpoint::ListAgents,
+        doc: OperationDoc {
+            id: "listAgents",
+            summary: "Every agent",
+            description: Text::None,
+            params: &[],
+            body: Body::None,
+            replies: &[Reply::json(200, "The agents.", "AgentList")],
+            errors: &[Failure::Unavailable],
+        },
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/agents/{agent_id}/resume",
+        auth: Auth::Token,
+        handler: Endpoint::ResumeAgent,
+        doc: OperationDoc {
+            id: "resumeAgent",
+            summary: "Lift a routing pause after missed offers",
+            description: Text::Plain(
+                "Clears the pause and the count of missed offers. A new CC status                 for the agent does the same.",
+            ),
+            params: &[Param::AgentId],
+            body: Body::None,
+            replies: &[Reply::json(200, "The agent.", "AgentOut")],
+            errors: ONE_BY_ID,
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/queues",
+        auth: Auth::Token,
+        handler: Endpoint::ListQueues,
+        doc: OperationDoc {
+            id: "listQueues",
+            summary: "Every routing queue with its waiting contacts and agents",
+            description: Text::None,
+            params: &[],
+            body: Body::None,
+            replies: &[Reply::json(200, "The queues.", "QueueList")],
+            errors: &[Failure::Unavailable],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/queues/{queue}",
+        auth: Auth::Token,
+        handler: Endpoint::GetQueue,
+        doc: OperationDoc {
+            id: "getQueue",
+            summary: "One routing queue",
+            description: Text::None,
+            params: &[Param::Queue],
+            body: Body::None,
+            replies: &[Reply::json(200, "The queue.", "QueueOut")],
+            errors: ONE_BY_ID,
+        },
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/contacts",
+        auth: Auth::Token,
+        handler: Endpoint::AddContact,
+        doc: OperationDoc {
+            id: "addContact",
+            summary: "Queue a contact; it is offered at once when an agent is free",
+            description: Text::Plain(
+                "Durable when answered. The chosen agent is reserved and a                 `routing.offered` event carries the contact, the agent, its Teams UPN and phone.                 An unknown queue is a 422 naming `queue`; a `contact_id` already used is a 409.",
+            ),
+            params: &[],
+            body: Body::Json("ContactIn"),
+            replies: &[Reply::json(
+                201,
+                "The contact, waiting or offered.",
+                "ContactOut",
+            )],
+            errors: &[
+                Failure::BadRequest,
+                Failure::Conflict,
+                Failure::PayloadTooLarge,
+                Failure::UnsupportedMediaType,
+                Failure::Unprocessable,
+                Failure::Unavailable,
+            ],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/contacts/{contact_id}",
+        auth: Auth::Token,
+        handler: Endpoint::GetContact,
+        doc: OperationDoc {
+            id: "getContact",
+            summary: "One contact (kept a day after it ends)",
+            description: Text::None,
+            params: &[Param::ContactId],
+            body: Body::None,
+            replies: &[Reply::json(200, "The contact.", "ContactOut")],
+            errors: ONE_BY_ID,
+        },
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/contacts/{contact_id}/accept",
+        auth: Auth::Token,
+        handler: Endpoint::AcceptContact,
+        doc: OperationDoc {
+            id: "acceptContact",
+            summary: "accept a contact",
+            description: Text::Plain(
+                "The agent takes the offered contact; it counts as busy (the queue's                     `on_contact_status`, when set, is applied as its CC status). Durable when answered. A contact in the wrong                     state for this (say, accepting one that is waiting) is a 409.",
+            ),
+            params: &[Param::ContactId],
+            body: Body::OptionalJson("ContactActionIn"),
+            replies: CONTACT_ACTION_REPLY,
+            errors: CONTACT_ACTION_ERRORS,
+        },
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/contacts/{contact_id}/decline",
+        auth: Auth::Token,
+        handler: Endpoint::DeclineContact,
+        doc: OperationDoc {
+            id: "declineContact",
+            summary: "decline a contact",
+            description: Text::Plain(
+                "The agent turns the offer down: the contact goes back to its place in                     the queue and the agent backs off; too many misses in a row pause it. Durable when answered. A contact in the wrong                     state for this (say, accepting one that is waiting) is a 409.",
+            ),
+            params: &[Param::ContactId],
+            body: Body::OptionalJson("ContactActionIn"),
+            replies: CONTACT_ACTION_REPLY,
+            errors: CONTACT_ACTION_ERRORS,
+        },
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/contacts/{contact_id}/complete",
+        auth: Auth::Token,
+        handler: Endpoint::CompleteContact,
+        doc: OperationDoc {
+            id: "completeContact",
+            summary: "complete a contact",
+            description: Text::Plain(
+                "The contact is over; the agent goes into the queue's wrap-up. Durable when answered. A contact in the wrong                     state for this (say, accepting one that is waiting) is a 409.",
+            ),
+            params: &[Param::ContactId],
+            body: Body::OptionalJson("ContactActionIn"),
+            replies: CONTACT_ACTION_REPLY,
+            errors: CONTACT_ACTION_ERRORS,
+        },
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/contacts/{contact_id}/abandon",
+        auth: Auth::Token,
+        handler: Endpoint::AbandonContact,
+        doc: OperationDoc {
+            id: "abandonContact",
+            summary: "abandon a contact",
+            description: Text::Plain(
+                "The caller hung up before an agent took the contact (waiting or offered). Durable when answered. A contact in the wrong                     state for this (say, accepting one that is waiting) is a 409.",
+            ),
+            params: &[Param::ContactId],
+            body: Body::OptionalJson("ContactActionIn"),
+            replies: CONTACT_ACTION_REPLY,
+            errors: CONTACT_ACTION_ERRORS,
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/events",
+        auth: Auth::Token,
+        handler: Endpoint::Events,
+        doc: OperationDoc {
+            id: "streamEvents",
+            summary: "The event stream (WebSocket)",
+            description: Text::Built(openapi::events_description),
+            params: &[Param::Since],
+            body: Body::None,
+            replies: &[Reply {
+                status: 101,
+                description: "Switching to the WebSocket protocol. Frames from the server: \
+                    `Event` or `StreamGap`.",
+                content: Content::EventFrames,
+            }],
+            errors: &[
+                Failure::BadRequest,
+                Failure::Unprocessable,
+                Failure::Unavailable,
+            ],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/health",
+        auth: Auth::Token,
+        handler: Endpoint::Health,
+        doc: OperationDoc {
+            id: "health",
+            summary: "Readiness in full, with the Graph app in use",
+            description: Text::Plain(
+                "The same checks and tasks as `/readyz`, with every detail as it is \
+                (what Graph and Entra answered, with their request and trace ids) and the tenant and \
+                client id the daemon signs in with. `/readyz` is open, so it leaves those out.",
+            ),
+            params: &[],
+            body: Body::None,
+            replies: &[
+                Reply::json(200, "Ready.", "HealthReport"),
+                Reply::json(
+                    503,
+                    "Not ready; the failing checks say why.",
+                    "HealthReport",
+                ),
+            ],
+            errors: &[],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/openapi.json",
+        auth: Auth::Open,
+        handler: Endpoint::OpenApi,
+        doc: OperationDoc {
+            id: "getOpenApi",
+            summary: "This document (no token needed)",
+            description: Text::None,
+            params: &[],
+            body: Body::None,
+            replies: &[Reply {
+                status: 200,
+                description: "The OpenAPI 3.1 description of the API.",
+                content: Content::JsonObject,
+            }],
+            errors: &[],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/healthz",
+        auth: Auth::Open,
+        handler: Endpoint::Healthz,
+        doc: OperationDoc {
+            id: "healthz",
+            summary: "Liveness (no token needed)",
+            description: Text::None,
+            params: &[],
+            body: Body::None,
+            replies: &[Reply::json(200, "The process answers.", "Health")],
+            errors: &[],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/readyz",
+        auth: Auth::Open,
+        handler: Endpoint::Readyz,
+        doc: OperationDoc {
+            id: "readyz",
+            summary: "Readiness and its checks (no token needed)",
+            description: Text::Plain(
+                "The store, the mappings, and Graph as each task that calls it \
+                (`directory`, `presence-poller`, `presence-writer`) last found it: 503 within seconds \
+                of Graph failing or refusing the app's credentials, 200 again once calls go through. \
+                Details never name the tenant, the app or a user; `GET /v1/health` has them.",
+            ),
+            params: &[],
+            body: Body::None,
+            replies: &[
+                Reply::json(200, "Ready.", "Readiness"),
+                Reply::json(503, "Not ready; the failing checks say why.", "Readiness"),
+            ],
+            errors: &[],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/metrics",
+        auth: Auth::Open,
+        handler: Endpoint::Metrics,
+        doc: OperationDoc {
+            id: "metrics",
+            summary: "Prometheus metrics (no token needed)",
+            description: Text::Plain(
+                "Open like the health endpoints, for scrapers; it includes \
+                `presence_sync_ws_clients`, the event stream clients connected now.",
+            ),
+            params: &[],
+            body: Body::None,
+            replies: &[Reply {
+                status: 200,
+                description: "The Prometheus text exposition format.",
+                content: Content::Metrics,
+            }],
+            errors: &[],
+        },
+    },
+];
+
+/// The paths served without a token, from [`ROUTES`].
+pub fn open_paths() -> impl Iterator<Item = &'static str> {
+    ROUTES
+        .iter()
+        .filter(|route| route.is_open())
+        .map(|route| route.path)
+}
 
 /// How the API is set up.
 #[derive(Clone, Debug)]
@@ -75,11 +528,13 @@ pub struct ApiSettings {
     pub shutdown: Shutdown,
 }
 
-struct AppState<S> {
-    service: Arc<S>,
-    token: BearerToken,
-    shutdown: Shutdown,
-    openapi: Bytes,
+/// What every handler is given.
+pub(super) struct AppState<S> {
+    pub(super) service: Arc<S>,
+    pub(super) token: BearerToken,
+    pub(super) shutdown: Shutdown,
+    /// The OpenAPI document, rendered once.
+    pub(super) openapi: Bytes,
 }
 
 impl<S> Clone for AppState<S> {
@@ -98,61 +553,9 @@ pub fn router<S: Service>(service: Arc<S>, settings: ApiSettings) -> Router {
     build(service, settings).0
 }
 
-#[derive(Clone, Copy)]
-enum Verb {
-    Get,
-    Put,
-    Post,
-    Delete,
-}
-
-impl Verb {
-    fn as_str(self) -> &'static str {
-        match self {
-            Verb::Get => "GET",
-            Verb::Put => "PUT",
-            Verb::Post => "POST",
-            Verb::Delete => "DELETE",
-        }
-    }
-
-    fn filter(self) -> MethodFilter {
-        match self {
-            Verb::Get => MethodFilter::GET,
-            Verb::Put => MethodFilter::PUT,
-            Verb::Post => MethodFilter::POST,
-            Verb::Delete => MethodFilter::DELETE,
-        }
-    }
-}
-
-/// Registers routes and writes down each one, so the list of what is served
-/// comes from the registrations themselves.
-struct Table<S> {
-    router: Router<AppState<S>>,
-    served: Vec<(&'static str, &'static str)>,
-}
-
-impl<S: Service> Table<S> {
-    fn new() -> Self {
-        Table {
-            router: Router::new(),
-            served: Vec::new(),
-        }
-    }
-
-    fn add<H, T>(mut self, verb: Verb, path: &'static str, handler: H) -> Self
-    where
-        H: Handler<T, AppState<S>>,
-        T: 'static,
-    {
-        self.served.push((verb.as_str(), path));
-        self.router = self.router.route(path, on(verb.filter(), handler));
-        self
-    }
-}
-
-/// The router and the routes it serves.
+/// The router, with each route of [`ROUTES`] behind the auth the table gives
+/// it and the [receivers](receivers::router) beside them, and the routes it
+/// serves (as registered).
 fn build<S: Service>(
     service: Arc<S>,
     settings: ApiSettings,
@@ -163,60 +566,25 @@ fn build<S: Service>(
         shutdown: settings.shutdown,
         openapi: Bytes::from(openapi::document().to_string()),
     };
-    let agent = "/v1/agents/{agent_id}";
-    let protected = Table::new()
-        .add(Verb::Put, agent, put_agent::<S>)
-        .add(Verb::Get, agent, get_agent::<S>)
-        .add(Verb::Delete, agent, delete_agent::<S>)
-        .add(Verb::Put, "/v1/agents/{agent_id}/status", put_status::<S>)
-        .add(Verb::Get, "/v1/agents", list_agents::<S>)
-        .add(
-            Verb::Post,
-            "/v1/agents/{agent_id}/resume",
-            resume_agent::<S>,
-        )
-        .add(Verb::Get, "/v1/queues", list_queues::<S>)
-        .add(Verb::Get, "/v1/queues/{queue}", get_queue::<S>)
-        .add(Verb::Post, "/v1/contacts", add_contact::<S>)
-        .add(Verb::Get, "/v1/contacts/{contact_id}", get_contact::<S>)
-        .add(
-            Verb::Post,
-            "/v1/contacts/{contact_id}/accept",
-            accept_contact::<S>,
-        )
-        .add(
-            Verb::Post,
-            "/v1/contacts/{contact_id}/decline",
-            decline_contact::<S>,
-        )
-        .add(
-            Verb::Post,
-            "/v1/contacts/{contact_id}/complete",
-            complete_contact::<S>,
-        )
-        .add(
-            Verb::Post,
-            "/v1/contacts/{contact_id}/abandon",
-            abandon_contact::<S>,
-        )
-        .add(Verb::Get, "/v1/events", events::<S>)
-        .add(Verb::Get, "/v1/health", health::<S>);
-    let open = Table::new()
-        .add(Verb::Get, "/v1/openapi.json", openapi_document::<S>)
-        .add(Verb::Get, "/healthz", healthz)
-        .add(Verb::Get, "/readyz", readyz::<S>)
-        .add(Verb::Get, "/metrics", metrics::<S>);
-    let served = protected.served.into_iter().chain(open.served).collect();
-    let router = protected
-        .router
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_token::<S>,
-        ))
-        .merge(open.router)
+    let mut api = Router::new();
+    let mut served = Vec::with_capacity(ROUTES.len());
+    for route in ROUTES {
+        let handler = route.handler.method_router::<S>(route.verb);
+        let handler = match route.auth {
+            Auth::Open => handler,
+            Auth::Token => handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_token::<S>,
+            )),
+        };
+        api = api.route(route.path, handler);
+        served.push((route.verb.as_str(), route.path));
+    }
+    let router = api
+        .with_state(state)
+        .merge(receivers::router())
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(middleware::from_fn(error_shape))
-        .with_state(state);
+        .layer(middleware::from_fn(error_shape));
     (router, served)
 }
 
@@ -284,211 +652,6 @@ pub(crate) fn code_for(status: StatusCode) -> &'static str {
         s if s >= 500 => "internal",
         _ => "bad_request",
     }
-}
-
-async fn put_agent<S: Service>(
-    State(state): State<AppState<S>>,
-    AgentId(id): AgentId,
-    ApiJson(body): ApiJson<AgentUpsert>,
-) -> Result<Response, ApiError> {
-    let agent = state.service.put_agent(id, body).await?;
-    Ok(Json(agent).into_response())
-}
-
-async fn get_agent<S: Service>(
-    State(state): State<AppState<S>>,
-    AgentId(id): AgentId,
-) -> Result<Response, ApiError> {
-    Ok(Json(state.service.agent(id).await?).into_response())
-}
-
-async fn delete_agent<S: Service>(
-    State(state): State<AppState<S>>,
-    AgentId(id): AgentId,
-) -> Result<StatusCode, ApiError> {
-    state.service.delete_agent(id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn put_status<S: Service>(
-    State(state): State<AppState<S>>,
-    AgentId(id): AgentId,
-    ApiJson(body): ApiJson<StatusReport>,
-) -> Result<Response, ApiError> {
-    Ok(Json(state.service.put_status(id, body).await?).into_response())
-}
-
-async fn list_agents<S: Service>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
-    let agents = state.service.agents().await?;
-    Ok(Json(AgentList { agents }).into_response())
-}
-
-async fn resume_agent<S: Service>(
-    State(state): State<AppState<S>>,
-    AgentId(id): AgentId,
-) -> Result<Response, ApiError> {
-    Ok(Json(state.service.resume_agent(id).await?).into_response())
-}
-
-async fn list_queues<S: Service>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
-    let queues = state.service.queues().await?;
-    Ok(Json(QueueList { queues }).into_response())
-}
-
-async fn get_queue<S: Service>(
-    State(state): State<AppState<S>>,
-    QueueName(name): QueueName,
-) -> Result<Response, ApiError> {
-    Ok(Json(state.service.queue(name).await?).into_response())
-}
-
-async fn add_contact<S: Service>(
-    State(state): State<AppState<S>>,
-    ApiJson(body): ApiJson<ContactIn>,
-) -> Result<Response, ApiError> {
-    let contact = state.service.add_contact(body).await?;
-    Ok((StatusCode::CREATED, Json(contact)).into_response())
-}
-
-async fn get_contact<S: Service>(
-    State(state): State<AppState<S>>,
-    ContactId(id): ContactId,
-) -> Result<Response, ApiError> {
-    Ok(Json(state.service.contact(id).await?).into_response())
-}
-
-/// One handler a contact action, each naming its `ContactAction`.
-macro_rules! contact_actions {
-    ($($handler:ident => $action:ident),+ $(,)?) => {$(
-        async fn $handler<S: Service>(
-            state: State<AppState<S>>,
-            id: ContactId,
-            body: OptionalJson<ContactActionIn>,
-        ) -> Result<Response, ApiError> {
-            contact_action(state, id, body, ContactAction::$action).await
-        }
-    )+};
-}
-
-contact_actions!(
-    accept_contact => Accept,
-    decline_contact => Decline,
-    complete_contact => Complete,
-    abandon_contact => Abandon,
-);
-
-async fn contact_action<S: Service>(
-    State(state): State<AppState<S>>,
-    ContactId(id): ContactId,
-    OptionalJson(body): OptionalJson<ContactActionIn>,
-    action: ContactAction,
-) -> Result<Response, ApiError> {
-    let contact = state.service.contact_action(id, action, body).await?;
-    Ok(Json(contact).into_response())
-}
-
-/// Event streams accept frames up to this size from clients, who only ever
-/// send pings and close frames.
-const CLIENT_FRAME_LIMIT: usize = 64 * 1024;
-
-async fn events<S: Service>(
-    State(state): State<AppState<S>>,
-    query: EventsQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|rejection| {
-        ApiError::new(
-            rejection.status().as_u16(),
-            "websocket_required",
-            format!(
-                "GET /v1/events is a WebSocket: open it with an upgrade request ({})",
-                rejection.body_text()
-            ),
-        )
-    })?;
-    if state.shutdown.is_triggered() {
-        return Err(ApiError::unavailable("presence-sync is stopping"));
-    }
-    if let Some(since) = query.since {
-        // Sequence numbers are never reused, so a cursor past the newest
-        // one ever committed was not handed out by this store: a stream
-        // would wait for events that already have other numbers.
-        let last = state.service.last_seq().await?;
-        if since > last {
-            return Err(ApiError::unprocessable(
-                "since",
-                "cursor_ahead",
-                format!(
-                    "since={since} is past the end of this event log (the newest event is seq {last}): \
-                     the cursor comes from another or a wiped store. Reconnect with since={last} \
-                     (or without since) for what comes next, or since=0 for every event kept"
-                ),
-            ));
-        }
-    }
-    let AppState {
-        service, shutdown, ..
-    } = state;
-    Ok(upgrade
-        .max_message_size(CLIENT_FRAME_LIMIT)
-        .max_frame_size(CLIENT_FRAME_LIMIT)
-        .on_upgrade(move |socket| stream_events(socket, service, shutdown, query.since)))
-}
-
-async fn openapi_document<S: Service>(State(state): State<AppState<S>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        state.openapi.clone(),
-    )
-        .into_response()
-}
-
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
-}
-
-async fn readyz<S: Service>(State(state): State<AppState<S>>) -> Response {
-    let readiness = state.service.readiness().await;
-    let status = if readiness.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(readiness)).into_response()
-}
-
-async fn health<S: Service>(State(state): State<AppState<S>>) -> Response {
-    let health = state.service.health().await;
-    let status = if health.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(health)).into_response()
-}
-
-async fn metrics<S: Service>(State(state): State<AppState<S>>) -> Response {
-    let mut text = state.service.metrics().await;
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&format!(
-        "# HELP presence_sync_ws_clients Event stream (WebSocket) clients connected now.\n\
-         # TYPE presence_sync_ws_clients gauge\n\
-         presence_sync_ws_clients {}\n",
-        state.shutdown.open_streams()
-    ));
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(METRICS_CONTENT_TYPE),
-        )],
-        text,
-    )
-        .into_response()
 }
 
 #[cfg(test)]

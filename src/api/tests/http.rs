@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 
 use super::super::ROUTES;
 use super::super::model::{AgentList, AgentOut, ErrorBody, Readiness};
-use super::super::routes::{METRICS_CONTENT_TYPE, OPEN_PATHS};
+use super::super::routes::METRICS_CONTENT_TYPE;
 use super::{Api, Fake, STATUSES, TOKEN, error_of, start};
 
 const LIMIT: usize = 4096;
@@ -83,9 +83,10 @@ async fn v1_requires_the_bearer_token() {
 #[tokio::test]
 async fn every_listed_route_exists_and_only_open_ones_skip_auth() {
     let api = start(Fake::new(64), LIMIT).await;
-    for (method, path) in ROUTES {
+    for route in ROUTES {
+        let path = &route.path;
         api.create_agent("agent-1").await;
-        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let method = Method::from_bytes(route.verb.as_str().as_bytes()).unwrap();
         let url = concrete(path);
         let with_body = |request: reqwest::RequestBuilder| match body_for(path) {
             Some(body) if method == Method::PUT => request
@@ -127,7 +128,7 @@ async fn every_listed_route_exists_and_only_open_ones_skip_auth() {
             .send()
             .await
             .unwrap();
-        if OPEN_PATHS.contains(path) {
+        if route.is_open() {
             assert_ne!(anonymous.status(), 401, "{method} {path} should be open");
         } else {
             assert_eq!(error_of(anonymous).await.0, 401, "{method} {path}");
@@ -138,11 +139,15 @@ async fn every_listed_route_exists_and_only_open_ones_skip_auth() {
 #[tokio::test]
 async fn other_methods_on_listed_paths_are_405_in_the_error_shape() {
     let api = start(Fake::new(64), LIMIT).await;
-    let mut paths: Vec<&str> = ROUTES.iter().map(|(_, path)| *path).collect();
+    let listed: Vec<(&str, &str)> = ROUTES
+        .iter()
+        .map(|route| (route.verb.as_str(), route.path))
+        .collect();
+    let mut paths: Vec<&str> = listed.iter().map(|(_, path)| *path).collect();
     paths.dedup();
     for path in paths {
         for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
-            if ROUTES.contains(&(method, path)) {
+            if listed.contains(&(method, path)) {
                 continue;
             }
             let response = api
@@ -164,8 +169,8 @@ async fn other_methods_on_listed_paths_are_405_in_the_error_shape() {
                 "{method} {path}"
             );
             let allow = allow.unwrap_or_else(|| panic!("{method} {path}: no Allow header"));
-            for (listed, _) in ROUTES.iter().filter(|(_, p)| *p == path) {
-                assert!(allow.contains(listed), "{method} {path}: Allow {allow}");
+            for (allowed, _) in listed.iter().filter(|(_, p)| *p == path) {
+                assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
             }
         }
     }

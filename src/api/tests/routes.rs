@@ -1,4 +1,4 @@
-//! The route list, the router and the OpenAPI document agree.
+//! The route table, the router and the OpenAPI document agree.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use super::super::model::*;
 use super::super::openapi::document;
-use super::super::routes::{OPEN_PATHS, served_routes};
+use super::super::receivers::RECEIVERS;
+use super::super::routes::{Auth, open_paths, served_routes};
 use super::super::{ApiSettings, ROUTES, Shutdown};
 use super::{Fake, TOKEN, time};
 use crate::config::Secret;
@@ -15,15 +16,51 @@ use crate::events::{Event, NewEvent, kind};
 fn listed() -> BTreeSet<(String, String)> {
     ROUTES
         .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .map(|route| (route.verb.as_str().to_string(), route.path.to_string()))
         .collect()
 }
 
 #[test]
 fn routes_has_no_duplicates() {
     assert_eq!(listed().len(), ROUTES.len());
-    for open in OPEN_PATHS {
-        assert!(ROUTES.iter().any(|(_, path)| path == open), "{open}");
+    let handlers: BTreeSet<String> = ROUTES
+        .iter()
+        .map(|route| format!("{:?}", route.handler))
+        .collect();
+    assert_eq!(handlers.len(), ROUTES.len(), "a handler on two routes");
+    let ids: BTreeSet<&str> = ROUTES.iter().map(|route| route.doc.id).collect();
+    assert_eq!(ids.len(), ROUTES.len(), "an operationId on two routes");
+}
+
+/// Probes, the scraper and the API description are open; every other route
+/// needs the token, and one path has one auth decision whatever the method.
+#[test]
+fn only_probes_metrics_and_the_document_are_open() {
+    let open: BTreeSet<&str> = open_paths().collect();
+    assert_eq!(
+        open,
+        BTreeSet::from(["/healthz", "/readyz", "/metrics", "/v1/openapi.json"])
+    );
+    for route in ROUTES {
+        assert_eq!(
+            route.auth == Auth::Open,
+            open.contains(route.path),
+            "{} {}",
+            route.verb.as_str(),
+            route.path
+        );
+    }
+}
+
+#[test]
+fn receivers_stay_out_of_the_api() {
+    for receiver in RECEIVERS {
+        assert!(!receiver.path.starts_with("/v1"), "{}", receiver.path);
+        assert!(
+            ROUTES.iter().all(|route| route.path != receiver.path),
+            "{}",
+            receiver.path
+        );
     }
 }
 
@@ -57,7 +94,7 @@ fn openapi_describes_exactly_routes() {
                 "{route:?} has no operation"
             );
             assert!(operation["responses"].is_object(), "{route:?}");
-            let open = OPEN_PATHS.contains(&path.as_str());
+            let open = open_paths().any(|open| open == path);
             assert_eq!(
                 operation.get("security") == Some(&json!([])),
                 open,
