@@ -24,6 +24,7 @@ use crate::graph::PresenceUpdate;
 use crate::mapping::Profile;
 use crate::metrics::{DaemonMetrics, Direction, TeamsWriteKind};
 use crate::routing::{ContactRecord, Router};
+use crate::stop::Stop;
 use crate::store::{AgentRecord, Batch, CcReport, Loaded, MetaKey, OutboxEntry, Store};
 use crate::sync::{
     AgentKey, AgentSnapshot, Decision, Engine, EngineError, ProfileId, Reason, Settings, SyncEvent,
@@ -33,7 +34,7 @@ use crate::time::Timestamp;
 
 use super::directory::{self, DirectoryIndex, DirectoryUpdate};
 use super::mappings::MappingSet;
-use super::tasks::{TaskState, TaskStatus, stopped};
+use super::tasks::{TaskState, TaskStatus};
 use super::view::{self, presence_out};
 use super::writer::{WriteJob, WriteResult};
 
@@ -351,7 +352,7 @@ impl<S: Store> SyncLoop<S> {
         mut self,
         mut inputs: Inputs,
         status: TaskStatus,
-        mut stop: watch::Receiver<bool>,
+        stop: Stop,
     ) -> Result<(), String> {
         status.set(TaskState::Running);
         loop {
@@ -369,7 +370,7 @@ impl<S: Store> SyncLoop<S> {
                 }
             };
             let stopping = tokio::select! {
-                () = stopped(&mut stop) => true,
+                () = stop.stopped() => true,
                 Some(cmd) = inputs.commands.recv() => { self.command(cmd); false }
                 Some(update) = inputs.presences.recv() => { self.presence(update); false }
                 Some(result) = inputs.write_results.recv() => { self.write_result(result); false }
