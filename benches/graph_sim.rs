@@ -33,6 +33,7 @@ use presence_sync::graph::{
 };
 use presence_sync::presence::Presence;
 use presence_sync::sim::{self, SimClock, SimHandle, SimOptions};
+use presence_sync::stop::Stop;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -200,7 +201,7 @@ async fn measure<S: PresenceSource + 'static>(
     let plan = PollPlan::new(users, rate, &target);
     let ids = Arc::new(ids);
     let (_users_tx, users_rx) = watch::channel(ids.clone());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = Stop::new();
     let (updates_tx, mut updates) = mpsc::channel::<PresenceUpdate>(65_536);
     let poller = Poller::new(source, TokioClock::shared(), rate, target, users_rx);
     let poller = tokio::spawn(poller.run(updates_tx, stop_rx));
@@ -279,7 +280,7 @@ async fn measure<S: PresenceSource + 'static>(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    stop_tx.send(true).ok();
+    stop_tx.stop();
     poller.await.expect("the poller stops");
     consumer.await.expect("the consumer stops");
     let count = |stats: &presence_sync::sim::SimStats| -> u64 {

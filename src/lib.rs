@@ -30,6 +30,7 @@
 //!   wrap-up, overflow. Events and a time in, decisions out; no I/O.
 //! - [`daemon`]: the running service: the sync loop around the engine, the
 //!   Graph poller, writer and directory reader, reloads, stop and liveness.
+//! - [`stop`]: the one stop signal every long-running task listens to.
 //! - [`demo`]: `presence-sync demo`: simulator, daemon and a simulated
 //!   contact center together.
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`], [`splitmix`]:
@@ -53,6 +54,7 @@ pub mod routing;
 pub mod shared_fixtures;
 pub mod sim;
 pub mod splitmix;
+pub mod stop;
 pub mod store;
 pub mod sync;
 pub mod systemd;

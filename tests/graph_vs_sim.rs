@@ -21,6 +21,7 @@ use presence_sync::graph::{
 };
 use presence_sync::presence::{Activity, Availability, Presence};
 use presence_sync::sim::{self, SimClock, SimHandle, SimOptions};
+use presence_sync::stop::Stop;
 use presence_sync::sync::TeamsWrite;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -687,7 +688,7 @@ async fn the_poller_yields_exactly_what_changed() {
     assert_eq!(plan.batches.len(), 3);
 
     let (_users_tx, users_rx) = watch::channel(ids.clone());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = Stop::new();
     let (updates_tx, mut updates) = mpsc::channel(4_096);
     let poller = Poller::new(client.clone(), time.shared(), rate, target, users_rx);
     let task = tokio::spawn(poller.run(updates_tx, stop_rx));
@@ -734,7 +735,7 @@ async fn the_poller_yields_exactly_what_changed() {
     .await
     .expect("the poller keeps up");
 
-    stop_tx.send(true).unwrap();
+    stop_tx.stop();
     task.await.expect("the poller stops");
     stop(sim).await;
 }

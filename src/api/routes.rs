@@ -524,7 +524,7 @@ pub struct ApiSettings {
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
     /// Triggering it closes every open event stream (see [`Shutdown`]); pass
-    /// the same value's [`Shutdown::triggered`] to [`serve`](super::serve).
+    /// the same value's [`Shutdown::stop`] to [`serve`](super::serve).
     pub shutdown: Shutdown,
 }
 

@@ -7,7 +7,6 @@
 //! them in the API's error shape instead, so every 4xx a client can get has
 //! the documented body.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -19,19 +18,16 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::error::ApiError;
 use super::routes::code_for;
+use crate::stop::Stop;
 
-/// Serves `router` until `shutdown` resolves, then stops accepting and
-/// waits for requests in flight. Event streams are not requests in flight
-/// (they left the server when they upgraded): they close on the
+/// Serves `router` until `stop` is given, then stops accepting and waits
+/// for requests in flight. Event streams are not requests in flight (they
+/// left the server when they upgraded): they close on the
 /// [`Shutdown`](super::Shutdown) the router was built with, so pass that
-/// value's `triggered()` here and trigger it once.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+/// value's [`stop()`](super::Shutdown::stop) here and trigger it once.
+pub async fn serve(listener: TcpListener, router: Router, stop: Stop) -> io::Result<()> {
     axum::serve(ShapedListener(listener), router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stop.stopped())
         .await
 }
 

@@ -4,12 +4,14 @@
 //! [`Shutdown`]: triggering it stops the server from accepting and makes every
 //! open event stream send a close frame (1001, going away), and
 //! [`Shutdown::streams_closed`] lets the daemon wait for those frames to leave
-//! before it exits.
+//! before it exits. Its signal is a [`Stop`] like every other task's.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+
+use crate::stop::{Stop, StopHandle};
 
 /// The API's stop signal and its count of open event streams. Clones share
 /// both. Dropping every clone counts as a trigger, so a stream never outlives
@@ -21,7 +23,8 @@ pub struct Shutdown {
 
 #[derive(Debug)]
 struct Inner {
-    stopping: watch::Sender<bool>,
+    handle: StopHandle,
+    stop: Stop,
     open_streams: watch::Sender<usize>,
 }
 
@@ -33,9 +36,11 @@ impl Default for Shutdown {
 
 impl Shutdown {
     pub fn new() -> Self {
+        let (handle, stop) = Stop::new();
         Shutdown {
             inner: Arc::new(Inner {
-                stopping: watch::Sender::new(false),
+                handle,
+                stop,
                 open_streams: watch::Sender::new(0),
             }),
         }
@@ -43,22 +48,23 @@ impl Shutdown {
 
     /// Starts stopping. Idempotent.
     pub fn trigger(&self) {
-        self.inner.stopping.send_replace(true);
+        self.inner.handle.stop();
     }
 
     pub fn is_triggered(&self) -> bool {
-        *self.inner.stopping.borrow()
+        self.inner.stop.is_stopped()
+    }
+
+    /// The signal itself, for [`serve`](super::serve).
+    pub fn stop(&self) -> Stop {
+        self.inner.stop.clone()
     }
 
     /// Resolves once [`trigger`](Self::trigger) was called (at once if it
-    /// already was). Owns what it waits on, so it can be handed to
-    /// [`serve`](super::serve).
+    /// already was, or once every clone is gone: nobody can keep the API
+    /// up then).
     pub fn triggered(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stopping = self.inner.stopping.subscribe();
-        async move {
-            // An error means every sender is gone: nobody can keep the API up.
-            let _ = stopping.wait_for(|stopping| *stopping).await;
-        }
+        self.inner.stop.stopped()
     }
 
     /// The number of event streams open now.

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::graph::model::User;
 use crate::graph::{DeltaOutcome, GraphClient};
+use crate::stop::Stop;
 
-use super::tasks::{Problem, TaskState, TaskStatus, stopped};
+use super::tasks::{Problem, TaskState, TaskStatus};
 
 /// What the directory task hands the sync loop.
 #[derive(Debug)]
@@ -149,14 +150,14 @@ pub async fn run(
     interval: Duration,
     updates: mpsc::Sender<DirectoryUpdate>,
     status: TaskStatus,
-    mut stop: watch::Receiver<bool>,
+    stop: Stop,
 ) -> Result<(), String> {
     let mut loaded = false;
     let mut failures: u32 = 0;
     loop {
         // A call can wait long in a throttled Graph; stopping must not.
         let result = tokio::select! {
-            () = stopped(&mut stop) => return Ok(()),
+            () = stop.stopped() => return Ok(()),
             result = async {
                 if loaded {
                     poll_delta(&graph, &mut delta_link, &updates).await
@@ -185,9 +186,8 @@ pub async fn run(
         if updates.is_closed() {
             return Ok(());
         }
-        tokio::select! {
-            () = stopped(&mut stop) => return Ok(()),
-            () = tokio::time::sleep(wait) => {}
+        if !stop.sleep(wait).await {
+            return Ok(());
         }
     }
 }

@@ -1,15 +1,19 @@
 //! The mapping profiles in force: loaded from the files the config names,
-//! and reloaded on SIGHUP or when a file changes. A file with errors never
-//! replaces the last good set (SPEC §4).
+//! and reloaded on SIGHUP or when a file changes, both through [`reload`].
+//! A file with errors never replaces the last good set (SPEC §4).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio::sync::mpsc;
+
 use crate::config::{Config, MappingsConfig, QueueStatus, RoutingConfig};
 use crate::diagnostics::Diagnostic;
 use crate::mapping::{self, Profile};
+
+use super::sync_loop::Command;
 
 /// Every profile, the default first, and which group uses which.
 #[derive(Clone, Debug)]
@@ -56,6 +60,60 @@ impl MappingSet {
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The files with their modification times now.
+pub fn modified_times(
+    files: &[(PathBuf, Option<SystemTime>)],
+) -> Vec<(PathBuf, Option<SystemTime>)> {
+    files
+        .iter()
+        .map(|(p, _)| (p.clone(), modified(p)))
+        .collect()
+}
+
+/// How a [`reload`] ended.
+#[derive(Debug)]
+pub enum Reload {
+    /// The set read, now in force (the sync loop has it).
+    Applied(MappingSet),
+    /// The config or a mapping file has errors: the config and mappings in
+    /// force stay.
+    Refused(Vec<Diagnostic>),
+    /// Read, but the sync loop is gone: the daemon is stopping.
+    LoopGone,
+}
+
+/// The one reload, for SIGHUP and the mapping-file watcher alike: reads the
+/// config file and every mapping file it names again (off the async
+/// threads) and, when all are good, hands the sync loop the new mappings and
+/// routing to put in force.
+pub async fn reload(config_file: &Path, commands: &mpsc::Sender<Command>) -> Reload {
+    let file = config_file.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || {
+        Config::load(&file)
+            .map_err(|e| e.diagnostics)
+            .and_then(|config| load_for(&config).map(|set| (set, config.routing)))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(vec![Diagnostic::whole_file(
+            config_file,
+            format!("reading the config did not finish: {e}"),
+        )])
+    });
+    match loaded {
+        Ok((set, routing)) => {
+            match commands
+                .send(Command::Reload(set.clone(), Some(routing)))
+                .await
+            {
+                Ok(()) => Reload::Applied(set),
+                Err(_) => Reload::LoopGone,
+            }
+        }
+        Err(errors) => Reload::Refused(errors),
+    }
 }
 
 /// Loads every profile the config names and checks the queues' statuses

@@ -10,7 +10,8 @@
 //! | mapping profiles in force and their reload | [`mappings`] |
 //! | the agent view the API returns | [`view`] |
 //! | the API's handler trait, implemented | [`service`] |
-//! | named background tasks, their states and stop | [`tasks`] |
+//! | task names and states, the `Worker` trait and the runner | [`tasks`] |
+//! | every worker the daemon runs | [`workers`] |
 //! | Prometheus metrics | [`metrics`] |
 //! | signals, systemd notify and the watchdog's liveness check | [`lifecycle`] |
 
@@ -22,6 +23,7 @@ pub mod service;
 pub mod sync_loop;
 pub mod tasks;
 pub mod view;
+pub mod workers;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -36,17 +38,19 @@ use crate::api::model::GraphAppOut;
 use crate::api::{self, ApiSettings};
 use crate::config::{Config, GraphAuth, SecretError};
 use crate::diagnostics::Diagnostic;
-use crate::graph::{
-    AuthError, Credential, GraphClient, GraphError, PollTarget, Poller, TokioClock,
-};
+use crate::graph::{AuthError, Credential, GraphClient, GraphError, PollTarget};
 use crate::store::{MetaKey, SledStore, Store, StoreError};
-use crate::webhook::{WebhookSink, WebhookState, WebhookStatus};
+use crate::webhook::WebhookSink;
 
-use self::mappings::MappingSet;
+use self::mappings::Reload;
 use self::metrics::Metrics;
 use self::service::DaemonService;
 use self::sync_loop::{Command, Inputs, Outputs, SyncLoop};
-use self::tasks::{Problem, TaskState, Tasks, stopped};
+use self::tasks::{Failure, TaskName, Workers};
+use self::workers::{
+    ApiWorker, DirectoryWorker, MappingWatch, PollerWorker, RetentionWorker, SyncLoopWorker,
+    WebhookWorker, WriterWorker,
+};
 
 /// Why the daemon could not start. Each maps to its own exit code in `main`.
 #[derive(Debug, Error)]
@@ -114,7 +118,7 @@ impl Default for DaemonOptions {
 pub struct Daemon {
     pub api_addr: SocketAddr,
     pub state_dir: PathBuf,
-    tasks: Tasks,
+    workers: Workers,
     commands: mpsc::Sender<Command>,
     config: Config,
     grace: Duration,
@@ -205,154 +209,63 @@ impl Daemon {
             error,
         })?;
 
-        let mut tasks = Tasks::new();
-        let board = tasks.board();
-        let inputs = Inputs {
-            commands: commands_rx,
-            presences: presence_rx,
-            write_results: results_rx,
-        };
-        tasks.spawn("sync-loop", move |status, stop| {
-            sync_loop.run(inputs, status, stop)
+        let mut workers = Workers::new();
+        let board = workers.board();
+        workers.spawn(SyncLoopWorker {
+            sync_loop,
+            inputs: Inputs {
+                commands: commands_rx,
+                presences: presence_rx,
+                write_results: results_rx,
+            },
         });
-
-        {
-            let graph = graph.clone();
-            let interval = options.directory_interval;
-            let (dir_tx, mut dir_rx) = mpsc::channel(4);
-            let commands = commands_tx.clone();
-            tasks.spawn("directory", move |status, stop| async move {
-                // Directory updates are forwarded as commands, in order.
-                let forward = tokio::spawn(async move {
-                    while let Some(update) = dir_rx.recv().await {
-                        if commands.send(Command::Directory(update)).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                let result =
-                    directory::run(graph, delta_link, interval, dir_tx, status, stop).await;
-                let _ = forward.await;
-                result
-            });
-        }
+        workers.spawn(DirectoryWorker {
+            graph: graph.clone(),
+            delta_link,
+            interval: options.directory_interval,
+            commands: commands_tx.clone(),
+        });
         // How the poller's last read went: Graph as a whole, for the writer too.
-        let (health_tx, poll_health) = watch::channel(None);
-        {
-            let graph = graph.clone();
-            let rate = graph.throttle().config().sustained_rate();
-            let mut health_rx = poll_health.clone();
-            let target = PollTarget {
+        let (health_tx, _) = watch::channel(None);
+        let graph_health = health_tx.subscribe();
+        workers.spawn(PollerWorker {
+            graph: graph.clone(),
+            target: PollTarget {
                 max_staleness: options.poll_staleness,
                 ..PollTarget::default()
-            };
-            tasks.spawn("presence-poller", move |status, stop| async move {
-                status.set(TaskState::Running);
-                // The board shows how the poller's last read went.
-                let board = status.clone();
-                let mirror = tokio::spawn(async move {
-                    while health_rx.changed().await.is_ok() {
-                        let state = match &*health_rx.borrow_and_update() {
-                            None => TaskState::Running,
-                            Some(error) => TaskState::Degraded(Problem::graph(error)),
-                        };
-                        board.set(state);
-                    }
-                });
-                Poller::new(graph, TokioClock::shared(), rate, target, poll_rx)
-                    .report_health(health_tx)
-                    .run(presence_tx, stop)
-                    .await;
-                // The poller is gone with its sender: the mirror ends.
-                let _ = mirror.await;
-                Ok(())
-            });
-        }
-        {
-            let writer = Arc::new(graph.clone());
-            let max = options.max_writes_in_flight;
-            let deadline = config.engine_settings().write_answer_timeout / 2;
-            let mut graph_health = poll_health.clone();
-            tasks.spawn("presence-writer", move |status, stop| async move {
-                // A writer degraded by Graph failing as a whole is clear
-                // again once a later read goes through: its own next write
-                // may be a minute away.
-                let board = status.clone();
-                let heal = tokio::spawn(async move {
-                    while graph_health.changed().await.is_ok() {
-                        if graph_health.borrow_and_update().is_none() {
-                            board.clear_degraded();
-                        }
-                    }
-                });
-                let result =
-                    writer::run(writer, writes_rx, results_tx, max, deadline, status, stop).await;
-                heal.abort();
-                result
-            });
-        }
-        {
-            let commands = commands_tx.clone();
-            let config_file = config.file.clone();
-            let interval = options.mapping_check_interval;
-            let reload_errors = metrics.daemon.mapping_reloads.with(["error"]);
-            tasks.spawn("mapping-watch", move |status, stop| {
-                watch_mappings(
-                    mappings,
-                    config_file,
-                    interval,
-                    commands,
-                    reload_errors,
-                    status,
-                    stop,
-                )
-            });
-        }
-        {
-            let store = Arc::clone(&store);
-            let retention = config.store.event_retention;
-            let keep = config.store.event_keep_at_least;
-            let interval = options.retention_interval;
-            tasks.spawn("event-retention", move |status, stop| {
-                prune_events(store, retention, keep, interval, status, stop)
-            });
-        }
+            },
+            users: poll_rx,
+            presences: presence_tx,
+            health: health_tx,
+        });
+        workers.spawn(WriterWorker {
+            graph: graph.clone(),
+            jobs: writes_rx,
+            results: results_tx,
+            max_in_flight: options.max_writes_in_flight,
+            deadline: config.engine_settings().write_answer_timeout / 2,
+            graph_health,
+        });
+        workers.spawn(MappingWatch {
+            current: mappings,
+            config_file: config.file.clone(),
+            interval: options.mapping_check_interval,
+            commands: commands_tx.clone(),
+            reload_errors: metrics.daemon.mapping_reloads.with(["error"]),
+        });
+        workers.spawn(RetentionWorker {
+            store: Arc::clone(&store),
+            retention: config.store.event_retention,
+            keep: config.store.event_keep_at_least,
+            interval: options.retention_interval,
+        });
         if let (Some(webhook), Some(secret)) = (&config.webhook, &webhook_secret) {
             let shared: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
             let sink = WebhookSink::new(webhook, secret, shared)
                 .map_err(|e| DaemonError::Task(format!("webhook sink: {e}")))?;
-            let mut sink_status = sink.status();
-            let wake = events_tx.subscribe();
-            tasks.spawn("webhook", move |status, stop| async move {
-                // The board shows what the sink says about itself.
-                let board = status.clone();
-                let mirror = tokio::spawn(async move {
-                    loop {
-                        let now = sink_status.borrow_and_update().clone();
-                        board.set(match &now.state {
-                            WebhookState::Retrying { .. } => {
-                                // The receiver's answer stays out of the open view.
-                                let quiet = WebhookStatus {
-                                    last_error: None,
-                                    ..now.clone()
-                                };
-                                TaskState::Degraded(Problem::new(
-                                    quiet.to_string(),
-                                    now.to_string(),
-                                ))
-                            }
-                            WebhookState::Failed { error } => TaskState::Failed(error.clone()),
-                            WebhookState::Starting => TaskState::Starting,
-                            _ => TaskState::Running,
-                        });
-                        if sink_status.changed().await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                let result = sink.run(wake, stop).await.map_err(|e| e.to_string());
-                mirror.abort();
-                result
+            workers.spawn(WebhookWorker {
+                sink,
+                wake: events_tx.subscribe(),
             });
         }
         let service = Arc::new(DaemonService {
@@ -383,18 +296,12 @@ impl Daemon {
                 shutdown: api_stop.clone(),
             },
         );
-        let stopped_serving = api_stop.triggered();
-        tasks.spawn("api", move |status, _stop| async move {
-            status.set(TaskState::Running);
-            api::serve(listener, router, stopped_serving)
-                .await
-                .map_err(|e| format!("the API server failed: {e}"))
-        });
+        workers.spawn_on(ApiWorker { listener, router }, api_stop.stop());
         tracing::info!(%api_addr, state_dir = %state_dir.display(), "presence-sync started");
         Ok(Daemon {
             api_addr,
             state_dir,
-            tasks,
+            workers,
             commands: commands_tx,
             grace: options.stop_grace,
             config,
@@ -407,28 +314,9 @@ impl Daemon {
     /// bad file is logged with its errors and the config and mappings in
     /// force stay.
     pub async fn reload(&self) -> Result<(), Vec<Diagnostic>> {
-        let file = self.config.file.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            Config::load(&file)
-                .map_err(|e| e.diagnostics)
-                .and_then(|config| mappings::load_for(&config).map(|set| (set, config.routing)))
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(vec![Diagnostic::whole_file(
-                &self.config.file,
-                format!("reading the config did not finish: {e}"),
-            )])
-        });
-        match loaded {
-            Ok((set, routing)) => {
-                let _ = self
-                    .commands
-                    .send(Command::Reload(set, Some(routing)))
-                    .await;
-                Ok(())
-            }
-            Err(errors) => {
+        match mappings::reload(&self.config.file, &self.commands).await {
+            Reload::Applied(_) | Reload::LoopGone => Ok(()),
+            Reload::Refused(errors) => {
                 self.metrics.daemon.mapping_reloads.with(["error"]).inc();
                 Err(errors)
             }
@@ -450,8 +338,8 @@ impl Daemon {
 
     /// Task failures as they happen (the store failing, the API server
     /// dying); taken once by the supervisor.
-    pub fn take_failures(&mut self) -> Option<mpsc::UnboundedReceiver<(&'static str, String)>> {
-        self.tasks.take_failures()
+    pub fn take_failures(&mut self) -> Option<mpsc::UnboundedReceiver<Failure>> {
+        self.workers.take_failures()
     }
 
     /// Stops taking work (the API first), lets the sync loop commit what it
@@ -460,16 +348,11 @@ impl Daemon {
         // The API first, and wait for it: requests it already took reach
         // the sync loop before the loop is told to stop.
         self.api_stop.trigger();
-        let board = self.tasks.board();
-        let deadline = tokio::time::Instant::now() + self.grace / 2;
-        while tokio::time::Instant::now() < deadline
-            && board.snapshot().iter().any(|(n, s)| {
-                *n == "api" && !matches!(s, TaskState::Stopped | TaskState::Failed(_))
-            })
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let failures = self.tasks.shutdown(self.grace).await;
+        self.workers
+            .board()
+            .wait_ended(TaskName::Api, self.grace / 2)
+            .await;
+        let failures = self.workers.shutdown(self.grace).await;
         if failures.is_empty() {
             tracing::info!("presence-sync stopped");
             Exit::Stopped
@@ -481,110 +364,6 @@ impl Daemon {
                 .join("; ");
             tracing::error!(failures = %text, "presence-sync stopped with failures");
             Exit::Failed(text)
-        }
-    }
-}
-
-/// Reloads mappings when one of their files changes.
-async fn watch_mappings(
-    mut current: MappingSet,
-    config_file: PathBuf,
-    interval: Duration,
-    commands: mpsc::Sender<Command>,
-    reload_errors: crate::metrics::Counter,
-    status: tasks::TaskStatus,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
-    status.set(TaskState::Running);
-    let mut reported_bad = false;
-    loop {
-        tokio::select! {
-            () = stopped(&mut stop) => return Ok(()),
-            () = tokio::time::sleep(interval) => {}
-        }
-        if !current.files_changed() {
-            continue;
-        }
-        // The times are taken before reading, so a fix saved while a broken
-        // file is being read is still seen as a change next time.
-        let seen: Vec<_> = current
-            .files
-            .iter()
-            .map(|(p, _)| {
-                (
-                    p.clone(),
-                    std::fs::metadata(p).and_then(|m| m.modified()).ok(),
-                )
-            })
-            .collect();
-        // The config is read again too: a SIGHUP may have changed which
-        // profiles and groups there are since this task started.
-        let file = config_file.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            Config::load(&file)
-                .map_err(|e| e.diagnostics)
-                .and_then(|config| mappings::load_for(&config).map(|set| (set, config.routing)))
-        })
-        .await
-        .map_err(|e| format!("reading the mappings: {e}"))?;
-        match loaded {
-            Ok((set, routing)) => {
-                current = set.clone();
-                reported_bad = false;
-                status.set(TaskState::Running);
-                if commands
-                    .send(Command::Reload(set, Some(routing)))
-                    .await
-                    .is_err()
-                {
-                    return Ok(());
-                }
-            }
-            Err(errors) => {
-                // One bad save is reported once.
-                if !reported_bad {
-                    reload_errors.inc();
-                    for e in &errors {
-                        tracing::error!("{e}");
-                    }
-                    tracing::error!(
-                        "the config or a mapping file has errors; the config and mappings in force stay"
-                    );
-                }
-                reported_bad = true;
-                current.files = seen;
-                status.set(TaskState::Degraded(Problem::plain(format!(
-                    "mapping files have errors: {}",
-                    render(&errors)
-                ))));
-            }
-        }
-    }
-}
-
-/// Drops events older than the retention, keeping the newest ones.
-async fn prune_events<S: Store>(
-    store: Arc<S>,
-    retention: Duration,
-    keep: usize,
-    interval: Duration,
-    status: tasks::TaskStatus,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
-    status.set(TaskState::Running);
-    loop {
-        let before = chrono::Utc::now()
-            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
-        let s = Arc::clone(&store);
-        match tokio::task::spawn_blocking(move || s.prune_events(before, keep)).await {
-            Ok(Ok(n)) if n > 0 => tracing::info!(events = n, "pruned events past retention"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => status.set(TaskState::Degraded(Problem::plain(e.to_string()))),
-            Err(e) => status.set(TaskState::Degraded(Problem::plain(e.to_string()))),
-        }
-        tokio::select! {
-            () = stopped(&mut stop) => return Ok(()),
-            () = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::store::Store;
 
 use super::metrics::Metrics;
 use super::sync_loop::{Command, LoopStatus};
-use super::tasks::{TaskBoard, TaskState};
+use super::tasks::{TaskBoard, TaskName, TaskState};
 
 /// How long an API call waits for the sync loop before answering 503.
 const LOOP_DEADLINE: Duration = Duration::from_secs(30);
@@ -61,7 +61,11 @@ impl<S: Store> DaemonService<S> {
 
 /// The tasks that call Graph: Graph is usable when each of them says its
 /// last calls went through.
-const GRAPH_TASKS: [&str; 3] = ["directory", "presence-poller", "presence-writer"];
+const GRAPH_TASKS: [TaskName; 3] = [
+    TaskName::Directory,
+    TaskName::PresencePoller,
+    TaskName::PresenceWriter,
+];
 
 impl<S: Store> DaemonService<S> {
     /// The checks and the tasks' states; `full`: every detail as it is
@@ -69,7 +73,7 @@ impl<S: Store> DaemonService<S> {
     fn checks(&self, full: bool) -> (bool, Vec<Check>, Vec<TaskOut>) {
         let status = self.status.borrow().clone();
         let tasks = self.board.snapshot();
-        let state_of = |name: &str| {
+        let state_of = |name: TaskName| {
             tasks
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -83,11 +87,14 @@ impl<S: Store> DaemonService<S> {
             }
         };
         let mut checks = Vec::new();
-        let store_ok = !matches!(state_of("sync-loop"), Some(TaskState::Failed(_)) | None);
+        let store_ok = !matches!(
+            state_of(TaskName::SyncLoop),
+            Some(TaskState::Failed(_)) | None
+        );
         checks.push(Check {
             name: "store".into(),
             ok: store_ok,
-            detail: match state_of("sync-loop") {
+            detail: match state_of(TaskName::SyncLoop) {
                 Some(TaskState::Failed(e)) => e,
                 _ => format!("open; {} commits", status.commits),
             },
@@ -100,7 +107,7 @@ impl<S: Store> DaemonService<S> {
         // Each Graph task reports on its own last calls.
         let failing: Vec<String> = GRAPH_TASKS
             .iter()
-            .filter_map(|name| match state_of(name) {
+            .filter_map(|&name| match state_of(name) {
                 Some(s @ (TaskState::Degraded(_) | TaskState::Failed(_))) => {
                     Some(format!("{name}: {}", why(&s)))
                 }
@@ -108,7 +115,7 @@ impl<S: Store> DaemonService<S> {
                 _ => None,
             })
             .collect();
-        let directory = state_of("directory");
+        let directory = state_of(TaskName::Directory);
         let (graph_ok, graph_detail) = if !failing.is_empty() {
             (false, format!("not usable: {}", failing.join("; ")))
         } else if matches!(directory, Some(TaskState::Running)) && status.directory_loaded {

@@ -1,13 +1,85 @@
-//! The daemon's background tasks: each has a name, a state shown in
-//! `/readyz`, and one shared stop signal; shutdown awaits every one of them.
+//! The daemon's background tasks: each is a [`Worker`] with a
+//! [`TaskName`], a [`TaskState`] shown in `/readyz`, and one shared
+//! [`Stop`]; [`Workers`] runs them and, at shutdown, awaits every one of
+//! them within the grace period.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
+use tokio::task::{self, JoinSet};
+
+use crate::stop::{Stop, StopHandle};
+
+/// Every task the daemon runs. [`as_str`](Self::as_str) is the name
+/// `/readyz`, `/v1/health`, the metrics and the log show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskName {
+    /// The loop that owns the engine and the router and commits each step.
+    SyncLoop,
+    /// The Teams directory reader and its delta link.
+    Directory,
+    /// The presence poller.
+    PresencePoller,
+    /// Teams presence writes to Graph.
+    PresenceWriter,
+    /// The mapping-file watcher that reloads on a change.
+    MappingWatch,
+    /// Event-log retention.
+    EventRetention,
+    /// The outbound webhook sink.
+    Webhook,
+    /// The HTTP API server.
+    Api,
+}
+
+impl TaskName {
+    pub const ALL: [TaskName; 8] = [
+        TaskName::SyncLoop,
+        TaskName::Directory,
+        TaskName::PresencePoller,
+        TaskName::PresenceWriter,
+        TaskName::MappingWatch,
+        TaskName::EventRetention,
+        TaskName::Webhook,
+        TaskName::Api,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskName::SyncLoop => "sync-loop",
+            TaskName::Directory => "directory",
+            TaskName::PresencePoller => "presence-poller",
+            TaskName::PresenceWriter => "presence-writer",
+            TaskName::MappingWatch => "mapping-watch",
+            TaskName::EventRetention => "event-retention",
+            TaskName::Webhook => "webhook",
+            TaskName::Api => "api",
+        }
+    }
+}
+
+impl fmt::Display for TaskName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tasks are listed by name, as `/readyz` shows them.
+impl Ord for TaskName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for TaskName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// Why a task is not doing its job, said twice: `summary` for the open
 /// `/readyz` (no ids, nothing about the tenant or the app), `detail` in
@@ -83,12 +155,12 @@ impl TaskState {
     }
 }
 
-type States = Arc<Mutex<BTreeMap<&'static str, TaskState>>>;
+type States = Arc<Mutex<BTreeMap<TaskName, TaskState>>>;
 
 /// A task's handle on its own state.
 #[derive(Clone, Debug)]
 pub struct TaskStatus {
-    name: &'static str,
+    name: TaskName,
     states: States,
 }
 
@@ -104,7 +176,7 @@ impl TaskStatus {
     /// state stays.
     pub fn clear_degraded(&self) {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(state) = states.get_mut(self.name)
+        if let Some(state) = states.get_mut(&self.name)
             && matches!(state, TaskState::Degraded(_))
         {
             *state = TaskState::Running;
@@ -112,35 +184,56 @@ impl TaskStatus {
     }
 }
 
-/// Resolves when the stop signal is given (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone: stop as well.
-    let _ = stop.wait_for(|s| *s).await;
+/// A background task of the daemon. Garage's `Worker` is the model, with
+/// one difference: a worker here is one long `work` (a loop it owns, most
+/// often) rather than steps the runner calls again and again, since each
+/// of these loops keeps state across its iterations (a delta link, the
+/// writes in flight, the engine).
+pub trait Worker: Send + 'static {
+    fn name(&self) -> TaskName;
+
+    /// Does the task's work until `stop` is given (or the work is over),
+    /// keeping its state current through `status` (it starts as
+    /// [`TaskState::Starting`]). `Ok` marks it stopped, `Err` failed: the
+    /// daemon then stops, since a failure is what restarting fixes.
+    fn work(
+        self,
+        status: TaskStatus,
+        stop: Stop,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// The set of running tasks.
-pub struct Tasks {
-    set: JoinSet<(&'static str, Result<(), String>)>,
+/// A task that failed, and why.
+pub type Failure = (TaskName, String);
+
+/// The running workers: owns their tasks, their states and the stop signal
+/// they share.
+pub struct Workers {
+    set: JoinSet<Result<(), String>>,
+    names: HashMap<task::Id, TaskName>,
     states: States,
-    stop_tx: watch::Sender<bool>,
-    failures_tx: mpsc::UnboundedSender<(&'static str, String)>,
-    failures_rx: Option<mpsc::UnboundedReceiver<(&'static str, String)>>,
+    stop_handle: StopHandle,
+    stop: Stop,
+    failures_tx: mpsc::UnboundedSender<Failure>,
+    failures_rx: Option<mpsc::UnboundedReceiver<Failure>>,
 }
 
-impl Default for Tasks {
+impl Default for Workers {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Tasks {
+impl Workers {
     pub fn new() -> Self {
-        let (stop_tx, _) = watch::channel(false);
+        let (stop_handle, stop) = Stop::new();
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
-        Tasks {
+        Workers {
             set: JoinSet::new(),
+            names: HashMap::new(),
             states: Arc::default(),
-            stop_tx,
+            stop_handle,
+            stop,
             failures_tx,
             failures_rx: Some(failures_rx),
         }
@@ -153,26 +246,26 @@ impl Tasks {
         }
     }
 
-    pub fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop_tx.subscribe()
+    /// Starts a worker on the shared stop signal.
+    pub fn spawn<W: Worker>(&mut self, worker: W) {
+        let stop = self.stop.clone();
+        self.spawn_on(worker, stop);
     }
 
-    /// Starts a named task. It gets its status handle and the stop signal;
-    /// an `Err` it returns marks it failed.
-    pub fn spawn<F, Fut>(&mut self, name: &'static str, task: F)
-    where
-        F: FnOnce(TaskStatus, watch::Receiver<bool>) -> Fut,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
-    {
+    /// Starts a worker that stops on its own signal, given before the
+    /// shared one (the API: no new work is taken while the rest finish
+    /// theirs). [`shutdown`](Self::shutdown) still awaits it.
+    pub fn spawn_on<W: Worker>(&mut self, worker: W, stop: Stop) {
+        let name = worker.name();
         let status = TaskStatus {
             name,
             states: Arc::clone(&self.states),
         };
         status.set(TaskState::Starting);
-        let fut = task(status.clone(), self.stop_tx.subscribe());
+        let work = worker.work(status.clone(), stop);
         let failures = self.failures_tx.clone();
-        self.set.spawn(async move {
-            let result = fut.await;
+        let handle = self.set.spawn(async move {
+            let result = work.await;
             status.set(match &result {
                 Ok(()) => TaskState::Stopped,
                 Err(e) => TaskState::Failed(e.clone()),
@@ -180,29 +273,30 @@ impl Tasks {
             if let Err(e) = &result {
                 let _ = failures.send((name, e.clone()));
             }
-            (name, result)
+            result
         });
+        self.names.insert(handle.id(), name);
     }
 
     /// Task failures as they happen (taken once, by whoever supervises).
-    pub fn take_failures(&mut self) -> Option<mpsc::UnboundedReceiver<(&'static str, String)>> {
+    pub fn take_failures(&mut self) -> Option<mpsc::UnboundedReceiver<Failure>> {
         self.failures_rx.take()
     }
 
     /// Gives the stop signal and waits for every task, at most `grace`;
     /// tasks still running then are aborted. Returns the failures.
-    pub async fn shutdown(mut self, grace: Duration) -> Vec<(&'static str, String)> {
-        let _ = self.stop_tx.send(true);
+    pub async fn shutdown(mut self, grace: Duration) -> Vec<Failure> {
+        self.stop_handle.stop();
         let mut failures = Vec::new();
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            match tokio::time::timeout_at(deadline, self.set.join_next()).await {
+            match tokio::time::timeout_at(deadline, self.set.join_next_with_id()).await {
                 Ok(None) => break,
-                Ok(Some(Ok((name, Err(e))))) => failures.push((name, e)),
+                Ok(Some(Ok((id, Err(e))))) => failures.push((self.name_of(id), e)),
                 Ok(Some(Ok((_, Ok(()))))) => {}
-                Ok(Some(Err(e))) => failures.push(("unknown", e.to_string())),
+                Ok(Some(Err(e))) => failures.push((self.name_of(e.id()), e.to_string())),
                 Err(_) => {
-                    let late: Vec<&'static str> = self
+                    let late: Vec<TaskName> = self
                         .states
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -220,6 +314,11 @@ impl Tasks {
         }
         failures
     }
+
+    fn name_of(&self, id: task::Id) -> TaskName {
+        // Every task in the set was spawned with its name recorded.
+        self.names.get(&id).copied().unwrap_or(TaskName::SyncLoop)
+    }
 }
 
 /// Read-only view of the tasks' states.
@@ -229,7 +328,7 @@ pub struct TaskBoard {
 }
 
 impl TaskBoard {
-    pub fn snapshot(&self) -> Vec<(&'static str, TaskState)> {
+    pub fn snapshot(&self) -> Vec<(TaskName, TaskState)> {
         self.states
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -237,47 +336,133 @@ impl TaskBoard {
             .map(|(n, s)| (*n, s.clone()))
             .collect()
     }
+
+    /// The state of one task; `None` before it was started.
+    pub fn state_of(&self, name: TaskName) -> Option<TaskState> {
+        self.states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&name)
+            .cloned()
+    }
+
+    /// Waits until `name` stopped or failed, at most `within`.
+    pub async fn wait_ended(&self, name: TaskName, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline
+            && !matches!(
+                self.state_of(name),
+                Some(TaskState::Stopped | TaskState::Failed(_)) | None
+            )
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A worker made of a closure, for these tests.
+    struct Test<F>(TaskName, F);
+
+    impl<F, Fut> Worker for Test<F>
+    where
+        F: FnOnce(TaskStatus, Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        fn name(&self) -> TaskName {
+            self.0
+        }
+
+        fn work(
+            self,
+            status: TaskStatus,
+            stop: Stop,
+        ) -> impl Future<Output = Result<(), String>> + Send {
+            (self.1)(status, stop)
+        }
+    }
+
+    #[test]
+    fn names_are_the_ones_shown_and_listed_in_their_order() {
+        let mut names = TaskName::ALL;
+        names.sort();
+        let shown: Vec<String> = names.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "api",
+                "directory",
+                "event-retention",
+                "mapping-watch",
+                "presence-poller",
+                "presence-writer",
+                "sync-loop",
+                "webhook"
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn shutdown_stops_every_task_and_reports_failures() {
-        let mut tasks = Tasks::new();
-        let board = tasks.board();
-        tasks.spawn("waits", |status, mut stop| async move {
-            status.set(TaskState::Running);
-            stopped(&mut stop).await;
-            Ok(())
-        });
-        tasks.spawn("fails", |_, mut stop| async move {
-            stopped(&mut stop).await;
+        let mut workers = Workers::new();
+        let board = workers.board();
+        workers.spawn(Test(
+            TaskName::SyncLoop,
+            |status: TaskStatus, stop: Stop| async move {
+                status.set(TaskState::Running);
+                stop.stopped().await;
+                Ok(())
+            },
+        ));
+        workers.spawn(Test(TaskName::Webhook, |_, stop: Stop| async move {
+            stop.stopped().await;
             Err("broken".to_string())
-        });
+        }));
         tokio::task::yield_now().await;
         let states = board.snapshot();
         assert_eq!(states.len(), 2);
-        let failures = tasks.shutdown(Duration::from_secs(5)).await;
-        assert_eq!(failures, vec![("fails", "broken".to_string())]);
-        let states = board.snapshot();
-        assert!(
-            states
-                .iter()
-                .any(|(n, s)| *n == "waits" && *s == TaskState::Stopped)
-        );
+        let failures = workers.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(failures, vec![(TaskName::Webhook, "broken".to_string())]);
+        assert_eq!(board.state_of(TaskName::SyncLoop), Some(TaskState::Stopped));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_task_that_ignores_stop_is_reported_and_aborted() {
-        let mut tasks = Tasks::new();
-        tasks.spawn("stubborn", |_, _| async move {
+        let mut workers = Workers::new();
+        workers.spawn(Test(TaskName::Directory, |_, _| async move {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(())
-        });
-        let failures = tasks.shutdown(Duration::from_secs(1)).await;
+        }));
+        let failures = workers.shutdown(Duration::from_secs(1)).await;
         assert_eq!(failures.len(), 1);
-        assert_eq!(failures[0].0, "stubborn");
+        assert_eq!(failures[0].0, TaskName::Directory);
+    }
+
+    #[tokio::test]
+    async fn a_worker_on_its_own_signal_stops_first() {
+        let mut workers = Workers::new();
+        let board = workers.board();
+        let (api_stop, own) = Stop::new();
+        workers.spawn_on(
+            Test(TaskName::Api, |_, stop: Stop| async move {
+                stop.stopped().await;
+                Ok(())
+            }),
+            own,
+        );
+        workers.spawn(Test(TaskName::SyncLoop, |_, stop: Stop| async move {
+            stop.stopped().await;
+            Ok(())
+        }));
+        api_stop.stop();
+        board
+            .wait_ended(TaskName::Api, Duration::from_secs(5))
+            .await;
+        assert_eq!(board.state_of(TaskName::Api), Some(TaskState::Stopped));
+        assert_ne!(board.state_of(TaskName::SyncLoop), Some(TaskState::Stopped));
+        assert!(workers.shutdown(Duration::from_secs(5)).await.is_empty());
     }
 }

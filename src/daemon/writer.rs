@@ -10,13 +10,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::graph::{GraphClient, GraphError};
+use crate::stop::Stop;
 use crate::sync::{AgentKey, TeamsWrite, WriteId, WriteOutcome};
 
-use super::tasks::{Problem, TaskState, TaskStatus, stopped};
+use super::tasks::{Problem, TaskState, TaskStatus};
 
 /// One write to make.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,7 +65,7 @@ pub async fn run<W: TeamsWriter>(
     max_in_flight: usize,
     deadline: Duration,
     status: TaskStatus,
-    mut stop: watch::Receiver<bool>,
+    stop: Stop,
 ) -> Result<(), String> {
     let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut running: JoinSet<String> = JoinSet::new();
@@ -73,7 +74,7 @@ pub async fn run<W: TeamsWriter>(
     status.set(TaskState::Running);
     loop {
         let job = tokio::select! {
-            () = stopped(&mut stop) => break,
+            () = stop.stopped() => break,
             Some(done) = running.join_next(), if !running.is_empty() => {
                 let Ok(user) = done else { continue };
                 match queued.get_mut(&user).and_then(VecDeque::pop_front) {
@@ -146,6 +147,8 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    use crate::daemon::tasks::{TaskName, Worker, Workers};
+
     /// Records the order writes start and end in, per user; the first write
     /// of `slow` takes a while.
     #[derive(Default)]
@@ -168,6 +171,33 @@ mod tests {
         }
     }
 
+    /// The writer as the daemon runs it, on the recorder.
+    struct Writes {
+        writer: Arc<Recorder>,
+        jobs: mpsc::UnboundedReceiver<WriteJob>,
+        results: mpsc::Sender<WriteResult>,
+    }
+
+    impl Worker for Writes {
+        fn name(&self) -> TaskName {
+            TaskName::PresenceWriter
+        }
+
+        async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+            let deadline = Duration::from_secs(5);
+            run(
+                self.writer,
+                self.jobs,
+                self.results,
+                8,
+                deadline,
+                status,
+                stop,
+            )
+            .await
+        }
+    }
+
     fn job(user: &str, id: u64, write: TeamsWrite) -> WriteJob {
         WriteJob {
             key: AgentKey(0),
@@ -183,19 +213,11 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (results_tx, mut results_rx) = mpsc::channel(16);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut t = super::super::tasks::Tasks::new();
-        let writer = Arc::clone(&recorder);
-        t.spawn("writer", move |status, _| {
-            run(
-                writer,
-                jobs_rx,
-                results_tx,
-                8,
-                Duration::from_secs(5),
-                status,
-                stop_rx,
-            )
+        let mut workers = Workers::new();
+        workers.spawn(Writes {
+            writer: Arc::clone(&recorder),
+            jobs: jobs_rx,
+            results: results_tx,
         });
         let set = TeamsWrite::SetSession {
             presence: crate::presence::Presence::from_graph("Busy", "InACall"),
@@ -220,7 +242,6 @@ mod tests {
             pos("end fast:Busy/InACall") < pos("end slow:Busy/InACall"),
             "{log:?}"
         );
-        let _ = stop_tx.send(true);
-        t.shutdown(Duration::from_secs(5)).await;
+        workers.shutdown(Duration::from_secs(5)).await;
     }
 }

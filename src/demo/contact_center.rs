@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::events::{Event, kind};
 use crate::sim::rng::Rng;
+use crate::stop::Stop;
 
 /// How the demo talks to the daemon.
 #[derive(Clone, Debug)]
@@ -88,7 +88,7 @@ impl ApiClient {
         &self,
         since: Option<u64>,
         mut on_event: impl FnMut(Event),
-        mut stop: watch::Receiver<bool>,
+        stop: Stop,
     ) -> Result<u64, CcError> {
         let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
         let url = format!(
@@ -112,7 +112,7 @@ impl ApiClient {
         let mut last = since.unwrap_or(0);
         loop {
             tokio::select! {
-                () = crate::daemon::tasks::stopped(&mut stop) => {
+                () = stop.stopped() => {
                     let _ = socket.close(None).await;
                     return Ok(last);
                 }
@@ -172,7 +172,7 @@ pub async fn run(
     api: ApiClient,
     users: Vec<(String, String)>,
     seed: u64,
-    mut stop: watch::Receiver<bool>,
+    stop: Stop,
 ) -> Result<(), CcError> {
     let mut rng = Rng::new(seed);
     let mut agents = Vec::new();
@@ -206,7 +206,7 @@ pub async fn run(
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
         tokio::select! {
-            () = crate::daemon::tasks::stopped(&mut stop) => return Ok(()),
+            () = stop.stopped() => return Ok(()),
             () = tokio::time::sleep_until(next) => {}
         }
         let now = Instant::now();
@@ -250,7 +250,7 @@ pub async fn run(
 pub async fn answer_requests(
     api: ApiClient,
     mut on_event: impl FnMut(&Event) + Send,
-    mut stop: watch::Receiver<bool>,
+    stop: Stop,
 ) -> Result<(), CcError> {
     // Requests from earlier runs of the demo are history: start from now.
     let mut since: Option<u64> = None;
@@ -288,14 +288,14 @@ pub async fn answer_requests(
                 stop.clone(),
             )
             .await;
-        if *stop.borrow() {
+        if stop.is_stopped() {
             break;
         }
         if let Err(e) = result {
             tracing::warn!(error = %e, "demo CC lost the event stream; reconnecting");
         }
         tokio::select! {
-            () = crate::daemon::tasks::stopped(&mut stop) => break,
+            () = stop.stopped() => break,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }

@@ -9,11 +9,10 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::config::{Config, Environment};
 use crate::daemon::{Daemon, DaemonError, DaemonOptions, Exit};
 use crate::sim::{self, SimOptions};
+use crate::stop::Stop;
 
 use self::contact_center::ApiClient;
 
@@ -171,7 +170,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     println!();
 
     let api = ApiClient::new(base, token.expose().to_string())?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = Stop::new();
     let mut summary = summary::Summary::default();
     let cc = tokio::spawn(contact_center::run(
         api.clone(),
@@ -212,7 +211,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             }
         }
     }
-    let _ = stop_tx.send(true);
+    stop_tx.stop();
     let cc_result = cc.await;
     let _ = follower.await;
     let exit = daemon.shutdown().await;

@@ -19,7 +19,6 @@
 //! read that comes back after a newer read of the same user is dropped.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +34,7 @@ use super::model::GraphPresence;
 use super::presence::{MAX_IDS_PER_CALL, PresenceRead};
 use super::throttle::ThrottleConfig;
 use crate::presence::Presence;
+use crate::stop::Stop;
 
 /// What the poller aims for.
 #[derive(Clone, Debug, PartialEq)]
@@ -237,13 +237,9 @@ impl<S: PresenceSource + 'static> Poller<S> {
         self
     }
 
-    /// Polls until `stop` turns true (or its sender goes) or nobody listens
+    /// Polls until `stop` is given (or its handle goes) or nobody listens
     /// to `updates` any more. Reads still in flight then are abandoned.
-    pub async fn run(
-        mut self,
-        updates: mpsc::Sender<PresenceUpdate>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    pub async fn run(mut self, updates: mpsc::Sender<PresenceUpdate>, stop: Stop) {
         let mut reads: JoinSet<Done> = JoinSet::new();
         let max_in_flight = self.max_in_flight;
         let mut sent: u64 = 0;
@@ -265,7 +261,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
                 let may_wake = !due || reads.len() < max_in_flight;
                 tokio::select! {
                     biased;
-                    () = stopped(&mut stop) => return,
+                    () = stop.stopped() => return,
                     () = updates.closed() => return,
                     Some(done) = reads.join_next(), if !reads.is_empty() => {
                         let done = match done {
@@ -273,7 +269,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
                             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                             Err(_) => continue,
                         };
-                        if !self.pass_on(done, &linked, &updates, &mut stop).await {
+                        if !self.pass_on(done, &linked, &updates, &stop).await {
                             return;
                         }
                     }
@@ -311,7 +307,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
         (number, asked, read): Done,
         linked: &HashSet<&str>,
         updates: &mpsc::Sender<PresenceUpdate>,
-        stop: &mut watch::Receiver<bool>,
+        stop: &Stop,
     ) -> bool {
         let read = match read {
             Ok(read) => read,
@@ -344,7 +340,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
                 sequence_number: p.sequence_number.clone(),
                 graph: p,
             };
-            match until_stopped(stop, updates.send(update)).await {
+            match stop.unless_stopped(updates.send(update)).await {
                 Some(Ok(())) => {}
                 Some(Err(_)) | None => return false,
             }
@@ -374,35 +370,6 @@ impl<S: PresenceSource + 'static> Poller<S> {
                 true
             }
         }
-    }
-}
-
-/// Completes once `stop` says stop, or its sender is gone.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Runs `work` unless `stop` says stop first; `None` when stopped.
-async fn until_stopped<F: Future>(stop: &mut watch::Receiver<bool>, work: F) -> Option<F::Output> {
-    if *stop.borrow_and_update() {
-        return None;
-    }
-    tokio::select! {
-        out = work => Some(out),
-        _ = async {
-            loop {
-                if stop.changed().await.is_err() || *stop.borrow_and_update() {
-                    return;
-                }
-            }
-        } => None,
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use crate::config::{Secret, WebhookConfig};
 use crate::events::Event;
 use crate::http::{self, parse_retry_after, transport_message};
+use crate::stop::Stop;
 use crate::store::{Batch, MetaKey, Store, StoreError};
 
 use super::signature::{DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_with};
@@ -117,7 +118,7 @@ impl WebhookSink {
         self.status.subscribe()
     }
 
-    /// Delivers until `stop` turns true (or its sender is dropped). `wake`
+    /// Delivers until `stop` is given (or its handle is dropped). `wake`
     /// is the daemon's feed of committed events; the sink only uses it as a
     /// signal to look at the log, so it must be sent to after the commit,
     /// and lagging on it loses nothing.
@@ -128,9 +129,9 @@ impl WebhookSink {
     pub async fn run(
         self,
         mut wake: broadcast::Receiver<Event>,
-        mut stop: watch::Receiver<bool>,
+        stop: Stop,
     ) -> Result<(), WebhookError> {
-        let result = self.deliver(&mut wake, &mut stop).await;
+        let result = self.deliver(&mut wake, &stop).await;
         match &result {
             Ok(()) => self.status.send_modify(|s| s.state = WebhookState::Stopped),
             Err(error) => {
@@ -148,11 +149,11 @@ impl WebhookSink {
     async fn deliver(
         &self,
         wake: &mut broadcast::Receiver<Event>,
-        stop: &mut watch::Receiver<bool>,
+        stop: &Stop,
     ) -> Result<(), WebhookError> {
         let mut retry = RetryDelays::new(self.max_retry_delay);
         let mut cursor = loop {
-            if stop_requested(stop) {
+            if stop.is_stopped() {
                 return Ok(());
             }
             match self.on_store(|store| store.meta(&cursor_key())).await {
@@ -171,7 +172,7 @@ impl WebhookSink {
         self.status.send_modify(|s| s.cursor = cursor);
         let mut wake_open = true;
         loop {
-            if stop_requested(stop) {
+            if stop.is_stopped() {
                 return Ok(());
             }
             // Wake-ups from before this read are answered by it.
@@ -311,12 +312,7 @@ impl WebhookSink {
 
     /// Records `failure`, then waits before the next attempt. False when
     /// stopped while waiting.
-    async fn back_off(
-        &self,
-        retry: &mut RetryDelays,
-        failure: &Failure,
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
+    async fn back_off(&self, retry: &mut RetryDelays, failure: &Failure, stop: &Stop) -> bool {
         let delay = retry.next(failure.retry_after());
         let attempt = retry.failures;
         let message = failure.to_string();
@@ -346,7 +342,7 @@ impl WebhookSink {
             s.last_error = Some(message);
             s.last_error_at = Some(now);
         });
-        sleep_unless_stopped(delay, stop).await
+        stop.sleep(delay).await
     }
 
     /// Runs a store call off the async threads, as the store asks.
@@ -503,31 +499,6 @@ impl RetryDelays {
     }
 }
 
-fn stop_requested(stop: &watch::Receiver<bool>) -> bool {
-    *stop.borrow() || stop.has_changed().is_err()
-}
-
-/// Completes once `stop` says stop, or its sender is gone.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Sleeps for `delay`; false when stopped first.
-async fn sleep_unless_stopped(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        biased;
-        () = stopped(stop) => false,
-        () = tokio::time::sleep(delay) => true,
-    }
-}
-
 /// Takes every pending wake-up; notes a closed feed.
 fn drain(wake: &mut broadcast::Receiver<Event>, open: &mut bool) {
     while *open {
@@ -543,11 +514,11 @@ fn drain(wake: &mut broadcast::Receiver<Event>, open: &mut bool) {
 async fn wait_for_events(
     wake: &mut broadcast::Receiver<Event>,
     open: &mut bool,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Stop,
 ) -> bool {
     tokio::select! {
         biased;
-        () = stopped(stop) => false,
+        () = stop.stopped() => false,
         received = wake.recv(), if *open => {
             if matches!(received, Err(broadcast::error::RecvError::Closed)) {
                 *open = false;
@@ -625,29 +596,5 @@ mod tests {
             parse_cursor(Some("4x".into())),
             Err(WebhookError::BadCursor(_))
         ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_wait_ends_at_once_on_stop_and_otherwise_runs_its_course() {
-        let (stop_tx, mut stop) = watch::channel(false);
-        let waiter = tokio::spawn(async move {
-            let slept = sleep_unless_stopped(Duration::from_secs(3600), &mut stop).await;
-            (slept, tokio::time::Instant::now())
-        });
-        let started = tokio::time::Instant::now();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        stop_tx.send_replace(true);
-        let (slept, at) = waiter.await.unwrap();
-        assert!(!slept);
-        // Paused time: the waiter woke at the stop, not at the hour's end.
-        assert!(at - started < Duration::from_secs(60), "{:?}", at - started);
-
-        let (_stop_tx, mut stop) = watch::channel(false);
-        assert!(sleep_unless_stopped(Duration::from_secs(3600), &mut stop).await);
-
-        // A dropped sender is a stop too.
-        let (stop_tx, mut stop) = watch::channel(false);
-        drop(stop_tx);
-        assert!(!sleep_unless_stopped(Duration::from_secs(3600), &mut stop).await);
     }
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Origin, Secret, SecretLocation, SecretSource, WebhookConfig};
 use crate::events::{Event, NewEvent, kind};
+use crate::stop::{Stop, StopHandle};
 use crate::store::{Batch, MetaKey, Store};
 
 use super::{WebhookError, WebhookSink, WebhookState, WebhookStatus};
@@ -50,7 +51,7 @@ fn new_event(n: u64, days_ago: i64) -> NewEvent {
 /// A running sink and its handles.
 struct Running {
     task: JoinHandle<Result<(), WebhookError>>,
-    stop: watch::Sender<bool>,
+    stop: StopHandle,
     wake: broadcast::Sender<Event>,
     status: watch::Receiver<WebhookStatus>,
 }
@@ -60,7 +61,7 @@ fn start(store: &Arc<MemoryStore>, config: &WebhookConfig) -> Running {
     let sink = WebhookSink::new(config, &Secret::new(SECRET), store).unwrap();
     let status = sink.status();
     let (wake, wake_rx) = broadcast::channel(16);
-    let (stop, stop_rx) = watch::channel(false);
+    let (stop, stop_rx) = Stop::new();
     let task = tokio::spawn(sink.run(wake_rx, stop_rx));
     Running {
         task,
@@ -73,7 +74,7 @@ fn start(store: &Arc<MemoryStore>, config: &WebhookConfig) -> Running {
 impl Running {
     /// Asks the sink to stop and waits for it.
     async fn stop(self) -> (Result<(), WebhookError>, WebhookStatus) {
-        self.stop.send_replace(true);
+        self.stop.stop();
         let result = tokio::time::timeout(DEADLINE, self.task)
             .await
             .expect("the sink stops when asked")

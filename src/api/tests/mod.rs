@@ -343,7 +343,7 @@ pub(super) async fn start(fake: Arc<Fake>, max_body_bytes: usize) -> Api {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(fake.clone(), settings);
-    let server = tokio::spawn(serve(listener, app, shutdown.triggered()));
+    let server = tokio::spawn(serve(listener, app, shutdown.stop()));
     let client = reqwest::Client::builder()
         .timeout(DEADLINE)
         .build()

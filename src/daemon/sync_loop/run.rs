@@ -2,12 +2,12 @@
 //! the next wake-up, takes what else is waiting into the same step, lets
 //! the engine and the router tick, and commits.
 
-use tokio::sync::watch;
 
 use crate::store::Store;
 use crate::time::Timestamp;
 
-use super::super::tasks::{TaskState, TaskStatus, stopped};
+use super::super::tasks::{TaskState, TaskStatus};
+use crate::stop::Stop;
 use super::{Inputs, SyncLoop};
 
 /// Commands taken in one step at most: bounds the latency of the first.
@@ -20,7 +20,7 @@ impl<S: Store> SyncLoop<S> {
         mut self,
         mut inputs: Inputs,
         status: TaskStatus,
-        mut stop: watch::Receiver<bool>,
+        stop: Stop,
     ) -> Result<(), String> {
         status.set(TaskState::Running);
         loop {
@@ -38,7 +38,7 @@ impl<S: Store> SyncLoop<S> {
                 }
             };
             let stopping = tokio::select! {
-                () = stopped(&mut stop) => true,
+                () = stop.stopped() => true,
                 Some(cmd) = inputs.commands.recv() => { self.command(cmd); false }
                 Some(update) = inputs.presences.recv() => { self.presence(update); false }
                 Some(result) = inputs.write_results.recv() => { self.write_result(result); false }

@@ -169,7 +169,7 @@ async fn the_loop_spreads_batches_and_passes_on_only_changes() {
     }
     let (_users_tx, users) = watch::channel(Arc::new(ids));
     let (tx, mut rx) = mpsc::channel(4_096);
-    let (stop_tx, stop) = watch::channel(false);
+    let (stop_tx, stop) = Stop::new();
     let poller = Poller::new(
         fake.clone(),
         clock.clone(),
@@ -205,7 +205,7 @@ async fn the_loop_spreads_batches_and_passes_on_only_changes() {
     assert_eq!(update.presence.to_string(), "Busy/InACall");
     assert!(rx.try_recv().is_err());
 
-    stop_tx.send(true).unwrap();
+    stop_tx.stop();
     task.await.unwrap();
 }
 
@@ -224,7 +224,7 @@ async fn the_loop_follows_the_linked_users_and_stops_when_nobody_listens() {
         .insert("b".into(), "Away/Away");
     let (users_tx, users) = watch::channel(Arc::new(vec!["a".to_owned()]));
     let (tx, mut rx) = mpsc::channel(16);
-    let (_stop_tx, stop) = watch::channel(false);
+    let (_stop_tx, stop) = Stop::new();
     let poller = Poller::new(fake.clone(), clock, RATE_1500, PollTarget::default(), users);
     let task = tokio::spawn(poller.run(tx, stop));
     assert_eq!(rx.recv().await.unwrap().user_id, "a");
@@ -297,11 +297,11 @@ async fn fifty_thousand_users_stay_within_5s_with_200ms_graph_latency() {
     let ids: Vec<String> = (0..50_000).map(|i| format!("u{i}")).collect();
     let (_users_tx, users) = watch::channel(Arc::new(ids));
     let (tx, _rx) = mpsc::channel(16);
-    let (stop_tx, stop) = watch::channel(false);
+    let (stop_tx, stop) = Stop::new();
     let poller = Poller::new(slow.clone(), clock, RATE_1500, PollTarget::default(), users);
     let task = tokio::spawn(poller.run(tx, stop));
     tokio::time::sleep(Duration::from_secs(40)).await;
-    stop_tx.send(true).unwrap();
+    stop_tx.stop();
     task.await.unwrap();
     let reads = slow.reads_of_first.lock().unwrap().clone();
     let gaps: Vec<Duration> = reads.windows(2).map(|w| w[1] - w[0]).collect();
@@ -321,7 +321,7 @@ async fn reads_in_flight_are_capped_and_stop_is_prompt() {
     let ids: Vec<String> = (0..50_000).map(|i| format!("u{i}")).collect();
     let (_users_tx, users) = watch::channel(Arc::new(ids));
     let (tx, _rx) = mpsc::channel(16);
-    let (stop_tx, stop) = watch::channel(false);
+    let (stop_tx, stop) = Stop::new();
     let poller = Poller::new(
         slow.clone(),
         clock.clone(),
@@ -334,7 +334,7 @@ async fn reads_in_flight_are_capped_and_stop_is_prompt() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(slow.most_in_flight(), 8);
     let asked = clock.now();
-    stop_tx.send(true).unwrap();
+    stop_tx.stop();
     task.await.unwrap();
     assert_eq!(clock.now(), asked, "stopped without waiting for the reads");
 }
@@ -389,11 +389,11 @@ async fn a_read_overtaken_by_a_newer_one_is_not_passed_on() {
     });
     let (_users_tx, users) = watch::channel(Arc::new(vec!["u0".to_owned()]));
     let (tx, mut rx) = mpsc::channel(16);
-    let (stop_tx, stop) = watch::channel(false);
+    let (stop_tx, stop) = Stop::new();
     let poller = Poller::new(source, clock, RATE_1500, PollTarget::default(), users);
     let task = tokio::spawn(poller.run(tx, stop));
     tokio::time::sleep(Duration::from_secs(12)).await;
-    stop_tx.send(true).unwrap();
+    stop_tx.stop();
     task.await.unwrap();
     let mut got = Vec::new();
     while let Ok(update) = rx.try_recv() {

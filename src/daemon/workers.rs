@@ -1,0 +1,351 @@
+//! Every worker the daemon runs, one struct each: what it is given at
+//! start and how its state on the board follows its work. The work itself
+//! lives with its subject ([`sync_loop`](super::sync_loop),
+//! [`directory`](super::directory), [`writer`](super::writer), the Graph
+//! poller, the webhook sink, the API server); [`Daemon::start`](super::Daemon::start)
+//! builds these and hands them to [`Workers`](super::tasks::Workers).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::events::Event;
+use crate::graph::{GraphClient, GraphError, PollTarget, Poller, PresenceUpdate, TokioClock};
+use crate::metrics::Counter;
+use crate::stop::Stop;
+use crate::store::Store;
+use crate::webhook::{WebhookSink, WebhookState, WebhookStatus};
+
+use super::mappings::{self, MappingSet, Reload};
+use super::sync_loop::{Command, Inputs, SyncLoop};
+use super::tasks::{Problem, TaskName, TaskState, TaskStatus, Worker};
+use super::writer::{self, WriteJob, WriteResult};
+use super::{directory, render};
+
+/// How the presence poller's last read went: `None` when it went through.
+/// Graph as a whole, so the writer follows it too.
+pub type GraphHealth = watch::Receiver<Option<GraphError>>;
+
+/// The loop that owns the engine and the router.
+pub struct SyncLoopWorker<S: Store> {
+    pub sync_loop: SyncLoop<S>,
+    pub inputs: Inputs,
+}
+
+impl<S: Store> Worker for SyncLoopWorker<S> {
+    fn name(&self) -> TaskName {
+        TaskName::SyncLoop
+    }
+
+    fn work(
+        self,
+        status: TaskStatus,
+        stop: Stop,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        self.sync_loop.run(self.inputs, status, stop)
+    }
+}
+
+/// Reads the directory and follows its delta link; its updates reach the
+/// sync loop as commands, in order.
+pub struct DirectoryWorker {
+    pub graph: GraphClient,
+    pub delta_link: Option<String>,
+    pub interval: Duration,
+    pub commands: mpsc::Sender<Command>,
+}
+
+impl Worker for DirectoryWorker {
+    fn name(&self) -> TaskName {
+        TaskName::Directory
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        let (updates, mut updates_rx) = mpsc::channel(4);
+        let commands = self.commands;
+        // Ends once the reader is gone and what it sent is passed on.
+        let forward = async move {
+            while let Some(update) = updates_rx.recv().await {
+                if commands.send(Command::Directory(update)).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let read = directory::run(
+            self.graph,
+            self.delta_link,
+            self.interval,
+            updates,
+            status,
+            stop,
+        );
+        let (result, ()) = tokio::join!(read, forward);
+        result
+    }
+}
+
+/// Reads every linked user's presence; the board shows how its last read
+/// went, and so does `health` for the writer.
+pub struct PollerWorker {
+    pub graph: GraphClient,
+    pub target: PollTarget,
+    pub users: watch::Receiver<Arc<Vec<String>>>,
+    pub presences: mpsc::Sender<PresenceUpdate>,
+    pub health: watch::Sender<Option<GraphError>>,
+}
+
+impl Worker for PollerWorker {
+    fn name(&self) -> TaskName {
+        TaskName::PresencePoller
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        let mut health = self.health.subscribe();
+        // Ends with the poller, which holds the sender.
+        let mirror = async move {
+            while health.changed().await.is_ok() {
+                let state = match &*health.borrow_and_update() {
+                    None => TaskState::Running,
+                    Some(error) => TaskState::Degraded(Problem::graph(error)),
+                };
+                status.set(state);
+            }
+        };
+        let rate = self.graph.throttle().config().sustained_rate();
+        let poll = Poller::new(
+            self.graph,
+            TokioClock::shared(),
+            rate,
+            self.target,
+            self.users,
+        )
+        .report_health(self.health)
+        .run(self.presences, stop);
+        tokio::join!(poll, mirror);
+        Ok(())
+    }
+}
+
+/// Sends the engine's Teams writes to Graph.
+pub struct WriterWorker {
+    pub graph: GraphClient,
+    pub jobs: mpsc::UnboundedReceiver<WriteJob>,
+    pub results: mpsc::Sender<WriteResult>,
+    pub max_in_flight: usize,
+    pub deadline: Duration,
+    pub graph_health: GraphHealth,
+}
+
+impl Worker for WriterWorker {
+    fn name(&self) -> TaskName {
+        TaskName::PresenceWriter
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        // A writer degraded by Graph failing as a whole is clear again once
+        // a later read goes through: its own next write may be a minute away.
+        let board = status.clone();
+        let mut graph_health = self.graph_health;
+        let heal = async move {
+            while graph_health.changed().await.is_ok() {
+                if graph_health.borrow_and_update().is_none() {
+                    board.clear_degraded();
+                }
+            }
+        };
+        let write = writer::run(
+            Arc::new(self.graph),
+            self.jobs,
+            self.results,
+            self.max_in_flight,
+            self.deadline,
+            status,
+            stop,
+        );
+        beside(write, heal).await
+    }
+}
+
+/// Reloads the config and mappings when one of the mapping files changes.
+pub struct MappingWatch {
+    /// The set in force, whose files are watched.
+    pub current: MappingSet,
+    pub config_file: PathBuf,
+    pub interval: Duration,
+    pub commands: mpsc::Sender<Command>,
+    pub reload_errors: Counter,
+}
+
+impl Worker for MappingWatch {
+    fn name(&self) -> TaskName {
+        TaskName::MappingWatch
+    }
+
+    async fn work(mut self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        let mut reported_bad = false;
+        loop {
+            if !stop.sleep(self.interval).await {
+                return Ok(());
+            }
+            if !self.current.files_changed() {
+                continue;
+            }
+            // The times are taken before reading, so a fix saved while a
+            // broken file is being read is still seen as a change next time.
+            let seen = mappings::modified_times(&self.current.files);
+            // The config is read again too: a SIGHUP may have changed which
+            // profiles and groups there are since this task started.
+            match mappings::reload(&self.config_file, &self.commands).await {
+                Reload::Applied(set) => {
+                    self.current = set;
+                    reported_bad = false;
+                    status.set(TaskState::Running);
+                }
+                Reload::LoopGone => return Ok(()),
+                Reload::Refused(errors) => {
+                    // One bad save is reported once.
+                    if !reported_bad {
+                        self.reload_errors.inc();
+                        for e in &errors {
+                            tracing::error!("{e}");
+                        }
+                        tracing::error!(
+                            "the config or a mapping file has errors; the config and mappings in force stay"
+                        );
+                    }
+                    reported_bad = true;
+                    self.current.files = seen;
+                    status.set(TaskState::Degraded(Problem::plain(format!(
+                        "mapping files have errors: {}",
+                        render(&errors)
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Drops events older than the retention, keeping the newest ones.
+pub struct RetentionWorker<S: Store> {
+    pub store: Arc<S>,
+    pub retention: Duration,
+    pub keep: usize,
+    pub interval: Duration,
+}
+
+impl<S: Store> Worker for RetentionWorker<S> {
+    fn name(&self) -> TaskName {
+        TaskName::EventRetention
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        loop {
+            let before = chrono::Utc::now()
+                - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::days(7));
+            let store = Arc::clone(&self.store);
+            let keep = self.keep;
+            match tokio::task::spawn_blocking(move || store.prune_events(before, keep)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(events = n, "pruned events past retention"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => status.set(TaskState::Degraded(Problem::plain(e.to_string()))),
+                Err(e) => status.set(TaskState::Degraded(Problem::plain(e.to_string()))),
+            }
+            if !stop.sleep(self.interval).await {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Delivers the event log to the webhook; the board shows what the sink
+/// says about itself.
+pub struct WebhookWorker {
+    pub sink: WebhookSink,
+    /// The daemon's feed of committed events, as a wake-up.
+    pub wake: broadcast::Receiver<Event>,
+}
+
+impl Worker for WebhookWorker {
+    fn name(&self) -> TaskName {
+        TaskName::Webhook
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        let mut sink_status = self.sink.status();
+        let mirror = async move {
+            loop {
+                let now = sink_status.borrow_and_update().clone();
+                status.set(board_state(&now));
+                if sink_status.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let deliver = async move {
+            self.sink
+                .run(self.wake, stop)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        beside(deliver, mirror).await
+    }
+}
+
+/// The sink's own status as a task state.
+fn board_state(now: &WebhookStatus) -> TaskState {
+    match &now.state {
+        WebhookState::Retrying { .. } => {
+            // The receiver's answer stays out of the open view.
+            let quiet = WebhookStatus {
+                last_error: None,
+                ..now.clone()
+            };
+            TaskState::Degraded(Problem::new(quiet.to_string(), now.to_string()))
+        }
+        WebhookState::Failed { error } => TaskState::Failed(error.clone()),
+        WebhookState::Starting => TaskState::Starting,
+        _ => TaskState::Running,
+    }
+}
+
+/// The HTTP API. It stops on the API's own signal, given before the
+/// shared one: requests it took reach the sync loop before the loop stops.
+pub struct ApiWorker {
+    pub listener: TcpListener,
+    pub router: Router,
+}
+
+impl Worker for ApiWorker {
+    fn name(&self) -> TaskName {
+        TaskName::Api
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        crate::api::serve(self.listener, self.router, stop)
+            .await
+            .map_err(|e| format!("the API server failed: {e}"))
+    }
+}
+
+/// Runs `work` with `side` next to it in the same task, and returns what
+/// `work` returns; `side` is dropped then if it has not ended before.
+async fn beside<T>(work: impl Future<Output = T>, side: impl Future<Output = ()>) -> T {
+    tokio::pin!(work);
+    tokio::pin!(side);
+    let mut side_done = false;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            () = &mut side, if !side_done => side_done = true,
+        }
+    }
+}
