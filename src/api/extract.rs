@@ -3,7 +3,7 @@
 //! plain text; these answer in the error shape and name the field at fault.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -200,24 +200,63 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ),
         ));
     }
-    match axum::Json::<T>::from_bytes(bytes) {
-        Ok(axum::Json(value)) => Ok(value),
-        Err(JsonRejection::JsonDataError(error)) => {
-            // axum reports `<prefix>: <path>: <serde message>`; serde alone
-            // gives the message without the path, which separates the two.
-            let original = serde_json::from_slice::<T>(bytes)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            Err(data_error(&error.body_text(), &original))
-        }
-        Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request(
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let error = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Ok(value) if deserializer.end().is_ok() => return Ok(value),
+        Ok(_) => None,
+        Err(error) if error.inner().is_data() => Some(error),
+        Err(_) => None,
+    };
+    Err(match error {
+        Some(error) => data_error(field_path(error.path()), &error.inner().to_string()),
+        None => ApiError::bad_request(
             "invalid_json",
             serde_json::from_slice::<serde_json::Value>(bytes)
                 .err()
                 .map_or_else(|| "the body is not valid JSON".to_string(), syntax_message),
-        )),
-        Err(other) => Err(ApiError::bad_request("invalid_body", other.body_text())),
+        ),
+    })
+}
+
+/// A key as one step of a field path: `.name` for a plain name, `["…"]`
+/// (JSON-quoted) for any other key, so a key holding dots, brackets or a
+/// leading digit cannot read as a path of its own or as an array index.
+fn key_step(key: &str) -> String {
+    let plain = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        format!(".{key}")
+    } else {
+        format!("[{}]", serde_json::Value::String(key.to_string()))
+    }
+}
+
+/// Where in the body serde stopped, in the one syntax the API documents:
+/// `queues[0].queue`; `None` at the top level.
+fn field_path(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => out.push_str(&key_step(key)),
+            Segment::Enum { variant } => out.push_str(&key_step(variant)),
+            Segment::Unknown => out.push_str("[?]"),
+        }
+    }
+    let out = out.strip_prefix('.').map(str::to_string).unwrap_or(out);
+    (!out.is_empty()).then_some(out)
+}
+
+/// A field path one key further down.
+fn child(parent: Option<&str>, key: &str) -> String {
+    let step = key_step(key);
+    match parent {
+        Some(parent) => format!("{parent}{step}"),
+        None => step.strip_prefix('.').map_or(step.clone(), str::to_string),
     }
 }
 
@@ -236,38 +275,20 @@ fn syntax_message(error: serde_json::Error) -> String {
     }
 }
 
-const DATA_ERROR_PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
-
-fn data_error(axum_text: &str, serde_text: &str) -> ApiError {
-    let located = axum_text
-        .strip_prefix(DATA_ERROR_PREFIX)
-        .unwrap_or(axum_text);
-    let path = if serde_text.is_empty() {
-        None
-    } else {
-        located
-            .strip_suffix(serde_text)
-            .and_then(|rest| rest.strip_suffix(": "))
-            .filter(|path| !path.is_empty())
-    };
-    let raw = if serde_text.is_empty() {
-        located
-    } else {
-        serde_text
-    };
-    let message = without_position(raw);
+fn data_error(path: Option<String>, serde_text: &str) -> ApiError {
+    let message = without_position(serde_text);
     let unknown = quoted_after(message, "unknown field `");
     let missing = quoted_after(message, "missing field `");
     // serde's path ends at the object holding an unknown or missing field,
     // or already names the unknown key itself.
     let field = match (path, unknown.or(missing)) {
-        (Some(path), Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
-            Some(path.to_string())
+        (Some(path), Some(name))
+            if path == child(None, name) || path.ends_with(&key_step(name)) =>
+        {
+            Some(path)
         }
-        (Some(path), Some(name)) => Some(format!("{path}.{name}")),
-        (None, Some(name)) => Some(name.to_string()),
-        (Some(path), None) => Some(path.to_string()),
-        (None, None) => None,
+        (path, Some(name)) => Some(child(path.as_deref(), name)),
+        (path, None) => path,
     };
     let subject = match &field {
         Some(field) => format!("`{field}`"),
@@ -534,6 +555,26 @@ mod tests {
         assert_eq!(
             field_of::<StatusReport>(r#""Available""#),
             ("invalid_type".into(), None)
+        );
+    }
+
+    #[test]
+    fn keys_that_are_not_plain_names_are_quoted_in_the_field_path() {
+        assert_eq!(
+            field_of::<AgentUpsert>(r#"{"teams_user":"u",".0":1}"#),
+            ("unknown_field".into(), Some(r#"[".0"]"#.into()))
+        );
+        assert_eq!(
+            field_of::<AgentUpsert>(r#"{"teams_user":"u","skills":{"a.b":"x"}}"#),
+            ("invalid_type".into(), Some(r#"skills["a.b"]"#.into()))
+        );
+        assert_eq!(
+            field_of::<AgentUpsert>(r#"{"teams_user":"u","skills":{"sales":"x"}}"#),
+            ("invalid_type".into(), Some("skills.sales".into()))
+        );
+        assert_eq!(
+            field_of::<AgentUpsert>(r#"{"teams_user":"u"} x"#).0,
+            "invalid_json"
         );
     }
 

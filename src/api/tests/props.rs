@@ -193,6 +193,40 @@ fn unquoted(message: &str) -> String {
     message.split('`').step_by(2).collect::<Vec<_>>().join(" ")
 }
 
+/// A field path less its quoted key steps (`["a.0"]`): what they hold is
+/// a key, whatever characters it has.
+fn without_quoted_keys(field: &str) -> String {
+    let mut out = String::new();
+    let mut rest = field;
+    while let Some(at) = rest.find("[\"") {
+        out.push_str(&rest[..at]);
+        let quoted = &rest[at + 1..];
+        // The JSON string ends at the first `"` not escaped.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in quoted.char_indices().skip(1) {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match end.and_then(|e| quoted[e + 1..].strip_prefix(']')) {
+            Some(after) => {
+                out.push_str("[key]");
+                rest = after;
+            }
+            None => return field.to_string(),
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// What is wrong with an error body, if anything: not the shape, a field
 /// path in another syntax, or words from the code's insides.
 pub(crate) fn error_problem(text: &str) -> Option<String> {
@@ -214,7 +248,7 @@ pub(crate) fn error_problem(text: &str) -> Option<String> {
         return Some(format!("the message leaks {word:?}"));
     }
     if let Some(field) = &body.error.field
-        && field
+        && without_quoted_keys(field)
             .split('.')
             .skip(1)
             .any(|part| part.bytes().next().is_some_and(|b| b.is_ascii_digit()))

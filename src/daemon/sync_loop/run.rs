@@ -2,13 +2,12 @@
 //! the next wake-up, takes what else is waiting into the same step, lets
 //! the engine and the router tick, and commits.
 
-
 use crate::store::Store;
 use crate::time::Timestamp;
 
 use super::super::tasks::{TaskState, TaskStatus};
-use crate::stop::Stop;
 use super::{Inputs, SyncLoop};
+use crate::stop::Stop;
 
 /// Commands taken in one step at most: bounds the latency of the first.
 const MAX_COMMANDS_PER_STEP: usize = 512;
