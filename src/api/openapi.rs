@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::events::kind;
+use crate::events::{EventData, kind};
 
 use super::events_stream::{GAP, PAGE};
 use super::routes::{Auth, METRICS_CONTENT_TYPE, ROUTES, Route};
@@ -706,8 +706,9 @@ fn schemas() -> Value {
                 "type": {"type": "string", "enum": kind::ALL},
                 "time": time,
                 "agent_id": string,
-                "data": {"description": "Depends on `type`."},
-            }
+                "data": {"description": "Depends on `type`: the schema `EventData_<type>`."},
+            },
+            "allOf": event_data_conditions(),
         },
         "StreamGap": {
             "type": "object",
@@ -730,7 +731,32 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(routing)) = (all.as_object_mut(), routing_schemas()) {
         all.extend(routing);
     }
+    if let Some(all) = all.as_object_mut() {
+        all.extend(event_data_schemas());
+    }
     all
+}
+
+/// Each event type's `data`, as `EventData_<type>`, from the payload types
+/// the daemon emits.
+fn event_data_schemas() -> Map<String, Value> {
+    EventData::schemas()
+        .into_iter()
+        .map(|(kind, schema)| (format!("EventData_{kind}"), schema))
+        .collect()
+}
+
+/// An event's `data` is its type's `EventData_<type>`.
+fn event_data_conditions() -> Value {
+    kind::ALL
+        .iter()
+        .map(|kind| {
+            json!({
+                "if": {"required": ["type"], "properties": {"type": {"const": kind}}},
+                "then": {"properties": {"data": schema_ref(&format!("EventData_{kind}"))}},
+            })
+        })
+        .collect()
 }
 
 /// The routing core's schemas (split from [`schemas`] for the macro's

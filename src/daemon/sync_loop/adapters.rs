@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::events::kind;
+use crate::events::{EventData, HeldStatus, MappingsReloaded, PresenceWritten, WriteAction};
 use crate::graph::PresenceUpdate;
 use crate::metrics::{Direction, TeamsWriteKind};
 use crate::store::{MetaKey, Store};
@@ -73,13 +73,21 @@ impl<S: Store> SyncLoop<S> {
         if done {
             if purpose == WritePurpose::Change {
                 let presence = job.write.presence().map(presence_out);
-                self.event(now, kind::TEAMS_WRITTEN, Some(&job.agent_id), serde_json::json!({
-                    "action": match job.write {
-                        TeamsWrite::SetSession { .. } | TeamsWrite::SetPreferred { .. } => "set",
-                        TeamsWrite::ClearSession | TeamsWrite::ClearPreferred => "clear",
-                    },
-                    "presence": presence,
-                }));
+                self.event(
+                    now,
+                    Some(&job.agent_id),
+                    EventData::TeamsWritten(PresenceWritten {
+                        action: match job.write {
+                            TeamsWrite::SetSession { .. } | TeamsWrite::SetPreferred { .. } => {
+                                WriteAction::Set
+                            }
+                            TeamsWrite::ClearSession | TeamsWrite::ClearPreferred => {
+                                WriteAction::Clear
+                            }
+                        },
+                        presence,
+                    }),
+                );
                 if let Some(reported) = reported {
                     self.out
                         .metrics
@@ -179,17 +187,15 @@ impl<S: Store> SyncLoop<S> {
         self.step.dirty.extend(linked);
         // Agents holding a status their profile does not have: said in the
         // reload's result, besides each agent's own event.
-        let not_in_profile: Vec<serde_json::Value> = self
+        let not_in_profile: Vec<HeldStatus> = self
             .agents
             .keys()
             .filter_map(|id| {
                 let v = self.view(id, now).ok()?;
-                (!v.cc.in_profile).then(|| {
-                    serde_json::json!({
-                        "agent_id": id,
-                        "status": v.cc.status,
-                        "profile": v.profile,
-                    })
+                (!v.cc.in_profile).then(|| HeldStatus {
+                    agent_id: id.clone(),
+                    status: v.cc.status,
+                    profile: v.profile,
                 })
             })
             .collect();
@@ -202,16 +208,15 @@ impl<S: Store> SyncLoop<S> {
                 ?profiles,
                 agents = not_in_profile.len(),
                 "mappings reloaded; agents hold CC statuses their profile does not have (kept, not routable, Teams shows the profile's default_teams): {}",
-                serde_json::Value::Array(not_in_profile.clone())
+                serde_json::to_value(&not_in_profile).unwrap_or_default()
             );
         }
         self.event(
             now,
-            kind::MAPPINGS_RELOADED,
             None,
-            serde_json::json!({
-                "profiles": profiles,
-                "statuses_not_in_profile": not_in_profile,
+            EventData::MappingsReloaded(MappingsReloaded {
+                profiles,
+                statuses_not_in_profile: not_in_profile,
             }),
         );
     }

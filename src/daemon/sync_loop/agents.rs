@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::api::ApiError;
 use crate::api::model::AgentOut;
-use crate::events::kind;
+use crate::events::{EventData, RoutableChanged};
 use crate::mapping::Profile;
 use crate::store::{AgentRecord, Store};
 use crate::sync::{AgentKey, ProfileId};
@@ -88,11 +88,10 @@ impl<S: Store> SyncLoop<S> {
                 if !first || v.routable {
                     self.event(
                         now,
-                        kind::AGENT_ROUTABLE_CHANGED,
                         Some(&id),
-                        serde_json::json!({
-                            "routable": v.routable,
-                            "not_routable_because": v.not_routable_because,
+                        EventData::AgentRoutableChanged(RoutableChanged {
+                            routable: v.routable,
+                            not_routable_because: v.not_routable_because,
                         }),
                     );
                 }

@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use crate::api::ApiError;
 use crate::api::model::{AgentUpsert, SetBy, StatusReport};
-use crate::events::kind;
+use crate::events::{AgentUpdated, EventData, NoData, StatusReported};
 use crate::mapping::Profile;
 use crate::store::{AgentRecord, CcReport, Store};
 use crate::sync::EngineError;
@@ -184,10 +184,9 @@ impl<S: Store> SyncLoop<S> {
         self.step.dirty.insert(id.to_string());
         self.event(
             now,
-            kind::AGENT_UPDATED,
             Some(id),
-            serde_json::json!({
-                "created": existing.is_none(),
+            EventData::AgentUpdated(AgentUpdated {
+                created: existing.is_none(),
             }),
         );
         self.absorb_routing(now, routed);
@@ -227,7 +226,7 @@ impl<S: Store> SyncLoop<S> {
         self.absorb_routing(now, out);
         self.step.dirty.remove(id);
         self.step.deleted.insert(id.to_string());
-        self.event(now, kind::AGENT_DELETED, Some(id), serde_json::Value::Null);
+        self.event(now, Some(id), EventData::AgentDeleted(NoData));
         // Its Teams user may be what another agent waits for.
         self.link_waiting(now);
         Ok(())
@@ -337,13 +336,12 @@ impl<S: Store> SyncLoop<S> {
         if previous.as_deref() != Some(body.status.as_str()) {
             self.event(
                 now,
-                kind::CC_STATUS_REPORTED,
                 Some(id),
-                serde_json::json!({
-                    "status": body.status,
-                    "previous_status": previous,
-                    "set_by": set_by,
-                    "at": Timestamp::to_utc(since),
+                EventData::CcStatusReported(StatusReported {
+                    status: body.status,
+                    previous_status: previous,
+                    set_by,
+                    at: Timestamp::to_utc(since),
                 }),
             );
         }

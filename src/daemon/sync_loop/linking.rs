@@ -2,7 +2,7 @@
 //! engine, detaching it, linking the agents waiting for their user, and
 //! the conflict when another agent holds that user.
 
-use crate::events::kind;
+use crate::events::{AgentLinked, EventData, LinkConflict};
 use crate::store::{CcReport, Store};
 use crate::sync::{AgentSnapshot, Decision};
 use crate::time::Timestamp;
@@ -33,10 +33,9 @@ impl<S: Store> SyncLoop<S> {
         self.attach(now, id, None);
         self.event(
             now,
-            kind::AGENT_LINKED,
             Some(id),
-            serde_json::json!({
-                "teams_user_id": user_id,
+            EventData::AgentLinked(AgentLinked {
+                teams_user_id: user_id.to_string(),
             }),
         );
     }
@@ -169,12 +168,11 @@ impl<S: Store> SyncLoop<S> {
         );
         self.event(
             now,
-            kind::AGENT_LINK_CONFLICT,
             Some(id),
-            serde_json::json!({
-                "teams_user": teams_user,
-                "teams_user_id": user_id,
-                "held_by": holder,
+            EventData::AgentLinkConflict(LinkConflict {
+                teams_user,
+                teams_user_id: user_id.to_string(),
+                held_by: holder.to_string(),
             }),
         );
     }

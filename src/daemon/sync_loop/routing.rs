@@ -12,7 +12,11 @@ use crate::api::model::{
     QueueOut, RoutingOut, StatusReport,
 };
 use crate::config::RoutingConfig;
-use crate::events::kind;
+use crate::events::{
+    Abandoned, AgentPaused, Completed, ContactInQueue, DialTarget, EventData, NoData,
+    OfferWithdrawn, Offered, Overflow, OverflowToQueue, OverflowToTeamsUsers, Queued,
+    RoutingRequest, RoutingRequestKind, StatusRequest,
+};
 use crate::routing::{
     AgentRouting, AgentSpec, ContactRecord, Gate, NewContact, OverflowTarget, Phase, QueueView,
     Router, RoutingDecision, RoutingError,
@@ -355,15 +359,6 @@ impl<S: Store> SyncLoop<S> {
         }
     }
 
-    fn agent_contact_details(&self, agent: &str) -> serde_json::Value {
-        let record = self.agents.get(agent).map(|e| &e.record);
-        serde_json::json!({
-            "teams_user_id": record.and_then(|r| r.teams_user_id.clone()),
-            "teams_upn": record.and_then(|r| r.upn.clone()),
-            "phone": record.and_then(|r| r.phone.clone()),
-        })
-    }
-
     fn contact_data(&self, contact: &str) -> serde_json::Value {
         self.router
             .contact(contact)
@@ -380,14 +375,13 @@ impl<S: Store> SyncLoop<S> {
         match self.report_status(now, agent, body, false) {
             Ok(()) => self.event(
                 now,
-                kind::CC_STATUS_REQUESTED,
                 Some(agent),
-                serde_json::json!({
-                    "status": status,
-                    "kind": "routing",
-                    "reason": format!("routing: contact `{contact}`"),
-                    "contact": contact,
-                }),
+                EventData::CcStatusRequested(StatusRequest::Routing(RoutingRequest {
+                    status: status.to_string(),
+                    kind: RoutingRequestKind::Routing,
+                    reason: format!("routing: contact `{contact}`"),
+                    contact: contact.to_string(),
+                })),
             ),
             Err(e) => tracing::warn!(
                 agent, status, error = %e.message,
@@ -408,10 +402,12 @@ impl<S: Store> SyncLoop<S> {
                     let data = self.contact_data(&contact);
                     self.event(
                         now,
-                        kind::ROUTING_QUEUED,
                         None,
-                        serde_json::json!({
-                            "contact": contact, "queue": queue, "priority": priority, "data": data,
+                        EventData::RoutingQueued(Queued {
+                            contact,
+                            queue,
+                            priority,
+                            data,
                         }),
                     );
                 }
@@ -421,13 +417,18 @@ impl<S: Store> SyncLoop<S> {
                     agent,
                     expires,
                 } => {
-                    let mut data = self.agent_contact_details(&agent);
-                    data["contact"] = contact.clone().into();
-                    data["queue"] = queue.into();
-                    data["expires"] = serde_json::json!(expires.to_utc());
-                    data["data"] = self.contact_data(&contact);
+                    let record = self.agents.get(&agent).map(|e| &e.record);
+                    let data = EventData::RoutingOffered(Offered {
+                        teams_user_id: record.and_then(|r| r.teams_user_id.clone()),
+                        teams_upn: record.and_then(|r| r.upn.clone()),
+                        phone: record.and_then(|r| r.phone.clone()),
+                        data: self.contact_data(&contact),
+                        contact,
+                        queue,
+                        expires: expires.to_utc(),
+                    });
                     self.out.metrics.routing_offers.inc();
-                    self.event(now, kind::ROUTING_OFFERED, Some(&agent), data);
+                    self.event(now, Some(&agent), data);
                 }
                 RoutingDecision::Accepted {
                     contact,
@@ -436,9 +437,11 @@ impl<S: Store> SyncLoop<S> {
                 } => {
                     self.event(
                         now,
-                        kind::ROUTING_ACCEPTED,
                         Some(&agent),
-                        serde_json::json!({ "contact": contact, "queue": queue }),
+                        EventData::RoutingAccepted(ContactInQueue {
+                            contact: contact.clone(),
+                            queue: queue.clone(),
+                        }),
                     );
                     let status = self
                         .routing
@@ -455,9 +458,8 @@ impl<S: Store> SyncLoop<S> {
                     agent,
                 } => self.event(
                     now,
-                    kind::ROUTING_DECLINED,
                     Some(&agent),
-                    serde_json::json!({ "contact": contact, "queue": queue }),
+                    EventData::RoutingDeclined(ContactInQueue { contact, queue }),
                 ),
                 RoutingDecision::Withdrawn {
                     contact,
@@ -473,10 +475,11 @@ impl<S: Store> SyncLoop<S> {
                     );
                     self.event(
                         now,
-                        kind::ROUTING_OFFER_WITHDRAWN,
                         Some(&agent),
-                        serde_json::json!({
-                            "contact": contact, "queue": queue, "reason": reason.as_str(),
+                        EventData::RoutingOfferWithdrawn(OfferWithdrawn {
+                            contact,
+                            queue,
+                            reason: reason.into(),
                         }),
                     );
                 }
@@ -486,9 +489,8 @@ impl<S: Store> SyncLoop<S> {
                     agent,
                 } => self.event(
                     now,
-                    kind::ROUTING_RONA,
                     Some(&agent),
-                    serde_json::json!({ "contact": contact, "queue": queue }),
+                    EventData::RoutingRona(ContactInQueue { contact, queue }),
                 ),
                 RoutingDecision::Completed {
                     contact,
@@ -498,11 +500,11 @@ impl<S: Store> SyncLoop<S> {
                 } => {
                     self.event(
                         now,
-                        kind::ROUTING_COMPLETED,
                         Some(&agent),
-                        serde_json::json!({
-                            "contact": contact, "queue": queue,
-                            "wrap_up_until": wrap_up_until.to_utc(),
+                        EventData::RoutingCompleted(Completed {
+                            contact: contact.clone(),
+                            queue: queue.clone(),
+                            wrap_up_until: wrap_up_until.to_utc(),
                         }),
                     );
                     let status = self
@@ -523,9 +525,12 @@ impl<S: Store> SyncLoop<S> {
                     reason,
                 } => self.event(
                     now,
-                    kind::ROUTING_ABANDONED,
                     agent.as_deref(),
-                    serde_json::json!({ "contact": contact, "queue": queue, "reason": reason }),
+                    EventData::RoutingAbandoned(Abandoned {
+                        contact,
+                        queue,
+                        reason: reason.to_string(),
+                    }),
                 ),
                 RoutingDecision::Overflowed {
                     contact,
@@ -533,16 +538,17 @@ impl<S: Store> SyncLoop<S> {
                     to,
                     waited,
                 } => {
-                    let mut data = serde_json::json!({
-                        "contact": contact,
-                        "from_queue": from,
-                        "waited_seconds": secs(waited),
-                        "data": self.contact_data(&contact),
-                    });
-                    match to {
-                        OverflowTarget::Queue(q) => data["to_queue"] = q.into(),
+                    let data = self.contact_data(&contact);
+                    let overflow = match to {
+                        OverflowTarget::Queue(to_queue) => Overflow::ToQueue(OverflowToQueue {
+                            contact,
+                            from_queue: from,
+                            waited_seconds: secs(waited),
+                            data,
+                            to_queue,
+                        }),
                         OverflowTarget::TeamsUsers(users) => {
-                            let (targets, number) = self.direct_dial(&users);
+                            let (teams_users, number) = self.direct_dial(&users);
                             if number.is_none() {
                                 tracing::warn!(
                                     contact,
@@ -550,11 +556,17 @@ impl<S: Store> SyncLoop<S> {
                                     "overflow to Teams users: none has a direct-dial number in the directory"
                                 );
                             }
-                            data["teams_users"] = targets;
-                            data["number"] = number.into();
+                            Overflow::ToTeamsUsers(OverflowToTeamsUsers {
+                                contact,
+                                from_queue: from,
+                                waited_seconds: secs(waited),
+                                data,
+                                teams_users,
+                                number,
+                            })
                         }
-                    }
-                    self.event(now, kind::ROUTING_OVERFLOW, None, data);
+                    };
+                    self.event(now, None, EventData::RoutingOverflow(overflow));
                 }
                 RoutingDecision::AgentPaused { agent, misses } => {
                     tracing::info!(
@@ -564,24 +576,20 @@ impl<S: Store> SyncLoop<S> {
                     );
                     self.event(
                         now,
-                        kind::ROUTING_AGENT_PAUSED,
                         Some(&agent),
-                        serde_json::json!({ "misses": misses }),
+                        EventData::RoutingAgentPaused(AgentPaused { misses }),
                     );
                 }
-                RoutingDecision::AgentResumed { agent } => self.event(
-                    now,
-                    kind::ROUTING_AGENT_RESUMED,
-                    Some(&agent),
-                    serde_json::Value::Null,
-                ),
+                RoutingDecision::AgentResumed { agent } => {
+                    self.event(now, Some(&agent), EventData::RoutingAgentResumed(NoData))
+                }
             }
         }
     }
 
     /// The Teams users an overflow may call, with their direct-dial numbers
     /// from the directory, and the number to dial: the first one found.
-    fn direct_dial(&self, users: &[String]) -> (serde_json::Value, Option<String>) {
+    fn direct_dial(&self, users: &[String]) -> (Vec<DialTarget>, Option<String>) {
         let mut listed = Vec::new();
         let mut number = None;
         for wanted in users {
@@ -594,15 +602,15 @@ impl<S: Store> SyncLoop<S> {
             if number.is_none() {
                 number.clone_from(&phone);
             }
-            listed.push(serde_json::json!({
-                "teams_user": wanted,
-                "teams_user_id": user.map(|u| u.id.clone()),
-                "upn": user.and_then(|u| u.user_principal_name().map(str::to_string)),
-                "display_name": user.and_then(|u| u.display_name().map(str::to_string)),
-                "phone": phone,
-            }));
+            listed.push(DialTarget {
+                teams_user: wanted.clone(),
+                teams_user_id: user.map(|u| u.id.clone()),
+                upn: user.and_then(|u| u.user_principal_name().map(str::to_string)),
+                display_name: user.and_then(|u| u.display_name().map(str::to_string)),
+                phone,
+            });
         }
-        (serde_json::Value::Array(listed), number)
+        (listed, number)
     }
 }
 

@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 
-use crate::events::{NewEvent, kind};
+use crate::events::{
+    BackInProfile, EventData, LoopSuspended, NewEvent, NoData, NotInProfile, PresenceChanged,
+    StatusRequest, SyncRequest, SyncRequestKind, TeamsMismatch, WriteFailed,
+};
 use crate::metrics::Direction;
 use crate::store::{OutboxEntry, Store};
 use crate::sync::{Decision, Reason, SyncEvent, TeamsWrite, WriteId};
@@ -42,23 +45,10 @@ pub(super) fn write_json(id: WriteId, write: &TeamsWrite) -> serde_json::Value {
 }
 
 impl<S: Store> SyncLoop<S> {
-    pub(super) fn event(
-        &mut self,
-        _now: Timestamp,
-        kind: &str,
-        agent: Option<&str>,
-        data: serde_json::Value,
-    ) {
-        debug_assert!(
-            kind::ALL.contains(&kind),
-            "event type `{kind}` is not in the documented list"
-        );
-        self.step.events.push(NewEvent {
-            kind: kind.to_string(),
-            time: Utc::now(),
-            agent_id: agent.map(str::to_string),
-            data,
-        });
+    pub(super) fn event(&mut self, _now: Timestamp, agent: Option<&str>, data: EventData) {
+        self.step
+            .events
+            .push(NewEvent::new(Utc::now(), agent.map(str::to_string), data));
     }
 
     /// Turns the engine's decisions into writes, events and dirty agents.
@@ -119,9 +109,9 @@ impl<S: Store> SyncLoop<S> {
                     let status_name = profile
                         .as_ref()
                         .map_or_else(String::new, |p| p.status_name(status).to_string());
-                    let kind_text = match why.reason {
-                        Reason::Restored { .. } => "restore",
-                        _ => "rule",
+                    let kind = match why.reason {
+                        Reason::Restored { .. } => SyncRequestKind::Restore,
+                        _ => SyncRequestKind::Rule,
                     };
                     let reason = profile.as_ref().map(|p| why.describe(p));
                     let (presence, since) = match &why.reason {
@@ -141,14 +131,13 @@ impl<S: Store> SyncLoop<S> {
                     }
                     self.event(
                         now,
-                        kind::CC_STATUS_REQUESTED,
                         Some(&agent_id),
-                        serde_json::json!({
-                            "status": status_name,
-                            "kind": kind_text,
-                            "reason": reason,
-                            "teams_presence": presence,
-                        }),
+                        EventData::CcStatusRequested(StatusRequest::Sync(SyncRequest {
+                            status: status_name,
+                            kind,
+                            reason,
+                            teams_presence: presence,
+                        })),
                     );
                     touched.insert(agent_id);
                 }
@@ -156,39 +145,36 @@ impl<S: Store> SyncLoop<S> {
                     let Some(agent_id) = self.by_key.get(&agent).cloned() else {
                         continue;
                     };
-                    let (kind, data) = match event {
-                        SyncEvent::TeamsPresenceChanged { presence } => (
-                            kind::TEAMS_PRESENCE_CHANGED,
-                            serde_json::json!({ "presence": presence_out(&presence) }),
-                        ),
+                    let data = match event {
+                        SyncEvent::TeamsPresenceChanged { presence } => {
+                            EventData::TeamsPresenceChanged(PresenceChanged {
+                                presence: presence_out(&presence),
+                            })
+                        }
                         SyncEvent::LoopSuspended {
                             flows,
                             until,
                             changes,
                         } => {
                             tracing::warn!(agent = %agent_id, changes, until = %Timestamp::to_utc(until), "loop guard suspended sync");
-                            (
-                                kind::SYNC_LOOP_SUSPENDED,
-                                serde_json::json!({
-                                    "flows": flows.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
-                                    "until": Timestamp::to_utc(until),
-                                    "changes": changes,
-                                }),
-                            )
+                            EventData::SyncLoopSuspended(LoopSuspended {
+                                flows: flows.into_iter().map(Into::into).collect(),
+                                until: Timestamp::to_utc(until),
+                                changes,
+                            })
                         }
                         SyncEvent::LoopResumed => {
                             tracing::info!(agent = %agent_id, "loop guard resumed sync");
-                            (kind::SYNC_LOOP_RESUMED, serde_json::Value::Null)
+                            EventData::SyncLoopResumed(NoData)
                         }
-                        SyncEvent::TeamsOverrideDetected { expected, shown } => (
-                            kind::SYNC_TEAMS_OVERRIDE_DETECTED,
-                            serde_json::json!({
-                                "expected": presence_out(&expected),
-                                "shown": shown.as_ref().map(presence_out),
-                            }),
-                        ),
+                        SyncEvent::TeamsOverrideDetected { expected, shown } => {
+                            EventData::SyncTeamsOverrideDetected(TeamsMismatch {
+                                expected: presence_out(&expected),
+                                shown: shown.as_ref().map(presence_out),
+                            })
+                        }
                         SyncEvent::TeamsOverrideCleared => {
-                            (kind::SYNC_TEAMS_OVERRIDE_CLEARED, serde_json::Value::Null)
+                            EventData::SyncTeamsOverrideCleared(NoData)
                         }
                         SyncEvent::TeamsOutranked { expected, shown } => {
                             tracing::info!(
@@ -197,32 +183,25 @@ impl<S: Store> SyncLoop<S> {
                                 shown = ?shown.as_ref().map(ToString::to_string),
                                 "Teams shows the user's own session, which Graph ranks above the daemon's write (not an override)"
                             );
-                            (
-                                kind::SYNC_TEAMS_OUTRANKED,
-                                serde_json::json!({
-                                    "expected": presence_out(&expected),
-                                    "shown": shown.as_ref().map(presence_out),
-                                }),
-                            )
+                            EventData::SyncTeamsOutranked(TeamsMismatch {
+                                expected: presence_out(&expected),
+                                shown: shown.as_ref().map(presence_out),
+                            })
                         }
-                        SyncEvent::WriteFailed { message } => (
-                            kind::SYNC_WRITE_FAILED,
-                            serde_json::json!({ "message": message }),
-                        ),
+                        SyncEvent::WriteFailed { message } => {
+                            EventData::SyncWriteFailed(WriteFailed { message })
+                        }
                         SyncEvent::StatusNotInProfile { status, teams } => {
                             let profile = self.profile_of(agent).map(|p| p.name.clone());
                             tracing::warn!(
                                 agent = %agent_id, status, profile = profile.as_deref().unwrap_or(""),
                                 "the agent's CC status is not in its profile: kept, not routable, Teams shows the profile's default_teams until the CC reports a status the profile has"
                             );
-                            (
-                                kind::CC_STATUS_NOT_IN_PROFILE,
-                                serde_json::json!({
-                                    "status": status,
-                                    "profile": profile,
-                                    "teams_target": serde_json::to_value(view::target_out(&teams)).unwrap_or_default(),
-                                }),
-                            )
+                            EventData::CcStatusNotInProfile(NotInProfile {
+                                status,
+                                profile,
+                                teams_target: view::target_out(&teams),
+                            })
                         }
                         SyncEvent::StatusBackInProfile { status } => {
                             let profile = self.profile_of(agent).map(|p| p.name.clone());
@@ -230,13 +209,10 @@ impl<S: Store> SyncLoop<S> {
                                 agent = %agent_id, status, profile = profile.as_deref().unwrap_or(""),
                                 "the agent's CC status is in its profile again"
                             );
-                            (
-                                kind::CC_STATUS_BACK_IN_PROFILE,
-                                serde_json::json!({ "status": status, "profile": profile }),
-                            )
+                            EventData::CcStatusBackInProfile(BackInProfile { status, profile })
                         }
                     };
-                    self.event(now, kind, Some(&agent_id), data);
+                    self.event(now, Some(&agent_id), data);
                     touched.insert(agent_id);
                 }
             }
