@@ -110,8 +110,7 @@ pub struct Inputs {
 }
 
 impl<S: Store> SyncLoop<S> {
-    pub(super) fn command(&mut self, cmd: Command) {
-        let now = Timestamp::now();
+    pub(super) fn command(&mut self, now: Timestamp, cmd: Command) {
         match cmd {
             Command::PutAgent { id, body, reply } => match self.put_agent(now, &id, body) {
                 Ok(()) => self.step.replies.push(Reply::Agent(reply, id)),

@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
-
 use crate::api::ApiError;
 use crate::api::model::{AgentUpsert, SetBy, StatusReport};
 use crate::events::kind;
@@ -145,7 +143,7 @@ impl<S: Store> SyncLoop<S> {
             queues: Vec::new(),
             capacity: None,
             routing: None,
-            updated_at: Utc::now(),
+            updated_at: now.to_utc(),
         });
         // A PUT replaces the agent's settings (HTTP semantics): whatever the
         // body leaves out, or sends as null, goes back to its default; the
@@ -165,7 +163,7 @@ impl<S: Store> SyncLoop<S> {
         record.profile = body.profile;
         record.queues = body.queues.unwrap_or_default();
         record.capacity = body.capacity;
-        record.updated_at = Utc::now();
+        record.updated_at = now.to_utc();
         let mut routed = Vec::new();
         self.router
             .upsert_agent(now, id, routing::spec_of(&record), &mut routed);
@@ -210,7 +208,7 @@ impl<S: Store> SyncLoop<S> {
             self.engine
                 .set_agent_profile(now, key, pid, &mut out)
                 .map_err(|e| engine_error(e, "profile"))?;
-            self.absorb(out);
+            self.absorb(now, out);
         }
         Ok(())
     }
@@ -348,7 +346,7 @@ impl<S: Store> SyncLoop<S> {
             );
         }
         // What the status leads to (a Teams write, ...) comes after it.
-        self.absorb(out);
+        self.absorb(now, out);
         self.step.dirty.insert(id.to_string());
         Ok(())
     }

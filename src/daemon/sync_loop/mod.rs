@@ -9,8 +9,9 @@
 //! | concept | file |
 //! |---|---|
 //! | the command protocol: commands, inputs, outputs, status; dispatch | `command.rs` |
-//! | the run: select, take a step's worth, tick, commit | `run.rs` |
-//! | a step, its commit as one batch, the replies held until then | `step.rs` |
+//! | the clock, read once when a step starts | `clock.rs` |
+//! | the run: select, take a step's worth of inputs | `run.rs` |
+//! | a step: its inputs, tick, commit as one batch, the replies held until then | `step.rs` |
 //! | the agents held: entry, profile, view, routability events | `agents.rs` |
 //! | linking agents to Teams users: attach, detach, waiting, conflicts | `linking.rs` |
 //! | the agent commands' handlers: `PUT`, `DELETE`, status reports | `handlers.rs` |
@@ -32,6 +33,7 @@ use super::mappings::MappingSet;
 
 mod adapters;
 mod agents;
+mod clock;
 mod command;
 mod handlers;
 mod linking;
@@ -40,6 +42,7 @@ mod run;
 mod step;
 mod translate;
 
+pub use self::clock::{Clock, SystemClock};
 pub use self::command::{Command, Inputs, LoopStatus, Outputs};
 
 use self::agents::AgentEntry;
@@ -63,6 +66,7 @@ pub struct SyncLoop<S: Store> {
     out: Outputs,
     step: Step,
     status: LoopStatus,
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: Store> SyncLoop<S> {
@@ -75,6 +79,27 @@ impl<S: Store> SyncLoop<S> {
         loaded: Loaded,
         store: Arc<S>,
         out: Outputs,
+    ) -> Result<Self, EngineError> {
+        Self::restore_with_clock(
+            settings,
+            mappings,
+            routing,
+            loaded,
+            store,
+            out,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// [`SyncLoop::restore`] with the clock the loop reads (a test's).
+    pub fn restore_with_clock(
+        settings: Settings,
+        mappings: MappingSet,
+        routing: RoutingConfig,
+        loaded: Loaded,
+        store: Arc<S>,
+        out: Outputs,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, EngineError> {
         let engine = Engine::new(settings, mappings.profiles.clone())?;
         let router_globals = store.meta(&MetaKey::Routing).unwrap_or_else(|e| {
@@ -98,8 +123,9 @@ impl<S: Store> SyncLoop<S> {
             out,
             step: Step::default(),
             status: LoopStatus::default(),
+            clock,
         };
-        let now = Timestamp::now();
+        let now = me.clock.now();
         for record in loaded.agents {
             let id = record.id.clone();
             let snapshot = record
@@ -175,6 +201,7 @@ impl<S: Store> SyncLoop<S> {
 
     /// Commits what restoring decided (called once before serving).
     pub async fn commit_initial(&mut self) -> Result<(), String> {
-        self.commit().await
+        let now = self.clock.now();
+        self.commit(now).await
     }
 }

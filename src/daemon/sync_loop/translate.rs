@@ -4,8 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use chrono::Utc;
-
 use crate::events::{NewEvent, kind};
 use crate::metrics::Direction;
 use crate::store::{OutboxEntry, Store};
@@ -44,7 +42,7 @@ pub(super) fn write_json(id: WriteId, write: &TeamsWrite) -> serde_json::Value {
 impl<S: Store> SyncLoop<S> {
     pub(super) fn event(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         kind: &str,
         agent: Option<&str>,
         data: serde_json::Value,
@@ -55,15 +53,14 @@ impl<S: Store> SyncLoop<S> {
         );
         self.step.events.push(NewEvent {
             kind: kind.to_string(),
-            time: Utc::now(),
+            time: now.to_utc(),
             agent_id: agent.map(str::to_string),
             data,
         });
     }
 
     /// Turns the engine's decisions into writes, events and dirty agents.
-    pub(super) fn absorb(&mut self, decisions: Vec<Decision>) {
-        let now = Timestamp::now();
+    pub(super) fn absorb(&mut self, now: Timestamp, decisions: Vec<Decision>) {
         let mut touched = BTreeSet::new();
         for d in decisions {
             match d {
