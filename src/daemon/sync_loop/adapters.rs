@@ -181,12 +181,13 @@ impl<S: Store> SyncLoop<S> {
             .agents
             .keys()
             .filter_map(|id| {
-                let v = self.view(id, now).ok()?;
-                (!v.cc.in_profile).then(|| {
+                let state = self.state(id, now).ok()?;
+                let (in_profile, _) = state.cc_in_profile_and_routable();
+                (!in_profile).then(|| {
                     serde_json::json!({
                         "agent_id": id,
-                        "status": v.cc.status,
-                        "profile": v.profile,
+                        "status": state.cc_status(),
+                        "profile": state.profile_name(),
                     })
                 })
             })

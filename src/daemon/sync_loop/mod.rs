@@ -8,11 +8,12 @@
 //!
 //! | concept | file |
 //! |---|---|
-//! | the command protocol: commands, inputs, outputs, status; dispatch | `command.rs` |
+//! | the command protocol: commands and their domain inputs, outputs, status; dispatch | `command.rs` |
+//! | why the loop refuses a command: [`LoopError`] | `error.rs` |
 //! | the clock, read once when a step starts | `clock.rs` |
 //! | the run: select, take a step's worth of inputs | `run.rs` |
 //! | a step: its inputs, tick, commit as one batch, the replies held until then | `step.rs` |
-//! | the agents held: entry, profile, view, routability events | `agents.rs` |
+//! | the agents held: entry, profile, state as replies carry it, routability events | `agents.rs` |
 //! | linking agents to Teams users: attach, detach, waiting, conflicts | `linking.rs` |
 //! | the agent commands' handlers: `PUT`, `DELETE`, status reports | `handlers.rs` |
 //! | what the adapters feed in: presences, write results, directory, reloads | `adapters.rs` |
@@ -35,6 +36,7 @@ mod adapters;
 mod agents;
 mod clock;
 mod command;
+mod error;
 mod handlers;
 mod linking;
 mod routing;
@@ -42,8 +44,12 @@ mod run;
 mod step;
 mod translate;
 
+pub use self::agents::{AgentState, AgentSync, ContactState};
 pub use self::clock::{Clock, SystemClock};
-pub use self::command::{Command, Inputs, LoopStatus, Outputs};
+pub use self::command::{
+    AgentSettings, CcStatusReport, Command, ContactMove, Inputs, LoopStatus, Outputs,
+};
+pub use self::error::LoopError;
 
 use self::agents::AgentEntry;
 use self::step::Step;
@@ -161,8 +167,8 @@ impl<S: Store> SyncLoop<S> {
             .iter()
             .map(|(id, e)| {
                 let gate = me
-                    .view(id, now)
-                    .map(|v| routing::gate_of(&v))
+                    .state(id, now)
+                    .map(|s| routing::gate_of(&s))
                     .unwrap_or_default();
                 (
                     id.clone(),

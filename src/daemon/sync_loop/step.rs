@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use crate::api::ApiError;
-use crate::api::model::{AgentOut, ContactOut};
 use crate::events::NewEvent;
 use crate::graph::PresenceUpdate;
 use crate::routing::ContactRecord;
@@ -18,6 +16,8 @@ use crate::store::{Batch, MetaKey, OutboxEntry, Store};
 use crate::time::Timestamp;
 
 use super::super::writer::{WriteJob, WriteResult};
+use super::agents::{AgentState, ContactState};
+use super::error::LoopError;
 use super::{Command, SyncLoop};
 
 /// What a step takes in: a command, a presence read from Graph, or the
@@ -30,9 +30,9 @@ pub(super) enum Input {
 
 /// A reply held until the step's batch is durable.
 pub(super) enum Reply {
-    Agent(oneshot::Sender<Result<AgentOut, ApiError>>, String),
-    Contact(oneshot::Sender<Result<ContactOut, ApiError>>, String),
-    Deleted(oneshot::Sender<Result<(), ApiError>>),
+    Agent(oneshot::Sender<Result<AgentState, LoopError>>, String),
+    Contact(oneshot::Sender<Result<ContactState, LoopError>>, String),
+    Deleted(oneshot::Sender<Result<(), LoopError>>),
     Ping(oneshot::Sender<()>),
 }
 
@@ -173,10 +173,10 @@ impl<S: Store> SyncLoop<S> {
         for reply in step.replies {
             match reply {
                 Reply::Agent(tx, id) => {
-                    let _ = tx.send(self.view(&id, now));
+                    let _ = tx.send(self.state(&id, now));
                 }
                 Reply::Contact(tx, id) => {
-                    let _ = tx.send(self.contact_view(&id));
+                    let _ = tx.send(self.contact_state(&id));
                 }
                 Reply::Deleted(tx) => {
                     let _ = tx.send(Ok(()));
@@ -191,16 +191,17 @@ impl<S: Store> SyncLoop<S> {
     }
 
     pub(super) fn fail_replies(&self, replies: Vec<Reply>, message: &str) {
+        let failed = || LoopError::StoreFailed(message.to_string());
         for reply in replies {
             match reply {
                 Reply::Agent(tx, _) => {
-                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                    let _ = tx.send(Err(failed()));
                 }
                 Reply::Contact(tx, _) => {
-                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                    let _ = tx.send(Err(failed()));
                 }
                 Reply::Deleted(tx) => {
-                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                    let _ = tx.send(Err(failed()));
                 }
                 Reply::Ping(_) => {}
             }
