@@ -19,6 +19,7 @@
 //! | what the adapters feed in: presences, write results, directory, reloads | `adapters.rs` |
 //! | the engine's decisions as events, outbox entries and write jobs | `translate.rs` |
 //! | the routing side: queues, contacts, gates, `routing.*` events | `routing.rs` |
+//! | the steps driven on a memory store and a fake clock | `tests.rs` |
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ mod linking;
 mod routing;
 mod run;
 mod step;
+#[cfg(test)]
+mod tests;
 mod translate;
 
 pub use self::agents::{AgentState, AgentSync, ContactState};
