@@ -1,5 +1,8 @@
 //! The daemon as the HTTP API sees it: every call becomes a command to the
 //! sync loop, or a read of the store, the tasks' states and the metrics.
+//! This is the loop's edge: HTTP bodies are checked and turned into the
+//! loop's domain inputs here, and the loop's refusals ([`LoopError`]) into
+//! HTTP statuses and error codes; the views are built in `view.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +15,141 @@ use crate::api::model::{
 };
 use crate::api::{ApiError, Service};
 use crate::events::Event;
+use crate::routing::{NewContact, RoutingError};
 use crate::store::Store;
+use crate::sync::EngineError;
+use crate::time::Timestamp;
 
 use super::metrics::Metrics;
-use super::sync_loop::{Command, LoopStatus};
+use super::sync_loop::{
+    AgentSettings, CcStatusReport, Command, ContactMove, LoopError, LoopStatus,
+};
 use super::tasks::{TaskBoard, TaskName, TaskState};
+use super::view;
+
+/// The longest `teams_user` (an object id, a UPN or a mail address).
+const TEAMS_USER_MAX_CHARS: usize = 320;
+
+/// The settings a `PUT` body gives; a `teams_user` that cannot name a
+/// Teams user is refused here.
+fn agent_settings(body: AgentUpsert) -> Result<AgentSettings, ApiError> {
+    let teams_user = body.teams_user.trim().to_string();
+    if teams_user.is_empty() || teams_user.len() > TEAMS_USER_MAX_CHARS {
+        return Err(ApiError::unprocessable(
+            "teams_user",
+            "invalid_teams_user",
+            "teams_user must be a Teams object id or a UPN (1–320 characters)",
+        ));
+    }
+    Ok(AgentSettings {
+        teams_user,
+        auto_link: body.auto_link,
+        display_name: body.display_name,
+        groups: body.groups.unwrap_or_default(),
+        skills: body.skills.unwrap_or_default(),
+        phone: body.phone,
+        profile: body.profile,
+        queues: body.queues.unwrap_or_default(),
+        capacity: body.capacity,
+    })
+}
+
+fn status_report(body: StatusReport) -> CcStatusReport {
+    CcStatusReport {
+        status: body.status,
+        at: body.at.map(Timestamp::from_utc),
+    }
+}
+
+fn new_contact(body: ContactIn) -> NewContact {
+    NewContact {
+        id: body.contact_id,
+        queue: body.queue,
+        skills: body.skills.unwrap_or_default(),
+        priority: body.priority,
+        data: body.data.unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn contact_move(action: ContactAction, body: ContactActionIn) -> ContactMove {
+    let agent = body.agent_id;
+    match action {
+        ContactAction::Accept => ContactMove::Accept { agent },
+        ContactAction::Decline => ContactMove::Decline { agent },
+        ContactAction::Complete => ContactMove::Complete { agent },
+        ContactAction::Abandon => ContactMove::Abandon,
+    }
+}
+
+impl From<LoopError> for ApiError {
+    fn from(e: LoopError) -> Self {
+        let message = e.to_string();
+        match e {
+            LoopError::UnknownAgent(id) => ApiError::not_found("agent", &id),
+            LoopError::UnknownQueue(name) => ApiError::not_found("queue", &name),
+            LoopError::UnknownContact(id) => ApiError::not_found("contact", &id),
+            LoopError::UnknownProfile { .. } => {
+                ApiError::unprocessable("profile", "unknown_profile", message)
+            }
+            LoopError::UnknownStatus { .. } => {
+                ApiError::unprocessable("status", "unknown_status", message)
+            }
+            LoopError::StaleStatus { .. } => {
+                ApiError::new(409, "stale_status", message).with_field("at")
+            }
+            LoopError::TeamsUserTaken { .. } => {
+                ApiError::new(409, "teams_user_taken", message).with_field("teams_user")
+            }
+            LoopError::UnknownTeamsUser(_) => {
+                ApiError::unprocessable("teams_user", "unknown_teams_user", message)
+            }
+            LoopError::InvalidSkill { name, .. } => {
+                ApiError::unprocessable(&format!("skills.{name}"), "invalid_skill", message)
+            }
+            LoopError::InvalidCapacity(_) => {
+                ApiError::unprocessable("capacity", "invalid_capacity", message)
+            }
+            LoopError::UnknownMembership { index, .. } => {
+                ApiError::unprocessable(&format!("queues[{index}].queue"), "unknown_queue", message)
+            }
+            LoopError::DuplicateMembership { index, .. } => ApiError::unprocessable(
+                &format!("queues[{index}].queue"),
+                "duplicate_queue",
+                message,
+            ),
+            LoopError::Engine { field, source } => match source {
+                EngineError::UnknownStatus { .. } => {
+                    ApiError::unprocessable(field, "unknown_status", message)
+                }
+                EngineError::UnknownProfile => {
+                    ApiError::unprocessable("profile", "unknown_profile", message)
+                }
+                EngineError::UnknownAgent => ApiError::new(404, "not_found", message),
+                EngineError::NoProfiles | EngineError::TooManyProfiles | EngineError::Full => {
+                    ApiError::unavailable(message)
+                }
+            },
+            LoopError::Routing(e) => match &e {
+                RoutingError::UnknownQueue(_) => {
+                    ApiError::unprocessable("queue", "unknown_queue", message)
+                }
+                RoutingError::UnknownContact(id) => ApiError::not_found("contact", id),
+                RoutingError::UnknownAgent(id) => ApiError::not_found("agent", id),
+                RoutingError::ContactExists(_) => {
+                    ApiError::new(409, "contact_exists", message).with_field("contact_id")
+                }
+                RoutingError::WrongState { .. } => ApiError::new(409, "wrong_state", message),
+                RoutingError::WrongAgent { .. } => {
+                    ApiError::new(409, "wrong_agent", message).with_field("agent_id")
+                }
+                RoutingError::Invalid { field, .. } => {
+                    ApiError::unprocessable(field, "invalid", message)
+                }
+            },
+            LoopError::StoreFailed(_) => ApiError::unavailable(message),
+        }
+    }
+}
 
 /// How long an API call waits for the sync loop before answering 503.
 const LOOP_DEADLINE: Duration = Duration::from_secs(30);
@@ -154,46 +287,69 @@ impl<S: Store> DaemonService<S> {
 
 impl<S: Store> Service for DaemonService<S> {
     async fn put_agent(&self, id: String, body: AgentUpsert) -> Result<AgentOut, ApiError> {
-        self.ask(|reply| Command::PutAgent { id, body, reply })
-            .await?
+        let settings = agent_settings(body)?;
+        let state = self
+            .ask(|reply| Command::PutAgent {
+                id,
+                settings,
+                reply,
+            })
+            .await??;
+        Ok(view::agent_out(&state))
     }
 
     async fn delete_agent(&self, id: String) -> Result<(), ApiError> {
-        self.ask(|reply| Command::DeleteAgent { id, reply }).await?
+        Ok(self
+            .ask(|reply| Command::DeleteAgent { id, reply })
+            .await??)
     }
 
     async fn put_status(&self, id: String, body: StatusReport) -> Result<AgentOut, ApiError> {
-        self.ask(|reply| Command::ReportStatus { id, body, reply })
-            .await?
+        let report = status_report(body);
+        let state = self
+            .ask(|reply| Command::ReportStatus { id, report, reply })
+            .await??;
+        Ok(view::agent_out(&state))
     }
 
     async fn agents(&self) -> Result<Vec<AgentOut>, ApiError> {
-        self.ask(|reply| Command::Agents { reply }).await
+        let all = self.ask(|reply| Command::Agents { reply }).await?;
+        Ok(all.iter().map(view::agent_out).collect())
     }
 
     async fn agent(&self, id: String) -> Result<AgentOut, ApiError> {
-        self.ask(|reply| Command::Agent { id, reply }).await?
+        let state = self.ask(|reply| Command::Agent { id, reply }).await??;
+        Ok(view::agent_out(&state))
     }
 
     async fn resume_agent(&self, id: String) -> Result<AgentOut, ApiError> {
-        self.ask(|reply| Command::ResumeAgent { id, reply }).await?
+        let state = self
+            .ask(|reply| Command::ResumeAgent { id, reply })
+            .await??;
+        Ok(view::agent_out(&state))
     }
 
     async fn queues(&self) -> Result<Vec<QueueOut>, ApiError> {
-        self.ask(|reply| Command::Queues { reply }).await
+        let all = self.ask(|reply| Command::Queues { reply }).await?;
+        Ok(all.into_iter().map(view::queue_out).collect())
     }
 
     async fn queue(&self, name: String) -> Result<QueueOut, ApiError> {
-        self.ask(|reply| Command::Queue { name, reply }).await?
+        let queue = self.ask(|reply| Command::Queue { name, reply }).await??;
+        Ok(view::queue_out(queue))
     }
 
     async fn add_contact(&self, body: ContactIn) -> Result<ContactOut, ApiError> {
-        self.ask(|reply| Command::AddContact { body, reply })
-            .await?
+        let contact = new_contact(body);
+        let state = self
+            .ask(|reply| Command::AddContact { contact, reply })
+            .await??;
+        Ok(view::contact_out(&state))
     }
 
     async fn contact(&self, id: String) -> Result<ContactOut, ApiError> {
-        self.ask(|reply| Command::Contact { id, reply }).await?
+        let state = self.ask(|reply| Command::Contact { id, reply }).await??;
+        Ok(view::contact_out(&state))
     }
 
     async fn contact_action(
@@ -202,13 +358,11 @@ impl<S: Store> Service for DaemonService<S> {
         action: ContactAction,
         body: ContactActionIn,
     ) -> Result<ContactOut, ApiError> {
-        self.ask(|reply| Command::ContactAction {
-            id,
-            action,
-            body,
-            reply,
-        })
-        .await?
+        let action = contact_move(action, body);
+        let state = self
+            .ask(|reply| Command::ContactMove { id, action, reply })
+            .await??;
+        Ok(view::contact_out(&state))
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, ApiError> {

@@ -1,16 +1,24 @@
-//! The combined agent view the API returns (SPEC §3.1): the stored record,
-//! the engine's picture, and whether the agent can take contacts and why not.
+//! What the API returns, built from what the sync loop replies: the
+//! combined agent view (SPEC §3.1: the stored record, the engine's picture,
+//! the router's, and whether the agent can take contacts and why not),
+//! contacts and queues.
+
+use std::time::Duration;
 
 use crate::api::model::{
-    AgentOut, CcOut, ErrorAt, LinkConflictOut, PresenceOut, RequestedOut, RestoreOut, SetBy,
-    SuspendedOut, SyncOut, TargetOut, TeamsOut, WrittenOut,
+    AgentOut, CcOut, ContactOut, ErrorAt, LinkConflictOut, MissingSkill, PresenceOut, QueueFitOut,
+    QueueOut, RequestedOut, RestoreOut, RoutingOut, SetBy, SuspendedOut, SyncOut, TargetOut,
+    TeamsOut, WrittenOut,
 };
 use crate::mapping::{Profile, TeamsTarget};
 use crate::presence::Presence;
+use crate::routing::{AgentRoutingView, OverflowTarget, Phase, QueueView};
 use crate::store::AgentRecord;
 use crate::sync::AgentView;
 use crate::sync::agent::{Owner, RequestKind};
 use crate::time::Timestamp;
+
+use super::sync_loop::{AgentState, AgentSync, ContactState};
 
 pub fn presence_out(p: &Presence) -> PresenceOut {
     PresenceOut {
@@ -89,8 +97,42 @@ pub fn not_routable_because(facts: RoutableFacts<'_>) -> Vec<String> {
     reasons
 }
 
+/// The agent as the API shows it.
+pub fn agent_out(state: &AgentState) -> AgentOut {
+    let mut out = match &state.sync {
+        AgentSync::Linked(v) => linked(&state.record, v),
+        AgentSync::Unlinked { profile, conflict } => unlinked(state, profile, conflict.as_ref()),
+    };
+    if let Some(r) = &state.routing {
+        out.routing = routing_out(r, state.at, &out.not_routable_because);
+    }
+    out
+}
+
+/// Why the agent cannot take contacts now, as far as its sync side goes;
+/// empty when it can.
+pub fn not_routable_because_of(state: &AgentState) -> Vec<String> {
+    let (cc_in_profile, cc_routable) = state.cc_in_profile_and_routable();
+    let (teams, held_by) = match &state.sync {
+        AgentSync::Linked(v) => (v.teams_presence.as_ref(), None),
+        AgentSync::Unlinked { conflict, .. } => {
+            (None, conflict.as_ref().map(|(_, held_by)| held_by.as_str()))
+        }
+    };
+    not_routable_because(RoutableFacts {
+        linked: state.linked(),
+        held_by,
+        cc_status: state.cc_status(),
+        cc_in_profile,
+        cc_routable,
+        teams,
+        teams_blocking: state.teams_blocking(),
+        profile: state.profile_name(),
+    })
+}
+
 /// The view of a linked agent.
-pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
+fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
     let because = not_routable_because(RoutableFacts {
         linked: true,
         held_by: None,
@@ -157,28 +199,15 @@ pub fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
 
 /// The view of an agent not linked to a Teams user yet; `conflict`: the
 /// user it waits for and the agent holding it.
-pub fn unlinked(
-    record: &AgentRecord,
+fn unlinked(
+    state: &AgentState,
     profile: &Profile,
     conflict: Option<&(String, String)>,
 ) -> AgentOut {
+    let record = &state.record;
     let status = record.cc_status.as_ref().map(|s| s.status.clone());
-    let known = status.as_deref().map(|s| profile.status_id(s));
-    let in_profile = !matches!(known, Some(None));
-    let cc_routable = known
-        .flatten()
-        .and_then(|id| profile.status(id))
-        .is_some_and(|s| s.routable);
-    let because = not_routable_because(RoutableFacts {
-        linked: false,
-        held_by: conflict.map(|(_, held_by)| held_by.as_str()),
-        cc_status: status.as_deref(),
-        cc_in_profile: in_profile,
-        cc_routable,
-        teams: None,
-        teams_blocking: false,
-        profile: &profile.name,
-    });
+    let (in_profile, cc_routable) = state.cc_in_profile_and_routable();
+    let because = not_routable_because_of(state);
     AgentOut {
         cc: CcOut {
             status,
@@ -243,5 +272,114 @@ fn base(record: &AgentRecord, profile: &str, linked: bool) -> AgentOut {
             last_decision: None,
         },
         routing: crate::api::model::RoutingOut::default(),
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn later(t: Timestamp, now: Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
+    (t > now).then(|| t.to_utc())
+}
+/// A contact as the API shows it.
+pub fn contact_out(state: &ContactState) -> ContactOut {
+    let (c, place) = (&state.record, state.place_in_queue);
+    let (agent, expires, ended) = match &c.phase {
+        Phase::Waiting => (None, None, None),
+        Phase::Offered { agent, expires, .. } => {
+            (Some(agent.clone()), Some(expires.to_utc()), None)
+        }
+        Phase::Accepted { agent, .. } => (Some(agent.clone()), None, None),
+        Phase::Ended { agent, at, .. } => (agent.clone(), None, Some(at.to_utc())),
+    };
+    ContactOut {
+        id: c.id.clone(),
+        queue: c.queue.clone(),
+        state: c.phase.name().to_string(),
+        priority: c.priority,
+        skills: c.skills.clone(),
+        data: c.data.clone(),
+        arrived: c.arrived.to_utc(),
+        queued_at: c.queued_at.to_utc(),
+        place_in_queue: place,
+        agent,
+        offer_expires: expires,
+        offers: c.offers,
+        overflowed_from: c.overflowed_from.clone(),
+        ended_at: ended,
+    }
+}
+/// A queue as the API shows it.
+pub fn queue_out(v: QueueView) -> QueueOut {
+    let s = &v.settings;
+    QueueOut {
+        name: s.name.clone(),
+        strategy: s.strategy.as_str().to_string(),
+        priority: s.priority,
+        skills: s.skills.clone(),
+        offer_timeout_seconds: secs(s.offer_timeout),
+        wrap_up_seconds: secs(s.wrap_up),
+        max_no_answer: s.max_no_answer,
+        miss_backoff_seconds: secs(s.miss_backoff),
+        max_wait_seconds: s.max_wait.map(secs),
+        overflow: s.overflow.as_ref().map(|o| match o {
+            OverflowTarget::Queue(q) => serde_json::json!({ "queue": q }),
+            OverflowTarget::TeamsUsers(u) => serde_json::json!({ "teams_users": u }),
+        }),
+        waiting: v.waiting,
+        longest_wait_seconds: v.longest_wait.map(secs),
+        agents: v.agents,
+        eligible_agents: v.eligible_agents,
+        offered: v.offered_now,
+        last_offered: v.last_offered.map(|(_, id)| id),
+        totals: v.totals,
+    }
+}
+/// The routing side of the agent view; `presence`: why the agent's
+/// sync side keeps it from being routed.
+fn routing_out(v: &AgentRoutingView, now: Timestamp, presence: &[String]) -> RoutingOut {
+    let mut because: Vec<String> = presence.to_vec();
+    because.extend(
+        v.blockers
+            .iter()
+            .filter(|b| !b.is_presence())
+            .map(ToString::to_string),
+    );
+    let queues: Vec<QueueFitOut> = v
+        .queues
+        .iter()
+        .map(|f| QueueFitOut {
+            queue: f.queue.clone(),
+            position: f.position,
+            skills_match: f.missing.is_empty(),
+            missing_skills: f
+                .missing
+                .iter()
+                .map(|(skill, needed, has)| MissingSkill {
+                    skill: skill.clone(),
+                    needed: *needed,
+                    has: *has,
+                })
+                .collect(),
+        })
+        .collect();
+    if !queues.is_empty() && queues.iter().all(|q| !q.skills_match) {
+        because.push("its skills match none of its queues".to_string());
+    }
+    RoutingOut {
+        eligible: v.eligible,
+        not_eligible_because: because,
+        capacity: v.capacity,
+        queues,
+        offered: v.offered.clone(),
+        contacts: v.contacts.clone(),
+        idle_since: v.state.idle_since.to_utc(),
+        wrap_up_until: later(v.state.wrap_until, now),
+        backoff_until: later(v.state.backoff_until, now),
+        paused_since: v.state.paused_since.map(Timestamp::to_utc),
+        misses: v.state.misses,
+        contacts_today: v.contacts_today,
+        busy_today_seconds: secs(v.busy_today),
     }
 }

@@ -18,8 +18,7 @@ use super::SyncLoop;
 use super::translate::WritePurpose;
 
 impl<S: Store> SyncLoop<S> {
-    pub(super) fn presence(&mut self, update: PresenceUpdate) {
-        let now = Timestamp::now();
+    pub(super) fn presence(&mut self, now: Timestamp, update: PresenceUpdate) {
         let Some(id) = self.by_user.get(&update.user_id.to_ascii_lowercase()) else {
             return;
         };
@@ -32,12 +31,11 @@ impl<S: Store> SyncLoop<S> {
             .observe_teams(now, key, update.presence, &mut out)
             .is_ok()
         {
-            self.absorb(out);
+            self.absorb(now, out);
         }
     }
 
-    pub(super) fn write_result(&mut self, result: WriteResult) {
-        let now = Timestamp::now();
+    pub(super) fn write_result(&mut self, now: Timestamp, result: WriteResult) {
         let job = result.job;
         let (purpose, reported) = self
             .writes_out
@@ -100,7 +98,7 @@ impl<S: Store> SyncLoop<S> {
             }
         }
         self.step.dirty.insert(job.agent_id);
-        self.absorb(out);
+        self.absorb(now, out);
     }
 
     pub(super) fn directory_update(&mut self, now: Timestamp, update: DirectoryUpdate) {
@@ -177,7 +175,7 @@ impl<S: Store> SyncLoop<S> {
             return;
         }
         self.mappings = set;
-        self.absorb(out);
+        self.absorb(now, out);
         let linked: Vec<String> = self
             .agents
             .iter()
@@ -191,11 +189,12 @@ impl<S: Store> SyncLoop<S> {
             .agents
             .keys()
             .filter_map(|id| {
-                let v = self.view(id, now).ok()?;
-                (!v.cc.in_profile).then(|| HeldStatus {
+                let state = self.state(id, now).ok()?;
+                let (in_profile, _) = state.cc_in_profile_and_routable();
+                (!in_profile).then(|| HeldStatus {
                     agent_id: id.clone(),
-                    status: v.cc.status,
-                    profile: v.profile,
+                    status: state.cc_status().map(str::to_string),
+                    profile: state.profile_name().to_string(),
                 })
             })
             .collect();

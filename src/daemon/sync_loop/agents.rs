@@ -1,5 +1,7 @@
 //! The agents the loop holds: each one's entry ([`AgentEntry`]), the
-//! profile it is on, its view as the API shows it, and the
+//! profile it is on, its state as replies carry it ([`AgentState`]: the
+//! record, the engine's view, the router's; the API builds its JSON view
+//! from it in `daemon/view.rs`), and the
 //! `agent.routable_changed` events when its routability moves. The index
 //! itself (`agents`, `by_key`, `by_user`) is on [`SyncLoop`]; linking
 //! changes it in `linking.rs`.
@@ -7,17 +9,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::ApiError;
-use crate::api::model::AgentOut;
 use crate::events::{EventData, RoutableChanged};
 use crate::mapping::Profile;
+use crate::routing::{AgentRoutingView, ContactRecord};
 use crate::store::{AgentRecord, Store};
-use crate::sync::{AgentKey, ProfileId};
+use crate::sync::{AgentKey, AgentView, ProfileId};
 use crate::time::Timestamp;
 
 use super::super::view;
 use super::SyncLoop;
-use super::handlers::engine_error;
+use super::error::LoopError;
 
 pub(super) struct AgentEntry {
     pub(super) record: AgentRecord,
@@ -26,6 +27,84 @@ pub(super) struct AgentEntry {
     /// Waiting for a Teams user another agent holds: the user's id and
     /// that agent. Worked out again at every directory update.
     pub(super) conflict: Option<(String, String)>,
+}
+
+/// An agent as the loop knows it at one time: what replies carry.
+#[derive(Clone, Debug)]
+pub struct AgentState {
+    pub record: AgentRecord,
+    pub sync: AgentSync,
+    /// The router's side; `None` when the router does not hold the agent.
+    pub routing: Option<AgentRoutingView>,
+    /// When this was taken.
+    pub at: Timestamp,
+}
+
+/// The sync side of an agent.
+#[derive(Clone, Debug)]
+pub enum AgentSync {
+    /// Linked to its Teams user: the engine's view.
+    Linked(Box<AgentView>),
+    /// Waiting for its Teams user; `conflict`: that user's id and the
+    /// agent holding it.
+    Unlinked {
+        profile: Arc<Profile>,
+        conflict: Option<(String, String)>,
+    },
+}
+
+impl AgentState {
+    pub fn linked(&self) -> bool {
+        matches!(self.sync, AgentSync::Linked(_))
+    }
+
+    /// The profile in force.
+    pub fn profile_name(&self) -> &str {
+        match &self.sync {
+            AgentSync::Linked(v) => &v.profile,
+            AgentSync::Unlinked { profile, .. } => &profile.name,
+        }
+    }
+
+    /// The CC status the agent holds.
+    pub fn cc_status(&self) -> Option<&str> {
+        match &self.sync {
+            AgentSync::Linked(v) => v.cc_status.as_deref(),
+            AgentSync::Unlinked { .. } => self.record.cc_status.as_ref().map(|c| c.status.as_str()),
+        }
+    }
+
+    /// Whether its profile has the CC status it holds (true when none),
+    /// and whether it marks it routable.
+    pub fn cc_in_profile_and_routable(&self) -> (bool, bool) {
+        match &self.sync {
+            AgentSync::Linked(v) => (v.cc_status_in_profile, v.cc_routable),
+            AgentSync::Unlinked { profile, .. } => {
+                let known = self.cc_status().map(|s| profile.status_id(s));
+                let routable = known
+                    .flatten()
+                    .and_then(|id| profile.status(id))
+                    .is_some_and(|s| s.routable);
+                (!matches!(known, Some(None)), routable)
+            }
+        }
+    }
+
+    /// Its profile blocks routing while Teams shows what it shows.
+    pub fn teams_blocking(&self) -> bool {
+        match &self.sync {
+            AgentSync::Linked(v) => v.teams_blocking,
+            AgentSync::Unlinked { .. } => false,
+        }
+    }
+}
+
+/// A contact as the router holds it, and its place among those waiting in
+/// its queue (1-based).
+#[derive(Clone, Debug)]
+pub struct ContactState {
+    pub record: ContactRecord,
+    pub place_in_queue: Option<usize>,
 }
 
 impl<S: Store> SyncLoop<S> {
@@ -44,26 +123,28 @@ impl<S: Store> SyncLoop<S> {
         (id, profile.unwrap_or_else(|| Arc::new(empty_profile())))
     }
 
-    pub(super) fn view(&self, id: &str, now: Timestamp) -> Result<AgentOut, ApiError> {
+    pub(super) fn state(&self, id: &str, now: Timestamp) -> Result<AgentState, LoopError> {
         let entry = self
             .agents
             .get(id)
-            .ok_or_else(|| ApiError::not_found("agent", id))?;
-        let mut out = match entry.key {
-            Some(key) => {
-                let v = self
-                    .engine
+            .ok_or_else(|| LoopError::UnknownAgent(id.to_string()))?;
+        let sync = match entry.key {
+            Some(key) => AgentSync::Linked(Box::new(
+                self.engine
                     .view(key, now)
-                    .map_err(|e| engine_error(e, ""))?;
-                view::linked(&entry.record, &v)
-            }
-            None => {
-                let (_, profile) = self.profile_for(&entry.record);
-                view::unlinked(&entry.record, &profile, entry.conflict.as_ref())
-            }
+                    .map_err(|source| LoopError::Engine { field: "", source })?,
+            )),
+            None => AgentSync::Unlinked {
+                profile: self.profile_for(&entry.record).1,
+                conflict: entry.conflict.clone(),
+            },
         };
-        out.routing = self.routing_view(id, now, &out);
-        Ok(out)
+        Ok(AgentState {
+            record: entry.record.clone(),
+            sync,
+            routing: self.router.agent_view(id, now),
+            at: now,
+        })
     }
 
     pub(super) fn profile_of(&self, key: AgentKey) -> Option<Arc<Profile>> {
@@ -75,23 +156,25 @@ impl<S: Store> SyncLoop<S> {
     pub(super) fn routable_changes(&mut self, now: Timestamp) {
         let dirty: Vec<String> = self.step.dirty.iter().cloned().collect();
         for id in dirty {
-            let Ok(v) = self.view(&id, now) else {
+            let Ok(state) = self.state(&id, now) else {
                 continue;
             };
-            self.gate(now, &id, &v);
+            self.gate(now, &id, &state);
+            let because = view::not_routable_because_of(&state);
+            let routable = because.is_empty();
             let Some(entry) = self.agents.get_mut(&id) else {
                 continue;
             };
-            if entry.routable != Some(v.routable) {
+            if entry.routable != Some(routable) {
                 let first = entry.routable.is_none();
-                entry.routable = Some(v.routable);
-                if !first || v.routable {
+                entry.routable = Some(routable);
+                if !first || routable {
                     self.event(
                         now,
                         Some(&id),
                         EventData::AgentRoutableChanged(RoutableChanged {
-                            routable: v.routable,
-                            not_routable_because: v.not_routable_because,
+                            routable,
+                            not_routable_because: because,
                         }),
                     );
                 }

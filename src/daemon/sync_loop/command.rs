@@ -1,20 +1,19 @@
 //! The loop's command protocol: what the API and the other tasks ask of it
-//! ([`Command`]), the inputs it selects on, where its output goes, the
+//! ([`Command`]) in the domain's terms (settings, status reports, new
+//! contacts; HTTP bodies are checked and turned into these at the API's
+//! edge, `daemon/service.rs`), the inputs it selects on, where its output goes, the
 //! status it shows, and the dispatch of each command to its handler.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::api::ApiError;
-use crate::api::model::{
-    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, QueueOut,
-    StatusReport,
-};
 use crate::config::RoutingConfig;
 use crate::events::Event;
 use crate::graph::PresenceUpdate;
 use crate::metrics::DaemonMetrics;
+use crate::routing::{Membership, NewContact, QueueView};
 use crate::store::Store;
 use crate::time::Timestamp;
 
@@ -22,55 +21,94 @@ use super::super::directory::DirectoryUpdate;
 use super::super::mappings::MappingSet;
 use super::super::writer::{WriteJob, WriteResult};
 use super::SyncLoop;
+use super::agents::{AgentState, ContactState};
+use super::error::LoopError;
 use super::step::Reply;
+
+/// An agent's settings, all of them: what is left out is the default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSettings {
+    /// A Teams object id, or a UPN or mail the directory knows (trimmed,
+    /// not empty).
+    pub teams_user: String,
+    /// A UPN the directory does not know yet is linked when it appears.
+    pub auto_link: bool,
+    /// `None`: the directory's.
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+    pub skills: BTreeMap<String, u8>,
+    /// `None`: the directory's.
+    pub phone: Option<String>,
+    /// `None`: the agent's groups decide.
+    pub profile: Option<String>,
+    pub queues: Vec<Membership>,
+    pub capacity: Option<u8>,
+}
+
+/// A CC status the contact center reports for an agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CcStatusReport {
+    pub status: String,
+    /// When it changed in the CC; `None`: now.
+    pub at: Option<Timestamp>,
+}
+
+/// What is done to a contact; `agent`, when given, must be the agent the
+/// contact is offered to (or is with).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContactMove {
+    Accept { agent: Option<String> },
+    Decline { agent: Option<String> },
+    Complete { agent: Option<String> },
+    Abandon,
+}
 
 /// What the API and the other tasks ask of the loop.
 pub enum Command {
     PutAgent {
         id: String,
-        body: AgentUpsert,
-        reply: oneshot::Sender<Result<AgentOut, ApiError>>,
+        settings: AgentSettings,
+        reply: oneshot::Sender<Result<AgentState, LoopError>>,
     },
     DeleteAgent {
         id: String,
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        reply: oneshot::Sender<Result<(), LoopError>>,
     },
     ReportStatus {
         id: String,
-        body: StatusReport,
-        reply: oneshot::Sender<Result<AgentOut, ApiError>>,
+        report: CcStatusReport,
+        reply: oneshot::Sender<Result<AgentState, LoopError>>,
     },
     Agent {
         id: String,
-        reply: oneshot::Sender<Result<AgentOut, ApiError>>,
+        reply: oneshot::Sender<Result<AgentState, LoopError>>,
     },
     Agents {
-        reply: oneshot::Sender<Vec<AgentOut>>,
+        reply: oneshot::Sender<Vec<AgentState>>,
     },
     ResumeAgent {
         id: String,
-        reply: oneshot::Sender<Result<AgentOut, ApiError>>,
+        reply: oneshot::Sender<Result<AgentState, LoopError>>,
     },
     Queues {
-        reply: oneshot::Sender<Vec<QueueOut>>,
+        reply: oneshot::Sender<Vec<QueueView>>,
     },
     Queue {
         name: String,
-        reply: oneshot::Sender<Result<QueueOut, ApiError>>,
+        reply: oneshot::Sender<Result<QueueView, LoopError>>,
     },
     AddContact {
-        body: ContactIn,
-        reply: oneshot::Sender<Result<ContactOut, ApiError>>,
+        contact: NewContact,
+        reply: oneshot::Sender<Result<ContactState, LoopError>>,
     },
     Contact {
         id: String,
-        reply: oneshot::Sender<Result<ContactOut, ApiError>>,
+        reply: oneshot::Sender<Result<ContactState, LoopError>>,
     },
-    ContactAction {
+    ContactMove {
         id: String,
-        action: ContactAction,
-        body: ContactActionIn,
-        reply: oneshot::Sender<Result<ContactOut, ApiError>>,
+        action: ContactMove,
+        reply: oneshot::Sender<Result<ContactState, LoopError>>,
     },
     Directory(DirectoryUpdate),
     /// New mappings, and new queues when the whole config was read again.
@@ -110,10 +148,13 @@ pub struct Inputs {
 }
 
 impl<S: Store> SyncLoop<S> {
-    pub(super) fn command(&mut self, cmd: Command) {
-        let now = Timestamp::now();
+    pub(super) fn command(&mut self, now: Timestamp, cmd: Command) {
         match cmd {
-            Command::PutAgent { id, body, reply } => match self.put_agent(now, &id, body) {
+            Command::PutAgent {
+                id,
+                settings,
+                reply,
+            } => match self.put_agent(now, &id, settings) {
                 Ok(()) => self.step.replies.push(Reply::Agent(reply, id)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -125,20 +166,20 @@ impl<S: Store> SyncLoop<S> {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::ReportStatus { id, body, reply } => match self.report(now, &id, body) {
+            Command::ReportStatus { id, report, reply } => match self.report(now, &id, report) {
                 Ok(()) => self.step.replies.push(Reply::Agent(reply, id)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
             Command::Agent { id, reply } => {
-                let _ = reply.send(self.view(&id, now));
+                let _ = reply.send(self.state(&id, now));
             }
             Command::Agents { reply } => {
                 let all = self
                     .agents
                     .keys()
-                    .filter_map(|id| self.view(id, now).ok())
+                    .filter_map(|id| self.state(id, now).ok())
                     .collect();
                 let _ = reply.send(all);
             }
@@ -149,26 +190,22 @@ impl<S: Store> SyncLoop<S> {
                 }
             },
             Command::Queues { reply } => {
-                let _ = reply.send(self.queue_views(now));
+                let _ = reply.send(self.queue_states(now));
             }
             Command::Queue { name, reply } => {
-                let _ = reply.send(self.queue_view(&name, now));
+                let _ = reply.send(self.queue_state(&name, now));
             }
-            Command::AddContact { body, reply } => match self.add_contact(now, body) {
+            Command::AddContact { contact, reply } => match self.add_contact(now, contact) {
                 Ok(id) => self.step.replies.push(Reply::Contact(reply, id)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
             Command::Contact { id, reply } => {
-                let _ = reply.send(self.contact_view(&id));
+                let _ = reply.send(self.contact_state(&id));
             }
-            Command::ContactAction {
-                id,
-                action,
-                body,
-                reply,
-            } => match self.contact_action(now, &id, action, body) {
+            Command::ContactMove { id, action, reply } => match self.contact_move(now, &id, action)
+            {
                 Ok(()) => self.step.replies.push(Reply::Contact(reply, id)),
                 Err(e) => {
                     let _ = reply.send(Err(e));

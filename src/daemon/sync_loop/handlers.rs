@@ -1,52 +1,28 @@
 //! The handlers of the agent commands: `PUT` and `DELETE` of an agent and
-//! the CC status reports, with the API errors the engine's refusals map
-//! to. Queue and contact commands are handled in `routing.rs`.
+//! the CC statuses the CC reports or routing sets, with what they refuse
+//! ([`LoopError`]). Queue and contact commands are handled in `routing.rs`.
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
-
-use crate::api::ApiError;
-use crate::api::model::{AgentUpsert, SetBy, StatusReport};
+use crate::api::model::SetBy;
 use crate::events::{AgentUpdated, EventData, NoData, StatusReported};
-use crate::mapping::Profile;
 use crate::store::{AgentRecord, CcReport, Store};
-use crate::sync::EngineError;
 use crate::time::Timestamp;
 
 use super::super::directory;
 use super::super::view;
 use super::agents::AgentEntry;
+use super::command::{AgentSettings, CcStatusReport};
+use super::error::{LoopError, suggestion};
 use super::{SyncLoop, routing};
 
-pub(super) fn engine_error(e: EngineError, field: &str) -> ApiError {
-    match e {
-        EngineError::UnknownStatus { .. } => {
-            ApiError::unprocessable(field, "unknown_status", e.to_string())
-        }
-        EngineError::UnknownProfile => {
-            ApiError::unprocessable("profile", "unknown_profile", e.to_string())
-        }
-        EngineError::UnknownAgent => ApiError::new(404, "not_found", e.to_string()),
-        EngineError::NoProfiles | EngineError::TooManyProfiles | EngineError::Full => {
-            ApiError::new(503, "unavailable", e.to_string())
-        }
-    }
-}
-
-pub(super) fn status_error(profile: &Profile, status: &str) -> ApiError {
-    ApiError::unprocessable(
-        "status",
-        "unknown_status",
-        format!(
-            "status `{status}` is not in profile `{}`{}",
-            profile.name,
-            crate::diagnostics::did_you_mean(
-                status,
-                profile.statuses.iter().map(|s| s.name.as_str())
-            )
-        ),
-    )
+/// Who puts an agent in a CC status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StatusSource {
+    /// The CC reported it: a new one lifts a routing pause.
+    Cc,
+    /// Routing set it for a contact (`on_contact_status`, `after_contact_status`).
+    Routing,
 }
 
 impl<S: Store> SyncLoop<S> {
@@ -54,40 +30,30 @@ impl<S: Store> SyncLoop<S> {
         &mut self,
         now: Timestamp,
         id: &str,
-        body: AgentUpsert,
-    ) -> Result<(), ApiError> {
-        let teams_user = body.teams_user.trim().to_string();
-        if teams_user.is_empty() || teams_user.len() > 320 {
-            return Err(ApiError::unprocessable(
-                "teams_user",
-                "invalid_teams_user",
-                "teams_user must be a Teams object id or a UPN (1–320 characters)",
-            ));
-        }
-        if let Some(profile) = &body.profile
+        settings: AgentSettings,
+    ) -> Result<(), LoopError> {
+        let teams_user = settings.teams_user.clone();
+        if let Some(profile) = &settings.profile
             && !self.mappings.has_profile(profile)
         {
-            return Err(ApiError::unprocessable(
-                "profile",
-                "unknown_profile",
-                format!(
-                    "no profile `{profile}`{}",
-                    crate::diagnostics::did_you_mean(
-                        profile,
-                        self.mappings.profiles.iter().map(|p| p.name.as_str())
-                    )
+            return Err(LoopError::UnknownProfile {
+                profile: profile.clone(),
+                suggestion: suggestion(
+                    profile,
+                    self.mappings.profiles.iter().map(|p| p.name.as_str()),
                 ),
-            ));
+            });
         }
-        routing::check_agent_routing(&self.router, body.queues.as_ref(), body.capacity)?;
-        if let Some(skills) = &body.skills
-            && let Some((name, level)) = skills.iter().find(|(n, l)| n.is_empty() || **l > 100)
+        routing::check_agent_routing(&self.router, &settings.queues, settings.capacity)?;
+        if let Some((name, level)) = settings
+            .skills
+            .iter()
+            .find(|(n, l)| n.is_empty() || **l > 100)
         {
-            return Err(ApiError::unprocessable(
-                &format!("skills.{name}"),
-                "invalid_skill",
-                format!("skill `{name}` level {level}: a skill needs a name and a level 0–100"),
-            ));
+            return Err(LoopError::InvalidSkill {
+                name: name.clone(),
+                level: *level,
+            });
         }
         // Where the Teams user is: a given object id, a UPN the directory
         // knows, or (when asked, or before the directory is read) later.
@@ -106,27 +72,19 @@ impl<S: Store> SyncLoop<S> {
             e.key.and(e.record.teams_user_id.clone()).filter(|_| same)
         }) {
             Some(linked)
-        } else if body.auto_link || !self.directory.loaded() {
+        } else if settings.auto_link || !self.directory.loaded() {
             None
         } else {
-            return Err(ApiError::unprocessable(
-                "teams_user",
-                "unknown_teams_user",
-                format!(
-                    "no Teams user `{teams_user}` in the directory; send its object id, or `auto_link: true` to link it when it appears"
-                ),
-            ));
+            return Err(LoopError::UnknownTeamsUser(teams_user));
         };
         if let Some(user_id) = &resolved
             && let Some(other) = self.by_user.get(user_id)
             && other != id
         {
-            return Err(ApiError::new(
-                409,
-                "teams_user_taken",
-                format!("Teams user `{teams_user}` is already linked to agent `{other}`"),
-            )
-            .with_field("teams_user"));
+            return Err(LoopError::TeamsUserTaken {
+                teams_user,
+                holder: other.clone(),
+            });
         }
 
         let existing = self.agents.get(id).map(|e| e.record.clone());
@@ -145,7 +103,7 @@ impl<S: Store> SyncLoop<S> {
             queues: Vec::new(),
             capacity: None,
             routing: None,
-            updated_at: Utc::now(),
+            updated_at: now.to_utc(),
         });
         // A PUT replaces the agent's settings (HTTP semantics): whatever the
         // body leaves out, or sends as null, goes back to its default; the
@@ -154,18 +112,18 @@ impl<S: Store> SyncLoop<S> {
         // setting and stays.
         let directory_user = resolved.as_deref().and_then(|u| self.directory.get(u));
         record.teams_user = teams_user;
-        record.display_name = body
+        record.display_name = settings
             .display_name
             .or_else(|| directory_user.and_then(|u| u.display_name().map(str::to_string)));
-        record.phone = body
+        record.phone = settings
             .phone
             .or_else(|| directory_user.and_then(directory::phone_of));
-        record.groups = body.groups.unwrap_or_default();
-        record.skills = body.skills.unwrap_or_default();
-        record.profile = body.profile;
-        record.queues = body.queues.unwrap_or_default();
-        record.capacity = body.capacity;
-        record.updated_at = Utc::now();
+        record.groups = settings.groups;
+        record.skills = settings.skills;
+        record.profile = settings.profile;
+        record.queues = settings.queues;
+        record.capacity = settings.capacity;
+        record.updated_at = now.to_utc();
         let mut routed = Vec::new();
         self.router
             .upsert_agent(now, id, routing::spec_of(&record), &mut routed);
@@ -208,15 +166,18 @@ impl<S: Store> SyncLoop<S> {
             let mut out = Vec::new();
             self.engine
                 .set_agent_profile(now, key, pid, &mut out)
-                .map_err(|e| engine_error(e, "profile"))?;
-            self.absorb(out);
+                .map_err(|source| LoopError::Engine {
+                    field: "profile",
+                    source,
+                })?;
+            self.absorb(now, out);
         }
         Ok(())
     }
 
-    pub(super) fn delete_agent(&mut self, now: Timestamp, id: &str) -> Result<(), ApiError> {
+    pub(super) fn delete_agent(&mut self, now: Timestamp, id: &str) -> Result<(), LoopError> {
         if !self.agents.contains_key(id) {
-            return Err(ApiError::not_found("agent", id));
+            return Err(LoopError::UnknownAgent(id.to_string()));
         }
         self.detach(now, id);
         let mut out = Vec::new();
@@ -236,29 +197,35 @@ impl<S: Store> SyncLoop<S> {
         &mut self,
         now: Timestamp,
         id: &str,
-        body: StatusReport,
-    ) -> Result<(), ApiError> {
-        self.report_status(now, id, body, true)
+        report: CcStatusReport,
+    ) -> Result<(), LoopError> {
+        self.set_cc_status(now, id, &report.status, report.at, StatusSource::Cc)
     }
 
-    /// A CC status for an agent. `from_cc`: the CC reported it (a new one
-    /// lifts a routing pause); else routing set it on the agent's behalf.
-    pub(super) fn report_status(
+    /// Puts an agent in a CC status, as the CC reported it (`at`: when it
+    /// changed there) or as routing set it.
+    pub(super) fn set_cc_status(
         &mut self,
         now: Timestamp,
         id: &str,
-        body: StatusReport,
-        from_cc: bool,
-    ) -> Result<(), ApiError> {
+        status: &str,
+        reported_at: Option<Timestamp>,
+        source: StatusSource,
+    ) -> Result<(), LoopError> {
+        let from_cc = source == StatusSource::Cc;
         let entry = self
             .agents
             .get(id)
-            .ok_or_else(|| ApiError::not_found("agent", id))?;
-        let at = body.at.map(Timestamp::from_utc).unwrap_or(now).min(now);
+            .ok_or_else(|| LoopError::UnknownAgent(id.to_string()))?;
+        let at = reported_at.unwrap_or(now).min(now);
         let (_, profile) = self.profile_for(&entry.record);
         let status_id = profile
-            .status_id(&body.status)
-            .ok_or_else(|| status_error(&profile, &body.status))?;
+            .status_id(status)
+            .ok_or_else(|| LoopError::UnknownStatus {
+                status: status.to_string(),
+                profile: profile.name.clone(),
+                suggestion: suggestion(status, profile.statuses.iter().map(|s| s.name.as_str())),
+            })?;
         let current = match entry.key {
             Some(key) => self
                 .engine
@@ -273,25 +240,16 @@ impl<S: Store> SyncLoop<S> {
         };
         // Only a report that says when it happened can be out of order; the
         // same status again is a harmless retry.
-        if let Some((status, since)) = current.clone()
-            && body.at.is_some()
-            && status != body.status
+        if let Some((held, since)) = current.clone()
+            && reported_at.is_some()
+            && held != status
             && at < since
         {
-            return Err(ApiError::new(
-                409,
-                "stale_status",
-                format!(
-                    "a newer status was reported for {}; this one is from {}",
-                    Timestamp::to_utc(since).to_rfc3339(),
-                    Timestamp::to_utc(at).to_rfc3339()
-                ),
-            )
-            .with_field("at"));
+            return Err(LoopError::StaleStatus { since, at });
         }
         // A new status from the CC means the agent is at its desk again:
         // a routing pause after missed offers ends.
-        if from_cc && current.as_ref().is_none_or(|(s, _)| *s != body.status) {
+        if from_cc && current.as_ref().is_none_or(|(s, _)| *s != status) {
             let mut out = Vec::new();
             let _ = self.router.resume_agent(now, id, &mut out);
             self.absorb_routing(now, out);
@@ -306,7 +264,10 @@ impl<S: Store> SyncLoop<S> {
                 } else {
                     self.engine.report_cc_routed(now, key, status_id, &mut out)
                 }
-                .map_err(|e| engine_error(e, "status"))?;
+                .map_err(|source| LoopError::Engine {
+                    field: "status",
+                    source,
+                })?;
                 let v = self.engine.view(key, now).ok();
                 (
                     v.as_ref()
@@ -318,7 +279,7 @@ impl<S: Store> SyncLoop<S> {
             None => {
                 if let Some(entry) = self.agents.get_mut(id) {
                     entry.record.cc_status = Some(CcReport {
-                        status: body.status.clone(),
+                        status: status.to_string(),
                         at: Timestamp::to_utc(at),
                     });
                 }
@@ -333,12 +294,12 @@ impl<S: Store> SyncLoop<S> {
             }
         };
         // The same status again is a retry and changes nothing.
-        if previous.as_deref() != Some(body.status.as_str()) {
+        if previous.as_deref() != Some(status) {
             self.event(
                 now,
                 Some(id),
                 EventData::CcStatusReported(StatusReported {
-                    status: body.status,
+                    status: status.to_string(),
                     previous_status: previous,
                     set_by,
                     at: Timestamp::to_utc(since),
@@ -346,7 +307,7 @@ impl<S: Store> SyncLoop<S> {
             );
         }
         // What the status leads to (a Teams write, ...) comes after it.
-        self.absorb(out);
+        self.absorb(now, out);
         self.step.dirty.insert(id.to_string());
         Ok(())
     }

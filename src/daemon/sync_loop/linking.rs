@@ -78,7 +78,7 @@ impl<S: Store> SyncLoop<S> {
         }
         self.step.dirty.insert(id.to_string());
         self.step.poll_changed = true;
-        self.absorb(out);
+        self.absorb(now, out);
     }
 
     /// Takes an agent out of the engine (unlinked or deleted); presence the

@@ -8,15 +8,18 @@
 //!
 //! | concept | file |
 //! |---|---|
-//! | the command protocol: commands, inputs, outputs, status; dispatch | `command.rs` |
-//! | the run: select, take a step's worth, tick, commit | `run.rs` |
-//! | a step, its commit as one batch, the replies held until then | `step.rs` |
-//! | the agents held: entry, profile, view, routability events | `agents.rs` |
+//! | the command protocol: commands and their domain inputs, outputs, status; dispatch | `command.rs` |
+//! | why the loop refuses a command: [`LoopError`] | `error.rs` |
+//! | the clock, read once when a step starts | `clock.rs` |
+//! | the run: select, take a step's worth of inputs | `run.rs` |
+//! | a step: its inputs, tick, commit as one batch, the replies held until then | `step.rs` |
+//! | the agents held: entry, profile, state as replies carry it, routability events | `agents.rs` |
 //! | linking agents to Teams users: attach, detach, waiting, conflicts | `linking.rs` |
 //! | the agent commands' handlers: `PUT`, `DELETE`, status reports | `handlers.rs` |
 //! | what the adapters feed in: presences, write results, directory, reloads | `adapters.rs` |
 //! | the engine's decisions as events, outbox entries and write jobs | `translate.rs` |
 //! | the routing side: queues, contacts, gates, `routing.*` events | `routing.rs` |
+//! | the steps driven on a memory store and a fake clock | `tests.rs` |
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -32,15 +35,24 @@ use super::mappings::MappingSet;
 
 mod adapters;
 mod agents;
+mod clock;
 mod command;
+mod error;
 mod handlers;
 mod linking;
 mod routing;
 mod run;
 mod step;
+#[cfg(test)]
+mod tests;
 mod translate;
 
-pub use self::command::{Command, Inputs, LoopStatus, Outputs};
+pub use self::agents::{AgentState, AgentSync, ContactState};
+pub use self::clock::{Clock, SystemClock};
+pub use self::command::{
+    AgentSettings, CcStatusReport, Command, ContactMove, Inputs, LoopStatus, Outputs,
+};
+pub use self::error::LoopError;
 
 use self::agents::AgentEntry;
 use self::step::Step;
@@ -63,6 +75,7 @@ pub struct SyncLoop<S: Store> {
     out: Outputs,
     step: Step,
     status: LoopStatus,
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: Store> SyncLoop<S> {
@@ -75,6 +88,27 @@ impl<S: Store> SyncLoop<S> {
         loaded: Loaded,
         store: Arc<S>,
         out: Outputs,
+    ) -> Result<Self, EngineError> {
+        Self::restore_with_clock(
+            settings,
+            mappings,
+            routing,
+            loaded,
+            store,
+            out,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// [`SyncLoop::restore`] with the clock the loop reads (a test's).
+    pub fn restore_with_clock(
+        settings: Settings,
+        mappings: MappingSet,
+        routing: RoutingConfig,
+        loaded: Loaded,
+        store: Arc<S>,
+        out: Outputs,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, EngineError> {
         let engine = Engine::new(settings, mappings.profiles.clone())?;
         let router_globals = store.meta(&MetaKey::Routing).unwrap_or_else(|e| {
@@ -98,8 +132,9 @@ impl<S: Store> SyncLoop<S> {
             out,
             step: Step::default(),
             status: LoopStatus::default(),
+            clock,
         };
-        let now = Timestamp::now();
+        let now = me.clock.now();
         for record in loaded.agents {
             let id = record.id.clone();
             let snapshot = record
@@ -135,8 +170,8 @@ impl<S: Store> SyncLoop<S> {
             .iter()
             .map(|(id, e)| {
                 let gate = me
-                    .view(id, now)
-                    .map(|v| routing::gate_of(&v))
+                    .state(id, now)
+                    .map(|s| routing::gate_of(&s))
                     .unwrap_or_default();
                 (
                     id.clone(),
@@ -175,6 +210,7 @@ impl<S: Store> SyncLoop<S> {
 
     /// Commits what restoring decided (called once before serving).
     pub async fn commit_initial(&mut self) -> Result<(), String> {
-        self.commit().await
+        let now = self.clock.now();
+        self.commit(now).await
     }
 }

@@ -6,11 +6,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::api::ApiError;
-use crate::api::model::{
-    AgentOut, ContactAction, ContactActionIn, ContactIn, ContactOut, MissingSkill, QueueFitOut,
-    QueueOut, RoutingOut, StatusReport,
-};
 use crate::config::RoutingConfig;
 use crate::events::{
     Abandoned, AgentPaused, Completed, ContactInQueue, DialTarget, EventData, NoData,
@@ -18,14 +13,18 @@ use crate::events::{
     RoutingRequest, RoutingRequestKind, StatusRequest,
 };
 use crate::routing::{
-    AgentRouting, AgentSpec, ContactRecord, Gate, NewContact, OverflowTarget, Phase, QueueView,
-    Router, RoutingDecision, RoutingError,
+    AgentRouting, AgentSpec, ContactRecord, Gate, Membership, NewContact, OverflowTarget,
+    QueueView, Router, RoutingDecision,
 };
 use crate::store::{AgentRecord, MetaKey, Store};
 use crate::time::Timestamp;
 
 use super::super::directory;
 use super::SyncLoop;
+use super::agents::{AgentState, ContactState};
+use super::command::ContactMove;
+use super::error::{LoopError, suggestion};
+use super::handlers::StatusSource;
 
 /// Most contacts an agent can be on at once.
 pub const MAX_CAPACITY: u8 = 20;
@@ -39,93 +38,19 @@ pub(super) fn spec_of(record: &AgentRecord) -> AgentSpec {
     }
 }
 
-pub(super) fn gate_of(view: &AgentOut) -> Gate {
+/// The router's gate as the agent's sync state gives it: the engine's
+/// view when linked.
+pub(super) fn gate_of(state: &AgentState) -> Gate {
+    let (_, cc_routable) = state.cc_in_profile_and_routable();
     Gate {
-        linked: view.linked,
-        cc_routable: view.cc.routable && view.cc.status.is_some(),
-        teams_blocking: view.teams.blocking,
+        linked: state.linked(),
+        cc_routable: cc_routable && state.cc_status().is_some(),
+        teams_blocking: state.teams_blocking(),
     }
 }
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
-}
-
-fn later(t: Timestamp, now: Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
-    (t > now).then(|| t.to_utc())
-}
-
-pub(super) fn routing_error(e: RoutingError) -> ApiError {
-    match &e {
-        RoutingError::UnknownQueue(q) => {
-            ApiError::unprocessable("queue", "unknown_queue", format!("no queue `{q}`"))
-        }
-        RoutingError::UnknownContact(id) => ApiError::not_found("contact", id),
-        RoutingError::UnknownAgent(id) => ApiError::not_found("agent", id),
-        RoutingError::ContactExists(_) => {
-            ApiError::new(409, "contact_exists", e.to_string()).with_field("contact_id")
-        }
-        RoutingError::WrongState { .. } => ApiError::new(409, "wrong_state", e.to_string()),
-        RoutingError::WrongAgent { .. } => {
-            ApiError::new(409, "wrong_agent", e.to_string()).with_field("agent_id")
-        }
-        RoutingError::Invalid { field, .. } => {
-            ApiError::unprocessable(field, "invalid", e.to_string())
-        }
-    }
-}
-
-pub(super) fn contact_out(c: &ContactRecord, place: Option<usize>) -> ContactOut {
-    let (agent, expires, ended) = match &c.phase {
-        Phase::Waiting => (None, None, None),
-        Phase::Offered { agent, expires, .. } => {
-            (Some(agent.clone()), Some(expires.to_utc()), None)
-        }
-        Phase::Accepted { agent, .. } => (Some(agent.clone()), None, None),
-        Phase::Ended { agent, at, .. } => (agent.clone(), None, Some(at.to_utc())),
-    };
-    ContactOut {
-        id: c.id.clone(),
-        queue: c.queue.clone(),
-        state: c.phase.name().to_string(),
-        priority: c.priority,
-        skills: c.skills.clone(),
-        data: c.data.clone(),
-        arrived: c.arrived.to_utc(),
-        queued_at: c.queued_at.to_utc(),
-        place_in_queue: place,
-        agent,
-        offer_expires: expires,
-        offers: c.offers,
-        overflowed_from: c.overflowed_from.clone(),
-        ended_at: ended,
-    }
-}
-
-pub(super) fn queue_out(v: QueueView) -> QueueOut {
-    let s = &v.settings;
-    QueueOut {
-        name: s.name.clone(),
-        strategy: s.strategy.as_str().to_string(),
-        priority: s.priority,
-        skills: s.skills.clone(),
-        offer_timeout_seconds: secs(s.offer_timeout),
-        wrap_up_seconds: secs(s.wrap_up),
-        max_no_answer: s.max_no_answer,
-        miss_backoff_seconds: secs(s.miss_backoff),
-        max_wait_seconds: s.max_wait.map(secs),
-        overflow: s.overflow.as_ref().map(|o| match o {
-            OverflowTarget::Queue(q) => serde_json::json!({ "queue": q }),
-            OverflowTarget::TeamsUsers(u) => serde_json::json!({ "teams_users": u }),
-        }),
-        waiting: v.waiting,
-        longest_wait_seconds: v.longest_wait.map(secs),
-        agents: v.agents,
-        eligible_agents: v.eligible_agents,
-        offered: v.offered_now,
-        last_offered: v.last_offered.map(|(_, id)| id),
-        totals: v.totals,
-    }
 }
 
 /// Builds the router from what the store held, with each agent's gate as
@@ -184,133 +109,80 @@ fn seed() -> u64 {
 }
 
 impl<S: Store> SyncLoop<S> {
-    pub(super) fn routing_view(&self, id: &str, now: Timestamp, out: &AgentOut) -> RoutingOut {
-        let Some(v) = self.router.agent_view(id, now) else {
-            return RoutingOut::default();
-        };
-        let mut because: Vec<String> = out.not_routable_because.clone();
-        because.extend(
-            v.blockers
-                .iter()
-                .filter(|b| !b.is_presence())
-                .map(ToString::to_string),
-        );
-        let queues: Vec<QueueFitOut> = v
-            .queues
-            .iter()
-            .map(|f| QueueFitOut {
-                queue: f.queue.clone(),
-                position: f.position,
-                skills_match: f.missing.is_empty(),
-                missing_skills: f
-                    .missing
-                    .iter()
-                    .map(|(skill, needed, has)| MissingSkill {
-                        skill: skill.clone(),
-                        needed: *needed,
-                        has: *has,
-                    })
-                    .collect(),
-            })
-            .collect();
-        if !queues.is_empty() && queues.iter().all(|q| !q.skills_match) {
-            because.push("its skills match none of its queues".to_string());
-        }
-        RoutingOut {
-            eligible: v.eligible,
-            not_eligible_because: because,
-            capacity: v.capacity,
-            queues,
-            offered: v.offered,
-            contacts: v.contacts,
-            idle_since: v.state.idle_since.to_utc(),
-            wrap_up_until: later(v.state.wrap_until, now),
-            backoff_until: later(v.state.backoff_until, now),
-            paused_since: v.state.paused_since.map(Timestamp::to_utc),
-            misses: v.state.misses,
-            contacts_today: v.contacts_today,
-            busy_today_seconds: secs(v.busy_today),
-        }
-    }
-
-    pub(super) fn contact_view(&self, id: &str) -> Result<ContactOut, ApiError> {
-        let c = self
+    pub(super) fn contact_state(&self, id: &str) -> Result<ContactState, LoopError> {
+        let record = self
             .router
             .contact(id)
-            .ok_or_else(|| ApiError::not_found("contact", id))?;
-        Ok(contact_out(c, self.router.place_in_queue(id)))
+            .ok_or_else(|| LoopError::UnknownContact(id.to_string()))?;
+        Ok(ContactState {
+            record: record.clone(),
+            place_in_queue: self.router.place_in_queue(id),
+        })
     }
 
-    pub(super) fn queue_view(&self, name: &str, now: Timestamp) -> Result<QueueOut, ApiError> {
+    pub(super) fn queue_state(&self, name: &str, now: Timestamp) -> Result<QueueView, LoopError> {
         self.router
             .queue_view(name, now)
-            .map(queue_out)
-            .ok_or_else(|| ApiError::not_found("queue", name))
+            .ok_or_else(|| LoopError::UnknownQueue(name.to_string()))
     }
 
-    pub(super) fn queue_views(&self, now: Timestamp) -> Vec<QueueOut> {
+    pub(super) fn queue_states(&self, now: Timestamp) -> Vec<QueueView> {
         self.router
             .queue_names()
             .filter_map(|q| self.router.queue_view(q, now))
-            .map(queue_out)
             .collect()
     }
 
     pub(super) fn add_contact(
         &mut self,
         now: Timestamp,
-        body: ContactIn,
-    ) -> Result<String, ApiError> {
+        contact: NewContact,
+    ) -> Result<String, LoopError> {
         let mut out = Vec::new();
         let started = std::time::Instant::now();
-        let result = self.router.add_contact(
-            now,
-            NewContact {
-                id: body.contact_id,
-                queue: body.queue,
-                skills: body.skills.unwrap_or_default(),
-                priority: body.priority,
-                data: body.data.unwrap_or(serde_json::Value::Null),
-            },
-            &mut out,
-        );
+        let result = self.router.add_contact(now, contact, &mut out);
         self.out
             .metrics
             .routing_decision_seconds
             .observe_duration(started.elapsed());
         // Timers that came due are decided even when the contact is refused.
         self.absorb_routing(now, out);
-        result.map_err(routing_error)
+        Ok(result?)
     }
 
-    pub(super) fn contact_action(
+    pub(super) fn contact_move(
         &mut self,
         now: Timestamp,
         id: &str,
-        action: ContactAction,
-        body: ContactActionIn,
-    ) -> Result<(), ApiError> {
+        action: ContactMove,
+    ) -> Result<(), LoopError> {
         let mut out = Vec::new();
-        let agent = body.agent_id.as_deref();
-        let result = match action {
-            ContactAction::Accept => self.router.accept(now, id, agent, &mut out),
-            ContactAction::Decline => self.router.decline(now, id, agent, &mut out),
-            ContactAction::Complete => self.router.complete(now, id, agent, &mut out),
-            ContactAction::Abandon => self.router.abandon(now, id, &mut out),
+        let result = match &action {
+            ContactMove::Accept { agent } => {
+                self.router.accept(now, id, agent.as_deref(), &mut out)
+            }
+            ContactMove::Decline { agent } => {
+                self.router.decline(now, id, agent.as_deref(), &mut out)
+            }
+            ContactMove::Complete { agent } => {
+                self.router.complete(now, id, agent.as_deref(), &mut out)
+            }
+            ContactMove::Abandon => self.router.abandon(now, id, &mut out),
         };
         // Timers that came due are decided even when the action is refused.
         self.absorb_routing(now, out);
-        result.map_err(routing_error)
+        Ok(result?)
     }
 
-    pub(super) fn resume(&mut self, now: Timestamp, id: &str) -> Result<(), ApiError> {
+    pub(super) fn resume(&mut self, now: Timestamp, id: &str) -> Result<(), LoopError> {
         if !self.agents.contains_key(id) {
-            return Err(ApiError::not_found("agent", id));
+            return Err(LoopError::UnknownAgent(id.to_string()));
         }
         let mut out = Vec::new();
         let result = self.router.resume_agent(now, id, &mut out);
         self.absorb_routing(now, out);
-        result.map(|_| ()).map_err(routing_error)
+        result?;
+        Ok(())
     }
 
     pub(super) fn route_tick(&mut self, now: Timestamp) {
@@ -329,9 +201,9 @@ impl<S: Store> SyncLoop<S> {
 
     /// The agent's presence as the router's gate; called for every agent
     /// whose state changed this step.
-    pub(super) fn gate(&mut self, now: Timestamp, id: &str, view: &AgentOut) {
+    pub(super) fn gate(&mut self, now: Timestamp, id: &str, state: &AgentState) {
         let mut out = Vec::new();
-        self.router.set_gate(now, id, gate_of(view), &mut out);
+        self.router.set_gate(now, id, gate_of(state), &mut out);
         self.absorb_routing(now, out);
     }
 
@@ -365,14 +237,10 @@ impl<S: Store> SyncLoop<S> {
             .map_or(serde_json::Value::Null, |c| c.data.clone())
     }
 
-    /// Puts the agent in a CC status because of routing, as the CC would
-    /// report it, and asks the CC to show it too.
+    /// Puts the agent in a CC status because of routing (its own input to
+    /// the engine, set by routing) and asks the CC to show it too.
     fn routing_status(&mut self, now: Timestamp, agent: &str, status: &str, contact: &str) {
-        let body = StatusReport {
-            status: status.to_string(),
-            at: None,
-        };
-        match self.report_status(now, agent, body, false) {
+        match self.set_cc_status(now, agent, status, None, StatusSource::Routing) {
             Ok(()) => self.event(
                 now,
                 Some(agent),
@@ -384,7 +252,7 @@ impl<S: Store> SyncLoop<S> {
                 })),
             ),
             Err(e) => tracing::warn!(
-                agent, status, error = %e.message,
+                agent, status, error = %e,
                 "routing status not in the agent's profile; left as it is"
             ),
         }
@@ -617,40 +485,29 @@ impl<S: Store> SyncLoop<S> {
 /// Checks the routing fields of an agent upsert.
 pub(super) fn check_agent_routing(
     router: &Router,
-    queues: Option<&Vec<crate::routing::Membership>>,
+    queues: &[Membership],
     capacity: Option<u8>,
-) -> Result<(), ApiError> {
+) -> Result<(), LoopError> {
     if let Some(capacity) = capacity
         && !(1..=MAX_CAPACITY).contains(&capacity)
     {
-        return Err(ApiError::unprocessable(
-            "capacity",
-            "invalid_capacity",
-            format!("capacity is 1–{MAX_CAPACITY} contacts at once"),
-        ));
+        return Err(LoopError::InvalidCapacity(capacity));
     }
-    if let Some(queues) = queues {
-        let known: Vec<&str> = router.queue_names().collect();
-        let mut seen = BTreeMap::new();
-        for (i, m) in queues.iter().enumerate() {
-            if !known.contains(&m.queue.as_str()) {
-                return Err(ApiError::unprocessable(
-                    &format!("queues[{i}].queue"),
-                    "unknown_queue",
-                    format!(
-                        "no queue `{}`{}",
-                        m.queue,
-                        crate::diagnostics::did_you_mean(&m.queue, known.iter().copied())
-                    ),
-                ));
-            }
-            if seen.insert(m.queue.clone(), i).is_some() {
-                return Err(ApiError::unprocessable(
-                    &format!("queues[{i}].queue"),
-                    "duplicate_queue",
-                    format!("queue `{}` is listed twice", m.queue),
-                ));
-            }
+    let known: Vec<&str> = router.queue_names().collect();
+    let mut seen = BTreeMap::new();
+    for (index, m) in queues.iter().enumerate() {
+        if !known.contains(&m.queue.as_str()) {
+            return Err(LoopError::UnknownMembership {
+                index,
+                queue: m.queue.clone(),
+                suggestion: suggestion(&m.queue, known.iter().copied()),
+            });
+        }
+        if seen.insert(m.queue.clone(), index).is_some() {
+            return Err(LoopError::DuplicateMembership {
+                index,
+                queue: m.queue.clone(),
+            });
         }
     }
     Ok(())

@@ -1,11 +1,11 @@
 //! The loop's run: it waits for a command, a presence, a write result or
-//! the next wake-up, takes what else is waiting into the same step, lets
-//! the engine and the router tick, and commits.
+//! the next wake-up, takes what else is waiting into the same step, and
+//! has the step decided and committed (`step.rs`).
 
 use crate::store::Store;
-use crate::time::Timestamp;
 
 use super::super::tasks::{TaskState, TaskStatus};
+use super::step::Input;
 use super::{Inputs, SyncLoop};
 use crate::stop::Stop;
 
@@ -27,50 +27,52 @@ impl<S: Store> SyncLoop<S> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            let clock = std::sync::Arc::clone(&self.clock);
             let sleep = async {
                 match wake {
                     Some(at) => {
-                        let now = Timestamp::now();
-                        tokio::time::sleep(at.since(now)).await;
+                        tokio::time::sleep(at.since(clock.now())).await;
                     }
                     None => std::future::pending().await,
                 }
             };
+            let mut taken = Vec::new();
             let stopping = tokio::select! {
                 () = stop.stopped() => true,
-                Some(cmd) = inputs.commands.recv() => { self.command(cmd); false }
-                Some(update) = inputs.presences.recv() => { self.presence(update); false }
-                Some(result) = inputs.write_results.recv() => { self.write_result(result); false }
+                Some(cmd) = inputs.commands.recv() => { taken.push(Input::Command(cmd)); false }
+                Some(update) = inputs.presences.recv() => { taken.push(Input::Presence(update)); false }
+                Some(result) = inputs.write_results.recv() => { taken.push(Input::WriteResult(result)); false }
                 () = sleep => false,
             };
             // Take whatever else is waiting, up to a bound, into this step.
             for _ in 0..MAX_COMMANDS_PER_STEP {
                 if let Ok(cmd) = inputs.commands.try_recv() {
-                    self.command(cmd);
+                    taken.push(Input::Command(cmd));
                 } else if let Ok(update) = inputs.presences.try_recv() {
-                    self.presence(update);
+                    taken.push(Input::Presence(update));
                 } else if let Ok(result) = inputs.write_results.try_recv() {
-                    self.write_result(result);
+                    taken.push(Input::WriteResult(result));
                 } else {
                     break;
                 }
             }
-            let mut decisions = Vec::new();
-            let now = Timestamp::now();
-            self.engine.tick(now, &mut decisions);
-            self.absorb(decisions);
-            self.route_tick(now);
-            if let Err(e) = self.commit().await {
+            let now = self.clock.now();
+            if let Err(e) = self.step(now, taken).await {
                 status.set(TaskState::Failed(e.clone()));
                 return Err(e);
             }
             if stopping {
                 // Answer what is still queued so no caller hangs, then stop.
                 inputs.commands.close();
+                let mut queued = Vec::new();
                 while let Ok(cmd) = inputs.commands.try_recv() {
-                    self.command(cmd);
+                    queued.push(Input::Command(cmd));
                 }
-                self.commit().await?;
+                let now = self.clock.now();
+                for input in queued {
+                    self.input(now, input);
+                }
+                self.commit(now).await?;
                 return Ok(());
             }
         }

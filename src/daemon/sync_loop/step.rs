@@ -1,4 +1,5 @@
-//! One step of the loop: what it changed ([`Step`]), the replies held
+//! One step of the loop: its inputs ([`Input`]) decided at one time, what
+//! it changed ([`Step`]), the replies held
 //! until it is durable ([`Reply`]), its commit to the store as one batch,
 //! and what goes out once it is committed (events, writes, replies, the
 //! users to poll, the loop's status).
@@ -8,21 +9,30 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use crate::api::ApiError;
-use crate::api::model::{AgentOut, ContactOut};
 use crate::events::NewEvent;
+use crate::graph::PresenceUpdate;
 use crate::routing::ContactRecord;
 use crate::store::{Batch, MetaKey, OutboxEntry, Store};
 use crate::time::Timestamp;
 
-use super::super::writer::WriteJob;
-use super::SyncLoop;
+use super::super::writer::{WriteJob, WriteResult};
+use super::agents::{AgentState, ContactState};
+use super::error::LoopError;
+use super::{Command, SyncLoop};
+
+/// What a step takes in: a command, a presence read from Graph, or the
+/// result of a Teams write.
+pub(super) enum Input {
+    Command(Command),
+    Presence(PresenceUpdate),
+    WriteResult(WriteResult),
+}
 
 /// A reply held until the step's batch is durable.
 pub(super) enum Reply {
-    Agent(oneshot::Sender<Result<AgentOut, ApiError>>, String),
-    Contact(oneshot::Sender<Result<ContactOut, ApiError>>, String),
-    Deleted(oneshot::Sender<Result<(), ApiError>>),
+    Agent(oneshot::Sender<Result<AgentState, LoopError>>, String),
+    Contact(oneshot::Sender<Result<ContactState, LoopError>>, String),
+    Deleted(oneshot::Sender<Result<(), LoopError>>),
     Ping(oneshot::Sender<()>),
 }
 
@@ -41,6 +51,28 @@ pub(super) struct Step {
 }
 
 impl<S: Store> SyncLoop<S> {
+    /// One step at `now`, the time read when it started: takes its inputs,
+    /// lets the engine and the router tick, and commits. An `Err` means the
+    /// store failed; the step's replies have been failed and nothing went out.
+    pub(super) async fn step(&mut self, now: Timestamp, inputs: Vec<Input>) -> Result<(), String> {
+        for input in inputs {
+            self.input(now, input);
+        }
+        let mut decisions = Vec::new();
+        self.engine.tick(now, &mut decisions);
+        self.absorb(now, decisions);
+        self.route_tick(now);
+        self.commit(now).await
+    }
+
+    pub(super) fn input(&mut self, now: Timestamp, input: Input) {
+        match input {
+            Input::Command(cmd) => self.command(now, cmd),
+            Input::Presence(update) => self.presence(now, update),
+            Input::WriteResult(result) => self.write_result(now, result),
+        }
+    }
+
     pub(super) fn publish_status(&mut self) {
         self.status.agents = self.agents.len();
         self.status.linked = self.by_key.len();
@@ -66,8 +98,8 @@ impl<S: Store> SyncLoop<S> {
     }
 
     /// Makes the step durable, then lets the world know.
-    pub(super) async fn commit(&mut self) -> Result<(), String> {
-        self.routable_changes(Timestamp::now());
+    pub(super) async fn commit(&mut self, now: Timestamp) -> Result<(), String> {
+        self.routable_changes(now);
         self.routing_changes();
         let step = std::mem::take(&mut self.step);
         let mut batch = Batch {
@@ -138,14 +170,13 @@ impl<S: Store> SyncLoop<S> {
                 .collect();
             self.out.poll_users.send_replace(Arc::new(users));
         }
-        let now = Timestamp::now();
         for reply in step.replies {
             match reply {
                 Reply::Agent(tx, id) => {
-                    let _ = tx.send(self.view(&id, now));
+                    let _ = tx.send(self.state(&id, now));
                 }
                 Reply::Contact(tx, id) => {
-                    let _ = tx.send(self.contact_view(&id));
+                    let _ = tx.send(self.contact_state(&id));
                 }
                 Reply::Deleted(tx) => {
                     let _ = tx.send(Ok(()));
@@ -160,16 +191,17 @@ impl<S: Store> SyncLoop<S> {
     }
 
     pub(super) fn fail_replies(&self, replies: Vec<Reply>, message: &str) {
+        let failed = || LoopError::StoreFailed(message.to_string());
         for reply in replies {
             match reply {
                 Reply::Agent(tx, _) => {
-                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                    let _ = tx.send(Err(failed()));
                 }
                 Reply::Contact(tx, _) => {
-                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                    let _ = tx.send(Err(failed()));
                 }
                 Reply::Deleted(tx) => {
-                    let _ = tx.send(Err(ApiError::unavailable(message)));
+                    let _ = tx.send(Err(failed()));
                 }
                 Reply::Ping(_) => {}
             }

@@ -4,8 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use chrono::Utc;
-
 use crate::events::{
     BackInProfile, EventData, LoopSuspended, NewEvent, NoData, NotInProfile, PresenceChanged,
     StatusRequest, SyncRequest, SyncRequestKind, TeamsMismatch, WriteFailed,
@@ -45,15 +43,14 @@ pub(super) fn write_json(id: WriteId, write: &TeamsWrite) -> serde_json::Value {
 }
 
 impl<S: Store> SyncLoop<S> {
-    pub(super) fn event(&mut self, _now: Timestamp, agent: Option<&str>, data: EventData) {
+    pub(super) fn event(&mut self, now: Timestamp, agent: Option<&str>, data: EventData) {
         self.step
             .events
-            .push(NewEvent::new(Utc::now(), agent.map(str::to_string), data));
+            .push(NewEvent::new(now.to_utc(), agent.map(str::to_string), data));
     }
 
     /// Turns the engine's decisions into writes, events and dirty agents.
-    pub(super) fn absorb(&mut self, decisions: Vec<Decision>) {
-        let now = Timestamp::now();
+    pub(super) fn absorb(&mut self, now: Timestamp, decisions: Vec<Decision>) {
         let mut touched = BTreeSet::new();
         for d in decisions {
             match d {

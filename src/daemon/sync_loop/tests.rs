@@ -1,0 +1,456 @@
+//! The loop's steps driven directly: a memory store, a clock moved by
+//! hand, no daemon, no Graph. Each test hands a step its inputs and looks
+//! at what the step replied, committed and sent out.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::config::RoutingConfig;
+use crate::events::{Event, kind};
+use crate::graph::PresenceUpdate;
+use crate::graph::model::{GraphPresence, User};
+use crate::mapping::parse_profile;
+use crate::metrics::{DaemonMetrics, Registry};
+use crate::presence::Presence;
+use crate::store::{Loaded, MemoryStore, Store};
+use crate::sync::{Settings, WriteOutcome};
+use crate::time::Timestamp;
+
+use super::super::directory::DirectoryUpdate;
+use super::super::mappings::MappingSet;
+use super::super::writer::{WriteJob, WriteResult};
+use super::step::Input;
+use super::*;
+
+const PROFILE: &str = r#"
+debounce = "2s"
+[statuses]
+Available = { routable = true, teams = "clear" }
+Busy = { teams = "Busy/InACall" }
+Meeting = { teams = "clear" }
+
+[[teams_to_cc]]
+name = "meeting"
+when = ["Busy/InAMeeting"]
+set = "Meeting"
+replaces = ["Available"]
+restore = true
+"#;
+
+const USER_A: &str = "00000000-0000-0000-0000-0000000000a1";
+const USER_B: &str = "00000000-0000-0000-0000-0000000000b2";
+const START: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+/// A clock the test moves.
+struct FakeClock(Mutex<Timestamp>);
+
+impl FakeClock {
+    fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *now = *now + by;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct Harness {
+    sync: SyncLoop<MemoryStore>,
+    store: Arc<MemoryStore>,
+    clock: Arc<FakeClock>,
+    writes: mpsc::UnboundedReceiver<WriteJob>,
+    live: broadcast::Receiver<Event>,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let profile = match parse_profile("default", Path::new("default.toml"), PROFILE) {
+            Ok(p) => p,
+            Err(e) => panic!("the test profile does not load: {e:?}"),
+        };
+        let mappings = MappingSet {
+            profiles: vec![Arc::new(profile)],
+            groups: HashMap::new(),
+            files: Vec::new(),
+        };
+        let metrics = match DaemonMetrics::register(&Registry::new()) {
+            Ok(m) => m,
+            Err(e) => panic!("metrics: {e}"),
+        };
+        let (events, live) = broadcast::channel(1024);
+        let (writes_tx, writes) = mpsc::unbounded_channel();
+        let out = Outputs {
+            events,
+            writes: writes_tx,
+            poll_users: watch::channel(Arc::new(Vec::new())).0,
+            status: watch::channel(LoopStatus::default()).0,
+            metrics,
+        };
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(FakeClock(Mutex::new(START)));
+        let sync = SyncLoop::restore_with_clock(
+            Settings::default(),
+            mappings,
+            RoutingConfig::default(),
+            Loaded::default(),
+            Arc::clone(&store),
+            out,
+            Arc::clone(&clock) as Arc<dyn Clock>,
+        );
+        let Ok(mut sync) = sync else {
+            panic!("the loop does not restore");
+        };
+        assert_eq!(sync.commit_initial().await, Ok(()));
+        Harness {
+            sync,
+            store,
+            clock,
+            writes,
+            live,
+        }
+    }
+
+    /// One step at the fake clock's time.
+    async fn step(&mut self, inputs: Vec<Input>) -> Result<(), String> {
+        let now = self.clock.now();
+        self.sync.step(now, inputs).await
+    }
+
+    /// One step with one command; its reply.
+    async fn ask<T>(&mut self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> T {
+        let (tx, mut rx) = oneshot::channel();
+        let _ = self.step(vec![Input::Command(make(tx))]).await;
+        match rx.try_recv() {
+            Ok(reply) => reply,
+            Err(e) => panic!("no reply after the step: {e}"),
+        }
+    }
+
+    async fn put(&mut self, id: &str, settings: AgentSettings) -> Result<AgentState, LoopError> {
+        let id = id.to_string();
+        self.ask(|reply| Command::PutAgent {
+            id,
+            settings,
+            reply,
+        })
+        .await
+    }
+
+    async fn report(&mut self, id: &str, status: &str) -> Result<AgentState, LoopError> {
+        let id = id.to_string();
+        let report = CcStatusReport {
+            status: status.to_string(),
+            at: None,
+        };
+        self.ask(|reply| Command::ReportStatus { id, report, reply })
+            .await
+    }
+
+    async fn directory(&mut self, update: DirectoryUpdate) {
+        let step = self.step(vec![Input::Command(Command::Directory(update))]);
+        assert_eq!(step.await, Ok(()));
+    }
+
+    /// Every committed event of a type, oldest first.
+    fn committed(&self, kind: &str) -> Vec<Event> {
+        match self.store.events_after(0, 10_000) {
+            Ok(events) => events.into_iter().filter(|e| e.kind == kind).collect(),
+            Err(e) => panic!("reading events: {e}"),
+        }
+    }
+
+    fn outbox(&self) -> Vec<String> {
+        match self.store.load() {
+            Ok(loaded) => loaded.outbox.into_iter().map(|o| o.agent_id).collect(),
+            Err(e) => panic!("loading: {e}"),
+        }
+    }
+}
+
+fn settings(teams_user: &str) -> AgentSettings {
+    AgentSettings {
+        teams_user: teams_user.to_string(),
+        auto_link: false,
+        display_name: None,
+        groups: Vec::new(),
+        skills: Default::default(),
+        phone: None,
+        profile: None,
+        queues: Vec::new(),
+        capacity: None,
+    }
+}
+
+fn user(id: &str, upn: &str) -> User {
+    User {
+        id: id.to_string(),
+        user_principal_name: Some(Some(upn.to_string())),
+        ..User::default()
+    }
+}
+
+fn presence_read(user_id: &str, availability: &str, activity: &str) -> Input {
+    let presence = Presence::from_graph(availability, activity);
+    Input::Presence(PresenceUpdate {
+        user_id: user_id.to_string(),
+        presence: presence.clone(),
+        sequence_number: None,
+        graph: GraphPresence {
+            id: user_id.to_string(),
+            presence,
+            status_message: None,
+            out_of_office: None,
+            sequence_number: None,
+            work_location: None,
+        },
+    })
+}
+
+#[tokio::test]
+async fn a_reply_waits_until_its_batch_is_durable() {
+    let mut h = Harness::new().await;
+    let (tx, mut rx) = oneshot::channel();
+    let now = h.clock.now();
+    h.sync.input(
+        now,
+        Input::Command(Command::PutAgent {
+            id: "a1".into(),
+            settings: settings(USER_A),
+            reply: tx,
+        }),
+    );
+    // Decided, not committed: nobody hears of it yet.
+    assert!(rx.try_recv().is_err());
+    assert!(h.live.try_recv().is_err());
+    assert!(matches!(h.store.load(), Ok(l) if l.agents.is_empty()));
+    assert_eq!(h.sync.commit(now).await, Ok(()));
+    let Ok(Ok(state)) = rx.try_recv() else {
+        panic!("no reply after the commit");
+    };
+    assert!(state.linked());
+    assert!(matches!(h.store.load(), Ok(l) if l.agents.len() == 1));
+    assert_eq!(
+        h.live.try_recv().map(|e| e.kind),
+        Ok(kind::AGENT_UPDATED.to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_the_replies_and_sends_nothing() {
+    let mut h = Harness::new().await;
+    h.store.fail_commits(1);
+    let (tx, mut rx) = oneshot::channel();
+    let step = h.step(vec![Input::Command(Command::PutAgent {
+        id: "a1".into(),
+        settings: settings(USER_A),
+        reply: tx,
+    })]);
+    assert!(step.await.is_err());
+    assert!(matches!(rx.try_recv(), Ok(Err(LoopError::StoreFailed(_)))));
+    assert!(h.live.try_recv().is_err(), "no event goes out");
+    assert!(h.committed(kind::AGENT_UPDATED).is_empty());
+}
+
+#[tokio::test]
+async fn every_time_a_step_stamps_is_the_time_it_started_with() {
+    let mut h = Harness::new().await;
+    h.clock.advance(Duration::from_secs(7));
+    let now = h.clock.now();
+    let Ok(state) = h.put("a1", settings(USER_A)).await else {
+        panic!("the agent is refused");
+    };
+    assert_eq!(state.at, now);
+    assert_eq!(state.record.updated_at, now.to_utc());
+    let events = match h.store.events_after(0, 100) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(events.len() >= 2, "agent.updated and agent.linked at least");
+    assert!(events.iter().all(|e| e.time == now.to_utc()));
+}
+
+#[tokio::test]
+async fn a_put_with_an_object_id_links_at_once() {
+    let mut h = Harness::new().await;
+    let Ok(state) = h.put("a1", settings(USER_A)).await else {
+        panic!("the agent is refused");
+    };
+    assert!(state.linked());
+    assert_eq!(state.record.teams_user_id.as_deref(), Some(USER_A));
+    assert_eq!(h.committed(kind::AGENT_LINKED).len(), 1);
+}
+
+#[tokio::test]
+async fn a_put_with_a_upn_the_directory_knows_links_to_its_user() {
+    let mut h = Harness::new().await;
+    h.directory(DirectoryUpdate::Replace {
+        users: vec![user(USER_A, "ann@example.com")],
+        delta_link: None,
+    })
+    .await;
+    let Ok(state) = h.put("a1", settings("Ann@Example.com")).await else {
+        panic!("the agent is refused");
+    };
+    assert!(state.linked());
+    assert_eq!(state.record.teams_user_id.as_deref(), Some(USER_A));
+    assert_eq!(state.record.upn.as_deref(), Some("ann@example.com"));
+    // A UPN the loaded directory does not know is refused unless asked to wait.
+    assert_eq!(
+        h.put("a2", settings("bob@example.com")).await.err(),
+        Some(LoopError::UnknownTeamsUser("bob@example.com".into()))
+    );
+}
+
+#[tokio::test]
+async fn an_agent_waiting_for_its_user_is_linked_when_the_directory_has_it() {
+    let mut h = Harness::new().await;
+    h.directory(DirectoryUpdate::Replace {
+        users: Vec::new(),
+        delta_link: None,
+    })
+    .await;
+    let waiting = AgentSettings {
+        auto_link: true,
+        ..settings("bob@example.com")
+    };
+    let Ok(state) = h.put("b1", waiting).await else {
+        panic!("the agent is refused");
+    };
+    assert!(!state.linked());
+    assert!(h.committed(kind::AGENT_LINKED).is_empty());
+    h.directory(DirectoryUpdate::Changes {
+        changed: vec![user(USER_B, "bob@example.com")],
+        removed: Vec::new(),
+        delta_link: "next".into(),
+    })
+    .await;
+    let id = "b1".to_string();
+    let Ok(state) = h.ask(|reply| Command::Agent { id, reply }).await else {
+        panic!("no agent");
+    };
+    assert!(state.linked());
+    assert_eq!(state.record.teams_user_id.as_deref(), Some(USER_B));
+    let linked = h.committed(kind::AGENT_LINKED);
+    assert_eq!(linked.len(), 1);
+    assert_eq!(linked[0].agent_id.as_deref(), Some("b1"));
+}
+
+#[tokio::test]
+async fn a_teams_user_another_agent_holds_is_a_conflict() {
+    let mut h = Harness::new().await;
+    assert!(h.put("a1", settings(USER_A)).await.is_ok());
+    // Named by its object id: refused, naming the holder.
+    assert_eq!(
+        h.put("a2", settings(USER_A)).await.err(),
+        Some(LoopError::TeamsUserTaken {
+            teams_user: USER_A.into(),
+            holder: "a1".into(),
+        })
+    );
+    // Waiting by UPN: taken in, not linked, told who holds the user.
+    let waiting = AgentSettings {
+        auto_link: true,
+        ..settings("ann@example.com")
+    };
+    assert!(h.put("a3", waiting).await.is_ok());
+    h.directory(DirectoryUpdate::Replace {
+        users: vec![user(USER_A, "ann@example.com")],
+        delta_link: None,
+    })
+    .await;
+    let id = "a3".to_string();
+    let Ok(state) = h.ask(|reply| Command::Agent { id, reply }).await else {
+        panic!("no agent");
+    };
+    let AgentSync::Unlinked { conflict, .. } = &state.sync else {
+        panic!("a3 took a user another agent holds");
+    };
+    assert_eq!(conflict, &Some((USER_A.to_string(), "a1".to_string())));
+    assert_eq!(h.committed(kind::AGENT_LINK_CONFLICT).len(), 1);
+}
+
+#[tokio::test]
+async fn a_cc_status_goes_to_teams_through_the_outbox() {
+    let mut h = Harness::new().await;
+    assert!(h.put("a1", settings(USER_A)).await.is_ok());
+    assert!(h.report("a1", "Busy").await.is_ok());
+    assert!(h.writes.try_recv().is_err(), "held for the debounce");
+    assert!(h.outbox().is_empty());
+    h.clock.advance(Duration::from_secs(3));
+    assert_eq!(h.step(Vec::new()).await, Ok(()));
+    let Ok(job) = h.writes.try_recv() else {
+        panic!("no Teams write after the debounce");
+    };
+    assert_eq!(job.agent_id, "a1");
+    assert_eq!(job.user_id, USER_A);
+    assert_eq!(h.outbox(), ["a1"]);
+    let done = Input::WriteResult(WriteResult {
+        job,
+        outcome: WriteOutcome::Done,
+    });
+    assert_eq!(h.step(vec![done]).await, Ok(()));
+    assert!(h.outbox().is_empty(), "the write result clears the outbox");
+    assert_eq!(h.committed(kind::TEAMS_WRITTEN).len(), 1);
+}
+
+#[tokio::test]
+async fn a_teams_meeting_requests_a_cc_status_once_the_debounce_has_passed() {
+    let mut h = Harness::new().await;
+    assert!(h.put("a1", settings(USER_A)).await.is_ok());
+    assert!(h.report("a1", "Available").await.is_ok());
+    h.clock.advance(Duration::from_secs(5));
+    let read = presence_read(USER_A, "Busy", "InAMeeting");
+    assert_eq!(h.step(vec![read]).await, Ok(()));
+    assert_eq!(h.committed(kind::TEAMS_PRESENCE_CHANGED).len(), 1);
+    assert!(h.committed(kind::CC_STATUS_REQUESTED).is_empty());
+    h.clock.advance(Duration::from_secs(1));
+    assert_eq!(h.step(Vec::new()).await, Ok(()));
+    assert!(h.committed(kind::CC_STATUS_REQUESTED).is_empty());
+    h.clock.advance(Duration::from_secs(2));
+    assert_eq!(h.step(Vec::new()).await, Ok(()));
+    let requested = h.committed(kind::CC_STATUS_REQUESTED);
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0].data["status"], "Meeting");
+    assert_eq!(requested[0].time, h.clock.now().to_utc());
+}
+
+#[tokio::test]
+async fn an_unknown_status_is_refused_with_a_suggestion_and_changes_nothing() {
+    let mut h = Harness::new().await;
+    assert!(h.put("a1", settings(USER_A)).await.is_ok());
+    assert_eq!(
+        h.report("a1", "Availabel").await.err(),
+        Some(LoopError::UnknownStatus {
+            status: "Availabel".into(),
+            profile: "default".into(),
+            suggestion: Some("Available".into()),
+        })
+    );
+    assert!(h.committed(kind::CC_STATUS_REPORTED).is_empty());
+    assert_eq!(
+        h.report("nobody", "Available").await.err(),
+        Some(LoopError::UnknownAgent("nobody".into()))
+    );
+}
+
+#[tokio::test]
+async fn the_routing_gate_follows_the_engine_view() {
+    let mut h = Harness::new().await;
+    let Ok(state) = h.put("a1", settings(USER_A)).await else {
+        panic!("the agent is refused");
+    };
+    let gate = routing::gate_of(&state);
+    assert!(gate.linked && !gate.cc_routable && !gate.teams_blocking);
+    let Ok(state) = h.report("a1", "Available").await else {
+        panic!("the status is refused");
+    };
+    assert!(routing::gate_of(&state).cc_routable);
+    assert_eq!(h.committed(kind::AGENT_ROUTABLE_CHANGED).len(), 1);
+}
