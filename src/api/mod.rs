@@ -32,7 +32,7 @@ pub mod shutdown;
 pub mod validate;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use error::ApiError;
 pub use routes::{ApiSettings, ROUTES, router};

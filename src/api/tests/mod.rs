@@ -3,6 +3,7 @@
 mod http;
 mod props;
 mod routes;
+pub(crate) mod schema;
 mod ws;
 
 use std::collections::BTreeMap;
