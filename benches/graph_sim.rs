@@ -338,7 +338,7 @@ async fn run_size(users: usize, settings: &Settings) -> (Phase, Phase) {
 
     // The batched poller: getPresencesByUserId, 650 ids a call.
     let target = PollTarget {
-        max_staleness: settings.staleness,
+        round_min: settings.staleness,
         ..PollTarget::default()
     };
     let batched = measure(
@@ -365,7 +365,7 @@ async fn run_size(users: usize, settings: &Settings) -> (Phase, Phase) {
         batch_size: 1,
         ..target.clone()
     };
-    let fits = (rate * target.budget_share * target.max_staleness.as_secs_f64()).floor() as usize;
+    let fits = (rate * target.read_share_max * target.round_min.as_secs_f64()).floor() as usize;
     let slice: Vec<String> = ids.iter().take(fits.min(users)).cloned().collect();
     let per_user = measure(
         &sim,

@@ -353,6 +353,29 @@ pub struct Readiness {
     pub ready: bool,
     pub checks: Vec<Check>,
     pub tasks: Vec<TaskOut>,
+    /// The presence poller's round and read freshness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollOut>,
+}
+
+/// The presence poller's schedule, for `/readyz` and `/v1/health`: no
+/// tenant, app or user in it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PollOut {
+    /// Seconds per round: every linked agent is read once a round. The
+    /// round follows the Graph budget that writes leave.
+    pub round_seconds: f64,
+    /// Linked agents polled.
+    pub users: usize,
+    /// Graph requests per second the round uses.
+    pub reads_per_second: f64,
+    /// Seconds since the least recently read agent was read; absent with
+    /// no agents to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_read_seconds: Option<f64>,
+    /// Graph requests per second the budget allows now, all callers
+    /// together (lowered after a 429, then recovering).
+    pub rate_limit: f64,
 }
 
 /// `GET /v1/health` (authenticated): readiness with every detail in full
@@ -363,6 +386,9 @@ pub struct Health {
     pub checks: Vec<Check>,
     pub tasks: Vec<TaskOut>,
     pub graph: GraphAppOut,
+    /// The presence poller's round and read freshness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollOut>,
 }
 
 /// The Graph app the daemon signs in as.

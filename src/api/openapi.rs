@@ -653,6 +653,20 @@ fn schemas() -> Value {
                 "ready": {"type": "boolean"},
                 "checks": {"type": "array", "items": schema_ref("Check")},
                 "tasks": {"type": "array", "items": schema_ref("Task")},
+                "poll": schema_ref("Poll"),
+            }
+        },
+        "Poll": {
+            "type": "object",
+            "description": "The presence poller's round, which follows the Graph budget that writes \
+                leave (writes are served first), and how fresh its reads are.",
+            "required": ["round_seconds", "users", "reads_per_second", "rate_limit"],
+            "properties": {
+                "round_seconds": {"type": "number", "description": "Seconds per round: every linked agent is read once a round."},
+                "users": {"type": "integer", "minimum": 0},
+                "reads_per_second": {"type": "number", "description": "Graph requests per second the round uses."},
+                "oldest_read_seconds": {"type": "number", "description": "Seconds since the least recently read agent was read; absent with no agents."},
+                "rate_limit": {"type": "number", "description": "Graph requests per second allowed now, all callers together; lowered after a 429, then recovering."},
             }
         },
         "HealthReport": {
@@ -663,6 +677,7 @@ fn schemas() -> Value {
                 "checks": {"type": "array", "items": schema_ref("Check")},
                 "tasks": {"type": "array", "items": schema_ref("Task")},
                 "graph": schema_ref("GraphApp"),
+                "poll": schema_ref("Poll"),
             }
         },
         "GraphApp": {

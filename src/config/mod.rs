@@ -48,6 +48,8 @@ pub struct Config {
     /// against its directory.
     pub file: PathBuf,
     pub graph: GraphConfig,
+    /// `[graph]`'s keys for how the presence budget is shared out.
+    pub budget: BudgetConfig,
     pub api: ApiConfig,
     pub store: StoreConfig,
     pub sync: SyncConfig,
@@ -99,6 +101,30 @@ pub struct GraphConfig {
     pub request_timeout: Duration,
     /// `expirationDuration` of our presence sessions.
     pub session_expiry: Duration,
+}
+
+/// How the presence budget is shared between writes and the agent reads
+/// (`[graph]` `read_share_max`, `read_freshness_floor`, `poll_round_min`).
+/// Writes always go first; the poller's round follows what they leave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetConfig {
+    /// The largest share of the budget the agent reads may take (0 < x ≤ 1).
+    pub read_share_max: f64,
+    /// Every agent is read at least this often while the budget allows,
+    /// even when writes are busy.
+    pub read_freshness_floor: Duration,
+    /// The shortest poll round: no agent is read more often than this.
+    pub poll_round_min: Duration,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            read_share_max: 0.6,
+            read_freshness_floor: Duration::from_secs(5),
+            poll_round_min: Duration::from_millis(500),
+        }
+    }
 }
 
 /// How the daemon proves it is the Graph app.

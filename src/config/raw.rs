@@ -26,6 +26,9 @@ pub(super) struct RawGraph {
     pub requests_per_30s: Option<i64>,
     pub request_timeout: Option<Text>,
     pub session_expiry: Option<Text>,
+    pub read_share_max: Option<Text>,
+    pub read_freshness_floor: Option<Text>,
+    pub poll_round_min: Option<Text>,
     pub client_secret: Option<IgnoredAny>,
     pub client_key: Option<IgnoredAny>,
 }

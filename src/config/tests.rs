@@ -838,3 +838,59 @@ groups = ["sales-team"]
         found[0]
     );
 }
+
+#[test]
+fn the_budget_keys_have_defaults_and_take_values() {
+    let config = load(&minimal(), &[]).unwrap();
+    assert_eq!(config.budget, BudgetConfig::default());
+    assert_eq!(config.budget.read_share_max, 0.6);
+    assert_eq!(config.budget.read_freshness_floor, Duration::from_secs(5));
+    assert_eq!(config.budget.poll_round_min, Duration::from_millis(500));
+    let text = minimal().replace(
+        "[store]",
+        "read_share_max = 0.8\nread_freshness_floor = \"10s\"\npoll_round_min = \"1s\"\n\n[store]",
+    );
+    let config = load(&text, &[]).unwrap();
+    assert_eq!(
+        config.budget,
+        BudgetConfig {
+            read_share_max: 0.8,
+            read_freshness_floor: Duration::from_secs(10),
+            poll_round_min: Duration::from_secs(1),
+        }
+    );
+    // A whole share, and from the environment.
+    let config = load(
+        &minimal().replace("[store]", "read_share_max = 1\n\n[store]"),
+        &[("PRESENCE_SYNC_GRAPH__POLL_ROUND_MIN", "250ms")],
+    )
+    .unwrap();
+    assert_eq!(config.budget.read_share_max, 1.0);
+    assert_eq!(config.budget.poll_round_min, Duration::from_millis(250));
+}
+
+#[test]
+fn bad_budget_keys_are_reported_on_their_lines() {
+    let text = minimal().replace(
+        "[store]",
+        "read_share_max = 1.5\npoll_round_min = \"10ms\"\n\n[store]",
+    );
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:6:1: `graph.read_share_max` = 1.5 is out of range: it must be more than 0 and at most 1 (a share of the budget, e.g. 0.6)",
+            "/etc/presence-sync/config.toml:7:1: `graph.poll_round_min` = \"10ms\" is out of range: it must be from 50ms to 1h",
+        ]
+    );
+    let text = minimal().replace(
+        "[store]",
+        "read_share_max = \"most\"\npoll_round_min = \"2s\"\nread_freshness_floor = \"1s\"\n\n[store]",
+    );
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:6:1: `graph.read_share_max` = \"most\" is not a number: give a share of the budget, e.g. 0.6",
+            "/etc/presence-sync/config.toml:8:1: `graph.read_freshness_floor` = 1s is shorter than `graph.poll_round_min` = 2s: agents cannot be read more often than the shortest round",
+        ]
+    );
+}

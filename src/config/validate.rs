@@ -19,9 +19,9 @@ use super::raw::{
 };
 use super::secret::{CREDENTIALS_DIRECTORY, SecretLocation, SecretSource};
 use super::{
-    ApiConfig, Config, Environment, GraphAuth, GraphConfig, LogConfig, LogFormat, MappingsConfig,
-    ProfileConfig, QueueStatus, QueueStatuses, RoutingConfig, StoreConfig, SyncConfig,
-    WebhookConfig,
+    ApiConfig, BudgetConfig, Config, Environment, GraphAuth, GraphConfig, LogConfig, LogFormat,
+    MappingsConfig, ProfileConfig, QueueStatus, QueueStatuses, RoutingConfig, StoreConfig,
+    SyncConfig, WebhookConfig,
 };
 use crate::routing::{OverflowTarget, QueueSettings, Strategy};
 
@@ -36,6 +36,11 @@ const SESSION_EXPIRY_RANGE: (Duration, Duration) = (
     crate::graph::presence::SESSION_EXPIRY_MIN,
     crate::graph::presence::SESSION_EXPIRY_MAX,
 );
+/// A round under 50 ms would be a busy loop; over an hour, no poller.
+const POLL_ROUND_MIN_RANGE: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_secs(3600));
+const READ_FRESHNESS_FLOOR_RANGE: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_secs(24 * 3600));
 const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 const DEFAULT_MAX_BODY_BYTES: i64 = 64 * 1024;
 const DEFAULT_ECHO_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -91,7 +96,18 @@ pub(super) fn build(
     sections: Sections,
     ctx: &mut Ctx<'_>,
 ) -> (Option<Config>, Vec<(String, PathBuf)>) {
-    let graph = sections.graph.and_then(|raw| graph(raw, ctx));
+    let (graph, budget) = match sections.graph {
+        Some(mut raw) => {
+            let keys = (
+                raw.read_share_max.take(),
+                raw.read_freshness_floor.take(),
+                raw.poll_round_min.take(),
+            );
+            let graph = graph(raw, ctx);
+            (graph, budget(keys, ctx))
+        }
+        None => (None, None),
+    };
     let api = sections.api.and_then(|raw| api(raw, ctx));
     let store = sections.store.and_then(|raw| store(raw, ctx));
     let sync = sections.sync.and_then(|raw| sync(raw, ctx));
@@ -106,9 +122,18 @@ pub(super) fn build(
         None => (None, Vec::new()),
     };
     let routing = sections.routing.and_then(|raw| routing(raw, ctx));
-    let config = match (graph, api, store, sync, webhook, log, mappings, routing) {
+    let config = match (
+        graph.zip(budget),
+        api,
+        store,
+        sync,
+        webhook,
+        log,
+        mappings,
+        routing,
+    ) {
         (
-            Some(graph),
+            Some((graph, budget)),
             Some(api),
             Some(store),
             Some(sync),
@@ -119,6 +144,7 @@ pub(super) fn build(
         ) => Some(Config {
             file: file.to_path_buf(),
             graph,
+            budget,
             api,
             store,
             sync,
@@ -368,6 +394,69 @@ fn graph(raw: RawGraph, ctx: &mut Ctx<'_>) -> Option<GraphConfig> {
         requests_per_30s: u32::try_from(requests_per_30s?).ok()?,
         request_timeout: request_timeout?,
         session_expiry: session_expiry?,
+    })
+}
+
+/// `[graph]`'s budget keys: `read_share_max`, `read_freshness_floor` and
+/// `poll_round_min`, in that order.
+fn budget(
+    (share, floor, round_min): (Option<Text>, Option<Text>, Option<Text>),
+    ctx: &mut Ctx<'_>,
+) -> Option<BudgetConfig> {
+    let defaults = BudgetConfig::default();
+    let share = match share {
+        None => Some(defaults.read_share_max),
+        Some(Text(text)) => match text.trim().parse::<f64>() {
+            Ok(share) if share > 0.0 && share <= 1.0 => Some(share),
+            Ok(_) => {
+                ctx.error(
+                    &["graph", "read_share_max"],
+                    format!(
+                        "`graph.read_share_max` = {text} is out of range: it must be more than 0 and at most 1 (a share of the budget, e.g. 0.6)"
+                    ),
+                );
+                None
+            }
+            Err(_) => {
+                ctx.error(
+                    &["graph", "read_share_max"],
+                    format!(
+                        "`graph.read_share_max` = {text:?} is not a number: give a share of the budget, e.g. 0.6"
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let round_min = ctx.duration(
+        &["graph", "poll_round_min"],
+        round_min,
+        defaults.poll_round_min,
+        POLL_ROUND_MIN_RANGE,
+    );
+    let floor = ctx.duration(
+        &["graph", "read_freshness_floor"],
+        floor,
+        defaults.read_freshness_floor,
+        READ_FRESHNESS_FLOOR_RANGE,
+    );
+    if let (Some(round_min), Some(floor)) = (round_min, floor)
+        && floor < round_min
+    {
+        ctx.error(
+            &["graph", "read_freshness_floor"],
+            format!(
+                "`graph.read_freshness_floor` = {} is shorter than `graph.poll_round_min` = {}: agents cannot be read more often than the shortest round",
+                format_duration(floor),
+                format_duration(round_min)
+            ),
+        );
+        return None;
+    }
+    Some(BudgetConfig {
+        read_share_max: share?,
+        read_freshness_floor: floor?,
+        poll_round_min: round_min?,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::graph::Throttle;
+use crate::graph::{PollReport, Throttle};
 use crate::metrics::{Counter, DaemonMetrics, MetricsError, Registry};
 
 #[derive(Debug)]
@@ -12,6 +12,7 @@ pub struct Metrics {
     registry: Registry,
     pub daemon: DaemonMetrics,
     throttle: Arc<Throttle>,
+    poll: Arc<PollReport>,
 }
 
 /// Brings a counter up to a total counted elsewhere (never down: counters
@@ -24,13 +25,24 @@ pub fn mirror(counter: &Counter, total: u64) {
 }
 
 impl Metrics {
-    pub fn new(throttle: Arc<Throttle>) -> Result<Self, MetricsError> {
+    /// The poll report is the presence poller's (round, read freshness).
+    pub fn poll(&self) -> &Arc<PollReport> {
+        &self.poll
+    }
+
+    /// Graph requests per second the budget allows now.
+    pub fn rate_limit(&self) -> f64 {
+        self.throttle.budget().rate_limit()
+    }
+
+    pub fn new(throttle: Arc<Throttle>, poll: Arc<PollReport>) -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let daemon = DaemonMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             daemon,
             throttle,
+            poll,
         })
     }
 
@@ -48,6 +60,25 @@ impl Metrics {
         self.daemon
             .graph_budget_in_use
             .set(stats.in_window() as f64);
+        let budget = self.throttle.budget().report();
+        for (class, share) in budget.shares {
+            self.daemon
+                .graph_budget_share
+                .with([class.label()])
+                .set(share);
+        }
+        for (class, waiting) in budget.waiting {
+            self.daemon
+                .graph_budget_waiting
+                .with([class.label()])
+                .set(waiting as f64);
+        }
+        self.daemon.graph_rate_limit.set(budget.rate_limit);
+        let poll = self.poll.status();
+        self.daemon.poll_round_seconds.set(poll.round.as_secs_f64());
+        self.daemon
+            .poll_oldest_read_seconds
+            .set(poll.oldest_read_age.map_or(0.0, |age| age.as_secs_f64()));
         self.registry.render()
     }
 }

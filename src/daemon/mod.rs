@@ -38,7 +38,9 @@ use crate::api::model::GraphAppOut;
 use crate::api::{self, ApiSettings};
 use crate::config::{Config, GraphAuth, SecretError};
 use crate::diagnostics::Diagnostic;
-use crate::graph::{AuthError, Credential, GraphClient, GraphError, PollTarget};
+use crate::graph::{
+    AuthError, Credential, GraphClient, GraphError, PollReport, PollTarget, TokioClock,
+};
 use crate::store::{MetaKey, SledStore, Store, StoreError};
 use crate::webhook::WebhookSink;
 
@@ -89,8 +91,6 @@ fn render(diagnostics: &[Diagnostic]) -> String {
 pub struct DaemonOptions {
     /// How often the users delta link is polled (SPEC: one minute).
     pub directory_interval: Duration,
-    /// Every user's presence read at least this often, budget allowing.
-    pub poll_staleness: Duration,
     /// How often mapping files are checked for changes.
     pub mapping_check_interval: Duration,
     /// Teams writes sent at once.
@@ -105,7 +105,6 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             directory_interval: Duration::from_secs(60),
-            poll_staleness: PollTarget::default().max_staleness,
             mapping_check_interval: Duration::from_secs(2),
             max_writes_in_flight: 32,
             stop_grace: Duration::from_secs(20),
@@ -167,8 +166,9 @@ impl Daemon {
         };
         let delta_link = store.meta(&MetaKey::DeltaLink)?;
 
+        let poll_report = PollReport::new(TokioClock::shared());
         let metrics = Arc::new(
-            Metrics::new(graph.throttle().clone())
+            Metrics::new(graph.throttle().clone(), poll_report.clone())
                 .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?,
         );
         let (commands_tx, commands_rx) = mpsc::channel(4096);
@@ -230,10 +230,8 @@ impl Daemon {
         let graph_health = health_tx.subscribe();
         workers.spawn(PollerWorker {
             graph: graph.clone(),
-            target: PollTarget {
-                max_staleness: options.poll_staleness,
-                ..PollTarget::default()
-            },
+            target: PollTarget::from_config(&config.budget),
+            report: poll_report.clone(),
             users: poll_rx,
             presences: presence_tx,
             health: health_tx,

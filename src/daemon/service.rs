@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::model::{
     AgentOut, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn, ContactOut,
-    GraphAppOut, Health, QueueOut, Readiness, StatusReport, TaskOut,
+    GraphAppOut, Health, PollOut, QueueOut, Readiness, StatusReport, TaskOut,
 };
 use crate::api::{ApiError, Service};
 use crate::events::Event;
@@ -201,6 +201,18 @@ const GRAPH_TASKS: [TaskName; 3] = [
 ];
 
 impl<S: Store> DaemonService<S> {
+    /// The presence poller's round and freshness, and the budget's rate.
+    fn poll(&self) -> PollOut {
+        let status = self.metrics.poll().status();
+        PollOut {
+            round_seconds: status.round.as_secs_f64(),
+            users: status.users,
+            reads_per_second: status.read_rate,
+            oldest_read_seconds: status.oldest_read_age.map(|a| a.as_secs_f64()),
+            rate_limit: self.metrics.rate_limit(),
+        }
+    }
+
     /// The checks and the tasks' states; `full`: every detail as it is
     /// (the authenticated view), else only what the open `/readyz` may say.
     fn checks(&self, full: bool) -> (bool, Vec<Check>, Vec<TaskOut>) {
@@ -387,6 +399,7 @@ impl<S: Store> Service for DaemonService<S> {
             ready,
             checks,
             tasks,
+            poll: Some(self.poll()),
         }
     }
 
@@ -397,6 +410,7 @@ impl<S: Store> Service for DaemonService<S> {
             checks,
             tasks,
             graph: self.graph.clone(),
+            poll: Some(self.poll()),
         }
     }
 

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::events::Event;
-use crate::graph::{GraphClient, GraphError, PollTarget, Poller, PresenceUpdate, TokioClock};
+use crate::graph::{GraphClient, GraphError, PollReport, PollTarget, Poller, PresenceUpdate};
 use crate::metrics::Counter;
 use crate::stop::Stop;
 use crate::store::Store;
@@ -94,6 +94,8 @@ impl Worker for DirectoryWorker {
 pub struct PollerWorker {
     pub graph: GraphClient,
     pub target: PollTarget,
+    /// Where the poller says its round and read freshness.
+    pub report: Arc<PollReport>,
     pub users: watch::Receiver<Arc<Vec<String>>>,
     pub presences: mpsc::Sender<PresenceUpdate>,
     pub health: watch::Sender<Option<GraphError>>,
@@ -117,14 +119,17 @@ impl Worker for PollerWorker {
                 status.set(state);
             }
         };
-        let rate = self.graph.throttle().config().sustained_rate();
+        // The round follows what the budget's writes leave.
+        let throttle = self.graph.throttle().clone();
         let poll = Poller::new(
             self.graph,
-            TokioClock::shared(),
-            rate,
+            self.report.clock().clone(),
+            throttle.config().sustained_rate(),
             self.target,
             self.users,
         )
+        .budget(throttle.budget().clone())
+        .publish(self.report)
         .report_health(self.health)
         .run(self.presences, stop);
         tokio::join!(poll, mirror);

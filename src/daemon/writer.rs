@@ -46,6 +46,9 @@ pub trait TeamsWriter: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), GraphError>> + Send;
 }
 
+/// Every write (set, clear, keep-alive, hand-back) spends the budget as
+/// [`crate::graph::CallClass::Write`]: it gets the next request before any
+/// waiting read.
 impl TeamsWriter for GraphClient {
     async fn write(&self, user_id: &str, write: &TeamsWrite) -> Result<(), GraphError> {
         self.execute(user_id, write).await

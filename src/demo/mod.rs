@@ -142,7 +142,6 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         config,
         DaemonOptions {
             directory_interval: Duration::from_secs(10),
-            poll_staleness: Duration::from_secs(2),
             ..DaemonOptions::default()
         },
     )

@@ -14,6 +14,7 @@ use reqwest::Method;
 use super::GraphClient;
 use super::error::GraphError;
 use super::model::{USER_SELECT, User, UserPage};
+use super::throttle::CallClass;
 
 /// The most users Graph returns in one page.
 pub const PAGE_SIZE: u32 = 999;
@@ -163,7 +164,10 @@ impl GraphClient {
         url: reqwest::Url,
         what: &'static str,
     ) -> Result<UserPage, GraphError> {
-        let response = self.call(Method::GET, url, None, what).await?;
+        // The users directory spends the same budget, after agent reads.
+        let response = self
+            .call(CallClass::Directory, Method::GET, url, None, what)
+            .await?;
         let page = UserPage::parse(&response.body).map_err(|e| GraphError::Decode {
             what,
             message: e.to_string(),

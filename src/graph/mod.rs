@@ -6,7 +6,8 @@
 //! |---|---|
 //! | what Graph sends and receives | [`model`] |
 //! | the app's token (secret or certificate) | [`auth`] |
-//! | the Graph throttle: budget, 429 pauses, retries, ids, timeouts | [`throttle`] |
+//! | the Graph throttle: 429 pauses, retries, ids, timeouts | [`throttle`] |
+//! | the budget's scheduler: call classes, writes first, AIMD after a 429 | [`throttle::scheduler`] |
 //! | presence reads and writes | [`presence`] |
 //! | users and the delta link | [`directory`] |
 //! | the presence poller and its schedule | [`poller`] |
@@ -38,9 +39,12 @@ pub use auth::{AuthError, CertificateCredential, Credential, TokenCache, TokenEn
 pub use clock::{Clock, SharedClock, TokioClock};
 pub use directory::{DeltaChanges, DeltaOutcome};
 pub use error::GraphError;
-pub use poller::{PollPlan, PollTarget, Poller, PresenceUpdate};
+pub use poller::{PollPlan, PollReport, PollStatus, PollTarget, Poller, PresenceUpdate};
 pub use presence::{MAX_IDS_PER_CALL, PresenceRead, Unread};
-pub use throttle::{Budget, GraphRequest, GraphResponse, RetryPolicy, Throttle, ThrottleConfig};
+pub use throttle::{
+    Budget, BudgetReport, CallClass, GraphRequest, GraphResponse, RetryPolicy, Throttle,
+    ThrottleConfig,
+};
 
 use crate::config::{GraphAuth, GraphConfig};
 use crate::http;
@@ -221,6 +225,7 @@ impl GraphClient {
 
     pub(crate) async fn call(
         &self,
+        class: CallClass,
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
@@ -232,6 +237,7 @@ impl GraphClient {
                 url,
                 body,
                 what,
+                class,
             })
             .await
     }

@@ -10,6 +10,9 @@
 //! for that batch succeeded, the batch's remaining ids are reported refused
 //! with that error, unasked (about 13 calls for 650 ids).
 //!
+//! Every call names its class in the budget: the poller's reads are
+//! [`CallClass::AgentRead`], every write [`CallClass::Write`] (served first).
+//!
 //! Writes use our app id as the session id, so `clearPresence` only ever
 //! removes our own session.
 
@@ -24,6 +27,7 @@ use super::model::{
     ClearPresenceRequest, GraphPresence, PresenceList, PresencesByUserIdRequest,
     SetPreferredRequest, SetPresenceRequest,
 };
+use super::throttle::CallClass;
 use crate::presence::Presence;
 use crate::sync::TeamsWrite;
 
@@ -159,7 +163,13 @@ impl GraphClient {
         let body = json(&PresencesByUserIdRequest { ids });
         let url = self.url(&["communications", "getPresencesByUserId"]);
         let response = self
-            .call(Method::POST, url, Some(body), "getPresencesByUserId")
+            .call(
+                CallClass::AgentRead,
+                Method::POST,
+                url,
+                Some(body),
+                "getPresencesByUserId",
+            )
             .await?;
         PresenceList::parse(&response.body).map_err(|e| GraphError::Decode {
             what: "getPresencesByUserId",
@@ -172,7 +182,9 @@ impl GraphClient {
     /// One user's presence (`GET /users/{id}/presence`).
     pub async fn get_presence(&self, user: &str) -> Result<GraphPresence, GraphError> {
         let url = self.url(&["users", user, "presence"]);
-        let response = self.call(Method::GET, url, None, "getPresence").await?;
+        let response = self
+            .call(CallClass::AgentRead, Method::GET, url, None, "getPresence")
+            .await?;
         let decode = |message: String| GraphError::Decode {
             what: "getPresence",
             message,
@@ -203,9 +215,15 @@ impl GraphClient {
             expiration_duration: iso8601_duration(expiry),
         });
         let url = self.url(&["users", user, "presence", "setPresence"]);
-        self.call(Method::POST, url, Some(body), "setPresence")
-            .await
-            .map(drop)
+        self.call(
+            CallClass::Write,
+            Method::POST,
+            url,
+            Some(body),
+            "setPresence",
+        )
+        .await
+        .map(drop)
     }
 
     /// `clearPresence` of our session. A 404 means there is no session of
@@ -216,7 +234,13 @@ impl GraphClient {
         });
         let url = self.url(&["users", user, "presence", "clearPresence"]);
         match self
-            .call(Method::POST, url, Some(body), "clearPresence")
+            .call(
+                CallClass::Write,
+                Method::POST,
+                url,
+                Some(body),
+                "clearPresence",
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -239,15 +263,22 @@ impl GraphClient {
             expiration_duration: expiry.map(iso8601_duration),
         });
         let url = self.url(&["users", user, "presence", "setUserPreferredPresence"]);
-        self.call(Method::POST, url, Some(body), "setUserPreferredPresence")
-            .await
-            .map(drop)
+        self.call(
+            CallClass::Write,
+            Method::POST,
+            url,
+            Some(body),
+            "setUserPreferredPresence",
+        )
+        .await
+        .map(drop)
     }
 
     /// `clearUserPreferredPresence` (its body is `{}`).
     pub async fn clear_preferred(&self, user: &str) -> Result<(), GraphError> {
         let url = self.url(&["users", user, "presence", "clearUserPreferredPresence"]);
         self.call(
+            CallClass::Write,
             Method::POST,
             url,
             Some(b"{}".to_vec()),

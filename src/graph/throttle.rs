@@ -1,8 +1,9 @@
 //! The Graph throttle: the one request path every Graph call takes.
 //!
-//! - A per-tenant request budget ([`Budget`], governor's GCRA) shared by
+//! - A per-tenant request budget ([`Budget`], in [`scheduler`]) shared by
 //!   every caller, so reads, writes and directory pages together never go
-//!   over what Microsoft allows.
+//!   over what Microsoft allows; writes are served first, reads take what
+//!   is left, and a 429 lowers the rate for a while.
 //! - A 429 pauses the whole budget until its `Retry-After` (seconds, decimal
 //!   seconds such as `2.128`, or an HTTP date): every caller waits, not only
 //!   the one that was told, so a storm cannot become a retry storm.
@@ -17,25 +18,24 @@
 //! - Every request carries a fresh `client-request-id`; every failure is
 //!   logged with Graph's `request-id`; every request has a timeout.
 
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backoff::ExponentialBackoff;
 use backoff::backoff::Backoff;
-use governor::middleware::NoOpMiddleware;
-use governor::nanos::Nanos;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use reqwest::{Method, Url};
 
 use super::auth::TokenCache;
 use super::call_stats::{CallStats, outcome_of_status};
-use super::clock::{GovernorClock, SharedClock};
+use super::clock::SharedClock;
 use super::error::GraphError;
 use super::model::GraphErrorBody;
 use crate::config::GraphConfig;
 use crate::http::{parse_retry_after, transport_message};
+
+pub mod scheduler;
+
+pub use scheduler::{Budget, BudgetReport, CallClass};
 
 /// The window Microsoft states presence budgets in.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(30);
@@ -150,92 +150,11 @@ impl ThrottleConfig {
     /// leave at once and then one every `window / sustained`: a window
     /// then holds at most `burst + sustained - 1`, which is `requests`
     /// (so 1 request per window allows 1, not 2).
-    fn split(&self) -> (u32, u32) {
+    pub(crate) fn split(&self) -> (u32, u32) {
         let requests = self.requests.max(1);
         let burst = self.burst.clamp(1, (requests / 2).max(1));
         (requests - burst + 1, burst)
     }
-}
-
-// ---------------------------------------------------------------- the budget
-
-/// The per-tenant request budget every Graph call spends from.
-pub struct Budget {
-    limiter: RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddleware<Nanos>>,
-    clock: SharedClock,
-    /// Clock time before which nobody may send (a 429's `Retry-After`).
-    paused_until: Mutex<Duration>,
-}
-
-impl std::fmt::Debug for Budget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Budget")
-            .field("paused_until", &self.paused_until())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Budget {
-    pub fn new(config: &ThrottleConfig, clock: SharedClock) -> Self {
-        let (sustained, burst) = config.split();
-        // Rounded up: a period a nanosecond short would let one more
-        // request into a window.
-        let period = u64::try_from(config.window.as_nanos().div_ceil(u128::from(sustained)))
-            .map(Duration::from_nanos)
-            .unwrap_or(Duration::MAX)
-            .max(Duration::from_nanos(1));
-        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        // `with_period` only refuses a zero period, excluded above.
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
-        Budget {
-            limiter: RateLimiter::direct_with_clock(quota, GovernorClock(clock.clone())),
-            clock,
-            paused_until: Mutex::new(Duration::ZERO),
-        }
-    }
-
-    /// Waits for a pause to end and for a request's share of the budget.
-    pub async fn acquire(&self) {
-        loop {
-            if let Some(until) = self.paused_until() {
-                self.clock.sleep_until(until).await;
-                continue;
-            }
-            match self.limiter.check() {
-                // A 429 may have paused us between the two checks: the
-                // permit is spent either way, but nothing leaves in a pause.
-                Ok(()) if self.paused_until().is_none() => return,
-                Ok(()) => {}
-                Err(not_until) => {
-                    let now = self.clock.now();
-                    let wait = not_until.wait_time_from(Nanos::from(now));
-                    self.clock.sleep_until(now.saturating_add(wait)).await;
-                }
-            }
-        }
-    }
-
-    /// Stops every caller until `until` (clock time); a later pause wins.
-    pub fn pause_until(&self, until: Duration) {
-        let mut paused = lock(&self.paused_until);
-        if until > *paused {
-            *paused = until;
-        }
-    }
-
-    /// The end of the current pause, if one is running.
-    pub fn paused_until(&self) -> Option<Duration> {
-        let until = *lock(&self.paused_until);
-        (until > self.clock.now()).then_some(until)
-    }
-}
-
-/// A poisoned lock only means another caller panicked mid-update of a plain
-/// number: the value is still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // ---------------------------------------------------------------- requests
@@ -249,6 +168,8 @@ pub struct GraphRequest {
     pub body: Option<Vec<u8>>,
     /// What the call is, for logs and errors (`getPresencesByUserId`).
     pub what: &'static str,
+    /// Whose turn it is in the budget.
+    pub class: CallClass,
 }
 
 /// Graph's successful answer.
@@ -331,7 +252,7 @@ impl Throttle {
         let mut throttled = 0u32;
         let mut refreshed = false;
         loop {
-            self.budget.acquire().await;
+            let sent_at = self.budget.acquire(request.class).await;
             let token = self.tokens.token().await?;
             attempts += 1;
             let client_request_id = new_request_id();
@@ -390,6 +311,7 @@ impl Throttle {
                                 let wait = retry_after.unwrap_or(self.config.default_retry_after);
                                 self.budget
                                     .pause_until(self.clock.now().saturating_add(wait));
+                                self.budget.throttled(sent_at);
                                 Next::Retry {
                                     wait: Duration::ZERO,
                                 }
@@ -401,6 +323,7 @@ impl Throttle {
                                 let wait = retry_after.unwrap_or_default();
                                 self.budget
                                     .pause_until(self.clock.now().saturating_add(wait));
+                                self.budget.throttled(sent_at);
                             }
                             failures += 1;
                             self.transient(&mut backoff, failures, retry_after, error)

@@ -83,6 +83,18 @@ pub struct DaemonMetrics {
     pub graph_throttled: Counter,
     /// Graph requests taken from the current 30-second budget.
     pub graph_budget_in_use: Gauge,
+    /// Per call class (`write`, `agent_read`, `directory`, `reconcile`),
+    /// its requests in the last 30 s as a share of the budget.
+    pub graph_budget_share: GaugeVec<1>,
+    /// Per call class, callers waiting for the budget.
+    pub graph_budget_waiting: GaugeVec<1>,
+    /// Requests per second the budget's scheduler allows now: the budget's
+    /// sustained rate, lowered after a 429 until it recovers.
+    pub graph_rate_limit: Gauge,
+    /// The presence poller's round: every agent is read once per round.
+    pub poll_round_seconds: Gauge,
+    /// Seconds since the least recently read agent's presence was read.
+    pub poll_oldest_read_seconds: Gauge,
     /// Seconds from a change in one system to its write in the other, by
     /// `direction`; see [`DaemonMetrics::propagation`].
     pub propagation_seconds: HistogramVec<1>,
@@ -135,6 +147,28 @@ impl DaemonMetrics {
             graph_budget_in_use: registry.gauge(
                 "presence_sync_graph_budget_in_use",
                 "Microsoft Graph requests taken from the current 30-second budget.",
+            )?,
+            graph_budget_share: registry.gauge_vec(
+                "presence_sync_graph_budget_share",
+                "Microsoft Graph requests of the last 30 seconds as a share of the budget, by call class.",
+                ["class"],
+            )?,
+            graph_budget_waiting: registry.gauge_vec(
+                "presence_sync_graph_budget_waiting",
+                "Microsoft Graph calls waiting for the budget, by call class.",
+                ["class"],
+            )?,
+            graph_rate_limit: registry.gauge(
+                "presence_sync_graph_rate_limit",
+                "Microsoft Graph requests per second allowed now (lowered after a 429, then recovering).",
+            )?,
+            poll_round_seconds: registry.gauge(
+                "presence_sync_poll_round_seconds",
+                "Seconds per presence poll round: every linked agent is read once a round.",
+            )?,
+            poll_oldest_read_seconds: registry.gauge(
+                "presence_sync_poll_oldest_read_seconds",
+                "Seconds since the least recently read linked agent's presence was read.",
             )?,
             propagation_seconds: registry.histogram_vec(
                 "presence_sync_propagation_seconds",
@@ -216,6 +250,10 @@ impl DaemonMetrics {
         }
         for outcome in ["ok", "error"] {
             metrics.mapping_reloads.with([outcome]);
+        }
+        for class in crate::graph::CallClass::ALL {
+            metrics.graph_budget_share.with([class.label()]);
+            metrics.graph_budget_waiting.with([class.label()]);
         }
         Ok(metrics)
     }

@@ -61,7 +61,6 @@ pub struct DaemonKit {
 pub fn options() -> DaemonOptions {
     DaemonOptions {
         directory_interval: Duration::from_millis(300),
-        poll_staleness: Duration::from_millis(200),
         mapping_check_interval: Duration::from_millis(200),
         stop_grace: Duration::from_secs(10),
         ..DaemonOptions::default()
@@ -84,6 +83,7 @@ client_secret_file = "{dir}/graph-secret"
 login_base = "{base}"
 graph_base = "{base}"
 request_timeout = "5s"
+poll_round_min = "200ms"
 
 [api]
 listen = "127.0.0.1:0"

@@ -299,6 +299,7 @@ impl Service for Fake {
                 detail: if ready { "open" } else { "not open" }.into(),
             }],
             tasks: vec![],
+            poll: None,
         }
     }
 
@@ -315,6 +316,7 @@ impl Service for Fake {
                 login_base: "https://login.example".into(),
                 graph_base: "https://graph.example".into(),
             },
+            poll: r.poll,
         }
     }
 

@@ -418,6 +418,13 @@ fn openapi_schemas_match_the_models() {
                     state: "failed".into(),
                     detail: "token".into(),
                 }],
+                poll: Some(crate::api::model::PollOut {
+                    round_seconds: 0.55,
+                    users: 10_000,
+                    reads_per_second: 29.0,
+                    oldest_read_seconds: Some(0.8),
+                    rate_limit: 48.4,
+                }),
             })
             .unwrap(),
             true,
@@ -439,6 +446,13 @@ fn openapi_schemas_match_the_models() {
                     login_base: "https://login.example".into(),
                     graph_base: "https://graph.example".into(),
                 },
+                poll: Some(crate::api::model::PollOut {
+                    round_seconds: 2.65,
+                    users: 50_000,
+                    reads_per_second: 29.0,
+                    oldest_read_seconds: Some(3.1),
+                    rate_limit: 24.2,
+                }),
             })
             .unwrap(),
             true,

@@ -8,9 +8,17 @@ use crate::graph::clock::TokioClock;
 
 const RATE_1500: f64 = 1_451.0 / 30.0; // the default budget's sustained rate
 
+/// A fixed 5 s round at most: the target these tests were written for.
+fn five_second_rounds() -> PollTarget {
+    PollTarget {
+        round_min: Duration::from_secs(5),
+        ..PollTarget::default()
+    }
+}
+
 #[test]
 fn fifty_thousand_users_are_read_every_five_seconds() {
-    let plan = PollPlan::new(50_000, RATE_1500, &PollTarget::default());
+    let plan = PollPlan::new(50_000, RATE_1500, &five_second_rounds());
     assert_eq!(plan.interval, Duration::from_secs(5));
     assert_eq!(plan.batches.len(), 77);
     // 462 calls per 30 s, inside the 60 % share of the budget.
@@ -20,7 +28,7 @@ fn fifty_thousand_users_are_read_every_five_seconds() {
 
 #[test]
 fn past_the_budget_the_round_gets_longer() {
-    let plan = PollPlan::new(200_000, RATE_1500, &PollTarget::default());
+    let plan = PollPlan::new(200_000, RATE_1500, &five_second_rounds());
     assert_eq!(plan.batches.len(), 308);
     assert!(plan.interval > Duration::from_secs(10));
     assert!(plan.request_rate() <= RATE_1500 * 0.6);
@@ -28,18 +36,18 @@ fn past_the_budget_the_round_gets_longer() {
 
 #[test]
 fn degenerate_inputs_give_a_usable_plan() {
-    let none = PollPlan::new(0, RATE_1500, &PollTarget::default());
+    let none = PollPlan::new(0, RATE_1500, &five_second_rounds());
     assert!(none.batches.is_empty());
     assert_eq!(none.interval, Duration::from_secs(5));
-    let starved = PollPlan::new(10, 0.0, &PollTarget::default());
+    let starved = PollPlan::new(10, 0.0, &five_second_rounds());
     assert_eq!(starved.interval, MAX_INTERVAL);
     let odd = PollPlan::new(
         10,
         f64::NAN,
         &PollTarget {
             batch_size: 0,
-            budget_share: -1.0,
-            ..PollTarget::default()
+            read_share_max: -1.0,
+            ..five_second_rounds()
         },
     );
     assert_eq!(odd.batches.len(), 10);
@@ -56,8 +64,9 @@ proptest! {
     ) {
         let rate = f64::from(requests) / 30.0;
         let target = PollTarget {
-            max_staleness: Duration::from_millis(staleness_ms),
-            budget_share: share,
+            round_min: Duration::from_millis(staleness_ms),
+            read_share_max: share,
+            freshness_floor: Duration::from_millis(staleness_ms),
             batch_size,
         };
         let plan = PollPlan::new(users, rate, &target);
@@ -68,7 +77,7 @@ proptest! {
             next = b.end;
         }
         prop_assert_eq!(next, users);
-        prop_assert!(plan.interval >= target.max_staleness);
+        prop_assert!(plan.interval >= target.round_min);
         if plan.interval < MAX_INTERVAL {
             prop_assert!(plan.request_rate() <= rate * share * (1.0 + 1e-9));
         }
@@ -174,7 +183,7 @@ async fn the_loop_spreads_batches_and_passes_on_only_changes() {
         fake.clone(),
         clock.clone(),
         RATE_1500,
-        PollTarget::default(),
+        five_second_rounds(),
         users,
     );
     let task = tokio::spawn(poller.run(tx, stop));
@@ -225,7 +234,7 @@ async fn the_loop_follows_the_linked_users_and_stops_when_nobody_listens() {
     let (users_tx, users) = watch::channel(Arc::new(vec!["a".to_owned()]));
     let (tx, mut rx) = mpsc::channel(16);
     let (_stop_tx, stop) = Stop::new();
-    let poller = Poller::new(fake.clone(), clock, RATE_1500, PollTarget::default(), users);
+    let poller = Poller::new(fake.clone(), clock, RATE_1500, five_second_rounds(), users);
     let task = tokio::spawn(poller.run(tx, stop));
     assert_eq!(rx.recv().await.unwrap().user_id, "a");
     users_tx
@@ -298,7 +307,7 @@ async fn fifty_thousand_users_stay_within_5s_with_200ms_graph_latency() {
     let (_users_tx, users) = watch::channel(Arc::new(ids));
     let (tx, _rx) = mpsc::channel(16);
     let (stop_tx, stop) = Stop::new();
-    let poller = Poller::new(slow.clone(), clock, RATE_1500, PollTarget::default(), users);
+    let poller = Poller::new(slow.clone(), clock, RATE_1500, five_second_rounds(), users);
     let task = tokio::spawn(poller.run(tx, stop));
     tokio::time::sleep(Duration::from_secs(40)).await;
     stop_tx.stop();
@@ -326,7 +335,7 @@ async fn reads_in_flight_are_capped_and_stop_is_prompt() {
         slow.clone(),
         clock.clone(),
         RATE_1500,
-        PollTarget::default(),
+        five_second_rounds(),
         users,
     )
     .max_in_flight(8);
@@ -390,7 +399,7 @@ async fn a_read_overtaken_by_a_newer_one_is_not_passed_on() {
     let (_users_tx, users) = watch::channel(Arc::new(vec!["u0".to_owned()]));
     let (tx, mut rx) = mpsc::channel(16);
     let (stop_tx, stop) = Stop::new();
-    let poller = Poller::new(source, clock, RATE_1500, PollTarget::default(), users);
+    let poller = Poller::new(source, clock, RATE_1500, five_second_rounds(), users);
     let task = tokio::spawn(poller.run(tx, stop));
     tokio::time::sleep(Duration::from_secs(12)).await;
     stop_tx.stop();

@@ -65,7 +65,7 @@ async fn grants(config: &ThrottleConfig, callers: usize, each: usize) -> Vec<Dur
             let (budget, clock, times) = (budget.clone(), clock.clone(), times.clone());
             tokio::spawn(async move {
                 for _ in 0..each {
-                    budget.acquire().await;
+                    budget.acquire(CallClass::AgentRead).await;
                     times.lock().unwrap().push(clock.now());
                 }
             })
@@ -136,7 +136,7 @@ proptest! {
 async fn a_pause_holds_every_caller() {
     let clock = TokioClock::shared();
     let budget = Arc::new(Budget::new(&ThrottleConfig::default(), clock.clone()));
-    budget.acquire().await;
+    budget.acquire(CallClass::AgentRead).await;
     budget.pause_until(clock.now() + Duration::from_millis(2128));
     // A shorter pause never shortens a running one.
     budget.pause_until(clock.now() + Duration::from_secs(1));
@@ -144,7 +144,7 @@ async fn a_pause_holds_every_caller() {
         .map(|_| {
             let (budget, clock) = (budget.clone(), clock.clone());
             tokio::spawn(async move {
-                budget.acquire().await;
+                budget.acquire(CallClass::AgentRead).await;
                 clock.now()
             })
         })
@@ -182,6 +182,7 @@ fn get(client: &crate::graph::GraphClient) -> GraphRequest {
         url: client.url(&["me"]),
         body: None,
         what: "test",
+        class: CallClass::AgentRead,
     }
 }
 
