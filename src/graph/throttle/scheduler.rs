@@ -6,12 +6,13 @@
 //! read, and each slower tier only gets what the tiers above it leave.
 //! Within a class, callers are served first come, first served.
 //!
-//! The rate is GCRA (a theoretical arrival time and a burst tolerance) over
-//! the configured budget, so no window of [`super::BUDGET_WINDOW`] ever
-//! holds more than the budget's requests. After a 429 the rate is lowered
-//! (multiplicative decrease, once per round of requests sent at the old
-//! rate) and then recovers additively, never above the configured budget:
-//! a storm of 429s meets a slower daemon, not the same one again.
+//! The budget itself is governor's GCRA rate limiter over the configured
+//! budget, so no window of [`super::BUDGET_WINDOW`] ever holds more than
+//! the budget's requests, whatever the classes and the pacing above it do.
+//! After a 429 the daemon also paces itself below the budget (AIMD: the
+//! rate is lowered, once per round of requests sent at the old rate, and
+//! then recovers additively up to the budget): a storm of 429s meets a
+//! slower daemon, not the same one again.
 //!
 //! The 429 pause (`Retry-After`) is kept here too, because it stops every
 //! class alike; the throttle decides when to pause and when to retry.
@@ -20,13 +21,18 @@
 //! what writes leave; [`Budget::report`] is what `/metrics` shows.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 
 use super::ThrottleConfig;
-use crate::graph::clock::SharedClock;
+use crate::graph::clock::{GovernorClock, SharedClock};
 
 /// What a Graph call is for, in the order the budget serves them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,10 +84,11 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// The per-tenant request budget every Graph call spends from.
 pub struct Budget {
+    /// The configured budget: the hard limit every grant passes.
+    limiter: RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddleware<Nanos>>,
     clock: SharedClock,
     /// The period between requests at the full budget (rounded up).
     period: Duration,
-    burst: u32,
     /// Requests per window, as configured.
     requests: u32,
     window: Duration,
@@ -91,8 +98,9 @@ pub struct Budget {
 }
 
 struct State {
-    /// GCRA's theoretical arrival time of the next request.
-    tat: Duration,
+    /// The last grant: while the rate is lowered, the next one waits the
+    /// lowered rate's period after it.
+    last_grant: Option<Duration>,
     /// Clock time before which nobody may send (a 429's `Retry-After`).
     paused_until: Duration,
     /// Waiting callers' tickets, by class.
@@ -161,14 +169,19 @@ impl Budget {
             .map(Duration::from_nanos)
             .unwrap_or(Duration::MAX)
             .max(Duration::from_nanos(1));
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        // `with_period` only refuses a zero period, excluded above.
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
         Budget {
+            limiter: RateLimiter::direct_with_clock(quota, GovernorClock(clock.clone())),
             clock,
             period,
-            burst,
             requests: config.requests.max(1),
             window: config.window,
             state: Mutex::new(State {
-                tat: Duration::ZERO,
+                last_grant: None,
                 paused_until: Duration::ZERO,
                 waiting: Default::default(),
                 next_ticket: 0,
@@ -233,16 +246,21 @@ impl Budget {
             return Step::Wait;
         }
         let share = state.aimd.share(now).max(MIN_RATE_SHARE);
-        let period = self.period.div_f64(share);
-        // The burst shrinks with the rate; the tolerance never exceeds the
-        // full budget's, which is what bounds every window.
-        let burst = ((f64::from(self.burst) * share).floor() as u32).max(1);
-        let tolerance = period.saturating_mul(burst - 1).min(self.max_tolerance());
-        let earliest = state.tat.saturating_sub(tolerance);
-        if earliest > now {
-            return Step::Sleep(earliest);
+        // Paced below the budget after a 429: one request per lowered
+        // period, no bursts, until the rate has recovered.
+        if share < 1.0
+            && let Some(last) = state.last_grant
+        {
+            let next = last.saturating_add(self.period.div_f64(share));
+            if next > now {
+                return Step::Sleep(next);
+            }
         }
-        state.tat = state.tat.max(now).saturating_add(period);
+        if let Err(not_until) = self.limiter.check() {
+            let wait = not_until.wait_time_from(Nanos::from(now));
+            return Step::Sleep(now.saturating_add(wait.max(Duration::from_nanos(1))));
+        }
+        state.last_grant = Some(now);
         state.waiting[class.index()].pop_front();
         state.recent.push_back((now, class));
         let window = self.window;
@@ -254,10 +272,6 @@ impl Budget {
             state.recent.pop_front();
         }
         Step::Granted(now)
-    }
-
-    fn max_tolerance(&self) -> Duration {
-        self.period.saturating_mul(self.burst.saturating_sub(1))
     }
 
     /// Stops every caller until `until` (clock time); a later pause wins.
