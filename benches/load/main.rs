@@ -541,13 +541,19 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
         let store_bytes_before = processes::dir_size(&files.store);
         let (restarted, healthz_s, readyz_s) = start_timed(knobs, &files, &http).await?;
         daemon = restarted;
+        let rss_bytes = daemon.pid().and_then(processes::rss_bytes);
+        let store_bytes_after = processes::dir_size(&files.store);
+        let settle = if knobs.smoke { 1 } else { 5 };
+        tokio::time::sleep(Duration::from_secs(settle)).await;
+        daemon.check_alive()?;
         report.restarts.push(Restart {
             stop_s,
             healthz_s,
             readyz_s,
-            rss_bytes: daemon.pid().and_then(processes::rss_bytes),
+            rss_bytes,
+            rss_bytes_settled: daemon.pid().and_then(processes::rss_bytes),
             store_bytes_before,
-            store_bytes_after: processes::dir_size(&files.store),
+            store_bytes_after,
         });
     }
     report.sim_total = sim_counts(&http).await?;

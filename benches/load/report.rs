@@ -131,7 +131,10 @@ pub struct Restart {
     pub stop_s: f64,
     pub healthz_s: f64,
     pub readyz_s: f64,
+    /// At `/readyz`.
     pub rss_bytes: Option<u64>,
+    /// A few seconds later (5 s; 1 s in the smoke run).
+    pub rss_bytes_settled: Option<u64>,
     pub store_bytes_before: u64,
     pub store_bytes_after: u64,
 }
@@ -294,12 +297,13 @@ impl Report {
             rows.push((
                 format!("restart {}: stop, /healthz, /readyz", i + 1),
                 format!(
-                    "{:.2} s, {:.2} s, {:.2} s; RSS {}{}; store {} -> {}",
+                    "{:.2} s, {:.2} s, {:.2} s; RSS {}, then {}{}; store {} -> {}",
                     r.stop_s,
                     r.healthz_s,
                     r.readyz_s,
                     opt_mb(r.rss_bytes),
-                    per_agent(r.rss_bytes),
+                    opt_mb(r.rss_bytes_settled),
+                    per_agent(r.rss_bytes_settled),
                     mb(r.store_bytes_before),
                     mb(r.store_bytes_after)
                 ),
