@@ -1,0 +1,367 @@
+//! The simulator and the daemon as separate processes of the built binary,
+//! their files in a temporary state directory, and what the tool reads from
+//! the outside: RSS from `/proc`, the store's size on disk, the time until
+//! `/healthz` and `/readyz` answer 200.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A child process that is killed when dropped (on error or panic too), so
+/// the tool never leaves a simulator or a daemon behind.
+pub struct Proc {
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Fails if the process has already exited (it crashed or refused to
+    /// start), naming its log.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            self.child = None;
+            bail!(
+                "the {} exited early ({status}); its log: {}\n{}",
+                self.name,
+                self.log.display(),
+                log_tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then waits up to `within` for the exit (SIGKILL after that).
+    /// Returns how long the process took to stop.
+    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<Duration> {
+        let Some(mut child) = self.child.take() else {
+            bail!("the {} is not running", self.name);
+        };
+        let started = Instant::now();
+        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+        // SAFETY: `kill` only sends a signal; `pid` is our own child, not yet
+        // reaped (we hold its `Child`), so the pid cannot have been reused.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        if sent != 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("cannot send SIGTERM to the {}", self.name);
+        }
+        while started.elapsed() < within {
+            if child.try_wait()?.is_some() {
+                return Ok(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "the {} did not stop within {within:?} of SIGTERM; killed",
+            self.name
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The last lines of a child's log, for error messages.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// A port free on loopback now (the OS picks it; it is released at once and
+/// handed to the child, which binds it a moment later).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// What `presence-sync sim` prints about itself.
+#[derive(Clone, Debug, Default)]
+pub struct SimInfo {
+    pub base_url: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// `presence-sync sim --listen 127.0.0.1:PORT --users N --budget B`; waits
+/// (at most 60 s) for it to print its URL and credentials.
+pub fn start_sim(
+    bin: &Path,
+    dir: &Path,
+    users: usize,
+    budget: u32,
+) -> anyhow::Result<(Proc, SimInfo)> {
+    let port = free_port()?;
+    let log = dir.join("sim.log");
+    let stderr = std::fs::File::create(&log)?;
+    let mut child = Command::new(bin)
+        .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--users",
+            &users.to_string(),
+            "--budget",
+            &budget.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("cannot start {} sim", bin.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut proc = Proc {
+        name: "simulator",
+        child: Some(child),
+        log,
+    };
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    // Reads the simulator's stdout to its end (the child's lifetime), so the
+    // pipe never fills.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut info = SimInfo::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while info.client_secret.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("the simulator printed no credentials within 60 s");
+        }
+        let Ok(line) = lines_rx.recv_timeout(left.min(Duration::from_millis(500))) else {
+            proc.check_alive()?;
+            continue;
+        };
+        let value = |key: &str| {
+            line.trim()
+                .strip_prefix(key)
+                .map(|rest| rest.trim().to_string())
+        };
+        if let Some(v) = value("base URL (login and Graph host):") {
+            info.base_url = v;
+        } else if let Some(v) = value("tenant id:") {
+            info.tenant_id = v;
+        } else if let Some(v) = value("client id:") {
+            info.client_id = v;
+        } else if let Some(v) = value("client secret:") {
+            info.client_secret = v;
+        }
+    }
+    if info.base_url.is_empty() || info.tenant_id.is_empty() || info.client_id.is_empty() {
+        bail!("the simulator's banner lacked its URL, tenant or client id: {info:?}");
+    }
+    Ok((proc, info))
+}
+
+/// `presence-sync run --config FILE`, stdout and stderr appended to
+/// `daemon.log` in the state directory (across restarts).
+pub fn start_daemon(bin: &Path, files: &DaemonFiles) -> anyhow::Result<Proc> {
+    let log = files.dir.join("daemon.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    let child = Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&files.config)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("cannot start {} run", bin.display()))?;
+    Ok(Proc {
+        name: "daemon",
+        child: Some(child),
+        log,
+    })
+}
+
+/// The daemon's config, credentials and mapping, as `presence-sync demo`
+/// writes them, with a fixed loopback port (so restarts keep it).
+pub struct DaemonFiles {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub store: PathBuf,
+    pub base: String,
+    pub token: String,
+}
+
+/// The shipped default mapping; `debounce` replaces its `debounce` line.
+const DEFAULT_MAPPING: &str = include_str!("../../mappings/default.toml");
+
+/// The debounce a mapping file sets (the shipped default when it sets none).
+pub fn mapping_debounce(text: &str) -> anyhow::Result<Duration> {
+    let table: toml::Table = toml::from_str(text).context("the mapping is not TOML")?;
+    let text = table
+        .get("debounce")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("15s");
+    presence_sync::duration::parse_duration(text).map_err(anyhow::Error::msg)
+}
+
+/// The mapping the load runs with: the shipped default, with another
+/// debounce if asked.
+pub fn mapping_text(debounce: Option<Duration>) -> anyhow::Result<String> {
+    let Some(debounce) = debounce else {
+        return Ok(DEFAULT_MAPPING.to_string());
+    };
+    let wanted = format!("debounce = \"{}ms\"", debounce.as_millis());
+    let mut replaced = false;
+    let lines: Vec<String> = DEFAULT_MAPPING
+        .lines()
+        .map(|line| {
+            if !replaced && line.trim_start().starts_with("debounce") {
+                replaced = true;
+                wanted.clone()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    if !replaced {
+        bail!("the shipped default mapping has no `debounce` line to replace");
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+pub fn write_daemon_files(dir: &Path, sim: &SimInfo, mapping: &str) -> anyhow::Result<DaemonFiles> {
+    let dir = std::fs::canonicalize(dir)?;
+    std::fs::create_dir_all(dir.join("mappings"))?;
+    let port = free_port()?;
+    let mut bytes = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&dir.join("api-token"), &token)?;
+    write_private(&dir.join("graph-client-secret"), &sim.client_secret)?;
+    let mapping_path = dir.join("mappings").join("default.toml");
+    write_private(&mapping_path, mapping)?;
+    let store = dir.join("store");
+    let quote = |p: &Path| toml_edit::Value::from(p.display().to_string()).to_string();
+    let config = format!(
+        "# Written by the load tool (benches/load): the daemon against `presence-sync sim`.\n\
+         [graph]\n\
+         tenant_id = \"{}\"\n\
+         client_id = \"{}\"\n\
+         client_secret_file = {}\n\
+         login_base = \"{}\"\n\
+         graph_base = \"{}\"\n\n\
+         [api]\n\
+         listen = \"127.0.0.1:{port}\"\n\
+         token_file = {}\n\n\
+         [store]\n\
+         state_dir = {}\n\n\
+         [log]\n\
+         level = \"warn\"\n\n\
+         [mappings]\n\
+         default_profile = \"default\"\n\n\
+         [mappings.profiles.default]\n\
+         file = {}\n",
+        sim.tenant_id,
+        sim.client_id,
+        quote(&dir.join("graph-client-secret")),
+        sim.base_url,
+        sim.base_url,
+        quote(&dir.join("api-token")),
+        quote(&store),
+        quote(&mapping_path),
+    );
+    let config_path = dir.join("presence-sync.toml");
+    write_private(&config_path, &config)?;
+    Ok(DaemonFiles {
+        dir,
+        config: config_path,
+        store,
+        base: format!("http://127.0.0.1:{port}"),
+        token,
+    })
+}
+
+/// Polls `url` every 20 ms until it answers 200; the time that took, or an
+/// error after `within` (or as soon as the process has exited).
+pub async fn wait_ok(
+    http: &reqwest::Client,
+    url: &str,
+    from: Instant,
+    within: Duration,
+    proc: &mut Proc,
+) -> anyhow::Result<Duration> {
+    loop {
+        let ok = tokio::time::timeout(Duration::from_secs(2), http.get(url).send())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .is_some_and(|r| r.status().is_success());
+        if ok {
+            return Ok(from.elapsed());
+        }
+        proc.check_alive()?;
+        if from.elapsed() > within {
+            bail!(
+                "{url} did not answer 200 within {within:?}; the daemon's log:\n{}",
+                log_tail(proc.log())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Resident set size of a process in bytes (`VmRSS` in `/proc/PID/status`).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Bytes of all files under `path` (apparent size), bounded in depth.
+pub fn dir_size(path: &Path) -> u64 {
+    fn walk(path: &Path, depth: u32) -> u64 {
+        if depth > 16 {
+            return 0;
+        }
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|entry| match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(&entry.path(), depth + 1),
+                Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
+    }
+    walk(path, 0)
+}
