@@ -23,7 +23,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the config and every mapping file it names; exit 1 on any error.
+    /// Validate the config and every mapping file it names (exit 1 on any
+    /// error), and/or check every record of a stopped daemon's store (exit 4
+    /// when refused).
     Check(CheckArgs),
     /// Run the embedded Microsoft Graph simulator (a fake tenant) until Ctrl-C.
     Sim(SimArgs),
@@ -87,10 +89,15 @@ struct SimArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["config", "store"])))]
 struct CheckArgs {
     /// The daemon's config file.
     #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// A state directory (`[store] state_dir`) whose store to check record
+    /// by record, on a scratch copy; the daemon must be stopped.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -229,6 +236,8 @@ fn run_export(args: &StateDirArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let stats = store::export::export(&store, &mut out).context("export failed")?;
     std::io::Write::flush(&mut out).context("cannot write the export")?;
+    // Read only: the daemon's next start need not check it again.
+    store::Store::mark_clean_shutdown(&store).context("closing the store")?;
     eprintln!("presence-sync export: exported {stats}");
     Ok(ExitCode::SUCCESS)
 }
@@ -304,7 +313,19 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {
-    let report = check::check(&args.config, &Environment::from_process());
+    let config_ok = args.config.as_deref().is_none_or(run_check_config);
+    let store = args.store.as_deref().map(run_check_store);
+    // The config's failure first, as `check --config` alone reports it.
+    match store {
+        _ if !config_ok => ExitCode::FAILURE,
+        Some(code) => code,
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// True when the config and its mapping files have no errors.
+fn run_check_config(path: &std::path::Path) -> bool {
+    let report = check::check(path, &Environment::from_process());
     for error in &report.errors {
         println!("{error}");
     }
@@ -315,9 +336,30 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         eprintln!("note: {note}");
     }
     eprintln!("{}", report.summary());
-    if report.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    report.is_ok()
+}
+
+fn run_check_store(dir: &std::path::Path) -> ExitCode {
+    match check::check_store(dir) {
+        check::StoreCheck::Passed(summary) => {
+            eprintln!("{summary}");
+            ExitCode::SUCCESS
+        }
+        check::StoreCheck::NoStore(why) => {
+            eprintln!("presence-sync check: {why}");
+            ExitCode::from(exit::STORE)
+        }
+        check::StoreCheck::Refused(store::StoreError::Locked { dir }) => {
+            eprintln!(
+                "presence-sync check: the store in {} is in use (the daemon runs): not checked. \
+                 Stop the daemon first; it checks the store itself when it starts after an unclean shutdown",
+                dir.display()
+            );
+            ExitCode::from(exit::STORE)
+        }
+        check::StoreCheck::Refused(error) => {
+            eprintln!("presence-sync check: {error}");
+            ExitCode::from(exit::STORE)
+        }
     }
 }

@@ -41,7 +41,7 @@ use crate::diagnostics::Diagnostic;
 use crate::graph::{
     AuthError, Credential, GraphClient, GraphError, PollReport, PollTarget, TokioClock,
 };
-use crate::store::{MetaKey, SledStore, Store, StoreError};
+use crate::store::{MetaKey, OpenCheck, SledStore, Store, StoreError};
 use crate::webhook::WebhookSink;
 
 use self::mappings::Reload;
@@ -123,6 +123,7 @@ pub struct Daemon {
     grace: Duration,
     api_stop: api::Shutdown,
     metrics: Arc<Metrics>,
+    store: Arc<SledStore>,
 }
 
 /// What ended a running daemon.
@@ -157,6 +158,15 @@ impl Daemon {
                 .await
                 .map_err(|e| DaemonError::Task(format!("opening the store: {e}")))??
         };
+        match store.opened() {
+            OpenCheck::Deep => tracing::warn!(
+                "the store was not closed cleanly (a crash, a kill or a power cut): every record was checked at open"
+            ),
+            OpenCheck::AfterCleanShutdown => {
+                tracing::info!("the store was closed cleanly: opened with the quick checks")
+            }
+            OpenCheck::Created => tracing::info!("a new store was created"),
+        }
         let store = Arc::new(store);
         let loaded = {
             let store = Arc::clone(&store);
@@ -305,6 +315,7 @@ impl Daemon {
             config,
             api_stop,
             metrics,
+            store,
         })
     }
 
@@ -352,6 +363,18 @@ impl Daemon {
             .await;
         let failures = self.workers.shutdown(self.grace).await;
         if failures.is_empty() {
+            // Every task stopped and the sync loop committed what it took:
+            // the next start may skip the store's deep check.
+            let store = Arc::clone(&self.store);
+            match tokio::task::spawn_blocking(move || store.mark_clean_shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot mark the store closed cleanly; the next start checks every record")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot mark the store closed cleanly; the next start checks every record")
+                }
+            }
             tracing::info!("presence-sync stopped");
             Exit::Stopped
         } else {

@@ -209,6 +209,21 @@ pub(super) fn prune_stops_at_the_first_event_not_old_enough(store: &dyn Store) {
     assert_eq!(left, vec![2, 3, 4]);
 }
 
+pub(super) fn a_clean_shutdown_mark_changes_nothing_stored(store: &dyn Store) {
+    store.commit(batch("a1", 1, 2, 100)).unwrap();
+    let before = (store.load().unwrap(), store.events_after(0, 10).unwrap());
+    store.mark_clean_shutdown().unwrap();
+    assert_eq!(
+        (store.load().unwrap(), store.events_after(0, 10).unwrap()),
+        before
+    );
+    assert_eq!(store.meta(&MetaKey::DeltaLink).unwrap(), None);
+    // Writing again after the mark goes on as before.
+    assert_eq!(store.commit(batch("a2", 1, 1, 101)).unwrap()[0].seq, 3);
+    store.mark_clean_shutdown().unwrap();
+    assert_eq!(store.load().unwrap().agents.len(), 2);
+}
+
 /// Every check of this suite as a `#[test]` for one engine: `$fresh` makes
 /// an empty store, and whatever else must live as long as it (a temporary
 /// directory), as `(keep_alive, store)`.
@@ -228,6 +243,7 @@ macro_rules! engines {
                 events_after_pages_through_the_log,
                 prune_drops_old_events_but_keeps_the_newest,
                 prune_stops_at_the_first_event_not_old_enough,
+                a_clean_shutdown_mark_changes_nothing_stored,
             );
         }
     };

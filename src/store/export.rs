@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{self, AGENT, CONTACT, EVENT, META, OUTBOX};
 use super::sled_store::{self, decode, utf8};
-use super::{AgentRecord, OutboxEntry, SCHEMA_VERSION, SledStore, StoreError};
+use super::{AgentRecord, OutboxEntry, SCHEMA_VERSION, SledStore, Store, StoreError};
 use crate::events::Event;
 use crate::routing::ContactRecord;
 
@@ -179,12 +179,14 @@ fn write_line(out: &mut impl Write, line: &LineOut<'_>) -> Result<(), StoreError
 
 /// Restores an export into `dir`, which must be empty or missing. Every line
 /// is checked before anything is written; the store is then written as one
-/// batch, made durable, and opened once to prove it passes its check.
+/// batch, made durable, and opened once to prove it passes its deep check.
 pub fn import(dir: &Path, input: impl BufRead) -> Result<ImportStats, StoreError> {
     refuse_non_empty(dir)?;
     let (records, stats) = read_export(input)?;
     sled_store::create_with(dir, records)?;
-    SledStore::open(dir)?;
+    // The open checks every key (a new store carries no clean-shutdown
+    // marker); closing it cleanly spares the daemon's first start the same.
+    SledStore::open(dir)?.mark_clean_shutdown()?;
     Ok(stats)
 }
 

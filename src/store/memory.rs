@@ -25,6 +25,8 @@ struct State {
     /// Commits still to refuse, whole.
     failing_commits: usize,
     commits: usize,
+    /// The clean-shutdown mark, until the next write.
+    marked_clean: bool,
 }
 
 pub struct MemoryStore {
@@ -59,6 +61,11 @@ impl MemoryStore {
     /// Commits that succeeded.
     pub fn commits(&self) -> usize {
         self.state().commits
+    }
+
+    /// Whether a clean shutdown was marked and nothing was written since.
+    pub fn marked_clean(&self) -> bool {
+        self.state().marked_clean
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -139,6 +146,7 @@ impl Store for MemoryStore {
             state.commits += 1;
             return Ok(Vec::new());
         }
+        state.marked_clean = false;
         apply(&mut state.outbox, batch.outbox);
         // An agent's delete takes its outbox entry with it, whatever order
         // the batch listed them in.
@@ -194,6 +202,7 @@ impl Store for MemoryStore {
         keep_at_least: usize,
     ) -> Result<usize, StoreError> {
         let mut state = self.state();
+        state.marked_clean = false;
         let prunable = state.events.len().saturating_sub(keep_at_least);
         let old = state
             .events
@@ -203,6 +212,11 @@ impl Store for MemoryStore {
             .count();
         state.events.drain(..old);
         Ok(old)
+    }
+
+    fn mark_clean_shutdown(&self) -> Result<(), StoreError> {
+        self.state().marked_clean = true;
+        Ok(())
     }
 }
 

@@ -19,8 +19,9 @@
 //!   router-wide state.
 //!
 //! [`SledStore`] is the engine the daemon runs on (`sled_store/`: `open.rs`
-//! opening, locks and the scratch copy, `check.rs` the deep check at open,
-//! `write.rs` the durable writes); [`MemoryStore`] keeps the same promises
+//! opening, locks and the scratch copy, `marker.rs` the clean-shutdown
+//! marker, `check.rs` the deep check after an unclean shutdown and for
+//! `check --store`, `write.rs` the durable writes); [`MemoryStore`] keeps the same promises
 //! in memory, for tests of what runs over a store. One
 //! conformance suite (`conformance.rs`) holds both to the trait. [`export`]
 //! and [`import`] move a whole store to and from JSON lines for backups.
@@ -37,7 +38,7 @@ mod testing;
 
 pub use export::{ExportStats, ImportStats, export, import};
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{OpenCheck, SledStore, StoreSummary};
 
 use std::collections::BTreeMap;
 use std::io;
@@ -232,4 +233,9 @@ pub trait Store: Send + Sync + 'static {
         before: DateTime<Utc>,
         keep_at_least: usize,
     ) -> Result<usize, StoreError>;
+
+    /// Records that the process stops cleanly with everything durable, so
+    /// the next open may skip the deep check. A later commit (or pruning)
+    /// withdraws it first. Called once, last, on a clean stop.
+    fn mark_clean_shutdown(&self) -> Result<(), StoreError>;
 }

@@ -32,6 +32,7 @@ use crate::time::Timestamp;
 
 use super::directory::DirectoryIndex;
 use super::mappings::MappingSet;
+use super::view;
 
 mod adapters;
 mod agents;
@@ -164,15 +165,20 @@ impl<S: Store> SyncLoop<S> {
                 me.attach(now, &id, snapshot.as_ref());
             }
         }
-        // The router, with each agent's gate as its restored view shows it.
+        // The router, with each agent's gate as its restored view shows it;
+        // and each agent's routability as it stands, taken as known: a
+        // restart does not make an agent routable, so no
+        // `agent.routable_changed` is repeated for it.
+        let mut routable = Vec::with_capacity(me.agents.len());
         let agents: Vec<_> = me
             .agents
             .iter()
             .map(|(id, e)| {
-                let gate = me
-                    .state(id, now)
-                    .map(|s| routing::gate_of(&s))
-                    .unwrap_or_default();
+                let state = me.state(id, now).ok();
+                if let Some(state) = &state {
+                    routable.push((id.clone(), view::not_routable_because_of(state).is_empty()));
+                }
+                let gate = state.map(|s| routing::gate_of(&s)).unwrap_or_default();
                 (
                     id.clone(),
                     routing::spec_of(&e.record),
@@ -181,6 +187,11 @@ impl<S: Store> SyncLoop<S> {
                 )
             })
             .collect();
+        for (id, routable) in routable {
+            if let Some(entry) = me.agents.get_mut(&id) {
+                entry.routable = Some(routable);
+            }
+        }
         me.router = routing::restore_router(
             now,
             &routing,
@@ -203,9 +214,39 @@ impl<S: Store> SyncLoop<S> {
                 "sending Teams writes owed from before the restart"
             );
         }
+        // Attaching marks every agent changed; those the engine restored
+        // exactly as stored are not written again (a start would otherwise
+        // rewrite every agent and grow the store by its size each time).
+        let unchanged: Vec<String> = me
+            .step
+            .dirty
+            .iter()
+            .filter(|id| me.restored_as_stored(id))
+            .cloned()
+            .collect();
+        for id in &unchanged {
+            me.step.dirty.remove(id);
+        }
         me.step.poll_changed = true;
         me.publish_status();
         Ok(me)
+    }
+
+    /// True when the engine's state for agent `id` is what its stored
+    /// record already holds, as the commit would write it.
+    fn restored_as_stored(&self, id: &str) -> bool {
+        let Some(entry) = self.agents.get(id) else {
+            return false;
+        };
+        let Some(key) = entry.key else {
+            return false;
+        };
+        let now = self
+            .engine
+            .snapshot(key)
+            .ok()
+            .and_then(|s| serde_json::to_value(s).ok());
+        now.is_some() && now == entry.record.sync
     }
 
     /// Commits what restoring decided (called once before serving).

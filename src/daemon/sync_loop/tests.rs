@@ -454,3 +454,162 @@ async fn the_routing_gate_follows_the_engine_view() {
     assert!(routing::gate_of(&state).cc_routable);
     assert_eq!(h.committed(kind::AGENT_ROUTABLE_CHANGED).len(), 1);
 }
+
+/// The harness's store, keeping the ids of the agent records each commit
+/// wrote.
+struct Recording {
+    inner: Arc<MemoryStore>,
+    agents_written: Mutex<Vec<Vec<String>>>,
+}
+
+impl Recording {
+    fn written(&self) -> Vec<Vec<String>> {
+        self.agents_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Store for Recording {
+    fn store_id(&self) -> &str {
+        self.inner.store_id()
+    }
+    fn load(&self) -> Result<Loaded, crate::store::StoreError> {
+        self.inner.load()
+    }
+    fn commit(&self, batch: crate::store::Batch) -> Result<Vec<Event>, crate::store::StoreError> {
+        self.agents_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(batch.agents.iter().map(|(id, _)| id.clone()).collect());
+        self.inner.commit(batch)
+    }
+    fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, crate::store::StoreError> {
+        self.inner.events_after(after, limit)
+    }
+    fn first_seq(&self) -> Result<Option<u64>, crate::store::StoreError> {
+        self.inner.first_seq()
+    }
+    fn last_seq(&self) -> Result<u64, crate::store::StoreError> {
+        self.inner.last_seq()
+    }
+    fn meta(
+        &self,
+        key: &crate::store::MetaKey,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        self.inner.meta(key)
+    }
+    fn prune_events(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        keep_at_least: usize,
+    ) -> Result<usize, crate::store::StoreError> {
+        self.inner.prune_events(before, keep_at_least)
+    }
+    fn mark_clean_shutdown(&self) -> Result<(), crate::store::StoreError> {
+        self.inner.mark_clean_shutdown()
+    }
+}
+
+/// A restart over the harness's store: restores, commits what restoring
+/// decided, and returns the agent records each commit wrote.
+async fn restart(h: &Harness, loaded: Loaded) -> Vec<Vec<String>> {
+    let profile = match parse_profile("default", Path::new("default.toml"), PROFILE) {
+        Ok(p) => p,
+        Err(e) => panic!("the test profile does not load: {e:?}"),
+    };
+    let mappings = MappingSet {
+        profiles: vec![Arc::new(profile)],
+        groups: HashMap::new(),
+        files: Vec::new(),
+    };
+    let metrics = match DaemonMetrics::register(&Registry::new()) {
+        Ok(m) => m,
+        Err(e) => panic!("metrics: {e}"),
+    };
+    let out = Outputs {
+        events: broadcast::channel(1024).0,
+        writes: mpsc::unbounded_channel().0,
+        poll_users: watch::channel(Arc::new(Vec::new())).0,
+        status: watch::channel(LoopStatus::default()).0,
+        metrics,
+    };
+    let store = Arc::new(Recording {
+        inner: Arc::clone(&h.store),
+        agents_written: Mutex::new(Vec::new()),
+    });
+    let mut sync = match SyncLoop::restore_with_clock(
+        Settings::default(),
+        mappings,
+        RoutingConfig::default(),
+        loaded,
+        Arc::clone(&store),
+        out,
+        Arc::clone(&h.clock) as Arc<dyn Clock>,
+    ) {
+        Ok(sync) => sync,
+        Err(e) => panic!("the loop does not restore: {e}"),
+    };
+    assert_eq!(sync.commit_initial().await, Ok(()));
+    store.written()
+}
+
+#[tokio::test]
+async fn a_restart_writes_only_the_agents_whose_state_changed() {
+    let mut h = Harness::new().await;
+    let agents = 30;
+    for n in 0..agents {
+        let user = format!("00000000-0000-0000-0000-{n:012x}");
+        assert!(h.put(&format!("a{n}"), settings(&user)).await.is_ok());
+        let status = if n % 2 == 0 { "Available" } else { "Busy" };
+        assert!(h.report(&format!("a{n}"), status).await.is_ok());
+    }
+    h.clock.advance(Duration::from_secs(5));
+    assert_eq!(h.step(Vec::new()).await, Ok(()));
+    let load = |h: &Harness| match h.store.load() {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    };
+    // A first restart writes at most the agents whose engine state moved
+    // on since their last commit (a debounce that ended without a
+    // decision), never all of them again for nothing; no event repeats.
+    let before = load(&h);
+    let first = restart(&h, before.clone()).await;
+    assert!(first.len() <= 1, "one commit: {first:?}");
+    let stored = load(&h);
+    assert_eq!(stored.agents.len(), agents);
+    assert_eq!(
+        stored.last_seq, before.last_seq,
+        "a restart repeats no event"
+    );
+
+    // Restored as stored: no agent record is written but those of the
+    // agents that owe Teams a write (the `Busy` half here, never answered:
+    // the write is decided again, under a new id).
+    let owing: Vec<String> = stored.outbox.iter().map(|o| o.agent_id.clone()).collect();
+    assert_eq!(owing.len(), agents / 2);
+    let again = restart(&h, stored.clone()).await;
+    let mut written = again.concat();
+    written.sort();
+    let mut expected = owing.clone();
+    expected.sort();
+    assert_eq!(written, expected);
+
+    // One agent whose stored engine state is gone: only it is written.
+    let mut changed = stored.clone();
+    changed.agents[0].sync = None;
+    let id = changed.agents[0].id.clone();
+    assert!(!owing.contains(&id), "{id} is an `Available` one");
+    let again = restart(&h, changed).await;
+    assert!(again.concat().contains(&id));
+    assert!(again.concat().len() <= owing.len() + 1);
+    assert!(load(&h).agents[0].sync.is_some());
+    // The next restart finds it as stored again.
+    let again = restart(&h, load(&h)).await;
+    assert!(!again.concat().contains(&id), "rewrote {again:?}");
+}

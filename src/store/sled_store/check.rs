@@ -1,6 +1,8 @@
-//! The deep check a store passes before the daemon may use it: the meta
-//! (schema, store id, next seq), then every key and record against the
-//! rules of its family. A problem refuses the store as damaged, naming it.
+//! The deep check: the meta (schema, store id, next seq), then every key
+//! and record against the rules of its family. A problem refuses the store
+//! as damaged, naming it. It runs at open after an unclean shutdown and on
+//! demand (`presence-sync check --store`); [`store_meta`] alone is the
+//! cheap check every open makes.
 
 use std::path::Path;
 
@@ -10,15 +12,45 @@ use crate::routing::ContactRecord;
 use crate::store::keys::{self, AGENT, CONTACT, EVENT, META, OUTBOX};
 use crate::store::{AgentRecord, OutboxEntry, SCHEMA_VERSION, StoreError};
 
-/// Reads the store's meta and checks every key against it. Returns the
-/// store id and the next seq.
-pub(super) fn check(db: &sled::Db, dir: &Path) -> Result<(String, u64), StoreError> {
+/// What a store that passed the deep check holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreSummary {
+    pub store_id: String,
+    pub next_seq: u64,
+    pub agents: usize,
+    pub outbox: usize,
+    pub contacts: usize,
+    /// Events kept (after retention), and the oldest one's seq.
+    pub events: usize,
+    pub first_seq: Option<u64>,
+    pub meta: usize,
+    /// Whether the last process to use it stopped cleanly (the marker).
+    pub closed_cleanly: bool,
+}
+
+/// Reads the store's meta and checks every key against it.
+pub(super) fn check(db: &sled::Db, dir: &Path) -> Result<StoreSummary, StoreError> {
     let (store_id, next_seq) = store_meta(db, dir)?;
+    let mut summary = StoreSummary::default();
     for item in db.iter() {
         let (key, value) = item.map_err(|e| sled_error(dir, e))?;
         check_record(dir, &key, &value, &store_id, next_seq)?;
+        if key.starts_with(AGENT) {
+            summary.agents += 1;
+        } else if key.starts_with(OUTBOX) {
+            summary.outbox += 1;
+        } else if key.starts_with(CONTACT) {
+            summary.contacts += 1;
+        } else if key.starts_with(EVENT) {
+            summary.events += 1;
+            summary.first_seq = summary.first_seq.or_else(|| event_seq(&key));
+        } else {
+            summary.meta += 1;
+        }
     }
-    Ok((store_id, next_seq))
+    summary.store_id = store_id;
+    summary.next_seq = next_seq;
+    Ok(summary)
 }
 
 /// The schema (refused when newer), the store id and the next seq.

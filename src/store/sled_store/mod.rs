@@ -1,19 +1,22 @@
 //! The [`Store`] on sled: one tree, and per commit one `apply_batch`, then
 //! sled's `flush` and an `fdatasync` (see [`super::keys`] for the layout).
 //!
-//! Opening checks every key before the daemon may use the store, and refuses
-//! (without writing) a store from a newer schema, a damaged store and a
+//! Opening makes the cheap checks (the lock, the schema, the store id, the
+//! next seq) on a store closed cleanly, and checks every key of one that
+//! was not; it refuses a store from a newer schema, a damaged store and a
 //! directory that holds something other than a store.
 //!
 //! | concept | file |
 //! |---|---|
 //! | the store handle, its reads, errors and record decoding | `mod.rs` |
 //! | opening: directory, sled's files, the lock, the scratch copy, a new store | `open.rs` |
-//! | the deep check at open: meta, then every key and record | `check.rs` |
+//! | the clean-shutdown marker that lets an open skip the deep check | `marker.rs` |
+//! | the deep check (after an unclean shutdown, and `check --store`): meta, then every key and record | `check.rs` |
 //! | durable writes: a batch (agents, outbox, contacts, events, meta), pruning, fsync | `write.rs` |
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -24,12 +27,25 @@ use super::{Batch, Loaded, MetaKey, Store, StoreError};
 use crate::events::Event;
 
 mod check;
+mod marker;
 mod open;
 #[cfg(test)]
 mod tests;
 mod write;
 
+pub use check::StoreSummary;
 pub(crate) use open::{create_with, is_empty_or_missing};
+
+/// How an open made sure of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenCheck {
+    /// There was none: a new store was created.
+    Created,
+    /// The last process closed it cleanly: the cheap checks only.
+    AfterCleanShutdown,
+    /// It was not closed cleanly: every key was checked.
+    Deep,
+}
 
 pub struct SledStore {
     dir: PathBuf,
@@ -41,6 +57,9 @@ pub struct SledStore {
     next_seq: Mutex<u64>,
     /// sled's log file, for the fsync its own flush leaves out.
     log_file: fs::File,
+    opened: OpenCheck,
+    /// The clean-shutdown marker is on disk: a commit withdraws it first.
+    marked_clean: AtomicBool,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -55,6 +74,19 @@ impl std::fmt::Debug for SledStore {
 impl SledStore {
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// How this open made sure of the store.
+    pub fn opened(&self) -> OpenCheck {
+        self.opened
+    }
+
+    /// Withdraws the clean-shutdown marker before the store is written again.
+    pub(super) fn withdraw_clean_mark(&self) -> Result<(), StoreError> {
+        if self.marked_clean.swap(false, Ordering::SeqCst) {
+            marker::remove(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` on the raw tree with commits held off, so it sees one
@@ -162,6 +194,15 @@ impl Store for SledStore {
         keep_at_least: usize,
     ) -> Result<usize, StoreError> {
         self.prune(before, keep_at_least)
+    }
+
+    fn mark_clean_shutdown(&self) -> Result<(), StoreError> {
+        // Commits held off: the marker vouches for this very state.
+        let next_seq = self.lock();
+        self.durable()?;
+        marker::write(&self.dir, &self.store_id, *next_seq)?;
+        self.marked_clean.store(true, Ordering::SeqCst);
+        Ok(())
     }
 }
 

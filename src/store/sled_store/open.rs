@@ -1,20 +1,31 @@
 //! Opening a store: a missing or empty directory becomes a new store (mode
-//! 0700, a fresh id, seq 1); anything else must hold sled's own files, is
-//! locked, copied to a scratch directory and checked there (sled writes to
-//! whatever it opens) before the real store is opened.
+//! 0700, a fresh id, seq 1); anything else must hold sled's own files.
+//!
+//! A store the last process closed cleanly (the clean-shutdown marker, see
+//! [`super::marker`]) is opened with the cheap checks only: the lock, the
+//! schema, the store id and the next seq. Without the marker (a crash, a
+//! kill, a power cut, a store from an import or another tool) the store is
+//! locked, copied to a scratch directory and checked there key by key
+//! before the real store is opened, as `presence-sync check --store` does
+//! on demand. The copy is kept for that path because sled writes to its
+//! files whenever it opens them, even to read (measured: a plain open and
+//! drop rewrites `db` and adds a `snap.*`), so a store refused by the deep
+//! check is left byte for byte as it was.
 
 use std::fs;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
-use super::check::{check, store_meta};
+use super::check::{StoreSummary, check, store_meta};
+use super::marker;
 use super::write::{make_durable, open_log_file, sync_dir};
-use super::{SledStore, decode, sled_error};
+use super::{OpenCheck, SledStore, decode, sled_error};
 use crate::store::keys::{self, AGENT};
 use crate::store::{AgentRecord, SCHEMA_VERSION, StoreError};
 
@@ -33,28 +44,38 @@ const LOCK_RETRY: Duration = Duration::from_millis(10);
 
 impl SledStore {
     /// Opens the store in `dir`, creating it (mode 0700) when the directory
-    /// is missing or empty. An existing store is checked key by key first.
-    ///
-    /// sled writes to its files whenever it opens them, even to read, so the
-    /// check runs on a scratch copy (in the temp directory) while the store
-    /// is locked: a store that is refused is left byte for byte as it was.
+    /// is missing or empty. An existing store closed cleanly gets the cheap
+    /// checks; one that was not is checked key by key first, on a scratch
+    /// copy (in the temp directory) while the store is locked, so a store
+    /// that is refused is left byte for byte as it was.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         if prepare_dir(dir)? {
             let db = open_sled(dir, dir)?;
             let (store_id, next_seq) = initialise(&db, dir)?;
-            return SledStore::new(dir, db, store_id, next_seq);
+            return SledStore::new(dir, db, store_id, next_seq, OpenCheck::Created);
         }
         check_sled_files(dir)?;
-        let checked = {
-            let _lock = lock_store(dir)?;
-            let copy = ScratchCopy::of(dir)?;
-            let db = open_sled(copy.path(), dir)?;
-            check(&db, dir)?
+        let (checked, how) = {
+            let lock = lock_store(dir)?;
+            match marker::take(dir)? {
+                Some(closed) => {
+                    // Let go of our lock for sled's own, as below.
+                    drop(lock);
+                    (closed, OpenCheck::AfterCleanShutdown)
+                }
+                None => {
+                    let copy = ScratchCopy::of(dir)?;
+                    let db = open_sled(copy.path(), dir)?;
+                    let summary = check(&db, dir)?;
+                    ((summary.store_id, summary.next_seq), OpenCheck::Deep)
+                }
+            }
         };
         // Between the check and this open another process could take the
         // store: sled's own lock refuses us then. One that opened and closed
         // it in between ran this same check; comparing the meta catches a
-        // store that is no longer the one checked.
+        // store that is no longer the one checked (or a marker left by
+        // another store).
         let db = open_sled(dir, dir)?;
         if store_meta(&db, dir)? != checked {
             return Err(StoreError::Io(format!(
@@ -63,7 +84,24 @@ impl SledStore {
             )));
         }
         let (store_id, next_seq) = checked;
-        SledStore::new(dir, db, store_id, next_seq)
+        SledStore::new(dir, db, store_id, next_seq, how)
+    }
+
+    /// The deep check of the store in `dir`, on a scratch copy, leaving the
+    /// store as it was (`presence-sync check --store`). A store in use by
+    /// another process (the running daemon) is refused with
+    /// [`StoreError::Locked`]; a missing or empty directory is `Ok(None)`.
+    pub fn check_dir(dir: &Path) -> Result<Option<StoreSummary>, StoreError> {
+        if is_empty_or_missing(dir)? {
+            return Ok(None);
+        }
+        check_sled_files(dir)?;
+        let _lock = lock_store(dir)?;
+        let copy = ScratchCopy::of(dir)?;
+        let db = open_sled(copy.path(), dir)?;
+        let mut summary = check(&db, dir)?;
+        summary.closed_cleanly = marker::is_present(dir);
+        Ok(Some(summary))
     }
 
     fn new(
@@ -71,6 +109,7 @@ impl SledStore {
         db: sled::Db,
         store_id: String,
         next_seq: u64,
+        opened: OpenCheck,
     ) -> Result<SledStore, StoreError> {
         Ok(SledStore {
             dir: dir.to_path_buf(),
@@ -78,6 +117,8 @@ impl SledStore {
             db,
             store_id,
             next_seq: Mutex::new(next_seq),
+            opened,
+            marked_clean: AtomicBool::new(false),
         })
     }
     /// The agents the store in `dir` holds, read from a scratch copy so the

@@ -355,3 +355,106 @@ fn commits_from_several_threads_get_distinct_contiguous_seqs() {
         .collect();
     assert_eq!(stored, seqs);
 }
+
+/// Waits for sled to let go of a store dropped a moment ago, then opens it.
+fn reopen(dir: &Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(dir) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+#[test]
+fn a_clean_shutdown_spares_the_next_open_the_deep_check_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.opened(), OpenCheck::Created);
+    store.commit(batch("a1", 1, 2, 100)).unwrap();
+    store.mark_clean_shutdown().unwrap();
+    let before = store.load().unwrap();
+    drop(store);
+    assert!(dir.path().join(marker::FILE).is_file());
+
+    let store = reopen(dir.path());
+    assert_eq!(store.opened(), OpenCheck::AfterCleanShutdown);
+    assert_eq!(store.load().unwrap(), before);
+    // Taken at open: a crash from here on leads to the deep check.
+    assert!(!dir.path().join(marker::FILE).exists());
+    drop(store);
+    assert_eq!(reopen(dir.path()).opened(), OpenCheck::Deep);
+}
+
+#[test]
+fn a_commit_after_the_mark_withdraws_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.mark_clean_shutdown().unwrap();
+    store.commit(batch("a1", 1, 2, 100)).unwrap();
+    assert!(!dir.path().join(marker::FILE).exists());
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(store.opened(), OpenCheck::Deep);
+    assert_eq!(store.load().unwrap().agents, vec![agent("a1", 1)]);
+}
+
+#[test]
+fn a_marker_that_vouches_for_another_state_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_store(dir.path());
+    marker::write(dir.path(), "0123456789abcdef", 99).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(dir.path()) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(StoreError::Io(message)) => {
+                assert!(
+                    message.contains("changed while it was being checked"),
+                    "{message}"
+                );
+                break;
+            }
+            other => panic!("expected the marker refused, got {other:?}"),
+        }
+    }
+    // Gone with the refusal: the next open checks every key.
+    assert_eq!(reopen(dir.path()).opened(), OpenCheck::Deep);
+}
+
+#[test]
+fn the_deep_check_on_demand_counts_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(SledStore::check_dir(dir.path()).unwrap(), None);
+    let store = SledStore::open(dir.path()).unwrap();
+    store.commit(batch("a1", 1, 2, 100)).unwrap();
+    store.commit(batch("a2", 1, 1, 101)).unwrap();
+    assert!(matches!(
+        SledStore::check_dir(dir.path()),
+        Err(StoreError::Locked { .. })
+    ));
+    store.mark_clean_shutdown().unwrap();
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = snapshot(dir.path());
+    let summary = SledStore::check_dir(dir.path()).unwrap().unwrap();
+    assert_eq!(
+        (
+            summary.agents,
+            summary.outbox,
+            summary.events,
+            summary.first_seq,
+            summary.next_seq
+        ),
+        (2, 2, 3, Some(1), 4)
+    );
+    assert!(summary.closed_cleanly);
+    assert_eq!(snapshot(dir.path()), before);
+    // The marker is still there for the daemon's next start.
+    assert_eq!(reopen(dir.path()).opened(), OpenCheck::AfterCleanShutdown);
+}

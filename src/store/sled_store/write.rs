@@ -20,6 +20,7 @@ impl SledStore {
             return Ok(Vec::new());
         }
         let mut next_seq = self.lock();
+        self.withdraw_clean_mark()?;
         let mut writes = sled::Batch::default();
         // The outbox first, so an agent deleted in the same batch takes its
         // outbox entry with it whatever order the caller listed them in.
@@ -100,6 +101,7 @@ impl SledStore {
         keep_at_least: usize,
     ) -> Result<usize, StoreError> {
         let _commits_held = self.lock();
+        self.withdraw_clean_mark()?;
         let range = || EVENT.to_vec()..keys::family_end(EVENT);
         let kept = self.db.range(range()).count();
         let may_drop = kept.saturating_sub(keep_at_least);
