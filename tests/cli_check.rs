@@ -327,3 +327,99 @@ fn a_session_away_target_is_a_located_warning_and_still_passes() {
     );
     assert!(output.status.success());
 }
+
+/// A store in `dir` with two events and a cursor, closed again (not
+/// cleanly: no daemon stopped it).
+fn small_store(dir: &Path) -> presence_sync::store::SledStore {
+    use presence_sync::events::NewEvent;
+    use presence_sync::store::{Batch, MetaKey, SledStore, Store};
+    let store = SledStore::open(dir).unwrap();
+    let event = NewEvent {
+        kind: "agent.updated".to_owned(),
+        time: chrono::Utc::now(),
+        agent_id: None,
+        data: serde_json::Value::Null,
+    };
+    store
+        .commit(Batch {
+            events: vec![event.clone(), event],
+            meta: vec![(MetaKey::Cursor("webhook".to_owned()), Some("1".to_owned()))],
+            ..Batch::default()
+        })
+        .unwrap();
+    store
+}
+
+/// `check --store`, retried while a store dropped a moment ago in this
+/// process is still locked (sled lets go from background threads).
+fn check_store(dir: &Path) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let output = presence_sync(&["check", "--store", &dir.display().to_string()], &[]);
+        if !stderr(&output).contains("in use") || std::time::Instant::now() > deadline {
+            return output;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn check_store_reads_every_record_and_says_what_it_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    drop(small_store(&state));
+    let output = check_store(&state);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("passed its check"), "{text}");
+    assert!(
+        text.contains("0 agents") && text.contains("2 events (seqs 1 to 2)"),
+        "{text}"
+    );
+    assert!(text.contains("not closed cleanly"), "{text}");
+}
+
+#[test]
+fn check_store_refuses_politely_while_the_store_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let output = presence_sync(
+        &["check", "--store", &dir.path().display().to_string()],
+        &[],
+    );
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("is in use") && text.contains("Stop the daemon first"),
+        "{text}"
+    );
+    drop(store);
+}
+
+#[test]
+fn check_store_refuses_what_is_not_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = presence_sync(
+        &["check", "--store", &dir.path().display().to_string()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(4));
+    assert!(
+        stderr(&output).contains("holds no store"),
+        "{}",
+        stderr(&output)
+    );
+    fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    let output = presence_sync(
+        &["check", "--store", &dir.path().display().to_string()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(4));
+    assert!(
+        stderr(&output).contains("holds no presence-sync store"),
+        "{}",
+        stderr(&output)
+    );
+    // Neither --config nor --store: a bad command line.
+    assert_eq!(presence_sync(&["check"], &[]).status.code(), Some(2));
+}

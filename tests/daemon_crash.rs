@@ -131,9 +131,17 @@ async fn kill_9_in_a_burst_loses_no_acknowledged_update_and_no_owed_write() {
         for t in tasks {
             done += t.await.unwrap();
         }
-        // A clean store after every kill: it opens, and every acknowledged
-        // update is there.
+        // A clean store after every kill: it opens, checked record by
+        // record (the kill left no clean-shutdown marker), and every
+        // acknowledged update is there.
+        let log_from = std::fs::read_to_string(&log).map_or(0, |t| t.len());
         daemon = start(&config, &log).await;
+        let started = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            started[log_from..].contains("every record was checked at open"),
+            "round {round}: no deep check after a kill:\n{}",
+            &started[log_from..]
+        );
         let snapshot = acked.lock().unwrap().clone();
         for (a, (last_acked, maybe)) in snapshot {
             let view = agent(&http, &daemon.base, &format!("a{a}")).await;
@@ -232,6 +240,21 @@ async fn kill_9_in_a_burst_loses_no_acknowledged_update_and_no_owed_write() {
         );
         assert_eq!(&shown, pair, "agent a{a} ({status}) in Teams");
     }
+    // A clean stop spares the next start the deep check.
+    common::process_kit::signal(&daemon.child, libc::SIGTERM);
+    assert!(
+        common::process_kit::wait_exit(&mut daemon.child)
+            .await
+            .success()
+    );
+    let log_from = std::fs::read_to_string(&log).map_or(0, |t| t.len());
+    let mut daemon = start(&config, &log).await;
+    let started = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        started[log_from..].contains("the store was closed cleanly"),
+        "no quick open after a clean stop:\n{}",
+        &started[log_from..]
+    );
     daemon.child.kill().unwrap();
     let _ = daemon.child.wait();
     sim.shutdown().await.unwrap();

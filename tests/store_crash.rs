@@ -9,6 +9,10 @@
 //! directory. Every fifth round kills the writer at its first line of
 //! output, while it is still opening (and recovering) the store.
 //!
+//! The check closes the store cleanly (the clean-shutdown marker), so each
+//! writer opens it with the cheap checks only; a writer killed after it
+//! committed leaves no marker, and the reopen must run the deep check.
+//!
 //! `PRESENCE_SYNC_CRASH_ROUNDS` sets the number of rounds (20 by default,
 //! what CI runs); the longer run is
 //! `PRESENCE_SYNC_CRASH_ROUNDS=100 cargo test --test store_crash`.
@@ -23,7 +27,7 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use presence_sync::events::{NewEvent, kind};
-use presence_sync::store::{AgentRecord, Batch, MetaKey, OutboxEntry, SledStore, Store};
+use presence_sync::store::{AgentRecord, Batch, MetaKey, OpenCheck, OutboxEntry, SledStore, Store};
 
 const WRITER_DIR: &str = "PRESENCE_SYNC_CRASH_WRITER_DIR";
 const ROUNDS: &str = "PRESENCE_SYNC_CRASH_ROUNDS";
@@ -275,7 +279,7 @@ fn acknowledged_batches_survive_sigkill() {
             "round {round}: the writer stopped by itself ({status}):\n{stderr}"
         );
 
-        let (id, durable) = check_after_crash(&dir, acked, known, round);
+        let (id, durable) = check_after_crash(&dir, acked, known, round, acks > 0);
         known = durable;
         let first_id = store_id.get_or_insert_with(|| id.clone());
         assert_eq!(&id, first_id, "round {round}: the store id changed");
@@ -290,9 +294,24 @@ fn acknowledged_batches_survive_sigkill() {
 /// up to the last one known (`known`: acknowledged, or found at the last
 /// check) or the one after it, each one whole. Returns the store id and the
 /// last batch on disk.
-fn check_after_crash(dir: &Path, acked: Ack, known: u64, round: usize) -> (String, u64) {
+fn check_after_crash(
+    dir: &Path,
+    acked: Ack,
+    known: u64,
+    round: usize,
+    writer_committed: bool,
+) -> (String, u64) {
     let store = SledStore::open(dir)
         .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL: {e}"));
+    // A writer that committed had taken the marker away: the kill leads to
+    // the deep check. (One killed while opening may not have reached it.)
+    if writer_committed {
+        assert_eq!(
+            store.opened(),
+            OpenCheck::Deep,
+            "round {round}: a store killed mid-write must be checked key by key"
+        );
+    }
     let durable = durable_batch(&store);
     // The writer prints an ack after each commit and commits the next batch
     // only after printing: at most one batch can be on disk unacknowledged.
@@ -353,5 +372,7 @@ fn check_after_crash(dir: &Path, acked: Ack, known: u64, round: usize) -> (Strin
         );
     }
     assert_eq!(store.first_seq().unwrap(), events.first().map(|e| e.seq));
+    // Closed cleanly: the next writer opens it with the cheap checks.
+    store.mark_clean_shutdown().unwrap();
     (store.store_id().to_owned(), durable)
 }
