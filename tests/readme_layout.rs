@@ -35,7 +35,11 @@ fn backticked(text: &str) -> Vec<String> {
 }
 
 fn all_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+    // A row naming a folder that is not there is reported on its own.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
         let path = entry.path();
         out.push(path.clone());
         if path.is_dir() {
