@@ -135,33 +135,29 @@ impl<S: Store> SyncLoop<S> {
             clock,
         };
         let now = me.clock.now();
-        for record in loaded.agents {
+        // The engine and the router take each agent's state; the entries
+        // keep the settings only.
+        let mut routing_states = HashMap::new();
+        for mut record in loaded.agents {
             let id = record.id.clone();
-            let snapshot = record
-                .sync
-                .as_ref()
-                .and_then(|s| match serde_json::from_value::<AgentSnapshot>(s.clone()) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!(agent = %id, error = %e, "stored sync state unreadable; starting the agent afresh");
-                        None
-                    }
-                });
+            let snapshot: Option<Box<AgentSnapshot>> = record.sync.take();
+            let routing_stored = match record.routing.take() {
+                Some(state) => {
+                    routing_states.insert(id.clone(), *state);
+                    true
+                }
+                None => false,
+            };
+            let linked = record.teams_user_id.is_some();
             me.agents.insert(
                 id.clone(),
                 AgentEntry {
-                    record,
-                    key: None,
-                    routable: None,
-                    conflict: None,
+                    routing_stored,
+                    ..AgentEntry::new(record)
                 },
             );
-            if me
-                .agents
-                .get(&id)
-                .is_some_and(|e| e.record.teams_user_id.is_some())
-            {
-                me.attach(now, &id, snapshot.as_ref());
+            if linked {
+                me.attach(now, &id, snapshot.as_deref());
             }
         }
         // The router, with each agent's gate as its restored view shows it.
@@ -176,11 +172,12 @@ impl<S: Store> SyncLoop<S> {
                 (
                     id.clone(),
                     routing::spec_of(&e.record),
-                    e.record.routing.clone(),
+                    routing_states.remove(id),
                     gate,
                 )
             })
             .collect();
+        drop(routing_states);
         me.router = routing::restore_router(
             now,
             &routing,
