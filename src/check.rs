@@ -8,7 +8,6 @@ use crate::daemon::mappings::queue_status_errors;
 use crate::diagnostics::Diagnostic;
 use crate::mapping::{self, Profile};
 use crate::store::{SledStore, StoreError};
-use crate::sync::AgentSnapshot;
 
 /// What `check` found.
 #[derive(Debug, Default)]
@@ -164,9 +163,8 @@ fn check_held_statuses(config: &Config, profiles: &[Profile], report: &mut Check
         let held = agent
             .sync
             .as_ref()
-            .and_then(|s| serde_json::from_value::<AgentSnapshot>(s.clone()).ok())
-            .and_then(|s| s.cc)
-            .map(|c| c.status)
+            .and_then(|s| s.cc.as_ref())
+            .map(|c| c.status.clone())
             .or_else(|| agent.cc_status.as_ref().map(|c| c.status.clone()));
         let (Some(status), Some(profile)) =
             (held, profiles.iter().find(|p| p.name == profile_name))

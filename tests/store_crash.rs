@@ -27,7 +27,12 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use presence_sync::events::{NewEvent, kind};
-use presence_sync::store::{AgentRecord, Batch, MetaKey, OpenCheck, OutboxEntry, SledStore, Store};
+use presence_sync::routing::AgentRouting;
+use presence_sync::store::{
+    AgentRecord, Batch, MetaKey, OpenCheck, OutboxEntry, OutboxWrite, SledStore, Store, WriteAction,
+};
+use presence_sync::sync::AgentSnapshot;
+use presence_sync::time::Timestamp;
 
 const WRITER_DIR: &str = "PRESENCE_SYNC_CRASH_WRITER_DIR";
 const ROUNDS: &str = "PRESENCE_SYNC_CRASH_ROUNDS";
@@ -68,8 +73,16 @@ fn seq_after(n: u64) -> u64 {
     (1..=n).map(events_of).sum()
 }
 
-fn counter(value: Option<&serde_json::Value>) -> Option<u64> {
-    value?.get("counter")?.as_u64()
+/// Batch `n` as an engine snapshot carries it (its keep-alive time).
+fn snapshot(n: u64) -> AgentSnapshot {
+    AgentSnapshot {
+        keepalive_at: Some(Timestamp::from_micros(n)),
+        ..AgentSnapshot::default()
+    }
+}
+
+fn counter(snapshot: Option<&AgentSnapshot>) -> Option<u64> {
+    Some(snapshot?.keepalive_at?.as_micros())
 }
 
 fn writer_batch(n: u64) -> Batch {
@@ -89,10 +102,13 @@ fn writer_batch(n: u64) -> Batch {
                 phone: None,
                 profile: None,
                 cc_status: None,
-                sync: Some(serde_json::json!({ "counter": n })),
+                sync: Some(Box::new(snapshot(n))),
                 queues: Vec::new(),
                 capacity: None,
-                routing: Some(serde_json::json!({ "counter": n })),
+                routing: Some(Box::new(AgentRouting {
+                    busy_today: n,
+                    ..AgentRouting::default()
+                })),
                 updated_at: time,
             };
             (id, Some(record))
@@ -106,7 +122,12 @@ fn writer_batch(n: u64) -> Batch {
             outbox_agent.clone(),
             Some(OutboxEntry {
                 agent_id: outbox_agent,
-                write: serde_json::json!({ "counter": n }),
+                write: OutboxWrite {
+                    write_id: n,
+                    action: WriteAction::ClearSession,
+                    presence: None,
+                    expiry_seconds: None,
+                },
                 decided_at: time,
             }),
         )],
@@ -334,12 +355,12 @@ fn check_after_crash(
     let agents: BTreeMap<&str, Option<u64>> = loaded
         .agents
         .iter()
-        .map(|a| (a.id.as_str(), counter(a.sync.as_ref())))
+        .map(|a| (a.id.as_str(), counter(a.sync.as_deref())))
         .collect();
     let outbox: BTreeMap<&str, Option<u64>> = loaded
         .outbox
         .iter()
-        .map(|o| (o.agent_id.as_str(), counter(Some(&o.write))))
+        .map(|o| (o.agent_id.as_str(), Some(o.write.write_id)))
         .collect();
     for index in 0..AGENTS {
         let id = agent_id(index);

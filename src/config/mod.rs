@@ -156,6 +156,9 @@ pub struct StoreConfig {
     pub event_retention: Duration,
     /// ...except the newest this many, which are always kept.
     pub event_keep_at_least: usize,
+    /// The storage engine's page cache, in MiB: what it keeps of the store
+    /// in memory beyond the daemon's own state.
+    pub cache_mb: u64,
 }
 
 /// `[sync]`: the engine's timing (SPEC §5).

@@ -48,6 +48,7 @@ pub(super) struct RawStore {
     pub state_dir: Option<String>,
     pub event_retention: Option<Text>,
     pub event_keep_at_least: Option<i64>,
+    pub cache_mb: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

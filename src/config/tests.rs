@@ -486,6 +486,20 @@ fn event_retention_takes_days_and_has_a_floor() {
 }
 
 #[test]
+fn the_store_cache_is_64_mib_unless_set_and_at_least_1() {
+    assert_eq!(load(&minimal(), &[]).unwrap().store.cache_mb, 64);
+    let text = minimal().replace("[store]", "[store]\ncache_mb = 16");
+    assert_eq!(load(&text, &[]).unwrap().store.cache_mb, 16);
+    let text = minimal().replace("[store]", "[store]\ncache_mb = 0");
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "/etc/presence-sync/config.toml:7:1: `store.cache_mb` = 0 is out of range: it must be from 1 to 1048576"
+        ]
+    );
+}
+
+#[test]
 fn a_webhook_section_with_a_url_gets_the_documented_defaults() {
     let text = minimal() + "\n[webhook]\nurl = \"https://cc.example.com/events\"\n";
     let config = load(

@@ -54,6 +54,10 @@ const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// events; an hour covers a restart or a network blip.
 const EVENT_RETENTION_RANGE: (Duration, Duration) = (Duration::from_secs(3600), Duration::MAX);
 const DEFAULT_EVENT_KEEP_AT_LEAST: i64 = 10_000;
+/// sled's page cache: the daemon reads the store once at start, then
+/// writes; 64 MiB holds the pages those writes touch.
+const DEFAULT_STORE_CACHE_MB: i64 = 64;
+const MAX_STORE_CACHE_MB: i64 = 1024 * 1024;
 const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_WEBHOOK_MAX_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
 /// The first retry waits 1 s; a shorter ceiling would hammer a failing receiver.
@@ -573,10 +577,18 @@ fn store(raw: RawStore, ctx: &mut Ctx<'_>) -> Option<StoreConfig> {
         0,
         i64::from(u32::MAX),
     );
+    let cache_mb = ctx.integer(
+        &["store", "cache_mb"],
+        raw.cache_mb,
+        DEFAULT_STORE_CACHE_MB,
+        1,
+        MAX_STORE_CACHE_MB,
+    );
     Some(StoreConfig {
         state_dir: state_dir?,
         event_retention: event_retention?,
         event_keep_at_least: usize::try_from(event_keep_at_least?).ok()?,
+        cache_mb: u64::try_from(cache_mb?).ok()?,
     })
 }
 

@@ -154,7 +154,8 @@ impl Daemon {
         let state_dir = config.store.state_dir.clone();
         let store = {
             let dir = state_dir.clone();
-            tokio::task::spawn_blocking(move || SledStore::open(&dir))
+            let cache_bytes = config.store.cache_mb.saturating_mul(1024 * 1024);
+            tokio::task::spawn_blocking(move || SledStore::open_with_cache(&dir, cache_bytes))
                 .await
                 .map_err(|e| DaemonError::Task(format!("opening the store: {e}")))??
         };

@@ -452,6 +452,73 @@ mod tests {
         assert_eq!(next[0].id, format!("{}-4", store.store_id()));
     }
 
+    /// An export (and the records in a store) as the build that kept the
+    /// engine's and the router's state as JSON trees wrote it: keys in
+    /// alphabetical order, every field the engine sets.
+    const TREE_SHAPED_EXPORT: &str = concat!(
+        r#"{"kind":"presence-sync-export","schema":1,"store_id":"00c0ffee00c0ffee","next_seq":1}"#,
+        "\n",
+        r#"{"kind":"agent","record":{"id":"a1","teams_user":"a1@contoso.example","teams_user_id":"oid-a1","groups":["sales"],"skills":{"english":3},"cc_status":{"status":"On call","at":"2023-11-14T22:13:20Z"},"#,
+        r#""sync":{"active":["Busy/InACall",1700000000000000],"cc":{"owner":"daemon","since":1700000000000000,"status":"On call"},"cc_handled":"On call","cc_requested":{"at":1700000001000000,"kind":"rule","status":"Available"},"desired":"Busy/InACall","desired_status":"On call","echo_deadline":1700000005000000,"in_flight":"Busy/InACall","keepalive_at":1700000300000000,"last_error":["throttled",1699999999000000],"loop_changes":[1699999990000000,1699999995000000],"loop_suspended":{"flows":["cc_to_teams"],"until":1700000600000000},"outranked_since":1700000002000000,"overridden_since":1700000003000000,"previous_set":["Away/Away",1699999000000000],"restore":{"previous":"Available","rule":"meeting","set":"In a meeting"},"retry_at":1700000010000000,"teams":["Available/Available",1699999000000000],"teams_handled":"Available/Available"},"#,
+        r#""queues":[{"queue":"sales","position":1}],"capacity":2,"#,
+        r#""routing":{"backoff_until":0,"busy_today":120000000,"contacts_today":3,"day":19675,"idle_since":1700000000000000,"misses":1,"paused_since":1700000100000000,"wrap_until":1700000050000000},"#,
+        r#""updated_at":"2023-11-14T22:13:20Z"}}"#,
+        "\n",
+        r#"{"kind":"outbox","entry":{"agent_id":"a1","decided_at":"2023-11-14T22:13:20Z","write":{"action":"set_session","expiry_seconds":3600,"presence":{"activity":"InACall","availability":"Busy"},"write_id":7}}}"#,
+        "\n",
+        r#"{"kind":"outbox","entry":{"agent_id":"a2","decided_at":"2023-11-14T22:13:20Z","write":{"action":"clear_session","expiry_seconds":null,"presence":null,"write_id":8}}}"#,
+        "\n",
+    );
+
+    #[test]
+    fn records_written_as_json_trees_still_load_and_export_the_same_json() {
+        let dir = tempfile::tempdir().unwrap();
+        import(dir.path(), TREE_SHAPED_EXPORT.as_bytes()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let loaded = store.load().unwrap();
+        let sync = loaded.agents[0].sync.as_ref().unwrap();
+        assert_eq!(sync.cc.as_ref().unwrap().owner, "daemon");
+        assert_eq!(sync.loop_changes.len(), 2);
+        assert_eq!(
+            sync.restore.as_ref().map(|r| r.rule.as_str()),
+            Some("meeting")
+        );
+        let routing = loaded.agents[0].routing.as_ref().unwrap();
+        assert_eq!((routing.contacts_today, routing.misses), (3, 1));
+        assert_eq!(
+            loaded.outbox[0].write.action,
+            super::super::WriteAction::SetSession
+        );
+        assert_eq!(loaded.outbox[1].write.presence, None);
+        // Typed, they serialise to the same JSON (key order aside).
+        let again = export_to_string(&store);
+        let json = |text: &str| -> Vec<serde_json::Value> {
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        assert_eq!(json(&again), json(TREE_SHAPED_EXPORT));
+    }
+
+    #[test]
+    fn an_unreadable_sync_or_routing_state_costs_that_agent_its_state_only() {
+        let text = TREE_SHAPED_EXPORT
+            .replace(
+                r#""sync":{"active""#,
+                r#""sync":{"unknown_field":1,"active""#,
+            )
+            .replace(
+                r#""routing":{"backoff_until":0,"#,
+                r#""routing":{"backoff_until":"soon","#,
+            );
+        let dir = tempfile::tempdir().unwrap();
+        import(dir.path(), text.as_bytes()).unwrap();
+        let loaded = SledStore::open(dir.path()).unwrap().load().unwrap();
+        let agent = &loaded.agents[0];
+        assert_eq!((agent.sync.as_ref(), agent.routing.as_ref()), (None, None));
+        assert_eq!(agent.capacity, Some(2));
+    }
+
     #[test]
     fn import_needs_an_empty_directory() {
         let backup = sample_export();

@@ -49,7 +49,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::events::{Event, NewEvent};
-use crate::routing::{ContactRecord, Membership};
+use crate::routing::{AgentRouting, ContactRecord, Membership};
+use crate::sync::AgentSnapshot;
 
 /// The schema this build writes. A store with a higher version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -82,9 +83,14 @@ pub struct AgentRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cc_status: Option<CcReport>,
     /// The sync engine's state for this agent (ownership, restore point,
-    /// writes owed), opaque to the store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync: Option<serde_json::Value>,
+    /// writes owed). One that no longer reads is dropped with a warning and
+    /// the agent starts afresh, as before it was typed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::sync"
+    )]
+    pub sync: Option<Box<AgentSnapshot>>,
     /// Queues the agent serves, in its order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<Membership>,
@@ -92,9 +98,14 @@ pub struct AgentRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u8>,
     /// The routing core's state for this agent (idle time, today's
-    /// counters, misses, pause, wrap-up), opaque to the store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub routing: Option<serde_json::Value>,
+    /// counters, misses, pause, wrap-up). One that no longer reads is
+    /// dropped and the counters start afresh.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::routing"
+    )]
+    pub routing: Option<Box<AgentRouting>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -108,9 +119,81 @@ pub struct CcReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub agent_id: String,
-    /// The write, as the daemon describes it (opaque to the store).
-    pub write: serde_json::Value,
+    /// The write, as the daemon describes it.
+    pub write: OutboxWrite,
     pub decided_at: DateTime<Utc>,
+}
+
+/// A Teams write as the outbox keeps it:
+/// `{"write_id":…,"action":…,"presence":{…}|null,"expiry_seconds":…|null}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxWrite {
+    pub write_id: u64,
+    pub action: WriteAction,
+    /// The presence set; `null` for a clear.
+    #[serde(default)]
+    pub presence: Option<OutboxPresence>,
+    /// A session's expiry; `null` but for `set_session`.
+    #[serde(default)]
+    pub expiry_seconds: Option<u64>,
+}
+
+/// What a Teams write does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteAction {
+    SetSession,
+    ClearSession,
+    SetPreferred,
+    ClearPreferred,
+}
+
+/// A presence in an outbox write, as Graph names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxPresence {
+    pub availability: String,
+    pub activity: String,
+}
+
+/// Decoding the engine's and the router's per-agent state so that one
+/// that no longer reads (written by another build, edited by hand) costs
+/// that agent its state, not the whole store.
+mod lenient {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer};
+
+    use crate::routing::AgentRouting;
+    use crate::sync::AgentSnapshot;
+
+    fn decode<'de, D, T>(d: D, what: &str) -> Result<Option<Box<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        // The tree lives only while this one field is decoded.
+        let Some(value) = Option::<serde_json::Value>::deserialize(d)? else {
+            return Ok(None);
+        };
+        match T::deserialize(value) {
+            Ok(state) => Ok(Some(Box::new(state))),
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored agent's {what} state is unreadable; that agent's starts afresh");
+                Ok(None)
+            }
+        }
+    }
+
+    pub(super) fn sync<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Box<AgentSnapshot>>, D::Error> {
+        decode(d, "sync")
+    }
+
+    pub(super) fn routing<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Box<AgentRouting>>, D::Error> {
+        decode(d, "routing")
+    }
 }
 
 /// Metadata keys the daemon owns.

@@ -6,8 +6,13 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
-use super::{AgentRecord, Batch, CcReport, MetaKey, OutboxEntry};
+use super::{
+    AgentRecord, Batch, CcReport, MetaKey, OutboxEntry, OutboxPresence, OutboxWrite, WriteAction,
+};
 use crate::events::{NewEvent, kind};
+use crate::sync::AgentSnapshot;
+use crate::sync::snapshot::CcSnapshot;
+use crate::time::Timestamp;
 
 pub(crate) fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap()
@@ -28,21 +33,50 @@ pub(crate) fn agent(id: &str, counter: u64) -> AgentRecord {
             status: "Available".to_owned(),
             at: at(1_700_000_000),
         }),
-        sync: Some(serde_json::json!({ "counter": counter })),
+        sync: Some(Box::new(sync_state(counter))),
         queues: vec![crate::routing::Membership {
             queue: "sales".to_owned(),
             position: Some(1),
         }],
         capacity: Some(2),
-        routing: Some(serde_json::json!({ "misses": counter })),
+        routing: Some(Box::new(crate::routing::AgentRouting {
+            idle_since: Timestamp::from_secs(1_700_000_000),
+            misses: u32::try_from(counter).unwrap_or(u32::MAX),
+            ..Default::default()
+        })),
         updated_at: at(1_700_000_000 + counter as i64),
+    }
+}
+
+/// An engine snapshot that carries `counter` (as a keep-alive time).
+pub(crate) fn sync_state(counter: u64) -> AgentSnapshot {
+    AgentSnapshot {
+        cc: Some(CcSnapshot {
+            status: "Available".to_owned(),
+            owner: "person".to_owned(),
+            since: Timestamp::from_secs(1_700_000_000),
+        }),
+        teams: Some((
+            "Available/Available".to_owned(),
+            Timestamp::from_secs(1_700_000_000),
+        )),
+        keepalive_at: Some(Timestamp::from_micros(counter)),
+        ..AgentSnapshot::default()
     }
 }
 
 pub(crate) fn outbox(id: &str, counter: u64) -> OutboxEntry {
     OutboxEntry {
         agent_id: id.to_owned(),
-        write: serde_json::json!({ "availability": "Busy", "counter": counter }),
+        write: OutboxWrite {
+            write_id: counter,
+            action: WriteAction::SetSession,
+            presence: Some(OutboxPresence {
+                availability: "Busy".to_owned(),
+                activity: "InACall".to_owned(),
+            }),
+            expiry_seconds: Some(3600),
+        },
         decided_at: at(1_700_000_000),
     }
 }
@@ -163,6 +197,59 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+fn timestamp() -> impl Strategy<Value = Timestamp> {
+    any::<u64>().prop_map(Timestamp::from_micros)
+}
+
+/// Engine snapshots with the kinds of fields the engine writes (names are
+/// free text: the store does not read them).
+fn any_snapshot() -> impl Strategy<Value = AgentSnapshot> {
+    (
+        proptest::option::of((text(), text(), timestamp())),
+        proptest::option::of(text()),
+        proptest::option::of((text(), timestamp())),
+        proptest::option::of(timestamp()),
+        prop::collection::vec(timestamp(), 0..3),
+    )
+        .prop_map(
+            |(cc, desired, teams, keepalive_at, loop_changes)| AgentSnapshot {
+                cc: cc.map(|(status, owner, since)| CcSnapshot {
+                    status,
+                    owner,
+                    since,
+                }),
+                desired,
+                teams,
+                keepalive_at,
+                loop_changes,
+                ..AgentSnapshot::default()
+            },
+        )
+}
+
+fn any_write() -> impl Strategy<Value = OutboxWrite> {
+    (
+        any::<u64>(),
+        proptest::sample::select(vec![
+            WriteAction::SetSession,
+            WriteAction::ClearSession,
+            WriteAction::SetPreferred,
+            WriteAction::ClearPreferred,
+        ]),
+        proptest::option::of((text(), text())),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(|(write_id, action, presence, expiry_seconds)| OutboxWrite {
+            write_id,
+            action,
+            presence: presence.map(|(availability, activity)| OutboxPresence {
+                availability,
+                activity,
+            }),
+            expiry_seconds,
+        })
+}
+
 fn agent_id() -> impl Strategy<Value = String> {
     prop_oneof![(0..5u8).prop_map(|n| format!("agent-{n}")), text(),]
 }
@@ -175,7 +262,7 @@ fn agent_record(id: String) -> impl Strategy<Value = AgentRecord> {
         prop::collection::vec(text(), 0..3),
         prop::collection::btree_map(text(), any::<u8>(), 0..3),
         proptest::option::of((text(), time()).prop_map(|(status, at)| CcReport { status, at })),
-        proptest::option::of(json()),
+        proptest::option::of(any_snapshot().prop_map(Box::new)),
         time(),
     )
         .prop_map(
@@ -228,13 +315,13 @@ pub(crate) fn any_batch() -> impl Strategy<Value = Batch> {
     });
     let outbox_op = agent_id().prop_flat_map(|id| {
         let entry_id = id.clone();
-        proptest::option::of(
-            (json(), time()).prop_map(move |(write, decided_at)| OutboxEntry {
+        proptest::option::of((any_write(), time()).prop_map(move |(write, decided_at)| {
+            OutboxEntry {
                 agent_id: entry_id.clone(),
                 write,
                 decided_at,
-            }),
-        )
+            }
+        }))
         .prop_map(move |entry| (id.clone(), entry))
     });
     (

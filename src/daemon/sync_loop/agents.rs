@@ -21,12 +21,30 @@ use super::SyncLoop;
 use super::error::LoopError;
 
 pub(super) struct AgentEntry {
+    /// The agent's settings and what the daemon knows of it. Its `sync`
+    /// and `routing` stay `None` here: the engine and the router hold that
+    /// state, and the commit builds both from them (one copy per agent).
     pub(super) record: AgentRecord,
     pub(super) key: Option<AgentKey>,
     pub(super) routable: Option<bool>,
     /// Waiting for a Teams user another agent holds: the user's id and
     /// that agent. Worked out again at every directory update.
     pub(super) conflict: Option<(String, String)>,
+    /// The stored record carries the router's state for the agent (the
+    /// router changed it, or it was stored so before a restart).
+    pub(super) routing_stored: bool,
+}
+
+impl AgentEntry {
+    pub(super) fn new(record: AgentRecord) -> Self {
+        AgentEntry {
+            record,
+            key: None,
+            routable: None,
+            conflict: None,
+            routing_stored: false,
+        }
+    }
 }
 
 /// An agent as the loop knows it at one time: what replies carry.

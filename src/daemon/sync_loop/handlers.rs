@@ -129,12 +129,10 @@ impl<S: Store> SyncLoop<S> {
             .upsert_agent(now, id, routing::spec_of(&record), &mut routed);
 
         let was_linked_to = existing.as_ref().and_then(|r| r.teams_user_id.clone());
-        let entry = self.agents.entry(id.to_string()).or_insert(AgentEntry {
-            record: record.clone(),
-            key: None,
-            routable: None,
-            conflict: None,
-        });
+        let entry = self
+            .agents
+            .entry(id.to_string())
+            .or_insert_with(|| AgentEntry::new(record.clone()));
         let had_key = entry.key;
         entry.record = record;
         // Worked out again below or at the next directory update.

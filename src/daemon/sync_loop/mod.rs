@@ -136,33 +136,35 @@ impl<S: Store> SyncLoop<S> {
             clock,
         };
         let now = me.clock.now();
-        for record in loaded.agents {
+        // The engine and the router take each agent's state; the entries
+        // keep the settings only.
+        let mut routing_states = HashMap::new();
+        // The stored sync states, until the agents restored exactly as
+        // stored are known (below); then dropped.
+        let mut stored_sync = HashMap::new();
+        for mut record in loaded.agents {
             let id = record.id.clone();
-            let snapshot = record
-                .sync
-                .as_ref()
-                .and_then(|s| match serde_json::from_value::<AgentSnapshot>(s.clone()) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!(agent = %id, error = %e, "stored sync state unreadable; starting the agent afresh");
-                        None
-                    }
-                });
+            let snapshot: Option<Box<AgentSnapshot>> = record.sync.take();
+            let routing_stored = match record.routing.take() {
+                Some(state) => {
+                    routing_states.insert(id.clone(), *state);
+                    true
+                }
+                None => false,
+            };
+            let linked = record.teams_user_id.is_some();
             me.agents.insert(
                 id.clone(),
                 AgentEntry {
-                    record,
-                    key: None,
-                    routable: None,
-                    conflict: None,
+                    routing_stored,
+                    ..AgentEntry::new(record)
                 },
             );
-            if me
-                .agents
-                .get(&id)
-                .is_some_and(|e| e.record.teams_user_id.is_some())
-            {
-                me.attach(now, &id, snapshot.as_ref());
+            if linked {
+                me.attach(now, &id, snapshot.as_deref());
+            }
+            if let Some(snapshot) = snapshot {
+                stored_sync.insert(id, snapshot);
             }
         }
         // The router, with each agent's gate as its restored view shows it;
@@ -182,7 +184,7 @@ impl<S: Store> SyncLoop<S> {
                 (
                     id.clone(),
                     routing::spec_of(&e.record),
-                    e.record.routing.clone(),
+                    routing_states.remove(id),
                     gate,
                 )
             })
@@ -192,6 +194,7 @@ impl<S: Store> SyncLoop<S> {
                 entry.routable = Some(routable);
             }
         }
+        drop(routing_states);
         me.router = routing::restore_router(
             now,
             &routing,
@@ -221,9 +224,10 @@ impl<S: Store> SyncLoop<S> {
             .step
             .dirty
             .iter()
-            .filter(|id| me.restored_as_stored(id))
+            .filter(|id| me.restored_as_stored(id, &stored_sync))
             .cloned()
             .collect();
+        drop(stored_sync);
         for id in &unchanged {
             me.step.dirty.remove(id);
         }
@@ -233,25 +237,36 @@ impl<S: Store> SyncLoop<S> {
     }
 
     /// True when the engine's state for agent `id` is what its stored
-    /// record already holds, as the commit would write it.
-    fn restored_as_stored(&self, id: &str) -> bool {
-        let Some(entry) = self.agents.get(id) else {
+    /// record already holds (`stored`), as the commit would write it.
+    fn restored_as_stored(&self, id: &str, stored: &HashMap<String, Box<AgentSnapshot>>) -> bool {
+        let Some(key) = self.agents.get(id).and_then(|e| e.key) else {
             return false;
         };
-        let Some(key) = entry.key else {
-            return false;
-        };
-        let now = self
-            .engine
-            .snapshot(key)
-            .ok()
-            .and_then(|s| serde_json::to_value(s).ok());
-        now.is_some() && now == entry.record.sync
+        match (self.engine.snapshot(key).ok(), stored.get(id)) {
+            (Some(now), Some(before)) => now == **before,
+            _ => false,
+        }
     }
 
-    /// Commits what restoring decided (called once before serving).
+    /// Commits what restoring decided (called once before serving), then
+    /// gives back the memory loading the store took: every record was read,
+    /// decoded and taken apart, and what is left is far smaller.
     pub async fn commit_initial(&mut self) -> Result<(), String> {
         let now = self.clock.now();
-        self.commit(now).await
+        let committed = self.commit(now).await;
+        give_back_free_memory();
+        committed
+    }
+}
+
+/// Returns the allocator's free pages to the system: glibc keeps what a
+/// burst of small allocations freed (the store's load and check) in its
+/// arenas instead.
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no
+    // pointers and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -60,7 +60,7 @@ pub(super) fn restore_router(
     config: &RoutingConfig,
     globals: Option<String>,
     queue_memories: Vec<(String, String)>,
-    agents: Vec<(String, AgentSpec, Option<serde_json::Value>, Gate)>,
+    agents: Vec<(String, AgentSpec, Option<AgentRouting>, Gate)>,
     contacts: Vec<ContactRecord>,
 ) -> Router {
     let mut globals = globals
@@ -89,12 +89,10 @@ pub(super) fn restore_router(
     let agents = agents
         .into_iter()
         .map(|(id, spec, state, gate)| {
-            let state: AgentRouting = state
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or(AgentRouting {
-                    idle_since: now,
-                    ..AgentRouting::default()
-                });
+            let state: AgentRouting = state.unwrap_or(AgentRouting {
+                idle_since: now,
+                ..AgentRouting::default()
+            });
             (id, spec, state, gate)
         })
         .collect();
@@ -210,9 +208,10 @@ impl<S: Store> SyncLoop<S> {
     /// Moves what the router changed into this step's batch.
     pub(super) fn routing_changes(&mut self) {
         let changes = self.router.take_changes();
-        for (id, state) in changes.agents {
+        // The state itself is the router's; the commit reads it there.
+        for (id, _) in changes.agents {
             if let Some(entry) = self.agents.get_mut(&id) {
-                entry.record.routing = serde_json::to_value(state).ok();
+                entry.routing_stored = true;
                 self.step.dirty.insert(id);
             }
         }

@@ -113,14 +113,22 @@ impl<S: Store> SyncLoop<S> {
             batch.agents.push((id.clone(), None));
         }
         for id in &step.dirty {
-            let Some(entry) = self.agents.get_mut(id) else {
+            let Some(entry) = self.agents.get(id) else {
                 continue;
             };
-            entry.record.sync = entry
+            // The engine's and the router's state, built now and held only
+            // until the batch is written.
+            let mut record = entry.record.clone();
+            record.sync = entry
                 .key
                 .and_then(|k| self.engine.snapshot(k).ok())
-                .and_then(|s| serde_json::to_value(s).ok());
-            batch.agents.push((id.clone(), Some(entry.record.clone())));
+                .map(Box::new);
+            record.routing = if entry.routing_stored {
+                self.router.agent_state(id).cloned().map(Box::new)
+            } else {
+                None
+            };
+            batch.agents.push((id.clone(), Some(record)));
         }
         let committed = if batch.is_empty() {
             Vec::new()

@@ -9,7 +9,7 @@ use crate::events::{
     StatusRequest, SyncRequest, SyncRequestKind, TeamsMismatch, WriteFailed,
 };
 use crate::metrics::Direction;
-use crate::store::{OutboxEntry, Store};
+use crate::store::{OutboxEntry, OutboxPresence, OutboxWrite, Store, WriteAction};
 use crate::sync::{Decision, Reason, SyncEvent, TeamsWrite, WriteId};
 use crate::time::Timestamp;
 
@@ -25,21 +25,29 @@ pub(super) enum WritePurpose {
     Change,
 }
 
-pub(super) fn write_json(id: WriteId, write: &TeamsWrite) -> serde_json::Value {
+pub(super) fn write_json(id: WriteId, write: &TeamsWrite) -> OutboxWrite {
     let (action, presence, expiry) = match write {
-        TeamsWrite::SetSession { presence, expiry } => {
-            ("set_session", Some(presence), Some(expiry.as_secs()))
-        }
-        TeamsWrite::ClearSession => ("clear_session", None, None),
-        TeamsWrite::SetPreferred { presence } => ("set_preferred", Some(presence), None),
-        TeamsWrite::ClearPreferred => ("clear_preferred", None, None),
+        TeamsWrite::SetSession { presence, expiry } => (
+            WriteAction::SetSession,
+            Some(presence),
+            Some(expiry.as_secs()),
+        ),
+        TeamsWrite::ClearSession => (WriteAction::ClearSession, None, None),
+        TeamsWrite::SetPreferred { presence } => (WriteAction::SetPreferred, Some(presence), None),
+        TeamsWrite::ClearPreferred => (WriteAction::ClearPreferred, None, None),
     };
-    serde_json::json!({
-        "write_id": id.0,
-        "action": action,
-        "presence": presence.map(presence_out),
-        "expiry_seconds": expiry,
-    })
+    OutboxWrite {
+        write_id: id.0,
+        action,
+        presence: presence.map(|p| {
+            let out = presence_out(p);
+            OutboxPresence {
+                availability: out.availability,
+                activity: out.activity,
+            }
+        }),
+        expiry_seconds: expiry,
+    }
 }
 
 impl<S: Store> SyncLoop<S> {

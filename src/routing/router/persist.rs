@@ -157,6 +157,12 @@ impl Router {
         self.contacts.insert(serial, contact);
     }
 
+    /// One agent's state as it would be persisted now.
+    pub fn agent_state(&self, id: &str) -> Option<&AgentRouting> {
+        let slot = *self.agent_index.get(id)?;
+        Some(&self.agents.get(slot)?.as_ref()?.state)
+    }
+
     /// Everything to persist that changed since the last call.
     pub fn take_changes(&mut self) -> Changes {
         let mut changes = Changes::default();

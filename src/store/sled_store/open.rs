@@ -29,9 +29,10 @@ use super::{OpenCheck, SledStore, decode, sled_error};
 use crate::store::keys::{self, AGENT};
 use crate::store::{AgentRecord, SCHEMA_VERSION, StoreError};
 
-/// sled's page cache bound; the daemon's working set is small and the
-/// default (1 GiB) would let sled hold far more than it needs.
-const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache bound unless the config sets `[store] cache_mb`; the
+/// daemon's working set is small and sled's default (1 GiB) would let it
+/// hold far more than it needs.
+const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The files sled 0.34 keeps in its directory; a non-empty directory without
 /// them is not a store and is never handed to sled (which would write into it).
@@ -49,8 +50,13 @@ impl SledStore {
     /// copy (in the temp directory) while the store is locked, so a store
     /// that is refused is left byte for byte as it was.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open`] with sled's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
         if prepare_dir(dir)? {
-            let db = open_sled(dir, dir)?;
+            let db = open_sled(dir, dir, cache_bytes)?;
             let (store_id, next_seq) = initialise(&db, dir)?;
             return SledStore::new(dir, db, store_id, next_seq, OpenCheck::Created);
         }
@@ -65,7 +71,7 @@ impl SledStore {
                 }
                 None => {
                     let copy = ScratchCopy::of(dir)?;
-                    let db = open_sled(copy.path(), dir)?;
+                    let db = open_sled(copy.path(), dir, cache_bytes)?;
                     let summary = check(&db, dir)?;
                     ((summary.store_id, summary.next_seq), OpenCheck::Deep)
                 }
@@ -76,7 +82,7 @@ impl SledStore {
         // it in between ran this same check; comparing the meta catches a
         // store that is no longer the one checked (or a marker left by
         // another store).
-        let db = open_sled(dir, dir)?;
+        let db = open_sled(dir, dir, cache_bytes)?;
         if store_meta(&db, dir)? != checked {
             return Err(StoreError::Io(format!(
                 "the store in {} changed while it was being checked; open it again",
@@ -98,7 +104,7 @@ impl SledStore {
         check_sled_files(dir)?;
         let _lock = lock_store(dir)?;
         let copy = ScratchCopy::of(dir)?;
-        let db = open_sled(copy.path(), dir)?;
+        let db = open_sled(copy.path(), dir, DEFAULT_CACHE_BYTES)?;
         let mut summary = check(&db, dir)?;
         summary.closed_cleanly = marker::is_present(dir);
         Ok(Some(summary))
@@ -132,7 +138,7 @@ impl SledStore {
         check_sled_files(dir)?;
         let _lock = lock_store(dir)?;
         let copy = ScratchCopy::of(dir)?;
-        let db = open_sled(copy.path(), dir)?;
+        let db = open_sled(copy.path(), dir, DEFAULT_CACHE_BYTES)?;
         let agents = db
             .range(AGENT.to_vec()..keys::family_end(AGENT))
             .map(|item| {
@@ -152,7 +158,7 @@ pub(crate) fn create_with(dir: &Path, records: sled::Batch) -> Result<(), StoreE
             dir: dir.to_path_buf(),
         });
     }
-    let db = open_sled(dir, dir)?;
+    let db = open_sled(dir, dir, DEFAULT_CACHE_BYTES)?;
     db.apply_batch(records).map_err(|e| sled_error(dir, e))?;
     make_durable(&db, &open_log_file(dir)?, dir)?;
     sync_dir(dir)
@@ -327,10 +333,8 @@ fn copy_files(from: &Path, to: &Path) -> Result<(), StoreError> {
 
 /// Opens sled on `path`; errors name `dir`, the store the caller asked for
 /// (`path` may be its scratch copy).
-fn open_sled(path: &Path, dir: &Path) -> Result<sled::Db, StoreError> {
-    let config = sled::Config::new()
-        .path(path)
-        .cache_capacity(CACHE_CAPACITY_BYTES);
+fn open_sled(path: &Path, dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
     // sled 0.34 panics on some malformed files instead of returning an
     // error; a store it cannot read is a damaged store, not a crash.
     match panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
