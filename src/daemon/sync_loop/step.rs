@@ -162,13 +162,8 @@ impl<S: Store> SyncLoop<S> {
             let _ = self.out.writes.send(job);
         }
         if step.poll_changed {
-            let users: Vec<String> = self
-                .agents
-                .values()
-                .filter(|e| e.key.is_some())
-                .filter_map(|e| e.record.teams_user_id.clone())
-                .collect();
-            self.out.poll_users.send_replace(Arc::new(users));
+            // What linking changed, not the whole list: O(changes).
+            self.out.poll_users.send(self.by_user.take_changes());
         }
         for reply in step.replies {
             match reply {
