@@ -73,13 +73,19 @@ impl<S: Store> SyncLoop<S> {
         }
     }
 
+    /// Refreshes what the loop shows about itself: counts and counters
+    /// only, nothing that walks the agents.
     pub(super) fn publish_status(&mut self) {
         self.status.agents = self.agents.len();
         self.status.linked = self.by_key.len();
         self.status.outbox = self.outbox_agents.len();
         self.status.directory_users = self.directory.len();
         self.status.directory_loaded = self.directory.loaded();
-        self.status.profiles = self.mappings.profile_names();
+        // The names change with a reload only: not rebuilt every step.
+        let names = self.mappings.profiles.iter().map(|p| p.name.as_str());
+        if !self.status.profiles.iter().map(String::as_str).eq(names) {
+            self.status.profiles = self.mappings.profile_names();
+        }
         self.status.stats = self.engine.stats().clone();
         let m = &self.out.metrics;
         let s = &self.status.stats;
