@@ -34,7 +34,7 @@
 //! round and the age of the oldest read.
 //!
 //! The users to read come as changes from the sync loop and are applied at
-//! each round's start ([`users`]): no step and no round rebuilds the list.
+//! each round's start ([`PollUsers`]): no step and no round rebuilds the list.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -43,8 +43,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-
-pub use self::users::{PollChange, PollUsers, PollUsersSender, poll_users};
 use tokio::task::JoinSet;
 
 use super::GraphClient;
@@ -56,6 +54,8 @@ use super::throttle::{Budget, CallClass, ThrottleConfig};
 use crate::config::BudgetConfig;
 use crate::presence::Presence;
 use crate::stop::Stop;
+
+pub use self::users::{PollChange, PollUsers, PollUsersSender, poll_users};
 
 /// What the poller aims for.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,7 +2,7 @@
 //! it changed ([`Step`]), the replies held
 //! until it is durable ([`Reply`]), its commit to the store as one batch,
 //! and what goes out once it is committed (events, writes, replies, the
-//! users to poll, the loop's status).
+//! Teams users linked and unlinked for the poller, the loop's status).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
