@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use presence_sync::config::{GraphAuth, GraphConfig, Origin, Secret, SecretLocation, SecretSource};
 use presence_sync::graph::poller::PresenceSource;
+use presence_sync::graph::poller::poll_users;
 use presence_sync::graph::{
     Credential, GraphClient, GraphError, PollPlan, PollTarget, Poller, PresenceRead,
     PresenceUpdate, TokioClock,
@@ -35,7 +36,7 @@ use presence_sync::presence::Presence;
 use presence_sync::sim::{self, SimClock, SimHandle, SimOptions};
 use presence_sync::stop::Stop;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Microsoft's documented presence budget.
 const BUDGET: u32 = 1_500;
@@ -200,7 +201,7 @@ async fn measure<S: PresenceSource + 'static>(
     let throttled_before = sim.stats().throttled;
     let plan = PollPlan::new(users, rate, &target);
     let ids = Arc::new(ids);
-    let (_users_tx, users_rx) = watch::channel(ids.clone());
+    let (_users_tx, users_rx) = poll_users(ids.iter().cloned());
     let (stop_tx, stop_rx) = Stop::new();
     let (updates_tx, mut updates) = mpsc::channel::<PresenceUpdate>(65_536);
     let poller = Poller::new(source, TokioClock::shared(), rate, target, users_rx);

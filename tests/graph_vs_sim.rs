@@ -15,6 +15,7 @@ use common::graph_kit::{
     config, control, count, faults, set_own_presence, until,
 };
 use presence_sync::config::Secret;
+use presence_sync::graph::poller::poll_users;
 use presence_sync::graph::{
     AuthError, Credential, DeltaOutcome, GraphClient, GraphError, PollPlan, PollTarget, Poller,
     RetryPolicy, ThrottleConfig, TokioClock,
@@ -24,7 +25,7 @@ use presence_sync::sim::{self, SimClock, SimHandle, SimOptions};
 use presence_sync::stop::Stop;
 use presence_sync::sync::TeamsWrite;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -687,7 +688,7 @@ async fn the_poller_yields_exactly_what_changed() {
     let plan = PollPlan::new(ids.len(), rate, &target);
     assert_eq!(plan.batches.len(), 3);
 
-    let (_users_tx, users_rx) = watch::channel(ids.clone());
+    let (_users_tx, users_rx) = poll_users(ids.iter().cloned());
     let (stop_tx, stop_rx) = Stop::new();
     let (updates_tx, mut updates) = mpsc::channel(4_096);
     let poller = Poller::new(client.clone(), time.shared(), rate, target, users_rx);

@@ -38,6 +38,7 @@ use crate::api::model::GraphAppOut;
 use crate::api::{self, ApiSettings};
 use crate::config::{Config, GraphAuth, SecretError};
 use crate::diagnostics::Diagnostic;
+use crate::graph::poller::poll_users;
 use crate::graph::{
     AuthError, Credential, GraphClient, GraphError, PollReport, PollTarget, TokioClock,
 };
@@ -187,7 +188,7 @@ impl Daemon {
         let (results_tx, results_rx) = mpsc::channel(4096);
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let (events_tx, _) = broadcast::channel(4096);
-        let (poll_tx, poll_rx) = watch::channel(Arc::new(Vec::new()));
+        let (poll_tx, poll_rx) = poll_users(Vec::new());
         let (status_tx, status_rx) = watch::channel(Default::default());
         let outputs = Outputs {
             events: events_tx.clone(),

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::events::Event;
+use crate::graph::poller::PollUsers;
 use crate::graph::{GraphClient, GraphError, PollReport, PollTarget, Poller, PresenceUpdate};
 use crate::metrics::Counter;
 use crate::stop::Stop;
@@ -96,7 +97,7 @@ pub struct PollerWorker {
     pub target: PollTarget,
     /// Where the poller says its round and read freshness.
     pub report: Arc<PollReport>,
-    pub users: watch::Receiver<Arc<Vec<String>>>,
+    pub users: PollUsers,
     pub presences: mpsc::Sender<PresenceUpdate>,
     pub health: watch::Sender<Option<GraphError>>,
 }

@@ -32,8 +32,11 @@
 //!
 //! [`PollReport`] is what the poller tells `/metrics` and `/readyz`: the
 //! round and the age of the oldest read.
+//!
+//! The users to read come as changes from the sync loop and are applied at
+//! each round's start ([`PollUsers`]): no step and no round rebuilds the list.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -51,6 +54,8 @@ use super::throttle::{Budget, CallClass, ThrottleConfig};
 use crate::config::BudgetConfig;
 use crate::presence::Presence;
 use crate::stop::Stop;
+
+pub use self::users::{PollChange, PollUsers, PollUsersSender, poll_users};
 
 /// What the poller aims for.
 #[derive(Clone, Debug, PartialEq)]
@@ -326,7 +331,7 @@ pub struct Poller<S> {
     budget: Option<Arc<Budget>>,
     report: Arc<PollReport>,
     target: PollTarget,
-    users: watch::Receiver<Arc<Vec<String>>>,
+    users: PollUsers,
     max_in_flight: usize,
     /// The last presence seen of each user, and the number of the read
     /// that brought it.
@@ -348,13 +353,14 @@ type Done = (
 );
 
 impl<S: PresenceSource + 'static> Poller<S> {
-    /// `users` holds the ids to poll; a new list takes effect at the next round.
+    /// `users` holds the ids to poll; changes sent to it take effect at the
+    /// next round.
     pub fn new(
         source: S,
         clock: SharedClock,
         rate: f64,
         target: PollTarget,
-        users: watch::Receiver<Arc<Vec<String>>>,
+        users: PollUsers,
     ) -> Self {
         let report = PollReport::new(clock.clone());
         Poller {
@@ -431,12 +437,15 @@ impl<S: PresenceSource + 'static> Poller<S> {
         let mut sent: u64 = 0;
         let mut start = self.clock.now();
         loop {
-            let ids = self.users.borrow_and_update().clone();
-            let plan = self.plan(ids.len());
-            self.report.round(&plan, ids.len());
-            let linked: HashSet<&str> = ids.iter().map(String::as_str).collect();
-            self.seen.retain(|id, _| linked.contains(id.as_str()));
-            tracing::debug!(users = ids.len(), batches = plan.batches.len(), interval = ?plan.interval, in_flight = reads.len(), "poll round");
+            // The list stays as it is until the next round: the plan's
+            // batches are ranges of it.
+            for gone in self.users.refresh() {
+                self.seen.remove(&gone);
+            }
+            let users = self.users.len();
+            let plan = self.plan(users);
+            self.report.round(&plan, users);
+            tracing::debug!(users, batches = plan.batches.len(), interval = ?plan.interval, in_flight = reads.len(), "poll round");
             let mut next = 0;
             loop {
                 let due = next < plan.batches.len();
@@ -456,7 +465,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
                             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                             Err(_) => continue,
                         };
-                        if !self.pass_on(done, &linked, &updates, &stop).await {
+                        if !self.pass_on(done, &updates, &stop).await {
                             return;
                         }
                     }
@@ -465,13 +474,12 @@ impl<S: PresenceSource + 'static> Poller<S> {
                             break;
                         }
                         let source = self.source.clone();
-                        let ids = ids.clone();
-                        let batch = plan.batches[next].clone();
+                        let ids = self.users.slice(plan.batches[next].clone());
                         let number = sent;
                         let (index, at) = (next, self.clock.now());
                         reads.spawn(async move {
-                            let read = source.read(&ids[batch.clone()]).await;
-                            (number, index, at, batch.len(), read)
+                            let read = source.read(&ids).await;
+                            (number, index, at, ids.len(), read)
                         });
                         sent += 1;
                         next += 1;
@@ -493,7 +501,6 @@ impl<S: PresenceSource + 'static> Poller<S> {
     async fn pass_on(
         &mut self,
         (number, batch, sent_at, asked, read): Done,
-        linked: &HashSet<&str>,
         updates: &mpsc::Sender<PresenceUpdate>,
         stop: &Stop,
     ) -> bool {
@@ -522,7 +529,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
         }
         for p in read.presences {
             // A user unlinked since the read left is not news.
-            if !linked.contains(p.id.as_str()) || !self.remember(&p, number) {
+            if !self.users.contains(&p.id) || !self.remember(&p, number) {
                 continue;
             }
             let update = PresenceUpdate {
@@ -566,3 +573,4 @@ impl<S: PresenceSource + 'static> Poller<S> {
 
 #[cfg(test)]
 mod tests;
+mod users;

@@ -5,13 +5,13 @@
 //! status it shows, and the dispatch of each command to its handler.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::RoutingConfig;
 use crate::events::Event;
 use crate::graph::PresenceUpdate;
+use crate::graph::poller::PollUsersSender;
 use crate::metrics::DaemonMetrics;
 use crate::routing::{Membership, NewContact, QueueView};
 use crate::store::Store;
@@ -135,7 +135,8 @@ pub struct LoopStatus {
 pub struct Outputs {
     pub events: broadcast::Sender<Event>,
     pub writes: mpsc::UnboundedSender<WriteJob>,
-    pub poll_users: watch::Sender<Arc<Vec<String>>>,
+    /// The Teams users linked and unlinked, a step's changes at a time.
+    pub poll_users: PollUsersSender,
     pub status: watch::Sender<LoopStatus>,
     pub metrics: DaemonMetrics,
 }

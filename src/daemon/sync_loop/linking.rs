@@ -131,6 +131,10 @@ impl<S: Store> SyncLoop<S> {
     /// Agents waiting for their Teams user: links those the directory has
     /// and nobody holds; says why of those another agent holds.
     pub(super) fn link_waiting(&mut self, now: Timestamp) {
+        // Every agent linked (the usual case): nobody waits, no scan.
+        if self.by_key.len() >= self.agents.len() {
+            return;
+        }
         let waiting: Vec<(String, String)> = self
             .agents
             .values()

@@ -15,6 +15,7 @@
 //! | a step: its inputs, tick, commit as one batch, the replies held until then | `step.rs` |
 //! | the agents held: entry, profile, state as replies carry it, routability events | `agents.rs` |
 //! | linking agents to Teams users: attach, detach, waiting, conflicts | `linking.rs` |
+//! | the Teams users linked, and the changes the poller is sent | `linked_users.rs` |
 //! | the agent commands' handlers: `PUT`, `DELETE`, status reports | `handlers.rs` |
 //! | what the adapters feed in: presences, write results, directory, reloads | `adapters.rs` |
 //! | the engine's decisions as events, outbox entries and write jobs | `translate.rs` |
@@ -40,6 +41,7 @@ mod clock;
 mod command;
 mod error;
 mod handlers;
+mod linked_users;
 mod linking;
 mod routing;
 mod run;
@@ -66,7 +68,7 @@ pub struct SyncLoop<S: Store> {
     mappings: MappingSet,
     agents: BTreeMap<String, AgentEntry>,
     by_key: HashMap<AgentKey, String>,
-    by_user: HashMap<String, String>,
+    by_user: linked_users::LinkedUsers,
     directory: DirectoryIndex,
     /// Writes on their way: whether each renews a session or carries a
     /// change, and when the change it carries was first reported.
@@ -125,7 +127,7 @@ impl<S: Store> SyncLoop<S> {
             mappings,
             agents: BTreeMap::new(),
             by_key: HashMap::new(),
-            by_user: HashMap::new(),
+            by_user: linked_users::LinkedUsers::default(),
             directory: DirectoryIndex::default(),
             writes_out: HashMap::new(),
             outbox_agents: loaded.outbox.iter().map(|o| o.agent_id.clone()).collect(),

@@ -2,7 +2,7 @@
 //! it changed ([`Step`]), the replies held
 //! until it is durable ([`Reply`]), its commit to the store as one batch,
 //! and what goes out once it is committed (events, writes, replies, the
-//! users to poll, the loop's status).
+//! Teams users linked and unlinked for the poller, the loop's status).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -73,13 +73,19 @@ impl<S: Store> SyncLoop<S> {
         }
     }
 
+    /// Refreshes what the loop shows about itself: counts and counters
+    /// only, nothing that walks the agents.
     pub(super) fn publish_status(&mut self) {
         self.status.agents = self.agents.len();
         self.status.linked = self.by_key.len();
         self.status.outbox = self.outbox_agents.len();
         self.status.directory_users = self.directory.len();
         self.status.directory_loaded = self.directory.loaded();
-        self.status.profiles = self.mappings.profile_names();
+        // The names change with a reload only: not rebuilt every step.
+        let names = self.mappings.profiles.iter().map(|p| p.name.as_str());
+        if !self.status.profiles.iter().map(String::as_str).eq(names) {
+            self.status.profiles = self.mappings.profile_names();
+        }
         self.status.stats = self.engine.stats().clone();
         let m = &self.out.metrics;
         let s = &self.status.stats;
@@ -170,13 +176,8 @@ impl<S: Store> SyncLoop<S> {
             let _ = self.out.writes.send(job);
         }
         if step.poll_changed {
-            let users: Vec<String> = self
-                .agents
-                .values()
-                .filter(|e| e.key.is_some())
-                .filter_map(|e| e.record.teams_user_id.clone())
-                .collect();
-            self.out.poll_users.send_replace(Arc::new(users));
+            // What linking changed, not the whole list: O(changes).
+            self.out.poll_users.send(self.by_user.take_changes());
         }
         for reply in step.replies {
             match reply {

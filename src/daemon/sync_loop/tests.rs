@@ -2,7 +2,7 @@
 //! hand, no daemon, no Graph. Each test hands a step its inputs and looks
 //! at what the step replied, committed and sent out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use crate::config::RoutingConfig;
 use crate::events::{Event, kind};
 use crate::graph::PresenceUpdate;
 use crate::graph::model::{GraphPresence, User};
+use crate::graph::poller::{PollChange, PollUsers, poll_users};
 use crate::mapping::parse_profile;
 use crate::metrics::{DaemonMetrics, Registry};
 use crate::presence::Presence;
@@ -67,6 +68,8 @@ struct Harness {
     clock: Arc<FakeClock>,
     writes: mpsc::UnboundedReceiver<WriteJob>,
     live: broadcast::Receiver<Event>,
+    /// The poller's list, as the loop's changes keep it.
+    polled: PollUsers,
 }
 
 impl Harness {
@@ -86,10 +89,11 @@ impl Harness {
         };
         let (events, live) = broadcast::channel(1024);
         let (writes_tx, writes) = mpsc::unbounded_channel();
+        let (poll_tx, polled) = poll_users(Vec::new());
         let out = Outputs {
             events,
             writes: writes_tx,
-            poll_users: watch::channel(Arc::new(Vec::new())).0,
+            poll_users: poll_tx,
             status: watch::channel(LoopStatus::default()).0,
             metrics,
         };
@@ -114,6 +118,7 @@ impl Harness {
             clock,
             writes,
             live,
+            polled,
         }
     }
 
@@ -164,6 +169,23 @@ impl Harness {
             Ok(events) => events.into_iter().filter(|e| e.kind == kind).collect(),
             Err(e) => panic!("reading events: {e}"),
         }
+    }
+
+    /// The users the poller reads once it has applied what the loop sent,
+    /// checked against the loop's own agents (linked, with a user).
+    fn polled(&mut self) -> BTreeSet<String> {
+        self.polled.refresh();
+        let polled: BTreeSet<String> = self.polled.iter().map(str::to_string).collect();
+        assert_eq!(polled.len(), self.polled.len(), "a user listed twice");
+        let linked: BTreeSet<String> = self
+            .sync
+            .agents
+            .values()
+            .filter(|e| e.key.is_some())
+            .filter_map(|e| e.record.teams_user_id.clone())
+            .collect();
+        assert_eq!(polled, linked, "the poller's list is not the linked users");
+        polled
     }
 
     fn outbox(&self) -> Vec<String> {
@@ -535,7 +557,7 @@ async fn restart(h: &Harness, loaded: Loaded) -> Vec<Vec<String>> {
     let out = Outputs {
         events: broadcast::channel(1024).0,
         writes: mpsc::unbounded_channel().0,
-        poll_users: watch::channel(Arc::new(Vec::new())).0,
+        poll_users: poll_users(Vec::new()).0,
         status: watch::channel(LoopStatus::default()).0,
         metrics,
     };
@@ -612,4 +634,139 @@ async fn a_restart_writes_only_the_agents_whose_state_changed() {
     // The next restart finds it as stored again.
     let again = restart(&h, load(&h)).await;
     assert!(!again.concat().contains(&id), "rewrote {again:?}");
+}
+
+fn object_id(i: usize) -> String {
+    format!("00000000-0000-0000-0000-{i:012x}")
+}
+
+fn users(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|id| id.to_string()).collect()
+}
+
+#[tokio::test]
+async fn the_poller_is_told_exactly_the_linked_users() {
+    let mut h = Harness::new().await;
+    let user_c = object_id(0xc3);
+    assert!(h.polled().is_empty());
+    assert!(h.put("a1", settings(USER_A)).await.is_ok());
+    assert!(h.put("a2", settings(USER_B)).await.is_ok());
+    assert_eq!(h.polled(), users(&[USER_A, USER_B]));
+    // Linked to another user: the old one is read no more.
+    assert!(h.put("a1", settings(&user_c)).await.is_ok());
+    assert_eq!(h.polled(), users(&[USER_B, &user_c]));
+    // Other settings, the same user: no change.
+    let grouped = AgentSettings {
+        groups: vec!["night".into()],
+        ..settings(USER_B)
+    };
+    assert!(h.put("a2", grouped).await.is_ok());
+    assert_eq!(h.polled(), users(&[USER_B, &user_c]));
+    // Deleted, then put again.
+    let id = "a2".to_string();
+    assert_eq!(
+        h.ask(|reply| Command::DeleteAgent { id, reply }).await,
+        Ok(())
+    );
+    assert_eq!(h.polled(), users(&[&user_c]));
+    assert!(h.put("a2", settings(USER_B)).await.is_ok());
+    assert_eq!(h.polled(), users(&[USER_B, &user_c]));
+    // Linked and deleted in one step: never read.
+    let (put_tx, _put_rx) = oneshot::channel();
+    let (del_tx, _del_rx) = oneshot::channel();
+    let step = h.step(vec![
+        Input::Command(Command::PutAgent {
+            id: "a4".into(),
+            settings: settings(&object_id(0xd4)),
+            reply: put_tx,
+        }),
+        Input::Command(Command::DeleteAgent {
+            id: "a4".into(),
+            reply: del_tx,
+        }),
+    ]);
+    assert_eq!(step.await, Ok(()));
+    assert_eq!(h.polled(), users(&[USER_B, &user_c]));
+    // A user leaving the directory unlinks its agent; one waiting by UPN is
+    // linked when its user appears.
+    h.directory(DirectoryUpdate::Replace {
+        users: vec![
+            user(USER_A, "ann@example.com"),
+            user(USER_B, "bob@example.com"),
+            user(&user_c, "carl@example.com"),
+        ],
+        delta_link: None,
+    })
+    .await;
+    let waiting = AgentSettings {
+        auto_link: true,
+        ..settings("eve@example.com")
+    };
+    assert!(h.put("a5", waiting).await.is_ok());
+    let user_e = object_id(0xe5);
+    h.directory(DirectoryUpdate::Changes {
+        changed: vec![user(&user_e, "eve@example.com")],
+        removed: vec![USER_B.to_string()],
+        delta_link: "next".into(),
+    })
+    .await;
+    assert_eq!(h.polled(), users(&[&user_c, &user_e]));
+    // The user a deleted agent let go is taken, in the same step, by one
+    // waiting for it: unlinked and linked again, still read.
+    let user_f = object_id(0xf6);
+    assert!(h.put("a6", settings(&user_f)).await.is_ok());
+    let waiting = AgentSettings {
+        auto_link: true,
+        ..settings("fay@example.com")
+    };
+    assert!(h.put("a7", waiting).await.is_ok());
+    h.directory(DirectoryUpdate::Changes {
+        changed: vec![user(&user_f, "fay@example.com")],
+        removed: Vec::new(),
+        delta_link: "later".into(),
+    })
+    .await;
+    assert_eq!(h.polled(), users(&[&user_c, &user_e, &user_f]));
+    let id = "a6".to_string();
+    assert_eq!(
+        h.ask(|reply| Command::DeleteAgent { id, reply }).await,
+        Ok(())
+    );
+    let holder = h.sync.by_user.get(&user_f).cloned();
+    assert_eq!(holder.as_deref(), Some("a7"));
+    assert_eq!(h.polled(), users(&[&user_c, &user_e, &user_f]));
+}
+
+#[tokio::test]
+async fn agents_registered_many_a_step_are_all_polled() {
+    let mut h = Harness::new().await;
+    let mut replies = Vec::new();
+    for chunk in (0..3_000).collect::<Vec<usize>>().chunks(64) {
+        let mut inputs = Vec::new();
+        for i in chunk {
+            let (reply, rx) = oneshot::channel();
+            replies.push(rx);
+            inputs.push(Input::Command(Command::PutAgent {
+                id: format!("agent-{i}"),
+                settings: settings(&object_id(*i)),
+                reply,
+            }));
+        }
+        assert_eq!(h.step(inputs).await, Ok(()));
+    }
+    for mut rx in replies {
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+    }
+    let polled = h.polled();
+    assert_eq!(polled.len(), 3_000);
+    assert!((0..3_000).all(|i| polled.contains(&object_id(i))));
+    // What a step changed is sent when it is committed.
+    let (reply, _rx) = oneshot::channel();
+    let step = h.step(vec![Input::Command(Command::DeleteAgent {
+        id: "agent-7".into(),
+        reply,
+    })]);
+    assert_eq!(step.await, Ok(()));
+    assert_eq!(h.sync.by_user.take_changes(), Vec::<PollChange>::new());
+    assert_eq!(h.polled().len(), 2_999);
 }

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use proptest::prelude::*;
@@ -131,6 +131,8 @@ fn news_is_a_new_value_or_a_newer_version() {
 struct Fake {
     presences: Mutex<HashMap<String, &'static str>>,
     calls: Mutex<Vec<(Duration, usize)>>,
+    /// Every id asked for, in order.
+    asked: Mutex<Vec<String>>,
     clock: Mutex<Option<SharedClock>>,
 }
 
@@ -142,6 +144,7 @@ impl PresenceSource for Arc<Fake> {
         Box::pin(async move {
             let now = self.clock.lock().unwrap().as_ref().unwrap().now();
             self.calls.lock().unwrap().push((now, ids.len()));
+            self.asked.lock().unwrap().extend(ids.iter().cloned());
             let map = self.presences.lock().unwrap();
             let presences = ids
                 .iter()
@@ -176,7 +179,7 @@ async fn the_loop_spreads_batches_and_passes_on_only_changes() {
             .unwrap()
             .insert(id.clone(), "Available/Available");
     }
-    let (_users_tx, users) = watch::channel(Arc::new(ids));
+    let (_users_tx, users) = poll_users(ids);
     let (tx, mut rx) = mpsc::channel(4_096);
     let (stop_tx, stop) = Stop::new();
     let poller = Poller::new(
@@ -231,15 +234,13 @@ async fn the_loop_follows_the_linked_users_and_stops_when_nobody_listens() {
         .lock()
         .unwrap()
         .insert("b".into(), "Away/Away");
-    let (users_tx, users) = watch::channel(Arc::new(vec!["a".to_owned()]));
+    let (users_tx, users) = poll_users(vec!["a".to_owned()]);
     let (tx, mut rx) = mpsc::channel(16);
     let (_stop_tx, stop) = Stop::new();
     let poller = Poller::new(fake.clone(), clock, RATE_1500, five_second_rounds(), users);
     let task = tokio::spawn(poller.run(tx, stop));
     assert_eq!(rx.recv().await.unwrap().user_id, "a");
-    users_tx
-        .send(Arc::new(vec!["a".to_owned(), "b".to_owned()]))
-        .unwrap();
+    users_tx.send(vec![PollChange::Add("b".to_owned())]);
     assert_eq!(rx.recv().await.unwrap().user_id, "b");
     drop(rx);
     fake.presences
@@ -304,7 +305,7 @@ async fn fifty_thousand_users_stay_within_5s_with_200ms_graph_latency() {
     let clock = TokioClock::shared();
     let slow = Slow::new(clock.clone(), Duration::from_millis(200));
     let ids: Vec<String> = (0..50_000).map(|i| format!("u{i}")).collect();
-    let (_users_tx, users) = watch::channel(Arc::new(ids));
+    let (_users_tx, users) = poll_users(ids);
     let (tx, _rx) = mpsc::channel(16);
     let (stop_tx, stop) = Stop::new();
     let poller = Poller::new(slow.clone(), clock, RATE_1500, five_second_rounds(), users);
@@ -328,7 +329,7 @@ async fn reads_in_flight_are_capped_and_stop_is_prompt() {
     // Far slower than a round: reads pile up to the cap.
     let slow = Slow::new(clock.clone(), Duration::from_secs(3_600));
     let ids: Vec<String> = (0..50_000).map(|i| format!("u{i}")).collect();
-    let (_users_tx, users) = watch::channel(Arc::new(ids));
+    let (_users_tx, users) = poll_users(ids);
     let (tx, _rx) = mpsc::channel(16);
     let (stop_tx, stop) = Stop::new();
     let poller = Poller::new(
@@ -396,7 +397,7 @@ async fn a_read_overtaken_by_a_newer_one_is_not_passed_on() {
         clock: clock.clone(),
         reads: Mutex::new(0),
     });
-    let (_users_tx, users) = watch::channel(Arc::new(vec!["u0".to_owned()]));
+    let (_users_tx, users) = poll_users(vec!["u0".to_owned()]);
     let (tx, mut rx) = mpsc::channel(16);
     let (stop_tx, stop) = Stop::new();
     let poller = Poller::new(source, clock, RATE_1500, five_second_rounds(), users);
@@ -409,4 +410,121 @@ async fn a_read_overtaken_by_a_newer_one_is_not_passed_on() {
         got.push(update.presence.to_string());
     }
     assert_eq!(got, ["Busy/InACall"], "the late, older read is dropped");
+}
+
+// The list the poller reads follows the changes sent, whatever their order
+// and however they are grouped, and its batches stay a partition of it.
+proptest! {
+    #[test]
+    fn the_user_list_follows_the_changes_sent(
+        initial in proptest::collection::btree_set(0u8..24, 0..12),
+        steps in proptest::collection::vec(
+            proptest::collection::vec((any::<bool>(), 0u8..24), 0..8),
+            0..12,
+        ),
+    ) {
+        let name = |i: u8| format!("u{i}");
+        let (tx, mut users) = poll_users(initial.iter().map(|i| name(*i)));
+        let mut model: std::collections::BTreeSet<String> =
+            initial.iter().map(|i| name(*i)).collect();
+        for step in steps {
+            let before = model.clone();
+            let mut changes = Vec::new();
+            for (add, i) in step {
+                if add {
+                    model.insert(name(i));
+                    changes.push(PollChange::Add(name(i)));
+                } else {
+                    model.remove(&name(i));
+                    changes.push(PollChange::Remove(name(i)));
+                }
+            }
+            tx.send(changes);
+            // Every user gone since, and none still there (one added and
+            // removed in between may be among them).
+            let gone: std::collections::BTreeSet<String> = users.refresh().into_iter().collect();
+            for id in before.difference(&model) {
+                prop_assert!(gone.contains(id), "{} not reported gone", id);
+            }
+            prop_assert!(gone.is_disjoint(&model));
+            prop_assert_eq!(users.len(), model.len());
+            let listed: Vec<String> = users.slice(0..users.len());
+            let set: std::collections::BTreeSet<String> = listed.iter().cloned().collect();
+            prop_assert_eq!(set.len(), listed.len(), "no user twice");
+            prop_assert_eq!(&set, &model);
+            for id in &model {
+                prop_assert!(users.contains(id));
+            }
+            prop_assert_eq!(users.iter().count(), model.len());
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_links_and_unlinks_every_linked_user_is_read_once_a_round() {
+    let clock = TokioClock::shared();
+    let fake = Arc::new(Fake::default());
+    *fake.clock.lock().unwrap() = Some(clock.clone());
+    let ids: Vec<String> = (0..1_000).map(|i| format!("u{i}")).collect();
+    for i in 0..1_300 {
+        fake.presences
+            .lock()
+            .unwrap()
+            .insert(format!("u{i}"), "Available/Available");
+    }
+    let (users_tx, users) = poll_users(ids);
+    let (tx, mut rx) = mpsc::channel(4_096);
+    let (stop_tx, stop) = Stop::new();
+    let poller = Poller::new(
+        fake.clone(),
+        clock.clone(),
+        RATE_1500,
+        five_second_rounds(),
+        users,
+    );
+    let task = tokio::spawn(poller.run(tx, stop));
+
+    // Mid-way through the second round: 300 unlinked (some from the middle,
+    // some from the end), 300 linked, one unlinked and linked again.
+    tokio::time::sleep(Duration::from_millis(7_000)).await;
+    let mut changes: Vec<PollChange> = (0..1_000)
+        .filter(|i| i % 4 == 1 || *i >= 950)
+        .take(300)
+        .map(|i| PollChange::Remove(format!("u{i}")))
+        .collect();
+    let removed: HashSet<String> = changes
+        .iter()
+        .map(|c| match c {
+            PollChange::Remove(id) | PollChange::Add(id) => id.clone(),
+        })
+        .collect();
+    changes.extend((1_000..1_300).map(|i| PollChange::Add(format!("u{i}"))));
+    changes.push(PollChange::Remove("u0".into()));
+    users_tx.send(changes);
+    users_tx.send(vec![PollChange::Add("u0".into())]);
+    let linked: HashSet<String> = (0..1_300)
+        .map(|i| format!("u{i}"))
+        .filter(|id| !removed.contains(id))
+        .collect();
+    assert_eq!(linked.len(), 1_000 - removed.len() + 300);
+
+    // The third round reads the new list: each linked user once, nobody else.
+    tokio::time::sleep(Duration::from_millis(2_900)).await;
+    fake.asked.lock().unwrap().clear();
+    while rx.try_recv().is_ok() {}
+    tokio::time::sleep(Duration::from_millis(5_000)).await;
+    let asked = fake.asked.lock().unwrap().clone();
+    let once: HashSet<String> = asked.iter().cloned().collect();
+    assert_eq!(asked.len(), once.len(), "a user read twice in a round");
+    assert_eq!(once, linked);
+    // Only the newly linked are news.
+    let mut news = HashSet::new();
+    while let Ok(update) = rx.try_recv() {
+        news.insert(update.user_id);
+    }
+    let added: HashSet<String> = (1_000..1_300).map(|i| format!("u{i}")).collect();
+    assert_eq!(news, added);
+
+    stop_tx.stop();
+    task.await.unwrap();
 }
