@@ -201,6 +201,17 @@ pub enum StoreCheck {
 /// unclean shutdown), on a scratch copy: the store is left as it was. A
 /// store the running daemon holds is refused, not read.
 pub fn check_store(dir: &Path) -> StoreCheck {
+    // `presence-sync demo --state-dir DIR` keeps its store in DIR/store:
+    // name the folder that holds it rather than refuse DIR as damaged.
+    let inner = dir.join("store");
+    if !dir.join("db").exists() && inner.join("db").is_file() {
+        return StoreCheck::NoStore(format!(
+            "{} holds no store itself, but {} does (a demo's state directory keeps its store there; `[store] state_dir` in its config names it): presence-sync check --store {}",
+            dir.display(),
+            inner.display(),
+            inner.display()
+        ));
+    }
     match SledStore::check_dir(dir) {
         Ok(Some(s)) => {
             let plural = |n: usize, one: &str, many: &str| {

@@ -423,3 +423,19 @@ fn check_store_refuses_what_is_not_a_store() {
     // Neither --config nor --store: a bad command line.
     assert_eq!(presence_sync(&["check"], &[]).status.code(), Some(2));
 }
+
+#[test]
+fn check_store_on_a_demo_state_directory_names_the_store_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("presence-sync.toml"), "# a demo's config").unwrap();
+    drop(small_store(&dir.path().join("store")));
+    let output = check_store(dir.path());
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(4), "{text}");
+    let inner = dir.path().join("store").display().to_string();
+    assert!(
+        text.contains(&format!("presence-sync check --store {inner}")),
+        "{text}"
+    );
+    assert!(!text.contains("failed its check"), "{text}");
+}
