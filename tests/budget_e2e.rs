@@ -9,32 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::daemon_kit::{DaemonKit, PATIENCE, until};
-use presence_sync::metrics::{find, parse_text};
 use serde_json::json;
 
 const AGENTS: usize = 6;
-
-async fn faults(kit: &DaemonKit, body: serde_json::Value) {
-    let r = kit
-        .http
-        .post(format!("{}/_sim/faults", kit.sim.base_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{:?}", r.text().await);
-}
-
-async fn metric(kit: &DaemonKit, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = kit.get("/metrics").await.text().await.unwrap();
-    let samples = parse_text(&text).unwrap();
-    samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| find(std::slice::from_ref(*s), name, labels).is_some())
-        .map(|s| s.value)
-        .sum()
-}
 
 /// The activity each agent's status maps to.
 fn wanted(a: usize) -> &'static str {
@@ -57,14 +34,14 @@ async fn writes_land_during_a_429_storm_not_only_after_it() {
     for a in 0..AGENTS {
         kit.link(&format!("a{a}"), a).await;
     }
-    let configured = metric(&kit, "presence_sync_graph_rate_limit", &[]).await;
+    let configured = kit.metric("presence_sync_graph_rate_limit", &[]).await;
     assert!(configured > 0.0);
 
     // The tenant now allows 2 requests a second; the poller alone asks for
     // more (a round every 200 ms) and the directory reader beside it: 429s
     // all round, for as long as this test runs.
-    faults(&kit, json!({"throttle_budget": 60})).await;
-    until(|| async { metric(&kit, "presence_sync_graph_throttled_total", &[]).await > 0.0 }).await;
+    kit.faults(json!({"throttle_budget": 60})).await;
+    until(|| async { kit.metric("presence_sync_graph_throttled_total", &[]).await > 0.0 }).await;
 
     // The agents' statuses change in the middle of the storm.
     for a in 0..AGENTS {
@@ -76,7 +53,7 @@ async fn writes_land_during_a_429_storm_not_only_after_it() {
         let r = kit.status(&format!("a{a}"), status).await;
         assert_eq!(r.status(), 200);
     }
-    let throttled_at_reports = metric(&kit, "presence_sync_graph_throttled_total", &[]).await;
+    let throttled_at_reports = kit.metric("presence_sync_graph_throttled_total", &[]).await;
 
     // Every write is confirmed by Graph while the storm goes on (the
     // budget in the simulator is still 60 per 30 s). The writes get the
@@ -94,15 +71,14 @@ async fn writes_land_during_a_429_storm_not_only_after_it() {
     }
     // The storm was still on when they landed: Graph keeps refusing the
     // reads after the last write was confirmed.
-    let throttled_when_written = metric(&kit, "presence_sync_graph_throttled_total", &[]).await;
+    let throttled_when_written = kit.metric("presence_sync_graph_throttled_total", &[]).await;
     until(|| async {
-        metric(&kit, "presence_sync_graph_throttled_total", &[]).await > throttled_when_written
+        kit.metric("presence_sync_graph_throttled_total", &[]).await > throttled_when_written
     })
     .await;
     assert!(throttled_when_written >= throttled_at_reports);
     assert!(
-        metric(
-            &kit,
+        kit.metric(
             "presence_sync_graph_calls_total",
             &[("endpoint", "setPresence"), ("outcome", "ok")]
         )
@@ -110,13 +86,13 @@ async fn writes_land_during_a_429_storm_not_only_after_it() {
             > 0.0
     );
     // The scheduler slowed down for the 429s; never above the budget.
-    let lowered = metric(&kit, "presence_sync_graph_rate_limit", &[]).await;
+    let lowered = kit.metric("presence_sync_graph_rate_limit", &[]).await;
     assert!(
         lowered < configured,
         "rate {lowered} after 429s, {configured} configured"
     );
 
-    faults(&kit, json!({"throttle_budget": null})).await;
+    kit.faults(json!({"throttle_budget": null})).await;
     kit.stop().await;
 }
 
@@ -144,12 +120,11 @@ async fn the_poll_round_and_the_budget_show_in_metrics_and_readyz() {
     assert_eq!(health["poll"]["users"], AGENTS, "{health}");
 
     assert_eq!(
-        metric(&kit, "presence_sync_poll_round_seconds", &[]).await,
+        kit.metric("presence_sync_poll_round_seconds", &[]).await,
         0.2
     );
     until(|| async {
-        metric(
-            &kit,
+        kit.metric(
             "presence_sync_graph_budget_share",
             &[("class", "agent_read")],
         )
@@ -166,7 +141,9 @@ async fn the_poll_round_and_the_budget_show_in_metrics_and_readyz() {
             "{class}"
         );
     }
-    let oldest = metric(&kit, "presence_sync_poll_oldest_read_seconds", &[]).await;
+    let oldest = kit
+        .metric("presence_sync_poll_oldest_read_seconds", &[])
+        .await;
     assert!(oldest < 30.0, "{oldest}");
     kit.stop().await;
 }

@@ -5,32 +5,9 @@
 mod common;
 
 use common::daemon_kit::{DaemonKit, until};
-use presence_sync::metrics::{find, parse_text};
 use serde_json::json;
 
 const AGENTS: usize = 6;
-
-async fn faults(kit: &DaemonKit, body: serde_json::Value) {
-    let r = kit
-        .http
-        .post(format!("{}/_sim/faults", kit.sim.base_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{:?}", r.text().await);
-}
-
-async fn metric(kit: &DaemonKit, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = kit.get("/metrics").await.text().await.unwrap();
-    let samples = parse_text(&text).unwrap();
-    samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| find(std::slice::from_ref(*s), name, labels).is_some())
-        .map(|s| s.value)
-        .sum()
-}
 
 /// Links the agents, sends each a status, and waits until Teams shows it.
 /// Links the agents and sends each a status.
@@ -62,7 +39,7 @@ async fn all_writes_land(kit: &DaemonKit, patience: std::time::Duration) {
         }
     }
     let deadline = tokio::time::Instant::now() + common::daemon_kit::PATIENCE;
-    while metric(kit, "presence_sync_outbox_depth", &[]).await != 0.0 {
+    while kit.metric("presence_sync_outbox_depth", &[]).await != 0.0 {
         if tokio::time::Instant::now() > deadline {
             let agents = kit.get("/v1/agents").await.text().await.unwrap();
             panic!("the outbox did not drain: {agents}");
@@ -77,11 +54,8 @@ async fn writes_land_through_a_5xx_storm_slow_answers_and_expired_tokens() {
     until(|| async { kit.get("/readyz").await.status() == 200 }).await;
     // One answer in five fails: a write fails all of its 5 attempts about
     // once in 3,000, and then waits the engine's minute before its retry.
-    faults(
-        &kit,
-        json!({"error_rate": 0.2, "latency_ms": 150, "expire_tokens": true}),
-    )
-    .await;
+    kit.faults(json!({"error_rate": 0.2, "latency_ms": 150, "expire_tokens": true}))
+        .await;
     report_all(&kit).await;
     all_writes_land(&kit, common::daemon_kit::PATIENCE).await;
     for a in 0..AGENTS {
@@ -93,14 +67,15 @@ async fn writes_land_through_a_5xx_storm_slow_answers_and_expired_tokens() {
         };
         until(|| async { kit.teams(&user).await == want }).await;
     }
-    let server_errors = metric(
-        &kit,
-        "presence_sync_graph_calls_total",
-        &[("outcome", "server_error")],
-    )
-    .await;
+    let server_errors = kit
+        .metric(
+            "presence_sync_graph_calls_total",
+            &[("outcome", "server_error")],
+        )
+        .await;
     assert!(server_errors > 0.0, "the storm did not happen");
-    faults(&kit, json!({"error_rate": 0.0, "latency_ms": 0})).await;
+    kit.faults(json!({"error_rate": 0.0, "latency_ms": 0}))
+        .await;
     kit.stop().await;
 }
 
@@ -114,10 +89,10 @@ async fn writes_owed_through_a_429_storm_all_land_when_it_ends() {
     // waits longer than the others).
     let kit = DaemonKit::start(AGENTS).await;
     until(|| async { kit.get("/readyz").await.status() == 200 }).await;
-    faults(&kit, json!({"throttle_budget": 60})).await;
+    kit.faults(json!({"throttle_budget": 60})).await;
     report_all(&kit).await;
-    until(|| async { metric(&kit, "presence_sync_graph_throttled_total", &[]).await > 0.0 }).await;
-    faults(&kit, json!({"throttle_budget": null})).await;
+    until(|| async { kit.metric("presence_sync_graph_throttled_total", &[]).await > 0.0 }).await;
+    kit.faults(json!({"throttle_budget": null})).await;
     all_writes_land(&kit, 4 * common::daemon_kit::PATIENCE).await;
     for a in 0..AGENTS {
         let (user, _) = kit.user(a);

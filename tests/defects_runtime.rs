@@ -28,17 +28,6 @@ async fn json_of(r: reqwest::Response) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn faults(kit: &DaemonKit, body: Value) {
-    let r = kit
-        .http
-        .post(format!("{}/_sim/faults", kit.sim.base_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{:?}", r.text().await);
-}
-
 /// `/readyz` without a token, as a probe sees it.
 async fn readyz(kit: &DaemonKit) -> (u16, String) {
     let r = kit
@@ -149,7 +138,7 @@ async fn readyz_goes_503_within_seconds_of_graph_failing_names_the_workers_and_h
     let body = readyz_until(&kit, PATIENCE, |s, _| s == 200).await;
     assert_no_tenant_detail(&kit, &body);
 
-    faults(&kit, json!({"error_rate": 1.0})).await;
+    kit.faults(json!({"error_rate": 1.0})).await;
     // A CC status calls for a Teams write, which fails too.
     assert_eq!(kit.status("a1", "Lunch").await.status(), 200);
     let body = readyz_until(&kit, Duration::from_secs(15), |s, b| {
@@ -184,7 +173,7 @@ async fn readyz_goes_503_within_seconds_of_graph_failing_names_the_workers_and_h
     assert_eq!(writer["state"], "degraded", "{body}");
     assert_no_tenant_detail(&kit, &body);
 
-    faults(&kit, json!({"error_rate": 0.0})).await;
+    kit.faults(json!({"error_rate": 0.0})).await;
     let body = readyz_until(&kit, PATIENCE, |s, _| s == 200).await;
     assert_eq!(graph_check(&body)["ok"], true, "{body}");
     kit.stop().await;
@@ -196,7 +185,8 @@ async fn an_expired_secret_makes_readyz_503_and_only_the_authenticated_view_name
     kit.link("a1", 0).await;
     readyz_until(&kit, PATIENCE, |s, _| s == 200).await;
 
-    faults(&kit, json!({"secret_expired": true, "expire_tokens": true})).await;
+    kit.faults(json!({"secret_expired": true, "expire_tokens": true}))
+        .await;
     let body = readyz_until(&kit, Duration::from_secs(15), |s, b| {
         s == 503
             && graph_check(b)["detail"]
@@ -229,7 +219,7 @@ async fn an_expired_secret_makes_readyz_503_and_only_the_authenticated_view_name
     assert_eq!(unauthenticated.status(), 401);
 
     // Entra is not asked again before the refusal's hold-off (30 s) ends.
-    faults(&kit, json!({"secret_expired": false})).await;
+    kit.faults(json!({"secret_expired": false})).await;
     readyz_until(&kit, 2 * PATIENCE, |s, _| s == 200).await;
     assert_eq!(kit.get("/v1/health").await.status(), 200);
     kit.stop().await;

@@ -190,6 +190,34 @@ impl DaemonKit {
             .expect("PUT")
     }
 
+    /// Sets the simulator's Graph faults (`POST /_sim/faults`).
+    #[allow(dead_code)]
+    pub async fn faults(&self, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/faults", self.sim.base_url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /_sim/faults");
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+    }
+
+    /// The sum of the daemon's `/metrics` samples of `name` with `labels`.
+    #[allow(dead_code)]
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.get("/metrics").await.text().await.expect("metrics");
+        let samples = presence_sync::metrics::parse_text(&text).expect("metrics text");
+        samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                presence_sync::metrics::find(std::slice::from_ref(*s), name, labels).is_some()
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.http
             .get(format!("{}{path}", self.base))

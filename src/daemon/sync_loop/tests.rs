@@ -72,21 +72,31 @@ struct Harness {
     polled: PollUsers,
 }
 
+/// The one profile every test runs under.
+fn test_mappings() -> MappingSet {
+    let profile = match parse_profile("default", Path::new("default.toml"), PROFILE) {
+        Ok(p) => p,
+        Err(e) => panic!("the test profile does not load: {e:?}"),
+    };
+    MappingSet {
+        profiles: vec![Arc::new(profile)],
+        groups: HashMap::new(),
+        files: Vec::new(),
+    }
+}
+
+/// The loop's metrics, on a registry of their own.
+fn test_metrics() -> DaemonMetrics {
+    match DaemonMetrics::register(&Registry::new()) {
+        Ok(m) => m,
+        Err(e) => panic!("metrics: {e}"),
+    }
+}
+
 impl Harness {
     async fn new() -> Self {
-        let profile = match parse_profile("default", Path::new("default.toml"), PROFILE) {
-            Ok(p) => p,
-            Err(e) => panic!("the test profile does not load: {e:?}"),
-        };
-        let mappings = MappingSet {
-            profiles: vec![Arc::new(profile)],
-            groups: HashMap::new(),
-            files: Vec::new(),
-        };
-        let metrics = match DaemonMetrics::register(&Registry::new()) {
-            Ok(m) => m,
-            Err(e) => panic!("metrics: {e}"),
-        };
+        let mappings = test_mappings();
+        let metrics = test_metrics();
         let (events, live) = broadcast::channel(1024);
         let (writes_tx, writes) = mpsc::unbounded_channel();
         let (poll_tx, polled) = poll_users(Vec::new());
@@ -541,19 +551,8 @@ impl Store for Recording {
 /// A restart over the harness's store: restores, commits what restoring
 /// decided, and returns the agent records each commit wrote.
 async fn restart(h: &Harness, loaded: Loaded) -> Vec<Vec<String>> {
-    let profile = match parse_profile("default", Path::new("default.toml"), PROFILE) {
-        Ok(p) => p,
-        Err(e) => panic!("the test profile does not load: {e:?}"),
-    };
-    let mappings = MappingSet {
-        profiles: vec![Arc::new(profile)],
-        groups: HashMap::new(),
-        files: Vec::new(),
-    };
-    let metrics = match DaemonMetrics::register(&Registry::new()) {
-        Ok(m) => m,
-        Err(e) => panic!("metrics: {e}"),
-    };
+    let mappings = test_mappings();
+    let metrics = test_metrics();
     let out = Outputs {
         events: broadcast::channel(1024).0,
         writes: mpsc::unbounded_channel().0,
