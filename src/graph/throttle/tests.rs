@@ -79,8 +79,8 @@ async fn grants(config: &ThrottleConfig, callers: usize, each: usize) -> Vec<Dur
     times
 }
 
-/// The most grants inside any window of `window`.
-fn busiest_window(times: &[Duration], window: Duration) -> usize {
+/// The most grants inside any window of `window` (`times` sorted).
+pub(super) fn busiest_window(times: &[Duration], window: Duration) -> usize {
     let mut best = 0;
     let mut start = 0;
     for end in 0..times.len() {

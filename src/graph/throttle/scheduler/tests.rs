@@ -2,6 +2,7 @@
 //! the budget, the read round from what writes leave, a lower rate after a
 //! 429 and its recovery.
 
+use super::super::tests::busiest_window;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,19 +32,6 @@ async fn until_waiting(budget: &Budget, n: usize) {
         tokio::task::yield_now().await;
     }
     panic!("never {n} waiting: {:?}", budget.report());
-}
-
-/// The most grants inside any window of `window`.
-fn busiest_window(times: &[Duration], window: Duration) -> usize {
-    let mut best = 0;
-    let mut start = 0;
-    for end in 0..times.len() {
-        while times[end] - times[start] >= window {
-            start += 1;
-        }
-        best = best.max(end - start + 1);
-    }
-    best
 }
 
 #[tokio::test(start_paused = true)]
