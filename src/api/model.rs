@@ -2,6 +2,7 @@
 //! unknown fields, so a typo is a 4xx that names it rather than a silently
 //! ignored setting.
 
+pub use crate::events::wire::{PresenceOut, SetBy, TargetOut};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -51,25 +52,6 @@ pub struct StatusReport {
     pub at: Option<DateTime<Utc>>,
 }
 
-/// Who set a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SetBy {
-    /// The agent (or their own client, or the CC on its own).
-    Agent,
-    /// presence-sync.
-    Daemon,
-    /// presence-sync's routing, for a contact (`on_contact_status`,
-    /// `after_contact_status`).
-    Routing,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PresenceOut {
-    pub availability: String,
-    pub activity: String,
-}
-
 /// A status the daemon asked the CC for and has not seen back yet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestedOut {
@@ -94,14 +76,6 @@ pub struct CcOut {
     /// A change waiting for its debounce, due then.
     pub pending_until: Option<DateTime<Utc>>,
     pub requested: Option<RequestedOut>,
-}
-
-/// What the daemon wants Teams to show, or `clear` (the user's own presence).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TargetOut {
-    /// `set` or `clear`.
-    pub action: String,
-    pub presence: Option<PresenceOut>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::model::{PresenceOut, SetBy, TargetOut};
+use super::wire::{PresenceOut, SetBy, TargetOut};
 
 use super::schema::{self, DataSchema};
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::api::model::{PresenceOut, SetBy, TargetOut};
+use super::wire::{PresenceOut, SetBy, TargetOut};
 
 use super::*;
 

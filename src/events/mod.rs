@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod data;
 pub mod schema;
+pub mod wire;
 
 #[cfg(test)]
 mod golden;

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::api::model::{PresenceOut, SetBy, TargetOut};
+use super::wire::{PresenceOut, SetBy, TargetOut};
 
 /// A type that is part of an event's `data`, with the JSON schema of what it
 /// serializes to.

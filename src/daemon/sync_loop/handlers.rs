@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::model::SetBy;
+use crate::events::wire::SetBy;
 use crate::events::{AgentUpdated, EventData, NoData, StatusReported};
 use crate::store::{AgentRecord, CcReport, Store};
 use crate::time::Timestamp;
