@@ -43,24 +43,43 @@ impl ApiClient {
     }
 
     pub async fn put(&self, path: &str, body: serde_json::Value) -> Result<(), CcError> {
+        self.send(reqwest::Method::PUT, path, body).await.map(drop)
+    }
+
+    /// POSTs `body`; returns the reply's JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, CcError> {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, CcError> {
+        let what = format!("{method} {path}");
         let response = self
             .http
-            .put(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .json(&body)
             .send()
             .await
             .map_err(|e| CcError::Api {
-                what: format!("PUT {path}"),
+                what: what.clone(),
                 message: e.to_string(),
             })?;
-        if response.status().is_success() {
-            Ok(())
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
         } else {
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
             Err(CcError::Api {
-                what: format!("PUT {path}"),
+                what,
                 message: format!("{status}: {text}"),
             })
         }
@@ -133,12 +152,11 @@ impl ApiClient {
     }
 }
 
-/// What an agent is doing in the simulated CC.
+/// What an agent does between contacts in the simulated CC. Contacts
+/// themselves (and their wrap-up) come from routing: see [`super::contacts`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Activity {
     Available,
-    OnContact,
-    WrapUp,
     Lunch,
     Break,
     /// A status held for a few seconds only: the debounce keeps it out of Teams.
@@ -149,8 +167,6 @@ impl Activity {
     fn status(self) -> &'static str {
         match self {
             Activity::Available => "Available",
-            Activity::OnContact => "On contact",
-            Activity::WrapUp => "After contact work",
             Activity::Lunch | Activity::Blip => "Lunch",
             Activity::Break => "Break",
         }
@@ -163,27 +179,46 @@ struct DemoAgent {
     next_at: Instant,
 }
 
-fn secs(rng: &mut Rng, low: u64, high: u64) -> Duration {
+pub(super) fn secs(rng: &mut Rng, low: u64, high: u64) -> Duration {
     Duration::from_secs(low + rng.below(high.saturating_sub(low).max(1)))
 }
 
-/// Registers one agent per `(id, upn)` and runs them until stopped.
+/// The demo's id for the `index`th simulated user's agent.
+pub fn agent_id(index: usize) -> String {
+    format!("agent-{:03}", index + 1)
+}
+
+/// The example queues an agent serves: every agent takes support, every
+/// other one sales too, so both queues have agents and some agents have two.
+fn queues_of(index: usize) -> serde_json::Value {
+    if index.is_multiple_of(2) {
+        serde_json::json!([{"queue": "sales"}, {"queue": "support"}])
+    } else {
+        serde_json::json!([{"queue": "support"}])
+    }
+}
+
+/// Registers one agent per `(id, upn)` and runs them until stopped: breaks,
+/// lunch and short blips between contacts. An agent on a contact or in its
+/// wrap-up (`busy`) is left to routing.
 pub async fn run(
     api: ApiClient,
     users: Vec<(String, String)>,
     seed: u64,
+    busy: Busy,
     stop: Stop,
 ) -> Result<(), CcError> {
     let mut rng = Rng::new(seed);
     let mut agents = Vec::new();
     for (i, (_, upn)) in users.iter().enumerate() {
-        let id = format!("agent-{:03}", i + 1);
+        let id = agent_id(i);
         api.put(
             &format!("/v1/agents/{id}"),
             serde_json::json!({
                 "teams_user": upn,
                 "auto_link": true,
                 "skills": {"support": 50 + (i % 5) as u8 * 10},
+                "queues": queues_of(i),
             }),
         )
         .await?;
@@ -192,7 +227,7 @@ pub async fn run(
             serde_json::json!({"status": "Available"}),
         )
         .await?;
-        let first = secs(&mut rng, 5, 60);
+        let first = secs(&mut rng, 20, 90);
         agents.push(DemoAgent {
             id,
             activity: Activity::Available,
@@ -211,25 +246,27 @@ pub async fn run(
         }
         let now = Instant::now();
         for agent in agents.iter_mut().filter(|a| a.next_at <= now) {
+            if busy.contains(&agent.id) {
+                // On a contact: look again once it is likely over.
+                agent.next_at = now + secs(&mut rng, 20, 60);
+                continue;
+            }
             let (activity, hold) = match agent.activity {
                 Activity::Available => {
                     let roll = rng.below(100);
-                    if roll < 45 {
-                        (Activity::OnContact, secs(&mut rng, 20, 90))
-                    } else if roll < 60 {
+                    if roll < 25 {
                         (Activity::Blip, secs(&mut rng, 3, 8))
-                    } else if roll < 70 {
+                    } else if roll < 40 {
                         (Activity::Break, secs(&mut rng, 30, 60))
-                    } else if roll < 80 {
+                    } else if roll < 50 {
                         (Activity::Lunch, secs(&mut rng, 60, 120))
                     } else {
-                        // Stays available a while longer: free for Teams
-                        // meetings to pull into `Meeting`.
+                        // Stays available a while longer: free for contacts,
+                        // and for Teams meetings to pull into `Meeting`.
                         (Activity::Available, secs(&mut rng, 30, 90))
                     }
                 }
-                Activity::OnContact => (Activity::WrapUp, secs(&mut rng, 10, 40)),
-                _ => (Activity::Available, secs(&mut rng, 30, 120)),
+                _ => (Activity::Available, secs(&mut rng, 60, 180)),
             };
             agent.activity = activity;
             agent.next_at = now + hold;
@@ -241,6 +278,27 @@ pub async fn run(
                 .await;
             if let Err(e) = result {
                 tracing::warn!(agent = %agent.id, error = %e, "demo CC could not report a status");
+            }
+        }
+    }
+}
+
+/// The agents on a contact or in its wrap-up, shared by the activity loop
+/// and the contacts.
+#[derive(Clone, Debug, Default)]
+pub struct Busy(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl Busy {
+    pub fn contains(&self, agent: &str) -> bool {
+        self.0.lock().is_ok_and(|set| set.contains(agent))
+    }
+
+    pub fn set(&self, agent: &str, busy: bool) {
+        if let Ok(mut set) = self.0.lock() {
+            if busy {
+                set.insert(agent.to_string());
+            } else {
+                set.remove(agent);
             }
         }
     }

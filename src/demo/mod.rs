@@ -4,6 +4,7 @@
 //! use again.
 
 pub mod contact_center;
+pub mod contacts;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,25 @@ fn write_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf, DemoError> 
     Ok(path)
 }
 
+/// The example queues the simulated contact center posts contacts to: the
+/// shipped default mapping has both statuses they set.
+const DEMO_QUEUES: &str = "# The example queues: the simulated contact center posts contacts to them.\n\
+     [routing.queues.sales]\n\
+     strategy = \"longest-idle\"\n\
+     offer_timeout = \"20s\"\n\
+     wrap_up = \"10s\"\n\
+     max_wait = \"2m\"\n\
+     overflow_queue = \"support\"\n\
+     on_contact_status = \"On contact\"\n\
+     after_contact_status = \"After contact work\"\n\n\
+     [routing.queues.support]\n\
+     strategy = \"skills-best\"\n\
+     priority = 1\n\
+     offer_timeout = \"20s\"\n\
+     wrap_up = \"10s\"\n\
+     on_contact_status = \"On contact\"\n\
+     after_contact_status = \"After contact work\"\n";
+
 /// Writes the demo's config, credentials and mapping; returns the config path.
 pub fn prepare(
     state_dir: &Path,
@@ -104,7 +124,8 @@ pub fn prepare(
          [mappings]\n\
          default_profile = \"default\"\n\n\
          [mappings.profiles.default]\n\
-         file = {}\n",
+         file = {}\n\n\
+         {DEMO_QUEUES}",
         quote(&dir.join("graph-client-secret")),
         quote(&token_path),
         quote(&dir.join("store")),
@@ -150,8 +171,9 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     println!("presence-sync demo");
     println!("  simulator (Microsoft Graph): {}", sim.base_url);
     println!("  daemon API:                  {base}");
+    println!("  status board:                {base}/");
     println!(
-        "  API token:                   in {}",
+        "  sign in to the board with the API token in {}",
         options.state_dir.join("api-token").display()
     );
     println!(
@@ -163,7 +185,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         config_path.display()
     );
     println!(
-        "  {} agents, shipped default mapping (15 s debounce). Ctrl-C stops.",
+        "  {} agents, shipped default mapping (15 s debounce), contacts to the example queues `sales` and `support`. Ctrl-C stops.",
         options.users
     );
     println!();
@@ -171,16 +193,30 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let api = ApiClient::new(base, token.expose().to_string())?;
     let (stop_tx, stop_rx) = Stop::new();
     let mut summary = summary::Summary::default();
+    let busy = contact_center::Busy::default();
     let cc = tokio::spawn(contact_center::run(
         api.clone(),
         sim.users(),
         options.seed,
+        busy.clone(),
+        stop_rx.clone(),
+    ));
+    let (routing_tx, routing_rx) = tokio::sync::mpsc::unbounded_channel();
+    let callers = tokio::spawn(contacts::run(
+        api.clone(),
+        options.seed,
+        contacts::contact_interval(options.users),
+        busy,
+        routing_rx,
         stop_rx.clone(),
     ));
     let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
     let follower = tokio::spawn(contact_center::answer_requests(
         api.clone(),
         move |event| {
+            if event.kind.starts_with("routing.") {
+                let _ = routing_tx.send(event.clone());
+            }
             if let Some(line) = summary::describe(event) {
                 let _ = lines_tx.send(line);
             }
@@ -212,10 +248,14 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     }
     stop_tx.stop();
     let cc_result = cc.await;
+    let callers_result = callers.await;
     let _ = follower.await;
     let exit = daemon.shutdown().await;
     sim.shutdown().await?;
     if let Ok(Err(e)) = cc_result {
+        return Err(e.into());
+    }
+    if let Ok(Err(e)) = callers_result {
         return Err(e.into());
     }
     match exit {

@@ -35,9 +35,11 @@ impl Summary {
     pub fn line(&self) -> String {
         let keepalives = self.sum("teams_writes_total", &[("kind", "keepalive")]);
         format!(
-            "── agents synced {}/{} · Teams writes {} (+{} keep-alives) · CC requests {} · events {} · echoes suppressed {} · debounced {} · loop suspensions {} · Graph calls {} (429s {})",
+            "── agents synced {}/{} · contacts waiting {}, offered {} · Teams writes {} (+{} keep-alives) · CC requests {} · events {} · echoes suppressed {} · debounced {} · loop suspensions {} · Graph calls {} (429s {})",
             self.sum("agents", &[("linked", "true")]),
             self.sum("agents", &[]),
+            self.sum("routing_waiting", &[]),
+            self.sum("routing_offers_total", &[]),
             self.sum("teams_writes_total", &[]) - keepalives,
             keepalives,
             self.sum("cc_requests_total", &[]),
@@ -59,6 +61,15 @@ fn presence(v: &serde_json::Value) -> String {
         (Some(a), Some(b)) => format!("{a}/{b}"),
         _ => "?".into(),
     }
+}
+
+/// `contact c-1 (sales)` from a routing event's data.
+fn contact_in(d: &serde_json::Value) -> String {
+    format!(
+        "contact {} ({})",
+        d.get("contact").and_then(|s| s.as_str()).unwrap_or("?"),
+        d.get("queue").and_then(|s| s.as_str()).unwrap_or("?")
+    )
 }
 
 /// One line for an event worth showing, or `None`.
@@ -85,6 +96,13 @@ pub fn describe(event: &Event) -> Option<String> {
             d.get("message").and_then(|s| s.as_str()).unwrap_or("?")
         ),
         kind::AGENT_LINKED => "linked to its Teams user".to_string(),
+        kind::ROUTING_OFFERED => format!("routing: offered {}", contact_in(d)),
+        kind::ROUTING_ACCEPTED => format!("routing: accepted {}", contact_in(d)),
+        kind::ROUTING_DECLINED => format!("routing: declined {}", contact_in(d)),
+        kind::ROUTING_RONA => format!("routing: no answer in time to {}", contact_in(d)),
+        kind::ROUTING_COMPLETED => format!("routing: completed {}", contact_in(d)),
+        kind::ROUTING_OVERFLOW => format!("routing: overflow of {}", contact_in(d)),
+        kind::ROUTING_AGENT_PAUSED => "routing: paused after missed offers".to_string(),
         _ => return None,
     };
     Some(format!("#{:<6} {agent}: {text}", event.seq))
