@@ -546,6 +546,15 @@ impl Store for Recording {
     fn mark_clean_shutdown(&self) -> Result<(), crate::store::StoreError> {
         self.inner.mark_clean_shutdown()
     }
+    fn directory(&self) -> Result<Option<crate::store::StoredDirectory>, crate::store::StoreError> {
+        self.inner.directory()
+    }
+    fn commit_directory(
+        &self,
+        batch: crate::store::DirectoryBatch,
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner.commit_directory(batch)
+    }
 }
 
 /// A restart over the harness's store: restores, commits what restoring
