@@ -229,9 +229,11 @@ impl<S: Store> DaemonService<S> {
 
 /// The tasks that call Graph: Graph is usable when each of them says its
 /// last calls went through.
-const GRAPH_TASKS: [TaskName; 4] = [
+/// The directory's slower tier is not one: it reads every half minute, so
+/// it would hold readiness down that long after Graph is back, and what it
+/// meets the agent poller meets first; its own state shows among the tasks.
+const GRAPH_TASKS: [TaskName; 3] = [
     TaskName::Directory,
-    TaskName::DirectoryPoller,
     TaskName::PresencePoller,
     TaskName::PresenceWriter,
 ];
