@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use presence_sync::config::{Config, DirectoryScope, Environment};
+use presence_sync::daemon::directory::{DirectoryIndex, DirectoryUpdate};
 use presence_sync::daemon::{Daemon, DaemonOptions, Exit};
 use presence_sync::directory::DirectoryView;
 use presence_sync::graph::model::User;
@@ -73,6 +74,16 @@ fn rss() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// Gives the allocator's free pages back, so RSS shows what is live.
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no
+    // pointers and is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Users shaped as the simulator makes them, for the memory measurement.
@@ -355,19 +366,34 @@ fn print_phase(name: &str, p: &Phase) {
 }
 
 async fn run(settings: &Settings) {
-    // 1. The view's memory, before anything else grows the heap.
+    // 1. The directory's memory, before anything else grows the heap: the
+    // view and the sync loop's index over the same records, as the daemon
+    // holds them (freed temporaries given back before each reading).
     let users = synthetic_users(settings.users);
+    trim();
     let before = rss();
     let view = DirectoryView::new(&DirectoryScope::All, None);
-    view.replace(&users);
-    let grown = rss().saturating_sub(before);
-    drop(users);
+    let (records, _) = view.replace(&users);
+    trim();
+    let after_view = rss();
+    let mut index = DirectoryIndex::default();
+    index.apply(DirectoryUpdate::Replace {
+        users: records,
+        delta_link: None,
+    });
+    trim();
+    let after_index = rss();
+    let per_user = |bytes: u64| bytes as f64 / settings.users as f64;
     println!(
-        "directory view of {} users: RSS grew {:.1} MB ({:.0} bytes a user)",
+        "directory at {} users: the view {:.1} MB ({:.0} bytes a user), with the sync loop's index {:.1} MB ({:.0} bytes a user)",
         settings.users,
-        grown as f64 / 1e6,
-        grown as f64 / settings.users as f64
+        after_view.saturating_sub(before) as f64 / 1e6,
+        per_user(after_view.saturating_sub(before)),
+        after_index.saturating_sub(before) as f64 / 1e6,
+        per_user(after_index.saturating_sub(before)),
     );
+    drop(users);
+    drop(index);
     drop(view);
 
     let sim = sim::spawn(SimOptions {

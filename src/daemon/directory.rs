@@ -42,8 +42,10 @@ pub enum DirectoryUpdate {
 /// The users, by id, with their UPN and mail for linking.
 #[derive(Debug, Default)]
 pub struct DirectoryIndex {
-    users: HashMap<String, Arc<DirectoryRecord>>,
-    by_name: HashMap<String, String>,
+    /// By lower-case id, the key shared with the record when it can be.
+    users: HashMap<Arc<str>, Arc<DirectoryRecord>>,
+    /// Lower-case UPN and mail → the id.
+    by_name: HashMap<Box<str>, Arc<str>>,
     loaded: bool,
 }
 
@@ -62,13 +64,15 @@ impl DirectoryIndex {
     }
 
     pub fn get(&self, id: &str) -> Option<&DirectoryRecord> {
-        self.users.get(&id.to_ascii_lowercase()).map(|u| &**u)
+        self.users
+            .get(id.to_ascii_lowercase().as_str())
+            .map(|u| &**u)
     }
 
     /// The user whose UPN or mail is `name` (case-insensitive).
     pub fn find(&self, name: &str) -> Option<&DirectoryRecord> {
         self.by_name
-            .get(&name.to_lowercase())
+            .get(name.to_lowercase().as_str())
             .and_then(|id| self.users.get(id))
             .map(|u| &**u)
     }
@@ -78,12 +82,12 @@ impl DirectoryIndex {
     pub fn apply(&mut self, update: DirectoryUpdate) -> (Vec<String>, Vec<String>) {
         match update {
             DirectoryUpdate::Replace { users, .. } => {
-                let old: Vec<String> = self.users.keys().cloned().collect();
+                let old: Vec<Arc<str>> = self.users.keys().cloned().collect();
                 self.users.clear();
                 let mut changed = Vec::new();
                 for user in users {
                     let id = user.key();
-                    changed.push(id.clone());
+                    changed.push(id.to_string());
                     self.users.insert(id, user);
                 }
                 self.loaded = true;
@@ -91,6 +95,7 @@ impl DirectoryIndex {
                 let removed = old
                     .into_iter()
                     .filter(|id| !self.users.contains_key(id))
+                    .map(|id| id.to_string())
                     .collect();
                 (changed, removed)
             }
@@ -100,8 +105,8 @@ impl DirectoryIndex {
                 let mut ids = Vec::new();
                 for user in changed {
                     let id = user.key();
-                    self.users.insert(id.clone(), user);
-                    ids.push(id);
+                    ids.push(id.to_string());
+                    self.users.insert(id, user);
                 }
                 // Every id reported removed, known here or not: a user
                 // deleted while the daemon was down is only known to its
@@ -109,7 +114,7 @@ impl DirectoryIndex {
                 let mut gone = Vec::new();
                 for id in removed {
                     let id = id.to_ascii_lowercase();
-                    self.users.remove(&id);
+                    self.users.remove(id.as_str());
                     gone.push(id);
                 }
                 self.reindex();
@@ -125,7 +130,8 @@ impl DirectoryIndex {
                 .into_iter()
                 .flatten()
             {
-                self.by_name.insert(name.to_lowercase(), id.clone());
+                self.by_name
+                    .insert(name.to_lowercase().into(), Arc::clone(id));
             }
         }
     }

@@ -2,6 +2,8 @@
 //! view, linking and direct dial need, in compact form (no Graph payload,
 //! no assigned plans, only what they say).
 
+use std::sync::Arc;
+
 use crate::graph::model::User;
 use crate::store::StoredUser;
 
@@ -11,8 +13,9 @@ const E164_DIGITS: std::ops::RangeInclusive<usize> = 8..=15;
 /// A Teams user of the directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DirectoryRecord {
-    /// The Entra object id, as Graph wrote it.
-    pub id: Box<str>,
+    /// The Entra object id, as Graph wrote it (shared with the indexes
+    /// that key by it when it is lower case already, as Graph writes them).
+    pub id: Arc<str>,
     pub upn: Option<Box<str>>,
     pub mail: Option<Box<str>>,
     pub display_name: Option<Box<str>>,
@@ -34,7 +37,7 @@ impl DirectoryRecord {
     /// A record from a user as a full read lists it.
     pub fn from_user(user: &User) -> DirectoryRecord {
         let mut record = DirectoryRecord {
-            id: Box::from(user.id.as_str()),
+            id: Arc::from(user.id.as_str()),
             ..DirectoryRecord::default()
         };
         record.merge(user);
@@ -70,9 +73,14 @@ impl DirectoryRecord {
         }
     }
 
-    /// The id as every index keys it: lower case.
-    pub fn key(&self) -> String {
-        self.id.to_ascii_lowercase()
+    /// The id as every index keys it: lower case, the record's own when it
+    /// is lower case already.
+    pub fn key(&self) -> Arc<str> {
+        if self.id.bytes().any(|b| b.is_ascii_uppercase()) {
+            Arc::from(self.id.to_ascii_lowercase().as_str())
+        } else {
+            Arc::clone(&self.id)
+        }
     }
 
     pub fn user_principal_name(&self) -> Option<&str> {
@@ -120,7 +128,7 @@ impl DirectoryRecord {
     /// come back with the next full read.
     pub fn from_stored(stored: &StoredUser) -> DirectoryRecord {
         DirectoryRecord {
-            id: Box::from(stored.id.as_str()),
+            id: Arc::from(stored.id.as_str()),
             upn: boxed(stored.upn.as_deref()),
             mail: boxed(stored.mail.as_deref()),
             display_name: None,

@@ -21,8 +21,8 @@
 //! changed meanwhile: a user present throughout is listed exactly once
 //! across the pages (unless its name changed between them).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
@@ -82,30 +82,49 @@ enum Scope {
     Departments(HashSet<String>),
 }
 
+impl Scope {
+    /// Whether the scope names a user (agents aside).
+    fn names(&self, record: &DirectoryRecord, department: Option<&str>) -> bool {
+        record.teams_enabled()
+            && match self {
+                Scope::All => true,
+                Scope::Agents => false,
+                Scope::Departments(names) => department.is_some_and(|d| names.contains(d)),
+            }
+    }
+}
+
+/// A user with everything a scan looks at, so a search touches no other
+/// map: the listing's order is the map's own.
 struct Entry {
     record: Arc<DirectoryRecord>,
-    /// The folded sort name.
-    name: Box<str>,
-    /// Folded name, UPN and mail, `\u{1}` between them.
+    /// Folded name, UPN and mail (left out when it is the UPN), `\u{1}`
+    /// between them.
     text: Box<str>,
     /// Every phone's digits, `\u{1}` between them.
     digits: Box<str>,
     department: Option<Box<str>>,
     dial: Option<Box<str>>,
+    /// The scope names the user (fixed for the record).
+    in_scope: bool,
+    /// The agent linked, mirrored from [`Inner::agents`].
+    agent: Option<Box<str>>,
+    presence: Option<Seen>,
 }
 
 impl Entry {
-    fn new(record: Arc<DirectoryRecord>) -> Entry {
-        let name = sort_name(&record);
-        let text = [
-            record.display_name.as_deref(),
-            record.upn.as_deref(),
-            record.mail.as_deref(),
-        ]
-        .iter()
-        .map(|t| t.map(fold).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\u{1}");
+    fn new(record: Arc<DirectoryRecord>, scope: &Scope) -> Entry {
+        let mail = record.mail.as_deref().filter(|m| {
+            !record
+                .upn
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(m))
+        });
+        let text = [record.display_name.as_deref(), record.upn.as_deref(), mail]
+            .iter()
+            .map(|t| t.map(fold).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\u{1}");
         let phones = record
             .business_phones
             .iter()
@@ -113,25 +132,47 @@ impl Entry {
             .chain(record.mobile_phone.as_deref().map(digits))
             .collect::<Vec<_>>()
             .join("\u{1}");
+        let department: Option<Box<str>> =
+            record.department.as_deref().map(|d| fold(d.trim()).into());
         Entry {
-            name: name.into(),
             text: text.into(),
             digits: phones.into(),
-            department: record.department.as_deref().map(|d| fold(d.trim()).into()),
+            in_scope: scope.names(&record, department.as_deref()),
+            department,
             dial: record.direct_dial().map(Into::into),
+            agent: None,
+            presence: None,
             record,
+        }
+    }
+
+    fn listed(&self) -> bool {
+        self.agent.is_some() || self.in_scope
+    }
+
+    fn user(&self) -> DirectoryUser {
+        DirectoryUser {
+            record: Arc::clone(&self.record),
+            presence: self.presence.as_ref().map(|s| s.presence.clone()),
+            presence_since: self.presence.as_ref().and_then(|s| s.since),
+            agent: self.agent.as_deref().map(str::to_string),
+            direct_dial: self.dial.as_deref().map(str::to_string),
         }
     }
 }
 
 /// The folded display name, else UPN, else id; whitespace collapsed.
-fn sort_name(record: &DirectoryRecord) -> String {
+fn sort_name(record: &DirectoryRecord) -> Arc<str> {
     let shown = record
         .display_name
         .as_deref()
         .or(record.upn.as_deref())
         .unwrap_or(&record.id);
-    fold(shown).split_whitespace().collect::<Vec<_>>().join(" ")
+    fold(shown)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .into()
 }
 
 #[derive(Clone, Debug)]
@@ -140,17 +181,60 @@ struct Seen {
     since: Option<DateTime<Utc>>,
 }
 
+/// (folded name, lower-case id): the listing's order.
+type Key = (Arc<str>, Arc<str>);
+
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Arc<str>, Entry>,
-    order: BTreeSet<(Box<str>, Arc<str>)>,
-    /// Linked users (lower-case id) and their agent.
+    /// Every user, in listing order.
+    entries: BTreeMap<Key, Entry>,
+    /// Lower-case id → its sort name, to find its entry.
+    names: HashMap<Arc<str>, Arc<str>>,
+    /// Linked users (lower-case id) and their agent, entry or not.
     agents: HashMap<Arc<str>, Box<str>>,
-    presence: HashMap<Arc<str>, Seen>,
+    /// The presence of agents the directory has no entry for (yet).
+    orphan_presence: HashMap<Arc<str>, Seen>,
     /// Users the slower tier reads.
     tier: HashSet<Arc<str>>,
     loaded: bool,
     from_store: bool,
+}
+
+impl Inner {
+    fn key(&self, id: &str) -> Option<Key> {
+        let (id, name) = self.names.get_key_value(id)?;
+        Some((Arc::clone(name), Arc::clone(id)))
+    }
+
+    fn entry(&self, id: &str) -> Option<&Entry> {
+        self.entries.get(&self.key(id)?)
+    }
+
+    fn entry_mut(&mut self, id: &str) -> Option<&mut Entry> {
+        let key = self.key(id)?;
+        self.entries.get_mut(&key)
+    }
+
+    /// Takes `id`'s entry out; its presence stays with an agent.
+    fn remove(&mut self, id: &Arc<str>) -> Option<Entry> {
+        let name = self.names.remove(id)?;
+        let mut entry = self.entries.remove(&(name, Arc::clone(id)))?;
+        if self.agents.contains_key(id)
+            && let Some(seen) = entry.presence.take()
+        {
+            self.orphan_presence.insert(Arc::clone(id), seen);
+        }
+        Some(entry)
+    }
+
+    /// Puts `entry` in under `id`, with the agent and the presence known.
+    fn insert(&mut self, id: Arc<str>, mut entry: Entry, presence: Option<Seen>) {
+        entry.agent = self.agents.get(&id).cloned();
+        entry.presence = presence.or_else(|| self.orphan_presence.remove(&id));
+        let name = sort_name(&entry.record);
+        self.names.insert(Arc::clone(&id), Arc::clone(&name));
+        self.entries.insert((name, id), entry);
+    }
 }
 
 /// The shared directory view.
@@ -158,6 +242,9 @@ pub struct DirectoryView {
     inner: RwLock<Inner>,
     scope: Scope,
     tier: Option<PollUsersSender>,
+    /// Links the sync loop reported that are not applied yet: the loop
+    /// never waits for a search to end, it leaves them here.
+    pending_links: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl std::fmt::Debug for DirectoryView {
@@ -183,6 +270,7 @@ impl DirectoryView {
             inner: RwLock::new(Inner::default()),
             scope,
             tier,
+            pending_links: Mutex::new(Vec::new()),
         }
     }
 
@@ -192,6 +280,45 @@ impl DirectoryView {
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(String, Option<String>)>> {
+        self.pending_links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the links waiting, under the write lock the caller holds.
+    fn apply_links(&self, inner: &mut Inner, changes: &mut Vec<PollChange>) {
+        let links = std::mem::take(&mut *self.pending());
+        for (user, agent) in links {
+            let id: Arc<str> = Arc::from(user.to_ascii_lowercase().as_str());
+            let agent: Option<Box<str>> = agent.map(|a| a.as_str().into());
+            match &agent {
+                Some(agent) => {
+                    inner.agents.insert(Arc::clone(&id), agent.clone());
+                }
+                None => {
+                    inner.agents.remove(&id);
+                    inner.orphan_presence.remove(&id);
+                }
+            }
+            if let Some(entry) = inner.entry_mut(&id) {
+                entry.agent = agent;
+            }
+            self.retier(inner, &id, changes);
+        }
+    }
+
+    /// A read lock with every reported link applied first.
+    fn settled(&self) -> RwLockReadGuard<'_, Inner> {
+        if !self.pending().is_empty() {
+            let mut changes = Vec::new();
+            {
+                let mut inner = self.write();
+                self.apply_links(&mut inner, &mut changes);
+            }
+            self.send(changes);
+        }
+        self.read()
     }
 
     /// Takes the directory the store kept, before Graph answers.
@@ -218,27 +345,40 @@ impl DirectoryView {
         // takes a while, searches go on meanwhile.
         let entries: Vec<(Arc<str>, Entry)> = records
             .into_iter()
-            .map(|r| (Arc::from(r.key().as_str()), Entry::new(r)))
+            .map(|r| (r.key(), Entry::new(r, &self.scope)))
             .collect();
         let mut changes = Vec::new();
         let removed = {
             let mut inner = self.write();
+            self.apply_links(&mut inner, &mut changes);
             let fresh: HashSet<&str> = entries.iter().map(|(id, _)| &**id).collect();
             let gone: Vec<Arc<str>> = inner
-                .entries
+                .names
                 .keys()
                 .filter(|id| !fresh.contains(&***id))
                 .cloned()
                 .collect();
-            inner.entries.clear();
-            inner.order.clear();
+            // What was read of each user stays with it.
+            let mut seen: HashMap<Arc<str>, Seen> = HashMap::new();
+            for ((_, id), entry) in std::mem::take(&mut inner.entries) {
+                if let Some(presence) = entry.presence {
+                    seen.insert(id, presence);
+                }
+            }
+            inner.names.clear();
             for (id, entry) in entries {
-                inner.order.insert((entry.name.clone(), Arc::clone(&id)));
-                inner.entries.insert(id, entry);
+                let presence = seen.remove(&id);
+                inner.insert(id, entry, presence);
+            }
+            // Agents gone from the directory keep theirs until unlinked.
+            for (id, presence) in seen {
+                if inner.agents.contains_key(&id) {
+                    inner.orphan_presence.insert(id, presence);
+                }
             }
             inner.loaded = true;
             inner.from_store = from_store;
-            let ids: Vec<Arc<str>> = inner.entries.keys().cloned().collect();
+            let ids: Vec<Arc<str>> = inner.names.keys().cloned().collect();
             for id in ids.iter().chain(&gone) {
                 self.retier(&mut inner, id, &mut changes);
             }
@@ -261,9 +401,11 @@ impl DirectoryView {
         let mut gone = Vec::with_capacity(removed.len());
         {
             let mut inner = self.write();
+            self.apply_links(&mut inner, &mut changes);
             for user in changed.iter().filter(|u| !u.id.is_empty()) {
-                let id: Arc<str> = Arc::from(user.id.to_ascii_lowercase().as_str());
-                let record = match inner.entries.get(&id) {
+                let lower: Arc<str> = Arc::from(user.id.to_ascii_lowercase().as_str());
+                let old = inner.remove(&lower);
+                let record = match &old {
                     Some(entry) => {
                         let mut record = DirectoryRecord::clone(&entry.record);
                         record.merge(user);
@@ -272,15 +414,15 @@ impl DirectoryView {
                     None => DirectoryRecord::from_user(user),
                 };
                 let record = Arc::new(record);
+                let id = record.key();
                 records.push(Arc::clone(&record));
-                Self::put(&mut inner, Arc::clone(&id), Entry::new(record));
+                let presence = old.and_then(|e| e.presence);
+                inner.insert(Arc::clone(&id), Entry::new(record, &self.scope), presence);
                 self.retier(&mut inner, &id, &mut changes);
             }
             for id in removed {
                 let id: Arc<str> = Arc::from(id.to_ascii_lowercase().as_str());
-                if let Some(entry) = inner.entries.remove(&id) {
-                    inner.order.remove(&(entry.name, Arc::clone(&id)));
-                }
+                inner.remove(&id);
                 self.retier(&mut inner, &id, &mut changes);
                 gone.push(id.to_string());
             }
@@ -289,62 +431,26 @@ impl DirectoryView {
         (records, gone)
     }
 
-    fn put(inner: &mut Inner, id: Arc<str>, entry: Entry) {
-        if let Some(old) = inner.entries.get(&id) {
-            let key = (old.name.clone(), Arc::clone(&id));
-            inner.order.remove(&key);
-        }
-        inner.order.insert((entry.name.clone(), Arc::clone(&id)));
-        inner.entries.insert(id, entry);
-    }
-
     /// Links and unlinks a step committed: `(user id, Some(agent))` links,
-    /// `(user id, None)` unlinks.
+    /// `(user id, None)` unlinks. Never waits for a search: when one holds
+    /// the view, the links are applied by whoever takes it next.
     pub fn set_links(&self, links: &[(String, Option<String>)]) {
         if links.is_empty() {
             return;
         }
+        self.pending().extend(links.iter().cloned());
         let mut changes = Vec::new();
-        {
-            let mut inner = self.write();
-            for (user, agent) in links {
-                let id: Arc<str> = Arc::from(user.to_ascii_lowercase().as_str());
-                match agent {
-                    Some(agent) => {
-                        inner.agents.insert(Arc::clone(&id), agent.as_str().into());
-                    }
-                    None => {
-                        inner.agents.remove(&id);
-                    }
-                }
-                self.retier(&mut inner, &id, &mut changes);
-            }
+        if let Ok(mut inner) = self.inner.try_write() {
+            self.apply_links(&mut inner, &mut changes);
         }
         self.send(changes);
-    }
-
-    /// Whether the scope names the user (agents aside).
-    fn in_scope(&self, entry: &Entry) -> bool {
-        entry.record.teams_enabled()
-            && match &self.scope {
-                Scope::All => true,
-                Scope::Agents => false,
-                Scope::Departments(names) => entry
-                    .department
-                    .as_deref()
-                    .is_some_and(|d| names.contains(d)),
-            }
-    }
-
-    fn listed(&self, inner: &Inner, id: &str, entry: &Entry) -> bool {
-        inner.agents.contains_key(id) || self.in_scope(entry)
     }
 
     /// Puts `id` in or out of the slower tier as it now stands, and drops a
     /// presence nobody reads any more.
     fn retier(&self, inner: &mut Inner, id: &Arc<str>, changes: &mut Vec<PollChange>) {
         let agent = inner.agents.contains_key(id);
-        let want = !agent && inner.entries.get(id).is_some_and(|e| self.in_scope(e));
+        let want = !agent && inner.entry(id).is_some_and(|e| e.in_scope);
         let has = inner.tier.contains(id);
         if want && !has {
             inner.tier.insert(Arc::clone(id));
@@ -353,8 +459,11 @@ impl DirectoryView {
             inner.tier.remove(id);
             changes.push(PollChange::Remove(id.to_string()));
         }
-        if !want && !agent {
-            inner.presence.remove(id);
+        if !want
+            && !agent
+            && let Some(entry) = inner.entry_mut(id)
+        {
+            entry.presence = None;
         }
     }
 
@@ -370,136 +479,127 @@ impl DirectoryView {
     }
 
     pub fn status(&self) -> DirectoryStatus {
-        let inner = self.read();
+        let inner = self.settled();
         DirectoryStatus {
             users: inner.entries.len(),
-            listed: inner
-                .entries
-                .iter()
-                .filter(|(id, e)| self.listed(&inner, id, e))
-                .count(),
+            listed: inner.entries.values().filter(|e| e.listed()).count(),
             tier_users: inner.tier.len(),
             loaded: inner.loaded,
             from_store: inner.from_store,
         }
     }
 
-    fn user(&self, inner: &Inner, id: &str, entry: &Entry) -> DirectoryUser {
-        let seen = inner.presence.get(id);
-        DirectoryUser {
-            record: Arc::clone(&entry.record),
-            presence: seen.map(|s| s.presence.clone()),
-            presence_since: seen.and_then(|s| s.since),
-            agent: inner.agents.get(id).map(|a| a.to_string()),
-            direct_dial: entry.dial.as_deref().map(str::to_string),
-        }
-    }
-
     /// One listed user by object id (any case).
     pub fn get(&self, id: &str) -> Option<DirectoryUser> {
-        let inner = self.read();
-        let id = id.to_ascii_lowercase();
-        let entry = inner.entries.get(id.as_str())?;
-        self.listed(&inner, &id, entry)
-            .then(|| self.user(&inner, &id, entry))
+        let inner = self.settled();
+        let entry = inner.entry(&id.to_ascii_lowercase())?;
+        entry.listed().then(|| entry.user())
     }
 
     /// A page of the listed users matching `query`, in listing order.
     pub fn query(&self, query: &DirectoryQuery) -> DirectoryPage {
-        let inner = self.read();
+        let inner = self.settled();
         let mut users = Vec::with_capacity(query.limit.min(64));
         let mut total = 0usize;
         let mut more = false;
-        let mut last: Option<SortKey> = None;
-        for (name, id) in &inner.order {
-            let Some(entry) = inner.entries.get(id) else {
-                continue;
-            };
-            if !self.listed(&inner, id, entry) || !self.matches(&inner, id, entry, query) {
+        let mut last: Option<&Key> = None;
+        for (key, entry) in &inner.entries {
+            if !entry.listed() || !matches(entry, query) {
                 continue;
             }
             total += 1;
             let after = query
                 .after
                 .as_ref()
-                .is_none_or(|a| (&**name, &**id) > (a.name.as_str(), a.id.as_str()));
+                .is_none_or(|a| (&*key.0, &*key.1) > (a.name.as_str(), a.id.as_str()));
             if !after {
                 continue;
             }
             if users.len() < query.limit {
-                users.push(self.user(&inner, id, entry));
-                last = Some(SortKey {
-                    name: name.to_string(),
-                    id: id.to_string(),
-                });
+                users.push(entry.user());
+                last = Some(key);
             } else {
                 more = true;
             }
         }
         DirectoryPage {
             users,
-            next: if more { last } else { None },
+            next: last.filter(|_| more).map(|(name, id)| SortKey {
+                name: name.to_string(),
+                id: id.to_string(),
+            }),
             total,
         }
     }
 
-    fn matches(&self, inner: &Inner, id: &str, entry: &Entry, query: &DirectoryQuery) -> bool {
-        if let Some(search) = &query.search {
-            let by_text = entry.text.contains(search.as_str());
-            let by_phone = query
-                .phone_digits
-                .as_deref()
-                .is_some_and(|d| entry.digits.contains(d));
-            if !by_text && !by_phone {
-                return false;
-            }
-        }
-        if let Some(wanted) = &query.presence {
-            let Some(seen) = inner.presence.get(id) else {
-                return false;
-            };
-            if !wanted.contains(&seen.presence.availability) {
-                return false;
-            }
-        }
-        if let Some(department) = &query.department
-            && entry.department.as_deref() != Some(department.as_str())
-        {
-            return false;
-        }
-        if let Some(has_phone) = query.has_phone
-            && entry.dial.is_some() != has_phone
-        {
-            return false;
-        }
-        true
-    }
-
     /// A presence read, at `at`.
     pub fn observe_at(&self, user_id: &str, presence: &Presence, at: DateTime<Utc>) {
+        let mut changes = Vec::new();
         let mut inner = self.write();
+        if !self.pending().is_empty() {
+            self.apply_links(&mut inner, &mut changes);
+            drop(inner);
+            self.send(changes);
+            inner = self.write();
+        }
         let id = user_id.to_ascii_lowercase();
         // Only users someone reads: a late answer for a user who left is dropped.
-        if !inner.agents.contains_key(id.as_str()) && !inner.tier.contains(id.as_str()) {
+        let agent = inner.agents.contains_key(id.as_str());
+        if !agent && !inner.tier.contains(id.as_str()) {
             return;
         }
-        match inner.presence.get_mut(id.as_str()) {
-            Some(seen) if seen.presence == *presence => {}
-            Some(seen) => {
-                seen.presence = presence.clone();
-                seen.since = Some(at);
-            }
+        let fresh = |old: Option<Seen>| match old {
+            Some(seen) if seen.presence == *presence => seen,
+            Some(_) => Seen {
+                presence: presence.clone(),
+                since: Some(at),
+            },
+            None => Seen {
+                presence: presence.clone(),
+                since: None,
+            },
+        };
+        match inner.entry_mut(&id) {
+            Some(entry) => entry.presence = Some(fresh(entry.presence.take())),
             None => {
-                inner.presence.insert(
-                    Arc::from(id.as_str()),
-                    Seen {
-                        presence: presence.clone(),
-                        since: None,
-                    },
-                );
+                let id: Arc<str> = Arc::from(id.as_str());
+                let old = inner.orphan_presence.remove(&id);
+                inner.orphan_presence.insert(id, fresh(old));
             }
         }
     }
+}
+
+fn matches(entry: &Entry, query: &DirectoryQuery) -> bool {
+    if let Some(search) = &query.search {
+        let by_text = entry.text.contains(search.as_str());
+        let by_phone = query
+            .phone_digits
+            .as_deref()
+            .is_some_and(|d| entry.digits.contains(d));
+        if !by_text && !by_phone {
+            return false;
+        }
+    }
+    if let Some(wanted) = &query.presence {
+        let Some(seen) = &entry.presence else {
+            return false;
+        };
+        if !wanted.contains(&seen.presence.availability) {
+            return false;
+        }
+    }
+    if let Some(department) = &query.department
+        && entry.department.as_deref() != Some(department.as_str())
+    {
+        return false;
+    }
+    if let Some(has_phone) = query.has_phone
+        && entry.dial.is_some() != has_phone
+    {
+        return false;
+    }
+    true
 }
 
 impl PresenceObserver for DirectoryView {

@@ -240,3 +240,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn links_never_wait_for_a_search_and_apply_before_the_next_read() {
+    let view = DirectoryView::new(&DirectoryScope::All, None);
+    view.replace(&[user("u1", "Ann", "Sales")]);
+    let searching = view.read();
+    // The sync loop's step goes on while a search holds the view.
+    view.set_links(&[("u1".into(), Some("a1".into()))]);
+    drop(searching);
+    assert_eq!(view.get("u1").unwrap().agent.as_deref(), Some("a1"));
+    let page = view.query(&query("search=ann"));
+    assert_eq!(page.users[0].agent.as_deref(), Some("a1"));
+}
+
+#[test]
+fn an_agents_presence_read_before_the_directory_came_is_kept() {
+    let view = DirectoryView::new(&DirectoryScope::Agents, None);
+    view.set_links(&[("U1".into(), Some("a1".into()))]);
+    view.observe_at("u1", &presence(Availability::Busy), Utc::now());
+    view.replace(&[user("u1", "Ann", "Sales"), user("u2", "Bea", "Sales")]);
+    assert_eq!(
+        view.get("u1").unwrap().presence,
+        Some(presence(Availability::Busy))
+    );
+    // A change to the user keeps what was read; so does a new full read.
+    view.change(&[user("u1", "Ann B", "Sales")], &[]);
+    view.replace(&[user("u1", "Ann C", "Sales")]);
+    let one = view.get("u1").unwrap();
+    assert_eq!(one.presence, Some(presence(Availability::Busy)));
+    assert_eq!(one.record.display_name.as_deref(), Some("Ann C"));
+    assert_eq!(view.get("u2"), None, "out of scope, no agent");
+    // Unlinked and out of scope: no longer listed, nothing kept.
+    view.set_links(&[("u1".into(), None)]);
+    assert_eq!(view.get("u1"), None);
+    assert_eq!(view.status().listed, 0);
+}
