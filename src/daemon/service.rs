@@ -156,24 +156,19 @@ impl From<LoopError> for ApiError {
 /// A directory user as the API shows it.
 fn directory_user_out(user: &DirectoryUser) -> DirectoryUserOut {
     let record = &user.record;
-    let text = |t: &Option<Box<str>>| t.as_deref().map(str::to_string);
-    let upn = record.upn.as_deref().unwrap_or_default().to_string();
+    let text = |t: Option<&str>| t.map(str::to_string);
+    let upn = record.user_principal_name().unwrap_or_default().to_string();
     DirectoryUserOut {
         id: record.id.to_string(),
         display_name: record
-            .display_name
-            .as_deref()
+            .display_name()
             .map_or_else(|| upn.clone(), str::to_string),
         upn,
-        mail: text(&record.mail),
-        department: text(&record.department),
-        job_title: text(&record.job_title),
-        business_phones: record
-            .business_phones
-            .iter()
-            .map(|p| p.to_string())
-            .collect(),
-        mobile_phone: text(&record.mobile_phone),
+        mail: text(record.mail()),
+        department: text(record.department()),
+        job_title: text(record.job_title()),
+        business_phones: record.business_phones().map(str::to_string).collect(),
+        mobile_phone: text(record.mobile_phone()),
         direct_dial: user.direct_dial.clone(),
         presence: user.presence.as_ref().map(|p| PresenceOut {
             availability: p.availability.to_string(),

@@ -175,13 +175,15 @@ impl Worker for DirectoryPollerWorker {
             }
         };
         let throttle = self.graph.throttle().clone();
-        // Every user at least once a `freshness`, never more often, and
-        // only from what the classes before it leave: no floor that would
-        // take budget from the agents.
+        // Every user once a `freshness` from what the classes before it
+        // leave, never more often; when they leave nothing, still once in
+        // DIRECTORY_FLOOR_ROUNDS freshnesses, waiting behind every agent read
+        // (the scheduler serves those first), so one busy moment at a
+        // round's start does not stretch the round for long.
         let target = PollTarget {
             round_min: self.freshness,
             read_share_max: DIRECTORY_SHARE_MAX,
-            freshness_floor: Duration::from_secs(86_400),
+            freshness_floor: self.freshness.saturating_mul(DIRECTORY_FLOOR_ROUNDS),
             batch_size: crate::graph::presence::MAX_IDS_PER_CALL,
         };
         let poll = Poller::new(
@@ -206,6 +208,10 @@ impl Worker for DirectoryPollerWorker {
 /// writes and agent reads leave: headroom, so a rise in agent reads is
 /// served at once rather than after directory reads already granted.
 pub const DIRECTORY_SHARE_MAX: f64 = 0.25;
+
+/// The directory tier's longest round, in freshnesses, however little the
+/// agents leave (2 minutes at the default 30 s).
+pub const DIRECTORY_FLOOR_ROUNDS: u32 = 4;
 
 /// Sends the engine's Teams writes to Graph.
 pub struct WriterWorker {

@@ -10,36 +10,112 @@ use crate::store::StoredUser;
 /// The shortest and longest E.164 numbers, in digits after the `+`.
 const E164_DIGITS: std::ops::RangeInclusive<usize> = 8..=15;
 
-/// A Teams user of the directory.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The optional texts of a record, in the order they are packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Upn,
+    Mail,
+    DisplayName,
+    Department,
+    JobTitle,
+    MobilePhone,
+}
+
+const FIELDS: usize = 6;
+
+/// A Teams user of the directory. Its texts are packed in one allocation
+/// (at 50,000 users, one string each would cost twice the memory): read
+/// them with the accessors.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirectoryRecord {
     /// The Entra object id, as Graph wrote it (shared with the indexes
     /// that key by it when it is lower case already, as Graph writes them).
     pub id: Arc<str>,
-    pub upn: Option<Box<str>>,
-    pub mail: Option<Box<str>>,
-    pub display_name: Option<Box<str>>,
-    pub department: Option<Box<str>>,
-    pub job_title: Option<Box<str>>,
-    pub business_phones: Box<[Box<str>]>,
-    pub mobile_phone: Option<Box<str>>,
+    /// The optional texts ([`Field`] order), then each business phone.
+    texts: Box<str>,
+    /// Where each packed text ends in `texts`.
+    ends: Box<[u32]>,
+    /// Bit `i`: [`Field`] `i` is set (an empty text is not absent).
+    present: u8,
     /// Teams is assigned and enabled; `None` until the plans were read.
     pub teams: Option<bool>,
     /// Teams Phone (MCOEV) is enabled; `None` until the plans were read.
     pub teams_phone: Option<bool>,
 }
 
-fn boxed(text: Option<&str>) -> Option<Box<str>> {
-    text.map(Box::from)
+/// A record's texts, unpacked, to build or change one.
+#[derive(Clone, Debug, Default)]
+struct Parts {
+    fields: [Option<String>; FIELDS],
+    phones: Vec<String>,
 }
 
 impl DirectoryRecord {
+    fn pack(id: Arc<str>, parts: &Parts, teams: Option<bool>, teams_phone: Option<bool>) -> Self {
+        let mut texts = String::new();
+        let mut ends = Vec::with_capacity(FIELDS + parts.phones.len());
+        let mut present = 0u8;
+        let texts_of = parts
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                if f.is_some() {
+                    present |= 1 << i;
+                }
+                f.as_deref().unwrap_or_default()
+            })
+            .collect::<Vec<_>>();
+        for text in texts_of
+            .into_iter()
+            .chain(parts.phones.iter().map(String::as_str))
+        {
+            texts.push_str(text);
+            ends.push(u32::try_from(texts.len()).unwrap_or(u32::MAX));
+        }
+        DirectoryRecord {
+            id,
+            texts: texts.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+            present,
+            teams,
+            teams_phone,
+        }
+    }
+
+    fn unpack(&self) -> Parts {
+        let mut parts = Parts::default();
+        for (i, field) in parts.fields.iter_mut().enumerate() {
+            *field = self.text_at(i).map(str::to_string);
+        }
+        parts.phones = self.business_phones().map(str::to_string).collect();
+        parts
+    }
+
+    /// The `i`th packed text, whatever `present` says.
+    fn slice(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.texts
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    fn text_at(&self, i: usize) -> Option<&str> {
+        (self.present & (1 << i) != 0).then(|| self.slice(i))
+    }
+
+    fn field(&self, field: Field) -> Option<&str> {
+        self.text_at(field as usize)
+    }
+
     /// A record from a user as a full read lists it.
     pub fn from_user(user: &User) -> DirectoryRecord {
-        let mut record = DirectoryRecord {
-            id: Arc::from(user.id.as_str()),
-            ..DirectoryRecord::default()
-        };
+        let mut record =
+            DirectoryRecord::pack(Arc::from(user.id.as_str()), &Parts::default(), None, None);
         record.merge(user);
         record
     }
@@ -47,30 +123,24 @@ impl DirectoryRecord {
     /// Applies a delta item: the properties it carries replace ours, absent
     /// ones stay.
     pub fn merge(&mut self, user: &User) {
-        fn take(mine: &mut Option<Box<str>>, theirs: &Option<Option<String>>) {
+        let mut parts = self.unpack();
+        let mut take = |field: Field, theirs: &Option<Option<String>>| {
             if let Some(value) = theirs {
-                *mine = boxed(value.as_deref());
+                parts.fields[field as usize].clone_from(value);
             }
-        }
-        take(&mut self.upn, &user.user_principal_name);
-        take(&mut self.mail, &user.mail);
-        take(&mut self.display_name, &user.display_name);
-        take(&mut self.department, &user.department);
-        take(&mut self.job_title, &user.job_title);
-        take(&mut self.mobile_phone, &user.mobile_phone);
+        };
+        take(Field::Upn, &user.user_principal_name);
+        take(Field::Mail, &user.mail);
+        take(Field::DisplayName, &user.display_name);
+        take(Field::Department, &user.department);
+        take(Field::JobTitle, &user.job_title);
+        take(Field::MobilePhone, &user.mobile_phone);
         if user.business_phones.is_some() {
-            self.business_phones = user
-                .business_phones()
-                .iter()
-                .map(|p| Box::from(p.as_str()))
-                .collect();
+            parts.phones = user.business_phones().to_vec();
         }
-        if let Some(teams) = user.has_teams() {
-            self.teams = Some(teams);
-        }
-        if let Some(phone) = user.has_teams_phone() {
-            self.teams_phone = Some(phone);
-        }
+        let teams = user.has_teams().or(self.teams);
+        let teams_phone = user.has_teams_phone().or(self.teams_phone);
+        *self = DirectoryRecord::pack(Arc::clone(&self.id), &parts, teams, teams_phone);
     }
 
     /// The id as every index keys it: lower case, the record's own when it
@@ -84,15 +154,32 @@ impl DirectoryRecord {
     }
 
     pub fn user_principal_name(&self) -> Option<&str> {
-        self.upn.as_deref()
+        self.field(Field::Upn)
     }
 
     pub fn mail(&self) -> Option<&str> {
-        self.mail.as_deref()
+        self.field(Field::Mail)
     }
 
     pub fn display_name(&self) -> Option<&str> {
-        self.display_name.as_deref()
+        self.field(Field::DisplayName)
+    }
+
+    pub fn department(&self) -> Option<&str> {
+        self.field(Field::Department)
+    }
+
+    pub fn job_title(&self) -> Option<&str> {
+        self.field(Field::JobTitle)
+    }
+
+    pub fn mobile_phone(&self) -> Option<&str> {
+        self.field(Field::MobilePhone)
+    }
+
+    /// The business phones, in Graph's order.
+    pub fn business_phones(&self) -> impl Iterator<Item = &str> {
+        (FIELDS..self.ends.len()).map(|i| self.slice(i))
     }
 
     /// Whether the directory lists the user: Teams enabled, or not known
@@ -106,19 +193,19 @@ impl DirectoryRecord {
     /// dialable mobile phone. `None` when there is neither.
     pub fn direct_dial(&self) -> Option<String> {
         let business = (self.teams_phone == Some(true))
-            .then(|| self.business_phones.iter().find_map(|p| dialable(p)))
+            .then(|| self.business_phones().find_map(dialable))
             .flatten();
-        business.or_else(|| self.mobile_phone.as_deref().and_then(dialable))
+        business.or_else(|| self.mobile_phone().and_then(dialable))
     }
 
     /// What the store keeps of the user.
     pub fn stored(&self) -> StoredUser {
         StoredUser {
             id: self.id.to_string(),
-            upn: self.upn.as_deref().map(str::to_string),
-            mail: self.mail.as_deref().map(str::to_string),
-            business_phones: self.business_phones.iter().map(|p| p.to_string()).collect(),
-            mobile_phone: self.mobile_phone.as_deref().map(str::to_string),
+            upn: self.user_principal_name().map(str::to_string),
+            mail: self.mail().map(str::to_string),
+            business_phones: self.business_phones().map(str::to_string).collect(),
+            mobile_phone: self.mobile_phone().map(str::to_string),
             teams: self.teams,
             teams_phone: self.teams_phone,
         }
@@ -127,22 +214,17 @@ impl DirectoryRecord {
     /// A record from what the store kept: names, department and title
     /// come back with the next full read.
     pub fn from_stored(stored: &StoredUser) -> DirectoryRecord {
-        DirectoryRecord {
-            id: Arc::from(stored.id.as_str()),
-            upn: boxed(stored.upn.as_deref()),
-            mail: boxed(stored.mail.as_deref()),
-            display_name: None,
-            department: None,
-            job_title: None,
-            business_phones: stored
-                .business_phones
-                .iter()
-                .map(|p| Box::from(p.as_str()))
-                .collect(),
-            mobile_phone: boxed(stored.mobile_phone.as_deref()),
-            teams: stored.teams,
-            teams_phone: stored.teams_phone,
-        }
+        let mut parts = Parts::default();
+        parts.fields[Field::Upn as usize].clone_from(&stored.upn);
+        parts.fields[Field::Mail as usize].clone_from(&stored.mail);
+        parts.fields[Field::MobilePhone as usize].clone_from(&stored.mobile_phone);
+        parts.phones.clone_from(&stored.business_phones);
+        DirectoryRecord::pack(
+            Arc::from(stored.id.as_str()),
+            &parts,
+            stored.teams,
+            stored.teams_phone,
+        )
     }
 }
 
@@ -226,11 +308,40 @@ mod tests {
             serde_json::json!({"id": "u1", "department": null, "displayName": "Ann B"}),
         ));
         assert_eq!(record.display_name(), Some("Ann B"));
-        assert_eq!(record.department, None);
-        assert_eq!(record.job_title.as_deref(), Some("Agent"));
-        assert_eq!(record.business_phones.len(), 1);
+        assert_eq!(record.department(), None);
+        assert_eq!(record.job_title(), Some("Agent"));
+        assert_eq!(
+            record.business_phones().collect::<Vec<_>>(),
+            ["+1 425 555 0100"]
+        );
+        assert_eq!(record.user_principal_name(), Some("ann@contoso.com"));
         assert_eq!(record.teams, None);
         assert!(record.teams_enabled());
+    }
+
+    #[test]
+    fn packed_texts_keep_empty_apart_from_absent_and_every_phone() {
+        let mut record = DirectoryRecord::from_user(&user(serde_json::json!({
+            "id": "u1", "displayName": "", "mail": null, "jobTitle": "Agénte",
+            "businessPhones": ["+1 425 555 0100", "", "+44 20 7946 0958"],
+            "mobilePhone": "+1 425 555 0199"
+        })));
+        assert_eq!(record.display_name(), Some(""));
+        assert_eq!(record.mail(), None);
+        assert_eq!(record.user_principal_name(), None);
+        assert_eq!(record.job_title(), Some("Agénte"));
+        assert_eq!(
+            record.business_phones().collect::<Vec<_>>(),
+            ["+1 425 555 0100", "", "+44 20 7946 0958"]
+        );
+        assert_eq!(record.mobile_phone(), Some("+1 425 555 0199"));
+        record.merge(&user(
+            serde_json::json!({"id": "u1", "businessPhones": [], "mail": "m@x.example"}),
+        ));
+        assert_eq!(record.business_phones().count(), 0);
+        assert_eq!(record.mail(), Some("m@x.example"));
+        assert_eq!(record.job_title(), Some("Agénte"));
+        assert_eq!(record.mobile_phone(), Some("+1 425 555 0199"));
     }
 
     #[test]
@@ -242,10 +353,10 @@ mod tests {
         })));
         let back = DirectoryRecord::from_stored(&record.stored());
         assert_eq!(back.id, record.id);
-        assert_eq!(back.upn, record.upn);
-        assert_eq!(back.mail, record.mail);
+        assert_eq!(back.user_principal_name(), record.user_principal_name());
+        assert_eq!(back.mail(), record.mail());
         assert_eq!(back.direct_dial(), record.direct_dial());
-        assert_eq!(back.display_name, None);
-        assert_eq!(back.department, None);
+        assert_eq!(back.display_name(), None);
+        assert_eq!(back.department(), None);
     }
 }

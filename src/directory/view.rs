@@ -98,13 +98,15 @@ impl Scope {
 /// map: the listing's order is the map's own.
 struct Entry {
     record: Arc<DirectoryRecord>,
-    /// Folded name, UPN and mail (left out when it is the UPN), `\u{1}`
-    /// between them.
-    text: Box<str>,
-    /// Every phone's digits, `\u{1}` between them.
-    digits: Box<str>,
-    department: Option<Box<str>>,
-    dial: Option<Box<str>>,
+    /// What searches and filters read, in one allocation: the folded name,
+    /// UPN and mail (left out when it is the UPN) with `\u{1}` between
+    /// them, then every phone's digits (`\u{1}` between them), then the
+    /// folded department, then the direct-dial number.
+    packed: Box<str>,
+    /// Where the text, the digits and the department end in `packed`.
+    ends: [u32; 3],
+    has_department: bool,
+    has_dial: bool,
     /// The scope names the user (fixed for the record).
     in_scope: bool,
     /// The agent linked, mirrored from [`Inner::agents`].
@@ -114,36 +116,69 @@ struct Entry {
 
 impl Entry {
     fn new(record: Arc<DirectoryRecord>, scope: &Scope) -> Entry {
-        let mail = record.mail.as_deref().filter(|m| {
-            !record
-                .upn
-                .as_deref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(m))
-        });
-        let text = [record.display_name.as_deref(), record.upn.as_deref(), mail]
+        let upn = record.user_principal_name();
+        let mail = record
+            .mail()
+            .filter(|m| !upn.is_some_and(|u| u.eq_ignore_ascii_case(m)));
+        let text = [record.display_name(), upn, mail]
             .iter()
             .map(|t| t.map(fold).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\u{1}");
         let phones = record
-            .business_phones
-            .iter()
-            .map(|p| digits(p))
-            .chain(record.mobile_phone.as_deref().map(digits))
+            .business_phones()
+            .map(digits)
+            .chain(record.mobile_phone().map(digits))
             .collect::<Vec<_>>()
             .join("\u{1}");
-        let department: Option<Box<str>> =
-            record.department.as_deref().map(|d| fold(d.trim()).into());
+        let department = record.department().map(|d| fold(d.trim()));
+        let dial = record.direct_dial();
+        let mut packed = String::with_capacity(text.len() + phones.len() + 32);
+        let mut ends = [0u32; 3];
+        for (end, part) in ends.iter_mut().zip([
+            text.as_str(),
+            phones.as_str(),
+            department.as_deref().unwrap_or_default(),
+        ]) {
+            packed.push_str(part);
+            *end = u32::try_from(packed.len()).unwrap_or(u32::MAX);
+        }
+        packed.push_str(dial.as_deref().unwrap_or_default());
         Entry {
-            text: text.into(),
-            digits: phones.into(),
             in_scope: scope.names(&record, department.as_deref()),
-            department,
-            dial: record.direct_dial().map(Into::into),
+            packed: packed.into_boxed_str(),
+            ends,
+            has_department: department.is_some(),
+            has_dial: dial.is_some(),
             agent: None,
             presence: None,
             record,
         }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).copied().unwrap_or(0) as usize,
+        };
+        let end = self.ends.get(i).map_or(self.packed.len(), |e| *e as usize);
+        self.packed.get(start..end).unwrap_or_default()
+    }
+
+    fn text(&self) -> &str {
+        self.part(0)
+    }
+
+    fn digits(&self) -> &str {
+        self.part(1)
+    }
+
+    fn department(&self) -> Option<&str> {
+        self.has_department.then(|| self.part(2))
+    }
+
+    fn dial(&self) -> Option<&str> {
+        self.has_dial.then(|| self.part(3))
     }
 
     fn listed(&self) -> bool {
@@ -156,7 +191,7 @@ impl Entry {
             presence: self.presence.as_ref().map(|s| s.presence.clone()),
             presence_since: self.presence.as_ref().and_then(|s| s.since),
             agent: self.agent.as_deref().map(str::to_string),
-            direct_dial: self.dial.as_deref().map(str::to_string),
+            direct_dial: self.dial().map(str::to_string),
         }
     }
 }
@@ -164,9 +199,8 @@ impl Entry {
 /// The folded display name, else UPN, else id; whitespace collapsed.
 fn sort_name(record: &DirectoryRecord) -> Arc<str> {
     let shown = record
-        .display_name
-        .as_deref()
-        .or(record.upn.as_deref())
+        .display_name()
+        .or(record.user_principal_name())
         .unwrap_or(&record.id);
     fold(shown)
         .split_whitespace()
@@ -572,11 +606,11 @@ impl DirectoryView {
 
 fn matches(entry: &Entry, query: &DirectoryQuery) -> bool {
     if let Some(search) = &query.search {
-        let by_text = entry.text.contains(search.as_str());
+        let by_text = entry.text().contains(search.as_str());
         let by_phone = query
             .phone_digits
             .as_deref()
-            .is_some_and(|d| entry.digits.contains(d));
+            .is_some_and(|d| entry.digits().contains(d));
         if !by_text && !by_phone {
             return false;
         }
@@ -590,12 +624,12 @@ fn matches(entry: &Entry, query: &DirectoryQuery) -> bool {
         }
     }
     if let Some(department) = &query.department
-        && entry.department.as_deref() != Some(department.as_str())
+        && entry.department() != Some(department.as_str())
     {
         return false;
     }
     if let Some(has_phone) = query.has_phone
-        && entry.dial.is_some() != has_phone
+        && entry.has_dial != has_phone
     {
         return false;
     }

@@ -269,7 +269,7 @@ fn an_agents_presence_read_before_the_directory_came_is_kept() {
     view.replace(&[user("u1", "Ann C", "Sales")]);
     let one = view.get("u1").unwrap();
     assert_eq!(one.presence, Some(presence(Availability::Busy)));
-    assert_eq!(one.record.display_name.as_deref(), Some("Ann C"));
+    assert_eq!(one.record.display_name(), Some("Ann C"));
     assert_eq!(view.get("u2"), None, "out of scope, no agent");
     // Unlinked and out of scope: no longer listed, nothing kept.
     view.set_links(&[("u1".into(), None)]);
