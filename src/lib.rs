@@ -42,6 +42,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod diagnostics;
+pub mod directory;
 pub mod duration;
 pub mod events;
 pub mod graph;

@@ -266,7 +266,9 @@ async fn unknown_statuses_and_users_are_refused_with_the_field() {
 }
 
 /// Readiness says what is missing: with Graph unreachable the daemon still
-/// serves, and `/readyz` names Graph as the reason.
+/// serves, and `/readyz` names Graph as the reason. (A restart is ready at
+/// once from the stored directory; Graph's failure turns it 503 as soon as
+/// the directory reader meets it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_says_why_when_graph_is_unreachable() {
     let kit = DaemonKit::start(2).await;
@@ -280,6 +282,7 @@ async fn readyz_says_why_when_graph_is_unreachable() {
     std::fs::write(&kit.config_path, text.replace(&kit.sim.base_url, &dead_url)).unwrap();
     kit.restart().await;
     assert_eq!(kit.get("/healthz").await.status(), 200);
+    until(|| async { kit.get("/readyz").await.status() == 503 }).await;
     let r = kit.get("/readyz").await;
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();

@@ -82,6 +82,46 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueName {
     }
 }
 
+/// A Teams user's object id in the path (`/v1/directory/{user_id}`): 1–128
+/// letters, digits and `-`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryUserId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for DirectoryUserId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let id = segment(parts, state, "user_id", "the user id").await?;
+        let plain = !id.is_empty()
+            && id.len() <= 128
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !plain {
+            return Err(ApiError::bad_request(
+                "invalid_user_id",
+                "`user_id` must be a Teams user's object id: 1 to 128 letters, digits and `-`",
+            )
+            .with_field("user_id"));
+        }
+        Ok(DirectoryUserId(id))
+    }
+}
+
+/// The query of `GET /v1/directory`, checked: a bad parameter is a 400
+/// naming it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryParams(pub crate::directory::DirectoryQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for DirectoryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or("");
+        crate::directory::DirectoryQuery::parse(raw)
+            .map(DirectoryParams)
+            .map_err(|e| ApiError::bad_request("invalid_query", e.message).with_field(&e.field))
+    }
+}
+
 /// An optional JSON body: empty means `T::default()`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptionalJson<T>(pub T);

@@ -15,7 +15,10 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::events_stream::stream_events;
-use super::extract::{AgentId, ApiJson, ContactId, EventsQuery, OptionalJson, QueueName};
+use super::extract::{
+    AgentId, ApiJson, ContactId, DirectoryParams, DirectoryUserId, EventsQuery, OptionalJson,
+    QueueName,
+};
 use super::model::{
     AgentList, AgentUpsert, ContactAction, ContactActionIn, ContactIn, QueueList, StatusReport,
 };
@@ -41,6 +44,8 @@ pub(crate) enum Endpoint {
     DeclineContact,
     CompleteContact,
     AbandonContact,
+    ListDirectory,
+    GetDirectoryUser,
     Events,
     Health,
     OpenApi,
@@ -68,6 +73,8 @@ impl Endpoint {
             Endpoint::DeclineContact => on(verb, decline_contact::<S>),
             Endpoint::CompleteContact => on(verb, complete_contact::<S>),
             Endpoint::AbandonContact => on(verb, abandon_contact::<S>),
+            Endpoint::ListDirectory => on(verb, list_directory::<S>),
+            Endpoint::GetDirectoryUser => on(verb, get_directory_user::<S>),
             Endpoint::Events => on(verb, events::<S>),
             Endpoint::Health => on(verb, health::<S>),
             Endpoint::OpenApi => on(verb, openapi_document::<S>),
@@ -177,6 +184,20 @@ async fn contact_action<S: Service>(
 ) -> Result<Response, ApiError> {
     let contact = state.service.contact_action(id, action, body).await?;
     Ok(Json(contact).into_response())
+}
+
+async fn list_directory<S: Service>(
+    State(state): State<AppState<S>>,
+    DirectoryParams(query): DirectoryParams,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.service.directory(query).await?).into_response())
+}
+
+async fn get_directory_user<S: Service>(
+    State(state): State<AppState<S>>,
+    DirectoryUserId(id): DirectoryUserId,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.service.directory_user(id).await?).into_response())
 }
 
 /// Event streams accept frames up to this size from clients, who only ever

@@ -330,6 +330,9 @@ pub struct Readiness {
     /// The presence poller's round and read freshness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<PollOut>,
+    /// The directory's slower tier: the users in scope who are not agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_poll: Option<PollOut>,
 }
 
 /// The presence poller's schedule, for `/readyz` and `/v1/health`: no
@@ -363,6 +366,9 @@ pub struct Health {
     /// The presence poller's round and read freshness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<PollOut>,
+    /// The directory's slower tier: the users in scope who are not agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_poll: Option<PollOut>,
 }
 
 /// The Graph app the daemon signs in as.
@@ -388,4 +394,40 @@ pub struct ErrorDetail {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+/// A Teams user of the directory (`GET /v1/directory`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryUserOut {
+    /// The Entra object id.
+    pub id: String,
+    pub upn: String,
+    /// The display name; the UPN until the directory was read (after a
+    /// restart from the stored directory).
+    pub display_name: String,
+    pub mail: Option<String>,
+    pub department: Option<String>,
+    pub job_title: Option<String>,
+    pub business_phones: Vec<String>,
+    pub mobile_phone: Option<String>,
+    /// The number to dial the user directly, `+` and digits (for a `tel:`
+    /// link): a business phone with Teams Phone, else a mobile phone.
+    pub direct_dial: Option<String>,
+    /// The Teams presence last read; `null` before the first read.
+    pub presence: Option<PresenceOut>,
+    /// When the presence was seen to change to what it is; `null` while
+    /// it has not changed since it was first read.
+    pub presence_since: Option<DateTime<Utc>>,
+    /// The agent linked to the user.
+    pub agent: Option<String>,
+}
+
+/// A page of the directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryList {
+    pub users: Vec<DirectoryUserOut>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+    /// Users matching the filters, on every page.
+    pub total: usize,
 }

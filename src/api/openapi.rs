@@ -52,6 +52,11 @@ pub enum Param {
     Queue,
     /// `?since=`, the event stream's cursor.
     Since,
+    /// `{user_id}`, a Teams user's object id.
+    UserId,
+    /// `GET /v1/directory`'s query: `search`, `presence`, `department`,
+    /// `has_phone`, `limit`, `cursor`.
+    DirectoryQuery,
 }
 
 /// The request body.
@@ -313,7 +318,11 @@ fn operation(route: &Route) -> Value {
         }
     }
     if !doc.params.is_empty() {
-        let params: Vec<Value> = doc.params.iter().map(|param| parameter(*param)).collect();
+        let params: Vec<Value> = doc
+            .params
+            .iter()
+            .flat_map(|param| parameters(*param))
+            .collect();
         operation.insert("parameters".into(), Value::Array(params));
     }
     match doc.body {
@@ -346,8 +355,62 @@ fn operation(route: &Route) -> Value {
     Value::Object(operation)
 }
 
+fn parameters(param: Param) -> Vec<Value> {
+    match param {
+        Param::DirectoryQuery => {
+            let query = |name: &str, description: &str, schema: Value| {
+                json!({"name": name, "in": "query", "required": false,
+                    "description": description, "schema": schema})
+            };
+            vec![
+                query(
+                    "search",
+                    "Text found in the display name, UPN or mail (case and accents aside), \
+                    or digits found in a phone number. At most 256 characters.",
+                    json!({"type": "string", "maxLength": 256}),
+                ),
+                query(
+                    "presence",
+                    "A comma-separated list of Teams availabilities (Graph's values: \
+                    Available, AvailableIdle, Away, BeRightBack, Busy, BusyIdle, DoNotDisturb, Offline, \
+                    PresenceUnknown); users not read yet match none.",
+                    json!({"type": "string"}),
+                ),
+                query(
+                    "department",
+                    "The department, exactly (case and accents aside).",
+                    json!({"type": "string", "maxLength": 256}),
+                ),
+                query(
+                    "has_phone",
+                    "Only users with (`true`) or without (`false`) a direct-dial number.",
+                    json!({"type": "string", "enum": ["true", "false"]}),
+                ),
+                query(
+                    "limit",
+                    "Users per page, 1 to 500 (default 50).",
+                    json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+                ),
+                query(
+                    "cursor",
+                    "The previous page's `next_cursor`, as it came. Pages follow the \
+                    display name, then the id: a user present throughout is listed once across the \
+                    pages, whatever changed between them.",
+                    json!({"type": "string"}),
+                ),
+            ]
+        }
+        other => vec![parameter(other)],
+    }
+}
+
 fn parameter(param: Param) -> Value {
     match param {
+        Param::UserId => json!({"name": "user_id", "in": "path", "required": true,
+            "description": "The Teams user's (Entra) object id.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9-]+$"}}),
+        // Several keys: `parameters` lists them, one entry each.
+        Param::DirectoryQuery => json!({}),
         Param::AgentId => json!({"$ref": "#/components/parameters/AgentId"}),
         Param::ContactId => {
             json!({"name": "contact_id", "in": "path", "required": true, "schema": id_schema()})
@@ -654,6 +717,7 @@ fn schemas() -> Value {
                 "checks": {"type": "array", "items": schema_ref("Check")},
                 "tasks": {"type": "array", "items": schema_ref("Task")},
                 "poll": schema_ref("Poll"),
+                "directory_poll": schema_ref("Poll"),
             }
         },
         "Poll": {
@@ -678,6 +742,7 @@ fn schemas() -> Value {
                 "tasks": {"type": "array", "items": schema_ref("Task")},
                 "graph": schema_ref("GraphApp"),
                 "poll": schema_ref("Poll"),
+                "directory_poll": schema_ref("Poll"),
             }
         },
         "GraphApp": {
@@ -918,6 +983,38 @@ fn routing_schemas() -> Value {
             "type": "object",
             "required": ["queues"],
             "properties": {"queues": {"type": "array", "items": schema_ref("QueueOut")}}
+        },
+        "DirectoryUser": {
+            "type": "object",
+            "description": "A Teams user of the directory, agent or not.",
+            "required": ["id", "upn", "display_name", "mail", "department", "job_title",
+                "business_phones", "mobile_phone", "direct_dial", "presence", "presence_since", "agent"],
+            "properties": {
+                "id": {"type": "string", "description": "The Entra object id."},
+                "upn": string,
+                "display_name": {"type": "string", "description": "The UPN until the directory was read after a restart."},
+                "mail": opt_string,
+                "department": opt_string,
+                "job_title": opt_string,
+                "business_phones": {"type": "array", "items": string},
+                "mobile_phone": opt_string,
+                "direct_dial": nullable(json!({"type": "string", "pattern": "^\\+[0-9]{8,15}$",
+                    "description": "The number to dial the user directly, `+` and digits (a `tel:` link): \
+                        a business phone of a user with Teams Phone, else a mobile phone, when E.164."})),
+                "presence": nullable(schema_ref("Presence")),
+                "presence_since": nullable(json!({"type": "string", "format": "date-time",
+                    "description": "When the presence was seen to change to what it is; null while it has not changed since first read."})),
+                "agent": nullable(json!({"type": "string", "description": "The agent linked to the user."})),
+            }
+        },
+        "DirectoryList": {
+            "type": "object",
+            "required": ["users", "next_cursor", "total"],
+            "properties": {
+                "users": {"type": "array", "items": schema_ref("DirectoryUser")},
+                "next_cursor": nullable(json!({"type": "string", "description": "The `cursor` of the next page; null on the last."})),
+                "total": {"type": "integer", "minimum": 0, "description": "Users matching the filters."},
+            }
         },
     })
 }

@@ -117,6 +117,46 @@ const CONTACT_ACTION_ERRORS: &[Failure] = &[
 /// both to it.
 pub const ROUTES: &[Route] = &[
     Route {
+        verb: Verb::Get,
+        path: "/v1/directory",
+        auth: Auth::Token,
+        handler: Endpoint::ListDirectory,
+        doc: OperationDoc {
+            id: "listDirectory",
+            summary: "The Teams directory: every Teams user in scope, agents or not, with presence",
+            description: Text::Plain(
+                "Users with their ids, UPN, names, department, title, phones, the number to dial \
+                them directly, their Teams presence and since when, and the agent linked. Agents are \
+                read at the agent freshness, everyone else in the slower directory tier \
+                (`[directory] freshness`, 30 s by default); `[directory] scope` decides who is listed \
+                beyond the agents. Filters combine with AND. Pages follow the display name (folded), \
+                then the id; `next_cursor` goes on after the last user of a page, whatever changed \
+                between pages. A bad parameter is a 400 naming it in `field`.",
+            ),
+            params: &[Param::DirectoryQuery],
+            body: Body::None,
+            replies: &[Reply::json(200, "A page of users.", "DirectoryList")],
+            errors: &[Failure::BadRequest],
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/directory/{user_id}",
+        auth: Auth::Token,
+        handler: Endpoint::GetDirectoryUser,
+        doc: OperationDoc {
+            id: "getDirectoryUser",
+            summary: "One Teams user of the directory",
+            description: Text::Plain(
+                "A user the directory lists, by object id (any case); 404 for any other.",
+            ),
+            params: &[Param::UserId],
+            body: Body::None,
+            replies: &[Reply::json(200, "The user.", "DirectoryUser")],
+            errors: &[Failure::BadRequest, Failure::NotFound],
+        },
+    },
+    Route {
         verb: Verb::Put,
         path: AGENT,
         auth: Auth::Token,

@@ -10,9 +10,10 @@ use crate::events::Event;
 
 use super::error::ApiError;
 use super::model::{
-    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, Health, QueueOut,
-    Readiness, StatusReport,
+    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, DirectoryList,
+    DirectoryUserOut, Health, QueueOut, Readiness, StatusReport,
 };
+use crate::directory::DirectoryQuery;
 
 pub trait Service: Send + Sync + 'static {
     /// Creates or updates an agent; durable when it returns `Ok`.
@@ -77,6 +78,18 @@ pub trait Service: Send + Sync + 'static {
 
     /// Live events as they are committed, in sequence order.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+
+    /// A page of the Teams directory matching `query`.
+    fn directory(
+        &self,
+        query: DirectoryQuery,
+    ) -> impl Future<Output = Result<DirectoryList, ApiError>> + Send;
+
+    /// One user of the directory by object id; 404 when it lists none.
+    fn directory_user(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<DirectoryUserOut, ApiError>> + Send;
 
     /// Readiness for the open `/readyz`: no tenant, app or user detail.
     fn readiness(&self) -> impl Future<Output = Readiness> + Send;

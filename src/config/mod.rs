@@ -38,7 +38,15 @@ use source_map::SourceMap;
 
 /// The sections of the file, in the order the docs present them.
 const SECTIONS: &[&str] = &[
-    "graph", "api", "store", "sync", "webhook", "log", "mappings", "routing",
+    "graph",
+    "api",
+    "store",
+    "sync",
+    "webhook",
+    "log",
+    "mappings",
+    "routing",
+    "directory",
 ];
 
 /// A loaded, validated config. Holds where secrets are, never their values.
@@ -59,6 +67,39 @@ pub struct Config {
     pub mappings: MappingsConfig,
     /// `[routing]`: the queues (none: routing answers 404 for every queue).
     pub routing: RoutingConfig,
+    /// `[directory]`: who the directory lists and reads beyond the agents.
+    pub directory: DirectoryConfig,
+}
+
+/// `[directory]`: the Teams directory beyond the agents (`GET /v1/directory`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectoryConfig {
+    pub scope: DirectoryScope,
+    /// Every user in scope who is not an agent is read at least this often
+    /// while the budget allows (agents keep their own, faster target).
+    pub freshness: Duration,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            scope: DirectoryScope::All,
+            freshness: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which Teams users the directory lists and reads, besides the agents
+/// (always listed, read at the agent freshness).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectoryScope {
+    /// Every Teams-enabled user of the tenant.
+    All,
+    /// The agents only: no presence read beyond theirs.
+    Agents,
+    /// The users of these departments (compared folded: case and accents
+    /// aside), as the directory's `department` property names them.
+    Departments(Vec<String>),
 }
 
 /// `[routing]`: the routing core's queues (SPEC §6). Reloaded with SIGHUP.
@@ -362,6 +403,7 @@ impl Config {
             log: section(&top, "log", &mut ctx),
             mappings: section(&top, "mappings", &mut ctx),
             routing: section(&top, "routing", &mut ctx),
+            directory: section(&top, "directory", &mut ctx),
         };
         let (config, profile_files) = validate::build(path, sections, &mut ctx);
         match config {

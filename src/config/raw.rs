@@ -120,6 +120,15 @@ pub(super) struct RawQueue {
     pub after_contact_status: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDirectory {
+    /// `"all"`, `"agents"` or `{ departments = [...] }`: checked in
+    /// validation, so each wrong shape gets its own message.
+    pub scope: Option<Value>,
+    pub freshness: Option<Text>,
+}
+
 /// A string that also accepts a bare number, so that `echo_window = 300` (or
 /// `PRESENCE_SYNC_SYNC__ECHO_WINDOW=300`, which arrives as a number) gets the
 /// duration parser's "needs a unit" message rather than a type error.

@@ -908,3 +908,55 @@ fn bad_budget_keys_are_reported_on_their_lines() {
         ]
     );
 }
+
+#[test]
+fn the_directory_scope_and_freshness_have_defaults_and_three_shapes() {
+    let config = load(&minimal(), &[]).unwrap();
+    assert_eq!(config.directory, DirectoryConfig::default());
+    assert_eq!(config.directory.scope, DirectoryScope::All);
+    assert_eq!(config.directory.freshness, Duration::from_secs(30));
+    let with = |section: &str| load(&format!("{}\n[directory]\n{section}\n", minimal()), &[]);
+    assert_eq!(
+        with("scope = \"agents\"\nfreshness = \"2m\"")
+            .unwrap()
+            .directory,
+        DirectoryConfig {
+            scope: DirectoryScope::Agents,
+            freshness: Duration::from_secs(120),
+        }
+    );
+    assert_eq!(
+        with("scope = { departments = [\"Sales\", \" Support \"] }")
+            .unwrap()
+            .directory
+            .scope,
+        DirectoryScope::Departments(vec!["Sales".into(), "Support".into()])
+    );
+    let config = load(&minimal(), &[("PRESENCE_SYNC_DIRECTORY__FRESHNESS", "45s")]).unwrap();
+    assert_eq!(config.directory.freshness, Duration::from_secs(45));
+}
+
+#[test]
+fn a_bad_directory_section_is_located() {
+    let bad = |section: &str| errors(&format!("{}\n[directory]\n{section}\n", minimal()), &[]);
+    let first = |section: &str| bad(section).remove(0);
+    assert!(
+        first("scope = \"everyone\"").contains("`directory.scope` = \"everyone\" is not a scope"),
+        "{:?}",
+        bad("scope = \"everyone\"")
+    );
+    assert!(first("scope = \"agent\"").contains("did you mean `agents`?"));
+    assert!(first("scope = 3").contains("`directory.scope` has the wrong type"));
+    assert!(first("scope = { departments = [] }").contains("from 1 to 1000 departments"));
+    assert!(first("scope = { departments = [\"\"] }").contains("departments[0]"));
+    assert!(first("scope = { departments = \"Sales\" }").contains("must be a list"));
+    assert!(first("scope = { teams = [\"x\"] }").contains("has no key `teams`"));
+    assert!(first("scope = { groups = [\"x\"] }").contains("group membership is not supported"));
+    assert!(first("freshness = \"100ms\"").contains("`directory.freshness`"));
+    assert!(first("colour = 1").contains("colour"));
+    let located = first("scope = \"everyone\"");
+    assert!(
+        located.starts_with("/etc/presence-sync/config.toml:"),
+        "{located}"
+    );
+}

@@ -14,14 +14,14 @@ use crate::duration::{format_duration, parse_duration};
 
 use super::origin::Locator;
 use super::raw::{
-    RawApi, RawGraph, RawLog, RawMappings, RawProfile, RawQueue, RawRouting, RawStore, RawSync,
-    RawWebhook, Text,
+    RawApi, RawDirectory, RawGraph, RawLog, RawMappings, RawProfile, RawQueue, RawRouting,
+    RawStore, RawSync, RawWebhook, Text,
 };
 use super::secret::{CREDENTIALS_DIRECTORY, SecretLocation, SecretSource};
 use super::{
-    ApiConfig, BudgetConfig, Config, Environment, GraphAuth, GraphConfig, LogConfig, LogFormat,
-    MappingsConfig, ProfileConfig, QueueStatus, QueueStatuses, RoutingConfig, StoreConfig,
-    SyncConfig, WebhookConfig,
+    ApiConfig, BudgetConfig, Config, DirectoryConfig, DirectoryScope, Environment, GraphAuth,
+    GraphConfig, LogConfig, LogFormat, MappingsConfig, ProfileConfig, QueueStatus, QueueStatuses,
+    RoutingConfig, StoreConfig, SyncConfig, WebhookConfig,
 };
 use crate::routing::{OverflowTarget, QueueSettings, Strategy};
 
@@ -83,6 +83,7 @@ pub(super) struct Sections {
     pub log: Option<RawLog>,
     pub mappings: Option<RawMappings>,
     pub routing: Option<RawRouting>,
+    pub directory: Option<RawDirectory>,
 }
 
 pub(super) struct Ctx<'a> {
@@ -126,6 +127,7 @@ pub(super) fn build(
         None => (None, Vec::new()),
     };
     let routing = sections.routing.and_then(|raw| routing(raw, ctx));
+    let directory = sections.directory.and_then(|raw| directory(raw, ctx));
     let config = match (
         graph.zip(budget),
         api,
@@ -135,6 +137,7 @@ pub(super) fn build(
         log,
         mappings,
         routing,
+        directory,
     ) {
         (
             Some((graph, budget)),
@@ -145,6 +148,7 @@ pub(super) fn build(
             Some(log),
             Some(mappings),
             Some(routing),
+            Some(directory),
         ) => Some(Config {
             file: file.to_path_buf(),
             graph,
@@ -156,6 +160,7 @@ pub(super) fn build(
             log,
             mappings,
             routing,
+            directory,
         }),
         _ => None,
     };
@@ -399,6 +404,118 @@ fn graph(raw: RawGraph, ctx: &mut Ctx<'_>) -> Option<GraphConfig> {
         request_timeout: request_timeout?,
         session_expiry: session_expiry?,
     })
+}
+
+/// The directory tier's freshness: not shorter than the agents' own
+/// shortest round, and at most a day.
+const DIRECTORY_FRESHNESS_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+/// The most departments a scope may name.
+const MAX_SCOPE_DEPARTMENTS: usize = 1000;
+
+/// `[directory]`: `scope` and `freshness`.
+fn directory(raw: RawDirectory, ctx: &mut Ctx<'_>) -> Option<DirectoryConfig> {
+    let defaults = DirectoryConfig::default();
+    let freshness = ctx.duration(
+        &["directory", "freshness"],
+        raw.freshness,
+        defaults.freshness,
+        DIRECTORY_FRESHNESS_RANGE,
+    );
+    let scope = match raw.scope {
+        None => Some(defaults.scope),
+        Some(value) => directory_scope(&value, ctx),
+    };
+    Some(DirectoryConfig {
+        scope: scope?,
+        freshness: freshness?,
+    })
+}
+
+fn directory_scope(value: &figment::value::Value, ctx: &mut Ctx<'_>) -> Option<DirectoryScope> {
+    use figment::value::Value;
+    const SHAPE: &str = "give \"all\" (every Teams user), \"agents\" (the agents only) or { departments = [\"Sales\", ...] }";
+    let key = ["directory", "scope"];
+    match value {
+        Value::String(_, text) => match text.trim().to_ascii_lowercase().as_str() {
+            "all" => Some(DirectoryScope::All),
+            "agents" => Some(DirectoryScope::Agents),
+            _ => {
+                let hint = did_you_mean(text, ["all", "agents"]);
+                ctx.error(
+                    &key,
+                    format!("`directory.scope` = \"{text}\" is not a scope{hint}: {SHAPE}"),
+                );
+                None
+            }
+        },
+        Value::Dict(_, dict) => {
+            let mut departments = None;
+            for (name, item) in dict {
+                if name == "departments" {
+                    departments = Some(item);
+                } else if name == "groups" {
+                    ctx.error(
+                        &["directory", "scope", "groups"],
+                        "`directory.scope.groups`: a scope by group membership is not supported by this build; \
+                         name the groups' departments with { departments = [...] }, or use \"all\"",
+                    );
+                    return None;
+                } else {
+                    ctx.error(
+                        &["directory", "scope", name.as_str()],
+                        format!("`directory.scope` has no key `{name}`: {SHAPE}"),
+                    );
+                    return None;
+                }
+            }
+            let dkey = ["directory", "scope", "departments"];
+            let Some(Value::Array(_, items)) = departments else {
+                ctx.error(
+                    if departments.is_some() { &dkey } else { &key },
+                    format!(
+                        "`directory.scope.departments` must be a list of department names: {SHAPE}"
+                    ),
+                );
+                return None;
+            };
+            if items.is_empty() || items.len() > MAX_SCOPE_DEPARTMENTS {
+                ctx.error(
+                    &dkey,
+                    format!(
+                        "`directory.scope.departments` must name from 1 to {MAX_SCOPE_DEPARTMENTS} departments, not {}",
+                        items.len()
+                    ),
+                );
+                return None;
+            }
+            let mut names = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(_, name) if !name.trim().is_empty() => {
+                        names.push(name.trim().to_string());
+                    }
+                    _ => {
+                        ctx.error(
+                            &dkey,
+                            format!(
+                                "`directory.scope.departments[{i}]` must be a department's name (text, not blank)"
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            Some(DirectoryScope::Departments(names))
+        }
+        _ => {
+            ctx.error(
+                &key,
+                format!("`directory.scope` has the wrong type: {SHAPE}"),
+            );
+            None
+        }
+    }
 }
 
 /// `[graph]`'s budget keys: `read_share_max`, `read_freshness_floor` and

@@ -1,29 +1,39 @@
 //! The Teams directory as the daemon knows it: every user read once, then
 //! kept current through the users delta link, polled every minute so a new
 //! user can be linked within one poll (SPEC §2.2, scenario *new-user*).
+//!
+//! The directory task merges what Graph sends into the shared view
+//! ([`DirectoryView`], which the API searches), stores the compact records
+//! with the delta link they are current to, and then hands the sync loop
+//! the users' whole records for linking. A restart starts from the stored
+//! records (linking, overflow and `/readyz` work before Graph answers) and
+//! the full read refreshes them behind.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::graph::model::User;
+use crate::directory::{DirectoryRecord, DirectoryView};
 use crate::graph::{DeltaOutcome, GraphClient};
 use crate::stop::Stop;
+use crate::store::{DirectoryBatch, Store};
 
 use super::tasks::{Problem, TaskState, TaskStatus};
 
-/// What the directory task hands the sync loop.
+/// What the directory task hands the sync loop: whole records.
 #[derive(Debug)]
 pub enum DirectoryUpdate {
     /// Every user there is; replaces what was known.
     Replace {
-        users: Vec<User>,
+        users: Vec<Arc<DirectoryRecord>>,
         delta_link: Option<String>,
     },
-    /// Changes since the last delta link.
+    /// Changes since the last delta link: users added or changed, as they
+    /// are now, and ids removed.
     Changes {
-        changed: Vec<User>,
+        changed: Vec<Arc<DirectoryRecord>>,
         removed: Vec<String>,
         delta_link: String,
     },
@@ -32,13 +42,15 @@ pub enum DirectoryUpdate {
 /// The users, by id, with their UPN and mail for linking.
 #[derive(Debug, Default)]
 pub struct DirectoryIndex {
-    users: HashMap<String, User>,
-    by_name: HashMap<String, String>,
+    /// By lower-case id, the key shared with the record when it can be.
+    users: HashMap<Arc<str>, Arc<DirectoryRecord>>,
+    /// Lower-case UPN and mail → the id.
+    by_name: HashMap<Box<str>, Arc<str>>,
     loaded: bool,
 }
 
 impl DirectoryIndex {
-    /// True once a full read has come in.
+    /// True once a full read (or the stored directory) has come in.
     pub fn loaded(&self) -> bool {
         self.loaded
     }
@@ -51,15 +63,18 @@ impl DirectoryIndex {
         self.users.is_empty()
     }
 
-    pub fn get(&self, id: &str) -> Option<&User> {
-        self.users.get(&id.to_ascii_lowercase())
+    pub fn get(&self, id: &str) -> Option<&DirectoryRecord> {
+        self.users
+            .get(id.to_ascii_lowercase().as_str())
+            .map(|u| &**u)
     }
 
     /// The user whose UPN or mail is `name` (case-insensitive).
-    pub fn find(&self, name: &str) -> Option<&User> {
+    pub fn find(&self, name: &str) -> Option<&DirectoryRecord> {
         self.by_name
-            .get(&name.to_lowercase())
+            .get(name.to_lowercase().as_str())
             .and_then(|id| self.users.get(id))
+            .map(|u| &**u)
     }
 
     /// Applies an update; returns the ids of users added or changed, and of
@@ -67,12 +82,12 @@ impl DirectoryIndex {
     pub fn apply(&mut self, update: DirectoryUpdate) -> (Vec<String>, Vec<String>) {
         match update {
             DirectoryUpdate::Replace { users, .. } => {
-                let old: Vec<String> = self.users.keys().cloned().collect();
+                let old: Vec<Arc<str>> = self.users.keys().cloned().collect();
                 self.users.clear();
                 let mut changed = Vec::new();
                 for user in users {
-                    let id = user.id.to_ascii_lowercase();
-                    changed.push(id.clone());
+                    let id = user.key();
+                    changed.push(id.to_string());
                     self.users.insert(id, user);
                 }
                 self.loaded = true;
@@ -80,6 +95,7 @@ impl DirectoryIndex {
                 let removed = old
                     .into_iter()
                     .filter(|id| !self.users.contains_key(id))
+                    .map(|id| id.to_string())
                     .collect();
                 (changed, removed)
             }
@@ -88,14 +104,9 @@ impl DirectoryIndex {
             } => {
                 let mut ids = Vec::new();
                 for user in changed {
-                    let id = user.id.to_ascii_lowercase();
-                    match self.users.get_mut(&id) {
-                        Some(known) => known.merge(user),
-                        None => {
-                            self.users.insert(id.clone(), user);
-                        }
-                    }
-                    ids.push(id);
+                    let id = user.key();
+                    ids.push(id.to_string());
+                    self.users.insert(id, user);
                 }
                 // Every id reported removed, known here or not: a user
                 // deleted while the daemon was down is only known to its
@@ -103,7 +114,7 @@ impl DirectoryIndex {
                 let mut gone = Vec::new();
                 for id in removed {
                     let id = id.to_ascii_lowercase();
-                    self.users.remove(&id);
+                    self.users.remove(id.as_str());
                     gone.push(id);
                 }
                 self.reindex();
@@ -119,18 +130,18 @@ impl DirectoryIndex {
                 .into_iter()
                 .flatten()
             {
-                self.by_name.insert(name.to_lowercase(), id.clone());
+                self.by_name
+                    .insert(name.to_lowercase().into(), Arc::clone(id));
             }
         }
     }
 }
 
-/// The phone number to dial a user directly: business first, then mobile.
-pub fn phone_of(user: &User) -> Option<String> {
-    user.business_phones()
-        .first()
-        .cloned()
-        .or_else(|| user.mobile_phone().map(str::to_string))
+/// The number to dial a user directly: the directory's one rule
+/// ([`DirectoryRecord::direct_dial`]), for overflows, agents' phones and
+/// `GET /v1/directory` alike.
+pub fn phone_of(user: &DirectoryRecord) -> Option<String> {
+    user.direct_dial()
 }
 
 /// Whether an id looks like a Graph object id (a GUID), not a UPN.
@@ -143,15 +154,49 @@ pub fn is_object_id(text: &str) -> bool {
         })
 }
 
+/// What the directory task reads from and writes to.
+pub struct DirectoryReader {
+    pub graph: GraphClient,
+    /// The shared view: merged first, so the sync loop gets whole records.
+    pub view: Arc<DirectoryView>,
+    pub store: Arc<dyn Store>,
+}
+
+impl DirectoryReader {
+    /// Stores the records (all of them when `replace`) and the link they
+    /// are current to, as one batch, before the sync loop hears of them.
+    async fn store(
+        &self,
+        records: &[Arc<DirectoryRecord>],
+        removed: &[String],
+        replace: bool,
+        delta_link: Option<String>,
+    ) -> Result<(), Problem> {
+        let batch = DirectoryBatch {
+            replace,
+            upserts: records.iter().map(|r| r.stored()).collect(),
+            removes: removed.to_vec(),
+            delta_link,
+        };
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.commit_directory(batch)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Problem::plain(format!("storing the directory failed: {e}"))),
+            Err(e) => Err(Problem::plain(format!("storing the directory failed: {e}"))),
+        }
+    }
+}
+
 /// Reads the directory and follows its delta link until stopped.
 pub async fn run(
-    graph: GraphClient,
+    reader: DirectoryReader,
     mut delta_link: Option<String>,
     interval: Duration,
     updates: mpsc::Sender<DirectoryUpdate>,
     status: TaskStatus,
     stop: Stop,
 ) -> Result<(), String> {
+    let graph = &reader;
     let mut loaded = false;
     let mut failures: u32 = 0;
     loop {
@@ -160,9 +205,9 @@ pub async fn run(
             () = stop.stopped() => return Ok(()),
             result = async {
                 if loaded {
-                    poll_delta(&graph, &mut delta_link, &updates).await
+                    poll_delta(graph, &mut delta_link, &updates).await
                 } else {
-                    full_read(&graph, &mut delta_link, &updates).await
+                    full_read(graph, &mut delta_link, &updates).await
                 }
             } => result,
         };
@@ -193,17 +238,25 @@ pub async fn run(
 }
 
 async fn full_read(
-    graph: &GraphClient,
+    reader: &DirectoryReader,
     delta_link: &mut Option<String>,
     updates: &mpsc::Sender<DirectoryUpdate>,
 ) -> Result<(), Problem> {
+    let graph = &reader.graph;
     let update = match delta_link.as_deref() {
         // A stored link still says where the changes continue from; the
         // users themselves are read in full to know them all.
-        Some(_) => DirectoryUpdate::Replace {
-            users: graph.list_users().await.map_err(|e| Problem::graph(&e))?,
-            delta_link: None,
-        },
+        Some(_) => {
+            let users = graph.list_users().await.map_err(|e| Problem::graph(&e))?;
+            let (records, _) = reader.view.replace(&users);
+            reader
+                .store(records.as_slice(), &[], true, delta_link.clone())
+                .await?;
+            DirectoryUpdate::Replace {
+                users: records,
+                delta_link: None,
+            }
+        }
         None => match graph
             .users_delta(None)
             .await
@@ -211,8 +264,12 @@ async fn full_read(
         {
             DeltaOutcome::Changes(changes) => {
                 *delta_link = Some(changes.delta_link.clone());
+                let (records, _) = reader.view.replace(&changes.changed);
+                reader
+                    .store(records.as_slice(), &[], true, delta_link.clone())
+                    .await?;
                 DirectoryUpdate::Replace {
-                    users: changes.changed,
+                    users: records,
                     delta_link: Some(changes.delta_link),
                 }
             }
@@ -231,21 +288,31 @@ async fn full_read(
 }
 
 async fn poll_delta(
-    graph: &GraphClient,
+    reader: &DirectoryReader,
     delta_link: &mut Option<String>,
     updates: &mpsc::Sender<DirectoryUpdate>,
 ) -> Result<(), Problem> {
-    match graph
+    match reader
+        .graph
         .users_delta(delta_link.as_deref())
         .await
         .map_err(|e| Problem::graph(&e))?
     {
         DeltaOutcome::Changes(changes) => {
+            let (records, removed) = reader.view.change(&changes.changed, &changes.removed);
+            reader
+                .store(
+                    records.as_slice(),
+                    &removed,
+                    false,
+                    Some(changes.delta_link.clone()),
+                )
+                .await?;
             *delta_link = Some(changes.delta_link.clone());
             updates
                 .send(DirectoryUpdate::Changes {
-                    changed: changes.changed,
-                    removed: changes.removed,
+                    changed: records,
+                    removed,
                     delta_link: changes.delta_link,
                 })
                 .await
@@ -254,7 +321,7 @@ async fn poll_delta(
         DeltaOutcome::ResyncRequired { reason } => {
             tracing::info!(%reason, "starting a new directory delta round");
             *delta_link = None;
-            full_read(graph, delta_link, updates).await
+            full_read(reader, delta_link, updates).await
         }
     }
 }
@@ -263,11 +330,12 @@ async fn poll_delta(
 mod tests {
     use super::*;
 
-    fn user(id: &str, upn: &str) -> User {
-        serde_json::from_value(serde_json::json!({
+    fn user(id: &str, upn: &str) -> Arc<DirectoryRecord> {
+        let user: crate::graph::model::User = serde_json::from_value(serde_json::json!({
             "id": id, "userPrincipalName": upn, "mail": upn.replace("@", ".mail@"),
         }))
-        .unwrap()
+        .unwrap();
+        Arc::new(DirectoryRecord::from_user(&user))
     }
 
     #[test]
@@ -277,12 +345,9 @@ mod tests {
             users: vec![user("ID-1", "Ann@Contoso.com")],
             delta_link: None,
         });
+        assert_eq!(index.find("ann@contoso.com").map(|u| &*u.id), Some("ID-1"));
         assert_eq!(
-            index.find("ann@contoso.com").map(|u| u.id.as_str()),
-            Some("ID-1")
-        );
-        assert_eq!(
-            index.find("ANN.mail@contoso.com").map(|u| u.id.as_str()),
+            index.find("ANN.mail@contoso.com").map(|u| &*u.id),
             Some("ID-1")
         );
         assert!(index.get("id-1").is_some());

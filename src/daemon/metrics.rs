@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::directory::DirectoryView;
 use crate::graph::{PollReport, Throttle};
 use crate::metrics::{Counter, DaemonMetrics, MetricsError, Registry};
 
@@ -13,6 +14,8 @@ pub struct Metrics {
     pub daemon: DaemonMetrics,
     throttle: Arc<Throttle>,
     poll: Arc<PollReport>,
+    /// The directory's slower tier, and the view it reads for.
+    directory: Option<(Arc<PollReport>, Arc<DirectoryView>)>,
 }
 
 /// Brings a counter up to a total counted elsewhere (never down: counters
@@ -30,6 +33,17 @@ impl Metrics {
         &self.poll
     }
 
+    /// The directory tier's report and the view, when the daemon has them.
+    pub fn directory(&self) -> Option<&(Arc<PollReport>, Arc<DirectoryView>)> {
+        self.directory.as_ref()
+    }
+
+    /// Reports the directory's slower tier and its view too.
+    pub fn with_directory(mut self, report: Arc<PollReport>, view: Arc<DirectoryView>) -> Self {
+        self.directory = Some((report, view));
+        self
+    }
+
     /// Graph requests per second the budget allows now.
     pub fn rate_limit(&self) -> f64 {
         self.throttle.budget().rate_limit()
@@ -43,6 +57,7 @@ impl Metrics {
             daemon,
             throttle,
             poll,
+            directory: None,
         })
     }
 
@@ -74,6 +89,29 @@ impl Metrics {
                 .set(waiting as f64);
         }
         self.daemon.graph_rate_limit.set(budget.rate_limit);
+        for (class, granted) in budget.granted {
+            mirror(
+                &self.daemon.graph_class_requests.with([class.label()]),
+                granted,
+            );
+        }
+        if let Some((report, view)) = &self.directory {
+            let tier = report.status();
+            self.daemon
+                .directory_poll_round_seconds
+                .set(tier.round.as_secs_f64());
+            self.daemon
+                .directory_poll_oldest_read_seconds
+                .set(tier.oldest_read_age.map_or(0.0, |age| age.as_secs_f64()));
+            let status = view.status();
+            for (state, n) in [
+                ("known", status.users),
+                ("listed", status.listed),
+                ("tier", status.tier_users),
+            ] {
+                self.daemon.directory_users.with([state]).set(n as f64);
+            }
+        }
         let poll = self.poll.status();
         self.daemon.poll_round_seconds.set(poll.round.as_secs_f64());
         self.daemon

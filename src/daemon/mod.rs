@@ -6,7 +6,7 @@
 //! |---|---|
 //! | the loop that owns the engine and commits each step | [`sync_loop`] |
 //! | Teams writes to Graph | [`writer`] |
-//! | the directory and auto-linking by UPN | [`directory`] |
+//! | the directory task (full read, delta link, stored records) and auto-linking by UPN | [`directory`] |
 //! | mapping profiles in force and their reload | [`mappings`] |
 //! | the agent view the API returns | [`view`] |
 //! | the API's handler trait, implemented | [`service`] |
@@ -38,6 +38,7 @@ use crate::api::model::GraphAppOut;
 use crate::api::{self, ApiSettings};
 use crate::config::{Config, GraphAuth, SecretError};
 use crate::diagnostics::Diagnostic;
+use crate::directory::{DirectoryRecord, DirectoryView};
 use crate::graph::poller::poll_users;
 use crate::graph::{
     AuthError, Credential, GraphClient, GraphError, PollReport, PollTarget, TokioClock,
@@ -45,14 +46,15 @@ use crate::graph::{
 use crate::store::{MetaKey, OpenCheck, SledStore, Store, StoreError};
 use crate::webhook::WebhookSink;
 
+use self::directory::{DirectoryReader, DirectoryUpdate};
 use self::mappings::Reload;
 use self::metrics::Metrics;
 use self::service::DaemonService;
 use self::sync_loop::{Command, Inputs, Outputs, SyncLoop};
 use self::tasks::{Failure, TaskName, Workers};
 use self::workers::{
-    ApiWorker, DirectoryWorker, MappingWatch, PollerWorker, RetentionWorker, SyncLoopWorker,
-    WebhookWorker, WriterWorker,
+    ApiWorker, DirectoryPollerWorker, DirectoryWorker, MappingWatch, PollerWorker, RetentionWorker,
+    SyncLoopWorker, WebhookWorker, WriterWorker,
 };
 
 /// Why the daemon could not start. Each maps to its own exit code in `main`.
@@ -176,12 +178,41 @@ impl Daemon {
                 .await
                 .map_err(|e| DaemonError::Task(format!("loading the store: {e}")))??
         };
-        let delta_link = store.meta(&MetaKey::DeltaLink)?;
+        // The stored directory: linking, overflow numbers and readiness
+        // work from it at once; the full read refreshes it behind. Its own
+        // delta link goes with it; an older store kept only the link.
+        let stored_directory = {
+            let store = Arc::clone(&store);
+            tokio::task::spawn_blocking(move || store.directory())
+                .await
+                .map_err(|e| DaemonError::Task(format!("loading the directory: {e}")))??
+        };
+        let (tier_tx, tier_rx) = poll_users(Vec::new());
+        let directory_view = Arc::new(DirectoryView::new(&config.directory.scope, Some(tier_tx)));
+        let mut delta_link = store.meta(&MetaKey::DeltaLink)?;
+        let restored_directory = stored_directory.map(|stored| {
+            if stored.delta_link.is_some() {
+                delta_link = stored.delta_link;
+            }
+            tracing::info!(
+                users = stored.users.len(),
+                "the stored directory is in use until the full read refreshes it"
+            );
+            directory_view.restore(
+                stored
+                    .users
+                    .iter()
+                    .map(DirectoryRecord::from_stored)
+                    .collect(),
+            )
+        });
 
         let poll_report = PollReport::new(TokioClock::shared());
+        let directory_report = PollReport::new(TokioClock::shared());
         let metrics = Arc::new(
             Metrics::new(graph.throttle().clone(), poll_report.clone())
-                .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?,
+                .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?
+                .with_directory(directory_report.clone(), Arc::clone(&directory_view)),
         );
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let (presence_tx, presence_rx) = mpsc::channel(65_536);
@@ -196,6 +227,7 @@ impl Daemon {
             poll_users: poll_tx,
             status: status_tx,
             metrics: metrics.daemon.clone(),
+            directory_view: Some(Arc::clone(&directory_view)),
         };
         let mut sync_loop = SyncLoop::restore(
             config.engine_settings(),
@@ -221,6 +253,16 @@ impl Daemon {
             error,
         })?;
 
+        if let Some(users) = restored_directory {
+            // The loop's first step: links and phones from the stored users.
+            commands_tx
+                .send(Command::Directory(DirectoryUpdate::Replace {
+                    users,
+                    delta_link: None,
+                }))
+                .await
+                .map_err(|_| DaemonError::Task("the sync loop is gone".into()))?;
+        }
         let mut workers = Workers::new();
         let board = workers.board();
         workers.spawn(SyncLoopWorker {
@@ -232,7 +274,11 @@ impl Daemon {
             },
         });
         workers.spawn(DirectoryWorker {
-            graph: graph.clone(),
+            reader: DirectoryReader {
+                graph: graph.clone(),
+                view: Arc::clone(&directory_view),
+                store: Arc::clone(&store) as Arc<dyn Store>,
+            },
             delta_link,
             interval: options.directory_interval,
             commands: commands_tx.clone(),
@@ -240,8 +286,16 @@ impl Daemon {
         // How the poller's last read went: Graph as a whole, for the writer too.
         let (health_tx, _) = watch::channel(None);
         let graph_health = health_tx.subscribe();
+        workers.spawn(DirectoryPollerWorker {
+            graph: graph.clone(),
+            freshness: config.directory.freshness,
+            report: directory_report,
+            users: tier_rx,
+            view: Arc::clone(&directory_view),
+        });
         workers.spawn(PollerWorker {
             graph: graph.clone(),
+            view: Arc::clone(&directory_view),
             target: PollTarget::from_config(&config.budget),
             report: poll_report.clone(),
             users: poll_rx,
@@ -285,6 +339,7 @@ impl Daemon {
             status: status_rx,
             board,
             metrics: Arc::clone(&metrics),
+            directory: Arc::clone(&directory_view),
             graph: GraphAppOut {
                 tenant_id: config.graph.tenant_id.clone(),
                 client_id: config.graph.client_id.clone(),

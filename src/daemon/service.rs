@@ -11,9 +11,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::model::{
     AgentOut, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn, ContactOut,
-    GraphAppOut, Health, PollOut, QueueOut, Readiness, StatusReport, TaskOut,
+    DirectoryList, DirectoryUserOut, GraphAppOut, Health, PollOut, PresenceOut, QueueOut,
+    Readiness, StatusReport, TaskOut,
 };
 use crate::api::{ApiError, Service};
+use crate::directory::{DirectoryQuery, DirectoryUser};
 use crate::events::Event;
 use crate::routing::{NewContact, RoutingError};
 use crate::store::Store;
@@ -151,6 +153,32 @@ impl From<LoopError> for ApiError {
     }
 }
 
+/// A directory user as the API shows it.
+fn directory_user_out(user: &DirectoryUser) -> DirectoryUserOut {
+    let record = &user.record;
+    let text = |t: Option<&str>| t.map(str::to_string);
+    let upn = record.user_principal_name().unwrap_or_default().to_string();
+    DirectoryUserOut {
+        id: record.id.to_string(),
+        display_name: record
+            .display_name()
+            .map_or_else(|| upn.clone(), str::to_string),
+        upn,
+        mail: text(record.mail()),
+        department: text(record.department()),
+        job_title: text(record.job_title()),
+        business_phones: record.business_phones().map(str::to_string).collect(),
+        mobile_phone: text(record.mobile_phone()),
+        direct_dial: user.direct_dial.clone(),
+        presence: user.presence.as_ref().map(|p| PresenceOut {
+            availability: p.availability.to_string(),
+            activity: p.activity.to_string(),
+        }),
+        presence_since: user.presence_since,
+        agent: user.agent.clone(),
+    }
+}
+
 /// How long an API call waits for the sync loop before answering 503.
 const LOOP_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -161,6 +189,8 @@ pub struct DaemonService<S: Store> {
     pub(super) status: watch::Receiver<LoopStatus>,
     pub(super) board: TaskBoard,
     pub(super) metrics: Arc<Metrics>,
+    /// The directory view `GET /v1/directory` searches.
+    pub(super) directory: Arc<crate::directory::DirectoryView>,
     /// The Graph app, for the authenticated health view only.
     pub(super) graph: GraphAppOut,
 }
@@ -194,6 +224,9 @@ impl<S: Store> DaemonService<S> {
 
 /// The tasks that call Graph: Graph is usable when each of them says its
 /// last calls went through.
+/// The directory's slower tier is not one: it reads every half minute, so
+/// it would hold readiness down that long after Graph is back, and what it
+/// meets the agent poller meets first; its own state shows among the tasks.
 const GRAPH_TASKS: [TaskName; 3] = [
     TaskName::Directory,
     TaskName::PresencePoller,
@@ -211,6 +244,19 @@ impl<S: Store> DaemonService<S> {
             oldest_read_seconds: status.oldest_read_age.map(|a| a.as_secs_f64()),
             rate_limit: self.metrics.rate_limit(),
         }
+    }
+
+    /// The directory tier's round and freshness.
+    fn directory_poll(&self) -> Option<PollOut> {
+        let (report, _) = self.metrics.directory()?;
+        let status = report.status();
+        Some(PollOut {
+            round_seconds: status.round.as_secs_f64(),
+            users: status.users,
+            reads_per_second: status.read_rate,
+            oldest_read_seconds: status.oldest_read_age.map(|a| a.as_secs_f64()),
+            rate_limit: self.metrics.rate_limit(),
+        })
     }
 
     /// The checks and the tasks' states; `full`: every detail as it is
@@ -268,6 +314,16 @@ impl<S: Store> DaemonService<S> {
                 true,
                 format!(
                     "reachable and authorised; {} users in the directory",
+                    status.directory_users
+                ),
+            )
+        } else if status.directory_loaded {
+            // A restart: the stored directory serves until the full read,
+            // which runs behind; a failure of it shows above.
+            (
+                true,
+                format!(
+                    "the stored directory of {} users is in use; the full read runs behind",
                     status.directory_users
                 ),
             )
@@ -393,6 +449,28 @@ impl<S: Store> Service for DaemonService<S> {
         self.events.subscribe()
     }
 
+    async fn directory(&self, query: DirectoryQuery) -> Result<DirectoryList, ApiError> {
+        // A scan of up to tens of thousands of users: off the async threads.
+        let view = Arc::clone(&self.directory);
+        let page = tokio::task::spawn_blocking(move || view.query(&query))
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!("the directory search did not finish: {e}"))
+            })?;
+        Ok(DirectoryList {
+            users: page.users.iter().map(directory_user_out).collect(),
+            next_cursor: page.next.map(|key| key.cursor()),
+            total: page.total,
+        })
+    }
+
+    async fn directory_user(&self, id: String) -> Result<DirectoryUserOut, ApiError> {
+        self.directory
+            .get(&id)
+            .map(|user| directory_user_out(&user))
+            .ok_or_else(|| ApiError::not_found("Teams user in the directory", &id))
+    }
+
     async fn readiness(&self) -> Readiness {
         let (ready, checks, tasks) = self.checks(false);
         Readiness {
@@ -400,6 +478,7 @@ impl<S: Store> Service for DaemonService<S> {
             checks,
             tasks,
             poll: Some(self.poll()),
+            directory_poll: self.directory_poll(),
         }
     }
 
@@ -411,6 +490,7 @@ impl<S: Store> Service for DaemonService<S> {
             tasks,
             graph: self.graph.clone(),
             poll: Some(self.poll()),
+            directory_poll: self.directory_poll(),
         }
     }
 

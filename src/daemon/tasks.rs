@@ -22,6 +22,8 @@ pub enum TaskName {
     SyncLoop,
     /// The Teams directory reader and its delta link.
     Directory,
+    /// The directory's slower presence tier: users in scope who are not agents.
+    DirectoryPoller,
     /// The presence poller.
     PresencePoller,
     /// Teams presence writes to Graph.
@@ -37,9 +39,10 @@ pub enum TaskName {
 }
 
 impl TaskName {
-    pub const ALL: [TaskName; 8] = [
+    pub const ALL: [TaskName; 9] = [
         TaskName::SyncLoop,
         TaskName::Directory,
+        TaskName::DirectoryPoller,
         TaskName::PresencePoller,
         TaskName::PresenceWriter,
         TaskName::MappingWatch,
@@ -52,6 +55,7 @@ impl TaskName {
         match self {
             TaskName::SyncLoop => "sync-loop",
             TaskName::Directory => "directory",
+            TaskName::DirectoryPoller => "directory-poller",
             TaskName::PresencePoller => "presence-poller",
             TaskName::PresenceWriter => "presence-writer",
             TaskName::MappingWatch => "mapping-watch",
@@ -395,6 +399,7 @@ mod tests {
             [
                 "api",
                 "directory",
+                "directory-poller",
                 "event-retention",
                 "mapping-watch",
                 "presence-poller",

@@ -14,9 +14,13 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::directory::DirectoryView;
 use crate::events::Event;
+use crate::graph::poller::DirectoryReads;
 use crate::graph::poller::PollUsers;
-use crate::graph::{GraphClient, GraphError, PollReport, PollTarget, Poller, PresenceUpdate};
+use crate::graph::{
+    CallClass, GraphClient, GraphError, PollReport, PollTarget, Poller, PresenceUpdate,
+};
 use crate::metrics::Counter;
 use crate::stop::Stop;
 use crate::store::Store;
@@ -55,7 +59,7 @@ impl<S: Store> Worker for SyncLoopWorker<S> {
 /// Reads the directory and follows its delta link; its updates reach the
 /// sync loop as commands, in order.
 pub struct DirectoryWorker {
-    pub graph: GraphClient,
+    pub reader: directory::DirectoryReader,
     pub delta_link: Option<String>,
     pub interval: Duration,
     pub commands: mpsc::Sender<Command>,
@@ -78,7 +82,7 @@ impl Worker for DirectoryWorker {
             }
         };
         let read = directory::run(
-            self.graph,
+            self.reader,
             self.delta_link,
             self.interval,
             updates,
@@ -94,6 +98,8 @@ impl Worker for DirectoryWorker {
 /// went, and so does `health` for the writer.
 pub struct PollerWorker {
     pub graph: GraphClient,
+    /// Told of every agent's presence that is news.
+    pub view: Arc<DirectoryView>,
     pub target: PollTarget,
     /// Where the poller says its round and read freshness.
     pub report: Arc<PollReport>,
@@ -132,11 +138,80 @@ impl Worker for PollerWorker {
         .budget(throttle.budget().clone())
         .publish(self.report)
         .report_health(self.health)
+        .observe(self.view)
         .run(self.presences, stop);
         tokio::join!(poll, mirror);
         Ok(())
     }
 }
+
+/// The directory's slower presence tier: reads the users in scope who are
+/// not agents, at the directory freshness, as the budget's `directory`
+/// class (after every write and agent read), and tells the view what is
+/// news.
+pub struct DirectoryPollerWorker {
+    pub graph: GraphClient,
+    pub freshness: Duration,
+    pub report: Arc<PollReport>,
+    pub users: PollUsers,
+    pub view: Arc<DirectoryView>,
+}
+
+impl Worker for DirectoryPollerWorker {
+    fn name(&self) -> TaskName {
+        TaskName::DirectoryPoller
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        let (health_tx, mut health) = watch::channel(None);
+        let mirror = async move {
+            while health.changed().await.is_ok() {
+                let state = match &*health.borrow_and_update() {
+                    None => TaskState::Running,
+                    Some(error) => TaskState::Degraded(Problem::graph(error)),
+                };
+                status.set(state);
+            }
+        };
+        let throttle = self.graph.throttle().clone();
+        // Every user once a `freshness` from what the classes before it
+        // leave, never more often; when they leave nothing, still once in
+        // DIRECTORY_FLOOR_ROUNDS freshnesses, waiting behind every agent read
+        // (the scheduler serves those first), so one busy moment at a
+        // round's start does not stretch the round for long.
+        let target = PollTarget {
+            round_min: self.freshness,
+            read_share_max: DIRECTORY_SHARE_MAX,
+            freshness_floor: self.freshness.saturating_mul(DIRECTORY_FLOOR_ROUNDS),
+            batch_size: crate::graph::presence::MAX_IDS_PER_CALL,
+        };
+        let poll = Poller::new(
+            DirectoryReads(self.graph),
+            self.report.clock().clone(),
+            throttle.config().sustained_rate(),
+            target,
+            self.users,
+        )
+        .class(CallClass::Directory)
+        .budget(throttle.budget().clone())
+        .publish(self.report)
+        .report_health(health_tx)
+        .observe(self.view)
+        .run_observed(stop);
+        tokio::join!(poll, mirror);
+        Ok(())
+    }
+}
+
+/// The most of the budget's rate the directory tier may take, of what the
+/// writes and agent reads leave: headroom, so a rise in agent reads is
+/// served at once rather than after directory reads already granted.
+pub const DIRECTORY_SHARE_MAX: f64 = 0.25;
+
+/// The directory tier's longest round, in freshnesses, however little the
+/// agents leave (2 minutes at the default 30 s).
+pub const DIRECTORY_FLOOR_ROUNDS: u32 = 4;
 
 /// Sends the engine's Teams writes to Graph.
 pub struct WriterWorker {

@@ -252,8 +252,7 @@ pub struct SetPreferredRequest {
 // ---------------------------------------------------------------- users
 
 /// The user properties the daemon asks for (`$select`).
-pub const USER_SELECT: &str =
-    "id,userPrincipalName,mail,displayName,businessPhones,mobilePhone,assignedPlans";
+pub const USER_SELECT: &str = "id,userPrincipalName,mail,displayName,businessPhones,mobilePhone,assignedPlans,department,jobTitle";
 
 /// A user as listed or as a delta item.
 ///
@@ -276,6 +275,10 @@ pub struct User {
     pub mobile_phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub assigned_plans: Option<Option<Vec<AssignedPlan>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub department: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub job_title: Option<Option<String>>,
     /// Set on delta items for users deleted (or moved out of scope).
     #[serde(default, rename = "@removed")]
     pub removed: Option<Removed>,
@@ -327,6 +330,14 @@ impl User {
 
     pub fn mobile_phone(&self) -> Option<&str> {
         User::text(&self.mobile_phone)
+    }
+
+    pub fn department(&self) -> Option<&str> {
+        User::text(&self.department)
+    }
+
+    pub fn job_title(&self) -> Option<&str> {
+        User::text(&self.job_title)
     }
 
     pub fn business_phones(&self) -> &[String] {
@@ -382,6 +393,8 @@ impl User {
         take(&mut self.business_phones, newer.business_phones);
         take(&mut self.mobile_phone, newer.mobile_phone);
         take(&mut self.assigned_plans, newer.assigned_plans);
+        take(&mut self.department, newer.department);
+        take(&mut self.job_title, newer.job_title);
         self.removed = newer.removed;
     }
 }

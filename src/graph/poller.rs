@@ -301,6 +301,25 @@ impl PresenceSource for GraphClient {
     }
 }
 
+/// Graph read as the directory's slower tier: every call is
+/// [`CallClass::Directory`], served after every write and agent read.
+pub struct DirectoryReads(pub GraphClient);
+
+impl PresenceSource for DirectoryReads {
+    fn read<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Result<PresenceRead, GraphError>> + Send + 'a>> {
+        Box::pin(self.0.get_presences_as(CallClass::Directory, ids))
+    }
+}
+
+/// Told of every presence that is news, as the poller finds it: the
+/// directory view keeps everyone's presence this way.
+pub trait PresenceObserver: Send + Sync {
+    fn observed(&self, user_id: &str, presence: &Presence);
+}
+
 /// The last presence seen of a user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Seen {
@@ -339,6 +358,9 @@ pub struct Poller<S> {
     /// Where the poller says how its last read went: `None` answered,
     /// else the failure of Graph as a whole it met.
     health: Option<watch::Sender<Option<GraphError>>>,
+    /// The budget class whose spare rate sizes the round.
+    class: CallClass,
+    observer: Option<Arc<dyn PresenceObserver>>,
 }
 
 /// A read that came back: its number (in the order they were sent), its
@@ -374,7 +396,23 @@ impl<S: PresenceSource + 'static> Poller<S> {
             max_in_flight: MAX_IN_FLIGHT,
             seen: HashMap::new(),
             health: None,
+            class: CallClass::AgentRead,
+            observer: None,
         }
+    }
+
+    /// Sizes the round from the spare rate of `class` (the agent poller's
+    /// is [`CallClass::AgentRead`], the default); its reads must spend the
+    /// budget as the same class (see [`DirectoryReads`]).
+    pub fn class(mut self, class: CallClass) -> Self {
+        self.class = class;
+        self
+    }
+
+    /// Tells `observer` of every presence that is news.
+    pub fn observe(mut self, observer: Arc<dyn PresenceObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Reports how each read went on `health`: `None` after one Graph
@@ -410,7 +448,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
             Some(budget) => PollPlan::with_spare(
                 users,
                 budget.rate_limit(),
-                budget.spare_rate(CallClass::AgentRead),
+                budget.spare_rate(self.class),
                 &self.target,
             ),
             None => PollPlan::new(users, self.rate, &self.target),
@@ -431,7 +469,23 @@ impl<S: PresenceSource + 'static> Poller<S> {
 
     /// Polls until `stop` is given (or its handle goes) or nobody listens
     /// to `updates` any more. Reads still in flight then are abandoned.
-    pub async fn run(mut self, updates: mpsc::Sender<PresenceUpdate>, stop: Stop) {
+    pub async fn run(self, updates: mpsc::Sender<PresenceUpdate>, stop: Stop) {
+        self.run_to(Some(updates), stop).await;
+    }
+
+    /// Polls until `stop` is given, telling only the observer what is news.
+    pub async fn run_observed(self, stop: Stop) {
+        self.run_to(None, stop).await;
+    }
+
+    async fn run_to(mut self, updates: Option<mpsc::Sender<PresenceUpdate>>, stop: Stop) {
+        let closed = async {
+            match &updates {
+                Some(updates) => updates.closed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(closed);
         let mut reads: JoinSet<Done> = JoinSet::new();
         let max_in_flight = self.max_in_flight;
         let mut sent: u64 = 0;
@@ -458,14 +512,14 @@ impl<S: PresenceSource + 'static> Poller<S> {
                 tokio::select! {
                     biased;
                     () = stop.stopped() => return,
-                    () = updates.closed() => return,
+                    () = &mut closed => return,
                     Some(done) = reads.join_next(), if !reads.is_empty() => {
                         let done = match done {
                             Ok(done) => done,
                             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                             Err(_) => continue,
                         };
-                        if !self.pass_on(done, &updates, &stop).await {
+                        if !self.pass_on(done, updates.as_ref(), &stop).await {
                             return;
                         }
                     }
@@ -501,7 +555,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
     async fn pass_on(
         &mut self,
         (number, batch, sent_at, asked, read): Done,
-        updates: &mpsc::Sender<PresenceUpdate>,
+        updates: Option<&mpsc::Sender<PresenceUpdate>>,
         stop: &Stop,
     ) -> bool {
         let read = match read {
@@ -532,6 +586,12 @@ impl<S: PresenceSource + 'static> Poller<S> {
             if !self.users.contains(&p.id) || !self.remember(&p, number) {
                 continue;
             }
+            if let Some(observer) = &self.observer {
+                observer.observed(&p.id, &p.presence);
+            }
+            let Some(updates) = updates else {
+                continue;
+            };
             let update = PresenceUpdate {
                 user_id: p.id.clone(),
                 presence: p.presence.clone(),

@@ -11,7 +11,8 @@
 //! with that error, unasked (about 13 calls for 650 ids).
 //!
 //! Every call names its class in the budget: the poller's reads are
-//! [`CallClass::AgentRead`], every write [`CallClass::Write`] (served first).
+//! [`CallClass::AgentRead`] (the directory's slower tier
+//! [`CallClass::Directory`]), every write [`CallClass::Write`] (served first).
 //!
 //! Writes use our app id as the session id, so `clearPresence` only ever
 //! removes our own session.
@@ -79,6 +80,17 @@ impl GraphClient {
     /// returns what was read with the ids it did not get to in
     /// [`PresenceRead::unread`].
     pub async fn get_presences(&self, ids: &[String]) -> Result<PresenceRead, GraphError> {
+        self.get_presences_as(CallClass::AgentRead, ids).await
+    }
+
+    /// [`GraphClient::get_presences`] spending the budget as `class`: the
+    /// directory's slower tier reads as [`CallClass::Directory`], after
+    /// every agent read.
+    pub async fn get_presences_as(
+        &self,
+        class: CallClass,
+        ids: &[String],
+    ) -> Result<PresenceRead, GraphError> {
         let mut seen = HashSet::with_capacity(ids.len());
         let ids: Vec<String> = ids
             .iter()
@@ -97,7 +109,7 @@ impl GraphClient {
             let mut lone_refusals = 0;
             while let Some(batch) = pending.pop() {
                 read.calls += 1;
-                let error = match self.presences_by_user_id(batch).await {
+                let error = match self.presences_by_user_id(class, batch).await {
                     Ok(list) => {
                         any_read = true;
                         read.presences.extend(list.presences);
@@ -159,17 +171,15 @@ impl GraphClient {
         Ok(read)
     }
 
-    async fn presences_by_user_id(&self, ids: &[String]) -> Result<PresenceList, GraphError> {
+    async fn presences_by_user_id(
+        &self,
+        class: CallClass,
+        ids: &[String],
+    ) -> Result<PresenceList, GraphError> {
         let body = json(&PresencesByUserIdRequest { ids });
         let url = self.url(&["communications", "getPresencesByUserId"]);
         let response = self
-            .call(
-                CallClass::AgentRead,
-                Method::POST,
-                url,
-                Some(body),
-                "getPresencesByUserId",
-            )
+            .call(class, Method::POST, url, Some(body), "getPresencesByUserId")
             .await?;
         PresenceList::parse(&response.body).map_err(|e| GraphError::Decode {
             what: "getPresencesByUserId",

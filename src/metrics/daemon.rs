@@ -95,6 +95,17 @@ pub struct DaemonMetrics {
     pub poll_round_seconds: Gauge,
     /// Seconds since the least recently read agent's presence was read.
     pub poll_oldest_read_seconds: Gauge,
+    /// Requests the budget granted, by call class, since the start: the
+    /// agent tier is `agent_read`, the directory's slower tier and the
+    /// users delta `directory`.
+    pub graph_class_requests: CounterVec<1>,
+    /// The directory tier's round: every user it reads is read once a round.
+    pub directory_poll_round_seconds: Gauge,
+    /// Seconds since the directory tier's least recently read user was read.
+    pub directory_poll_oldest_read_seconds: Gauge,
+    /// Directory users, by `state`: `known`, `listed`, `tier` (read by the
+    /// directory's slower tier).
+    pub directory_users: GaugeVec<1>,
     /// Seconds from a change in one system to its write in the other, by
     /// `direction`; see [`DaemonMetrics::propagation`].
     pub propagation_seconds: HistogramVec<1>,
@@ -169,6 +180,24 @@ impl DaemonMetrics {
             poll_oldest_read_seconds: registry.gauge(
                 "presence_sync_poll_oldest_read_seconds",
                 "Seconds since the least recently read linked agent's presence was read.",
+            )?,
+            graph_class_requests: registry.counter_vec(
+                "presence_sync_graph_class_requests_total",
+                "Microsoft Graph requests granted by the budget, by call class.",
+                ["class"],
+            )?,
+            directory_poll_round_seconds: registry.gauge(
+                "presence_sync_directory_poll_round_seconds",
+                "Seconds per round of the directory's slower presence tier: every user it reads is read once a round.",
+            )?,
+            directory_poll_oldest_read_seconds: registry.gauge(
+                "presence_sync_directory_poll_oldest_read_seconds",
+                "Seconds since the directory tier's least recently read user's presence was read.",
+            )?,
+            directory_users: registry.gauge_vec(
+                "presence_sync_directory_users",
+                "Teams users of the directory, by state: known, listed, tier (read by the slower tier).",
+                ["state"],
             )?,
             propagation_seconds: registry.histogram_vec(
                 "presence_sync_propagation_seconds",
@@ -254,6 +283,10 @@ impl DaemonMetrics {
         for class in crate::graph::CallClass::ALL {
             metrics.graph_budget_share.with([class.label()]);
             metrics.graph_budget_waiting.with([class.label()]);
+            metrics.graph_class_requests.with([class.label()]);
+        }
+        for state in ["known", "listed", "tier"] {
+            metrics.directory_users.with([state]);
         }
         Ok(metrics)
     }

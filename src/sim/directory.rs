@@ -40,6 +40,7 @@ pub struct User {
     /// MCOEV in `assignedPlans`, assigned at `created`.
     pub teams_phone: bool,
     pub created: Timestamp,
+    pub department: Option<String>,
 }
 
 /// A user to add; what is missing is generated.
@@ -54,6 +55,7 @@ pub struct NewUser {
     pub business_phones: Option<Vec<String>>,
     pub mobile_phone: Option<String>,
     pub teams_phone: Option<bool>,
+    pub department: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -212,6 +214,12 @@ impl Directory {
             mobile_phone,
             teams_phone,
             created: now,
+            // Drawn last, so the users a seed made before departments
+            // existed keep every other value.
+            department: Some(
+                new.department
+                    .unwrap_or_else(|| pick(&mut rng, DEPARTMENTS).to_string()),
+            ),
         };
         self.version += 1;
         self.by_id.insert(id, index);
@@ -381,6 +389,15 @@ const JOB_TITLES: &[&str] = &[
     "Contact Center Supervisor",
 ];
 
+const DEPARTMENTS: &[&str] = &[
+    "Sales",
+    "Support",
+    "Billing",
+    "Operations",
+    "Marketing",
+    "Finance",
+    "Human Resources",
+];
 const OFFICES: &[&str] = &["Lisbon", "Austin", "Manila", "Dublin", "Kraków", "Remote"];
 
 const LANGUAGES: &[&str] = &["en-US", "en-GB", "pt-PT", "es-ES", "pl-PL", "fil-PH"];

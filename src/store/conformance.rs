@@ -8,7 +8,9 @@
 //! one engine.
 
 use super::testing::{agent, at, batch, contact, event, outbox};
-use super::{Batch, Loaded, MetaKey, Store, StoreError};
+use super::{
+    Batch, DirectoryBatch, Loaded, MetaKey, Store, StoreError, StoredDirectory, StoredUser,
+};
 
 pub(super) fn a_new_store_is_empty_and_numbers_events_from_one(store: &dyn Store) {
     assert_eq!(store.load().unwrap(), Loaded::default());
@@ -224,6 +226,78 @@ pub(super) fn a_clean_shutdown_mark_changes_nothing_stored(store: &dyn Store) {
     assert_eq!(store.load().unwrap().agents.len(), 2);
 }
 
+fn stored_user(id: &str, upn: &str) -> StoredUser {
+    StoredUser {
+        id: id.to_owned(),
+        upn: Some(upn.to_owned()),
+        mail: None,
+        business_phones: vec!["+1 425 555 0100".to_owned()],
+        mobile_phone: None,
+        teams: Some(true),
+        teams_phone: Some(false),
+    }
+}
+
+pub(super) fn the_directory_is_stored_whole_then_changed(store: &dyn Store) {
+    assert_eq!(store.directory().unwrap(), None, "nothing stored yet");
+    // Changes before any complete directory do not make one.
+    store
+        .commit_directory(DirectoryBatch {
+            upserts: vec![stored_user("X", "x@c.example")],
+            ..DirectoryBatch::default()
+        })
+        .unwrap();
+    assert_eq!(store.directory().unwrap(), None);
+    store
+        .commit_directory(DirectoryBatch {
+            replace: true,
+            upserts: vec![
+                stored_user("B", "b@c.example"),
+                stored_user("a", "a@c.example"),
+            ],
+            removes: vec![],
+            delta_link: Some("https://graph.example/d1".into()),
+        })
+        .unwrap();
+    assert_eq!(
+        store.directory().unwrap(),
+        Some(StoredDirectory {
+            users: vec![
+                stored_user("a", "a@c.example"),
+                stored_user("B", "b@c.example")
+            ],
+            delta_link: Some("https://graph.example/d1".into()),
+        }),
+        "the replace dropped X; users come in id order, any case"
+    );
+    store
+        .commit_directory(DirectoryBatch {
+            replace: false,
+            upserts: vec![
+                stored_user("c", "c@c.example"),
+                stored_user("a", "a2@c.example"),
+            ],
+            removes: vec!["b".into()],
+            delta_link: Some("https://graph.example/d2".into()),
+        })
+        .unwrap();
+    let stored = store.directory().unwrap().unwrap();
+    assert_eq!(
+        stored.users,
+        vec![
+            stored_user("a", "a2@c.example"),
+            stored_user("c", "c@c.example")
+        ]
+    );
+    assert_eq!(
+        stored.delta_link.as_deref(),
+        Some("https://graph.example/d2")
+    );
+    // The directory is not part of what a step commits.
+    assert_eq!(store.load().unwrap(), Loaded::default());
+    assert_eq!(store.meta(&MetaKey::DeltaLink).unwrap(), None);
+}
+
 /// Every check of this suite as a `#[test]` for one engine: `$fresh` makes
 /// an empty store, and whatever else must live as long as it (a temporary
 /// directory), as `(keep_alive, store)`.
@@ -244,6 +318,7 @@ macro_rules! engines {
                 prune_drops_old_events_but_keeps_the_newest,
                 prune_stops_at_the_first_event_not_old_enough,
                 a_clean_shutdown_mark_changes_nothing_stored,
+                the_directory_is_stored_whole_then_changed,
             );
         }
     };

@@ -9,7 +9,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use super::{AgentRecord, Batch, Loaded, MetaKey, OutboxEntry, Store, StoreError, keys};
+use super::{
+    AgentRecord, Batch, DirectoryBatch, Loaded, MetaKey, OutboxEntry, Store, StoreError,
+    StoredDirectory, StoredUser, keys,
+};
 use crate::events::Event;
 use crate::routing::ContactRecord;
 
@@ -27,6 +30,9 @@ struct State {
     commits: usize,
     /// The clean-shutdown mark, until the next write.
     marked_clean: bool,
+    /// The stored directory's users by lower-case id, its delta link, and
+    /// whether a complete one came.
+    directory: (BTreeMap<String, StoredUser>, Option<String>, bool),
 }
 
 pub struct MemoryStore {
@@ -190,6 +196,35 @@ impl Store for MemoryStore {
 
     fn last_seq(&self) -> Result<u64, StoreError> {
         Ok(self.state().last_seq)
+    }
+
+    fn directory(&self) -> Result<Option<StoredDirectory>, StoreError> {
+        let state = self.state();
+        let (users, link, complete) = &state.directory;
+        Ok(complete.then(|| StoredDirectory {
+            users: users.values().cloned().collect(),
+            delta_link: link.clone(),
+        }))
+    }
+
+    fn commit_directory(&self, batch: DirectoryBatch) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.marked_clean = false;
+        let (users, link, complete) = &mut state.directory;
+        if batch.replace {
+            users.clear();
+            *complete = true;
+        }
+        for id in &batch.removes {
+            users.remove(&id.to_ascii_lowercase());
+        }
+        for user in batch.upserts {
+            users.insert(user.id.to_ascii_lowercase(), user);
+        }
+        if batch.delta_link.is_some() {
+            *link = batch.delta_link;
+        }
+        Ok(())
     }
 
     fn meta(&self, key: &MetaKey) -> Result<Option<String>, StoreError> {

@@ -16,7 +16,14 @@
 //!   recently ended;
 //! - meta: schema version, store id, next sequence number, the directory
 //!   delta link, consumer cursors (the webhook sink's), the routing core's
-//!   router-wide state.
+//!   router-wide state;
+//! - the directory, apart ([`Store::directory`]): a compact record of each
+//!   Teams user (id, UPN, mail, phones, whether Teams and Teams Phone are
+//!   enabled) and the delta link they are current to, written together as
+//!   one atomic unit, so a restart links agents, dials overflows and is
+//!   ready before Graph answers. It is derived from Graph, so it lives in
+//!   its own tree: the deep check and backups leave it out, and a record
+//!   that no longer reads is skipped (the next full read brings it back).
 //!
 //! [`SledStore`] is the engine the daemon runs on (`sled_store/`: `open.rs`
 //! opening, locks and the scratch copy, `marker.rs` the clean-shutdown
@@ -209,6 +216,50 @@ pub enum MetaKey {
     RoutingQueue(String),
 }
 
+/// A Teams user as the store keeps it: what linking by UPN or mail and
+/// direct dial need, nothing else (names, department and title come back
+/// with the next full read; presence is never stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredUser {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub business_phones: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile_phone: Option<String>,
+    /// Teams enabled; `None`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams: Option<bool>,
+    /// Teams Phone (MCOEV) enabled; `None`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_phone: Option<bool>,
+}
+
+/// The directory as stored: complete as of `delta_link`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredDirectory {
+    pub users: Vec<StoredUser>,
+    /// Where the directory's changes continue from; `None` when the users
+    /// came from a plain list and no delta round was stored.
+    pub delta_link: Option<String>,
+}
+
+/// A change to the stored directory, applied atomically and durably.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectoryBatch {
+    /// The users are every user there is: any other stored user goes.
+    pub replace: bool,
+    pub upserts: Vec<StoredUser>,
+    /// Ids of users gone (any case).
+    pub removes: Vec<String>,
+    /// The link the directory is current to after this batch (`None`
+    /// keeps the stored one).
+    pub delta_link: Option<String>,
+}
+
 /// Everything one step changed, committed atomically and durably.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -316,6 +367,13 @@ pub trait Store: Send + Sync + 'static {
         before: DateTime<Utc>,
         keep_at_least: usize,
     ) -> Result<usize, StoreError>;
+
+    /// The stored directory; `None` until a complete one was committed
+    /// (a batch with `replace`).
+    fn directory(&self) -> Result<Option<StoredDirectory>, StoreError>;
+
+    /// Applies a directory batch atomically and makes it durable.
+    fn commit_directory(&self, batch: DirectoryBatch) -> Result<(), StoreError>;
 
     /// Records that the process stops cleanly with everything durable, so
     /// the next open may skip the deep check. A later commit (or pruning)

@@ -11,6 +11,7 @@ const LIMIT: usize = 4096;
 /// A request for a listed route that reaches its handler.
 fn concrete(path: &str) -> String {
     path.replace("{agent_id}", "agent-1")
+        .replace("{user_id}", "user-1")
 }
 
 fn body_for(path: &str) -> Option<&'static str> {
@@ -111,7 +112,10 @@ async fn every_listed_route_exists_and_only_open_ones_skip_auth() {
             // Not a WebSocket upgrade, but the route answered.
             let error: super::super::model::ErrorBody = serde_json::from_str(&text).unwrap();
             assert_eq!(error.error.code, "websocket_required");
-        } else if path.starts_with("/v1/queues/") || path.starts_with("/v1/contacts") {
+        } else if path.starts_with("/v1/queues/")
+            || path.starts_with("/v1/contacts")
+            || path.starts_with("/v1/directory/")
+        {
             // The fake has no queues or contacts: its answer comes back in
             // the error shape (the daemon's routing is tested end to end).
             let error: super::super::model::ErrorBody = serde_json::from_str(&text).unwrap();

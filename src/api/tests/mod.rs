@@ -165,6 +165,24 @@ impl Service for Fake {
         Err(ApiError::not_found("queue", &name))
     }
 
+    async fn directory(
+        &self,
+        _query: crate::directory::DirectoryQuery,
+    ) -> Result<crate::api::model::DirectoryList, ApiError> {
+        Ok(crate::api::model::DirectoryList {
+            users: Vec::new(),
+            next_cursor: None,
+            total: 0,
+        })
+    }
+
+    async fn directory_user(
+        &self,
+        id: String,
+    ) -> Result<crate::api::model::DirectoryUserOut, ApiError> {
+        Err(ApiError::not_found("Teams user", &id))
+    }
+
     async fn add_contact(
         &self,
         body: crate::api::model::ContactIn,
@@ -300,6 +318,7 @@ impl Service for Fake {
             }],
             tasks: vec![],
             poll: None,
+            directory_poll: None,
         }
     }
 
@@ -317,6 +336,7 @@ impl Service for Fake {
                 graph_base: "https://graph.example".into(),
             },
             poll: r.poll,
+            directory_poll: r.directory_poll,
         }
     }
 

@@ -139,6 +139,9 @@ pub struct Outputs {
     pub poll_users: PollUsersSender,
     pub status: watch::Sender<LoopStatus>,
     pub metrics: DaemonMetrics,
+    /// Told of each committed step's links and unlinks (none in tests
+    /// that have no directory view).
+    pub directory_view: Option<std::sync::Arc<crate::directory::DirectoryView>>,
 }
 
 /// Inputs the loop selects on.

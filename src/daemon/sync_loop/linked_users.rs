@@ -14,6 +14,9 @@ use crate::graph::poller::PollChange;
 pub(super) struct LinkedUsers {
     holders: HashMap<String, String>,
     changes: Vec<PollChange>,
+    /// Every link and unlink with its agent, for the directory view
+    /// (a user moving to another agent is no change to the poller).
+    links: Vec<(String, Option<String>)>,
 }
 
 impl LinkedUsers {
@@ -24,6 +27,7 @@ impl LinkedUsers {
 
     /// `agent` holds `user` now; returns the agent that held it before.
     pub(super) fn insert(&mut self, user: String, agent: String) -> Option<String> {
+        self.links.push((user.clone(), Some(agent.clone())));
         let before = self.holders.insert(user.clone(), agent);
         if before.is_none() {
             self.changes.push(PollChange::Add(user));
@@ -36,6 +40,7 @@ impl LinkedUsers {
         let before = self.holders.remove(user);
         if before.is_some() {
             self.changes.push(PollChange::Remove(user.to_string()));
+            self.links.push((user.to_string(), None));
         }
         before
     }
@@ -48,5 +53,10 @@ impl LinkedUsers {
     /// The links and unlinks since the last call, in order.
     pub(super) fn take_changes(&mut self) -> Vec<PollChange> {
         std::mem::take(&mut self.changes)
+    }
+
+    /// The links (with their agent) and unlinks since the last call, in order.
+    pub(super) fn take_links(&mut self) -> Vec<(String, Option<String>)> {
+        std::mem::take(&mut self.links)
     }
 }

@@ -471,7 +471,7 @@ impl<S: Store> SyncLoop<S> {
             }
             listed.push(DialTarget {
                 teams_user: wanted.clone(),
-                teams_user_id: user.map(|u| u.id.clone()),
+                teams_user_id: user.map(|u| u.id.to_string()),
                 upn: user.and_then(|u| u.user_principal_name().map(str::to_string)),
                 display_name: user.and_then(|u| u.display_name().map(str::to_string)),
                 phone,

@@ -179,6 +179,11 @@ impl<S: Store> SyncLoop<S> {
             // What linking changed, not the whole list: O(changes).
             self.out.poll_users.send(self.by_user.take_changes());
         }
+        let links = self.by_user.take_links();
+        if let Some(view) = &self.out.directory_view {
+            // Who is an agent, for the directory's listing and its tiers.
+            view.set_links(&links);
+        }
         for reply in step.replies {
             match reply {
                 Reply::Agent(tx, id) => {

@@ -106,6 +106,7 @@ impl Harness {
             poll_users: poll_tx,
             status: watch::channel(LoopStatus::default()).0,
             metrics,
+            directory_view: None,
         };
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(FakeClock(Mutex::new(START)));
@@ -220,12 +221,12 @@ fn settings(teams_user: &str) -> AgentSettings {
     }
 }
 
-fn user(id: &str, upn: &str) -> User {
-    User {
+fn user(id: &str, upn: &str) -> Arc<crate::directory::DirectoryRecord> {
+    Arc::new(crate::directory::DirectoryRecord::from_user(&User {
         id: id.to_string(),
         user_principal_name: Some(Some(upn.to_string())),
         ..User::default()
-    }
+    }))
 }
 
 fn presence_read(user_id: &str, availability: &str, activity: &str) -> Input {
@@ -546,6 +547,15 @@ impl Store for Recording {
     fn mark_clean_shutdown(&self) -> Result<(), crate::store::StoreError> {
         self.inner.mark_clean_shutdown()
     }
+    fn directory(&self) -> Result<Option<crate::store::StoredDirectory>, crate::store::StoreError> {
+        self.inner.directory()
+    }
+    fn commit_directory(
+        &self,
+        batch: crate::store::DirectoryBatch,
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner.commit_directory(batch)
+    }
 }
 
 /// A restart over the harness's store: restores, commits what restoring
@@ -559,6 +569,7 @@ async fn restart(h: &Harness, loaded: Loaded) -> Vec<Vec<String>> {
         poll_users: poll_users(Vec::new()).0,
         status: watch::channel(LoopStatus::default()).0,
         metrics,
+        directory_view: None,
     };
     let store = Arc::new(Recording {
         inner: Arc::clone(&h.store),

@@ -109,6 +109,8 @@ struct State {
     aimd: Aimd,
     /// Grants of the last window, oldest first (at most the budget's worth).
     recent: VecDeque<(Duration, CallClass)>,
+    /// Grants since the start, by class.
+    granted: [u64; 4],
 }
 
 /// The rate's share of the budget: lowered after a 429, regained with time.
@@ -151,6 +153,8 @@ pub struct BudgetReport {
     pub shares: [(CallClass, f64); 4],
     /// Per class, callers waiting for a request.
     pub waiting: [(CallClass, usize); 4],
+    /// Per class, requests granted since the start.
+    pub granted: [(CallClass, u64); 4],
 }
 
 /// What a waiting caller does next.
@@ -191,6 +195,7 @@ impl Budget {
                     lowered_at: None,
                 },
                 recent: VecDeque::new(),
+                granted: [0; 4],
             }),
             wake: Notify::new(),
         }
@@ -263,6 +268,7 @@ impl Budget {
         state.last_grant = Some(now);
         state.waiting[class.index()].pop_front();
         state.recent.push_back((now, class));
+        state.granted[class.index()] += 1;
         let window = self.window;
         while state
             .recent
@@ -361,6 +367,7 @@ impl Budget {
             configured_rate: self.configured_rate(),
             shares: CallClass::ALL.map(|c| (c, granted[c.index()] as f64 / requests)),
             waiting: CallClass::ALL.map(|c| (c, state.waiting[c.index()].len())),
+            granted: CallClass::ALL.map(|c| (c, state.granted[c.index()])),
         }
     }
 }

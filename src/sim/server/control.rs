@@ -58,6 +58,7 @@ pub(crate) async fn add_user(
         business_phones: phones,
         mobile_phone: text("mobilePhone"),
         teams_phone: body.get("teams").and_then(Value::as_bool),
+        department: text("department"),
     };
     let mut tenant = shared.tenant(ctx.at);
     match tenant.add_user(new, ctx.at) {

@@ -42,6 +42,7 @@ const SELECTABLE: &[&str] = &[
     "userPrincipalName",
     "id",
     "assignedPlans",
+    "department",
     "accountEnabled",
     "createdDateTime",
 ];
@@ -85,6 +86,7 @@ pub(crate) fn user_json(user: &User, properties: &[&str]) -> Value {
             "givenName" => json!(user.given_name),
             "surname" => json!(user.surname),
             "jobTitle" => json!(user.job_title),
+            "department" => json!(user.department),
             "officeLocation" => json!(user.office_location),
             "preferredLanguage" => json!(user.preferred_language),
             "businessPhones" => json!(user.business_phones),

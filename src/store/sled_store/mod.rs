@@ -13,6 +13,7 @@
 //! | the clean-shutdown marker that lets an open skip the deep check | `marker.rs` |
 //! | the deep check (after an unclean shutdown, and `check --store`): meta, then every key and record | `check.rs` |
 //! | durable writes: a batch (agents, outbox, contacts, events, meta), pruning, fsync | `write.rs` |
+//! | the stored directory, its own tree: compact users and their delta link | `directory.rs` |
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,10 +24,11 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use super::keys::{self, AGENT, CONTACT, EVENT, OUTBOX};
-use super::{Batch, Loaded, MetaKey, Store, StoreError};
+use super::{Batch, DirectoryBatch, Loaded, MetaKey, Store, StoreError, StoredDirectory};
 use crate::events::Event;
 
 mod check;
+mod directory;
 mod marker;
 mod open;
 #[cfg(test)]
@@ -178,6 +180,14 @@ impl Store for SledStore {
             .transpose()
             .map_err(|e| self.sled_error(e))?;
         Ok(first.and_then(|(key, _)| event_seq(&key)))
+    }
+
+    fn directory(&self) -> Result<Option<StoredDirectory>, StoreError> {
+        self.read_directory()
+    }
+
+    fn commit_directory(&self, batch: DirectoryBatch) -> Result<(), StoreError> {
+        self.write_directory(batch)
     }
 
     fn meta(&self, key: &MetaKey) -> Result<Option<String>, StoreError> {
