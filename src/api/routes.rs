@@ -21,7 +21,8 @@ use axum::{Router, body};
 
 use crate::config::Secret;
 
-use super::auth::BearerToken;
+use super::auth::Tokens;
+use super::board;
 use super::error::ApiError;
 use super::extract::is_json;
 use super::handlers::Endpoint;
@@ -67,8 +68,13 @@ pub enum Auth {
     /// description is public. Documented with `security: []`.
     Open,
     /// Only a request with `Authorization: Bearer <token>`; others get 401
-    /// before the handler runs. Documented with the 401 answer.
+    /// before the handler runs, and the viewer token gets 403. Documented
+    /// with the 401 and 403 answers.
     Token,
+    /// A read-only route: the API token or the viewer token
+    /// (`[api] viewer_token_file`); others get 401. Documented with the 401
+    /// answer and `x-viewer-token: true`.
+    Viewer,
 }
 
 /// One route: what answers it, who may call it, and how it is documented.
@@ -152,7 +158,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: AGENT,
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::GetAgent,
         doc: OperationDoc {
             id: "getAgent",
@@ -207,16 +213,22 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/agents",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::ListAgents,
         doc: OperationDoc {
             id: "listAgents",
-            summary: "Every agent",
-            description: Text::None,
-            params: &[],
+            summary: "Every agent, or a page of them",
+            description: Text::Plain(
+                "Without parameters, every agent (as before). With `limit`, `cursor` or \
+                `search`, a page in order of agent id: at most `limit` agents (default 100, at \
+                most 1000) after `cursor` (the `next_cursor` of the page before), of those whose \
+                id, display name or UPN contains `search` (case-insensitive); `next_cursor` is \
+                null on the last page and `total` counts every match.",
+            ),
+            params: &[Param::Limit, Param::Cursor, Param::Search],
             body: Body::None,
             replies: &[Reply::json(200, "The agents.", "AgentList")],
-            errors: &[Failure::Unavailable],
+            errors: &[Failure::BadRequest, Failure::Unavailable],
         },
     },
     Route {
@@ -239,7 +251,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/queues",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::ListQueues,
         doc: OperationDoc {
             id: "listQueues",
@@ -254,7 +266,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/queues/{queue}",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::GetQueue,
         doc: OperationDoc {
             id: "getQueue",
@@ -297,7 +309,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/contacts/{contact_id}",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::GetContact,
         doc: OperationDoc {
             id: "getContact",
@@ -403,8 +415,28 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         verb: Verb::Get,
+        path: "/v1/board/stream",
+        auth: Auth::Viewer,
+        handler: Endpoint::BoardStream,
+        doc: OperationDoc {
+            id: "boardStream",
+            summary: "The status board's live updates (server-sent events)",
+            description: Text::Built(openapi::board_stream_description),
+            params: &[],
+            body: Body::None,
+            replies: &[Reply {
+                status: 200,
+                description: "A `text/event-stream` that lasts until the client leaves or the \
+                    daemon stops.",
+                content: Content::EventStream,
+            }],
+            errors: &[Failure::Unavailable],
+        },
+    },
+    Route {
+        verb: Verb::Get,
         path: "/v1/health",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::Health,
         doc: OperationDoc {
             id: "health",
@@ -521,6 +553,8 @@ pub fn open_paths() -> impl Iterator<Item = &'static str> {
 pub struct ApiSettings {
     /// The bearer token every `/v1` route but the OpenAPI document requires.
     pub token: Secret,
+    /// The read-only viewer token, accepted on [`Auth::Viewer`] routes.
+    pub viewer_token: Option<Secret>,
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
     /// Triggering it closes every open event stream (see [`Shutdown`]); pass
@@ -531,7 +565,7 @@ pub struct ApiSettings {
 /// What every handler is given.
 pub(super) struct AppState<S> {
     pub(super) service: Arc<S>,
-    pub(super) token: BearerToken,
+    pub(super) tokens: Tokens,
     pub(super) shutdown: Shutdown,
     /// The OpenAPI document, rendered once.
     pub(super) openapi: Bytes,
@@ -541,7 +575,7 @@ impl<S> Clone for AppState<S> {
     fn clone(&self) -> Self {
         AppState {
             service: self.service.clone(),
-            token: self.token.clone(),
+            tokens: self.tokens.clone(),
             shutdown: self.shutdown.clone(),
             openapi: self.openapi.clone(),
         }
@@ -562,7 +596,7 @@ fn build<S: Service>(
 ) -> (Router, Vec<(&'static str, &'static str)>) {
     let state = AppState {
         service,
-        token: BearerToken::new(&settings.token),
+        tokens: Tokens::new(&settings.token, settings.viewer_token.as_ref()),
         shutdown: settings.shutdown,
         openapi: Bytes::from(openapi::document().to_string()),
     };
@@ -576,6 +610,10 @@ fn build<S: Service>(
                 state.clone(),
                 require_token::<S>,
             )),
+            Auth::Viewer => handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_viewer::<S>,
+            )),
         };
         api = api.route(route.path, handler);
         served.push((route.verb.as_str(), route.path));
@@ -583,8 +621,10 @@ fn build<S: Service>(
     let router = api
         .with_state(state)
         .merge(receivers::router())
+        .merge(board::router())
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(middleware::from_fn(error_shape));
+        .layer(middleware::from_fn(error_shape))
+        .layer(middleware::from_fn(board::security_headers));
     (router, served)
 }
 
@@ -593,8 +633,19 @@ async fn require_token<S: Service>(
     request: Request,
     next: Next,
 ) -> Response {
-    match state.token.check(request.headers()) {
+    match state.tokens.require_api(request.headers()) {
         Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn require_viewer<S: Service>(
+    State(state): State<AppState<S>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.tokens.require_viewer(request.headers()) {
+        Ok(_) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
     }
 }
