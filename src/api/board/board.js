@@ -434,7 +434,7 @@ function directoryRow(user) {
       el('span', { class: 'sub' }, user.mail || user.upn || ''),
       user.agent ? el('span', { class: 'flag' }, `agent ${user.agent}`) : null),
     el('td', {}, presenceEl(user.presence),
-      user.presence_since ? el('span', { class: 'sub' }, timeEl(user.presence_since, ago(user.presence_since))) : null),
+      user.presence_since ? el('span', { class: 'sub' }, 'since ', timeEl(user.presence_since, ago(user.presence_since))) : null),
     el('td', {}, user.department || ''),
     el('td', {}, user.job_title || ''),
     el('td', {}, phone));

@@ -76,6 +76,48 @@ async fn the_viewer_token_reads_and_never_writes() {
     assert_eq!(error_of(wrong).await.0, 401);
 }
 
+/// Only reads take the viewer token, and the OpenAPI document says which
+/// routes do and what the others answer it.
+#[test]
+fn only_reads_take_the_viewer_token_and_the_document_says_so() {
+    let document = super::super::openapi::document();
+    let mut viewer = Vec::new();
+    for route in ROUTES {
+        let operation = &document["paths"][route.path][route.verb.as_str().to_ascii_lowercase()];
+        let responses = &operation["responses"];
+        match route.auth {
+            Auth::Viewer => {
+                assert_eq!(route.verb.as_str(), "GET", "{}", route.path);
+                assert_eq!(operation["x-viewer-token"], true, "{}", route.path);
+                assert!(responses.get("401").is_some() && responses.get("403").is_none());
+                viewer.push(route.path);
+            }
+            Auth::Token => {
+                assert!(operation.get("x-viewer-token").is_none(), "{}", route.path);
+                assert_eq!(
+                    responses["403"]["$ref"], "#/components/responses/Forbidden",
+                    "{}",
+                    route.path
+                );
+            }
+            Auth::Open => assert!(responses.get("403").is_none()),
+        }
+    }
+    viewer.sort_unstable();
+    assert_eq!(
+        viewer,
+        [
+            "/v1/agents",
+            "/v1/agents/{agent_id}",
+            "/v1/board/stream",
+            "/v1/contacts/{contact_id}",
+            "/v1/health",
+            "/v1/queues",
+            "/v1/queues/{queue}",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn the_page_is_served_with_its_types_tags_and_headers() {
     let api = start(Fake::new(64), LIMIT).await;
