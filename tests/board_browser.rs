@@ -44,7 +44,8 @@ fn screenshot_dir() -> PathBuf {
 
 /// Saves the screenshot and checks it shows something: a PNG of the
 /// viewport's size with many colours, no single one covering nearly all.
-async fn screenshot(browser: &Browser, name: &str) {
+/// Returns the most common colour (the background).
+async fn screenshot(browser: &Browser, name: &str) -> [u8; 3] {
     let png_bytes = browser.screenshot().await;
     let dir = screenshot_dir();
     std::fs::create_dir_all(&dir).expect("screenshot directory");
@@ -81,6 +82,17 @@ async fn screenshot(browser: &Browser, name: &str) {
         "{name} ({}) is one colour",
         path.display()
     );
+    let background = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(colour, _)| colour.clone())
+        .unwrap_or_default();
+    [0, 1, 2].map(|i| background.get(i).copied().unwrap_or(0))
+}
+
+/// Rec. 601 luma of a colour, 0–255.
+fn luma([r, g, b]: [u8; 3]) -> u32 {
+    (299 * u32::from(r) + 587 * u32::from(g) + 114 * u32::from(b)) / 1000
 }
 
 /// The simulator's domain (users' UPNs end in it).
@@ -247,7 +259,15 @@ async fn the_board_signs_in_shows_agents_live_and_keeps_names_as_text() {
         HOSTILE
     );
     no_script_ran(&browser).await;
-    screenshot(&browser, "agents").await;
+    let light = screenshot(&browser, "agents").await;
+    // Dark follows the system's preference.
+    browser.color_scheme("dark").await;
+    let dark = screenshot(&browser, "agents-dark").await;
+    assert!(
+        luma(light) > 180 && luma(dark) < 80,
+        "light background {light:?}, dark background {dark:?}"
+    );
+    browser.color_scheme("light").await;
 
     // A CC status change shows on the board without a reload.
     assert_eq!(kit.status("agent-a", "Lunch").await.status(), 200);
@@ -329,7 +349,24 @@ async fn the_board_signs_in_shows_agents_live_and_keeps_names_as_text() {
         json!([false, 0])
     );
     drop(browser);
+
+    // A board's stream ends when the daemon stops, and does not hold it up.
+    let mut stream = kit
+        .http
+        .get(format!("{}/v1/board/stream", kit.base))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let first = stream.chunk().await.unwrap().unwrap_or_default();
+    assert!(first.starts_with(b"event: update\n"), "{first:?}");
     kit.stop().await;
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the board's stream outlived the daemon");
 }
 
 /// Needs `GET /v1/directory` (the Teams directory for everyone).
@@ -347,6 +384,7 @@ async fn the_directory_drawer_searches_and_calls() {
             "displayName": "Dana Direct",
             "userPrincipalName": format!("dana.direct@{domain}"),
             "businessPhones": ["+1 425 555 0199"],
+            "mobilePhone": "+1 425 555 0198",
             "teams": true,
         }),
     )

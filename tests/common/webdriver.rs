@@ -290,6 +290,18 @@ impl Browser {
         }
     }
 
+    /// Makes the page see `prefers-color-scheme: dark` (or light), through
+    /// chromedriver's DevTools passthrough.
+    pub async fn color_scheme(&self, scheme: &str) {
+        self.post(
+            &self.at("/goog/cdp/execute"),
+            json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": scheme}]
+            }}),
+        )
+        .await;
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         let encoded = self

@@ -58,9 +58,18 @@ function duration(seconds) {
   return `${h} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+/** A time, relative ("3 min ago", "for 12 s"); it keeps counting (see tickTimes). */
 function timeEl(iso, text) {
   if (!iso) return null;
-  return el('time', { datetime: iso, title: new Date(iso).toLocaleString() }, text);
+  const mode = text.endsWith(' ago') ? 'ago' : text.startsWith('for ') ? 'until' : null;
+  return el('time', { datetime: iso, title: new Date(iso).toLocaleString(), 'data-mode': mode }, text);
+}
+
+function tickTimes() {
+  for (const node of document.querySelectorAll('#board time[data-mode]')) {
+    const iso = node.getAttribute('datetime');
+    node.textContent = node.dataset.mode === 'ago' ? ago(iso) : until(iso);
+  }
 }
 
 // ---- presence in Teams' words and colours ---------------------------------
@@ -635,6 +644,7 @@ function wire() {
   for (const id of ['directory-presence', 'directory-phone']) $(id).addEventListener('change', () => loadDirectory(false));
   $('directory-more').addEventListener('click', () => loadDirectory(true));
   setInterval(tickQueueWaits, 1000);
+  setInterval(tickTimes, 5000);
 }
 
 wire();
