@@ -277,6 +277,15 @@ async fn the_board_signs_in_shows_agents_live_and_keeps_names_as_text() {
             .await,
         "the CC status change did not reach the board"
     );
+    // A new agent shows up, too.
+    let r = kit
+        .put(
+            "/v1/agents/agent-b",
+            json!({"teams_user": kit.user(1).1, "auto_link": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    browser.wait_for("tr[data-agent-id=\"agent-b\"]").await;
     assert_eq!(
         browser.script("return window.__page;", json!([])).await,
         json!("first"),

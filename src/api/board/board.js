@@ -578,10 +578,28 @@ async function startStream() {
   reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
 }
 
+let agentsReload = null;
+/** Reads the page of agents again, once, a little later. */
+function reloadAgentsSoon() {
+  if (agentsReload) return;
+  agentsReload = setTimeout(() => {
+    agentsReload = null;
+    loadAgents();
+  }, 1000);
+}
+
 function apply(update, first) {
   if (update.resync && !first) loadAgents();
   for (const agent of update.agents || []) agentChanged(agent);
   for (const id of update.removed || []) agentRemoved(id);
+  // A new agent, or one gone, moves the pages and the count; an agent on
+  // another page changing does not concern this one.
+  // On the last page, an agent not shown with an id after the page's start
+  // (ids are ASCII: the daemon's order) is new here.
+  const after = agents.cursors[agents.page];
+  const arrived = !agents.next && (update.agents || []).some(
+    (a) => !agents.rows.has(a.id) && (after === null || a.id > after));
+  if ((update.removed || []).length || arrived) reloadAgentsSoon();
   if (update.queues) renderQueues(update.queues);
   if (update.health) renderHealth(update.health);
 }
