@@ -116,19 +116,12 @@ async fn run<S: Service>(
     let mut health_due = Instant::now();
     let mut last_sent = Instant::now();
     loop {
+        // Biased, and the flush before the events: a tenant that never
+        // stops sending events must not keep its updates from leaving.
         tokio::select! {
             biased;
             () = &mut stopping => return,
             () = tx.closed() => return,
-            received = live.recv() => match received {
-                Ok(event) => pending.note(event.agent_id),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    pending.resync = true;
-                    pending.queues = true;
-                    pending.agents.clear();
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
             _ = flush.tick() => {
                 let now = Instant::now();
                 let health = now >= health_due;
@@ -156,6 +149,15 @@ async fn run<S: Service>(
                     }
                 }
             }
+            received = live.recv() => match received {
+                Ok(event) => pending.note(event.agent_id),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    pending.resync = true;
+                    pending.queues = true;
+                    pending.agents.clear();
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
         }
     }
 }

@@ -315,3 +315,47 @@ async fn the_stream_sends_changed_agents_and_ends_when_the_api_stops() {
     .await;
     assert!(end.is_ok(), "the stream ends when the API stops");
 }
+
+/// A tenant whose events never stop still gets its updates out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_events_does_not_hold_updates_back() {
+    let fake = Fake::new(64);
+    let api = start(fake.clone(), LIMIT).await;
+    api.create_agent("agent-1").await;
+    let response = as_viewer(&api, Method::GET, "/v1/board/stream")
+        .send()
+        .await
+        .unwrap();
+    let mut updates = Updates {
+        body: response,
+        buffer: String::new(),
+    };
+    updates.next().await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (fake, stop) = (fake.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // Far more than one update's worth, without end; a pause now
+            // and then keeps the fake's log (kept in memory) modest.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..50 {
+                    fake.emit(
+                        crate::events::kind::AGENT_UPDATED,
+                        Some("agent-1"),
+                        serde_json::json!({}),
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    for _ in 0..3 {
+        let update = updates.next().await.expect("updates keep coming");
+        assert!(
+            update.resync || update.agents.iter().any(|a| a.id == "agent-1"),
+            "{update:?}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+}
