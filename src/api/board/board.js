@@ -8,6 +8,8 @@
 const TOKEN_KEY = 'presence-sync.board.token';
 const AGENT_PAGE = 50;
 const DIRECTORY_PAGE = 100;
+const DIRECTORY_REFRESH_MAX = 500;
+const DIRECTORY_REFRESH_MS = 10000;
 const RECONNECT_MIN_MS = 1000;
 const RECONNECT_MAX_MS = 30000;
 
@@ -394,8 +396,8 @@ async function loadQueues() {
 
 const directory = { next: null, shown: 0 };
 
-function directoryPath(cursor) {
-  const params = new URLSearchParams({ limit: String(DIRECTORY_PAGE) });
+function directoryPath(cursor, limit = DIRECTORY_PAGE) {
+  const params = new URLSearchParams({ limit: String(limit) });
   const search = $('directory-search').value.trim();
   const presence = $('directory-presence').value;
   const department = $('directory-department').value.trim();
@@ -407,12 +409,15 @@ function directoryPath(cursor) {
   return `/v1/directory?${params}`;
 }
 
-async function loadDirectory(more) {
+async function loadDirectory(more, refresh = false) {
   directoryLoaded = true;
   const body = $('directory-body');
+  // A refresh reads again what is shown (presences move), up to the
+  // directory's largest page.
+  const limit = refresh ? Math.min(Math.max(directory.shown, DIRECTORY_PAGE), DIRECTORY_REFRESH_MAX) : DIRECTORY_PAGE;
   let page;
   try {
-    page = await api(directoryPath(more ? directory.next : null));
+    page = await api(directoryPath(more ? directory.next : null, limit));
   } catch (error) {
     if (error.status === 404) {
       body.replaceChildren(el('tr', {}, el('td', { colspan: 5, class: 'hint' }, 'This daemon does not serve the directory.')));
@@ -447,6 +452,14 @@ function directoryRow(user) {
     el('td', {}, user.department || ''),
     el('td', {}, user.job_title || ''),
     el('td', {}, phone));
+}
+
+/** The directory is read in its own slower tier: the view reads its rows
+ * again while it is showing, unless the focus is on one of them. */
+function refreshDirectory() {
+  if (!token || currentTab !== 'directory' || !directoryLoaded || document.hidden) return;
+  if ($('directory-body').contains(document.activeElement)) return;
+  loadDirectory(false, true);
 }
 
 let directoryTimer = null;
@@ -484,8 +497,11 @@ function renderHealth(health) {
 
   const sync = $('health-sync');
   sync.replaceChildren();
-  pair(sync, 'Agents read (agent tier)', poll.users == null ? '—'
-    : `${poll.users} every ${duration(poll.round_seconds)}; oldest read ${poll.oldest_read_seconds == null ? '—' : duration(poll.oldest_read_seconds) + ' ago'}`);
+  const tier = (p) => (p == null || p.users == null ? '—'
+    : `${p.users} every ${duration(p.round_seconds)}; oldest read ${p.oldest_read_seconds == null ? '—' : duration(p.oldest_read_seconds) + ' ago'}`);
+  pair(sync, 'Agents read (agent tier)', tier(health.poll));
+  // The directory's slower tier (everyone who is not an agent), when served.
+  if (health.directory_poll) pair(sync, 'Everyone else read (directory tier)', tier(health.directory_poll));
   pair(sync, 'Loop suspensions', String(stats.loop_suspensions_total ?? '—'));
   pair(sync, 'Teams manual overrides', String(stats.teams_overrides_total ?? '—'));
   pair(sync, 'Outbox (writes waiting)', String(stats.outbox_depth ?? '—'));
@@ -663,6 +679,7 @@ function wire() {
   $('directory-more').addEventListener('click', () => loadDirectory(true));
   setInterval(tickQueueWaits, 1000);
   setInterval(tickTimes, 5000);
+  setInterval(refreshDirectory, DIRECTORY_REFRESH_MS);
 }
 
 wire();
