@@ -289,6 +289,9 @@ pub struct QueueOut {
     pub last_offered: Option<String>,
     /// Since the queue was first configured.
     pub totals: QueueTotals,
+    /// Contacts completed today (UTC).
+    #[serde(default)]
+    pub completed_today: u64,
 }
 
 /// `GET /v1/queues`.

@@ -1018,7 +1018,7 @@ fn routing_schemas() -> Value {
             "required": ["name", "strategy", "priority", "skills", "offer_timeout_seconds",
                 "wrap_up_seconds", "max_no_answer", "miss_backoff_seconds", "max_wait_seconds",
                 "overflow", "waiting", "longest_wait_seconds", "agents", "eligible_agents", "offered",
-                "last_offered", "totals"],
+                "last_offered", "totals", "completed_today"],
             "properties": {
                 "name": string,
                 "strategy": {"type": "string", "enum": ["longest-idle", "round-robin", "fewest-contacts",
@@ -1038,6 +1038,8 @@ fn routing_schemas() -> Value {
                 "offered": {"type": "integer"},
                 "last_offered": opt_string,
                 "totals": schema_ref("QueueTotals"),
+                "completed_today": {"type": "integer", "minimum": 0,
+                    "description": "Contacts completed today (UTC): served today."},
             }
         },
         "QueueList": {

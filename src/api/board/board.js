@@ -372,9 +372,10 @@ function renderQueues(queues) {
       wait,
       el('td', { class: 'num' }, `${q.eligible_agents} of ${q.agents}`),
       el('td', { class: 'num' }, String(q.offered)),
+      el('td', { class: 'num' }, String(q.completed_today ?? '—')),
       el('td', { class: 'num' }, String(q.totals.completed)));
   });
-  if (rows.length === 0) rows.push(el('tr', {}, el('td', { colspan: 7, class: 'hint' }, 'No queues are configured.')));
+  if (rows.length === 0) rows.push(el('tr', {}, el('td', { colspan: 8, class: 'hint' }, 'No queues are configured.')));
   $('queues-body').replaceChildren(...rows);
 }
 

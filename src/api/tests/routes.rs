@@ -509,6 +509,33 @@ fn openapi_schemas_match_the_models() {
         ),
         ("BoardUpdate", json!({}), false),
         (
+            "QueueList",
+            serde_json::to_value(QueueList {
+                queues: vec![QueueOut {
+                    name: "sales".into(),
+                    strategy: "longest-idle".into(),
+                    priority: 5,
+                    skills: BTreeMap::from([("fr".to_string(), 50)]),
+                    offer_timeout_seconds: 30.0,
+                    wrap_up_seconds: 5.0,
+                    max_no_answer: 3,
+                    miss_backoff_seconds: 10.0,
+                    max_wait_seconds: Some(60.0),
+                    overflow: Some(json!({"queue": "night"})),
+                    waiting: 2,
+                    longest_wait_seconds: Some(12.5),
+                    agents: 4,
+                    eligible_agents: 1,
+                    offered: 1,
+                    last_offered: Some("a1".into()),
+                    totals: crate::routing::QueueTotals::default(),
+                    completed_today: 7,
+                }],
+            })
+            .unwrap(),
+            true,
+        ),
+        (
             "ErrorBody",
             serde_json::to_value(
                 crate::api::ApiError::bad_request("unknown_field", "no")
