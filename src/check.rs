@@ -120,6 +120,12 @@ fn check_secrets(config: &Config, report: &mut CheckReport) {
             Err(error) => report.errors.push(source.diagnostic(&error)),
         }
     }
+    // Each readable on its own; the viewer token must not be the API token.
+    if let (Some(viewer), Err(error @ SecretError::SameAs { .. })) =
+        (&config.api.viewer_token, config.api.read_tokens())
+    {
+        report.errors.push(viewer.diagnostic(&error));
+    }
 }
 
 /// Warns about agents in the store whose CC status the profile they would

@@ -115,6 +115,8 @@ async fn a_contact_is_offered_accepted_and_completed_and_the_agent_shows_busy_in
     assert_eq!(queue["totals"]["offered"], 1);
     assert_eq!(queue["totals"]["accepted"], 1);
     assert_eq!(queue["totals"]["completed"], 1);
+    // Served today, as the status board shows it.
+    assert_eq!(queue["completed_today"], 1);
     assert_eq!(queue["strategy"], "longest-idle");
     let (_, list) = json_of(kit.get("/v1/queues").await).await;
     assert_eq!(list["queues"].as_array().map(Vec::len), Some(3));
@@ -347,6 +349,8 @@ async fn waiting_and_accepted_contacts_survive_a_restart() {
     // The agent finishes its contact after the restart and takes the next.
     let (status, _) = json_of(kit.post("/v1/contacts/first/complete", json!({})).await).await;
     assert_eq!(status, 200);
+    let (_, queue) = json_of(kit.get("/v1/queues/sales").await).await;
+    assert_eq!(queue["completed_today"], 1, "{queue}");
     until(|| async {
         let (_, c) = json_of(kit.get("/v1/contacts/second").await).await;
         c["state"] == "offered"

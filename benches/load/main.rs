@@ -31,6 +31,7 @@
 //! one restart; it fails unless every step worked and at least one change
 //! of each direction was seen.
 
+mod board;
 mod drive;
 mod processes;
 mod report;
@@ -256,6 +257,13 @@ fn smoke_verdict(report: &Report) -> anyhow::Result<()> {
     if report.restarts.len() != 1 || report.rss_bytes_registered.is_none() {
         bail!("the restart or the RSS reading is missing");
     }
+    if report
+        .board
+        .as_ref()
+        .is_none_or(|b| b.page_bytes == 0 || b.data_bytes == 0)
+    {
+        bail!("the status board's first load is missing");
+    }
     Ok(())
 }
 
@@ -453,6 +461,8 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
     daemon.check_alive()?;
     report.rss_bytes_registered = daemon.pid().and_then(processes::rss_bytes);
     report.store_bytes_registered = processes::dir_size(&files.store);
+    note(knobs, "the status board's first load");
+    report.board = Some(board::first_load(&http).await?);
     // The first statuses settle (their debounce) before changes start.
     tokio::time::sleep(debounce + Duration::from_secs(2)).await;
 

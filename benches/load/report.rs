@@ -169,6 +169,8 @@ pub struct Report {
     /// of the drive: Graph calls, 429s seen, Teams writes, CC requests.
     pub daemon_metrics: BTreeMap<String, f64>,
     pub restarts: Vec<Restart>,
+    /// The status board's first load once the agents are registered.
+    pub board: Option<crate::board::BoardLoad>,
 }
 
 fn mb(bytes: u64) -> String {
@@ -293,6 +295,25 @@ impl Report {
             ),
         ];
         let mut rows = rows;
+        if let Some(b) = &self.board {
+            rows.push((
+                "status board first load: page + files, data, first update".into(),
+                format!(
+                    "{:.0} ms in all: {:.0} ms ({:.0} KB), {:.0} ms (50 agents, queues, health: \
+                     {:.0} KB), {:.0} ms",
+                    b.total_ms,
+                    b.page_ms,
+                    b.page_bytes as f64 / 1000.0,
+                    b.data_ms,
+                    b.data_bytes as f64 / 1000.0,
+                    b.stream_ms
+                ),
+            ));
+            rows.push((
+                "every agent unpaged (what the board does not load)".into(),
+                format!("{:.0} ms, {}", b.all_agents_ms, mb(b.all_agents_bytes)),
+            ));
+        }
         for (i, r) in self.restarts.iter().enumerate() {
             rows.push((
                 format!("restart {}: stop, /healthz, /readyz", i + 1),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::model::AgentQuery;
 use super::validate::{self, Validate};
 
 /// An agent id from the path (see [`validate::id`]): safe in URLs, store
@@ -537,10 +538,137 @@ impl<S: Send + Sync> FromRequestParts<S> for EventsQuery {
     }
 }
 
+/// The page size of `GET /v1/agents` when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest page `GET /v1/agents` gives.
+pub const MAX_PAGE: usize = 1000;
+/// The longest `cursor` or `search` taken.
+pub const QUERY_TEXT_MAX_CHARS: usize = 256;
+
+/// The query of `GET /v1/agents`: `None` without parameters (every agent,
+/// as before paging existed), else a page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentsQuery(pub Option<AgentQuery>);
+
+impl<S: Send + Sync> FromRequestParts<S> for AgentsQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "the query is not well-formed: `limit`, `cursor` and `search`, URL-encoded",
+                )
+            })?;
+        parse_agents_query(&pairs).map(AgentsQuery)
+    }
+}
+
+/// `limit`, `cursor` and `search`, each at most once; anything else is a
+/// 400 naming it.
+pub fn parse_agents_query(pairs: &[(String, String)]) -> Result<Option<AgentQuery>, ApiError> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut query = AgentQuery {
+        limit: DEFAULT_PAGE,
+        ..AgentQuery::default()
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in pairs {
+        if seen.contains(&name.as_str()) {
+            return Err(ApiError::bad_request(
+                "repeated_parameter",
+                format!("`{name}` is given twice"),
+            )
+            .with_field(name));
+        }
+        let text = |value: &str| -> Result<Option<String>, ApiError> {
+            if value.chars().count() > QUERY_TEXT_MAX_CHARS {
+                return Err(ApiError::bad_request(
+                    "too_long",
+                    format!("`{name}` is at most {QUERY_TEXT_MAX_CHARS} characters"),
+                )
+                .with_field(name));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(ApiError::bad_request(
+                    "invalid_text",
+                    format!("`{name}` holds control characters"),
+                )
+                .with_field(name));
+            }
+            Ok(Some(value.to_string()).filter(|v| !v.trim().is_empty()))
+        };
+        match name.as_str() {
+            "limit" => {
+                query.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_limit",
+                            format!("`limit` is a whole number from 1 to {MAX_PAGE}"),
+                        )
+                        .with_field("limit")
+                    })?;
+            }
+            "cursor" => query.cursor = text(value)?,
+            "search" => query.search = text(value)?.map(|s| s.trim().to_lowercase()),
+            other => {
+                return Err(ApiError::bad_request(
+                    "unknown_parameter",
+                    format!("`{other}` is not a parameter here: `limit`, `cursor` or `search`"),
+                )
+                .with_field(other));
+            }
+        }
+        seen.push(name);
+    }
+    Ok(Some(query))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::model::{AgentUpsert, StatusReport};
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn agents_query_pages_only_when_asked() {
+        assert_eq!(parse_agents_query(&[]).unwrap(), None);
+        let page = parse_agents_query(&pairs(&[("search", " Ann "), ("cursor", "a7")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            page,
+            AgentQuery {
+                cursor: Some("a7".into()),
+                limit: DEFAULT_PAGE,
+                search: Some("ann".into()),
+            }
+        );
+        let field = |list: &[(&str, &str)]| parse_agents_query(&pairs(list)).unwrap_err().field;
+        assert_eq!(field(&[("limit", "0")]), Some("limit".into()));
+        assert_eq!(field(&[("limit", "1001")]), Some("limit".into()));
+        assert_eq!(field(&[("limit", "x")]), Some("limit".into()));
+        assert_eq!(field(&[("colour", "red")]), Some("colour".into()));
+        assert_eq!(
+            field(&[("limit", "5"), ("limit", "6")]),
+            Some("limit".into())
+        );
+        assert_eq!(field(&[("search", "a\u{0}")]), Some("search".into()));
+        let long = "x".repeat(QUERY_TEXT_MAX_CHARS + 1);
+        assert_eq!(field(&[("cursor", long.as_str())]), Some("cursor".into()));
+    }
 
     fn field_of<T: DeserializeOwned + std::fmt::Debug>(body: &str) -> (String, Option<String>) {
         let error = parse_json::<T>(body.as_bytes()).unwrap_err();

@@ -13,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, on};
 use serde_json::json;
 
+use super::board;
 use super::error::ApiError;
 use super::events_stream::stream_events;
 use super::extract::{
-    AgentId, ApiJson, ContactId, DirectoryParams, DirectoryUserId, EventsQuery, OptionalJson,
-    QueueName,
+    AgentId, AgentsQuery, ApiJson, ContactId, DirectoryParams, DirectoryUserId, EventsQuery,
+    OptionalJson, QueueName,
 };
 use super::model::{
     AgentList, AgentUpsert, ContactAction, ContactActionIn, ContactIn, QueueList, StatusReport,
@@ -47,6 +48,7 @@ pub(crate) enum Endpoint {
     ListDirectory,
     GetDirectoryUser,
     Events,
+    BoardStream,
     Health,
     OpenApi,
     Healthz,
@@ -76,6 +78,7 @@ impl Endpoint {
             Endpoint::ListDirectory => on(verb, list_directory::<S>),
             Endpoint::GetDirectoryUser => on(verb, get_directory_user::<S>),
             Endpoint::Events => on(verb, events::<S>),
+            Endpoint::BoardStream => on(verb, board_stream::<S>),
             Endpoint::Health => on(verb, health::<S>),
             Endpoint::OpenApi => on(verb, openapi_document::<S>),
             Endpoint::Healthz => on(verb, healthz),
@@ -117,9 +120,24 @@ async fn put_status<S: Service>(
     Ok(Json(state.service.put_status(id, body).await?).into_response())
 }
 
-async fn list_agents<S: Service>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
-    let agents = state.service.agents().await?;
-    Ok(Json(AgentList { agents }).into_response())
+async fn list_agents<S: Service>(
+    State(state): State<AppState<S>>,
+    AgentsQuery(query): AgentsQuery,
+) -> Result<Response, ApiError> {
+    let list = match query {
+        None => AgentList {
+            agents: state.service.agents().await?,
+            page: None,
+        },
+        Some(query) => {
+            let (agents, page) = state.service.agents_page(query).await?;
+            AgentList {
+                agents,
+                page: Some(page),
+            }
+        }
+    };
+    Ok(Json(list).into_response())
 }
 
 async fn resume_agent<S: Service>(
@@ -246,6 +264,16 @@ async fn events<S: Service>(
         .max_message_size(CLIENT_FRAME_LIMIT)
         .max_frame_size(CLIENT_FRAME_LIMIT)
         .on_upgrade(move |socket| stream_events(socket, service, shutdown, query.since)))
+}
+
+async fn board_stream<S: Service>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
+    if state.shutdown.is_triggered() {
+        return Err(ApiError::unavailable("presence-sync is stopping"));
+    }
+    Ok(board::stream::respond(
+        state.service.clone(),
+        state.shutdown.clone(),
+    ))
 }
 
 async fn openapi_document<S: Service>(State(state): State<AppState<S>>) -> Response {

@@ -15,9 +15,12 @@
 //! - [`shutdown`]: the stop signal shared by the server and event streams;
 //! - [`openapi`]: the OpenAPI 3.1 document, its operations rendered from the
 //!   route table;
+//! - [`board`]: the status board at `/` (its files, the security headers of
+//!   every answer) and its live stream;
 //! - [`model`], [`error`], [`service`]: the contracts with the daemon.
 
 pub mod auth;
+pub mod board;
 pub mod error;
 pub mod events_stream;
 pub mod extract;

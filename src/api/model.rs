@@ -289,6 +289,9 @@ pub struct QueueOut {
     pub last_offered: Option<String>,
     /// Since the queue was first configured.
     pub totals: QueueTotals,
+    /// Contacts completed today (UTC).
+    #[serde(default)]
+    pub completed_today: u64,
 }
 
 /// `GET /v1/queues`.
@@ -301,6 +304,48 @@ pub struct QueueList {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentList {
     pub agents: Vec<AgentOut>,
+    /// Where the page ends, when a page was asked for.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<PageOut>,
+}
+
+/// A page's end: the cursor of the next one and how many match in all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PageOut {
+    /// `null` on the last page.
+    pub next_cursor: Option<String>,
+    pub total: usize,
+}
+
+/// `GET /v1/agents?limit=&cursor=&search=`: a page of agents in id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentQuery {
+    /// Agents after this id.
+    pub cursor: Option<String>,
+    pub limit: usize,
+    /// Lower-case text the id, display name or UPN must contain.
+    pub search: Option<String>,
+}
+
+/// What `GET /v1/board/stream` sends in one `update` event: only what
+/// changed since the one before.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BoardUpdate {
+    /// Agents that changed, as they are now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentOut>,
+    /// Agents that are gone (deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// Too much changed to list: read `GET /v1/agents` again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resync: bool,
+    /// Every queue, when any changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<QueueOut>>,
+    /// The health report, when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 /// One readiness check for `/readyz`.
@@ -369,6 +414,33 @@ pub struct Health {
     /// The directory's slower tier: the users in scope who are not agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_poll: Option<PollOut>,
+    /// Graph's budget, 429s and token, the loop guard and the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<HealthStats>,
+}
+
+/// The numbers the status board's health view shows (the same as in
+/// `/metrics`, as JSON).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthStats {
+    /// Graph requests the budget allows per 30 s.
+    pub graph_budget_per_30s: u32,
+    /// Graph requests sent in the last 30 s.
+    pub graph_budget_in_use: u64,
+    /// Graph answers with 429 since the start.
+    pub graph_throttled_total: u64,
+    /// Graph requests that failed otherwise (4xx, 5xx, transport).
+    pub graph_failed_total: u64,
+    /// Seconds the Graph access token held now stays valid; `null`: none held.
+    pub token_expires_in_seconds: Option<f64>,
+    /// The last failure to get a token, when the last attempt failed.
+    pub token_error: Option<String>,
+    /// Agents the loop guard suspended since the start.
+    pub loop_suspensions_total: u64,
+    /// Teams manual overrides seen since the start.
+    pub teams_overrides_total: u64,
+    /// Teams writes waiting in the outbox.
+    pub outbox_depth: u64,
 }
 
 /// The Graph app the daemon signs in as.

@@ -57,6 +57,12 @@ pub enum Param {
     /// `GET /v1/directory`'s query: `search`, `presence`, `department`,
     /// `has_phone`, `limit`, `cursor`.
     DirectoryQuery,
+    /// `?limit=`, a page's size.
+    Limit,
+    /// `?cursor=`, where a page starts.
+    Cursor,
+    /// `?search=`, text to look for.
+    Search,
 }
 
 /// The request body.
@@ -109,6 +115,8 @@ pub enum Content {
     EventFrames,
     /// Prometheus text.
     Metrics,
+    /// Server-sent events (`text/event-stream`), each `data` a `BoardUpdate`.
+    EventStream,
 }
 
 /// An error answer, in the error shape (`ErrorBody`); each is a shared
@@ -117,6 +125,7 @@ pub enum Content {
 pub enum Failure {
     BadRequest,
     Unauthorized,
+    Forbidden,
     NotFound,
     Conflict,
     PayloadTooLarge,
@@ -126,9 +135,10 @@ pub enum Failure {
 }
 
 impl Failure {
-    const ALL: [Failure; 8] = [
+    const ALL: [Failure; 9] = [
         Failure::BadRequest,
         Failure::Unauthorized,
+        Failure::Forbidden,
         Failure::NotFound,
         Failure::Conflict,
         Failure::PayloadTooLarge,
@@ -142,6 +152,7 @@ impl Failure {
         match self {
             Failure::BadRequest => 400,
             Failure::Unauthorized => 401,
+            Failure::Forbidden => 403,
             Failure::NotFound => 404,
             Failure::Conflict => 409,
             Failure::PayloadTooLarge => 413,
@@ -156,6 +167,7 @@ impl Failure {
         match self {
             Failure::BadRequest => "BadRequest",
             Failure::Unauthorized => "Unauthorized",
+            Failure::Forbidden => "Forbidden",
             Failure::NotFound => "NotFound",
             Failure::Conflict => "Conflict",
             Failure::PayloadTooLarge => "PayloadTooLarge",
@@ -174,6 +186,10 @@ impl Failure {
                 characters, a request line or headers too long (414, 431). `field` names it."
             }
             Failure::Unauthorized => "No bearer token, or the wrong one.",
+            Failure::Forbidden => {
+                "The viewer token was sent: it reads the status board and the read-only routes, \
+                and changes nothing. Send the API token."
+            }
             Failure::NotFound => "No such agent, queue or contact.",
             Failure::Conflict => {
                 "The request clashes with the current state: a contact id in use, a \
@@ -211,6 +227,9 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Agents, their statuses and the event stream of presence-sync. \
                 Every route under /v1 except this document needs `Authorization: Bearer <token>`; \
+                the routes marked `x-viewer-token` also take the read-only viewer token \
+                (`[api] viewer_token_file`), which gets 403 elsewhere. `/` serves the status \
+                board (a web page; no token in its URL, it signs in with either token); \
                 /healthz, /readyz and /metrics are open so probes and scrapers need no token \
                 (keep the listener off untrusted networks). Every 4xx and 5xx, including unknown \
                 routes (404), wrong methods (405), bodies over the limit (413) and bodies that are \
@@ -341,9 +360,10 @@ fn operation(route: &Route) -> Value {
     for reply in doc.replies {
         responses.insert(reply.status.to_string(), reply_value(reply));
     }
-    let refused = match route.auth {
-        Auth::Token => Some(Failure::Unauthorized),
-        Auth::Open => None,
+    let refused: &[Failure] = match route.auth {
+        Auth::Token => &[Failure::Unauthorized, Failure::Forbidden],
+        Auth::Viewer => &[Failure::Unauthorized],
+        Auth::Open => &[],
     };
     for failure in refused.iter().chain(doc.errors) {
         responses.insert(failure.status().to_string(), response_ref(failure.name()));
@@ -351,6 +371,9 @@ fn operation(route: &Route) -> Value {
     operation.insert("responses".into(), Value::Object(responses));
     if route.auth == Auth::Open {
         operation.insert("security".into(), json!([]));
+    }
+    if route.auth == Auth::Viewer {
+        operation.insert("x-viewer-token".into(), json!(true));
     }
     Value::Object(operation)
 }
@@ -418,6 +441,28 @@ fn parameter(param: Param) -> Value {
         Param::Queue => {
             json!({"name": "queue", "in": "path", "required": true, "schema": name_schema()})
         }
+        Param::Limit => json!({
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "At most this many in the page (default 100).",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000}
+        }),
+        Param::Cursor => json!({
+            "name": "cursor",
+            "in": "query",
+            "required": false,
+            "description": "The `next_cursor` of the page before; the first page without it.",
+            "schema": {"type": "string", "maxLength": 256}
+        }),
+        Param::Search => json!({
+            "name": "search",
+            "in": "query",
+            "required": false,
+            "description": "Only those whose id, display name or UPN contains this \
+                (case-insensitive).",
+            "schema": {"type": "string", "maxLength": 256}
+        }),
         Param::Since => json!({
             "name": "since",
             "in": "query",
@@ -447,6 +492,10 @@ fn reply_value(reply: &Reply) -> Value {
             "description": description,
             "content": {METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}}
         }),
+        Content::EventStream => json!({
+            "description": description,
+            "content": {"text/event-stream": {"schema": schema_ref("BoardUpdate")}}
+        }),
     }
 }
 
@@ -464,6 +513,24 @@ pub(super) fn events_description() -> String {
         reconnect with `since=<last seq>`; de-duplicate by `id`. The server answers pings, \
         pings idle clients, and closes with 1001 when the daemon stops. The log is read \
         {PAGE} events at a time."
+    )
+}
+
+/// The description of `GET /v1/board/stream`, which quotes its constants.
+pub(super) fn board_stream_description() -> String {
+    use super::board::stream::{FLUSH_EVERY, HEALTH_EVERY, KEEPALIVE_EVERY, MAX_AGENTS};
+    format!(
+        "What the status board at `/` reads to stay current without reloading: server-sent \
+        events, read with `fetch()` and the bearer header (the API token or the viewer token; \
+        never a token in the URL). Changes are coalesced: at most one `update` every {} ms, \
+        carrying the agents that changed since the last one (at most {MAX_AGENTS}; past that, \
+        `resync: true` asks the client to read its page of `GET /v1/agents` again), the queues \
+        when they changed, and the health report when it changed (looked at every {} s). A \
+        comment line every {} s keeps idle connections open. The stream ends when the daemon \
+        stops; reconnect and read the views again.",
+        FLUSH_EVERY.as_millis(),
+        HEALTH_EVERY.as_secs(),
+        KEEPALIVE_EVERY.as_secs(),
     )
 }
 
@@ -693,7 +760,14 @@ fn schemas() -> Value {
         "AgentList": {
             "type": "object",
             "required": ["agents"],
-            "properties": {"agents": {"type": "array", "items": schema_ref("AgentOut")}}
+            "description": "`next_cursor` and `total` are there when a page was asked for \
+                (`limit`, `cursor` or `search`).",
+            "properties": {
+                "agents": {"type": "array", "items": schema_ref("AgentOut")},
+                "next_cursor": nullable(json!({"type": "string",
+                    "description": "The `cursor` of the next page; null on the last."})),
+                "total": {"type": "integer", "minimum": 0, "description": "Agents that match."},
+            }
         },
         "Check": {
             "type": "object",
@@ -743,6 +817,7 @@ fn schemas() -> Value {
                 "graph": schema_ref("GraphApp"),
                 "poll": schema_ref("Poll"),
                 "directory_poll": schema_ref("Poll"),
+                "stats": schema_ref("HealthStats"),
             }
         },
         "GraphApp": {
@@ -811,10 +886,61 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(routing)) = (all.as_object_mut(), routing_schemas()) {
         all.extend(routing);
     }
+    if let (Some(all), Value::Object(board)) = (all.as_object_mut(), board_schemas()) {
+        all.extend(board);
+    }
     if let Some(all) = all.as_object_mut() {
         all.extend(event_data_schemas());
     }
     all
+}
+
+/// The status board's schemas: the health report's numbers and the stream's
+/// updates (split from [`schemas`] for the macro's recursion limit).
+fn board_schemas() -> Value {
+    json!({
+        "HealthStats": {
+            "type": "object",
+            "description": "The numbers the status board's health view shows, as in `/metrics`.",
+            "required": ["graph_budget_per_30s", "graph_budget_in_use", "graph_throttled_total",
+                "graph_failed_total", "token_expires_in_seconds", "token_error",
+                "loop_suspensions_total", "teams_overrides_total", "outbox_depth"],
+            "properties": {
+                "graph_budget_per_30s": {"type": "integer", "minimum": 1,
+                    "description": "Graph requests the budget allows per 30 s."},
+                "graph_budget_in_use": {"type": "integer", "minimum": 0,
+                    "description": "Graph requests sent in the last 30 s."},
+                "graph_throttled_total": {"type": "integer", "minimum": 0,
+                    "description": "Graph answers with 429 since the start."},
+                "graph_failed_total": {"type": "integer", "minimum": 0,
+                    "description": "Graph requests that failed otherwise since the start."},
+                "token_expires_in_seconds": nullable(json!({"type": "number",
+                    "description": "How long the Graph access token held now stays valid."})),
+                "token_error": nullable(json!({"type": "string",
+                    "description": "Why the last attempt to get a token failed."})),
+                "loop_suspensions_total": {"type": "integer", "minimum": 0},
+                "teams_overrides_total": {"type": "integer", "minimum": 0},
+                "outbox_depth": {"type": "integer", "minimum": 0,
+                    "description": "Teams writes waiting to be sent."},
+            }
+        },
+        "BoardUpdate": {
+            "type": "object",
+            "description": "One `update` event of `GET /v1/board/stream`: what changed since the \
+                one before. Each part is left out when nothing of it changed.",
+            "properties": {
+                "agents": {"type": "array", "items": schema_ref("AgentOut"),
+                    "description": "The agents that changed, as they are now."},
+                "removed": {"type": "array", "items": {"type": "string"},
+                    "description": "Agents deleted."},
+                "resync": {"type": "boolean",
+                    "description": "Too many agents changed to list: read `GET /v1/agents` again."},
+                "queues": {"type": "array", "items": schema_ref("QueueOut"),
+                    "description": "Every queue, when any changed."},
+                "health": schema_ref("HealthReport"),
+            }
+        }
+    })
 }
 
 /// Each event type's `data`, as `EventData_<type>`, from the payload types
@@ -957,7 +1083,7 @@ fn routing_schemas() -> Value {
             "required": ["name", "strategy", "priority", "skills", "offer_timeout_seconds",
                 "wrap_up_seconds", "max_no_answer", "miss_backoff_seconds", "max_wait_seconds",
                 "overflow", "waiting", "longest_wait_seconds", "agents", "eligible_agents", "offered",
-                "last_offered", "totals"],
+                "last_offered", "totals", "completed_today"],
             "properties": {
                 "name": string,
                 "strategy": {"type": "string", "enum": ["longest-idle", "round-robin", "fewest-contacts",
@@ -977,6 +1103,8 @@ fn routing_schemas() -> Value {
                 "offered": {"type": "integer"},
                 "last_offered": opt_string,
                 "totals": schema_ref("QueueTotals"),
+                "completed_today": {"type": "integer", "minimum": 0,
+                    "description": "Contacts completed today (UTC): served today."},
             }
         },
         "QueueList": {

@@ -21,7 +21,8 @@ use axum::{Router, body};
 
 use crate::config::Secret;
 
-use super::auth::BearerToken;
+use super::auth::Tokens;
+use super::board;
 use super::error::ApiError;
 use super::extract::is_json;
 use super::handlers::Endpoint;
@@ -67,8 +68,13 @@ pub enum Auth {
     /// description is public. Documented with `security: []`.
     Open,
     /// Only a request with `Authorization: Bearer <token>`; others get 401
-    /// before the handler runs. Documented with the 401 answer.
+    /// before the handler runs, and the viewer token gets 403. Documented
+    /// with the 401 and 403 answers.
     Token,
+    /// A read-only route: the API token or the viewer token
+    /// (`[api] viewer_token_file`); others get 401. Documented with the 401
+    /// answer and `x-viewer-token: true`.
+    Viewer,
 }
 
 /// One route: what answers it, who may call it, and how it is documented.
@@ -119,7 +125,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/directory",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::ListDirectory,
         doc: OperationDoc {
             id: "listDirectory",
@@ -142,7 +148,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/directory/{user_id}",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::GetDirectoryUser,
         doc: OperationDoc {
             id: "getDirectoryUser",
@@ -192,7 +198,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: AGENT,
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::GetAgent,
         doc: OperationDoc {
             id: "getAgent",
@@ -247,16 +253,22 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/agents",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::ListAgents,
         doc: OperationDoc {
             id: "listAgents",
-            summary: "Every agent",
-            description: Text::None,
-            params: &[],
+            summary: "Every agent, or a page of them",
+            description: Text::Plain(
+                "Without parameters, every agent (as before). With `limit`, `cursor` or \
+                `search`, a page in order of agent id: at most `limit` agents (default 100, at \
+                most 1000) after `cursor` (the `next_cursor` of the page before), of those whose \
+                id, display name or UPN contains `search` (case-insensitive); `next_cursor` is \
+                null on the last page and `total` counts every match.",
+            ),
+            params: &[Param::Limit, Param::Cursor, Param::Search],
             body: Body::None,
             replies: &[Reply::json(200, "The agents.", "AgentList")],
-            errors: &[Failure::Unavailable],
+            errors: &[Failure::BadRequest, Failure::Unavailable],
         },
     },
     Route {
@@ -279,7 +291,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/queues",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::ListQueues,
         doc: OperationDoc {
             id: "listQueues",
@@ -294,7 +306,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/queues/{queue}",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::GetQueue,
         doc: OperationDoc {
             id: "getQueue",
@@ -337,7 +349,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Get,
         path: "/v1/contacts/{contact_id}",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::GetContact,
         doc: OperationDoc {
             id: "getContact",
@@ -443,8 +455,28 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         verb: Verb::Get,
+        path: "/v1/board/stream",
+        auth: Auth::Viewer,
+        handler: Endpoint::BoardStream,
+        doc: OperationDoc {
+            id: "boardStream",
+            summary: "The status board's live updates (server-sent events)",
+            description: Text::Built(openapi::board_stream_description),
+            params: &[],
+            body: Body::None,
+            replies: &[Reply {
+                status: 200,
+                description: "A `text/event-stream` that lasts until the client leaves or the \
+                    daemon stops.",
+                content: Content::EventStream,
+            }],
+            errors: &[Failure::Unavailable],
+        },
+    },
+    Route {
+        verb: Verb::Get,
         path: "/v1/health",
-        auth: Auth::Token,
+        auth: Auth::Viewer,
         handler: Endpoint::Health,
         doc: OperationDoc {
             id: "health",
@@ -561,6 +593,8 @@ pub fn open_paths() -> impl Iterator<Item = &'static str> {
 pub struct ApiSettings {
     /// The bearer token every `/v1` route but the OpenAPI document requires.
     pub token: Secret,
+    /// The read-only viewer token, accepted on [`Auth::Viewer`] routes.
+    pub viewer_token: Option<Secret>,
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
     /// Triggering it closes every open event stream (see [`Shutdown`]); pass
@@ -571,7 +605,7 @@ pub struct ApiSettings {
 /// What every handler is given.
 pub(super) struct AppState<S> {
     pub(super) service: Arc<S>,
-    pub(super) token: BearerToken,
+    pub(super) tokens: Tokens,
     pub(super) shutdown: Shutdown,
     /// The OpenAPI document, rendered once.
     pub(super) openapi: Bytes,
@@ -581,7 +615,7 @@ impl<S> Clone for AppState<S> {
     fn clone(&self) -> Self {
         AppState {
             service: self.service.clone(),
-            token: self.token.clone(),
+            tokens: self.tokens.clone(),
             shutdown: self.shutdown.clone(),
             openapi: self.openapi.clone(),
         }
@@ -602,7 +636,7 @@ fn build<S: Service>(
 ) -> (Router, Vec<(&'static str, &'static str)>) {
     let state = AppState {
         service,
-        token: BearerToken::new(&settings.token),
+        tokens: Tokens::new(&settings.token, settings.viewer_token.as_ref()),
         shutdown: settings.shutdown,
         openapi: Bytes::from(openapi::document().to_string()),
     };
@@ -616,6 +650,10 @@ fn build<S: Service>(
                 state.clone(),
                 require_token::<S>,
             )),
+            Auth::Viewer => handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_viewer::<S>,
+            )),
         };
         api = api.route(route.path, handler);
         served.push((route.verb.as_str(), route.path));
@@ -623,8 +661,10 @@ fn build<S: Service>(
     let router = api
         .with_state(state)
         .merge(receivers::router())
+        .merge(board::router())
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(middleware::from_fn(error_shape));
+        .layer(middleware::from_fn(error_shape))
+        .layer(middleware::from_fn(board::security_headers));
     (router, served)
 }
 
@@ -633,8 +673,19 @@ async fn require_token<S: Service>(
     request: Request,
     next: Next,
 ) -> Response {
-    match state.token.check(request.headers()) {
+    match state.tokens.require_api(request.headers()) {
         Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn require_viewer<S: Service>(
+    State(state): State<AppState<S>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.tokens.require_viewer(request.headers()) {
+        Ok(_) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
     }
 }

@@ -10,8 +10,8 @@ use crate::events::Event;
 
 use super::error::ApiError;
 use super::model::{
-    AgentOut, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut, DirectoryList,
-    DirectoryUserOut, Health, QueueOut, Readiness, StatusReport,
+    AgentOut, AgentQuery, AgentUpsert, ContactAction, ContactActionIn, ContactIn, ContactOut,
+    DirectoryList, DirectoryUserOut, Health, PageOut, QueueOut, Readiness, StatusReport,
 };
 use crate::directory::DirectoryQuery;
 
@@ -34,6 +34,20 @@ pub trait Service: Send + Sync + 'static {
     ) -> impl Future<Output = Result<AgentOut, ApiError>> + Send;
 
     fn agents(&self) -> impl Future<Output = Result<Vec<AgentOut>, ApiError>> + Send;
+
+    /// A page of agents in id order: at most `query.limit` after
+    /// `query.cursor`, of those matching `query.search`; with the cursor of
+    /// the next page and the count of every match.
+    fn agents_page(
+        &self,
+        query: AgentQuery,
+    ) -> impl Future<Output = Result<(Vec<AgentOut>, PageOut), ApiError>> + Send;
+
+    /// The agents of these ids that exist, for the status board's stream.
+    fn agents_by_id(
+        &self,
+        ids: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<AgentOut>, ApiError>> + Send;
 
     fn agent(&self, id: String) -> impl Future<Output = Result<AgentOut, ApiError>> + Send;
 

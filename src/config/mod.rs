@@ -186,7 +186,33 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// The bearer token clients must send.
     pub token: SecretSource,
+    /// A second, read-only credential (`viewer_token_file`): it reads the
+    /// status board and the GET routes, and writes nothing.
+    pub viewer_token: Option<SecretSource>,
     pub max_body_bytes: usize,
+}
+
+impl ApiConfig {
+    /// Reads the API token and the viewer token (when one is configured);
+    /// a viewer token equal to the API token is refused, since it would
+    /// write as the API token does.
+    pub fn read_tokens(&self) -> Result<(Secret, Option<Secret>), SecretError> {
+        let token = self.token.read()?;
+        let viewer = match &self.viewer_token {
+            Some(source) => {
+                let viewer = source.read()?;
+                if viewer == token {
+                    return Err(SecretError::SameAs {
+                        purpose: source.purpose,
+                        other: self.token.purpose,
+                    });
+                }
+                Some(viewer)
+            }
+            None => None,
+        };
+        Ok((token, viewer))
+    }
 }
 
 /// `[store]`: durable state.
@@ -290,6 +316,9 @@ impl Config {
             GraphAuth::Certificate { key, .. } => secrets.push(key),
         }
         secrets.push(&self.api.token);
+        if let Some(viewer) = &self.api.viewer_token {
+            secrets.push(viewer);
+        }
         if let Some(webhook) = &self.webhook {
             secrets.push(&webhook.secret);
         }

@@ -11,7 +11,13 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
 /// Keys that would put a secret in the file. They are accepted by serde only
 /// to be rejected with a message saying where secrets go instead.
-pub(super) const INLINE_SECRET_KEYS: &[&str] = &["client_secret", "client_key", "token", "secret"];
+pub(super) const INLINE_SECRET_KEYS: &[&str] = &[
+    "client_secret",
+    "client_key",
+    "token",
+    "viewer_token",
+    "secret",
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,8 +44,10 @@ pub(super) struct RawGraph {
 pub(super) struct RawApi {
     pub listen: Option<String>,
     pub token_file: Option<String>,
+    pub viewer_token_file: Option<String>,
     pub max_body_bytes: Option<i64>,
     pub token: Option<IgnoredAny>,
+    pub viewer_token: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]

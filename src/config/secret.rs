@@ -100,6 +100,14 @@ pub enum SecretError {
         name: &'static str,
         directory: PathBuf,
     },
+    #[error(
+        "{purpose} is the same as {other}: give it a value of its own, or anyone holding it could \
+         do what {other} allows"
+    )]
+    SameAs {
+        purpose: &'static str,
+        other: &'static str,
+    },
 }
 
 impl SecretSource {

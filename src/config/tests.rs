@@ -960,3 +960,57 @@ fn a_bad_directory_section_is_located() {
         "{located}"
     );
 }
+
+#[test]
+fn the_viewer_token_is_its_own_credential() {
+    let config = load(&minimal(), &[]).unwrap();
+    assert_eq!(config.api.viewer_token, None);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api-token"), "api-t0ken\n").unwrap();
+    std::fs::write(dir.path().join("viewer-token"), "v1ewer-t0ken\n").unwrap();
+    let text = minimal().replace(
+        "[store]",
+        "[api]\ntoken_file = \"api-token\"\nviewer_token_file = \"viewer-token\"\n\n[store]",
+    );
+    let path = dir.path().join("config.toml");
+    let config = Config::parse(&path, &text, &env(&[])).unwrap();
+    assert_eq!(
+        config.api.viewer_token.as_ref().map(|s| &s.location),
+        Some(&SecretLocation::File(dir.path().join("viewer-token")))
+    );
+    let (api, viewer) = config.api.read_tokens().unwrap();
+    assert_eq!(
+        (api.expose(), viewer.as_ref().map(Secret::expose)),
+        ("api-t0ken", Some("v1ewer-t0ken"))
+    );
+    assert!(
+        config.secrets().len() == 3,
+        "the viewer token is checked too"
+    );
+
+    // The same value as the API token would write: refused, naming both.
+    std::fs::write(dir.path().join("viewer-token"), "api-t0ken").unwrap();
+    let error = config.api.read_tokens().unwrap_err();
+    assert!(matches!(error, SecretError::SameAs { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("the viewer token") && message.contains("the API token"),
+        "{message}"
+    );
+
+    let inline = minimal().replace("[store]", "[api]\nviewer_token = \"x\"\n\n[store]");
+    let found = errors(&inline, &[]);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("`api.viewer_token`") && e.contains("viewer_token_file")),
+        "{found:?}"
+    );
+    let empty = minimal().replace("[store]", "[api]\nviewer_token_file = \" \"\n\n[store]");
+    let found = errors(&empty, &[]);
+    assert!(
+        found.iter().any(|e| e.contains("api.viewer_token_file")),
+        "{found:?}"
+    );
+}

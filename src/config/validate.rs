@@ -648,6 +648,12 @@ fn api(raw: RawApi, ctx: &mut Ctx<'_>) -> Option<ApiConfig> {
         "put the API token in a file only the service can read and set `token_file`, \
          or leave it unset and give the systemd credential `api-token` (LoadCredential=)",
     );
+    ctx.inline_secret(
+        &["api", "viewer_token"],
+        raw.viewer_token.is_some(),
+        "put the status board's read-only token in a file only the service can read and set \
+         `viewer_token_file`",
+    );
     let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listen = match listen_text.trim().parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
@@ -665,6 +671,19 @@ fn api(raw: RawApi, ctx: &mut Ctx<'_>) -> Option<ApiConfig> {
         "the API token",
         API_TOKEN_CREDENTIAL,
     );
+    let viewer_token = match raw.viewer_token_file {
+        Some(file) => {
+            let key = ["api", "viewer_token_file"];
+            ctx.path(&key, &file).map(|path| {
+                Some(SecretSource {
+                    purpose: "the viewer token",
+                    location: SecretLocation::File(path),
+                    origin: ctx.locator.origin(&key),
+                })
+            })
+        }
+        None => Some(None),
+    };
     let max_body_bytes = ctx.integer(
         &["api", "max_body_bytes"],
         raw.max_body_bytes,
@@ -675,6 +694,7 @@ fn api(raw: RawApi, ctx: &mut Ctx<'_>) -> Option<ApiConfig> {
     Some(ApiConfig {
         listen: listen?,
         token: token?,
+        viewer_token: viewer_token?,
         max_body_bytes: usize::try_from(max_body_bytes?).ok()?,
     })
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::api::model::HealthStats;
 use crate::directory::DirectoryView;
 use crate::graph::{PollReport, Throttle};
 use crate::metrics::{Counter, DaemonMetrics, MetricsError, Registry};
@@ -59,6 +60,32 @@ impl Metrics {
             poll,
             directory: None,
         })
+    }
+
+    /// The numbers of the health report: Graph's budget, 429s, failures and
+    /// token, the loop guard, overrides and the outbox.
+    pub fn health_stats(&self) -> HealthStats {
+        let stats = self.throttle.stats();
+        let (mut throttled, mut failed) = (0, 0);
+        for ((_, outcome), n) in stats.calls() {
+            match outcome {
+                "ok" => {}
+                "throttled" => throttled += n,
+                _ => failed += n,
+            }
+        }
+        let (expires_in, token_error) = self.throttle.tokens().status();
+        HealthStats {
+            graph_budget_per_30s: self.throttle.config().requests,
+            graph_budget_in_use: stats.in_window() as u64,
+            graph_throttled_total: throttled,
+            graph_failed_total: failed,
+            token_expires_in_seconds: expires_in.map(|d| d.as_secs_f64().floor()),
+            token_error,
+            loop_suspensions_total: self.daemon.loop_suspensions.get(),
+            teams_overrides_total: self.daemon.teams_overrides.get(),
+            outbox_depth: self.daemon.outbox_depth.get().max(0.0) as u64,
+        }
     }
 
     /// The text exposition, format 0.0.4.

@@ -147,7 +147,7 @@ impl Daemon {
         // Everything that can refuse to start without touching the disk is
         // checked before the store is opened (which creates the state
         // directory): a missing secret must not leave an empty store behind.
-        let api_token = config.api.token.read()?;
+        let (api_token, viewer_token) = config.api.read_tokens()?;
         let credential = Credential::load(&config.graph.auth)?;
         let graph = GraphClient::new(&config.graph, credential)?;
         let webhook_secret = match &config.webhook {
@@ -357,6 +357,7 @@ impl Daemon {
             service,
             ApiSettings {
                 token: api_token,
+                viewer_token,
                 max_body_bytes: config.api.max_body_bytes,
                 shutdown: api_stop.clone(),
             },

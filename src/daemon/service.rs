@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::model::{
-    AgentOut, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn, ContactOut,
-    DirectoryList, DirectoryUserOut, GraphAppOut, Health, PollOut, PresenceOut, QueueOut,
-    Readiness, StatusReport, TaskOut,
+    AgentOut, AgentQuery, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn,
+    ContactOut, DirectoryList, DirectoryUserOut, GraphAppOut, Health, PageOut, PollOut,
+    PresenceOut, QueueOut, Readiness, StatusReport, TaskOut,
 };
 use crate::api::{ApiError, Service};
 use crate::directory::{DirectoryQuery, DirectoryUser};
@@ -24,7 +24,7 @@ use crate::time::Timestamp;
 
 use super::metrics::Metrics;
 use super::sync_loop::{
-    AgentSettings, CcStatusReport, Command, ContactMove, LoopError, LoopStatus,
+    AgentFilter, AgentSettings, CcStatusReport, Command, ContactMove, LoopError, LoopStatus,
 };
 use super::tasks::{TaskBoard, TaskName, TaskState};
 use super::view;
@@ -385,6 +385,29 @@ impl<S: Store> Service for DaemonService<S> {
         Ok(all.iter().map(view::agent_out).collect())
     }
 
+    async fn agents_page(&self, query: AgentQuery) -> Result<(Vec<AgentOut>, PageOut), ApiError> {
+        let filter = AgentFilter {
+            after: query.cursor,
+            limit: query.limit,
+            search: query.search,
+        };
+        let page = self
+            .ask(|reply| Command::AgentsPage { filter, reply })
+            .await?;
+        Ok((
+            page.agents.iter().map(view::agent_out).collect(),
+            PageOut {
+                next_cursor: page.next,
+                total: page.total,
+            },
+        ))
+    }
+
+    async fn agents_by_id(&self, ids: Vec<String>) -> Result<Vec<AgentOut>, ApiError> {
+        let found = self.ask(|reply| Command::AgentsById { ids, reply }).await?;
+        Ok(found.iter().map(view::agent_out).collect())
+    }
+
     async fn agent(&self, id: String) -> Result<AgentOut, ApiError> {
         let state = self.ask(|reply| Command::Agent { id, reply }).await??;
         Ok(view::agent_out(&state))
@@ -491,6 +514,7 @@ impl<S: Store> Service for DaemonService<S> {
             graph: self.graph.clone(),
             poll: Some(self.poll()),
             directory_poll: self.directory_poll(),
+            stats: Some(self.metrics.health_stats()),
         }
     }
 

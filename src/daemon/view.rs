@@ -334,6 +334,7 @@ pub fn queue_out(v: QueueView) -> QueueOut {
         offered: v.offered_now,
         last_offered: v.last_offered.map(|(_, id)| id),
         totals: v.totals,
+        completed_today: v.completed_today,
     }
 }
 /// The routing side of the agent view; `presence`: why the agent's

@@ -494,6 +494,20 @@ impl TokenCache {
         }
     }
 
+    /// How long the access token held now stays valid (`None`: none held),
+    /// and the last failure to get one, in words (`None` once one came).
+    /// For the health report; never the token itself.
+    pub fn status(&self) -> (Option<Duration>, Option<String>) {
+        let now = self.clock.now();
+        let state = self.state();
+        let expires_in = state
+            .cached
+            .as_ref()
+            .filter(|cached| now < cached.expires_at)
+            .map(|cached| cached.expires_at - now);
+        (expires_in, state.last_error.as_ref().map(|e| e.summary()))
+    }
+
     fn plan(&self, seen: u64) -> Plan {
         let now = self.clock.now();
         let state = self.state();

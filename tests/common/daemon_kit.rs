@@ -47,6 +47,9 @@ restore = true
 blocking = ["Busy/InAMeeting", "DoNotDisturb/*"]
 "#;
 
+/// The read-only viewer token of the daemons these tests start.
+pub const VIEWER_TOKEN: &str = "test-viewer-token-9876543210";
+
 pub struct DaemonKit {
     pub sim: SimHandle,
     pub daemon: Option<Daemon>,
@@ -71,6 +74,7 @@ pub fn options() -> DaemonOptions {
 pub fn write_config(dir: &Path, sim: &SimHandle, sync: &str) -> PathBuf {
     std::fs::write(dir.join("graph-secret"), &sim.client_secret).unwrap();
     std::fs::write(dir.join("api-token"), "test-token-0123456789").unwrap();
+    std::fs::write(dir.join("viewer-token"), VIEWER_TOKEN).unwrap();
     if !dir.join("mapping.toml").exists() {
         std::fs::write(dir.join("mapping.toml"), MAPPING).unwrap();
     }
@@ -88,6 +92,7 @@ poll_round_min = "200ms"
 [api]
 listen = "127.0.0.1:0"
 token_file = "{dir}/api-token"
+viewer_token_file = "{dir}/viewer-token"
 
 [store]
 state_dir = "{dir}/state"

@@ -7,3 +7,4 @@ pub mod graph_kit;
 pub mod process_kit;
 pub mod shared;
 pub mod sim_kit;
+pub mod webdriver;

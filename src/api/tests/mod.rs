@@ -1,5 +1,6 @@
 //! The API against an in-memory [`Service`], over real loopback sockets.
 
+mod board;
 mod http;
 mod props;
 mod routes;
@@ -26,6 +27,8 @@ use crate::config::Secret;
 use crate::events::{Event, NewEvent, kind};
 
 pub(super) const TOKEN: &str = "test-token-7f3a";
+/// The read-only viewer token of these tests.
+pub(super) const VIEWER: &str = "viewer-token-91c2";
 /// Statuses the fake knows; others are a 422.
 pub(super) const STATUSES: &[&str] = &["Available", "Busy", "Lunch", "After-call work"];
 /// Long enough for a loaded CI machine; waits poll and end early.
@@ -270,6 +273,40 @@ impl Service for Fake {
         Ok(self.agents.lock().unwrap().values().cloned().collect())
     }
 
+    async fn agents_page(
+        &self,
+        query: super::model::AgentQuery,
+    ) -> Result<(Vec<AgentOut>, super::model::PageOut), ApiError> {
+        let agents = self.agents.lock().unwrap();
+        let needle = query.search.unwrap_or_default();
+        let matching: Vec<&AgentOut> = agents
+            .values()
+            .filter(|a| {
+                a.id.to_lowercase().contains(&needle)
+                    || a.display_name
+                        .as_deref()
+                        .is_some_and(|n| n.to_lowercase().contains(&needle))
+            })
+            .collect();
+        let total = matching.len();
+        let rest: Vec<AgentOut> = matching
+            .into_iter()
+            .filter(|a| query.cursor.as_ref().is_none_or(|c| a.id > *c))
+            .cloned()
+            .collect();
+        let next_cursor = (rest.len() > query.limit).then(|| rest[query.limit - 1].id.clone());
+        let page = rest.into_iter().take(query.limit).collect();
+        Ok((page, super::model::PageOut { next_cursor, total }))
+    }
+
+    async fn agents_by_id(&self, ids: Vec<String>) -> Result<Vec<AgentOut>, ApiError> {
+        let agents = self.agents.lock().unwrap();
+        Ok(ids
+            .iter()
+            .filter_map(|id| agents.get(id).cloned())
+            .collect())
+    }
+
     async fn agent(&self, id: String) -> Result<AgentOut, ApiError> {
         self.agents
             .lock()
@@ -337,6 +374,7 @@ impl Service for Fake {
             },
             poll: r.poll,
             directory_poll: r.directory_poll,
+            stats: None,
         }
     }
 
@@ -360,6 +398,7 @@ pub(super) async fn start(fake: Arc<Fake>, max_body_bytes: usize) -> Api {
     let shutdown = Shutdown::new();
     let settings = ApiSettings {
         token: Secret::new(TOKEN),
+        viewer_token: Some(Secret::new(VIEWER)),
         max_body_bytes,
         shutdown: shutdown.clone(),
     };

@@ -280,8 +280,11 @@ fn every_route_answers_errors_in_the_shape_for_people() {
         .unwrap();
     let api = runtime.block_on(start(Fake::new(64), LIMIT));
     runtime.block_on(api.create_agent("agent-1"));
+    // The board's stream lasts until the client leaves: its answers are
+    // checked in `board.rs`.
     let routes: Vec<(&str, &str)> = super::super::ROUTES
         .iter()
+        .filter(|route| route.path != "/v1/board/stream")
         .map(|route| (route.verb.as_str(), route.path))
         .collect();
     let methods = prop::sample::select(vec!["GET", "PUT", "POST", "DELETE", "PATCH"]);

@@ -71,6 +71,7 @@ fn the_router_registers_exactly_routes() {
         Fake::new(4),
         ApiSettings {
             token: Secret::new(TOKEN),
+            viewer_token: None,
             max_body_bytes: 1024,
             shutdown: Shutdown::new(),
         },
@@ -385,9 +386,22 @@ fn openapi_schemas_match_the_models() {
             "AgentList",
             serde_json::to_value(AgentList {
                 agents: vec![full_agent()],
+                page: Some(PageOut {
+                    next_cursor: Some("a1".into()),
+                    total: 7,
+                }),
             })
             .unwrap(),
             true,
+        ),
+        (
+            "AgentList",
+            serde_json::to_value(AgentList {
+                agents: vec![empty_agent()],
+                page: None,
+            })
+            .unwrap(),
+            false,
         ),
         (
             "AgentUpsert",
@@ -467,6 +481,17 @@ fn openapi_schemas_match_the_models() {
                     oldest_read_seconds: Some(29.5),
                     rate_limit: 24.2,
                 }),
+                stats: Some(HealthStats {
+                    graph_budget_per_30s: 1500,
+                    graph_budget_in_use: 812,
+                    graph_throttled_total: 3,
+                    graph_failed_total: 1,
+                    token_expires_in_seconds: Some(3100.0),
+                    token_error: Some("cannot get a token from Entra".into()),
+                    loop_suspensions_total: 2,
+                    teams_overrides_total: 4,
+                    outbox_depth: 9,
+                }),
             })
             .unwrap(),
             true,
@@ -509,6 +534,60 @@ fn openapi_schemas_match_the_models() {
                 ],
                 next_cursor: Some("ZDEKYQpi".into()),
                 total: 7,
+            })
+            .unwrap(),
+            true,
+        ),
+        (
+            "BoardUpdate",
+            serde_json::to_value(BoardUpdate {
+                agents: vec![full_agent()],
+                removed: vec!["gone".into()],
+                resync: true,
+                queues: Some(Vec::new()),
+                health: Some(crate::api::model::Health {
+                    ready: true,
+                    checks: vec![],
+                    tasks: vec![],
+                    graph: crate::api::model::GraphAppOut {
+                        tenant_id: "t".into(),
+                        client_id: "c".into(),
+                        auth: "client_secret".into(),
+                        login_base: "https://login.example".into(),
+                        graph_base: "https://graph.example".into(),
+                    },
+                    poll: None,
+                    directory_poll: None,
+                    stats: None,
+                }),
+            })
+            .unwrap(),
+            false,
+        ),
+        ("BoardUpdate", json!({}), false),
+        (
+            "QueueList",
+            serde_json::to_value(QueueList {
+                queues: vec![QueueOut {
+                    name: "sales".into(),
+                    strategy: "longest-idle".into(),
+                    priority: 5,
+                    skills: BTreeMap::from([("fr".to_string(), 50)]),
+                    offer_timeout_seconds: 30.0,
+                    wrap_up_seconds: 5.0,
+                    max_no_answer: 3,
+                    miss_backoff_seconds: 10.0,
+                    max_wait_seconds: Some(60.0),
+                    overflow: Some(json!({"queue": "night"})),
+                    waiting: 2,
+                    longest_wait_seconds: Some(12.5),
+                    agents: 4,
+                    eligible_agents: 1,
+                    offered: 1,
+                    last_offered: Some("a1".into()),
+                    totals: crate::routing::QueueTotals::default(),
+                    completed_today: 7,
+                }],
             })
             .unwrap(),
             true,

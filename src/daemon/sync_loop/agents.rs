@@ -6,6 +6,7 @@
 //! itself (`agents`, `by_key`, `by_user`) is on [`SyncLoop`]; linking
 //! changes it in `linking.rs`.
 
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::time::Timestamp;
 
 use super::super::view;
 use super::SyncLoop;
+use super::command::{AgentFilter, AgentPage};
 use super::error::LoopError;
 
 pub(super) struct AgentEntry {
@@ -163,6 +165,59 @@ impl<S: Store> SyncLoop<S> {
             routing: self.router.agent_view(id, now),
             at: now,
         })
+    }
+
+    /// A page of agents in id order, filtered; `total` counts every match.
+    pub(super) fn agents_page(&self, filter: &AgentFilter, now: Timestamp) -> AgentPage {
+        let needle = filter
+            .search
+            .as_deref()
+            .map(str::to_lowercase)
+            .filter(|s| !s.is_empty());
+        let matches = |id: &str, entry: &AgentEntry| match &needle {
+            None => true,
+            Some(needle) => [
+                Some(id),
+                entry.record.display_name.as_deref(),
+                entry.record.upn.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|text| text.to_lowercase().contains(needle.as_str())),
+        };
+        let total = match &needle {
+            None => self.agents.len(),
+            Some(_) => self
+                .agents
+                .iter()
+                .filter(|(id, entry)| matches(id, entry))
+                .count(),
+        };
+        let after = match &filter.after {
+            Some(after) => Bound::Excluded(after.as_str()),
+            None => Bound::Unbounded,
+        };
+        let mut page: Vec<&str> = self
+            .agents
+            .range::<str, _>((after, Bound::Unbounded))
+            .filter(|(id, entry)| matches(id, entry))
+            .map(|(id, _)| id.as_str())
+            .take(filter.limit.saturating_add(1))
+            .collect();
+        let next = if page.len() > filter.limit {
+            page.truncate(filter.limit);
+            page.last().map(|id| id.to_string())
+        } else {
+            None
+        };
+        AgentPage {
+            agents: page
+                .into_iter()
+                .filter_map(|id| self.state(id, now).ok())
+                .collect(),
+            next,
+            total,
+        }
     }
 
     pub(super) fn profile_of(&self, key: AgentKey) -> Option<Arc<Profile>> {

@@ -86,6 +86,16 @@ pub enum Command {
     Agents {
         reply: oneshot::Sender<Vec<AgentState>>,
     },
+    /// A page of agents in id order (the status board at 50,000 agents).
+    AgentsPage {
+        filter: AgentFilter,
+        reply: oneshot::Sender<AgentPage>,
+    },
+    /// The agents of these ids that exist (the board's changed agents).
+    AgentsById {
+        ids: Vec<String>,
+        reply: oneshot::Sender<Vec<AgentState>>,
+    },
     ResumeAgent {
         id: String,
         reply: oneshot::Sender<Result<AgentState, LoopError>>,
@@ -115,6 +125,27 @@ pub enum Command {
     Reload(MappingSet, Option<RoutingConfig>),
     /// Answered once the loop has gone round: the watchdog's liveness check.
     Ping(oneshot::Sender<()>),
+}
+
+/// Which agents a page holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    /// Agents with an id after this one.
+    pub after: Option<String>,
+    pub limit: usize,
+    /// Only agents whose id, display name or UPN contains this,
+    /// ignoring case.
+    pub search: Option<String>,
+}
+
+/// A page of agents.
+#[derive(Debug, Default)]
+pub struct AgentPage {
+    pub agents: Vec<AgentState>,
+    /// The id to pass as `after` for the next page; `None` on the last.
+    pub next: Option<String>,
+    /// Agents that match the filter, on every page.
+    pub total: usize,
 }
 
 /// What the loop shows about itself, refreshed every step.
@@ -178,6 +209,16 @@ impl<S: Store> SyncLoop<S> {
             },
             Command::Agent { id, reply } => {
                 let _ = reply.send(self.state(&id, now));
+            }
+            Command::AgentsPage { filter, reply } => {
+                let _ = reply.send(self.agents_page(&filter, now));
+            }
+            Command::AgentsById { ids, reply } => {
+                let found = ids
+                    .iter()
+                    .filter_map(|id| self.state(id, now).ok())
+                    .collect();
+                let _ = reply.send(found);
             }
             Command::Agents { reply } => {
                 let all = self

@@ -53,7 +53,8 @@ mod translate;
 pub use self::agents::{AgentState, AgentSync, ContactState};
 pub use self::clock::{Clock, SystemClock};
 pub use self::command::{
-    AgentSettings, CcStatusReport, Command, ContactMove, Inputs, LoopStatus, Outputs,
+    AgentFilter, AgentPage, AgentSettings, CcStatusReport, Command, ContactMove, Inputs,
+    LoopStatus, Outputs,
 };
 pub use self::error::LoopError;
 

@@ -91,7 +91,7 @@ impl Router {
                     wrap_up_until: now,
                 });
                 let q = c.queue.clone();
-                self.count(&q, |t| t.completed += 1);
+                self.count_completed(&q, now);
                 self.end(serial);
             }
         }

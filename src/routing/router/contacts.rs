@@ -274,7 +274,7 @@ impl Router {
             agent,
             wrap_up_until: wrap_until,
         });
-        self.count(&queue, |t| t.completed += 1);
+        self.count_completed(&queue, now);
         self.end(serial);
         self.dispatch(now, out);
         Ok(())

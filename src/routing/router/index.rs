@@ -277,6 +277,16 @@ impl Router {
         }
     }
 
+    /// A contact of `queue` completed at `now`: the total and the day's count.
+    pub(super) fn count_completed(&mut self, queue: &str, now: Timestamp) {
+        if let Some(q) = self.queue_index.get(queue).copied() {
+            let memory = &mut self.queues[q].memory;
+            memory.totals.completed += 1;
+            memory.completed_on.add(day_of(now));
+            self.dirty_queues.insert(q);
+        }
+    }
+
     pub(super) fn count(&mut self, queue: &str, f: impl FnOnce(&mut QueueTotals)) {
         if let Some(q) = self.queue_index.get(queue).copied() {
             f(&mut self.queues[q].memory.totals);

@@ -30,6 +30,36 @@ pub struct QueueMemory {
     pub last_offered: Option<(u32, String)>,
     #[serde(default)]
     pub totals: QueueTotals,
+    /// Contacts completed on one UTC day, the latest one counted.
+    #[serde(default, skip_serializing_if = "DayCount::is_empty")]
+    pub completed_on: DayCount,
+}
+
+/// A count kept for one UTC day (days since the epoch); a new day starts
+/// it again from zero.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCount {
+    pub day: u64,
+    pub count: u64,
+}
+
+impl DayCount {
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Counts one on `day`.
+    pub fn add(&mut self, day: u64) {
+        if self.day != day {
+            *self = DayCount { day, count: 0 };
+        }
+        self.count += 1;
+    }
+
+    /// The count on `day` (0 for a day not counted).
+    pub fn on(&self, day: u64) -> u64 {
+        if self.day == day { self.count } else { 0 }
+    }
 }
 
 /// Router-wide state that survives a restart.
@@ -194,5 +224,24 @@ impl Router {
             }
         }
         changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_count_starts_again_on_a_new_day() {
+        let mut count = DayCount::default();
+        count.add(20_000);
+        count.add(20_000);
+        assert_eq!((count.on(20_000), count.on(20_001)), (2, 0));
+        count.add(20_001);
+        assert_eq!((count.on(20_000), count.on(20_001)), (0, 1));
+        // The memory of a queue from before the count existed reads as zero.
+        let old: QueueMemory = serde_json::from_str(r#"{"totals":{"queued":1,"offered":1,"accepted":1,"declined":0,"rona":0,"completed":1,"abandoned":0,"overflowed":0}}"#).unwrap();
+        assert_eq!(old.completed_on.on(20_001), 0);
+        assert_eq!(old.totals.completed, 1);
     }
 }

@@ -46,6 +46,8 @@ pub struct QueueView {
     /// (`u32::MAX`: none).
     pub last_offered: Option<(u32, String)>,
     pub totals: QueueTotals,
+    /// Contacts completed today (UTC).
+    pub completed_today: u64,
 }
 
 impl Router {
@@ -99,6 +101,7 @@ impl Router {
             offered_now,
             last_offered: q.memory.last_offered.clone(),
             totals: q.memory.totals.clone(),
+            completed_today: q.memory.completed_on.on(day_of(now)),
         })
     }
 
