@@ -107,7 +107,23 @@ impl<S: Store> SyncLoop<S> {
     pub(super) async fn commit(&mut self, now: Timestamp) -> Result<(), String> {
         self.routable_changes(now);
         self.routing_changes();
-        let step = std::mem::take(&mut self.step);
+        let mut step = std::mem::take(&mut self.step);
+        // The routing state only when it differs from what is stored.
+        step.meta.retain(|(key, value)| match (key, value) {
+            (MetaKey::Routing | MetaKey::RoutingQueue(_), Some(text)) => {
+                if self.routing_meta.get(key) == Some(text) {
+                    false
+                } else {
+                    self.routing_meta.insert(key.clone(), text.clone());
+                    true
+                }
+            }
+            (MetaKey::Routing | MetaKey::RoutingQueue(_), None) => {
+                self.routing_meta.remove(key);
+                true
+            }
+            _ => true,
+        });
         let mut batch = Batch {
             outbox: step.outbox,
             events: step.events,
