@@ -207,6 +207,9 @@ impl<S: Store> SyncLoop<S> {
     pub(super) fn directory_changed(&mut self, full: bool, users: &[String]) {
         if full {
             self.waiting.everyone = true;
+            // A full read is a burst of its own: its memory is given back
+            // once it is over (see `step.rs`).
+            self.churn_since_trim = self.churn_since_trim.saturating_add(users.len());
             return;
         }
         for user in users {

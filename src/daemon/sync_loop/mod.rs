@@ -80,6 +80,9 @@ pub struct SyncLoop<S: Store> {
     /// commit writes it only when it changed: a start reinstalls the
     /// queues and would otherwise rewrite it every time.
     routing_meta: BTreeMap<MetaKey, String>,
+    /// Agent records written (and directory users read whole) since the
+    /// allocator last gave memory back; see `step.rs`.
+    churn_since_trim: usize,
     store: Arc<S>,
     out: Outputs,
     step: Step,
@@ -146,6 +149,7 @@ impl<S: Store> SyncLoop<S> {
             writes_out: HashMap::new(),
             outbox_agents: loaded.outbox.iter().map(|o| o.agent_id.clone()).collect(),
             routing_meta,
+            churn_since_trim: 0,
             store,
             out,
             step: Step::default(),
