@@ -176,6 +176,8 @@ fn startup_code(error: &DaemonError) -> u8 {
 }
 
 fn run_daemon(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // Before any thread: see the function's documentation.
+    daemon::sync_loop::limit_malloc_arenas();
     let config = match Config::load_with(&args.config, &Environment::from_process()) {
         Ok(config) => config,
         Err(error) => {

@@ -486,8 +486,8 @@ fn event_retention_takes_days_and_has_a_floor() {
 }
 
 #[test]
-fn the_store_cache_is_64_mib_unless_set_and_at_least_1() {
-    assert_eq!(load(&minimal(), &[]).unwrap().store.cache_mb, 64);
+fn the_store_cache_is_8_mib_unless_set_and_at_least_1() {
+    assert_eq!(load(&minimal(), &[]).unwrap().store.cache_mb, 8);
     let text = minimal().replace("[store]", "[store]\ncache_mb = 16");
     assert_eq!(load(&text, &[]).unwrap().store.cache_mb, 16);
     let text = minimal().replace("[store]", "[store]\ncache_mb = 0");

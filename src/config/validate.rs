@@ -55,8 +55,10 @@ const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const EVENT_RETENTION_RANGE: (Duration, Duration) = (Duration::from_secs(3600), Duration::MAX);
 const DEFAULT_EVENT_KEEP_AT_LEAST: i64 = 10_000;
 /// sled's page cache: the daemon reads the store once at start, then
-/// writes; 64 MiB holds the pages those writes touch.
-const DEFAULT_STORE_CACHE_MB: i64 = 64;
+/// writes. 64 MiB was about 1.3 KB an agent at 50,000 agents (the store
+/// outgrows it); 8 MiB keeps the pages recent writes touch (see
+/// BENCHMARKS.md for the rates measured with each).
+const DEFAULT_STORE_CACHE_MB: i64 = 8;
 const MAX_STORE_CACHE_MB: i64 = 1024 * 1024;
 const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_WEBHOOK_MAX_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);

@@ -131,8 +131,16 @@ impl Engine {
             return Ok(AgentKey(slot));
         }
         let slot = u32::try_from(self.agents.len()).map_err(|_| EngineError::Full)?;
+        grow_by_an_eighth(&mut self.agents);
         self.agents.push(Some(state));
         Ok(AgentKey(slot))
+    }
+
+    /// Makes room for `more` agents at once (a restore knows how many),
+    /// so the agents' storage is not grown by doubling past what it needs.
+    pub fn reserve(&mut self, more: usize) {
+        self.agents
+            .reserve_exact(more.saturating_sub(self.free.len()));
     }
 
     /// An agent's state as plain data, for the store.
@@ -692,6 +700,16 @@ impl Engine {
             self.timers.schedule(key.0, at, &mut state.wake_at);
         }
         Ok(())
+    }
+}
+
+/// Makes room for one more element in a vector of per-agent slots, by an
+/// eighth of its length rather than by doubling: with hundreds of bytes a
+/// slot, doubling leaves up to half the memory of every agent unused (tens
+/// of MB at 50,000 agents). Still amortised O(1) a push.
+pub(crate) fn grow_by_an_eighth<T>(slots: &mut Vec<T>) {
+    if slots.len() == slots.capacity() {
+        slots.reserve_exact((slots.len() / 8).max(64));
     }
 }
 

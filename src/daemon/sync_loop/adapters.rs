@@ -108,6 +108,7 @@ impl<S: Store> SyncLoop<S> {
         };
         let full = matches!(update, DirectoryUpdate::Replace { .. });
         let (changed, mut removed) = self.directory.apply(update);
+        self.directory_changed(full, &changed);
         if full {
             // After a full read, a linked user the directory does not have
             // is gone, whether or not this process ever saw it.

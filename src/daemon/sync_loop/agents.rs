@@ -30,22 +30,26 @@ pub(super) struct AgentEntry {
     pub(super) key: Option<AgentKey>,
     pub(super) routable: Option<bool>,
     /// Waiting for a Teams user another agent holds: the user's id and
-    /// that agent. Worked out again at every directory update.
-    pub(super) conflict: Option<(String, String)>,
+    /// that agent. Worked out again when the directory changes that user or
+    /// the user is let go. Boxed: rare, and a pointer when absent.
+    pub(super) conflict: Option<Box<(String, String)>>,
     /// The stored record carries the router's state for the agent (the
     /// router changed it, or it was stored so before a restart).
     pub(super) routing_stored: bool,
 }
 
 impl AgentEntry {
-    pub(super) fn new(record: AgentRecord) -> Self {
-        AgentEntry {
+    /// A new entry, boxed as the loop's map holds it: its nodes then hold
+    /// a pointer per agent rather than the whole entry, which keeps the
+    /// room a node leaves unused small.
+    pub(super) fn new(record: AgentRecord) -> Box<Self> {
+        Box::new(AgentEntry {
             record,
             key: None,
             routable: None,
             conflict: None,
             routing_stored: false,
-        }
+        })
     }
 }
 
@@ -156,7 +160,7 @@ impl<S: Store> SyncLoop<S> {
             )),
             None => AgentSync::Unlinked {
                 profile: self.profile_for(&entry.record).1,
-                conflict: entry.conflict.clone(),
+                conflict: entry.conflict.as_deref().cloned(),
             },
         };
         Ok(AgentState {

@@ -170,6 +170,7 @@ impl<S: Store> SyncLoop<S> {
                 })?;
             self.absorb(now, out);
         }
+        self.note_waiting(id);
         Ok(())
     }
 
@@ -181,7 +182,9 @@ impl<S: Store> SyncLoop<S> {
         let mut out = Vec::new();
         self.router.remove_agent(now, id, &mut out);
         // Gone before its decisions are absorbed: no status is set for it.
-        self.agents.remove(id);
+        if let Some(entry) = self.agents.remove(id) {
+            self.waiting.remove(id, &entry.record.teams_user);
+        }
         self.absorb_routing(now, out);
         self.step.dirty.remove(id);
         self.step.deleted.insert(id.to_string());

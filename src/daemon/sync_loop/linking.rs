@@ -1,7 +1,11 @@
 //! Linking agents to Teams users: linking and attaching an agent to the
-//! engine, detaching it, linking the agents waiting for their user, and
-//! the conflict when another agent holds that user.
+//! engine, detaching it, linking the agents waiting for their user (found
+//! through [`Waiting`], by the name each waits for), and the conflict when
+//! another agent holds that user.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::directory::DirectoryRecord;
 use crate::events::{AgentLinked, EventData, LinkConflict};
 use crate::store::{CcReport, Store};
 use crate::sync::{AgentSnapshot, Decision};
@@ -47,6 +51,7 @@ impl<S: Store> SyncLoop<S> {
         };
         let (pid, _) = self.profile_for(&entry.record);
         let user_id = entry.record.teams_user_id.clone().unwrap_or_default();
+        let teams_user = entry.record.teams_user.clone();
         let cc = entry.record.cc_status.clone();
         let mut out = Vec::new();
         let key = match snapshot {
@@ -76,7 +81,12 @@ impl<S: Store> SyncLoop<S> {
                 &mut out,
             );
         }
-        self.step.dirty.insert(id.to_string());
+        self.waiting.remove(id, &teams_user);
+        // Restored from a stored snapshot, the record is as stored: only
+        // what restoring decides (absorbed below) makes it dirty.
+        if snapshot.is_none() {
+            self.step.dirty.insert(id.to_string());
+        }
         self.step.poll_changed = true;
         self.absorb(now, out);
     }
@@ -101,6 +111,7 @@ impl<S: Store> SyncLoop<S> {
         }
         let user_id = entry.record.teams_user_id.take();
         entry.record.sync = None;
+        self.waiting.insert(id, &entry.record.teams_user);
         let mut out = Vec::new();
         let _ = self.engine.remove_agent(now, key, &mut out);
         // The hand-back write goes out with the agent's old user id.
@@ -120,6 +131,8 @@ impl<S: Store> SyncLoop<S> {
         self.by_key.remove(&key);
         if let Some(user) = user_id {
             self.by_user.remove(&user);
+            // Another agent may wait for the user let go.
+            self.waiting.released.push(user);
         }
         if self.outbox_agents.remove(id) {
             self.step.outbox.push((id.to_string(), None));
@@ -129,21 +142,45 @@ impl<S: Store> SyncLoop<S> {
     }
 
     /// Agents waiting for their Teams user: links those the directory has
-    /// and nobody holds; says why of those another agent holds.
+    /// and nobody holds; says why of those another agent holds. Only the
+    /// agents that can have moved are looked at: those waiting for a user
+    /// let go since the last call or for a name the directory now gives
+    /// (after a full directory read, every agent waiting).
     pub(super) fn link_waiting(&mut self, now: Timestamp) {
-        // Every agent linked (the usual case): nobody waits, no scan.
-        if self.by_key.len() >= self.agents.len() {
+        let released = std::mem::take(&mut self.waiting.released);
+        let named = std::mem::take(&mut self.waiting.named);
+        let everyone = std::mem::take(&mut self.waiting.everyone);
+        if self.waiting.is_empty() {
             return;
         }
-        let waiting: Vec<(String, String)> = self
-            .agents
-            .values()
-            .filter(|e| e.key.is_none())
-            .filter_map(|e| {
-                let user = self.directory.find(&e.record.teams_user)?;
-                Some((e.record.id.clone(), user.id.to_ascii_lowercase()))
-            })
-            .collect();
+        // (name, agent) pairs to look at.
+        let candidates: Vec<(String, String)> = if everyone {
+            self.waiting.pairs().collect()
+        } else {
+            let mut names: BTreeSet<String> = named.into_iter().collect();
+            for user in released {
+                names.extend(directory_names(self.directory.get(&user)));
+            }
+            names
+                .iter()
+                .flat_map(|name| self.waiting.pairs_for(name))
+                .collect()
+        };
+        // In the agents' order, as a scan of them all would find them.
+        let mut waiting = BTreeMap::new();
+        for (name, id) in candidates {
+            let entry = self.agents.get(&id);
+            let still =
+                entry.filter(|e| e.key.is_none() && e.record.teams_user.to_lowercase() == name);
+            let Some(entry) = still else {
+                // Linked, renamed or deleted since: not waiting under this name.
+                self.waiting.remove(&id, &name);
+                continue;
+            };
+            if let Some(user) = self.directory.find(&entry.record.teams_user) {
+                waiting.insert(id, user.id.to_ascii_lowercase());
+            }
+        }
         for (id, user_id) in waiting {
             // Two agents may wait for the same user: the first one takes it,
             // the others are told who has it.
@@ -154,6 +191,33 @@ impl<S: Store> SyncLoop<S> {
         }
     }
 
+    /// Notes agent `id` as waiting for its Teams user if it is not linked
+    /// (after a `PUT` that left it so).
+    pub(super) fn note_waiting(&mut self, id: &str) {
+        if let Some(entry) = self.agents.get(id)
+            && entry.key.is_none()
+        {
+            self.waiting.insert(id, &entry.record.teams_user);
+        }
+    }
+
+    /// The directory changed these users (`full`: it was read whole): the
+    /// agents waiting for one of their names are looked at by the next
+    /// [`SyncLoop::link_waiting`].
+    pub(super) fn directory_changed(&mut self, full: bool, users: &[String]) {
+        if full {
+            self.waiting.everyone = true;
+            // A full read is a burst of its own: its memory is given back
+            // once it is over (see `step.rs`).
+            self.churn_since_trim = self.churn_since_trim.saturating_add(users.len());
+            return;
+        }
+        for user in users {
+            let names = directory_names(self.directory.get(user));
+            self.waiting.named.extend(names);
+        }
+    }
+
     /// Records that `id` waits for a Teams user `holder` has; an event and
     /// a log line the first time, as a `PUT` naming that user gets a 409.
     pub(super) fn link_conflict(&mut self, now: Timestamp, id: &str, user_id: &str, holder: &str) {
@@ -161,10 +225,10 @@ impl<S: Store> SyncLoop<S> {
             return;
         };
         let conflict = (user_id.to_string(), holder.to_string());
-        if entry.conflict.as_ref() == Some(&conflict) {
+        if entry.conflict.as_deref() == Some(&conflict) {
             return;
         }
-        entry.conflict = Some(conflict);
+        entry.conflict = Some(Box::new(conflict));
         let teams_user = entry.record.teams_user.clone();
         tracing::warn!(
             agent = %id, teams_user = %teams_user, held_by = %holder,
@@ -179,5 +243,74 @@ impl<S: Store> SyncLoop<S> {
                 held_by: holder.to_string(),
             }),
         );
+    }
+}
+
+/// The names under which the directory finds a user (its UPN and mail),
+/// as [`Waiting`] keys them.
+fn directory_names(user: Option<&DirectoryRecord>) -> Vec<String> {
+    let Some(user) = user else {
+        return Vec::new();
+    };
+    [user.user_principal_name(), user.mail()]
+        .into_iter()
+        .flatten()
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The agents not linked, by the name they wait for (their `teams_user`,
+/// lowercased as the directory looks names up), and what may have freed
+/// or named a user for them since the last look: users let go, names the
+/// directory now gives, or a full directory read. Entries are checked
+/// against the agent when looked up, so one the agent has moved away from
+/// since (linked, renamed, deleted) is harmless and dropped then.
+#[derive(Debug, Default)]
+pub(super) struct Waiting {
+    by_name: HashMap<String, BTreeSet<String>>,
+    /// Teams users let go (unlinked or deleted agents).
+    pub(super) released: Vec<String>,
+    /// Names the directory added or changed.
+    pub(super) named: Vec<String>,
+    /// The directory was read whole: everyone waiting is looked at.
+    pub(super) everyone: bool,
+}
+
+impl Waiting {
+    pub(super) fn insert(&mut self, id: &str, teams_user: &str) {
+        self.by_name
+            .entry(teams_user.to_lowercase())
+            .or_default()
+            .insert(id.to_string());
+    }
+
+    pub(super) fn remove(&mut self, id: &str, teams_user: &str) {
+        let name = teams_user.to_lowercase();
+        if let Some(ids) = self.by_name.get_mut(&name) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_name.remove(&name);
+            }
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Every (name, agent) pair.
+    fn pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.by_name
+            .iter()
+            .flat_map(|(name, ids)| ids.iter().map(move |id| (name.clone(), id.clone())))
+    }
+
+    /// The (name, agent) pairs of one name.
+    fn pairs_for<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (String, String)> + 'a {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(move |id| (name.to_string(), id.clone()))
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::config::RoutingConfig;
 use crate::routing::Router;
 use crate::store::{Loaded, MetaKey, Store};
-use crate::sync::{AgentKey, AgentSnapshot, Engine, EngineError, Settings, WriteId};
+use crate::sync::{AgentSnapshot, Engine, EngineError, Settings, WriteId};
 use crate::time::Timestamp;
 
 use super::directory::DirectoryIndex;
@@ -67,14 +67,23 @@ pub struct SyncLoop<S: Store> {
     router: Router,
     routing: RoutingConfig,
     mappings: MappingSet,
-    agents: BTreeMap<String, AgentEntry>,
-    by_key: HashMap<AgentKey, String>,
+    agents: BTreeMap<String, Box<AgentEntry>>,
+    by_key: linked_users::KeyedAgents,
     by_user: linked_users::LinkedUsers,
+    /// The agents not linked, by the name they wait for.
+    waiting: linking::Waiting,
     directory: DirectoryIndex,
     /// Writes on their way: whether each renews a session or carries a
     /// change, and when the change it carries was first reported.
     writes_out: HashMap<WriteId, (WritePurpose, Option<Timestamp>)>,
     outbox_agents: BTreeSet<String>,
+    /// The routing state as last stored (router-wide and per queue), so a
+    /// commit writes it only when it changed: a start reinstalls the
+    /// queues and would otherwise rewrite it every time.
+    routing_meta: BTreeMap<MetaKey, String>,
+    /// Agent records written (and directory users read whole) since the
+    /// allocator last gave memory back; see `step.rs`.
+    churn_since_trim: usize,
     store: Arc<S>,
     out: Outputs,
     step: Step,
@@ -121,17 +130,27 @@ impl<S: Store> SyncLoop<S> {
         });
         let contacts = loaded.contacts;
         let queue_memories = loaded.routing_queues;
+        let mut routing_meta = BTreeMap::new();
+        if let Some(text) = &router_globals {
+            routing_meta.insert(MetaKey::Routing, text.clone());
+        }
+        for (queue, text) in &queue_memories {
+            routing_meta.insert(MetaKey::RoutingQueue(queue.clone()), text.clone());
+        }
         let mut me = SyncLoop {
             engine,
             router: Router::new(Vec::new(), 0),
             routing: routing.clone(),
             mappings,
             agents: BTreeMap::new(),
-            by_key: HashMap::new(),
+            by_key: linked_users::KeyedAgents::default(),
             by_user: linked_users::LinkedUsers::default(),
+            waiting: linking::Waiting::default(),
             directory: DirectoryIndex::default(),
             writes_out: HashMap::new(),
             outbox_agents: loaded.outbox.iter().map(|o| o.agent_id.clone()).collect(),
+            routing_meta,
+            churn_since_trim: 0,
             store,
             out,
             step: Step::default(),
@@ -140,11 +159,10 @@ impl<S: Store> SyncLoop<S> {
         };
         let now = me.clock.now();
         // The engine and the router take each agent's state; the entries
-        // keep the settings only.
+        // keep the settings only. Each record is taken apart as it comes,
+        // so no second copy of every agent is held at once.
         let mut routing_states = HashMap::new();
-        // The stored sync states, until the agents restored exactly as
-        // stored are known (below); then dropped.
-        let mut stored_sync = HashMap::new();
+        me.engine.reserve(loaded.agents.len());
         for mut record in loaded.agents {
             let id = record.id.clone();
             let snapshot: Option<Box<AgentSnapshot>> = record.sync.take();
@@ -156,18 +174,20 @@ impl<S: Store> SyncLoop<S> {
                 None => false,
             };
             let linked = record.teams_user_id.is_some();
-            me.agents.insert(
-                id.clone(),
-                AgentEntry {
-                    routing_stored,
-                    ..AgentEntry::new(record)
-                },
-            );
+            let mut entry = AgentEntry::new(record);
+            entry.routing_stored = routing_stored;
+            me.agents.insert(id.clone(), entry);
             if linked {
+                // Restored from its snapshot, an agent is written again only
+                // when restoring decided something for it (a write owed, an
+                // event): what else restoring derives (a debounce that has
+                // ended, a fresh echo window) is derived again from the same
+                // record at the next start, so writing it would only grow
+                // the store. One whose state did not read starts afresh and
+                // is written.
                 me.attach(now, &id, snapshot.as_deref());
-            }
-            if let Some(snapshot) = snapshot {
-                stored_sync.insert(id, snapshot);
+            } else {
+                me.waiting.insert(&id, &me.agents[&id].record.teams_user);
             }
         }
         // The router, with each agent's gate as its restored view shows it;
@@ -220,35 +240,9 @@ impl<S: Store> SyncLoop<S> {
                 "sending Teams writes owed from before the restart"
             );
         }
-        // Attaching marks every agent changed; those the engine restored
-        // exactly as stored are not written again (a start would otherwise
-        // rewrite every agent and grow the store by its size each time).
-        let unchanged: Vec<String> = me
-            .step
-            .dirty
-            .iter()
-            .filter(|id| me.restored_as_stored(id, &stored_sync))
-            .cloned()
-            .collect();
-        drop(stored_sync);
-        for id in &unchanged {
-            me.step.dirty.remove(id);
-        }
         me.step.poll_changed = true;
         me.publish_status();
         Ok(me)
-    }
-
-    /// True when the engine's state for agent `id` is what its stored
-    /// record already holds (`stored`), as the commit would write it.
-    fn restored_as_stored(&self, id: &str, stored: &HashMap<String, Box<AgentSnapshot>>) -> bool {
-        let Some(key) = self.agents.get(id).and_then(|e| e.key) else {
-            return false;
-        };
-        match (self.engine.snapshot(key).ok(), stored.get(id)) {
-            (Some(now), Some(before)) => now == **before,
-            _ => false,
-        }
     }
 
     /// Commits what restoring decided (called once before serving), then
@@ -273,3 +267,27 @@ fn give_back_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// glibc's arenas for the daemon when the environment sets none
+/// (`MALLOC_ARENA_MAX`, which glibc reads itself). By default glibc gives
+/// each thread that allocates under contention an arena of its own, up to
+/// eight per core, and an arena keeps what was freed in it: the store's
+/// commits run on tokio's blocking threads, one after the other on
+/// whichever is free, so their buffers end up spread over many arenas that
+/// each hold on to their peak. Two arenas keep the daemon's memory close to
+/// what it uses (measured in BENCHMARKS.md) at no cost its two or so busy
+/// threads would notice. Call it first, before any thread is started.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets one of glibc's allocator parameters; it
+        // takes no pointers, and is called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        }
+    }
+}
+
+/// See [`limit_malloc_arenas`].
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_ARENAS: libc::c_int = 2;

@@ -488,11 +488,78 @@ async fn the_routing_gate_follows_the_engine_view() {
     assert_eq!(h.committed(kind::AGENT_ROUTABLE_CHANGED).len(), 1);
 }
 
+#[tokio::test]
+async fn an_agent_waiting_for_a_held_user_takes_it_once_let_go() {
+    let mut h = Harness::new().await;
+    h.directory(DirectoryUpdate::Replace {
+        users: vec![user(USER_B, "bob@example.com")],
+        delta_link: None,
+    })
+    .await;
+    assert!(h.put("a1", settings(USER_A)).await.is_ok());
+    let waiting = |name: &str| AgentSettings {
+        auto_link: true,
+        ..settings(name)
+    };
+    // Waiting for Ann (by a name the directory does not give yet; a1 holds
+    // her by her object id), and for a name nobody has.
+    assert!(h.put("a2", waiting("ANN@example.com")).await.is_ok());
+    assert!(h.put("a3", waiting("carl@example.com")).await.is_ok());
+    h.directory(DirectoryUpdate::Changes {
+        changed: vec![user(USER_A, "ann@example.com")],
+        removed: Vec::new(),
+        delta_link: "d1".into(),
+    })
+    .await;
+    // Ann comes into the directory: a2 is told a1 holds her.
+    assert_eq!(h.committed(kind::AGENT_LINK_CONFLICT).len(), 1);
+    // a1 moves to Bob: Ann is let go, and a2 takes her.
+    assert!(h.put("a1", settings(USER_B)).await.is_ok());
+    let linked: Vec<Option<String>> = h
+        .committed(kind::AGENT_LINKED)
+        .into_iter()
+        .map(|e| e.agent_id)
+        .collect();
+    assert_eq!(
+        linked,
+        [Some("a1".into()), Some("a1".into()), Some("a2".into())]
+    );
+    assert_eq!(h.sync.by_user.get(USER_A).map(String::as_str), Some("a2"));
+    // a2 is deleted: Ann is free again, and nobody waits for her.
+    let id = "a2".to_string();
+    let deleted = h.ask(|reply| Command::DeleteAgent { id, reply }).await;
+    assert_eq!(deleted, Ok(()));
+    assert!(h.sync.by_user.get(USER_A).is_none());
+    // Carl comes into the directory: a3 is linked to him, and nothing else moves.
+    h.directory(DirectoryUpdate::Changes {
+        changed: vec![user(
+            "00000000-0000-0000-0000-0000000000c3",
+            "carl@example.com",
+        )],
+        removed: Vec::new(),
+        delta_link: "d2".into(),
+    })
+    .await;
+    assert_eq!(h.committed(kind::AGENT_LINKED).len(), 4);
+    assert_eq!(
+        h.sync
+            .by_user
+            .get("00000000-0000-0000-0000-0000000000c3")
+            .map(String::as_str),
+        Some("a3")
+    );
+    // Nobody is left waiting, and the index holds nobody either.
+    assert!(h.sync.agents.values().all(|e| e.key.is_some()));
+    h.sync.link_waiting(h.clock.now());
+    assert!(h.sync.waiting.is_empty(), "{:?}", h.sync.waiting);
+}
+
 /// The harness's store, keeping the ids of the agent records each commit
 /// wrote.
 struct Recording {
     inner: Arc<MemoryStore>,
     agents_written: Mutex<Vec<Vec<String>>>,
+    meta_written: Mutex<Vec<crate::store::MetaKey>>,
 }
 
 impl Recording {
@@ -516,6 +583,10 @@ impl Store for Recording {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(batch.agents.iter().map(|(id, _)| id.clone()).collect());
+        self.meta_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(batch.meta.iter().map(|(key, _)| key.clone()));
         self.inner.commit(batch)
     }
     fn events_after(
@@ -561,6 +632,11 @@ impl Store for Recording {
 /// A restart over the harness's store: restores, commits what restoring
 /// decided, and returns the agent records each commit wrote.
 async fn restart(h: &Harness, loaded: Loaded) -> Vec<Vec<String>> {
+    restart_recording(h, loaded).await.written()
+}
+
+/// [`restart`], returning the store that recorded what was written.
+async fn restart_recording(h: &Harness, loaded: Loaded) -> Arc<Recording> {
     let mappings = test_mappings();
     let metrics = test_metrics();
     let out = Outputs {
@@ -574,6 +650,7 @@ async fn restart(h: &Harness, loaded: Loaded) -> Vec<Vec<String>> {
     let store = Arc::new(Recording {
         inner: Arc::clone(&h.store),
         agents_written: Mutex::new(Vec::new()),
+        meta_written: Mutex::new(Vec::new()),
     });
     let mut sync = match SyncLoop::restore_with_clock(
         Settings::default(),
@@ -588,7 +665,7 @@ async fn restart(h: &Harness, loaded: Loaded) -> Vec<Vec<String>> {
         Err(e) => panic!("the loop does not restore: {e}"),
     };
     assert_eq!(sync.commit_initial().await, Ok(()));
-    store.written()
+    store
 }
 
 #[tokio::test]
@@ -644,6 +721,65 @@ async fn a_restart_writes_only_the_agents_whose_state_changed() {
     // The next restart finds it as stored again.
     let again = restart(&h, load(&h)).await;
     assert!(!again.concat().contains(&id), "rewrote {again:?}");
+}
+
+#[tokio::test]
+async fn a_restart_after_a_debounce_that_decided_nothing_writes_no_agent_for_it() {
+    let mut h = Harness::new().await;
+    let agents = 12;
+    for n in 0..agents {
+        assert!(
+            h.put(&format!("a{n}"), settings(&object_id(n)))
+                .await
+                .is_ok()
+        );
+        assert!(h.report(&format!("a{n}"), "Available").await.is_ok());
+    }
+    // Teams shows each user available: a change the engine takes in (an
+    // event, the agent written), then a debounce that ends without a
+    // decision (no rule for `Available`): nothing is written for it.
+    let reads = (0..agents)
+        .map(|n| presence_read(&object_id(n), "Available", "Available"))
+        .collect();
+    assert_eq!(h.step(reads).await, Ok(()));
+    h.clock.advance(Duration::from_secs(5));
+    assert_eq!(h.step(Vec::new()).await, Ok(()));
+    let stored = match h.store.load() {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(stored.outbox.is_empty(), "no write owed");
+    // The engine's state moved on since the last commit (the debounce
+    // ended); restoring derives the same again, so no agent is rewritten.
+    let first = restart(&h, stored.clone()).await;
+    assert!(first.concat().is_empty(), "rewrote {first:?}");
+    let again = restart(&h, stored).await;
+    assert!(again.concat().is_empty(), "rewrote {again:?}");
+}
+
+#[tokio::test]
+async fn a_start_rewrites_the_routing_state_only_when_it_changed() {
+    let h = Harness::new().await;
+    let load = |h: &Harness| match h.store.load() {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    };
+    // The first start stored the router-wide state (its seed).
+    let stored = match h.store.meta(&crate::store::MetaKey::Routing) {
+        Ok(Some(text)) => text,
+        other => panic!("no routing state stored: {other:?}"),
+    };
+    let again = restart_recording(&h, load(&h)).await;
+    let meta = again
+        .meta_written
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    assert!(meta.is_empty(), "rewrote {meta:?}");
+    assert_eq!(
+        h.store.meta(&crate::store::MetaKey::Routing).ok().flatten(),
+        Some(stored)
+    );
 }
 
 fn object_id(i: usize) -> String {

@@ -180,6 +180,13 @@ impl Router {
                 slot
             }
             None => {
+                // Grown by an eighth, not doubled: a slot is hundreds of
+                // bytes, and doubling leaves up to half of them unused.
+                if self.agents.len() == self.agents.capacity() {
+                    let more = (self.agents.len() / 8).max(64);
+                    self.agents.reserve_exact(more);
+                    self.hot.reserve_exact(more);
+                }
                 self.agents.push(Some(agent));
                 self.hot.push(Hot::default());
                 self.agents.len() - 1

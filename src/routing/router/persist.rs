@@ -108,6 +108,8 @@ impl Router {
         let mut router = Router::new(Vec::new(), globals.rng);
         router.next_serial = globals.next_serial.max(1);
         router.install_queues(queues, &globals.queues);
+        router.agents.reserve_exact(agents.len());
+        router.hot.reserve_exact(agents.len());
         let mut slots = Vec::new();
         for (id, spec, state, gate) in agents {
             let wakes = [state.wrap_until, state.backoff_until];

@@ -32,7 +32,7 @@ use crate::store::{AgentRecord, SCHEMA_VERSION, StoreError};
 /// sled's page cache bound unless the config sets `[store] cache_mb`; the
 /// daemon's working set is small and sled's default (1 GiB) would let it
 /// hold far more than it needs.
-const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The files sled 0.34 keeps in its directory; a non-empty directory without
 /// them is not a store and is never handed to sled (which would write into it).

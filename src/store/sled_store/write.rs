@@ -95,6 +95,9 @@ impl SledStore {
     /// Drops from the oldest event on while events are older than `before`,
     /// stopping at the first that is not, so the kept log stays one unbroken
     /// range of seqs. The next seq is untouched: seqs are never reused.
+    /// Reads only the old events and, when there are some, the newer ones as
+    /// far as `keep_at_least`: when nothing is old enough (the usual case at
+    /// a start) that is one event, not the whole log.
     pub(super) fn prune(
         &self,
         before: DateTime<Utc>,
@@ -102,21 +105,35 @@ impl SledStore {
     ) -> Result<usize, StoreError> {
         let _commits_held = self.lock();
         self.withdraw_clean_mark()?;
-        let range = || EVENT.to_vec()..keys::family_end(EVENT);
-        let kept = self.db.range(range()).count();
-        let may_drop = kept.saturating_sub(keep_at_least);
-        let mut deletes = sled::Batch::default();
-        let mut dropped = 0;
-        for item in self.db.range(range()).take(may_drop) {
+        let mut events = self.db.range(EVENT.to_vec()..keys::family_end(EVENT));
+        let mut old = Vec::new();
+        // Events kept after the old ones, counted as far as `keep_at_least`.
+        let mut newer = 0;
+        for item in events.by_ref() {
             let (key, value) = item.map_err(|e| self.sled_error(e))?;
             let event: Event = decode(&self.dir, &key, &value)?;
             if event.time >= before {
+                newer = 1;
                 break;
             }
-            deletes.remove(key);
-            dropped += 1;
+            old.push(key);
         }
+        if old.is_empty() {
+            return Ok(0);
+        }
+        while newer < keep_at_least {
+            match events.next().transpose().map_err(|e| self.sled_error(e))? {
+                Some(_) => newer += 1,
+                None => break,
+            }
+        }
+        let keep_of_old = keep_at_least.saturating_sub(newer);
+        let dropped = old.len().saturating_sub(keep_of_old);
         if dropped > 0 {
+            let mut deletes = sled::Batch::default();
+            for key in old.into_iter().take(dropped) {
+                deletes.remove(key);
+            }
             self.db
                 .apply_batch(deletes)
                 .map_err(|e| self.sled_error(e))?;
