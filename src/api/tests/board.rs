@@ -111,6 +111,8 @@ fn only_reads_take_the_viewer_token_and_the_document_says_so() {
             "/v1/agents/{agent_id}",
             "/v1/board/stream",
             "/v1/contacts/{contact_id}",
+            "/v1/directory",
+            "/v1/directory/{user_id}",
             "/v1/health",
             "/v1/queues",
             "/v1/queues/{queue}",

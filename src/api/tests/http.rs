@@ -543,7 +543,8 @@ async fn openapi_document_is_served_without_a_token() {
 async fn raw_exchange(api: &Api, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(api.addr).await.unwrap();
-    socket.write_all(request).await.unwrap();
+    // The server may answer and close before reading a request it refuses.
+    let _ = socket.write_all(request).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(super::DEADLINE, socket.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
@@ -558,7 +559,7 @@ async fn requests_hyper_cannot_read_are_answered_in_the_error_shape() {
     );
     let huge_header = format!(
         "GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
-        "p".repeat(500_000)
+        "p".repeat(1_000_000)
     );
     for (request, status, code) in [
         (long_path.into_bytes(), "414", "uri_too_long"),
