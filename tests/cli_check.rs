@@ -439,3 +439,34 @@ fn check_store_on_a_demo_state_directory_names_the_store_inside_it() {
     );
     assert!(!text.contains("failed its check"), "{text}");
 }
+
+/// A viewer token equal to the API token would write as the API token
+/// does: `check` refuses it on the key that names it, and says it of no
+/// other token.
+#[test]
+fn a_viewer_token_equal_to_the_api_token_is_refused() {
+    let Some(profiles) = shipped_profiles() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &profiles);
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "token_file = \"api-token\"\n",
+        "token_file = \"api-token\"\nviewer_token_file = \"viewer-token\"\n",
+    );
+    fs::write(&config, text).unwrap();
+    fs::write(dir.path().join("viewer-token"), "dummy-viewer-token\n").unwrap();
+    let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "{}", stdout(&output));
+
+    fs::write(dir.path().join("viewer-token"), "dummy-api-token\n").unwrap();
+    let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    let expected = format!(
+        "{}:8:1: the viewer token is the same as the API token",
+        config.display()
+    );
+    assert!(out.lines().any(|l| l.starts_with(&expected)), "{out}");
+    assert!(!out.contains("dummy-api-token"), "{out}");
+}

@@ -185,7 +185,14 @@ mod tests {
         ] {
             assert!(!js.contains(sink), "board.js uses {sink}");
         }
-        // The token travels in a header, never in a URL.
+        // The token travels in a header, never in a URL: its input has no
+        // name, so not even a form sent without the script (which the CSP's
+        // `form-action 'none'` stops too) could carry it.
+        assert!(html.contains(r#"<input id="token" type="password""#));
+        for input in html.split("<input").skip(1) {
+            let tag = input.split('>').next().unwrap_or_default();
+            assert!(!tag.contains(" name="), "a named input: <input{tag}>");
+        }
         assert!(js.contains("Authorization"));
         assert!(!js.contains("?token") && !js.contains("&token"));
     }
