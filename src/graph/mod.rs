@@ -13,6 +13,7 @@
 //! | the presence poller and its schedule | [`poller`] |
 //! | the adapter's clock (testable time) | [`clock`] |
 //! | how a call failed | [`error`] |
+//! | permissions needed, granted and missing; Graph's 403s | [`permissions`] |
 //! | what the request path sent, for metrics (calls, budget used) | [`call_stats`] |
 //!
 //! [`GraphClient`] ties them together; every call it makes goes through the
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod directory;
 pub mod error;
 pub mod model;
+pub mod permissions;
 pub mod poller;
 pub mod presence;
 pub mod throttle;

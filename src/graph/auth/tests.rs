@@ -33,7 +33,11 @@ fn entra_refusals_are_classified_by_aadsts_code() {
     assert_eq!(kind(&[], "invalid_scope"), "invalid_scope");
     assert_eq!(kind(&[65001], "invalid_grant"), "consent_missing");
     assert_eq!(kind(&[700027], "invalid_client"), "invalid_certificate");
-    assert_eq!(kind(&[90002], "invalid_request"), "rejected");
+    assert_eq!(kind(&[90002], "invalid_request"), "tenant_not_found");
+    assert_eq!(kind(&[900023], "invalid_request"), "tenant_not_found");
+    assert_eq!(kind(&[700024], "invalid_client"), "assertion_expired");
+    assert_eq!(kind(&[7000112], "unauthorized_client"), "app_disabled");
+    assert_eq!(kind(&[50000], "server_error"), "rejected");
     let error = AuthError::classify(401, rejection(&[7000222], "invalid_client"));
     let text = error.to_string();
     assert!(
@@ -44,6 +48,30 @@ fn entra_refusals_are_classified_by_aadsts_code() {
         !text.contains("Correlation ID: c\r"),
         "only the first line: {text}"
     );
+}
+
+/// Each class's operator message names the fix, in the full text and in
+/// the summary `/readyz` shows.
+#[test]
+fn each_refusal_names_its_fix() {
+    let cases: [(u64, &str, &str); 9] = [
+        (7000222, "invalid_client", "new secret"),
+        (7000215, "invalid_client", "secret's value"),
+        (700027, "invalid_client", "upload"),
+        (700024, "invalid_client", "clock"),
+        (700016, "unauthorized_client", "graph.client_id"),
+        (7000112, "unauthorized_client", "enable"),
+        (90002, "invalid_request", "graph.tenant_id"),
+        (65001, "invalid_grant", "admin consent"),
+        (70011, "invalid_scope", "graph_base"),
+    ];
+    for (code, error, fix) in cases {
+        let refused = AuthError::classify(400, rejection(&[code], error));
+        assert!(refused.to_string().contains(fix), "{code}: {refused}");
+        let summary = refused.summary();
+        assert!(summary.contains(&format!("AADSTS{code}")), "{summary}");
+        assert!(!summary.contains("trace id"), "{summary}");
+    }
 }
 
 #[test]
