@@ -86,6 +86,11 @@ struct SimArgs {
     /// Scripted changes per user per hour.
     #[arg(long, value_name = "PER_USER_PER_HOUR", default_value_t = 6.0)]
     script_rate: f64,
+    /// The application roles granted to the app, comma-separated (an empty
+    /// value grants none); default: every role the daemon uses. Change them
+    /// later with `POST /_sim/roles`.
+    #[arg(long, value_name = "ROLES", value_delimiter = ',')]
+    grant: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +287,10 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
             seed: args.seed,
             scripted: args.script,
             script_rate: args.script_rate,
+            roles: match &args.grant {
+                Some(roles) => roles.clone(),
+                None => SimOptions::default().roles,
+            },
             ..SimOptions::default()
         };
         let handle = sim::spawn(options).await?;
@@ -302,6 +311,15 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
                 format!("{} per 30 s", args.budget)
             },
             args.script
+        );
+        let roles = handle.roles();
+        println!(
+            "  granted roles:  {}",
+            if roles.is_empty() {
+                "none".to_string()
+            } else {
+                roles.join(", ")
+            }
         );
         println!("Ctrl-C stops it.");
         tokio::signal::ctrl_c()

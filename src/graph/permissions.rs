@@ -337,7 +337,11 @@ pub fn consent_url(login_base: &str, tenant: &str, client_id: &str) -> String {
         tenant
     );
     url.push_str("?client_id=");
-    url.extend(client_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-'));
+    url.extend(
+        client_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-'),
+    );
     url
 }
 
@@ -411,7 +415,8 @@ mod tests {
 
     #[test]
     fn roles_are_read_from_the_token_and_a_token_without_them_has_none() {
-        let token = jwt(serde_json::json!({"aud": "x", "roles": ["Presence.Read.All", "User.Read.All"]}));
+        let token =
+            jwt(serde_json::json!({"aud": "x", "roles": ["Presence.Read.All", "User.Read.All"]}));
         assert_eq!(
             granted_roles(&token),
             roles(&["Presence.Read.All", "User.Read.All"])
@@ -462,7 +467,11 @@ mod tests {
     #[test]
     fn the_consent_url_follows_the_cloud() {
         assert_eq!(
-            consent_url("https://login.microsoftonline.us/", "contoso.onmicrosoft.com", "1234-ab"),
+            consent_url(
+                "https://login.microsoftonline.us/",
+                "contoso.onmicrosoft.com",
+                "1234-ab"
+            ),
             "https://login.microsoftonline.us/contoso.onmicrosoft.com/adminconsent?client_id=1234-ab"
         );
     }
@@ -486,7 +495,10 @@ mod tests {
         for p in Permission::ALL {
             assert_eq!(Permission::parse(p.as_str()), Some(p));
         }
-        assert_eq!(Permission::parse(" presence.read.all "), Some(Permission::PresenceReadAll));
+        assert_eq!(
+            Permission::parse(" presence.read.all "),
+            Some(Permission::PresenceReadAll)
+        );
         assert_eq!(Permission::parse("Mail.Send"), None);
     }
 }

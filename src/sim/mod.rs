@@ -67,6 +67,9 @@ pub struct SimOptions {
     /// (PKCS#1 DER). Without it, assertions are refused as Entra refuses
     /// them for an app with no certificate.
     pub certificate: Option<(Vec<u8>, Vec<u8>)>,
+    /// The application roles granted to the app (admin consent); by
+    /// default every one the daemon uses ([`auth::DEFAULT_ROLES`]).
+    pub roles: Vec<String>,
 }
 
 impl Default for SimOptions {
@@ -82,6 +85,7 @@ impl Default for SimOptions {
             clock: SimClock::real(),
             domain: "contoso.test".into(),
             certificate: None,
+            roles: auth::DEFAULT_ROLES.iter().map(|r| r.to_string()).collect(),
         }
     }
 }
@@ -155,6 +159,27 @@ impl SimHandle {
             throttled: stats.throttled,
             faults_injected: stats.faults_injected,
         }
+    }
+
+    /// Replaces the roles granted to the app; the next token carries them.
+    pub fn set_roles(&self, roles: &[&str]) {
+        lock(&self.shared.auth).set_roles(roles.iter().map(|r| r.to_string()));
+    }
+
+    /// The roles granted to the app now.
+    pub fn roles(&self) -> Vec<String> {
+        lock(&self.shared.auth).roles().to_vec()
+    }
+
+    /// Requests answered with `status` on endpoints whose label contains
+    /// `endpoint` (e.g. `setPresence`), from the stats.
+    pub fn answered(&self, endpoint: &str, status: u16) -> u64 {
+        lock(&self.shared.stats)
+            .by_endpoint
+            .iter()
+            .filter(|(label, _)| label.contains(endpoint))
+            .filter_map(|(_, by_status)| by_status.get(&status))
+            .sum()
     }
 
     /// The generated users' ids, in creation order.
@@ -251,7 +276,11 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
         base_url.clone(),
         tenant,
         script,
-        Auth::new(registration.clone(), options.token_lifetime),
+        {
+            let mut auth = Auth::new(registration.clone(), options.token_lifetime);
+            auth.set_roles(options.roles.iter().cloned());
+            auth
+        },
         Throttle::new(options.budget),
         options.seed,
     ));
