@@ -5,12 +5,15 @@
 use std::sync::Arc;
 
 use crate::graph::{PollReport, Throttle};
-use crate::metrics::{Counter, DaemonMetrics, MetricsError, Registry};
+use crate::metrics::{Counter, DaemonMetrics, GaugeVec, MetricsError, Registry};
 
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub daemon: DaemonMetrics,
+    /// `presence_sync_graph_permission_missing{permission}`: 1 while a
+    /// permission the config needs is not granted.
+    pub permission_missing: GaugeVec<1>,
     throttle: Arc<Throttle>,
     poll: Arc<PollReport>,
 }
@@ -38,9 +41,15 @@ impl Metrics {
     pub fn new(throttle: Arc<Throttle>, poll: Arc<PollReport>) -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let daemon = DaemonMetrics::register(&registry)?;
+        let permission_missing = registry.gauge_vec(
+            "presence_sync_graph_permission_missing",
+            "1 while an application permission the config needs is not granted to the app (read from the access token's roles)",
+            ["permission"],
+        )?;
         Ok(Metrics {
             registry,
             daemon,
+            permission_missing,
             throttle,
             poll,
         })

@@ -13,12 +13,14 @@
 //! | task names and states, the `Worker` trait and the runner | [`tasks`] |
 //! | every worker the daemon runs | [`workers`] |
 //! | Prometheus metrics | [`metrics`] |
+//! | granted against needed permissions, writes held without them | [`permissions`] |
 //! | signals, systemd notify and the watchdog's liveness check | [`lifecycle`] |
 
 pub mod directory;
 pub mod lifecycle;
 pub mod mappings;
 pub mod metrics;
+pub mod permissions;
 pub mod service;
 pub mod sync_loop;
 pub mod tasks;
@@ -100,6 +102,9 @@ pub struct DaemonOptions {
     pub stop_grace: Duration,
     /// How often retention prunes the event log.
     pub retention_interval: Duration,
+    /// While a needed Graph permission is missing, how often a new token
+    /// is asked for (consent granted meanwhile shows in its roles).
+    pub permission_recheck: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -110,6 +115,7 @@ impl Default for DaemonOptions {
             max_writes_in_flight: 32,
             stop_grace: Duration::from_secs(20),
             retention_interval: Duration::from_secs(3600),
+            permission_recheck: Duration::from_secs(300),
         }
     }
 }
@@ -248,7 +254,20 @@ impl Daemon {
             presences: presence_tx,
             health: health_tx,
         });
+        let (permission_watch, permissions) = permissions::PermissionWatch::new(
+            graph.throttle().tokens().clone(),
+            permissions::uses(&mappings.profiles, &config.routing),
+            crate::graph::permissions::consent_url(
+                &config.graph.login_base,
+                &config.graph.tenant_id,
+                &config.graph.client_id,
+            ),
+            options.permission_recheck,
+            commands_tx.clone(),
+            metrics.permission_missing.clone(),
+        );
         workers.spawn(WriterWorker {
+            permissions: Some(permission_watch),
             graph: graph.clone(),
             jobs: writes_rx,
             results: results_tx,
@@ -285,6 +304,7 @@ impl Daemon {
             status: status_rx,
             board,
             metrics: Arc::clone(&metrics),
+            permissions,
             graph: GraphAppOut {
                 tenant_id: config.graph.tenant_id.clone(),
                 client_id: config.graph.client_id.clone(),

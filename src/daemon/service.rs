@@ -11,7 +11,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::model::{
     AgentOut, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn, ContactOut,
-    GraphAppOut, Health, PollOut, QueueOut, Readiness, StatusReport, TaskOut,
+    GraphAppOut, Health, MissingPermissionOut, PermissionsOut, PollOut, QueueOut, Readiness,
+    StatusReport, TaskOut,
 };
 use crate::api::{ApiError, Service};
 use crate::events::Event;
@@ -21,6 +22,7 @@ use crate::sync::EngineError;
 use crate::time::Timestamp;
 
 use super::metrics::Metrics;
+use super::permissions::PermissionState;
 use super::sync_loop::{
     AgentSettings, CcStatusReport, Command, ContactMove, LoopError, LoopStatus,
 };
@@ -163,6 +165,8 @@ pub struct DaemonService<S: Store> {
     pub(super) metrics: Arc<Metrics>,
     /// The Graph app, for the authenticated health view only.
     pub(super) graph: GraphAppOut,
+    /// Granted against needed, after each new token.
+    pub(super) permissions: watch::Receiver<Option<PermissionState>>,
 }
 
 impl<S: Store> DaemonService<S> {
@@ -211,6 +215,35 @@ impl<S: Store> DaemonService<S> {
             oldest_read_seconds: status.oldest_read_age.map(|a| a.as_secs_f64()),
             rate_limit: self.metrics.rate_limit(),
         }
+    }
+
+    /// The permissions needed, granted and missing; `full`: with the
+    /// admin-consent URL (which names the tenant and the app).
+    fn permissions(&self, full: bool) -> Option<PermissionsOut> {
+        let state = self.permissions.borrow().clone()?;
+        let report = state.report;
+        Some(PermissionsOut {
+            needed: report.needed.iter().map(|p| p.to_string()).collect(),
+            granted: report.granted.map(|roles| roles.into_iter().collect()),
+            missing: report
+                .missing
+                .iter()
+                .map(|m| MissingPermissionOut {
+                    permission: m.permission.to_string(),
+                    stops: m.stops.iter().map(|f| f.to_string()).collect(),
+                    fix: format!(
+                        "add the application permission {} to the app registration and grant admin consent ({})",
+                        m.permission,
+                        if full {
+                            state.consent_url.as_str()
+                        } else {
+                            "the URL is in GET /v1/health and `presence-sync permissions`"
+                        }
+                    ),
+                })
+                .collect(),
+            consent_url: full.then_some(state.consent_url),
+        })
     }
 
     /// The checks and the tasks' states; `full`: every detail as it is
@@ -282,6 +315,25 @@ impl<S: Store> DaemonService<S> {
             ok: graph_ok,
             detail: graph_detail,
         });
+        // A missing write permission degrades (writes are held, the rest
+        // works); a missing read permission leaves the daemon blind.
+        if let Some(state) = self.permissions.borrow().as_ref() {
+            let report = &state.report;
+            let blind = report.missing.iter().any(|m| {
+                m.permission != crate::graph::permissions::Permission::PresenceReadWriteAll
+            });
+            checks.push(Check {
+                name: "permissions".into(),
+                ok: !blind,
+                detail: if report.missing.is_empty() {
+                    report.describe()
+                } else if blind {
+                    format!("not usable: {}", report.describe())
+                } else {
+                    format!("degraded: {}; Teams writes are held", report.describe())
+                },
+            });
+        }
         let tasks_ok = tasks
             .iter()
             .all(|(_, s)| !matches!(s, TaskState::Failed(_) | TaskState::Stopped));
@@ -400,6 +452,7 @@ impl<S: Store> Service for DaemonService<S> {
             checks,
             tasks,
             poll: Some(self.poll()),
+            permissions: self.permissions(false),
         }
     }
 
@@ -411,6 +464,7 @@ impl<S: Store> Service for DaemonService<S> {
             tasks,
             graph: self.graph.clone(),
             poll: Some(self.poll()),
+            permissions: self.permissions(true),
         }
     }
 

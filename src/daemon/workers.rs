@@ -140,6 +140,8 @@ impl Worker for PollerWorker {
 
 /// Sends the engine's Teams writes to Graph.
 pub struct WriterWorker {
+    /// Granted against needed: holds and releases the writes.
+    pub permissions: Option<super::permissions::PermissionWatch>,
     pub graph: GraphClient,
     pub jobs: mpsc::UnboundedReceiver<WriteJob>,
     pub results: mpsc::Sender<WriteResult>,
@@ -163,6 +165,16 @@ impl Worker for WriterWorker {
                 if graph_health.borrow_and_update().is_none() {
                     board.clear_degraded();
                 }
+            }
+        };
+        let permissions = self.permissions;
+        let permission_stop = stop.clone();
+        let heal = async move {
+            match permissions {
+                Some(watch) => {
+                    tokio::join!(heal, watch.run(permission_stop));
+                }
+                None => heal.await,
             }
         };
         let write = writer::run(

@@ -144,6 +144,7 @@ impl Fake {
                 last_error: None,
                 restore: None,
                 last_decision: None,
+                writes_held: None,
             },
             routing: crate::api::model::RoutingOut::default(),
         }
@@ -300,6 +301,7 @@ impl Service for Fake {
             }],
             tasks: vec![],
             poll: None,
+            permissions: None,
         }
     }
 
@@ -317,6 +319,7 @@ impl Service for Fake {
                 graph_base: "https://graph.example".into(),
             },
             poll: r.poll,
+            permissions: r.permissions,
         }
     }
 

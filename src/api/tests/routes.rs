@@ -270,6 +270,7 @@ fn full_agent() -> AgentOut {
                 status: "Available".into(),
             }),
             last_decision: Some("held by debounce".into()),
+            writes_held: Some("the app lacks Presence.ReadWrite.All".into()),
         },
         routing: crate::api::model::RoutingOut {
             eligible: false,
@@ -336,6 +337,7 @@ fn empty_agent() -> AgentOut {
         last_error: None,
         restore: None,
         last_decision: None,
+        writes_held: None,
     };
     agent
 }
@@ -425,6 +427,16 @@ fn openapi_schemas_match_the_models() {
                     oldest_read_seconds: Some(0.8),
                     rate_limit: 48.4,
                 }),
+                permissions: Some(crate::api::model::PermissionsOut {
+                    needed: vec!["Presence.Read.All".into(), "Presence.ReadWrite.All".into()],
+                    granted: Some(vec!["Presence.Read.All".into()]),
+                    missing: vec![crate::api::model::MissingPermissionOut {
+                        permission: "Presence.ReadWrite.All".into(),
+                        stops: vec!["cc_to_teams".into()],
+                        fix: "grant admin consent".into(),
+                    }],
+                    consent_url: None,
+                }),
             })
             .unwrap(),
             true,
@@ -452,6 +464,12 @@ fn openapi_schemas_match_the_models() {
                     reads_per_second: 29.0,
                     oldest_read_seconds: Some(3.1),
                     rate_limit: 24.2,
+                }),
+                permissions: Some(crate::api::model::PermissionsOut {
+                    needed: vec!["User.Read.All".into()],
+                    granted: None,
+                    missing: vec![],
+                    consent_url: Some("https://login.example/t/adminconsent?client_id=c".into()),
                 }),
             })
             .unwrap(),
