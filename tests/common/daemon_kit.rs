@@ -129,9 +129,16 @@ impl DaemonKit {
     }
 
     pub async fn start_opts(users: usize, sync: &str, options: DaemonOptions) -> DaemonKit {
-        let sim = sim::spawn(sim_options(users))
-            .await
-            .expect("simulator starts");
+        Self::start_sim(sim_options(users), sync, options).await
+    }
+
+    /// With the simulator started from `sim_options` (granted roles, ...).
+    pub async fn start_sim(
+        sim_options: SimOptions,
+        sync: &str,
+        options: DaemonOptions,
+    ) -> DaemonKit {
+        let sim = sim::spawn(sim_options).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         let config_path = write_config(dir.path(), &sim, sync);
         let http = Client::builder()
