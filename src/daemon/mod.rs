@@ -305,6 +305,7 @@ impl Daemon {
             board,
             metrics: Arc::clone(&metrics),
             permissions,
+            proxy: crate::http::proxy_in_use(&config.graph.outbound),
             graph: GraphAppOut {
                 tenant_id: config.graph.tenant_id.clone(),
                 client_id: config.graph.client_id.clone(),

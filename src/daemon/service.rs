@@ -167,6 +167,8 @@ pub struct DaemonService<S: Store> {
     pub(super) graph: GraphAppOut,
     /// Granted against needed, after each new token.
     pub(super) permissions: watch::Receiver<Option<PermissionState>>,
+    /// The proxy Graph is reached through (`host:port`), if any.
+    pub(super) proxy: Option<String>,
 }
 
 impl<S: Store> DaemonService<S> {
@@ -295,7 +297,19 @@ impl<S: Store> DaemonService<S> {
             .collect();
         let directory = state_of(TaskName::Directory);
         let (graph_ok, graph_detail) = if !failing.is_empty() {
-            (false, format!("not usable: {}", failing.join("; ")))
+            let through = match (&self.proxy, full) {
+                (Some(proxy), true) => {
+                    format!("; Graph and Entra are reached through the proxy {proxy}")
+                }
+                (Some(_), false) => {
+                    "; Graph and Entra are reached through the configured proxy".to_string()
+                }
+                (None, _) => String::new(),
+            };
+            (
+                false,
+                format!("not usable: {}{through}", failing.join("; ")),
+            )
         } else if matches!(directory, Some(TaskState::Running)) && status.directory_loaded {
             (
                 true,

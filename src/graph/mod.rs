@@ -129,8 +129,10 @@ impl<'a> GraphClientBuilder<'a> {
         let base = base_url(&config.graph_base)?;
         base_url(&config.login_base)?;
         let http =
-            http::client(throttle_config.request_timeout).map_err(|e| GraphError::Setup {
-                message: http::transport_message(&e),
+            http::client_with(throttle_config.request_timeout, &config.outbound).map_err(|e| {
+                GraphError::Setup {
+                    message: e.to_string(),
+                }
             })?;
         let tokens = Arc::new(TokenCache::new(
             http.clone(),
