@@ -192,3 +192,63 @@ async fn each_entra_refusal_names_its_fix() {
     assert!(text.contains("new secret"), "{text}");
     sim.shutdown().await.expect("simulator stops");
 }
+
+/// A certificate credential that expires within 30 days: a warning in
+/// `/readyz` (still ready) and its end date as a metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_near_its_end_is_a_warning_and_a_metric() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+    let ca = presence_sync::sim::tls::TestCa::new("app CA").unwrap();
+    let end = chrono::Utc::now() + chrono::Duration::days(10);
+    let certificate = ca.issue_client("presence-sync app", end).unwrap();
+    let key = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let mut kit = DaemonKit::start_sim(
+        SimOptions {
+            certificate: Some((
+                certificate.certificate_der.clone(),
+                key.public_key().as_ref().to_vec(),
+            )),
+            ..sim_options(1)
+        },
+        "echo_window = \"10s\"",
+        options(),
+    )
+    .await;
+    let dir = kit.dir.path().to_path_buf();
+    std::fs::write(dir.join("app.pem"), certificate.certificate_pem()).unwrap();
+    let pkcs8 = key.as_der().unwrap();
+    std::fs::write(
+        dir.join("app.key"),
+        presence_sync::sim::tls::pem("PRIVATE KEY", pkcs8.as_ref()),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(&kit.config_path).unwrap().replace(
+        &format!("client_secret_file = \"{}/graph-secret\"", dir.display()),
+        "client_certificate_file = \"app.pem\"\nclient_key_file = \"app.key\"",
+    );
+    assert!(config.contains("client_certificate_file"));
+    std::fs::write(&kit.config_path, config).unwrap();
+    kit.restart().await;
+    until(|| async {
+        let ready = readyz(&kit).await;
+        ready["ready"] == true
+            && ready["checks"].as_array().unwrap().iter().any(|c| {
+                c["name"] == "certificate"
+                    && c["ok"] == true
+                    && c["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("warning") && d.contains("expires"))
+            })
+    })
+    .await;
+    let metric = kit
+        .metric(
+            "presence_sync_graph_certificate_expiry_timestamp_seconds",
+            &[],
+        )
+        .await;
+    assert_eq!(metric, end.timestamp() as f64);
+    kit.stop().await;
+}

@@ -14,6 +14,9 @@ pub struct Metrics {
     /// `presence_sync_graph_permission_missing{permission}`: 1 while a
     /// permission the config needs is not granted.
     pub permission_missing: GaugeVec<1>,
+    /// `presence_sync_graph_certificate_expiry_timestamp_seconds`: when the
+    /// certificate credential expires (unix seconds; absent with a secret).
+    pub certificate_expiry: GaugeVec<0>,
     throttle: Arc<Throttle>,
     poll: Arc<PollReport>,
 }
@@ -46,10 +49,16 @@ impl Metrics {
             "1 while an application permission the config needs is not granted to the app (read from the access token's roles)",
             ["permission"],
         )?;
+        let certificate_expiry = registry.gauge_vec(
+            "presence_sync_graph_certificate_expiry_timestamp_seconds",
+            "When the Graph client certificate expires, in unix seconds (only with a certificate credential)",
+            [],
+        )?;
         Ok(Metrics {
             registry,
             daemon,
             permission_missing,
+            certificate_expiry,
             throttle,
             poll,
         })

@@ -153,6 +153,15 @@ impl Daemon {
         // directory): a missing secret must not leave an empty store behind.
         let api_token = config.api.token.read()?;
         let credential = Credential::load(&config.graph.auth)?;
+        let certificate_not_after = credential.certificate_not_after();
+        if let Some(not_after) = certificate_not_after {
+            let (usable, text) = permissions::certificate_check(not_after, chrono::Utc::now());
+            if !usable || text.starts_with("warning") {
+                tracing::warn!("{text}");
+            } else {
+                tracing::info!("{text}");
+            }
+        }
         let graph = GraphClient::new(&config.graph, credential)?;
         let webhook_secret = match &config.webhook {
             Some(webhook) => Some(webhook.secret.read()?),
@@ -189,6 +198,12 @@ impl Daemon {
             Metrics::new(graph.throttle().clone(), poll_report.clone())
                 .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?,
         );
+        if let Some(not_after) = certificate_not_after {
+            metrics
+                .certificate_expiry
+                .with([])
+                .set(not_after.timestamp() as f64);
+        }
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let (presence_tx, presence_rx) = mpsc::channel(65_536);
         let (results_tx, results_rx) = mpsc::channel(4096);
@@ -306,6 +321,7 @@ impl Daemon {
             metrics: Arc::clone(&metrics),
             permissions,
             proxy: crate::http::proxy_in_use(&config.graph.outbound),
+            certificate_not_after,
             graph: GraphAppOut {
                 tenant_id: config.graph.tenant_id.clone(),
                 client_id: config.graph.client_id.clone(),

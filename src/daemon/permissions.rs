@@ -55,6 +55,40 @@ pub fn hold_reason(needs: &Needs, report: &Report) -> Option<String> {
     })
 }
 
+/// A certificate credential this close to its end date is a warning.
+pub const CERTIFICATE_WARNING: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// The certificate credential's state at `now`: usable or not, and the
+/// words for `/readyz` and the log (a warning within 30 days of the end).
+pub fn certificate_check(
+    not_after: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (bool, String) {
+    let date = not_after.format("%Y-%m-%d %H:%M UTC");
+    let left = not_after - now;
+    if left <= chrono::TimeDelta::zero() {
+        (
+            false,
+            format!(
+                "the Graph client certificate expired on {date}: upload a new certificate to the app registration and configure it"
+            ),
+        )
+    } else if left <= CERTIFICATE_WARNING {
+        (
+            true,
+            format!(
+                "warning: the Graph client certificate expires on {date}, in {} days: upload a new certificate to the app registration and configure it",
+                left.num_days()
+            ),
+        )
+    } else {
+        (
+            true,
+            format!("the Graph client certificate expires on {date}"),
+        )
+    }
+}
+
 /// Watches the tokens' roles for the writer's task.
 pub struct PermissionWatch {
     pub tokens: Arc<TokenCache>,
@@ -164,6 +198,21 @@ mod tests {
 
     fn roles(list: &[&str]) -> Granted {
         Granted::Roles(list.iter().map(|r| r.to_string()).collect())
+    }
+
+    #[test]
+    fn a_certificate_near_its_end_is_a_warning_and_past_it_an_error() {
+        use chrono::TimeZone;
+        let now = chrono::Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
+        let (ok, text) = certificate_check(now + chrono::TimeDelta::days(90), now);
+        assert!(ok && !text.contains("warning"), "{text}");
+        let (ok, text) = certificate_check(now + chrono::TimeDelta::days(12), now);
+        assert!(
+            ok && text.starts_with("warning") && text.contains("in 12 days"),
+            "{text}"
+        );
+        let (ok, text) = certificate_check(now - chrono::TimeDelta::days(1), now);
+        assert!(!ok && text.contains("expired"), "{text}");
     }
 
     #[test]

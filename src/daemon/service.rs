@@ -169,6 +169,8 @@ pub struct DaemonService<S: Store> {
     pub(super) permissions: watch::Receiver<Option<PermissionState>>,
     /// The proxy Graph is reached through (`host:port`), if any.
     pub(super) proxy: Option<String>,
+    /// The certificate credential's end date.
+    pub(super) certificate_not_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl<S: Store> DaemonService<S> {
@@ -329,6 +331,14 @@ impl<S: Store> DaemonService<S> {
             ok: graph_ok,
             detail: graph_detail,
         });
+        if let Some(not_after) = self.certificate_not_after {
+            let (ok, detail) = super::permissions::certificate_check(not_after, chrono::Utc::now());
+            checks.push(Check {
+                name: "certificate".into(),
+                ok,
+                detail,
+            });
+        }
         // A missing write permission degrades (writes are held, the rest
         // works); a missing read permission leaves the daemon blind.
         if let Some(state) = self.permissions.borrow().as_ref() {

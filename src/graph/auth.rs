@@ -250,6 +250,8 @@ pub struct CertificateCredential {
     x5t_s256: String,
     /// base64url SHA-1 of the DER, for tenants that only know `x5t`.
     x5t: String,
+    /// The certificate's end date (`notAfter`), when its DER reads.
+    not_after: Option<DateTime<Utc>>,
 }
 
 /// How long a client assertion is valid: long enough for one token request
@@ -284,7 +286,13 @@ impl CertificateCredential {
             key,
             x5t_s256: URL_SAFE_NO_PAD.encode(s256.as_ref()),
             x5t: URL_SAFE_NO_PAD.encode(s1.as_ref()),
+            not_after: certificate_not_after(certificate_der),
         }
+    }
+
+    /// When the certificate expires, if its DER could be read.
+    pub fn not_after(&self) -> Option<DateTime<Utc>> {
+        self.not_after
     }
 
     /// A signed client assertion (RS256 JWT) for `audience` (the token URL).
@@ -331,6 +339,75 @@ impl CertificateCredential {
             URL_SAFE_NO_PAD.encode(signature)
         ))
     }
+}
+
+impl Credential {
+    /// The certificate's end date, for a certificate credential.
+    pub fn certificate_not_after(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Credential::Secret(_) => None,
+            Credential::Certificate(c) => c.not_after(),
+        }
+    }
+}
+
+/// One DER element: its tag, its content and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// An X.509 certificate's `notAfter` (RFC 5280: UTCTime before 2050,
+/// GeneralizedTime after), read from its DER; `None` for anything else.
+pub fn certificate_not_after(der: &[u8]) -> Option<DateTime<Utc>> {
+    let (0x30, certificate, _) = der_element(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der_element(certificate)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if rest.first() == Some(&0xA0) {
+        rest = der_element(rest)?.2;
+    }
+    // serialNumber, signature, issuer.
+    for expected in [0x02, 0x30, 0x30] {
+        let (tag, _, next) = der_element(rest)?;
+        if tag != expected {
+            return None;
+        }
+        rest = next;
+    }
+    let (0x30, validity, _) = der_element(rest)? else {
+        return None;
+    };
+    let (_, _, after) = der_element(validity)?;
+    let (tag, time, _) = der_element(after)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let full = match tag {
+        0x17 => {
+            let year: u32 = text.get(..2)?.parse().ok()?;
+            format!("{}{text}", if year < 50 { "20" } else { "19" })
+        }
+        0x18 => text.to_owned(),
+        _ => return None,
+    };
+    let naive =
+        chrono::NaiveDateTime::parse_from_str(full.strip_suffix('Z')?, "%Y%m%d%H%M%S").ok()?;
+    Some(naive.and_utc())
 }
 
 /// The DER inside the first `-----BEGIN {label}-----` block.

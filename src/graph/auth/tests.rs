@@ -486,3 +486,43 @@ async fn the_refusal_hold_off_doubles_up_to_ten_minutes_and_resets_on_success() 
     clock.advance(REFUSAL_HOLD_OFF_MAX);
     assert_eq!(tokens.token().await.unwrap().expose(), "token-0");
 }
+
+/// The end date is read from a real certificate (one the test CA made),
+/// before and after 2050 (UTCTime and GeneralizedTime); anything else
+/// reads as none, never a panic.
+#[test]
+fn a_certificates_end_date_is_read_from_its_der() {
+    use chrono::TimeZone;
+    let ca = crate::sim::tls::TestCa::new("CA").unwrap();
+    for end in [
+        Utc.with_ymd_and_hms(2031, 5, 6, 7, 8, 9).unwrap(),
+        Utc.with_ymd_and_hms(2061, 1, 2, 3, 4, 5).unwrap(),
+    ] {
+        let issued = ca.issue_client("app.contoso.test", end).unwrap();
+        assert_eq!(certificate_not_after(&issued.certificate_der), Some(end));
+    }
+    assert_eq!(certificate_not_after(b"not a certificate"), None);
+    assert_eq!(certificate_not_after(&[]), None);
+    assert_eq!(
+        certificate_not_after(&[0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]),
+        None
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn reading_an_end_date_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        let _ = certificate_not_after(&bytes);
+    }
+
+    #[test]
+    fn a_damaged_certificate_never_panics(cut in 0usize..400, flip in 0usize..400) {
+        let ca = crate::sim::tls::TestCa::new("CA").unwrap();
+        let mut der = ca.certificate().certificate_der.clone();
+        if let Some(byte) = der.get_mut(flip) {
+            *byte ^= 0xA5;
+        }
+        der.truncate(cut.min(der.len()));
+        let _ = certificate_not_after(&der);
+    }
+}
