@@ -501,4 +501,20 @@ mod tests {
         );
         assert_eq!(Permission::parse("Mail.Send"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn reading_roles_never_panics(text in ".{0,200}") {
+            let _ = granted_roles(&text);
+        }
+
+        #[test]
+        fn the_roles_in_a_token_are_read_back(list in proptest::collection::vec("[A-Za-z.]{1,30}", 0..6)) {
+            let token = jwt(serde_json::json!({"roles": list}));
+            proptest::prop_assert_eq!(
+                granted_roles(&token),
+                Granted::Roles(list.iter().cloned().collect())
+            );
+        }
+    }
 }
