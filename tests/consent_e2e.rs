@@ -252,3 +252,43 @@ async fn a_certificate_near_its_end_is_a_warning_and_a_metric() {
     assert_eq!(metric, end.timestamp() as f64);
     kit.stop().await;
 }
+
+/// A config that only reads needs no write permission; a reload that makes
+/// a profile write asks for it, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_starts_writing_needs_the_write_permission() {
+    let kit = DaemonKit::start_custom(
+        SimOptions {
+            roles: READ_ONLY.iter().map(|r| r.to_string()).collect(),
+            ..sim_options(1)
+        },
+        |dir, _| {
+            let read_only = common::daemon_kit::MAPPING
+                .replace("direction = \"both\"", "direction = \"teams_to_cc\"");
+            std::fs::write(dir.join("mapping.toml"), read_only).unwrap();
+            String::new()
+        },
+        "echo_window = \"10s\"",
+        options(),
+    )
+    .await;
+    until(|| async {
+        let ready = readyz(&kit).await;
+        ready["permissions"]["needed"] == json!(["Presence.Read.All", "User.Read.All"])
+            && missing(&ready).is_empty()
+    })
+    .await;
+    std::fs::write(
+        kit.dir.path().join("mapping.toml"),
+        common::daemon_kit::MAPPING,
+    )
+    .unwrap();
+    kit.daemon
+        .as_ref()
+        .unwrap()
+        .reload()
+        .await
+        .expect("reloaded");
+    until(|| async { missing(&readyz(&kit).await) == ["Presence.ReadWrite.All"] }).await;
+    kit.stop().await;
+}

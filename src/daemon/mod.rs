@@ -131,6 +131,8 @@ pub struct Daemon {
     api_stop: api::Shutdown,
     metrics: Arc<Metrics>,
     store: Arc<SledStore>,
+    /// What the config in force asks of Graph (for the permissions).
+    uses: watch::Sender<crate::graph::permissions::Uses>,
 }
 
 /// What ended a running daemon.
@@ -269,9 +271,11 @@ impl Daemon {
             presences: presence_tx,
             health: health_tx,
         });
+        let (uses, uses_rx) =
+            watch::channel(permissions::uses(&mappings.profiles, &config.routing));
         let (permission_watch, permissions) = permissions::PermissionWatch::new(
             graph.throttle().tokens().clone(),
-            permissions::uses(&mappings.profiles, &config.routing),
+            uses_rx,
             crate::graph::permissions::consent_url(
                 &config.graph.login_base,
                 &config.graph.tenant_id,
@@ -296,6 +300,7 @@ impl Daemon {
             interval: options.mapping_check_interval,
             commands: commands_tx.clone(),
             reload_errors: metrics.daemon.mapping_reloads.with(["error"]),
+            uses: uses.clone(),
         });
         workers.spawn(RetentionWorker {
             store: Arc::clone(&store),
@@ -355,6 +360,7 @@ impl Daemon {
             api_stop,
             metrics,
             store,
+            uses,
         })
     }
 
@@ -362,7 +368,7 @@ impl Daemon {
     /// bad file is logged with its errors and the config and mappings in
     /// force stay.
     pub async fn reload(&self) -> Result<(), Vec<Diagnostic>> {
-        match mappings::reload(&self.config.file, &self.commands).await {
+        match mappings::reload(&self.config.file, &self.commands, &self.uses).await {
             Reload::Applied(_) | Reload::LoopGone => Ok(()),
             Reload::Refused(errors) => {
                 self.metrics.daemon.mapping_reloads.with(["error"]).inc();

@@ -92,6 +92,8 @@ pub fn certificate_check(
 /// Watches the tokens' roles for the writer's task.
 pub struct PermissionWatch {
     pub tokens: Arc<TokenCache>,
+    /// What the config in force asks of Graph; a reload changes it.
+    pub uses: watch::Receiver<Uses>,
     pub needs: Needs,
     pub consent_url: String,
     /// How often a new token is asked for while a permission is missing.
@@ -105,20 +107,21 @@ pub struct PermissionWatch {
 impl PermissionWatch {
     pub fn new(
         tokens: Arc<TokenCache>,
-        uses: Uses,
+        mut uses: watch::Receiver<Uses>,
         consent_url: String,
         recheck: Duration,
         commands: mpsc::Sender<Command>,
         missing: GaugeVec<1>,
     ) -> (Self, watch::Receiver<Option<PermissionState>>) {
         let (state, shown) = watch::channel(None);
-        let needs = needed(uses);
+        let needs = needed(*uses.borrow_and_update());
         for need in &needs.0 {
             missing.with([need.permission.as_str()]).set(0.0);
         }
         (
             PermissionWatch {
                 tokens,
+                uses,
                 needs,
                 consent_url,
                 recheck,
@@ -131,7 +134,7 @@ impl PermissionWatch {
     }
 
     /// Runs until `stop`.
-    pub async fn run(self, stop: Stop) {
+    pub async fn run(mut self, stop: Stop) {
         let mut granted = self.tokens.granted();
         let mut last: Option<Report> = None;
         loop {
@@ -150,6 +153,11 @@ impl PermissionWatch {
                     if changed.is_err() {
                         return;
                     }
+                }
+                Ok(()) = self.uses.changed() => {
+                    // A reload: the config may need more, or less, now.
+                    self.needs = needed(*self.uses.borrow_and_update());
+                    last = None;
                 }
                 () = tokio::time::sleep(self.recheck), if missing => {
                     // Consent may have been granted since: a new token says.
@@ -175,10 +183,11 @@ impl PermissionWatch {
                 "Graph permissions: {}", report.describe()
             ),
         }
-        for need in &self.needs.0 {
-            let lacks = report.lacks(need.permission);
+        for permission in Permission::ALL {
+            let lacks = report.lacks(permission);
+            // A permission no longer needed (after a reload) is not missing.
             self.missing
-                .with([need.permission.as_str()])
+                .with([permission.as_str()])
                 .set(if lacks { 1.0 } else { 0.0 });
         }
         let hold = hold_reason(&self.needs, report);

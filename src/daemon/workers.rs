@@ -198,6 +198,8 @@ pub struct MappingWatch {
     pub interval: Duration,
     pub commands: mpsc::Sender<Command>,
     pub reload_errors: Counter,
+    /// What the config in force asks of Graph.
+    pub uses: tokio::sync::watch::Sender<crate::graph::permissions::Uses>,
 }
 
 impl Worker for MappingWatch {
@@ -220,7 +222,7 @@ impl Worker for MappingWatch {
             let seen = mappings::modified_times(&self.current.files);
             // The config is read again too: a SIGHUP may have changed which
             // profiles and groups there are since this task started.
-            match mappings::reload(&self.config_file, &self.commands).await {
+            match mappings::reload(&self.config_file, &self.commands, &self.uses).await {
                 Reload::Applied(set) => {
                     self.current = set;
                     reported_bad = false;
