@@ -22,6 +22,81 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
+/// Why the way out to Graph cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("cannot read the CA file `{path}`: {error}")]
+    CaFile {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("the CA file `{path}` holds no PEM certificate: {why}")]
+    CaPem {
+        path: std::path::PathBuf,
+        why: String,
+    },
+    #[error("the proxy `{host}` cannot be used: {why}")]
+    Proxy { host: String, why: String },
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+}
+
+/// [`client`] with the way out the config gives: its proxy (the
+/// environment's `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`
+/// otherwise; `NO_PROXY` either way) and the CA file's certificates trusted
+/// besides the system's.
+pub fn client_with(
+    timeout: Duration,
+    outbound: &crate::config::Outbound,
+) -> Result<reqwest::Client, OutboundError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = &outbound.ca_file {
+        let pem = std::fs::read(path).map_err(|error| OutboundError::CaFile {
+            path: path.clone(),
+            error,
+        })?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| OutboundError::CaPem {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+        if certificates.is_empty() {
+            return Err(OutboundError::CaPem {
+                path: path.clone(),
+                why: "no `BEGIN CERTIFICATE` block".into(),
+            });
+        }
+        builder = builder.tls_certs_merge(certificates);
+    }
+    if let Some(url) = &outbound.proxy {
+        let proxy = reqwest::Proxy::all(url.as_str()).map_err(|e| OutboundError::Proxy {
+            host: proxy_in_use(outbound).unwrap_or_default(),
+            why: e.to_string(),
+        })?;
+        builder = builder.proxy(proxy.no_proxy(reqwest::NoProxy::from_env()));
+    }
+    builder
+        .build()
+        .map_err(|e| OutboundError::Client(transport_message(&e)))
+}
+
+/// The proxy Graph and Entra are reached through, as `host:port` (no
+/// credentials): the config's, else the environment's `HTTPS_PROXY` or
+/// `ALL_PROXY` (either case).
+pub fn proxy_in_use(outbound: &crate::config::Outbound) -> Option<String> {
+    let url = outbound.proxy.clone().or_else(|| {
+        ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    })?;
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    Some(authority.rsplit('@').next().unwrap_or_default().to_owned())
+}
+
 /// A reqwest error in words, without the URL's query (it may hold a secret).
 pub(crate) fn transport_message(error: &reqwest::Error) -> String {
     let what = if error.is_timeout() {

@@ -39,6 +39,7 @@
 pub mod api;
 pub mod check;
 pub mod config;
+pub mod consent;
 pub mod daemon;
 pub mod demo;
 pub mod diagnostics;

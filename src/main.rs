@@ -23,9 +23,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the config and every mapping file it names (exit 1 on any
-    /// error), and/or check every record of a stopped daemon's store (exit 4
-    /// when refused).
+    /// Validate the config and every mapping file it names (exit 78 on any
+    /// error), and/or check every record of a stopped daemon's store (exit
+    /// 74 when refused); `--online` asks Entra and Graph whether the app has
+    /// the permissions the config needs (exit 77 when not).
     Check(CheckArgs),
     /// Run the embedded Microsoft Graph simulator (a fake tenant) until Ctrl-C.
     Sim(SimArgs),
@@ -37,6 +38,9 @@ enum Command {
     Export(StateDirArgs),
     /// Fill an empty state directory from JSON lines on stdin (an export).
     Import(StateDirArgs),
+    /// Print the Graph application permissions this config needs, what
+    /// each is for, and the tenant's admin-consent URL.
+    Permissions(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +90,11 @@ struct SimArgs {
     /// Scripted changes per user per hour.
     #[arg(long, value_name = "PER_USER_PER_HOUR", default_value_t = 6.0)]
     script_rate: f64,
+    /// The application roles granted to the app, comma-separated (an empty
+    /// value grants none); default: every role the daemon uses. Change them
+    /// later with `POST /_sim/roles`.
+    #[arg(long, value_name = "ROLES", value_delimiter = ',')]
+    grant: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +107,10 @@ struct CheckArgs {
     /// by record, on a scratch copy; the daemon must be stopped.
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// With --config: get a token from Entra and make one minimal read per
+    /// permission the config needs; granted or missing, each on a line.
+    #[arg(long, requires = "config")]
+    online: bool,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -109,21 +122,33 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Demo(args) => run_demo(&args),
         Command::Export(args) => run_export(&args),
         Command::Import(args) => run_import(&args),
+        Command::Permissions(args) => Ok(run_permissions(&args)),
     }
 }
 
 /// Exit codes, so a service manager and scripts can tell failures apart
 /// (documented in README.md).
+///
+/// sysexits(3) codes, which `systemctl status` shows by their meaning, the
+/// same from `check` and `run` for the same error; the unit's
+/// `RestartPreventExitStatus=` lists those a restart cannot fix.
 mod exit {
-    /// The config or a mapping file has errors.
-    pub const CONFIG: u8 = 3;
-    /// The store was refused: newer schema, failed check, or in use.
-    pub const STORE: u8 = 4;
-    /// A secret, the Graph credential, or the listen address is unusable.
-    pub const STARTUP: u8 = 5;
-    /// The input is not what it must be (`import` of a malformed backup);
-    /// sysexits' `EX_DATAERR`.
+    /// The input is not what it must be (`import` of a malformed backup):
+    /// `EX_DATAERR`.
     pub const DATA: u8 = 65;
+    /// Entra or Graph cannot be reached (`check --online`): `EX_UNAVAILABLE`.
+    pub const UNAVAILABLE: u8 = 69;
+    /// The listen address cannot be bound (in use, not allowed): `EX_OSERR`.
+    pub const LISTEN: u8 = 71;
+    /// The store was refused: newer schema, failed check, or in use:
+    /// `EX_IOERR`.
+    pub const STORE: u8 = 74;
+    /// Entra refused the credentials, or a permission the config needs is
+    /// not granted (`check --online`): `EX_NOPERM`.
+    pub const NOPERM: u8 = 77;
+    /// The config, a mapping file, a secret or the Graph credential cannot
+    /// be used: `EX_CONFIG`.
+    pub const CONFIG: u8 = 78;
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -167,10 +192,8 @@ fn startup_code(error: &DaemonError) -> u8 {
     match error {
         DaemonError::Mappings(_) => exit::CONFIG,
         DaemonError::Store(_) => exit::STORE,
-        DaemonError::Secret(_)
-        | DaemonError::Credential(_)
-        | DaemonError::Graph(_)
-        | DaemonError::Bind { .. } => exit::STARTUP,
+        DaemonError::Secret(_) | DaemonError::Credential(_) | DaemonError::Graph(_) => exit::CONFIG,
+        DaemonError::Bind { .. } => exit::LISTEN,
         DaemonError::Engine(_) | DaemonError::Task(_) => 1,
     }
 }
@@ -284,6 +307,10 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
             seed: args.seed,
             scripted: args.script,
             script_rate: args.script_rate,
+            roles: match &args.grant {
+                Some(roles) => roles.clone(),
+                None => SimOptions::default().roles,
+            },
             ..SimOptions::default()
         };
         let handle = sim::spawn(options).await?;
@@ -305,6 +332,15 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
             },
             args.script
         );
+        let roles = handle.roles();
+        println!(
+            "  granted roles:  {}",
+            if roles.is_empty() {
+                "none".to_string()
+            } else {
+                roles.join(", ")
+            }
+        );
         println!("Ctrl-C stops it.");
         tokio::signal::ctrl_c()
             .await
@@ -318,10 +354,87 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     let config_ok = args.config.as_deref().is_none_or(run_check_config);
     let store = args.store.as_deref().map(run_check_store);
     // The config's failure first, as `check --config` alone reports it.
-    match store {
-        _ if !config_ok => ExitCode::FAILURE,
+    let code = match store {
+        _ if !config_ok => ExitCode::from(exit::CONFIG),
         Some(code) => code,
         None => ExitCode::SUCCESS,
+    };
+    match (&args.config, args.online) {
+        (Some(path), true) if config_ok => run_check_online(path),
+        _ => code,
+    }
+}
+
+/// The config and its mappings, or the exit code after printing why not.
+fn load_config_and_profiles(
+    path: &std::path::Path,
+) -> Result<(Config, daemon::mappings::MappingSet), ExitCode> {
+    let config = Config::load_with(path, &Environment::from_process()).map_err(|error| {
+        for d in &error.diagnostics {
+            eprintln!("{d}");
+        }
+        eprintln!("presence-sync: the config has errors");
+        ExitCode::from(exit::CONFIG)
+    })?;
+    let set = daemon::mappings::load_for(&config).map_err(|errors| {
+        for d in &errors {
+            eprintln!("{d}");
+        }
+        eprintln!("presence-sync: the mapping files have errors");
+        ExitCode::from(exit::CONFIG)
+    })?;
+    Ok((config, set))
+}
+
+fn run_permissions(args: &RunArgs) -> ExitCode {
+    match load_config_and_profiles(&args.config) {
+        Ok((config, set)) => {
+            print!(
+                "{}",
+                presence_sync::consent::explain(&config, &set.profiles)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// `check --online`: granted or missing, per permission the config needs.
+fn run_check_online(path: &std::path::Path) -> ExitCode {
+    use presence_sync::consent::{self, Online};
+    let (config, set) = match load_config_and_profiles(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let online = match runtime() {
+        Ok(rt) => rt.block_on(consent::check_online(&config, &set.profiles)),
+        Err(e) => {
+            eprintln!("presence-sync check: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match online {
+        Online::Checked(checks) => {
+            let (text, all) = consent::render(&checks, &consent::consent_url_for(&config));
+            print!("{text}");
+            if all {
+                eprintln!("ok: every Graph permission the config needs is granted");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("failed: a Graph permission the config needs is missing");
+                ExitCode::from(exit::NOPERM)
+            }
+        }
+        Online::Refused(error) => {
+            println!("credentials refused: {error}");
+            eprintln!("failed: Entra refused the app's credentials");
+            ExitCode::from(exit::NOPERM)
+        }
+        Online::Unreachable(why) => {
+            println!("unreachable: {why}");
+            eprintln!("failed: Entra or Graph could not be reached");
+            ExitCode::from(exit::UNAVAILABLE)
+        }
     }
 }
 

@@ -151,7 +151,7 @@ fn the_systemd_config_passes_with_credentials_and_installed_mappings() {
             &["check", "--config", config.to_str().unwrap()],
             &[("CREDENTIALS_DIRECTORY", credentials.path())],
         );
-        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(output.status.code(), Some(78));
         assert!(
             stdout(&output).starts_with(INSTALLED_DEFAULT_PROFILE),
             "{}",
@@ -174,7 +174,7 @@ fn a_broken_config_prints_located_errors_and_exits_1() {
     )
     .unwrap();
     let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(78));
     let stdout = stdout(&output);
     let lines: Vec<&str> = stdout.lines().collect();
     let prefix = format!("{}:", config.display());
@@ -215,7 +215,7 @@ fn an_unreadable_secret_file_is_an_error_on_its_key() {
     let config = write_config(dir.path(), &[("default", dir.path().join("default.toml"))]);
     fs::remove_file(dir.path().join("client-secret")).unwrap();
     let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(78));
     let expected = format!(
         "{}:4:1: cannot read the Graph client secret from `{}`:",
         config.display(),
@@ -243,7 +243,7 @@ fn a_missing_credential_names_the_credential() {
         &["check", "--config", config.to_str().unwrap()],
         &[("CREDENTIALS_DIRECTORY", credentials.path())],
     );
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(78));
     let stdout = stdout(&output);
     assert!(
         stdout.contains(&format!("{}:1:2: the Graph client secret: the systemd credential `graph-client-secret` is not in", config.display())),
@@ -263,7 +263,7 @@ fn environment_overrides_are_reported_by_variable() {
         &["check", "--config", config.to_str().unwrap()],
         &[("PRESENCE_SYNC_SYNC__LOOP_MAX_CHANGES", Path::new("1"))],
     );
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(78));
     assert!(
         stdout(&output).starts_with(
             "env PRESENCE_SYNC_SYNC__LOOP_MAX_CHANGES: `sync.loop_max_changes` = 1 is out of range: it must be at least 2\n"
@@ -279,7 +279,7 @@ fn a_missing_config_file_exits_1() {
         &["check", "--config", "/nonexistent/presence-sync.toml"],
         &[],
     );
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(78));
     assert!(
         stdout(&output).starts_with("/nonexistent/presence-sync.toml: cannot read the config:")
     );
@@ -388,7 +388,7 @@ fn check_store_refuses_politely_while_the_store_is_in_use() {
         &[],
     );
     let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(4), "{text}");
+    assert_eq!(output.status.code(), Some(74), "{text}");
     assert!(
         text.contains("is in use") && text.contains("Stop the daemon first"),
         "{text}"
@@ -403,7 +403,7 @@ fn check_store_refuses_what_is_not_a_store() {
         &["check", "--store", &dir.path().display().to_string()],
         &[],
     );
-    assert_eq!(output.status.code(), Some(4));
+    assert_eq!(output.status.code(), Some(74));
     assert!(
         stderr(&output).contains("holds no store"),
         "{}",
@@ -414,7 +414,7 @@ fn check_store_refuses_what_is_not_a_store() {
         &["check", "--store", &dir.path().display().to_string()],
         &[],
     );
-    assert_eq!(output.status.code(), Some(4));
+    assert_eq!(output.status.code(), Some(74));
     assert!(
         stderr(&output).contains("holds no presence-sync store"),
         "{}",
@@ -431,7 +431,7 @@ fn check_store_on_a_demo_state_directory_names_the_store_inside_it() {
     drop(small_store(&dir.path().join("store")));
     let output = check_store(dir.path());
     let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(4), "{text}");
+    assert_eq!(output.status.code(), Some(74), "{text}");
     let inner = dir.path().join("store").display().to_string();
     assert!(
         text.contains(&format!("presence-sync check --store {inner}")),

@@ -47,6 +47,10 @@ async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
     let client_id = field(&lines, "client id:").to_string();
     let secret = field(&lines, "client secret:").to_string();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_eq!(
+        field(&lines, "granted roles:"),
+        "Presence.Read.All, Presence.ReadWrite.All, User.Read.All"
+    );
 
     let http = reqwest::Client::new();
     let token: Value = http
@@ -98,4 +102,71 @@ async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
         status.is_some_and(|s| s.success()),
         "exit on Ctrl-C: {status:?}"
     );
+}
+
+/// `--grant` sets the app's roles: a presence read without
+/// Presence.Read.All is Graph's 403.
+#[tokio::test]
+async fn sim_grant_sets_the_apps_roles() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-sync"))
+        .args(["sim", "--listen", "127.0.0.1:0", "--users", "2"])
+        .args(["--grant", "User.Read.All"])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start presence-sync sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read stdout");
+        let done = line.starts_with("Ctrl-C");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(field(&lines, "granted roles:"), "User.Read.All");
+    let base = field(&lines, "base URL (login and Graph host):").to_string();
+    let tenant = field(&lines, "tenant id:").to_string();
+    let client_id = field(&lines, "client id:").to_string();
+    let secret = field(&lines, "client secret:").to_string();
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{base}/{tenant}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id.as_str()),
+            ("client_secret", secret.as_str()),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token JSON");
+    let token = token["access_token"].as_str().expect("token").to_string();
+    let users: Value = http
+        .get(format!("{base}/v1.0/users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("users")
+        .json()
+        .await
+        .expect("users JSON");
+    let id = users["value"][0]["id"]
+        .as_str()
+        .expect("a user")
+        .to_string();
+    let presence = http
+        .get(format!("{base}/v1.0/users/{id}/presence"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("presence");
+    assert_eq!(presence.status().as_u16(), 403);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -118,13 +118,13 @@ async fn bad_config_and_refused_store_have_their_own_exit_codes() {
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(78),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("presence-sync.toml:"));
 
-    // A state dir that is not a store: refused, exit 4, nothing touched.
+    // A state dir that is not a store: refused, exit 74, nothing touched.
     let config = write_config(dir.path(), &sim, "echo_window = \"10s\"");
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -136,7 +136,7 @@ async fn bad_config_and_refused_store_have_their_own_exit_codes() {
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(4),
+        Some(74),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -209,7 +209,7 @@ async fn export_and_import_round_trip_a_daemon_store() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(import(&restored).status.code(), Some(4));
+    assert_eq!(import(&restored).status.code(), Some(74));
     let second = std::process::Command::new(bin)
         .args(["export", "--state-dir"])
         .arg(&restored)

@@ -668,7 +668,7 @@ fn import_of_a_malformed_backup_exits_with_the_bad_input_code() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(out.status.code(), Some(74));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,7 +688,7 @@ async fn run_refuses_a_missing_secret_before_creating_the_state_directory() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(5), "{missing}: {stderr}");
+        assert_eq!(out.status.code(), Some(78), "{missing}: {stderr}");
         assert!(
             !state.exists(),
             "{missing}: the state directory was created"

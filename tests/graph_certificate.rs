@@ -27,6 +27,7 @@ fn config(sim: &SimHandle) -> GraphConfig {
         requests_per_30s: 1_500,
         request_timeout: Duration::from_secs(10),
         session_expiry: Duration::from_secs(3600),
+        outbound: Default::default(),
     }
 }
 

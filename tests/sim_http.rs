@@ -221,6 +221,92 @@ async fn tokens_expire_after_their_lifetime_and_on_demand() {
     kit.stop().await;
 }
 
+/// Roles as admin consent grants them: tokens carry them in `roles`,
+/// calls they do not allow get Graph's 403 bodies (and spend no budget),
+/// and a grant through `/_sim/roles` shows in the next token.
+#[tokio::test]
+async fn calls_need_the_granted_roles_and_a_grant_takes_effect_at_the_next_token() {
+    use presence_sync::graph::permissions::{Granted, granted_roles};
+    let mut kit = Kit::start(SimOptions {
+        roles: vec!["Presence.Read.All".into()],
+        ..options()
+    })
+    .await;
+    assert_eq!(
+        granted_roles(&kit.token),
+        Granted::Roles(["Presence.Read.All".to_string()].into())
+    );
+    let user = kit.sim.user_ids()[0].clone();
+    assert_eq!(
+        kit.get(&format!("/users/{user}/presence")).await.status(),
+        StatusCode::OK
+    );
+    let users = kit.get("/users").await;
+    let body: Value = {
+        assert_eq!(users.status(), StatusCode::FORBIDDEN);
+        users.json().await.unwrap()
+    };
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    assert_eq!(
+        body["error"]["message"],
+        "Insufficient privileges to complete the operation."
+    );
+    assert!(body["error"]["innerError"]["request-id"].is_string());
+    let set = json!({
+        "sessionId": kit.sim.client_id,
+        "availability": "Busy",
+        "activity": "InACall",
+        "expirationDuration": "PT1H",
+    });
+    let path = format!("/users/{user}/presence/setPresence");
+    assert_eq!(
+        graph_error(kit.post(&path, &set).await, StatusCode::FORBIDDEN).await,
+        "Forbidden"
+    );
+
+    let granted = kit
+        .control(
+            "/roles",
+            &json!({"grant": ["Presence.ReadWrite.All", "User.Read.All"]}),
+        )
+        .await;
+    assert_eq!(granted.status(), StatusCode::OK);
+    let body: Value = granted.json().await.unwrap();
+    assert_eq!(
+        body["roles"],
+        json!([
+            "Presence.Read.All",
+            "Presence.ReadWrite.All",
+            "User.Read.All"
+        ])
+    );
+    // The token in hand keeps its roles; the next one has the grant.
+    assert_eq!(kit.post(&path, &set).await.status(), StatusCode::FORBIDDEN);
+    kit.token = kit.fetch_token().await;
+    assert_eq!(kit.post(&path, &set).await.status(), StatusCode::OK);
+    assert_eq!(kit.get("/users").await.status(), StatusCode::OK);
+    assert_eq!(kit.sim.answered("setPresence", 403), 2);
+
+    // Revoked, and none at all: a token without the `roles` claim.
+    kit.control("/roles", &json!({"revoke": ["Presence.ReadWrite.All"]}))
+        .await;
+    kit.token = kit.fetch_token().await;
+    assert_eq!(kit.post(&path, &set).await.status(), StatusCode::FORBIDDEN);
+    kit.control("/roles", &json!({"roles": []})).await;
+    kit.token = kit.fetch_token().await;
+    assert_eq!(
+        granted_roles(&kit.token),
+        Granted::Roles(Default::default())
+    );
+    let bad = kit
+        .control("/roles", &json!({"roles": "User.Read.All"}))
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let typo = kit.control("/roles", &json!({"grants": []})).await;
+    assert_eq!(typo.status(), StatusCode::BAD_REQUEST);
+    kit.stop().await;
+}
+
 #[tokio::test]
 async fn set_presence_follows_the_documented_rules() {
     let kit = Kit::start(options()).await;

@@ -17,7 +17,9 @@
 //!    and a `kill -9`, after which systemd restarts the daemon;
 //! 6. the hardening leaves Graph calls, state writes and reloads working,
 //!    and `systemd-analyze security` rates the running unit as CI rates the
-//!    file.
+//!    file;
+//! 7. a config error exits 78 (EX_CONFIG, `status=78/CONFIG`) and, listed
+//!    in `RestartPreventExitStatus=`, is not restarted in a loop.
 //!
 //! It needs root, and the first run needs Debian's package registry
 //! (debootstrap, then `ca-certificates`); the root is cached in
@@ -79,6 +81,10 @@ fn the_shipped_unit_works_under_a_real_systemd() {
         Run::stop_start_kill,
     );
     run.step("6 hardening: Graph, state, exposure score", Run::hardening);
+    run.step(
+        "7 a config error exits 78 and is not restarted",
+        Run::config_error_not_restarted,
+    );
     run.finish();
 }
 
@@ -997,6 +1003,58 @@ impl Run {
                 "{id}: an acknowledged status survives kill -9: {agent}"
             );
         }
+    }
+
+    fn config_error_not_restarted(&mut self) {
+        let dir = self.sandbox.path(DROP_IN_DIR);
+        fs::create_dir_all(&dir).expect("the drop-in directory");
+        // An override the config cannot take: the start fails with
+        // EX_CONFIG, which the unit's RestartPreventExitStatus= names.
+        fs::write(
+            dir.join("fault.conf"),
+            "# tests/systemd_sandbox.rs: removed when the config-error step ends\n\
+             [Service]\n\
+             Environment=PRESENCE_SYNC_SYNC__ECHO_WINDOW=later\n",
+        )
+        .expect("write the drop-in");
+        self.sandbox.run(&["systemctl", "daemon-reload"]);
+        self.clear_start_limit();
+        let before = self.restarts();
+        let out = self.sandbox.exec(&["systemctl", "restart", UNIT]);
+        assert!(
+            !out.status.success(),
+            "a start with a broken config must fail: {}",
+            shown(&out)
+        );
+        wait_until("the unit failed with exit status 78", || {
+            let now = (
+                self.sandbox.show("ActiveState"),
+                self.sandbox.show("ExecMainStatus"),
+            );
+            if now == ("failed".to_string(), "78".to_string()) {
+                Ok(())
+            } else {
+                Err(format!("(ActiveState, ExecMainStatus) = {now:?}"))
+            }
+        });
+        // Longer than RestartSec=2s: no restart comes.
+        std::thread::sleep(Duration::from_secs(5));
+        assert_eq!(
+            (self.sandbox.show("ActiveState"), self.restarts()),
+            ("failed".to_string(), before),
+            "a config error is not restarted in a loop"
+        );
+        let journal = self.journal();
+        assert!(
+            journal.contains("status=78/CONFIG"),
+            "systemd names the exit status:\n{journal}"
+        );
+
+        fs::remove_dir_all(&dir).expect("remove the drop-in");
+        self.sandbox.run(&["systemctl", "daemon-reload"]);
+        self.clear_start_limit();
+        self.sandbox.systemctl("start");
+        self.healthz_at_once("systemctl start presence-sync");
     }
 
     fn hardening(&mut self) {

@@ -129,6 +129,10 @@ pub struct SyncOut {
     pub restore: Option<RestoreOut>,
     /// The last decision, in words.
     pub last_decision: Option<String>,
+    /// Why writes to Teams are held (the app lacks Presence.ReadWrite.All):
+    /// the agent's newest target goes out when consent is granted.
+    #[serde(default)]
+    pub writes_held: Option<String>,
 }
 
 /// `GET /v1/agents/{agent_id}`: the combined view.
@@ -378,6 +382,37 @@ pub struct Readiness {
     /// The directory's slower tier: the users in scope who are not agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_poll: Option<PollOut>,
+    /// The Graph permissions needed, granted and missing (no consent URL
+    /// here: it names the tenant and the app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<PermissionsOut>,
+}
+
+/// The Graph application permissions: what the config needs, what the
+/// newest access token grants (its `roles`), what is missing and what
+/// that stops. Absent until the first token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PermissionsOut {
+    /// e.g. `Presence.Read.All`, `Presence.ReadWrite.All`, `User.Read.All`.
+    pub needed: Vec<String>,
+    /// The token's roles; `null` when the token cannot be read.
+    pub granted: Option<Vec<String>>,
+    pub missing: Vec<MissingPermissionOut>,
+    /// The tenant's admin-consent URL (`/v1/health` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_url: Option<String>,
+}
+
+/// A needed permission the app lacks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MissingPermissionOut {
+    pub permission: String,
+    /// The features it stops: `teams_to_cc`, `routing_gates`,
+    /// `presence_view`, `cc_to_teams`, `directory`, `auto_linking`,
+    /// `direct_dial_numbers`.
+    pub stops: Vec<String>,
+    /// What to do, in words.
+    pub fix: String,
 }
 
 /// The presence poller's schedule, for `/readyz` and `/v1/health`: no
@@ -411,6 +446,9 @@ pub struct Health {
     /// The presence poller's round and read freshness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<PollOut>,
+    /// The Graph permissions, with the admin-consent URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<PermissionsOut>,
     /// The directory's slower tier: the users in scope who are not agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_poll: Option<PollOut>,

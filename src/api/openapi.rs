@@ -712,7 +712,7 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["debouncing_until", "suspended", "teams_override_since",
                 "teams_outranked_since", "write_in_flight",
-                "last_error", "restore", "last_decision"],
+                "last_error", "restore", "last_decision", "writes_held"],
             "properties": {
                 "debouncing_until": opt_time,
                 "suspended": nullable(schema_ref("Suspended")),
@@ -722,6 +722,7 @@ fn schemas() -> Value {
                 "last_error": nullable(schema_ref("ErrorAt")),
                 "restore": nullable(schema_ref("Restore")),
                 "last_decision": opt_string,
+                "writes_held": opt_string,
             }
         },
         "AgentOut": {
@@ -792,6 +793,7 @@ fn schemas() -> Value {
                 "tasks": {"type": "array", "items": schema_ref("Task")},
                 "poll": schema_ref("Poll"),
                 "directory_poll": schema_ref("Poll"),
+                "permissions": schema_ref("Permissions"),
             }
         },
         "Poll": {
@@ -818,6 +820,7 @@ fn schemas() -> Value {
                 "poll": schema_ref("Poll"),
                 "directory_poll": schema_ref("Poll"),
                 "stats": schema_ref("HealthStats"),
+                "permissions": schema_ref("PermissionsWithConsent"),
             }
         },
         "GraphApp": {
@@ -888,6 +891,9 @@ fn schemas() -> Value {
     }
     if let (Some(all), Value::Object(board)) = (all.as_object_mut(), board_schemas()) {
         all.extend(board);
+    }
+    if let (Some(all), Value::Object(permissions)) = (all.as_object_mut(), permission_schemas()) {
+        all.extend(permissions);
     }
     if let Some(all) = all.as_object_mut() {
         all.extend(event_data_schemas());
@@ -1145,4 +1151,42 @@ fn routing_schemas() -> Value {
             }
         },
     })
+}
+
+/// The Graph permissions in readiness and health.
+fn permission_schemas() -> Value {
+    let string = json!({"type": "string"});
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let mut all = json!({
+        "Permissions": {
+            "type": "object",
+            "description": "The Graph application permissions the config needs, the roles the newest \
+                access token grants, and what is missing with the features it stops. The admin-consent \
+                URL is in /v1/health only (it names the tenant and the app).",
+            "required": ["needed", "granted", "missing"],
+            "properties": {
+                "needed": strings,
+                "granted": {"type": ["array", "null"], "items": string},
+                "missing": {"type": "array", "items": schema_ref("MissingPermission")},
+            }
+        },
+        "MissingPermission": {
+            "type": "object",
+            "required": ["permission", "stops", "fix"],
+            "properties": {
+                "permission": string,
+                "stops": strings,
+                "fix": string,
+            }
+        }
+    });
+    // `/v1/health`'s: the same with the tenant's admin-consent URL.
+    let mut full = all["Permissions"].clone();
+    full["properties"]["consent_url"] = string;
+    full["description"] = json!(
+        "The Graph permissions as in readiness, with the tenant's \
+        admin-consent URL for the app."
+    );
+    all["PermissionsWithConsent"] = full;
+    all
 }

@@ -142,6 +142,21 @@ pub struct GraphConfig {
     pub request_timeout: Duration,
     /// `expirationDuration` of our presence sessions.
     pub session_expiry: Duration,
+    /// How Graph and Entra are reached: a proxy, extra CA certificates.
+    pub outbound: Outbound,
+}
+
+/// The way out to Graph and Entra (`[graph]` `proxy`, `ca_file`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outbound {
+    /// An HTTP proxy for every Graph and Entra request (`http://host:port`,
+    /// HTTPS through `CONNECT`). Without it, `HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY` and `NO_PROXY` from the environment apply; with it,
+    /// `NO_PROXY` still does.
+    pub proxy: Option<String>,
+    /// PEM certificates trusted besides the system's (a TLS-inspecting
+    /// proxy's CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How the presence budget is shared between writes and the agent reads

@@ -35,6 +35,8 @@ pub(super) struct RawGraph {
     pub read_share_max: Option<Text>,
     pub read_freshness_floor: Option<Text>,
     pub poll_round_min: Option<Text>,
+    pub proxy: Option<String>,
+    pub ca_file: Option<String>,
     pub client_secret: Option<IgnoredAny>,
     pub client_key: Option<IgnoredAny>,
 }

@@ -1014,3 +1014,36 @@ fn the_viewer_token_is_its_own_credential() {
         "{found:?}"
     );
 }
+
+#[test]
+fn graph_proxy_and_ca_file_are_read_and_checked() {
+    let with = |keys: &str| minimal().replace("[store]", &format!("{keys}\n[store]"));
+    let config = load(
+        &with("proxy = \"http://user:pw@proxy.corp:3128/\"\nca_file = \"certs/inspect.pem\""),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        config.graph.outbound.proxy.as_deref(),
+        Some("http://user:pw@proxy.corp:3128")
+    );
+    assert_eq!(
+        config.graph.outbound.ca_file.as_deref(),
+        Some(Path::new("/etc/presence-sync/certs/inspect.pem"))
+    );
+    let defaults = load(&minimal(), &[]).unwrap();
+    assert_eq!(defaults.graph.outbound, crate::config::Outbound::default());
+    let refused = errors(&with("proxy = \"socks5://proxy.corp:1080\""), &[]);
+    assert!(refused[0].contains("must be http or https"), "{refused:?}");
+    let refused = errors(&with("proxy = \"proxy.corp:3128\""), &[]);
+    assert!(refused[0].contains("not a URL"), "{refused:?}");
+    let from_env = load(
+        &minimal(),
+        &[("PRESENCE_SYNC_GRAPH__PROXY", "http://10.0.0.1:8080")],
+    )
+    .unwrap();
+    assert_eq!(
+        from_env.graph.outbound.proxy.as_deref(),
+        Some("http://10.0.0.1:8080")
+    );
+}

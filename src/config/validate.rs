@@ -20,8 +20,8 @@ use super::raw::{
 use super::secret::{CREDENTIALS_DIRECTORY, SecretLocation, SecretSource};
 use super::{
     ApiConfig, BudgetConfig, Config, DirectoryConfig, DirectoryScope, Environment, GraphAuth,
-    GraphConfig, LogConfig, LogFormat, MappingsConfig, ProfileConfig, QueueStatus, QueueStatuses,
-    RoutingConfig, StoreConfig, SyncConfig, WebhookConfig,
+    GraphConfig, LogConfig, LogFormat, MappingsConfig, Outbound, ProfileConfig, QueueStatus,
+    QueueStatuses, RoutingConfig, StoreConfig, SyncConfig, WebhookConfig,
 };
 use crate::routing::{OverflowTarget, QueueSettings, Strategy};
 
@@ -396,7 +396,25 @@ fn graph(raw: RawGraph, ctx: &mut Ctx<'_>) -> Option<GraphConfig> {
         DEFAULT_SESSION_EXPIRY,
         SESSION_EXPIRY_RANGE,
     );
+    let proxy = raw.proxy.and_then(|text| match check_proxy_url(&text) {
+        Ok(url) => Some(Some(url)),
+        Err(why) => {
+            ctx.error(
+                &["graph", "proxy"],
+                format!("`graph.proxy` = \"{text}\": {why}"),
+            );
+            None
+        }
+    });
+    let ca_file = match raw.ca_file {
+        None => Some(None),
+        Some(text) => ctx.path(&["graph", "ca_file"], &text).map(Some),
+    };
     Some(GraphConfig {
+        outbound: Outbound {
+            proxy: proxy.unwrap_or(None),
+            ca_file: ca_file?,
+        },
         tenant_id: tenant_id?,
         client_id: client_id?,
         auth: auth?,
@@ -1302,6 +1320,25 @@ fn base_url(
             None
         }
     }
+}
+
+/// A proxy URL: `http://host:port` (or `https://`), credentials allowed.
+fn check_proxy_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("not a URL: write e.g. \"http://proxy.example.com:3128\"".into());
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!(
+            "the proxy's scheme must be http or https, not `{scheme}`"
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') || url.chars().any(char::is_whitespace) {
+        return Err("no host: write e.g. \"http://proxy.example.com:3128\"".into());
+    }
+    Ok(url.to_owned())
 }
 
 fn check_base_url(text: &str) -> Result<String, String> {

@@ -88,7 +88,14 @@ pub enum Reload {
 /// config file and every mapping file it names again (off the async
 /// threads) and, when all are good, hands the sync loop the new mappings and
 /// routing to put in force.
-pub async fn reload(config_file: &Path, commands: &mpsc::Sender<Command>) -> Reload {
+///
+/// `uses` gets what the new config asks of Graph (for the permissions it
+/// needs).
+pub async fn reload(
+    config_file: &Path,
+    commands: &mpsc::Sender<Command>,
+    uses: &tokio::sync::watch::Sender<crate::graph::permissions::Uses>,
+) -> Reload {
     let file = config_file.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || {
         Config::load(&file)
@@ -104,6 +111,7 @@ pub async fn reload(config_file: &Path, commands: &mpsc::Sender<Command>) -> Rel
     });
     match loaded {
         Ok((set, routing)) => {
+            uses.send_replace(super::permissions::uses(&set.profiles, &routing));
             match commands
                 .send(Command::Reload(set.clone(), Some(routing)))
                 .await

@@ -7,12 +7,18 @@ use std::sync::Arc;
 use crate::api::model::HealthStats;
 use crate::directory::DirectoryView;
 use crate::graph::{PollReport, Throttle};
-use crate::metrics::{Counter, DaemonMetrics, MetricsError, Registry};
+use crate::metrics::{Counter, DaemonMetrics, GaugeVec, MetricsError, Registry};
 
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub daemon: DaemonMetrics,
+    /// `presence_sync_graph_permission_missing{permission}`: 1 while a
+    /// permission the config needs is not granted.
+    pub permission_missing: GaugeVec<1>,
+    /// `presence_sync_graph_certificate_expiry_timestamp_seconds`: when the
+    /// certificate credential expires (unix seconds; absent with a secret).
+    pub certificate_expiry: GaugeVec<0>,
     throttle: Arc<Throttle>,
     poll: Arc<PollReport>,
     /// The directory's slower tier, and the view it reads for.
@@ -53,9 +59,21 @@ impl Metrics {
     pub fn new(throttle: Arc<Throttle>, poll: Arc<PollReport>) -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let daemon = DaemonMetrics::register(&registry)?;
+        let permission_missing = registry.gauge_vec(
+            "presence_sync_graph_permission_missing",
+            "1 while an application permission the config needs is not granted to the app (read from the access token's roles)",
+            ["permission"],
+        )?;
+        let certificate_expiry = registry.gauge_vec(
+            "presence_sync_graph_certificate_expiry_timestamp_seconds",
+            "When the Graph client certificate expires, in unix seconds (only with a certificate credential)",
+            [],
+        )?;
         Ok(Metrics {
             registry,
             daemon,
+            permission_missing,
+            certificate_expiry,
             throttle,
             poll,
             directory: None,

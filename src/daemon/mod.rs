@@ -13,12 +13,14 @@
 //! | task names and states, the `Worker` trait and the runner | [`tasks`] |
 //! | every worker the daemon runs | [`workers`] |
 //! | Prometheus metrics | [`metrics`] |
+//! | granted against needed permissions, writes held without them | [`permissions`] |
 //! | signals, systemd notify and the watchdog's liveness check | [`lifecycle`] |
 
 pub mod directory;
 pub mod lifecycle;
 pub mod mappings;
 pub mod metrics;
+pub mod permissions;
 pub mod service;
 pub mod sync_loop;
 pub mod tasks;
@@ -102,6 +104,9 @@ pub struct DaemonOptions {
     pub stop_grace: Duration,
     /// How often retention prunes the event log.
     pub retention_interval: Duration,
+    /// While a needed Graph permission is missing, how often a new token
+    /// is asked for (consent granted meanwhile shows in its roles).
+    pub permission_recheck: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -112,6 +117,7 @@ impl Default for DaemonOptions {
             max_writes_in_flight: 32,
             stop_grace: Duration::from_secs(20),
             retention_interval: Duration::from_secs(3600),
+            permission_recheck: Duration::from_secs(300),
         }
     }
 }
@@ -127,6 +133,8 @@ pub struct Daemon {
     api_stop: api::Shutdown,
     metrics: Arc<Metrics>,
     store: Arc<SledStore>,
+    /// What the config in force asks of Graph (for the permissions).
+    uses: watch::Sender<crate::graph::permissions::Uses>,
 }
 
 /// What ended a running daemon.
@@ -149,6 +157,15 @@ impl Daemon {
         // directory): a missing secret must not leave an empty store behind.
         let (api_token, viewer_token) = config.api.read_tokens()?;
         let credential = Credential::load(&config.graph.auth)?;
+        let certificate_not_after = credential.certificate_not_after();
+        if let Some(not_after) = certificate_not_after {
+            let (usable, text) = permissions::certificate_check(not_after, chrono::Utc::now());
+            if !usable || text.starts_with("warning") {
+                tracing::warn!("{text}");
+            } else {
+                tracing::info!("{text}");
+            }
+        }
         let graph = GraphClient::new(&config.graph, credential)?;
         let webhook_secret = match &config.webhook {
             Some(webhook) => Some(webhook.secret.read()?),
@@ -214,6 +231,12 @@ impl Daemon {
                 .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?
                 .with_directory(directory_report.clone(), Arc::clone(&directory_view)),
         );
+        if let Some(not_after) = certificate_not_after {
+            metrics
+                .certificate_expiry
+                .with([])
+                .set(not_after.timestamp() as f64);
+        }
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let (presence_tx, presence_rx) = mpsc::channel(65_536);
         let (results_tx, results_rx) = mpsc::channel(4096);
@@ -302,7 +325,22 @@ impl Daemon {
             presences: presence_tx,
             health: health_tx,
         });
+        let (uses, uses_rx) =
+            watch::channel(permissions::uses(&mappings.profiles, &config.routing));
+        let (permission_watch, permissions) = permissions::PermissionWatch::new(
+            graph.throttle().tokens().clone(),
+            uses_rx,
+            crate::graph::permissions::consent_url(
+                &config.graph.login_base,
+                &config.graph.tenant_id,
+                &config.graph.client_id,
+            ),
+            options.permission_recheck,
+            commands_tx.clone(),
+            metrics.permission_missing.clone(),
+        );
         workers.spawn(WriterWorker {
+            permissions: Some(permission_watch),
             graph: graph.clone(),
             jobs: writes_rx,
             results: results_tx,
@@ -316,6 +354,7 @@ impl Daemon {
             interval: options.mapping_check_interval,
             commands: commands_tx.clone(),
             reload_errors: metrics.daemon.mapping_reloads.with(["error"]),
+            uses: uses.clone(),
         });
         workers.spawn(RetentionWorker {
             store: Arc::clone(&store),
@@ -340,6 +379,9 @@ impl Daemon {
             board,
             metrics: Arc::clone(&metrics),
             directory: Arc::clone(&directory_view),
+            permissions,
+            proxy: crate::http::proxy_in_use(&config.graph.outbound),
+            certificate_not_after,
             graph: GraphAppOut {
                 tenant_id: config.graph.tenant_id.clone(),
                 client_id: config.graph.client_id.clone(),
@@ -374,6 +416,7 @@ impl Daemon {
             api_stop,
             metrics,
             store,
+            uses,
         })
     }
 
@@ -381,7 +424,7 @@ impl Daemon {
     /// bad file is logged with its errors and the config and mappings in
     /// force stay.
     pub async fn reload(&self) -> Result<(), Vec<Diagnostic>> {
-        match mappings::reload(&self.config.file, &self.commands).await {
+        match mappings::reload(&self.config.file, &self.commands, &self.uses).await {
             Reload::Applied(_) | Reload::LoopGone => Ok(()),
             Reload::Refused(errors) => {
                 self.metrics.daemon.mapping_reloads.with(["error"]).inc();

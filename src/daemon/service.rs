@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::model::{
     AgentOut, AgentQuery, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn,
-    ContactOut, DirectoryList, DirectoryUserOut, GraphAppOut, Health, PageOut, PollOut,
-    PresenceOut, QueueOut, Readiness, StatusReport, TaskOut,
+    ContactOut, DirectoryList, DirectoryUserOut, GraphAppOut, Health, MissingPermissionOut,
+    PageOut, PermissionsOut, PollOut, PresenceOut, QueueOut, Readiness, StatusReport, TaskOut,
 };
 use crate::api::{ApiError, Service};
 use crate::directory::{DirectoryQuery, DirectoryUser};
@@ -23,6 +23,7 @@ use crate::sync::EngineError;
 use crate::time::Timestamp;
 
 use super::metrics::Metrics;
+use super::permissions::PermissionState;
 use super::sync_loop::{
     AgentFilter, AgentSettings, CcStatusReport, Command, ContactMove, LoopError, LoopStatus,
 };
@@ -193,6 +194,12 @@ pub struct DaemonService<S: Store> {
     pub(super) directory: Arc<crate::directory::DirectoryView>,
     /// The Graph app, for the authenticated health view only.
     pub(super) graph: GraphAppOut,
+    /// Granted against needed, after each new token.
+    pub(super) permissions: watch::Receiver<Option<PermissionState>>,
+    /// The proxy Graph is reached through (`host:port`), if any.
+    pub(super) proxy: Option<String>,
+    /// The certificate credential's end date.
+    pub(super) certificate_not_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl<S: Store> DaemonService<S> {
@@ -259,6 +266,35 @@ impl<S: Store> DaemonService<S> {
         })
     }
 
+    /// The permissions needed, granted and missing; `full`: with the
+    /// admin-consent URL (which names the tenant and the app).
+    fn permissions(&self, full: bool) -> Option<PermissionsOut> {
+        let state = self.permissions.borrow().clone()?;
+        let report = state.report;
+        Some(PermissionsOut {
+            needed: report.needed.iter().map(|p| p.to_string()).collect(),
+            granted: report.granted.map(|roles| roles.into_iter().collect()),
+            missing: report
+                .missing
+                .iter()
+                .map(|m| MissingPermissionOut {
+                    permission: m.permission.to_string(),
+                    stops: m.stops.iter().map(|f| f.to_string()).collect(),
+                    fix: format!(
+                        "add the application permission {} to the app registration and grant admin consent ({})",
+                        m.permission,
+                        if full {
+                            state.consent_url.as_str()
+                        } else {
+                            "the URL is in GET /v1/health and `presence-sync permissions`"
+                        }
+                    ),
+                })
+                .collect(),
+            consent_url: full.then_some(state.consent_url),
+        })
+    }
+
     /// The checks and the tasks' states; `full`: every detail as it is
     /// (the authenticated view), else only what the open `/readyz` may say.
     fn checks(&self, full: bool) -> (bool, Vec<Check>, Vec<TaskOut>) {
@@ -308,7 +344,19 @@ impl<S: Store> DaemonService<S> {
             .collect();
         let directory = state_of(TaskName::Directory);
         let (graph_ok, graph_detail) = if !failing.is_empty() {
-            (false, format!("not usable: {}", failing.join("; ")))
+            let through = match (&self.proxy, full) {
+                (Some(proxy), true) => {
+                    format!("; Graph and Entra are reached through the proxy {proxy}")
+                }
+                (Some(_), false) => {
+                    "; Graph and Entra are reached through the configured proxy".to_string()
+                }
+                (None, _) => String::new(),
+            };
+            (
+                false,
+                format!("not usable: {}{through}", failing.join("; ")),
+            )
         } else if matches!(directory, Some(TaskState::Running)) && status.directory_loaded {
             (
                 true,
@@ -338,6 +386,33 @@ impl<S: Store> DaemonService<S> {
             ok: graph_ok,
             detail: graph_detail,
         });
+        if let Some(not_after) = self.certificate_not_after {
+            let (ok, detail) = super::permissions::certificate_check(not_after, chrono::Utc::now());
+            checks.push(Check {
+                name: "certificate".into(),
+                ok,
+                detail,
+            });
+        }
+        // A missing write permission degrades (writes are held, the rest
+        // works); a missing read permission leaves the daemon blind.
+        if let Some(state) = self.permissions.borrow().as_ref() {
+            let report = &state.report;
+            let blind = report.missing.iter().any(|m| {
+                m.permission != crate::graph::permissions::Permission::PresenceReadWriteAll
+            });
+            checks.push(Check {
+                name: "permissions".into(),
+                ok: !blind,
+                detail: if report.missing.is_empty() {
+                    report.describe()
+                } else if blind {
+                    format!("not usable: {}", report.describe())
+                } else {
+                    format!("degraded: {}; Teams writes are held", report.describe())
+                },
+            });
+        }
         let tasks_ok = tasks
             .iter()
             .all(|(_, s)| !matches!(s, TaskState::Failed(_) | TaskState::Stopped));
@@ -502,6 +577,7 @@ impl<S: Store> Service for DaemonService<S> {
             tasks,
             poll: Some(self.poll()),
             directory_poll: self.directory_poll(),
+            permissions: self.permissions(false),
         }
     }
 
@@ -515,6 +591,7 @@ impl<S: Store> Service for DaemonService<S> {
             poll: Some(self.poll()),
             directory_poll: self.directory_poll(),
             stats: Some(self.metrics.health_stats()),
+            permissions: self.permissions(true),
         }
     }
 

@@ -192,6 +192,7 @@ fn linked(record: &AgentRecord, view: &AgentView) -> AgentOut {
                 status: status.clone(),
             }),
             last_decision: view.last_decision.clone(),
+            writes_held: view.writes_held.clone(),
         },
         ..base(record, &view.profile, true)
     }
@@ -270,6 +271,7 @@ fn base(record: &AgentRecord, profile: &str, linked: bool) -> AgentOut {
             last_error: None,
             restore: None,
             last_decision: None,
+            writes_held: None,
         },
         routing: crate::api::model::RoutingOut::default(),
     }

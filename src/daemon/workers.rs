@@ -215,6 +215,8 @@ pub const DIRECTORY_FLOOR_ROUNDS: u32 = 4;
 
 /// Sends the engine's Teams writes to Graph.
 pub struct WriterWorker {
+    /// Granted against needed: holds and releases the writes.
+    pub permissions: Option<super::permissions::PermissionWatch>,
     pub graph: GraphClient,
     pub jobs: mpsc::UnboundedReceiver<WriteJob>,
     pub results: mpsc::Sender<WriteResult>,
@@ -240,6 +242,16 @@ impl Worker for WriterWorker {
                 }
             }
         };
+        let permissions = self.permissions;
+        let permission_stop = stop.clone();
+        let heal = async move {
+            match permissions {
+                Some(watch) => {
+                    tokio::join!(heal, watch.run(permission_stop));
+                }
+                None => heal.await,
+            }
+        };
         let write = writer::run(
             Arc::new(self.graph),
             self.jobs,
@@ -261,6 +273,8 @@ pub struct MappingWatch {
     pub interval: Duration,
     pub commands: mpsc::Sender<Command>,
     pub reload_errors: Counter,
+    /// What the config in force asks of Graph.
+    pub uses: tokio::sync::watch::Sender<crate::graph::permissions::Uses>,
 }
 
 impl Worker for MappingWatch {
@@ -283,7 +297,7 @@ impl Worker for MappingWatch {
             let seen = mappings::modified_times(&self.current.files);
             // The config is read again too: a SIGHUP may have changed which
             // profiles and groups there are since this task started.
-            match mappings::reload(&self.config_file, &self.commands).await {
+            match mappings::reload(&self.config_file, &self.commands, &self.uses).await {
                 Reload::Applied(set) => {
                     self.current = set;
                     reported_bad = false;

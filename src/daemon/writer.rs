@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::graph::permissions::{Permission, Refusal, classify_refusal, refusal_message};
 use crate::graph::{GraphClient, GraphError};
 use crate::stop::Stop;
 use crate::sync::{AgentKey, TeamsWrite, WriteId, WriteOutcome};
@@ -44,6 +45,10 @@ pub trait TeamsWriter: Send + Sync + 'static {
         user_id: &str,
         write: &TeamsWrite,
     ) -> impl Future<Output = Result<(), GraphError>> + Send;
+
+    /// Graph refused a write for want of a permission: the next token is
+    /// asked for at once, so its roles say what is granted now.
+    fn refused(&self) {}
 }
 
 /// Every write (set, clear, keep-alive, hand-back) spends the budget as
@@ -52,6 +57,10 @@ pub trait TeamsWriter: Send + Sync + 'static {
 impl TeamsWriter for GraphClient {
     async fn write(&self, user_id: &str, write: &TeamsWrite) -> Result<(), GraphError> {
         self.execute(user_id, write).await
+    }
+
+    fn refused(&self) {
+        self.throttle().tokens().refresh_soon();
     }
 }
 
@@ -121,9 +130,18 @@ pub async fn run<W: TeamsWriter>(
                     if error.is_outage() {
                         status.set(TaskState::Degraded(Problem::graph(&error)));
                     }
-                    WriteOutcome::Failed {
-                        message: error.to_string(),
-                    }
+                    let message = match classify_refusal(error.status().unwrap_or(0), error.code())
+                    {
+                        Some(Refusal::PermissionMissing { code }) => {
+                            writer.refused();
+                            format!(
+                                "{} ({error})",
+                                refusal_message(Permission::PresenceReadWriteAll, &code)
+                            )
+                        }
+                        None => error.to_string(),
+                    };
+                    WriteOutcome::Failed { message }
                 }
                 Err(_) => {
                     let message = format!("no answer from Graph within {deadline:?}");

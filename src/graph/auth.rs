@@ -23,6 +23,7 @@ use thiserror::Error;
 
 use super::clock::SharedClock;
 use super::model::{TokenErrorBody, TokenResponse};
+use super::permissions::{Granted, granted_roles};
 use super::throttle::{RetryPolicy, new_request_id};
 use crate::config::Secret;
 use crate::http::transport_message;
@@ -41,6 +42,15 @@ pub mod aadsts {
     pub const CONSENT_MISSING: u64 = 65_001;
     /// The client assertion's signature did not verify: wrong certificate.
     pub const INVALID_CERTIFICATE: u64 = 700_027;
+    /// The client assertion is outside its valid time (clock skew, or a
+    /// certificate past its end date).
+    pub const ASSERTION_EXPIRED: u64 = 700_024;
+    /// No tenant with this id or domain in this cloud.
+    pub const TENANT_NOT_FOUND: u64 = 90_002;
+    /// The tenant identifier is neither a GUID nor a domain.
+    pub const TENANT_INVALID: u64 = 900_023;
+    /// The app is disabled in the tenant.
+    pub const APP_DISABLED: u64 = 7_000_112;
 }
 
 /// What Entra said when it refused a token.
@@ -74,20 +84,26 @@ impl Rejection {
     }
 }
 
-/// Why the app has no token.
+/// Why the app has no token. Each message names the fix.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum AuthError {
-    #[error("the Graph client secret has expired: an admin must create a new one ({})", .0.summary())]
+    #[error("the Graph client secret has expired: an admin creates a new secret for the app (Entra admin center, App registrations, Certificates & secrets) and puts it in the secret file ({})", .0.summary())]
     ExpiredSecret(Box<Rejection>),
-    #[error("the Graph client secret is wrong ({})", .0.summary())]
+    #[error("the Graph client secret is wrong: put the secret's value (not its id) in the secret file ({})", .0.summary())]
     InvalidSecret(Box<Rejection>),
-    #[error("Entra refused the client certificate's assertion: is the certificate uploaded to the app? ({})", .0.summary())]
+    #[error("Entra refused the client certificate's assertion: upload this certificate to the app registration, or configure the one uploaded ({})", .0.summary())]
     InvalidCertificate(Box<Rejection>),
-    #[error("no app with this client id in the tenant ({})", .0.summary())]
+    #[error("Entra refused the client assertion's time: check the host's clock, and that the certificate has not expired ({})", .0.summary())]
+    AssertionExpired(Box<Rejection>),
+    #[error("no app with this client id in the tenant: check graph.client_id, and that the app is registered in this tenant and cloud ({})", .0.summary())]
     UnknownApp(Box<Rejection>),
+    #[error("the app is disabled in the tenant: an admin enables its enterprise application ({})", .0.summary())]
+    AppDisabled(Box<Rejection>),
+    #[error("no such tenant in this cloud: check graph.tenant_id and login_base ({})", .0.summary())]
+    TenantNotFound(Box<Rejection>),
     #[error("the token scope is not valid: check graph_base for this cloud ({})", .0.summary())]
     InvalidScope(Box<Rejection>),
-    #[error("an admin has not granted consent to the app ({})", .0.summary())]
+    #[error("an admin has not granted consent to the app: grant admin consent (`presence-sync permissions` prints the URL) ({})", .0.summary())]
     ConsentMissing(Box<Rejection>),
     #[error("Entra refused the token request ({})", .0.summary())]
     Rejected(Box<Rejection>),
@@ -122,8 +138,14 @@ impl AuthError {
             AuthError::InvalidSecret(rejection)
         } else if has(aadsts::INVALID_CERTIFICATE) {
             AuthError::InvalidCertificate(rejection)
+        } else if has(aadsts::ASSERTION_EXPIRED) {
+            AuthError::AssertionExpired(rejection)
         } else if has(aadsts::UNKNOWN_APP) {
             AuthError::UnknownApp(rejection)
+        } else if has(aadsts::APP_DISABLED) {
+            AuthError::AppDisabled(rejection)
+        } else if has(aadsts::TENANT_NOT_FOUND) || has(aadsts::TENANT_INVALID) {
+            AuthError::TenantNotFound(rejection)
         } else if has(aadsts::INVALID_SCOPE) || body.error == "invalid_scope" {
             AuthError::InvalidScope(rejection)
         } else if has(aadsts::CONSENT_MISSING) || body.error == "consent_required" {
@@ -142,15 +164,35 @@ impl AuthError {
                 "the Graph client secret has expired: an admin must create a new one",
                 Some(r),
             ),
-            AuthError::InvalidSecret(r) => ("the Graph client secret is wrong", Some(r)),
-            AuthError::InvalidCertificate(r) => {
-                ("Entra refused the client certificate's assertion", Some(r))
-            }
-            AuthError::UnknownApp(r) => ("no app with this client id in the tenant", Some(r)),
+            AuthError::InvalidSecret(r) => (
+                "the Graph client secret is wrong: put the secret's value (not its id) in the secret file",
+                Some(r),
+            ),
+            AuthError::InvalidCertificate(r) => (
+                "Entra refused the client certificate's assertion: upload the certificate to the app",
+                Some(r),
+            ),
+            AuthError::AssertionExpired(r) => (
+                "Entra refused the client assertion's time: check the clock and the certificate's end date",
+                Some(r),
+            ),
+            AuthError::UnknownApp(r) => (
+                "no app with this client id in the tenant: check graph.client_id",
+                Some(r),
+            ),
+            AuthError::AppDisabled(r) => (
+                "the app is disabled in the tenant: an admin enables it",
+                Some(r),
+            ),
+            AuthError::TenantNotFound(r) => (
+                "no such tenant in this cloud: check graph.tenant_id and login_base",
+                Some(r),
+            ),
             AuthError::InvalidScope(r) => ("the token scope is not valid", Some(r)),
-            AuthError::ConsentMissing(r) => {
-                ("an admin has not granted consent to the app", Some(r))
-            }
+            AuthError::ConsentMissing(r) => (
+                "an admin has not granted consent to the app: grant admin consent",
+                Some(r),
+            ),
             AuthError::Rejected(r) => ("Entra refused the token request", Some(r)),
             AuthError::Unreachable { .. } => ("cannot get a token from Entra", None),
             AuthError::Credential { .. } => ("the Graph credential cannot be used", None),
@@ -170,7 +212,10 @@ impl AuthError {
             AuthError::ExpiredSecret(_) => "expired_secret",
             AuthError::InvalidSecret(_) => "invalid_secret",
             AuthError::InvalidCertificate(_) => "invalid_certificate",
+            AuthError::AssertionExpired(_) => "assertion_expired",
             AuthError::UnknownApp(_) => "unknown_app",
+            AuthError::AppDisabled(_) => "app_disabled",
+            AuthError::TenantNotFound(_) => "tenant_not_found",
             AuthError::InvalidScope(_) => "invalid_scope",
             AuthError::ConsentMissing(_) => "consent_missing",
             AuthError::Rejected(_) => "rejected",
@@ -205,6 +250,8 @@ pub struct CertificateCredential {
     x5t_s256: String,
     /// base64url SHA-1 of the DER, for tenants that only know `x5t`.
     x5t: String,
+    /// The certificate's end date (`notAfter`), when its DER reads.
+    not_after: Option<DateTime<Utc>>,
 }
 
 /// How long a client assertion is valid: long enough for one token request
@@ -239,7 +286,13 @@ impl CertificateCredential {
             key,
             x5t_s256: URL_SAFE_NO_PAD.encode(s256.as_ref()),
             x5t: URL_SAFE_NO_PAD.encode(s1.as_ref()),
+            not_after: certificate_not_after(certificate_der),
         }
+    }
+
+    /// When the certificate expires, if its DER could be read.
+    pub fn not_after(&self) -> Option<DateTime<Utc>> {
+        self.not_after
     }
 
     /// A signed client assertion (RS256 JWT) for `audience` (the token URL).
@@ -286,6 +339,75 @@ impl CertificateCredential {
             URL_SAFE_NO_PAD.encode(signature)
         ))
     }
+}
+
+impl Credential {
+    /// The certificate's end date, for a certificate credential.
+    pub fn certificate_not_after(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Credential::Secret(_) => None,
+            Credential::Certificate(c) => c.not_after(),
+        }
+    }
+}
+
+/// One DER element: its tag, its content and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// An X.509 certificate's `notAfter` (RFC 5280: UTCTime before 2050,
+/// GeneralizedTime after), read from its DER; `None` for anything else.
+pub fn certificate_not_after(der: &[u8]) -> Option<DateTime<Utc>> {
+    let (0x30, certificate, _) = der_element(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der_element(certificate)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if rest.first() == Some(&0xA0) {
+        rest = der_element(rest)?.2;
+    }
+    // serialNumber, signature, issuer.
+    for expected in [0x02, 0x30, 0x30] {
+        let (tag, _, next) = der_element(rest)?;
+        if tag != expected {
+            return None;
+        }
+        rest = next;
+    }
+    let (0x30, validity, _) = der_element(rest)? else {
+        return None;
+    };
+    let (_, _, after) = der_element(validity)?;
+    let (tag, time, _) = der_element(after)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let full = match tag {
+        0x17 => {
+            let year: u32 = text.get(..2)?.parse().ok()?;
+            format!("{}{text}", if year < 50 { "20" } else { "19" })
+        }
+        0x18 => text.to_owned(),
+        _ => return None,
+    };
+    let naive =
+        chrono::NaiveDateTime::parse_from_str(full.strip_suffix('Z')?, "%Y%m%d%H%M%S").ok()?;
+    Some(naive.and_utc())
 }
 
 /// The DER inside the first `-----BEGIN {label}-----` block.
@@ -395,6 +517,8 @@ pub struct TokenCache {
     /// Held by the one caller talking to Entra (single flight). Callers
     /// without a valid token wait on it; callers with one never do.
     fetching: tokio::sync::Mutex<()>,
+    /// The application roles of the newest token (`None` before the first).
+    granted: tokio::sync::watch::Sender<Option<Granted>>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -443,6 +567,25 @@ impl TokenCache {
             fetches: AtomicU64::new(0),
             state: std::sync::Mutex::new(State::default()),
             fetching: tokio::sync::Mutex::new(()),
+            granted: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    /// The application roles of each new token, as they change: `None`
+    /// until the first token, then what its `roles` claim grants.
+    pub fn granted(&self) -> tokio::sync::watch::Receiver<Option<Granted>> {
+        self.granted.subscribe()
+    }
+
+    /// Makes the next [`TokenCache::token`] ask Entra for a new token (one
+    /// attempt; the current token stays in use if it fails): consent
+    /// granted since shows in the new token's roles.
+    pub fn refresh_soon(&self) {
+        let now = self.clock.now();
+        let mut state = self.state();
+        state.retry_refresh_at = Duration::ZERO;
+        if let Some(cached) = &mut state.cached {
+            cached.refresh_at = cached.refresh_at.min(now);
         }
     }
 
@@ -545,6 +688,12 @@ impl TokenCache {
         let (error, permanent) = match outcome {
             Ok(cached) => {
                 let token = cached.token.clone();
+                let granted = granted_roles(token.expose());
+                self.granted.send_if_modified(|current| {
+                    let changed = current.as_ref() != Some(&granted);
+                    *current = Some(granted);
+                    changed
+                });
                 state.cached = Some(cached);
                 state.last_error = None;
                 state.refusal = None;

@@ -99,10 +99,18 @@ impl GraphError {
     /// `/readyz`. The full text is the error's `Display`.
     pub fn summary(&self) -> String {
         match self {
-            GraphError::Status { status, code, .. } => match code {
-                Some(code) => format!("Graph answered {status} {code}"),
-                None => format!("Graph answered {status}"),
-            },
+            GraphError::Status { status, code, .. } => {
+                let refusal = super::permissions::classify_refusal(*status, code.as_deref());
+                let why = if refusal.is_some() {
+                    ": the app lacks the permission for this call (an admin grants it with admin consent)"
+                } else {
+                    ""
+                };
+                match code {
+                    Some(code) => format!("Graph answered {status} {code}{why}"),
+                    None => format!("Graph answered {status}{why}"),
+                }
+            }
             GraphError::Timeout {
                 timeout, attempts, ..
             } => format!("Graph did not answer within {timeout:?} ({attempts} attempts)"),

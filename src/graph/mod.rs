@@ -13,6 +13,7 @@
 //! | the presence poller and its schedule | [`poller`] |
 //! | the adapter's clock (testable time) | [`clock`] |
 //! | how a call failed | [`error`] |
+//! | permissions needed, granted and missing; Graph's 403s | [`permissions`] |
 //! | what the request path sent, for metrics (calls, budget used) | [`call_stats`] |
 //!
 //! [`GraphClient`] ties them together; every call it makes goes through the
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod directory;
 pub mod error;
 pub mod model;
+pub mod permissions;
 pub mod poller;
 pub mod presence;
 pub mod throttle;
@@ -127,8 +129,10 @@ impl<'a> GraphClientBuilder<'a> {
         let base = base_url(&config.graph_base)?;
         base_url(&config.login_base)?;
         let http =
-            http::client(throttle_config.request_timeout).map_err(|e| GraphError::Setup {
-                message: http::transport_message(&e),
+            http::client_with(throttle_config.request_timeout, &config.outbound).map_err(|e| {
+                GraphError::Setup {
+                    message: e.to_string(),
+                }
             })?;
         let tokens = Arc::new(TokenCache::new(
             http.clone(),

@@ -192,6 +192,7 @@ pub fn config(base: &str) -> GraphConfig {
         requests_per_30s: 1_500,
         request_timeout: Duration::from_secs(10),
         session_expiry: Duration::from_secs(3600),
+        outbound: Default::default(),
     }
 }
 

@@ -506,3 +506,63 @@ fn bad_base_urls_are_refused_at_construction() {
         assert!(matches!(error, GraphError::Url { .. }), "{base}: {error}");
     }
 }
+
+/// Graph's 403 bodies as it sends them for a call the app's roles do not
+/// allow: the directory's `Authorization_RequestDenied` with its sentence,
+/// the presence service's `Forbidden` with an empty message. Each is read
+/// as a missing permission, with the fix in the open summary, and is not
+/// an outage of Graph.
+#[tokio::test]
+async fn graph_403_bodies_are_missing_permissions() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            return Reply::token(0);
+        }
+        let (code, message) =
+            if req.path.starts_with("/v1.0/users") && !req.path.contains("presence") {
+                (
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                )
+            } else {
+                ("Forbidden", "")
+            };
+        Reply::new(
+            403,
+            serde_json::json!({"error": {"code": code, "message": message,
+                "innerError": {"date": "2024-01-01T00:00:00", "request-id": "rid-403",
+                    "client-request-id": "crid"}}})
+            .to_string(),
+        )
+        .header("request-id", "rid-403")
+    })
+    .await;
+    let client = client(&peer, InstantClock::new(), throttle());
+    let users = client.list_users().await.unwrap_err();
+    assert_eq!(users.status(), Some(403));
+    assert_eq!(users.code(), Some("Authorization_RequestDenied"));
+    assert!(!users.is_outage());
+    assert!(
+        users.summary().contains("lacks the permission"),
+        "{}",
+        users.summary()
+    );
+    assert!(matches!(
+        super::permissions::classify_refusal(403, users.code()),
+        Some(super::permissions::Refusal::PermissionMissing { .. })
+    ));
+    let write = client
+        .set_presence(
+            "user-1",
+            &crate::presence::Presence::from_graph("Busy", "InACall"),
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(write.code(), Some("Forbidden"));
+    assert!(
+        write.summary().contains("admin consent"),
+        "{}",
+        write.summary()
+    );
+}

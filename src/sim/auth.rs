@@ -12,6 +12,53 @@ pub const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// Entra's default `expires_in` for client-credentials tokens.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 
+/// The application roles granted by default: every one the daemon uses.
+pub const DEFAULT_ROLES: [&str; 3] = [
+    "Presence.Read.All",
+    "Presence.ReadWrite.All",
+    "User.Read.All",
+];
+
+/// What a Graph call needs: any one of these roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Presence reads: Presence.Read.All or Presence.ReadWrite.All.
+    PresenceRead,
+    /// Presence writes: Presence.ReadWrite.All.
+    PresenceWrite,
+    /// Users and delta: User.Read.All or a broader user or directory role.
+    UserRead,
+}
+
+impl Needs {
+    pub fn roles(self) -> &'static [&'static str] {
+        match self {
+            Needs::PresenceRead => &["Presence.Read.All", "Presence.ReadWrite.All"],
+            Needs::PresenceWrite => &["Presence.ReadWrite.All"],
+            Needs::UserRead => &[
+                "User.Read.All",
+                "User.ReadWrite.All",
+                "Directory.Read.All",
+                "Directory.ReadWrite.All",
+            ],
+        }
+    }
+
+    /// Whether a token with `roles` may make the call.
+    pub fn allowed(self, roles: &[String]) -> bool {
+        self.roles()
+            .iter()
+            .any(|need| roles.iter().any(|r| r.eq_ignore_ascii_case(need)))
+    }
+}
+
+/// The app a valid bearer token was issued to, and the roles it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub client_id: String,
+    pub roles: Vec<String>,
+}
+
 /// The app registration the simulator accepts.
 #[derive(Clone, Debug)]
 pub struct Registration {
@@ -92,7 +139,7 @@ pub enum TokenRejection {
 
 #[derive(Clone, Debug)]
 struct Issued {
-    client_id: String,
+    caller: Caller,
     expires_at: Timestamp,
 }
 
@@ -103,6 +150,10 @@ pub struct Auth {
     tokens: HashMap<String, Issued>,
     /// Fault injection: the (correct) secret has passed its end date.
     secret_expired: bool,
+    /// The application roles an admin granted (consented to). A token
+    /// carries the roles granted when it was issued, as in Entra: a grant
+    /// shows in the next token.
+    roles: Vec<String>,
 }
 
 impl Auth {
@@ -112,7 +163,25 @@ impl Auth {
             lifetime,
             tokens: HashMap::new(),
             secret_expired: false,
+            roles: DEFAULT_ROLES.iter().map(|r| r.to_string()).collect(),
         }
+    }
+
+    /// The roles granted to the app now (sorted, no duplicates).
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+
+    /// Replaces the granted roles; tokens issued before keep theirs.
+    pub fn set_roles(&mut self, roles: impl IntoIterator<Item = String>) {
+        let mut roles: Vec<String> = roles
+            .into_iter()
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        self.roles = roles;
     }
 
     /// From now on the right secret is refused as expired (AADSTS7000222),
@@ -235,22 +304,55 @@ impl Auth {
         Ok(())
     }
 
-    /// Records `token` (random text the caller drew) as issued `now`;
-    /// returns `expires_in` in seconds.
-    pub fn issue(&mut self, token: String, now: Timestamp) -> u64 {
+    /// Issues a token `now`: a JWT whose claims carry the app, the tenant,
+    /// the lifetime and the roles granted now, made unguessable by `nonce`
+    /// (random bytes the caller drew; they stand in for the signature).
+    /// Returns the token and `expires_in` in seconds.
+    pub fn issue(&mut self, nonce: &[u8], now: Timestamp) -> (String, u64) {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         self.tokens.retain(|_, issued| now < issued.expires_at);
+        let expires_at = now + self.lifetime;
+        let secs = |t: Timestamp| t.as_micros() / 1_000_000;
+        let reg = &self.registration;
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "sim"});
+        let mut claims = serde_json::json!({
+            "aud": "https://graph.microsoft.com",
+            "iss": format!("https://sts.windows.net/{}/", reg.tenant_id),
+            "iat": secs(now),
+            "nbf": secs(now),
+            "exp": secs(expires_at),
+            "appid": reg.client_id,
+            "tid": reg.tenant_id,
+            "idtyp": "app",
+            "ver": "1.0",
+        });
+        // A token without granted roles has no `roles` claim, as Entra's.
+        if !self.roles.is_empty() {
+            claims["roles"] = serde_json::json!(self.roles);
+        }
+        let token = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            URL_SAFE_NO_PAD.encode(nonce)
+        );
         self.tokens.insert(
-            token,
+            token.clone(),
             Issued {
-                client_id: self.registration.client_id.clone(),
-                expires_at: now + self.lifetime,
+                caller: Caller {
+                    client_id: reg.client_id.clone(),
+                    roles: self.roles.clone(),
+                },
+                expires_at,
             },
         );
-        self.lifetime.as_secs()
+        (token, self.lifetime.as_secs())
     }
 
-    /// The client id a bearer token was issued to, if it is valid at `now`.
-    pub fn validate(&self, token: Option<&str>, now: Timestamp) -> Result<&str, TokenRejection> {
+    /// The app a bearer token was issued to and its roles, if it is valid
+    /// at `now`.
+    pub fn validate(&self, token: Option<&str>, now: Timestamp) -> Result<&Caller, TokenRejection> {
         let token = token
             .filter(|t| !t.is_empty())
             .ok_or(TokenRejection::Missing)?;
@@ -258,7 +360,7 @@ impl Auth {
         if now >= issued.expires_at {
             return Err(TokenRejection::Expired);
         }
-        Ok(&issued.client_id)
+        Ok(&issued.caller)
     }
 
     /// Every issued token stops working now (fault injection). They are
@@ -449,13 +551,15 @@ mod tests {
     fn tokens_expire_after_their_lifetime_or_on_demand() {
         let mut auth = auth();
         let t0 = Timestamp::from_secs(1000);
-        assert_eq!(auth.issue("tok".into(), t0), 60);
+        let (tok, expires_in) = auth.issue(b"one", t0);
+        assert_eq!(expires_in, 60);
         assert_eq!(
-            auth.validate(Some("tok"), t0 + Duration::from_secs(59)),
+            auth.validate(Some(&tok), t0 + Duration::from_secs(59))
+                .map(|c| c.client_id.as_str()),
             Ok("client-guid")
         );
         assert_eq!(
-            auth.validate(Some("tok"), t0 + Duration::from_secs(60)),
+            auth.validate(Some(&tok), t0 + Duration::from_secs(60)),
             Err(TokenRejection::Expired)
         );
         assert_eq!(
@@ -463,12 +567,36 @@ mod tests {
             Err(TokenRejection::Unknown)
         );
         assert_eq!(auth.validate(None, t0), Err(TokenRejection::Missing));
-        auth.issue("tok2".into(), t0);
+        let (tok2, _) = auth.issue(b"two", t0);
         auth.expire_all(t0 + Duration::from_secs(1));
         assert_eq!(
-            auth.validate(Some("tok2"), t0 + Duration::from_secs(1)),
+            auth.validate(Some(&tok2), t0 + Duration::from_secs(1)),
             Err(TokenRejection::Expired)
         );
+    }
+
+    #[test]
+    fn a_token_carries_the_roles_granted_when_it_was_issued() {
+        use crate::graph::permissions::{Granted, granted_roles};
+        let mut auth = auth();
+        let t0 = Timestamp::from_secs(1000);
+        let (all, _) = auth.issue(b"a", t0);
+        assert_eq!(
+            granted_roles(&all),
+            Granted::Roles(DEFAULT_ROLES.iter().map(|r| r.to_string()).collect())
+        );
+        auth.set_roles(["User.Read.All".to_string(), "Presence.Read.All".into()]);
+        let (fewer, _) = auth.issue(b"b", t0);
+        let caller = auth.validate(Some(&fewer), t0).unwrap();
+        assert!(Needs::PresenceRead.allowed(&caller.roles));
+        assert!(!Needs::PresenceWrite.allowed(&caller.roles));
+        // The earlier token keeps what it was issued with.
+        let caller = auth.validate(Some(&all), t0).unwrap();
+        assert!(Needs::PresenceWrite.allowed(&caller.roles));
+        auth.set_roles([]);
+        let (none, _) = auth.issue(b"c", t0);
+        assert_eq!(granted_roles(&none), Granted::Roles(Default::default()));
+        assert!(!Needs::UserRead.allowed(&auth.validate(Some(&none), t0).unwrap().roles));
     }
 
     mod assertions {

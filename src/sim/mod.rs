@@ -21,6 +21,7 @@ mod server;
 pub mod sessions;
 pub mod tenant;
 pub mod throttle;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -67,6 +68,13 @@ pub struct SimOptions {
     /// (PKCS#1 DER). Without it, assertions are refused as Entra refuses
     /// them for an app with no certificate.
     pub certificate: Option<(Vec<u8>, Vec<u8>)>,
+    /// The application roles granted to the app (admin consent); by
+    /// default every one the daemon uses ([`auth::DEFAULT_ROLES`]).
+    pub roles: Vec<String>,
+    /// Serve HTTPS with this certificate chain (DER, leaf first) and
+    /// PKCS#8 key, e.g. from [`tls::TestCa`]; the base URL is then
+    /// `https://`.
+    pub tls: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
 
 impl Default for SimOptions {
@@ -82,6 +90,8 @@ impl Default for SimOptions {
             clock: SimClock::real(),
             domain: "contoso.test".into(),
             certificate: None,
+            roles: auth::DEFAULT_ROLES.iter().map(|r| r.to_string()).collect(),
+            tls: None,
         }
     }
 }
@@ -95,6 +105,8 @@ pub enum SimError {
     },
     #[error("the simulator's server failed: {0}")]
     Serve(std::io::Error),
+    #[error("the simulator's HTTPS: {0}")]
+    Tls(#[from] tls::TlsError),
     #[error("a simulator task did not end cleanly: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -155,6 +167,27 @@ impl SimHandle {
             throttled: stats.throttled,
             faults_injected: stats.faults_injected,
         }
+    }
+
+    /// Replaces the roles granted to the app; the next token carries them.
+    pub fn set_roles(&self, roles: &[&str]) {
+        lock(&self.shared.auth).set_roles(roles.iter().map(|r| r.to_string()));
+    }
+
+    /// The roles granted to the app now.
+    pub fn roles(&self) -> Vec<String> {
+        lock(&self.shared.auth).roles().to_vec()
+    }
+
+    /// Requests answered with `status` on endpoints whose label contains
+    /// `endpoint` (e.g. `setPresence`), from the stats.
+    pub fn answered(&self, endpoint: &str, status: u16) -> u64 {
+        lock(&self.shared.stats)
+            .by_endpoint
+            .iter()
+            .filter(|(label, _)| label.contains(endpoint))
+            .filter_map(|(_, by_status)| by_status.get(&status))
+            .sum()
     }
 
     /// The generated users' ids, in creation order.
@@ -218,7 +251,12 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
         addr: options.listen,
         source,
     })?;
-    let base_url = format!("http://{addr}");
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base_url = format!("{scheme}://{addr}");
     let now = options.clock.now();
 
     // Credentials follow the seed, so a demo config keeps working across
@@ -251,7 +289,11 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
         base_url.clone(),
         tenant,
         script,
-        Auth::new(registration.clone(), options.token_lifetime),
+        {
+            let mut auth = Auth::new(registration.clone(), options.token_lifetime);
+            auth.set_roles(options.roles.iter().cloned());
+            auth
+        },
         Throttle::new(options.budget),
         options.seed,
     ));
@@ -260,14 +302,26 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
     let mut tasks = Vec::new();
     let router = server::router(shared.clone());
     let mut server_stop = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-            .map_err(SimError::Serve)
-    }));
+    let stopping = async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    };
+    match &options.tls {
+        None => tasks.push(tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopping)
+                .await
+                .map_err(SimError::Serve)
+        })),
+        Some((chain, key)) => {
+            let listener = tls::TlsListener::new(listener, chain, key)?;
+            tasks.push(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopping)
+                    .await
+                    .map_err(SimError::Serve)
+            }));
+        }
+    }
     if options.scripted {
         let shared = shared.clone();
         let mut script_stop = stopped.clone();

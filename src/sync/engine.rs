@@ -74,6 +74,9 @@ pub struct Engine {
     timers: Timers,
     next_write: u64,
     stats: Stats,
+    /// Why no write may go out now (the app lacks the permission to write
+    /// presence); `None` while writes flow.
+    writes_held: Option<String>,
 }
 
 fn check_profiles(profiles: &[Arc<Profile>]) -> Result<(), EngineError> {
@@ -96,7 +99,42 @@ impl Engine {
             timers: Timers::default(),
             next_write: 0,
             stats: Stats::default(),
+            writes_held: None,
         })
+    }
+
+    /// Holds every Teams write (`Some(why)`) or releases them (`None`).
+    /// Held, each agent keeps its newest desired target and nothing is
+    /// sent, retried or kept alive; released, every agent is looked at
+    /// again at once, so the newest target goes out (one write an agent)
+    /// without waiting for a retry pause.
+    pub fn set_writes_held(
+        &mut self,
+        now: Timestamp,
+        why: Option<String>,
+        out: &mut Vec<Decision>,
+    ) {
+        let released = self.writes_held.is_some() && why.is_none();
+        self.writes_held = why;
+        if !released {
+            return;
+        }
+        for slot in 0..self.agents.len() {
+            let Some(state) = self.agents.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            // A pause after a refused write was the refusal of a write the
+            // app may now make.
+            state.writes.retry_at = state.writes.retry_at.map(|at| at.min(now));
+            if let Ok(slot) = u32::try_from(slot) {
+                let _ = self.evaluate(now, AgentKey(slot), out);
+            }
+        }
+    }
+
+    /// Why writes are held, if they are.
+    pub fn writes_held(&self) -> Option<&str> {
+        self.writes_held.as_deref()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -607,7 +645,11 @@ impl Engine {
     pub fn view(&self, key: AgentKey, now: Timestamp) -> Result<AgentView, EngineError> {
         let state = self.agent(key)?;
         let profile = self.profile(state.profile)?;
-        Ok(AgentView::build(state, profile, &self.settings, now))
+        let mut view = AgentView::build(state, profile, &self.settings, now);
+        if profile.direction.cc_to_teams() {
+            view.writes_held = self.writes_held.clone();
+        }
+        Ok(view)
     }
 
     /// Bytes of engine state for all agents, inline and on the heap (for the benchmark).
@@ -694,6 +736,7 @@ impl Engine {
             stats: &mut self.stats,
             next_write: &mut self.next_write,
             wake: None,
+            writes_held: self.writes_held.is_some(),
         };
         evaluate::evaluate_agent(&mut ctx, state);
         if let Some(at) = ctx.wake {

@@ -26,6 +26,9 @@ pub(crate) struct Ctx<'a> {
     pub next_write: &'a mut u64,
     /// The earliest future time this agent needs looking at again.
     pub wake: Option<Timestamp>,
+    /// No write may go out (the app lacks the permission): the desired
+    /// target, retries and keep-alives wait until writes are released.
+    pub writes_held: bool,
 }
 
 impl Ctx<'_> {
@@ -302,7 +305,7 @@ fn retry(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     let Some(at) = state.writes.retry_at else {
         return;
     };
-    if ctx.now < at || state.writes.in_flight.is_some() {
+    if ctx.now < at || state.writes.in_flight.is_some() || ctx.writes_held {
         return;
     }
     state.writes.retry_at = None;
@@ -317,7 +320,7 @@ fn retry(ctx: &mut Ctx<'_>, state: &mut AgentState) {
 /// Writes the desired target when it differs from what Teams has from us.
 /// True when a write went out.
 fn send_if_different(ctx: &mut Ctx<'_>, state: &mut AgentState, why: Why) -> bool {
-    if state.writes.in_flight.is_some() {
+    if state.writes.in_flight.is_some() || ctx.writes_held {
         return false;
     }
     let Some(desired) = state.writes.desired.clone() else {
@@ -480,7 +483,7 @@ fn keep_alive(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     let Some(at) = state.writes.keepalive_at else {
         return;
     };
-    if ctx.now < at || state.writes.in_flight.is_some() {
+    if ctx.now < at || state.writes.in_flight.is_some() || ctx.writes_held {
         return;
     }
     state.writes.keepalive_at = None;

@@ -47,6 +47,9 @@ pub struct AgentView {
     pub last_error: Option<(String, Timestamp)>,
     /// The last decision, explained.
     pub last_decision: Option<String>,
+    /// Why writes to Teams are held for every agent (the app lacks the
+    /// permission to write presence), for agents whose profile writes.
+    pub writes_held: Option<String>,
 }
 
 impl AgentView {
@@ -120,6 +123,7 @@ impl AgentView {
             teams_outranked_since: state.writes.outranked_since,
             last_error: state.writes.last_error.clone(),
             last_decision: state.last_why.as_ref().map(|w| w.describe(profile)),
+            writes_held: None,
         }
     }
 }

@@ -72,6 +72,11 @@ pub fn options() -> DaemonOptions {
 
 /// Writes the config, secrets and mapping for a daemon against `sim`.
 pub fn write_config(dir: &Path, sim: &SimHandle, sync: &str) -> PathBuf {
+    write_config_with(dir, sim, sync, "")
+}
+
+/// [`write_config`] with more `[graph]` keys (`graph`: TOML lines).
+pub fn write_config_with(dir: &Path, sim: &SimHandle, sync: &str, graph: &str) -> PathBuf {
     std::fs::write(dir.join("graph-secret"), &sim.client_secret).unwrap();
     std::fs::write(dir.join("api-token"), "test-token-0123456789").unwrap();
     std::fs::write(dir.join("viewer-token"), VIEWER_TOKEN).unwrap();
@@ -88,6 +93,7 @@ login_base = "{base}"
 graph_base = "{base}"
 request_timeout = "5s"
 poll_round_min = "200ms"
+{graph}
 
 [api]
 listen = "127.0.0.1:0"
@@ -110,6 +116,7 @@ file = "{dir}/mapping.toml"
         client = sim.client_id,
         base = sim.base_url,
         dir = dir.display(),
+        graph = graph,
     );
     let path = dir.join("presence-sync.toml");
     std::fs::write(&path, config).unwrap();
@@ -134,11 +141,30 @@ impl DaemonKit {
     }
 
     pub async fn start_opts(users: usize, sync: &str, options: DaemonOptions) -> DaemonKit {
-        let sim = sim::spawn(sim_options(users))
-            .await
-            .expect("simulator starts");
+        Self::start_sim(sim_options(users), sync, options).await
+    }
+
+    /// With the simulator started from `sim_options` (granted roles, ...).
+    pub async fn start_sim(
+        sim_options: SimOptions,
+        sync: &str,
+        options: DaemonOptions,
+    ) -> DaemonKit {
+        Self::start_custom(sim_options, |_, _| String::new(), sync, options).await
+    }
+
+    /// With `graph(dir, sim)` giving more `[graph]` keys (a proxy, a CA
+    /// file written into `dir`).
+    pub async fn start_custom(
+        sim_options: SimOptions,
+        graph: impl FnOnce(&Path, &SimHandle) -> String,
+        sync: &str,
+        options: DaemonOptions,
+    ) -> DaemonKit {
+        let sim = sim::spawn(sim_options).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
-        let config_path = write_config(dir.path(), &sim, sync);
+        let extra = graph(dir.path(), &sim);
+        let config_path = write_config_with(dir.path(), &sim, sync, &extra);
         let http = Client::builder()
             .timeout(Duration::from_secs(20))
             .build()

@@ -135,6 +135,7 @@ pub fn config(sim: &SimHandle) -> GraphConfig {
         requests_per_30s: 1_500,
         request_timeout: Duration::from_secs(10),
         session_expiry: Duration::from_secs(3600),
+        outbound: Default::default(),
     }
 }
 

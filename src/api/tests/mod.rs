@@ -147,6 +147,7 @@ impl Fake {
                 last_error: None,
                 restore: None,
                 last_decision: None,
+                writes_held: None,
             },
             routing: crate::api::model::RoutingOut::default(),
         }
@@ -356,6 +357,7 @@ impl Service for Fake {
             tasks: vec![],
             poll: None,
             directory_poll: None,
+            permissions: None,
         }
     }
 
@@ -375,6 +377,7 @@ impl Service for Fake {
             poll: r.poll,
             directory_poll: r.directory_poll,
             stats: None,
+            permissions: r.permissions,
         }
     }
 

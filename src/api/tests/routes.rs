@@ -271,6 +271,7 @@ fn full_agent() -> AgentOut {
                 status: "Available".into(),
             }),
             last_decision: Some("held by debounce".into()),
+            writes_held: Some("the app lacks Presence.ReadWrite.All".into()),
         },
         routing: crate::api::model::RoutingOut {
             eligible: false,
@@ -337,6 +338,7 @@ fn empty_agent() -> AgentOut {
         last_error: None,
         restore: None,
         last_decision: None,
+        writes_held: None,
     };
     agent
 }
@@ -446,6 +448,16 @@ fn openapi_schemas_match_the_models() {
                     oldest_read_seconds: Some(12.5),
                     rate_limit: 48.4,
                 }),
+                permissions: Some(crate::api::model::PermissionsOut {
+                    needed: vec!["Presence.Read.All".into(), "Presence.ReadWrite.All".into()],
+                    granted: Some(vec!["Presence.Read.All".into()]),
+                    missing: vec![crate::api::model::MissingPermissionOut {
+                        permission: "Presence.ReadWrite.All".into(),
+                        stops: vec!["cc_to_teams".into()],
+                        fix: "grant admin consent".into(),
+                    }],
+                    consent_url: None,
+                }),
             })
             .unwrap(),
             true,
@@ -491,6 +503,12 @@ fn openapi_schemas_match_the_models() {
                     loop_suspensions_total: 2,
                     teams_overrides_total: 4,
                     outbox_depth: 9,
+                }),
+                permissions: Some(crate::api::model::PermissionsOut {
+                    needed: vec!["User.Read.All".into()],
+                    granted: None,
+                    missing: vec![],
+                    consent_url: Some("https://login.example/t/adminconsent?client_id=c".into()),
                 }),
             })
             .unwrap(),
@@ -559,6 +577,7 @@ fn openapi_schemas_match_the_models() {
                     poll: None,
                     directory_poll: None,
                     stats: None,
+                    permissions: None,
                 }),
             })
             .unwrap(),

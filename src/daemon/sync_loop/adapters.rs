@@ -35,6 +35,22 @@ impl<S: Store> SyncLoop<S> {
         }
     }
 
+    /// Holds or releases Teams writes (see [`crate::sync::Engine::set_writes_held`]).
+    pub(super) fn hold_writes(&mut self, now: Timestamp, why: Option<String>) {
+        if self.engine.writes_held() == why.as_deref() {
+            return;
+        }
+        match &why {
+            Some(why) => tracing::warn!(%why, "Teams writes are held"),
+            None => {
+                tracing::info!("Teams writes are released: each agent's newest target goes out")
+            }
+        }
+        let mut out = Vec::new();
+        self.engine.set_writes_held(now, why, &mut out);
+        self.absorb(now, out);
+    }
+
     pub(super) fn write_result(&mut self, now: Timestamp, result: WriteResult) {
         let job = result.job;
         let (purpose, reported) = self

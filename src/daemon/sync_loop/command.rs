@@ -125,6 +125,10 @@ pub enum Command {
     Reload(MappingSet, Option<RoutingConfig>),
     /// Answered once the loop has gone round: the watchdog's liveness check.
     Ping(oneshot::Sender<()>),
+    /// Holds every Teams write, saying why (the app lacks the permission
+    /// to write presence), or releases them (`None`): the newest target
+    /// of each agent goes out then.
+    HoldWrites(Option<String>),
 }
 
 /// Which agents a page holds.
@@ -264,6 +268,7 @@ impl<S: Store> SyncLoop<S> {
                 }
             }
             Command::Ping(tx) => self.step.replies.push(Reply::Ping(tx)),
+            Command::HoldWrites(why) => self.hold_writes(now, why),
         }
     }
 }

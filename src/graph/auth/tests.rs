@@ -33,7 +33,11 @@ fn entra_refusals_are_classified_by_aadsts_code() {
     assert_eq!(kind(&[], "invalid_scope"), "invalid_scope");
     assert_eq!(kind(&[65001], "invalid_grant"), "consent_missing");
     assert_eq!(kind(&[700027], "invalid_client"), "invalid_certificate");
-    assert_eq!(kind(&[90002], "invalid_request"), "rejected");
+    assert_eq!(kind(&[90002], "invalid_request"), "tenant_not_found");
+    assert_eq!(kind(&[900023], "invalid_request"), "tenant_not_found");
+    assert_eq!(kind(&[700024], "invalid_client"), "assertion_expired");
+    assert_eq!(kind(&[7000112], "unauthorized_client"), "app_disabled");
+    assert_eq!(kind(&[50000], "server_error"), "rejected");
     let error = AuthError::classify(401, rejection(&[7000222], "invalid_client"));
     let text = error.to_string();
     assert!(
@@ -44,6 +48,30 @@ fn entra_refusals_are_classified_by_aadsts_code() {
         !text.contains("Correlation ID: c\r"),
         "only the first line: {text}"
     );
+}
+
+/// Each class's operator message names the fix, in the full text and in
+/// the summary `/readyz` shows.
+#[test]
+fn each_refusal_names_its_fix() {
+    let cases: [(u64, &str, &str); 9] = [
+        (7000222, "invalid_client", "new secret"),
+        (7000215, "invalid_client", "secret's value"),
+        (700027, "invalid_client", "upload"),
+        (700024, "invalid_client", "clock"),
+        (700016, "unauthorized_client", "graph.client_id"),
+        (7000112, "unauthorized_client", "enable"),
+        (90002, "invalid_request", "graph.tenant_id"),
+        (65001, "invalid_grant", "admin consent"),
+        (70011, "invalid_scope", "graph_base"),
+    ];
+    for (code, error, fix) in cases {
+        let refused = AuthError::classify(400, rejection(&[code], error));
+        assert!(refused.to_string().contains(fix), "{code}: {refused}");
+        let summary = refused.summary();
+        assert!(summary.contains(&format!("AADSTS{code}")), "{summary}");
+        assert!(!summary.contains("trace id"), "{summary}");
+    }
 }
 
 #[test]
@@ -457,4 +485,44 @@ async fn the_refusal_hold_off_doubles_up_to_ten_minutes_and_resets_on_success() 
     fixed.store(true, Ordering::SeqCst);
     clock.advance(REFUSAL_HOLD_OFF_MAX);
     assert_eq!(tokens.token().await.unwrap().expose(), "token-0");
+}
+
+/// The end date is read from a real certificate (one the test CA made),
+/// before and after 2050 (UTCTime and GeneralizedTime); anything else
+/// reads as none, never a panic.
+#[test]
+fn a_certificates_end_date_is_read_from_its_der() {
+    use chrono::TimeZone;
+    let ca = crate::sim::tls::TestCa::new("CA").unwrap();
+    for end in [
+        Utc.with_ymd_and_hms(2031, 5, 6, 7, 8, 9).unwrap(),
+        Utc.with_ymd_and_hms(2061, 1, 2, 3, 4, 5).unwrap(),
+    ] {
+        let issued = ca.issue_client("app.contoso.test", end).unwrap();
+        assert_eq!(certificate_not_after(&issued.certificate_der), Some(end));
+    }
+    assert_eq!(certificate_not_after(b"not a certificate"), None);
+    assert_eq!(certificate_not_after(&[]), None);
+    assert_eq!(
+        certificate_not_after(&[0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]),
+        None
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn reading_an_end_date_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        let _ = certificate_not_after(&bytes);
+    }
+
+    #[test]
+    fn a_damaged_certificate_never_panics(cut in 0usize..400, flip in 0usize..400) {
+        let ca = crate::sim::tls::TestCa::new("CA").unwrap();
+        let mut der = ca.certificate().certificate_der.clone();
+        if let Some(byte) = der.get_mut(flip) {
+            *byte ^= 0xA5;
+        }
+        der.truncate(cut.min(der.len()));
+        let _ = certificate_not_after(&der);
+    }
 }

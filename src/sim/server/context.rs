@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::errors::{graph_error, throttled};
 use super::{Shared, lock};
+use crate::sim::auth::Needs;
 use crate::time::Timestamp;
 
 /// What handlers know about the request they answer.
@@ -97,7 +98,7 @@ pub(crate) async fn graph_gate(
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
     let app = match lock(&shared.auth).validate(bearer, now) {
-        Ok(app) => app.to_string(),
+        Ok(caller) => caller.clone(),
         Err(rejection) => {
             let mut response = graph_error(
                 &ctx,
@@ -112,6 +113,17 @@ pub(crate) async fn graph_gate(
             return response;
         }
     };
+    // Authorisation before the budget: a call the roles do not allow is
+    // refused as Graph refuses it, and spends nothing.
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let needs = needs_for(&path);
+    if !needs.allowed(&app.roles) {
+        return forbidden(&ctx, needs);
+    }
     if let Err(retry) = lock(&shared.throttle).admit(now) {
         lock(&shared.stats).throttled += 1;
         return throttled(&ctx, retry);
@@ -139,6 +151,34 @@ pub(crate) async fn graph_gate(
             )
         };
     }
-    request.extensions_mut().insert(CallerApp(app));
+    request.extensions_mut().insert(CallerApp(app.client_id));
     next.run(request).await
+}
+
+/// The roles a Graph route needs (its matched path).
+fn needs_for(path: &str) -> Needs {
+    if path.contains("/presence/") {
+        Needs::PresenceWrite
+    } else if path.contains("presence") || path.contains("Presence") {
+        Needs::PresenceRead
+    } else {
+        Needs::UserRead
+    }
+}
+
+/// Graph's 403 for a call the token's roles do not allow: the directory
+/// answers `Authorization_RequestDenied` with its sentence, the presence
+/// service a bare `Forbidden` with an empty message.
+fn forbidden(ctx: &RequestCtx, needs: Needs) -> Response {
+    match needs {
+        Needs::UserRead => graph_error(
+            ctx,
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ),
+        Needs::PresenceRead | Needs::PresenceWrite => {
+            graph_error(ctx, StatusCode::FORBIDDEN, "Forbidden", "")
+        }
+    }
 }

@@ -243,6 +243,63 @@ fn faults_json(shared: &Shared) -> Value {
     })
 }
 
+/// `GET /_sim/roles`: the application roles granted to the app.
+pub(crate) async fn roles(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({ "roles": lock(&shared.auth).roles() })).into_response()
+}
+
+/// `POST /_sim/roles {"roles": [...]}` replaces the granted roles, or
+/// `{"grant": [...], "revoke": [...]}` changes them (an admin consenting,
+/// or removing a permission). As in Entra, the next token carries them;
+/// tokens issued before keep theirs until they expire.
+pub(crate) async fn set_roles(
+    State(shared): State<Arc<Shared>>,
+    Extension(ctx): Extension<RequestCtx>,
+    body: Bytes,
+) -> Response {
+    let body = match parse_object(&ctx, &body) {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    const FIELDS: &[&str] = &["roles", "grant", "revoke"];
+    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return bad_request(
+            &ctx,
+            &format!("unknown field '{unknown}'; known: {}", FIELDS.join(", ")),
+        );
+    }
+    let mut lists = BTreeMap::new();
+    for name in FIELDS {
+        let Some(value) = body.get(*name) else {
+            continue;
+        };
+        let list: Option<Vec<String>> = value.as_array().and_then(|items| {
+            items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect()
+        });
+        match list {
+            Some(list) => {
+                lists.insert(*name, list);
+            }
+            None => {
+                return bad_request(&ctx, &format!("{name} must be a list of role names."));
+            }
+        }
+    }
+    let mut auth = lock(&shared.auth);
+    let mut roles: Vec<String> = match lists.remove("roles") {
+        Some(roles) => roles,
+        None => auth.roles().to_vec(),
+    };
+    roles.extend(lists.remove("grant").unwrap_or_default());
+    let revoke = lists.remove("revoke").unwrap_or_default();
+    roles.retain(|r| !revoke.iter().any(|x| x.eq_ignore_ascii_case(r)));
+    auth.set_roles(roles);
+    Json(json!({ "roles": auth.roles() })).into_response()
+}
+
 /// `POST /_sim/clock {"advance_seconds": n}`: moves the simulator's clock
 /// (fades, expiries and token lifetimes follow), for demos.
 pub(crate) async fn clock(

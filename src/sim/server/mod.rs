@@ -164,6 +164,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/faults", post(control::faults))
         .route("/_sim/clock", post(control::clock))
         .route("/_sim/stats", get(control::stats))
+        .route("/_sim/roles", get(control::roles).post(control::set_roles))
         .fallback(errors::not_found)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use serde_json::json;
 
 use super::errors::entra_error;
@@ -34,13 +33,12 @@ pub(crate) async fn issue(
     if let Err(error) = auth.check(&tenant, &request, ctx.at) {
         return entra_error(&ctx, &error);
     }
-    // Opaque and unguessable: tokens are the only credential Graph checks.
+    // Unguessable: tokens are the only credential Graph checks.
     let mut bytes = [0u8; 32];
     if SystemRandom::new().fill(&mut bytes).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let expires_in = auth.issue(token.clone(), ctx.at);
+    let (token, expires_in) = auth.issue(&bytes, ctx.at);
     Json(json!({
         "token_type": "Bearer",
         "expires_in": expires_in,

@@ -129,6 +129,11 @@ impl Harness {
         }
     }
 
+    /// Takes decisions made outside the harness's own calls.
+    pub fn absorb_for_test(&mut self, out: Vec<Decision>) {
+        self.absorb(out);
+    }
+
     pub fn cc(&mut self, status: &str) {
         let mut out = Vec::new();
         self.engine

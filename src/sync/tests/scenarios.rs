@@ -533,3 +533,84 @@ fn view_shows_debouncing_and_routability() {
     assert!(view.teams_blocking);
     assert_eq!(view.debouncing_until, Some(h.now + Duration::from_secs(15)));
 }
+
+/// Without the permission to write presence, writes are held: nothing is
+/// sent, retried or kept alive, and the view says why; released, only the
+/// newest target goes out, at once.
+#[test]
+fn held_writes_wait_and_only_the_newest_goes_out_when_released() {
+    let mut h = Harness::new(contact_center());
+    h.cc("On contact");
+    h.secs(15);
+    assert_eq!(h.writes_since(0), vec![set_session("Busy/InACall")]);
+    h.teams("Busy/InACall");
+    let mark = h.mark();
+    let mut out = Vec::new();
+    h.engine.set_writes_held(
+        h.now,
+        Some("the app lacks Presence.ReadWrite.All".into()),
+        &mut out,
+    );
+    assert!(out.is_empty());
+    h.cc("Available");
+    h.secs(30);
+    h.cc("Lunch");
+    h.secs(30);
+    h.cc("On contact");
+    h.secs(30);
+    h.cc("Lunch");
+    // Hours pass: no keep-alive, no retry, no write.
+    h.secs(3 * 3600);
+    assert!(
+        h.writes_since(mark).is_empty(),
+        "{:?}",
+        h.writes_since(mark)
+    );
+    let view = h.engine.view(h.agent, h.now).unwrap();
+    assert_eq!(
+        view.writes_held.as_deref(),
+        Some("the app lacks Presence.ReadWrite.All")
+    );
+    assert!(
+        h.events_since(mark).is_empty(),
+        "{:?}",
+        h.events_since(mark)
+    );
+    let mut out = Vec::new();
+    h.engine.set_writes_held(h.now, None, &mut out);
+    h.absorb_for_test(out);
+    let lunch = TeamsTarget::clone(&h.profile().cc_to_teams[id(h.profile(), "Lunch").0 as usize]);
+    let expected = match lunch {
+        TeamsTarget::Set(p) => set_session(&p.to_string()),
+        TeamsTarget::Clear => TeamsWrite::ClearSession,
+    };
+    assert_eq!(h.writes_since(mark), vec![expected]);
+    assert_eq!(h.engine.view(h.agent, h.now).unwrap().writes_held, None);
+}
+
+/// A write refused while the permission was missing is made at once when
+/// it is granted, not after the retry pause.
+#[test]
+fn a_refused_write_goes_out_at_once_when_writes_are_released() {
+    let mut h = Harness::new(contact_center());
+    h.auto_ack = false;
+    h.cc("On contact");
+    h.secs(15);
+    assert_eq!(h.pending_writes.len(), 1);
+    h.finish_write(
+        0,
+        WriteOutcome::Failed {
+            message: "403 Forbidden".into(),
+        },
+    );
+    let mut out = Vec::new();
+    h.engine
+        .set_writes_held(h.now, Some("no permission".into()), &mut out);
+    h.secs(600);
+    assert!(h.pending_writes.is_empty());
+    let mark = h.mark();
+    let mut out = Vec::new();
+    h.engine.set_writes_held(h.now, None, &mut out);
+    h.absorb_for_test(out);
+    assert_eq!(h.writes_since(mark), vec![set_session("Busy/InACall")]);
+}
