@@ -481,3 +481,83 @@ async fn the_directory_drawer_searches_and_calls() {
     drop(browser);
     kit.stop().await;
 }
+
+/// The health view names a permission the app lacks, what it stops and
+/// links the tenant's admin consent; once consent is granted it says all
+/// are granted, without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_view_names_a_missing_permission_and_links_consent() {
+    let Some(chromium) = browser_or_skip("board_browser") else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().await;
+    let kit = DaemonKit::start_sim(
+        presence_sync::sim::SimOptions {
+            roles: vec!["Presence.Read.All".into(), "User.Read.All".into()],
+            ..common::daemon_kit::sim_options(3)
+        },
+        "",
+        presence_sync::daemon::DaemonOptions {
+            permission_recheck: Duration::from_millis(300),
+            ..options()
+        },
+    )
+    .await;
+    let browser = Browser::start(&chromium, 1280, 900).await;
+    browser.goto(&format!("{}/", kit.base)).await;
+    browser.wait_for("#token").await;
+    watch_for_script(&browser).await;
+    sign_in(&browser, &kit.token).await;
+    browser.click("#tab-health").await;
+    let consent = format!(
+        "{}/{}/adminconsent?client_id={}",
+        kit.sim.base_url, kit.sim.tenant_id, kit.sim.client_id
+    );
+    assert!(
+        browser
+            .until(
+                "const item = document.querySelector('#health-graph li[data-permission=\"Presence.ReadWrite.All\"]');\
+                 const link = document.querySelector('#health-graph a.consent');\
+                 return item !== null && item.textContent.includes('cc to teams')\
+                   && link !== null && link.getAttribute('href').startsWith(arguments[0]);",
+                json!([consent]),
+                PATIENCE
+            )
+            .await,
+        "the missing permission and the consent link did not show"
+    );
+    assert!(
+        browser
+            .until(
+                "return [...document.querySelectorAll('#health-errors li')]\
+                   .some((li) => li.textContent.includes('Presence.ReadWrite.All'));",
+                json!([]),
+                PATIENCE
+            )
+            .await,
+        "the missing permission is not among the last errors"
+    );
+    screenshot(&browser, "health-permissions").await;
+
+    let granted = kit
+        .http
+        .post(format!("{}/_sim/roles", kit.sim.base_url))
+        .json(&json!({"grant": ["Presence.ReadWrite.All"]}))
+        .send()
+        .await
+        .expect("POST /_sim/roles");
+    assert_eq!(granted.status(), 200);
+    assert!(
+        browser
+            .until(
+                "const dds = [...document.querySelectorAll('#health-graph dd')];\
+                 return dds.some((dd) => dd.textContent.startsWith('all granted'))\
+                   && document.querySelector('#health-graph a.consent') === null;",
+                json!([]),
+                PATIENCE
+            )
+            .await,
+        "granting consent did not show on the board without a reload"
+    );
+    no_script_ran(&browser).await;
+}

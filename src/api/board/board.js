@@ -495,6 +495,9 @@ function renderHealth(health) {
   pair(graph, 'Failed calls', String(stats.graph_failed_total ?? '—'));
   if (poll.rate_limit != null) pair(graph, 'Rate allowed now', `${poll.rate_limit.toFixed(1)} requests/s`);
   pair(graph, 'App', `${health.graph.client_id} in ${health.graph.tenant_id} (${health.graph.auth})`);
+  const perms = health.permissions;
+  const missing = (perms && perms.missing) || [];
+  if (perms) pair(graph, 'Permissions', permissionsEl(perms, missing));
 
   const sync = $('health-sync');
   sync.replaceChildren();
@@ -514,9 +517,26 @@ function renderHealth(health) {
 
   const errors = [];
   if (stats.token_error) errors.push(`token: ${stats.token_error}`);
+  for (const m of missing) errors.push(`permission ${m.permission} missing: ${m.fix}`);
   for (const t of health.tasks || []) if (t.state === 'degraded' || t.state === 'failed') errors.push(`${t.name}: ${t.detail}`);
   for (const c of health.checks || []) if (!c.ok) errors.push(`${c.name}: ${c.detail}`);
   $('health-errors').replaceChildren(...(errors.length ? errors : ['none']).map((e) => el('li', {}, e)));
+}
+
+/** The Graph permissions: all granted, or each missing one with what it
+ * stops, and the tenant's admin-consent link (only an http(s) address). */
+function permissionsEl(perms, missing) {
+  if (missing.length === 0) {
+    return `all granted (${(perms.needed || []).join(', ') || 'none needed'})`;
+  }
+  const consent = perms.consent_url && /^https?:\/\//.test(perms.consent_url)
+    ? el('a', { class: 'consent', href: perms.consent_url, rel: 'noopener noreferrer', target: '_blank' }, 'Grant admin consent')
+    : null;
+  return el('div', { class: 'permissions' },
+    el('ul', {}, ...missing.map((m) => el('li', { 'data-permission': m.permission },
+      el('span', { class: 'no' }, `${m.permission} missing`),
+      ` — stops ${(m.stops || []).join(', ').replaceAll('_', ' ')}`))),
+    consent);
 }
 
 async function loadHealth() {
