@@ -109,6 +109,34 @@ fn check_secrets(config: &Config, report: &mut CheckReport) {
             format!("cannot read the Graph client certificate: {error}"),
         ));
     }
+    // The CA file is read (and its certificates parsed) as the daemon's
+    // HTTP client will; the certificate credential's end date is said.
+    if let Some(ca_file) = &config.graph.outbound.ca_file
+        && let Err(error) =
+            crate::http::client_with(config.graph.request_timeout, &config.graph.outbound)
+    {
+        report
+            .errors
+            .push(Diagnostic::whole_file(ca_file, error.to_string()));
+    }
+    if let crate::config::GraphAuth::Certificate {
+        certificate_file, ..
+    } = &config.graph.auth
+        && let Ok(pem) = std::fs::read_to_string(certificate_file)
+        && let Some(not_after) = crate::graph::auth::pem_certificate_not_after(&pem)
+    {
+        let (usable, text) =
+            crate::daemon::permissions::certificate_check(not_after, chrono::Utc::now());
+        if !usable {
+            report
+                .errors
+                .push(Diagnostic::whole_file(certificate_file, text));
+        } else if text.starts_with("warning") {
+            report
+                .warnings
+                .push(format!("{}: {text}", certificate_file.display()));
+        }
+    }
     for source in config.secrets() {
         match source.read() {
             Ok(_) => {}

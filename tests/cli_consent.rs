@@ -125,3 +125,56 @@ async fn check_online_says_granted_or_missing_per_permission() {
     assert_eq!(out.status.code(), Some(69), "{}", text(&out));
     sim.shutdown().await.unwrap();
 }
+
+/// `check` reads the CA file as the daemon will, and says when the client
+/// certificate is near its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_the_ca_file_and_the_certificates_end_date() {
+    let sim = sim::spawn(sim_options(1)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.pem"), "not a certificate\n").unwrap();
+    let config = common::daemon_kit::write_config_with(
+        dir.path(),
+        &sim,
+        "echo_window = \"10s\"",
+        "ca_file = \"bad.pem\"",
+    );
+    let out = presence_sync(args(&["check"], &config)).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{shown}");
+    assert!(
+        shown.contains("bad.pem") && shown.contains("no PEM certificate"),
+        "{shown}"
+    );
+
+    let ca = presence_sync::sim::tls::TestCa::new("CA").unwrap();
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        ca.certificate().certificate_pem(),
+    )
+    .unwrap();
+    let app = ca
+        .issue_client("app", chrono::Utc::now() + chrono::Duration::days(5))
+        .unwrap();
+    std::fs::write(dir.path().join("app.pem"), app.certificate_pem()).unwrap();
+    std::fs::write(dir.path().join("app.key"), app.key_pem()).unwrap();
+    let text_config = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("ca_file = \"bad.pem\"", "ca_file = \"ca.pem\"")
+        .replace(
+            &format!(
+                "client_secret_file = \"{}/graph-secret\"",
+                dir.path().display()
+            ),
+            "client_certificate_file = \"app.pem\"\nclient_key_file = \"app.key\"",
+        );
+    std::fs::write(&config, text_config).unwrap();
+    let out = presence_sync(args(&["check"], &config)).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("warning: the Graph client certificate expires"),
+        "{shown}"
+    );
+    sim.shutdown().await.unwrap();
+}

@@ -370,7 +370,8 @@ pub struct TaskOut {
 }
 
 /// `/readyz`: open to probes, so its details never name the tenant, the
-/// app or a user (see [`Health`] for the full story).
+/// app or a user (see [`Health`] for the full story), with one exception:
+/// while a Graph permission is missing, the admin-consent URL that fixes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {
     pub ready: bool,
@@ -382,8 +383,8 @@ pub struct Readiness {
     /// The directory's slower tier: the users in scope who are not agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_poll: Option<PollOut>,
-    /// The Graph permissions needed, granted and missing (no consent URL
-    /// here: it names the tenant and the app).
+    /// The Graph permissions needed, granted and missing (the consent URL
+    /// only while one is missing: it names the tenant and the app).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<PermissionsOut>,
 }
@@ -398,7 +399,8 @@ pub struct PermissionsOut {
     /// The token's roles; `null` when the token cannot be read.
     pub granted: Option<Vec<String>>,
     pub missing: Vec<MissingPermissionOut>,
-    /// The tenant's admin-consent URL (`/v1/health` only).
+    /// The tenant's admin-consent URL: always in `/v1/health`, in `/readyz`
+    /// while a permission is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_url: Option<String>,
 }

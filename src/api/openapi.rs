@@ -1161,13 +1161,14 @@ fn permission_schemas() -> Value {
         "Permissions": {
             "type": "object",
             "description": "The Graph application permissions the config needs, the roles the newest \
-                access token grants, and what is missing with the features it stops. The admin-consent \
-                URL is in /v1/health only (it names the tenant and the app).",
+                access token grants, and what is missing with the features it stops, with the tenant's \
+                admin-consent URL while a permission is missing (in /v1/health always).",
             "required": ["needed", "granted", "missing"],
             "properties": {
                 "needed": strings,
                 "granted": {"type": ["array", "null"], "items": string},
                 "missing": {"type": "array", "items": schema_ref("MissingPermission")},
+                "consent_url": string,
             }
         },
         "MissingPermission": {
@@ -1182,7 +1183,7 @@ fn permission_schemas() -> Value {
     });
     // `/v1/health`'s: the same with the tenant's admin-consent URL.
     let mut full = all["Permissions"].clone();
-    full["properties"]["consent_url"] = string;
+    full["required"] = json!(["needed", "granted", "missing", "consent_url"]);
     full["description"] = json!(
         "The Graph permissions as in readiness, with the tenant's \
         admin-consent URL for the app."

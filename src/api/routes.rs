@@ -545,7 +545,8 @@ pub const ROUTES: &[Route] = &[
                 "The store, the mappings, and Graph as each task that calls it \
                 (`directory`, `presence-poller`, `presence-writer`) last found it: 503 within seconds \
                 of Graph failing or refusing the app's credentials, 200 again once calls go through. \
-                Details never name the tenant, the app or a user; `GET /v1/health` has them.",
+                Details never name the tenant, the app or a user (but for the admin-consent URL while a \
+                Graph permission is missing: it is the fix); `GET /v1/health` has them.",
             ),
             params: &[],
             body: Body::None,

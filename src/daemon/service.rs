@@ -266,11 +266,14 @@ impl<S: Store> DaemonService<S> {
         })
     }
 
-    /// The permissions needed, granted and missing; `full`: with the
-    /// admin-consent URL (which names the tenant and the app).
+    /// The permissions needed, granted and missing; with the admin-consent
+    /// URL in `full` (the authenticated view), and in the open `/readyz`
+    /// only while a permission is missing: it names the tenant and the
+    /// app, which the probe otherwise keeps out, but then it is the fix.
     fn permissions(&self, full: bool) -> Option<PermissionsOut> {
         let state = self.permissions.borrow().clone()?;
         let report = state.report;
+        let with_url = full || !report.missing.is_empty();
         Some(PermissionsOut {
             needed: report.needed.iter().map(|p| p.to_string()).collect(),
             granted: report.granted.map(|roles| roles.into_iter().collect()),
@@ -283,15 +286,11 @@ impl<S: Store> DaemonService<S> {
                     fix: format!(
                         "add the application permission {} to the app registration and grant admin consent ({})",
                         m.permission,
-                        if full {
-                            state.consent_url.as_str()
-                        } else {
-                            "the URL is in GET /v1/health and `presence-sync permissions`"
-                        }
+                        state.consent_url.as_str()
                     ),
                 })
                 .collect(),
-            consent_url: full.then_some(state.consent_url),
+            consent_url: with_url.then_some(state.consent_url),
         })
     }
 

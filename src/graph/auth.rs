@@ -351,6 +351,11 @@ impl Credential {
     }
 }
 
+/// The end date of the first certificate in a PEM file.
+pub fn pem_certificate_not_after(pem: &str) -> Option<DateTime<Utc>> {
+    certificate_not_after(&pem_block(pem, "CERTIFICATE")?)
+}
+
 /// One DER element: its tag, its content and what follows it.
 fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;

@@ -40,10 +40,11 @@ impl<S: Store> SyncLoop<S> {
         if self.engine.writes_held() == why.as_deref() {
             return;
         }
+        // The permissions' own log line says why; this is the detail.
         match &why {
-            Some(why) => tracing::warn!(%why, "Teams writes are held"),
+            Some(why) => tracing::debug!(%why, "Teams writes are held"),
             None => {
-                tracing::info!("Teams writes are released: each agent's newest target goes out")
+                tracing::debug!("Teams writes are released: each agent's newest target goes out")
             }
         }
         let mut out = Vec::new();
