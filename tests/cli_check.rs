@@ -461,7 +461,7 @@ fn a_viewer_token_equal_to_the_api_token_is_refused() {
 
     fs::write(dir.path().join("viewer-token"), "dummy-api-token\n").unwrap();
     let output = presence_sync(&["check", "--config", config.to_str().unwrap()], &[]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(78), "a configuration error");
     let out = stdout(&output);
     let expected = format!(
         "{}:8:1: the viewer token is the same as the API token",

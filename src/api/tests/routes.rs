@@ -456,7 +456,7 @@ fn openapi_schemas_match_the_models() {
                         stops: vec!["cc_to_teams".into()],
                         fix: "grant admin consent".into(),
                     }],
-                    consent_url: None,
+                    consent_url: Some("https://login.example/t/adminconsent?client_id=c".into()),
                 }),
             })
             .unwrap(),
