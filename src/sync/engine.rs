@@ -750,7 +750,7 @@ impl Engine {
 /// eighth of its length rather than by doubling: with hundreds of bytes a
 /// slot, doubling leaves up to half the memory of every agent unused (tens
 /// of MB at 50,000 agents). Still amortised O(1) a push.
-pub(crate) fn grow_by_an_eighth<T>(slots: &mut Vec<T>) {
+fn grow_by_an_eighth<T>(slots: &mut Vec<T>) {
     if slots.len() == slots.capacity() {
         slots.reserve_exact((slots.len() / 8).max(64));
     }
