@@ -378,6 +378,8 @@ fn operation(route: &Route) -> Value {
     Value::Object(operation)
 }
 
+/// The OpenAPI parameters a [`Param`] stands for: one, or for the
+/// directory's query, one a key.
 fn parameters(param: Param) -> Vec<Value> {
     match param {
         Param::DirectoryQuery => {
@@ -423,54 +425,48 @@ fn parameters(param: Param) -> Vec<Value> {
                 ),
             ]
         }
-        other => vec![parameter(other)],
-    }
-}
-
-fn parameter(param: Param) -> Value {
-    match param {
-        Param::UserId => json!({"name": "user_id", "in": "path", "required": true,
+        Param::UserId => vec![json!({"name": "user_id", "in": "path", "required": true,
             "description": "The Teams user's (Entra) object id.",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9-]+$"}}),
-        // Several keys: `parameters` lists them, one entry each.
-        Param::DirectoryQuery => json!({}),
-        Param::AgentId => json!({"$ref": "#/components/parameters/AgentId"}),
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9-]+$"}})],
+        Param::AgentId => vec![json!({"$ref": "#/components/parameters/AgentId"})],
         Param::ContactId => {
-            json!({"name": "contact_id", "in": "path", "required": true, "schema": id_schema()})
+            vec![
+                json!({"name": "contact_id", "in": "path", "required": true, "schema": id_schema()}),
+            ]
         }
         Param::Queue => {
-            json!({"name": "queue", "in": "path", "required": true, "schema": name_schema()})
+            vec![json!({"name": "queue", "in": "path", "required": true, "schema": name_schema()})]
         }
-        Param::Limit => json!({
+        Param::Limit => vec![json!({
             "name": "limit",
             "in": "query",
             "required": false,
             "description": "At most this many in the page (default 100).",
             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}
-        }),
-        Param::Cursor => json!({
+        })],
+        Param::Cursor => vec![json!({
             "name": "cursor",
             "in": "query",
             "required": false,
             "description": "The `next_cursor` of the page before; the first page without it.",
             "schema": {"type": "string", "maxLength": 256}
-        }),
-        Param::Search => json!({
+        })],
+        Param::Search => vec![json!({
             "name": "search",
             "in": "query",
             "required": false,
             "description": "Only those whose id, display name or UPN contains this \
                 (case-insensitive).",
             "schema": {"type": "string", "maxLength": 256}
-        }),
-        Param::Since => json!({
+        })],
+        Param::Since => vec![json!({
             "name": "since",
             "in": "query",
             "required": false,
             "description": "Resume after this sequence number (0: from the oldest event kept). \
                 At most the newest seq this store committed; beyond it is a 422 `cursor_ahead`.",
             "schema": {"type": "integer", "format": "int64", "minimum": 0}
-        }),
+        })],
     }
 }
 
