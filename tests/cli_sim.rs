@@ -15,6 +15,29 @@ fn field<'a>(lines: &'a [String], label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no `{label}` in {lines:?}"))
 }
 
+/// The simulator's answer to a client-credentials token request.
+async fn client_credentials(
+    http: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+    client_id: &str,
+    secret: &str,
+) -> Value {
+    http.post(format!("{base}/{tenant}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token JSON")
+}
+
 #[tokio::test]
 async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_presence-sync"))
@@ -53,20 +76,7 @@ async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
     );
 
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{base}/{tenant}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", secret.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token JSON");
+    let token = client_credentials(&http, &base, &tenant, &client_id, &secret).await;
     let users: Value = http
         .get(format!("{base}/v1.0/users"))
         .bearer_auth(token["access_token"].as_str().expect("token"))
@@ -132,20 +142,7 @@ async fn sim_grant_sets_the_apps_roles() {
     let client_id = field(&lines, "client id:").to_string();
     let secret = field(&lines, "client secret:").to_string();
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{base}/{tenant}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", secret.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token JSON");
+    let token = client_credentials(&http, &base, &tenant, &client_id, &secret).await;
     let token = token["access_token"].as_str().expect("token").to_string();
     let users: Value = http
         .get(format!("{base}/v1.0/users"))

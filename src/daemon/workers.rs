@@ -115,17 +115,8 @@ impl Worker for PollerWorker {
 
     async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
         status.set(TaskState::Running);
-        let mut health = self.health.subscribe();
         // Ends with the poller, which holds the sender.
-        let mirror = async move {
-            while health.changed().await.is_ok() {
-                let state = match &*health.borrow_and_update() {
-                    None => TaskState::Running,
-                    Some(error) => TaskState::Degraded(Problem::graph(error)),
-                };
-                status.set(state);
-            }
-        };
+        let mirror = mirror_health(self.health.subscribe(), status);
         // The round follows what the budget's writes leave.
         let throttle = self.graph.throttle().clone();
         let poll = Poller::new(
@@ -142,6 +133,18 @@ impl Worker for PollerWorker {
         .run(self.presences, stop);
         tokio::join!(poll, mirror);
         Ok(())
+    }
+}
+
+/// Mirrors a poller's last Graph error into its task's state, until the
+/// poller (which holds the sender) ends.
+async fn mirror_health(mut health: GraphHealth, status: TaskStatus) {
+    while health.changed().await.is_ok() {
+        let state = match &*health.borrow_and_update() {
+            None => TaskState::Running,
+            Some(error) => TaskState::Degraded(Problem::graph(error)),
+        };
+        status.set(state);
     }
 }
 
@@ -164,16 +167,8 @@ impl Worker for DirectoryPollerWorker {
 
     async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
         status.set(TaskState::Running);
-        let (health_tx, mut health) = watch::channel(None);
-        let mirror = async move {
-            while health.changed().await.is_ok() {
-                let state = match &*health.borrow_and_update() {
-                    None => TaskState::Running,
-                    Some(error) => TaskState::Degraded(Problem::graph(error)),
-                };
-                status.set(state);
-            }
-        };
+        let (health_tx, health) = watch::channel(None);
+        let mirror = mirror_health(health, status);
         let throttle = self.graph.throttle().clone();
         // Every user once a `freshness` from what the classes before it
         // leave, never more often; when they leave nothing, still once in

@@ -127,6 +127,10 @@ impl<S: Store> SyncLoop<S> {
         let (changed, mut removed) = self.directory.apply(update);
         self.directory_changed(full, &changed);
         if full {
+            // A full read is a burst of its own (Graph's pages, the users
+            // decoded, the view and this index rebuilt) whatever the agents
+            // written: give its freed memory back at the next quiet step.
+            self.note_burst();
             // After a full read, a linked user the directory does not have
             // is gone, whether or not this process ever saw it.
             removed.extend(
