@@ -8,6 +8,10 @@
 //! the users' whole records for linking. A restart starts from the stored
 //! records (linking, overflow and `/readyz` work before Graph answers) and
 //! the full read refreshes them behind.
+//!
+//! With a scope by group membership the groups' users are read after each
+//! full read and delta poll and handed to the view, which moves who joined
+//! or left a group in or out of scope.
 
 use std::collections::HashMap;
 use std::sync::Arc;
