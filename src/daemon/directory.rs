@@ -268,7 +268,18 @@ async fn refresh_members(reader: &DirectoryReader) -> Result<(), Problem> {
                     ),
                 ));
             }
-            Err(e) => return Err(Problem::graph(&e)),
+            Err(e) => {
+                use crate::graph::permissions::{Permission, Refusal, classify_refusal};
+                return Err(match classify_refusal(e.status().unwrap_or(0), e.code()) {
+                    Some(Refusal::PermissionMissing { code }) => {
+                        Problem::plain(crate::graph::permissions::refusal_message(
+                            Permission::GroupMemberReadAll,
+                            &code,
+                        ))
+                    }
+                    None => Problem::graph(&e),
+                });
+            }
         }
     }
     let listed = reader.view.set_members(members);
