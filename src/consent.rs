@@ -18,7 +18,10 @@ use crate::mapping::Profile;
 
 /// What the config needs of Graph.
 pub fn needs(config: &Config, profiles: &[Arc<Profile>]) -> Needs {
-    needed(uses(profiles, &config.routing))
+    needed(crate::graph::permissions::Uses {
+        scope_groups: !config.directory.scope.groups().is_empty(),
+        ..uses(profiles, &config.routing)
+    })
 }
 
 /// The config's admin-consent URL.
@@ -147,6 +150,20 @@ pub async fn check_online(config: &Config, profiles: &[Arc<Profile>]) -> Online 
                 let (ok, how) = from_roles(need.permission);
                 (ok, format!("{how} (a write is not tried)"))
             }
+            Permission::GroupMemberReadAll => match config.directory.scope.groups().first() {
+                Some(group) => match first_member(&client, group).await {
+                    Ok(()) => (
+                        true,
+                        format!("listed a member of group {group} (transitiveMembers)"),
+                    ),
+                    Err(e) => refused_or(
+                        e,
+                        &format!("GET /groups/{group}/transitiveMembers"),
+                        &from_roles(need.permission),
+                    ),
+                },
+                None => from_roles(need.permission),
+            },
         };
         checks.push(PermissionCheck {
             permission: need.permission,
@@ -183,6 +200,23 @@ async fn first_user(client: &GraphClient) -> Result<Option<String>, GraphError> 
         .await?;
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
     Ok(body["value"][0]["id"].as_str().map(str::to_string))
+}
+
+async fn first_member(client: &GraphClient, group: &str) -> Result<(), GraphError> {
+    let mut url = client.url(&["groups", group, "transitiveMembers", "microsoft.graph.user"]);
+    url.query_pairs_mut()
+        .append_pair("$select", "id")
+        .append_pair("$top", "1");
+    client
+        .call(
+            CallClass::Directory,
+            Method::GET,
+            url,
+            None,
+            "listGroupMembers",
+        )
+        .await
+        .map(|_| ())
 }
 
 /// The lines `check --online` prints, and whether every needed permission

@@ -126,6 +126,49 @@ async fn check_online_says_granted_or_missing_per_permission() {
     sim.shutdown().await.unwrap();
 }
 
+/// A directory scope by groups needs GroupMember.Read.All: `permissions`
+/// lists it (and only then), `check --online` reads one member to see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_by_groups_needs_group_member_read_all() {
+    let sim = sim::spawn(sim_options(2)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "echo_window = \"10s\"");
+    let shown = text(&presence_sync(args(&["permissions"], &config)).await);
+    assert!(!shown.contains("GroupMember.Read.All"), "{shown}");
+
+    let group = "2f1c8a4e-7b0d-4c1e-9a57-3d6f0b8e21c4";
+    let member = sim.user_ids()[0].clone();
+    let created = reqwest::Client::new()
+        .post(format!("{}/_sim/groups", sim.base_url))
+        .json(&serde_json::json!({"id": group, "members": [member]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let scoped =
+        format!("echo_window = \"10s\"\n\n[directory]\nscope = {{ groups = [\"{group}\"] }}");
+    let config = write_config(dir.path(), &sim, &scoped);
+    let out = presence_sync(args(&["permissions"], &config)).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("\n  GroupMember.Read.All"), "{shown}");
+    assert!(shown.contains("scope by group membership"), "{shown}");
+
+    let online = args(&["check", "--online"], &config);
+    let out = presence_sync(online.clone()).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("granted: GroupMember.Read.All"), "{shown}");
+
+    sim.set_roles(&["Presence.ReadWrite.All", "User.Read.All"]);
+    let out = presence_sync(online).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(77), "{shown}");
+    assert!(shown.contains("missing: GroupMember.Read.All"), "{shown}");
+    assert!(shown.contains("Authorization_RequestDenied"), "{shown}");
+    sim.shutdown().await.unwrap();
+}
+
 /// `check` reads the CA file as the daemon will, and says when the client
 /// certificate is near its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,7 +72,7 @@ async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     assert_eq!(
         field(&lines, "granted roles:"),
-        "Presence.Read.All, Presence.ReadWrite.All, User.Read.All"
+        "GroupMember.Read.All, Presence.Read.All, Presence.ReadWrite.All, User.Read.All"
     );
 
     let http = reqwest::Client::new();

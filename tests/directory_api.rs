@@ -356,3 +356,79 @@ async fn a_restart_is_ready_and_links_from_the_stored_directory_before_graph_ans
     .await;
     kit.stop().await;
 }
+
+/// A scope by group membership: only the group's members are listed and
+/// read by the slower tier; an unknown group is named in `/v1/health`
+/// until it exists; a membership change shows after the next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_by_group_lists_and_reads_its_members_only_and_follows_membership() {
+    const GROUP: &str = "2f1c8a4e-7b0d-4c1e-9a57-3d6f0b8e21c4";
+    let sync = format!("{DIRECTORY}scope = {{ groups = [\"{GROUP}\"] }}\n");
+    let kit = DaemonKit::start_with(6, &sync).await;
+    let users: Vec<String> = (0..6).map(|n| kit.user(n).0).collect();
+
+    // The group does not exist yet: the directory task says which one.
+    until(|| async {
+        let (_, health) = json_of(kit.get("/v1/health").await).await;
+        health.to_string().contains(GROUP) && health.to_string().contains("404")
+    })
+    .await;
+    let (_, ready) = json_of(kit.get("/readyz").await).await;
+    assert!(!ready.to_string().contains(GROUP), "{ready}");
+    assert!(
+        ready["permissions"]["needed"]
+            .as_array()
+            .is_some_and(|n| n.contains(&json!("GroupMember.Read.All"))),
+        "{ready}"
+    );
+    assert_eq!(total(&kit).await, 0, "nobody is in scope yet");
+
+    let put_group = |members: Vec<String>| {
+        let http = kit.http.clone();
+        let url = format!("{}/_sim/groups", kit.sim.base_url);
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({"id": GROUP, "members": members}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    };
+    put_group(vec![users[0].clone(), users[1].clone()]).await;
+
+    // Its members are listed and their presence read; nobody else.
+    until(|| async {
+        let page = directory(&kit, "").await;
+        let members: BTreeSet<String> = ids(&page).into_iter().collect();
+        members == users[..2].iter().map(|u| u.to_lowercase()).collect()
+            && page["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|u| !u["presence"].is_null())
+    })
+    .await;
+    let (_, ready) = json_of(kit.get("/readyz").await).await;
+    assert_eq!(ready["directory_poll"]["users"], 2, "{ready}");
+    let (status, _) = json_of(kit.get(&format!("/v1/directory/{}", users[3])).await).await;
+    assert_eq!(status, 404, "not a member: not listed");
+
+    // Membership changes: in at the next refresh, the one who left out.
+    put_group(vec![users[1].clone(), users[4].clone()]).await;
+    until(|| async {
+        let page = directory(&kit, "").await;
+        let members: BTreeSet<String> = ids(&page).into_iter().collect();
+        members == [users[1].to_lowercase(), users[4].to_lowercase()].into()
+            && page["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|u| !u["presence"].is_null())
+    })
+    .await;
+    let (_, ready) = json_of(kit.get("/readyz").await).await;
+    assert_eq!(ready["directory_poll"]["users"], 2, "{ready}");
+    kit.stop().await;
+}

@@ -740,3 +740,73 @@ async fn the_poller_yields_exactly_what_changed() {
     task.await.expect("the poller stops");
     stop(sim).await;
 }
+
+// ------------------------------------------------------------------ groups
+
+const GROUP_MEMBERS: &str = "GET /v1.0/groups/{id}/transitiveMembers/microsoft.graph.user";
+
+#[tokio::test]
+async fn a_groups_users_page_and_an_unknown_group_or_a_missing_role_is_graphs_answer() {
+    let sim = start(1_100, None).await;
+    let ids = sim.user_ids();
+    // 1,050 members: two pages of at most 999; ids or UPNs name them.
+    let mut members: Vec<String> = ids[..1_049].to_vec();
+    let (_, upn) = sim.users()[1_060].clone();
+    members.push(upn);
+    let group = control(
+        &sim,
+        "/groups",
+        json!({"displayName": "Sales", "members": members}),
+    )
+    .await;
+    let group_id = group["id"].as_str().expect("a group id").to_string();
+    let client = jumping_client(&sim);
+    let read = client
+        .list_group_user_ids(&group_id)
+        .await
+        .expect("members");
+    assert_eq!(read.len(), 1_050);
+    let read: HashSet<String> = read.into_iter().collect();
+    let mut expected: HashSet<String> = ids[..1_049].iter().map(|i| i.to_lowercase()).collect();
+    expected.insert(ids[1_060].to_lowercase());
+    assert_eq!(read, expected);
+    assert_eq!(count(&sim, GROUP_MEMBERS, Some(200)), 2, "two pages of 999");
+
+    // A membership change is read at the next call.
+    control(
+        &sim,
+        "/groups",
+        json!({"id": group_id, "members": [ids[5].clone(), ids[6].clone()]}),
+    )
+    .await;
+    let read = client
+        .list_group_user_ids(&group_id)
+        .await
+        .expect("members");
+    assert_eq!(read, vec![ids[5].to_lowercase(), ids[6].to_lowercase()]);
+
+    // An unknown group: Graph's 404 body, not retried.
+    let unknown = "2f1c8a4e-7b0d-4c1e-9a57-3d6f0b8e21c4";
+    let error = client.list_group_user_ids(unknown).await.unwrap_err();
+    assert_eq!(error.status(), Some(404), "{error}");
+    assert_eq!(error.code(), Some("Request_ResourceNotFound"));
+    assert!(error.to_string().contains(unknown), "{error}");
+
+    // Without GroupMember.Read.All (or a broader role): Graph's 403.
+    sim.set_roles(&["Presence.Read.All", "User.Read.All"]);
+    let without = jumping_client(&sim);
+    let error = without.list_group_user_ids(&group_id).await.unwrap_err();
+    assert_eq!(error.status(), Some(403), "{error}");
+    assert_eq!(error.code(), Some("Authorization_RequestDenied"));
+    sim.set_roles(&["Group.Read.All", "User.Read.All"]);
+    let broader = jumping_client(&sim);
+    assert_eq!(
+        broader
+            .list_group_user_ids(&group_id)
+            .await
+            .expect("members")
+            .len(),
+        2
+    );
+    stop(sim).await;
+}

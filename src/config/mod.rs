@@ -100,6 +100,20 @@ pub enum DirectoryScope {
     /// The users of these departments (compared folded: case and accents
     /// aside), as the directory's `department` property names them.
     Departments(Vec<String>),
+    /// The users who are members of these Entra groups, directly or
+    /// through nested groups (object ids, lower case): read with
+    /// GroupMember.Read.All at each directory refresh.
+    Groups(Vec<String>),
+}
+
+impl DirectoryScope {
+    /// The groups whose members the scope names (none unless `Groups`).
+    pub fn groups(&self) -> &[String] {
+        match self {
+            DirectoryScope::Groups(ids) => ids,
+            _ => &[],
+        }
+    }
 }
 
 /// `[routing]`: the routing core's queues (SPEC §6). Reloaded with SIGHUP.

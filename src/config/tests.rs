@@ -932,6 +932,21 @@ fn the_directory_scope_and_freshness_have_defaults_and_three_shapes() {
             .scope,
         DirectoryScope::Departments(vec!["Sales".into(), "Support".into()])
     );
+    let groups = with(
+        "scope = { groups = [\"2F1C8A4E-7B0D-4C1E-9A57-3D6F0B8E21C4\", \" 8b081ef6-4792-4def-b2c9-c363a1bf41d5 \"] }",
+    )
+    .unwrap()
+    .directory
+    .scope;
+    assert_eq!(
+        groups,
+        DirectoryScope::Groups(vec![
+            "2f1c8a4e-7b0d-4c1e-9a57-3d6f0b8e21c4".into(),
+            "8b081ef6-4792-4def-b2c9-c363a1bf41d5".into()
+        ])
+    );
+    assert_eq!(groups.groups().len(), 2);
+    assert!(DirectoryScope::All.groups().is_empty());
     let config = load(&minimal(), &[("PRESENCE_SYNC_DIRECTORY__FRESHNESS", "45s")]).unwrap();
     assert_eq!(config.directory.freshness, Duration::from_secs(45));
 }
@@ -951,7 +966,46 @@ fn a_bad_directory_section_is_located() {
     assert!(first("scope = { departments = [\"\"] }").contains("departments[0]"));
     assert!(first("scope = { departments = \"Sales\" }").contains("must be a list"));
     assert!(first("scope = { teams = [\"x\"] }").contains("has no key `teams`"));
-    assert!(first("scope = { groups = [\"x\"] }").contains("group membership is not supported"));
+    let g = "2f1c8a4e-7b0d-4c1e-9a57-3d6f0b8e21c4";
+    assert!(first("scope = { groups = [] }").contains("from 1 to 1000 groups, not 0"));
+    let many = format!(
+        "scope = {{ groups = [{}] }}",
+        vec![format!("\"{g}\""); 1001].join(",")
+    );
+    assert!(first(&many).contains("from 1 to 1000 groups, not 1001"));
+    assert!(
+        first(&format!("scope = {{ groups = \"{g}\" }}"))
+            .contains("must be a list of group object ids")
+    );
+    let named = first(&format!("scope = {{ groups = [\"{g}\", \"Sales team\"] }}"));
+    assert!(
+        named.contains("`directory.scope.groups[1]` = \"Sales team\" is not a group object id"),
+        "{named}"
+    );
+    // Located at the entry itself: its line and column.
+    let line = format!("{}\n[directory]\n", minimal()).lines().count() + 1;
+    assert!(
+        named.starts_with(&format!("/etc/presence-sync/config.toml:{line}:61:")),
+        "{named}"
+    );
+    assert!(
+        first(&format!("scope = {{ groups = [\"{g}\", 7] }}"))
+            .contains("groups[1]` must be a group's object id")
+    );
+    assert!(first(&format!("scope = {{ groups = [\"{}\"] }}", &g[..35])).contains("groups[0]"));
+    assert!(
+        first(&format!(
+            "scope = {{ groups = [\"{g}\", \"{}\"] }}",
+            g.to_uppercase()
+        ))
+        .contains("listed twice")
+    );
+    assert!(
+        first(&format!(
+            "scope = {{ departments = [\"Sales\"], groups = [\"{g}\"] }}"
+        ))
+        .contains("give one of them")
+    );
     assert!(first("freshness = \"100ms\"").contains("`directory.freshness`"));
     assert!(first("colour = 1").contains("colour"));
     let located = first("scope = \"everyone\"");

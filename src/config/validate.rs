@@ -430,7 +430,7 @@ fn graph(raw: RawGraph, ctx: &mut Ctx<'_>) -> Option<GraphConfig> {
 /// shortest round, and at most a day.
 const DIRECTORY_FRESHNESS_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(24 * 3600));
-/// The most departments a scope may name.
+/// The most departments, or groups, a scope may name.
 const MAX_SCOPE_DEPARTMENTS: usize = 1000;
 
 /// `[directory]`: `scope` and `freshness`.
@@ -454,7 +454,7 @@ fn directory(raw: RawDirectory, ctx: &mut Ctx<'_>) -> Option<DirectoryConfig> {
 
 fn directory_scope(value: &figment::value::Value, ctx: &mut Ctx<'_>) -> Option<DirectoryScope> {
     use figment::value::Value;
-    const SHAPE: &str = "give \"all\" (every Teams user), \"agents\" (the agents only) or { departments = [\"Sales\", ...] }";
+    const SHAPE: &str = "give \"all\" (every Teams user), \"agents\" (the agents only), { departments = [\"Sales\", ...] } or { groups = [\"<group object id>\", ...] }";
     let key = ["directory", "scope"];
     match value {
         Value::String(_, text) => match text.trim().to_ascii_lowercase().as_str() {
@@ -470,63 +470,36 @@ fn directory_scope(value: &figment::value::Value, ctx: &mut Ctx<'_>) -> Option<D
             }
         },
         Value::Dict(_, dict) => {
-            let mut departments = None;
+            let mut chosen: Option<(&str, &Value)> = None;
             for (name, item) in dict {
-                if name == "departments" {
-                    departments = Some(item);
-                } else if name == "groups" {
-                    ctx.error(
-                        &["directory", "scope", "groups"],
-                        "`directory.scope.groups`: a scope by group membership is not supported by this build; \
-                         name the groups' departments with { departments = [...] }, or use \"all\"",
-                    );
-                    return None;
-                } else {
+                if name != "departments" && name != "groups" {
                     ctx.error(
                         &["directory", "scope", name.as_str()],
                         format!("`directory.scope` has no key `{name}`: {SHAPE}"),
                     );
                     return None;
                 }
+                if chosen.is_some() {
+                    ctx.error(
+                        &["directory", "scope", name.as_str()],
+                        "`directory.scope` names departments and groups: give one of them \
+                         (a scope is either { departments = [...] } or { groups = [...] })",
+                    );
+                    return None;
+                }
+                chosen = Some((name.as_str(), item));
             }
-            let dkey = ["directory", "scope", "departments"];
-            let Some(Value::Array(_, items)) = departments else {
-                ctx.error(
-                    if departments.is_some() { &dkey } else { &key },
-                    format!(
-                        "`directory.scope.departments` must be a list of department names: {SHAPE}"
-                    ),
-                );
-                return None;
-            };
-            if items.is_empty() || items.len() > MAX_SCOPE_DEPARTMENTS {
-                ctx.error(
-                    &dkey,
-                    format!(
-                        "`directory.scope.departments` must name from 1 to {MAX_SCOPE_DEPARTMENTS} departments, not {}",
-                        items.len()
-                    ),
-                );
-                return None;
-            }
-            let mut names = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                match item {
-                    Value::String(_, name) if !name.trim().is_empty() => {
-                        names.push(name.trim().to_string());
-                    }
-                    _ => {
-                        ctx.error(
-                            &dkey,
-                            format!(
-                                "`directory.scope.departments[{i}]` must be a department's name (text, not blank)"
-                            ),
-                        );
-                        return None;
-                    }
+            match chosen {
+                Some(("groups", items)) => scope_groups(items, ctx),
+                Some((_, items)) => scope_departments(items, ctx),
+                None => {
+                    ctx.error(
+                        &key,
+                        format!("`directory.scope` is an empty table: {SHAPE}"),
+                    );
+                    None
                 }
             }
-            Some(DirectoryScope::Departments(names))
         }
         _ => {
             ctx.error(
@@ -536,6 +509,101 @@ fn directory_scope(value: &figment::value::Value, ctx: &mut Ctx<'_>) -> Option<D
             None
         }
     }
+}
+
+fn scope_departments(value: &figment::value::Value, ctx: &mut Ctx<'_>) -> Option<DirectoryScope> {
+    use figment::value::Value;
+    let dkey = ["directory", "scope", "departments"];
+    let Value::Array(_, items) = value else {
+        ctx.error(
+            &dkey,
+            "`directory.scope.departments` must be a list of department names, e.g. [\"Sales\", \"Support\"]",
+        );
+        return None;
+    };
+    if items.is_empty() || items.len() > MAX_SCOPE_DEPARTMENTS {
+        ctx.error(
+            &dkey,
+            format!(
+                "`directory.scope.departments` must name from 1 to {MAX_SCOPE_DEPARTMENTS} departments, not {}",
+                items.len()
+            ),
+        );
+        return None;
+    }
+    let mut names = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Value::String(_, name) if !name.trim().is_empty() => {
+                names.push(name.trim().to_string());
+            }
+            _ => {
+                ctx.error(
+                    &dkey,
+                    format!(
+                        "`directory.scope.departments[{i}]` must be a department's name (text, not blank)"
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(DirectoryScope::Departments(names))
+}
+
+/// `{ groups = [...] }`: Entra group object ids, each once.
+fn scope_groups(value: &figment::value::Value, ctx: &mut Ctx<'_>) -> Option<DirectoryScope> {
+    use figment::value::Value;
+    let gkey = ["directory", "scope", "groups"];
+    let Value::Array(_, items) = value else {
+        ctx.error(
+            &gkey,
+            "`directory.scope.groups` must be a list of group object ids, e.g. [\"2f1c8a4e-7b0d-4c1e-9a57-3d6f0b8e21c4\"]",
+        );
+        return None;
+    };
+    if items.is_empty() || items.len() > MAX_SCOPE_DEPARTMENTS {
+        ctx.error(
+            &gkey,
+            format!(
+                "`directory.scope.groups` must name from 1 to {MAX_SCOPE_DEPARTMENTS} groups, not {}",
+                items.len()
+            ),
+        );
+        return None;
+    }
+    let mut ids: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let index = i.to_string();
+        let at = ["directory", "scope", "groups", index.as_str()];
+        let Value::String(_, text) = item else {
+            ctx.error(
+                &at,
+                format!("`directory.scope.groups[{i}]` must be a group's object id (text)"),
+            );
+            return None;
+        };
+        let id = text.trim().to_ascii_lowercase();
+        if !is_guid(&id) {
+            ctx.error(
+                &at,
+                format!(
+                    "`directory.scope.groups[{i}]` = \"{text}\" is not a group object id: give the group's Object ID \
+                     as Entra shows it (a GUID such as 2f1c8a4e-7b0d-4c1e-9a57-3d6f0b8e21c4), not its name or mail"
+                ),
+            );
+            return None;
+        }
+        if ids.contains(&id) {
+            ctx.error(
+                &at,
+                format!("`directory.scope.groups[{i}]` = \"{text}\" is listed twice"),
+            );
+            return None;
+        }
+        ids.push(id);
+    }
+    Some(DirectoryScope::Groups(ids))
 }
 
 /// `[graph]`'s budget keys: `read_share_max`, `read_freshness_floor` and

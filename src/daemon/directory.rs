@@ -8,6 +8,10 @@
 //! the users' whole records for linking. A restart starts from the stored
 //! records (linking, overflow and `/readyz` work before Graph answers) and
 //! the full read refreshes them behind.
+//!
+//! With a scope by group membership the groups' users are read after each
+//! full read and delta poll and handed to the view, which moves who joined
+//! or left a group in or out of scope.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -160,6 +164,9 @@ pub struct DirectoryReader {
     /// The shared view: merged first, so the sync loop gets whole records.
     pub view: Arc<DirectoryView>,
     pub store: Arc<dyn Store>,
+    /// The groups of a scope by group membership (object ids): their
+    /// members are read again after each full read and delta poll.
+    pub groups: Vec<String>,
 }
 
 impl DirectoryReader {
@@ -208,12 +215,15 @@ pub async fn run(
                     poll_delta(graph, &mut delta_link, &updates).await
                 } else {
                     full_read(graph, &mut delta_link, &updates).await
-                }
+                }?;
+                // The users are in: a failure of the groups' read below
+                // does not read them all again.
+                loaded = true;
+                refresh_members(graph).await
             } => result,
         };
         let wait = match result {
             Ok(()) => {
-                loaded = true;
                 failures = 0;
                 status.set(TaskState::Running);
                 interval
@@ -235,6 +245,50 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+/// Reads the members of the scope's groups and hands them to the view:
+/// who joined or left a group is in or out of scope from now on.
+async fn refresh_members(reader: &DirectoryReader) -> Result<(), Problem> {
+    if reader.groups.is_empty() {
+        return Ok(());
+    }
+    let mut members = Vec::new();
+    for group in &reader.groups {
+        match reader.graph.list_group_user_ids(group).await {
+            Ok(ids) => members.extend(ids),
+            Err(e) if e.status() == Some(404) => {
+                // `/readyz` names no object of the tenant: the id is in
+                // the detail (`/v1/health`, the log).
+                return Err(Problem::new(
+                    "a group named in `[directory] scope` does not exist in the tenant (Graph answered 404)",
+                    format!(
+                        "the group {group} named in `[directory] scope` does not exist in the tenant \
+                         (Graph answered 404): give the group's object id as Entra shows it, or remove it"
+                    ),
+                ));
+            }
+            Err(e) => {
+                use crate::graph::permissions::{Permission, Refusal, classify_refusal};
+                return Err(match classify_refusal(e.status().unwrap_or(0), e.code()) {
+                    Some(Refusal::PermissionMissing { code }) => {
+                        Problem::plain(crate::graph::permissions::refusal_message(
+                            Permission::GroupMemberReadAll,
+                            &code,
+                        ))
+                    }
+                    None => Problem::graph(&e),
+                });
+            }
+        }
+    }
+    let listed = reader.view.set_members(members);
+    tracing::debug!(
+        groups = reader.groups.len(),
+        listed,
+        "read the members of the directory scope's groups"
+    );
+    Ok(())
 }
 
 async fn full_read(

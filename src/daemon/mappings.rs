@@ -111,7 +111,12 @@ pub async fn reload(
     });
     match loaded {
         Ok((set, routing)) => {
-            uses.send_replace(super::permissions::uses(&set.profiles, &routing));
+            // The directory's scope is read at start: keep what it needs.
+            let scope_groups = uses.borrow().scope_groups;
+            uses.send_replace(crate::graph::permissions::Uses {
+                scope_groups,
+                ..super::permissions::uses(&set.profiles, &routing)
+            });
             match commands
                 .send(Command::Reload(set.clone(), Some(routing)))
                 .await

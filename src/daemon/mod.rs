@@ -301,6 +301,7 @@ impl Daemon {
                 graph: graph.clone(),
                 view: Arc::clone(&directory_view),
                 store: Arc::clone(&store) as Arc<dyn Store>,
+                groups: config.directory.scope.groups().to_vec(),
             },
             delta_link,
             interval: options.directory_interval,
@@ -325,8 +326,10 @@ impl Daemon {
             presences: presence_tx,
             health: health_tx,
         });
-        let (uses, uses_rx) =
-            watch::channel(permissions::uses(&mappings.profiles, &config.routing));
+        let (uses, uses_rx) = watch::channel(crate::graph::permissions::Uses {
+            scope_groups: !config.directory.scope.groups().is_empty(),
+            ..permissions::uses(&mappings.profiles, &config.routing)
+        });
         let (permission_watch, permissions) = permissions::PermissionWatch::new(
             graph.throttle().tokens().clone(),
             uses_rx,

@@ -30,7 +30,8 @@ pub struct PermissionState {
 }
 
 /// What the config asks of Graph: its profiles' directions and its queues'
-/// overflow to Teams users.
+/// overflow to Teams users. `scope_groups` is false: the caller sets it
+/// from the directory's scope (read at start, not reloaded).
 pub fn uses(profiles: &[Arc<Profile>], routing: &RoutingConfig) -> Uses {
     Uses {
         writes_presence: profiles.iter().any(|p| p.direction.cc_to_teams()),
@@ -41,6 +42,7 @@ pub fn uses(profiles: &[Arc<Profile>], routing: &RoutingConfig) -> Uses {
                 Some(crate::routing::OverflowTarget::TeamsUsers(_))
             )
         }),
+        scope_groups: false,
     }
 }
 

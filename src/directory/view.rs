@@ -80,6 +80,9 @@ enum Scope {
     All,
     Agents,
     Departments(HashSet<String>),
+    /// By group membership: decided under the lock from
+    /// [`Inner::members`], the members the directory task last read.
+    Groups,
 }
 
 impl Scope {
@@ -90,6 +93,7 @@ impl Scope {
                 Scope::All => true,
                 Scope::Agents => false,
                 Scope::Departments(names) => department.is_some_and(|d| names.contains(d)),
+                Scope::Groups => false,
             }
     }
 }
@@ -230,6 +234,9 @@ struct Inner {
     orphan_presence: HashMap<Arc<str>, Seen>,
     /// Users the slower tier reads.
     tier: HashSet<Arc<str>>,
+    /// With a scope by groups, the lower-case ids of their members (none
+    /// until the first read of them); `None` for any other scope.
+    members: Option<HashSet<Arc<str>>>,
     loaded: bool,
     from_store: bool,
 }
@@ -265,6 +272,9 @@ impl Inner {
     fn insert(&mut self, id: Arc<str>, mut entry: Entry, presence: Option<Seen>) {
         entry.agent = self.agents.get(&id).cloned();
         entry.presence = presence.or_else(|| self.orphan_presence.remove(&id));
+        if let Some(members) = &self.members {
+            entry.in_scope = entry.record.teams_enabled() && members.contains(&id);
+        }
         let name = sort_name(&entry.record);
         self.names.insert(Arc::clone(&id), Arc::clone(&name));
         self.entries.insert((name, id), entry);
@@ -299,9 +309,14 @@ impl DirectoryView {
             DirectoryScope::Departments(names) => {
                 Scope::Departments(names.iter().map(|n| fold(n.trim())).collect())
             }
+            DirectoryScope::Groups(_) => Scope::Groups,
+        };
+        let inner = Inner {
+            members: matches!(scope, Scope::Groups).then(HashSet::new),
+            ..Inner::default()
         };
         DirectoryView {
-            inner: RwLock::new(Inner::default()),
+            inner: RwLock::new(inner),
             scope,
             tier,
             pending_links: Mutex::new(Vec::new()),
@@ -463,6 +478,40 @@ impl DirectoryView {
         }
         self.send(changes);
         (records, gone)
+    }
+
+    /// The members of the scope's groups, as just read (ids in any case):
+    /// who is in scope changes to them, and the slower tier with it.
+    /// Returns how many listed users the groups name. Nothing for a scope
+    /// not by groups.
+    pub fn set_members(&self, ids: impl IntoIterator<Item = String>) -> usize {
+        if !matches!(self.scope, Scope::Groups) {
+            return 0;
+        }
+        let members: HashSet<Arc<str>> = ids
+            .into_iter()
+            .map(|id| Arc::from(id.to_ascii_lowercase().as_str()))
+            .collect();
+        let mut changes = Vec::new();
+        let in_scope = {
+            let mut inner = self.write();
+            self.apply_links(&mut inner, &mut changes);
+            let mut moved = Vec::new();
+            for ((_, id), entry) in inner.entries.iter_mut() {
+                let want = entry.record.teams_enabled() && members.contains(id);
+                if entry.in_scope != want {
+                    entry.in_scope = want;
+                    moved.push(Arc::clone(id));
+                }
+            }
+            inner.members = Some(members);
+            for id in &moved {
+                self.retier(&mut inner, id, &mut changes);
+            }
+            inner.entries.values().filter(|e| e.in_scope).count()
+        };
+        self.send(changes);
+        in_scope
     }
 
     /// Links and unlinks a step committed: `(user id, Some(agent))` links,

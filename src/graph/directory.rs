@@ -1,5 +1,6 @@
 //! The directory: every user with the properties the daemon needs, then
-//! changes through `/users/delta`.
+//! changes through `/users/delta`; and the users who are members of a
+//! group, for a scope by group membership.
 //!
 //! A delta link expires (7 days per the docs) and Graph then answers 410 or
 //! `syncStateNotFound`: that is not an error to retry but a signal to start
@@ -62,6 +63,33 @@ impl GraphClient {
             }
         }
         Ok(users)
+    }
+
+    /// The ids (lower case) of the users who are members of `group`,
+    /// directly or through nested groups, following `@odata.nextLink` to
+    /// the end. Needs GroupMember.Read.All; an unknown group is Graph's
+    /// 404 (`Request_ResourceNotFound`), returned as is.
+    pub async fn list_group_user_ids(&self, group: &str) -> Result<Vec<String>, GraphError> {
+        let mut url = self.url(&["groups", group, "transitiveMembers", "microsoft.graph.user"]);
+        url.query_pairs_mut()
+            .append_pair("$select", "id")
+            .append_pair("$top", &PAGE_SIZE.to_string());
+        let mut ids = Vec::new();
+        let mut seen_links = HashSet::new();
+        let mut next = Some(url);
+        while let Some(url) = next.take() {
+            let page = self.user_page(url, "listGroupMembers").await?;
+            ids.extend(
+                page.users
+                    .into_iter()
+                    .filter(|u| u.removed.is_none())
+                    .map(|u| u.id.to_ascii_lowercase()),
+            );
+            if let Some(link) = page.next_link {
+                next = Some(self.next_page(&link, &mut seen_links)?);
+            }
+        }
+        Ok(ids)
     }
 
     /// Changes since `delta_link`; without one, a new delta round (every

@@ -25,13 +25,17 @@ pub enum Permission {
     /// Read users and their delta (the directory, auto-linking, phones).
     #[serde(rename = "User.Read.All")]
     UserReadAll,
+    /// Read the members of groups (a directory scope by group membership).
+    #[serde(rename = "GroupMember.Read.All")]
+    GroupMemberReadAll,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 3] = [
+    pub const ALL: [Permission; 4] = [
         Permission::PresenceReadAll,
         Permission::PresenceReadWriteAll,
         Permission::UserReadAll,
+        Permission::GroupMemberReadAll,
     ];
 
     /// The role's value as Entra writes it in `roles`.
@@ -40,6 +44,7 @@ impl Permission {
             Permission::PresenceReadAll => "Presence.Read.All",
             Permission::PresenceReadWriteAll => "Presence.ReadWrite.All",
             Permission::UserReadAll => "User.Read.All",
+            Permission::GroupMemberReadAll => "GroupMember.Read.All",
         }
     }
 
@@ -61,6 +66,14 @@ impl Permission {
                 "Directory.Read.All",
                 "Directory.ReadWrite.All",
             ],
+            Permission::GroupMemberReadAll => &[
+                "GroupMember.Read.All",
+                "GroupMember.ReadWrite.All",
+                "Group.Read.All",
+                "Group.ReadWrite.All",
+                "Directory.Read.All",
+                "Directory.ReadWrite.All",
+            ],
         }
     }
 
@@ -75,6 +88,9 @@ impl Permission {
             }
             Permission::UserReadAll => {
                 "reads the users of the tenant and their changes (/users, /users/delta): linking agents, new users, direct-dial numbers"
+            }
+            Permission::GroupMemberReadAll => {
+                "reads the members of the groups `[directory] scope` names (/groups/{id}/transitiveMembers): who the directory lists and reads"
             }
         }
     }
@@ -104,6 +120,8 @@ pub enum Feature {
     AutoLinking,
     /// Teams users' direct-dial numbers for overflow and click-to-call.
     DirectDialNumbers,
+    /// The directory's scope by group membership (`scope = { groups }`).
+    DirectoryScopeGroups,
 }
 
 impl Feature {
@@ -116,6 +134,7 @@ impl Feature {
             Feature::Directory => "directory",
             Feature::AutoLinking => "auto_linking",
             Feature::DirectDialNumbers => "direct_dial_numbers",
+            Feature::DirectoryScopeGroups => "directory_scope_groups",
         }
     }
 
@@ -129,6 +148,9 @@ impl Feature {
             Feature::Directory => "the directory (users and new users)",
             Feature::AutoLinking => "auto-linking agents by UPN",
             Feature::DirectDialNumbers => "direct-dial numbers (overflow to Teams users)",
+            Feature::DirectoryScopeGroups => {
+                "the directory's scope by group membership (its members listed and read)"
+            }
         }
     }
 }
@@ -159,13 +181,16 @@ pub struct Uses {
     pub teams_to_cc: bool,
     /// Some routing queue overflows to Teams users (their numbers).
     pub overflow_to_teams: bool,
+    /// `[directory] scope` names groups (their members).
+    pub scope_groups: bool,
 }
 
 /// The permissions a config needs. Presence is always read (agent views,
 /// routing gates, echo and override detection) and users always (linking);
 /// writing needs Presence.ReadWrite.All, and a config that only reads
 /// (`direction = "teams_to_cc"` or `off` everywhere) needs no write
-/// permission.
+/// permission. Group members (GroupMember.Read.All) only when the
+/// directory's scope names groups.
 pub fn needed(uses: Uses) -> Needs {
     let mut reads = Vec::new();
     if uses.teams_to_cc {
@@ -190,6 +215,12 @@ pub fn needed(uses: Uses) -> Needs {
         permission: Permission::UserReadAll,
         features: users,
     });
+    if uses.scope_groups {
+        needs.push(Need {
+            permission: Permission::GroupMemberReadAll,
+            features: vec![Feature::DirectoryScopeGroups],
+        });
+    }
     Needs(needs)
 }
 
@@ -403,14 +434,26 @@ mod tests {
             vec![Permission::PresenceReadAll, Permission::UserReadAll]
         );
         assert!(reads.0[0].features.contains(&Feature::TeamsToCc));
+        assert!(!reads.needs(Permission::GroupMemberReadAll));
         let both = needed(Uses {
             writes_presence: true,
             teams_to_cc: true,
             overflow_to_teams: true,
+            scope_groups: true,
         });
         assert_eq!(both.permissions(), Permission::ALL.to_vec());
         assert_eq!(both.0[1].features, vec![Feature::CcToTeams]);
         assert!(both.0[2].features.contains(&Feature::DirectDialNumbers));
+        assert_eq!(both.0[3].features, vec![Feature::DirectoryScopeGroups]);
+        // A group role or a directory role reads group members.
+        for role in [
+            "Group.Read.All",
+            "Directory.Read.All",
+            "GroupMember.Read.All",
+        ] {
+            assert!(roles(&[role]).has(Permission::GroupMemberReadAll), "{role}");
+        }
+        assert!(!roles(&["User.Read.All"]).has(Permission::GroupMemberReadAll));
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 
 /// The application roles granted by default: every one the daemon uses.
-pub const DEFAULT_ROLES: [&str; 3] = [
+pub const DEFAULT_ROLES: [&str; 4] = [
+    "GroupMember.Read.All",
     "Presence.Read.All",
     "Presence.ReadWrite.All",
     "User.Read.All",
@@ -28,6 +29,9 @@ pub enum Needs {
     PresenceWrite,
     /// Users and delta: User.Read.All or a broader user or directory role.
     UserRead,
+    /// A group's members: GroupMember.Read.All or a broader group or
+    /// directory role.
+    GroupMemberRead,
 }
 
 impl Needs {
@@ -38,6 +42,14 @@ impl Needs {
             Needs::UserRead => &[
                 "User.Read.All",
                 "User.ReadWrite.All",
+                "Directory.Read.All",
+                "Directory.ReadWrite.All",
+            ],
+            Needs::GroupMemberRead => &[
+                "GroupMember.Read.All",
+                "GroupMember.ReadWrite.All",
+                "Group.Read.All",
+                "Group.ReadWrite.All",
                 "Directory.Read.All",
                 "Directory.ReadWrite.All",
             ],

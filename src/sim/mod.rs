@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod clock;
 pub mod directory;
+pub mod groups;
 pub mod rng;
 pub mod script;
 mod server;

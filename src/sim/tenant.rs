@@ -53,6 +53,7 @@ struct PresenceSlot {
 #[derive(Clone, Debug)]
 pub struct Tenant {
     directory: Directory,
+    groups: crate::sim::groups::Groups,
     presences: Vec<PresenceSlot>,
     /// Tenant-wide counter behind every user's sequenceNumber.
     sequence: u64,
@@ -63,6 +64,7 @@ impl Tenant {
         let presences = vec![PresenceSlot::default(); directory.len()];
         Tenant {
             directory,
+            groups: crate::sim::groups::Groups::default(),
             presences,
             sequence: 0,
         }
@@ -70,6 +72,14 @@ impl Tenant {
 
     pub fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    pub fn groups(&self) -> &crate::sim::groups::Groups {
+        &self.groups
+    }
+
+    pub fn groups_mut(&mut self) -> &mut crate::sim::groups::Groups {
+        &mut self.groups
     }
 
     /// Adds a user (shown in the next delta round); returns its index.

@@ -130,6 +130,62 @@ fn the_slower_tier_reads_the_listed_users_who_are_not_agents() {
 }
 
 #[test]
+fn a_scope_by_groups_follows_the_members_read_and_keeps_them_across_reads() {
+    let (tx, mut tier) = poll_users(Vec::new());
+    let view = DirectoryView::new(
+        &DirectoryScope::Groups(vec!["2f1c8a4e-7b0d-4c1e-9a57-3d6f0b8e21c4".into()]),
+        Some(tx),
+    );
+    let mut no_teams = user("u4", "Dee", "Sales");
+    no_teams.assigned_plans = Some(Some(vec![]));
+    view.replace(&[
+        user("u1", "Ann", "Sales"),
+        user("u2", "Bea", "Support"),
+        user("u3", "Cy", "Sales"),
+        no_teams,
+    ]);
+    // Before the members are read, nobody is in scope.
+    tier.refresh();
+    assert!(tier.is_empty());
+    assert_eq!(view.query(&query("")).total, 0);
+    // Members in any case; one without Teams is not listed.
+    assert_eq!(view.set_members(["U1".into(), "u2".into(), "u4".into()]), 2);
+    tier.refresh();
+    assert_eq!(
+        tier.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["u1", "u2"])
+    );
+    view.observe_at("u2", &presence(Availability::Busy), Utc::now());
+    // An agent outside the groups is listed and read by the agent tier.
+    view.set_links(&[("u3".into(), Some("a3".into()))]);
+    assert_eq!(ids(&view.query(&query(""))), ["u1", "u2", "u3"]);
+    // A full read keeps the members known; a changed user stays in.
+    view.replace(&[
+        user("u1", "Ann", "Sales"),
+        user("u2", "Bea", "Support"),
+        user("u3", "Cy", "Sales"),
+    ]);
+    view.change(&[user("u1", "Ann B", "Sales")], &[]);
+    tier.refresh();
+    assert_eq!(
+        tier.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["u1", "u2"])
+    );
+    // u2 leaves the group: out of the tier and the listing, its presence
+    // dropped; u3, an agent, stays listed.
+    assert_eq!(view.set_members(["u1".into()]), 1);
+    tier.refresh();
+    assert_eq!(tier.iter().collect::<Vec<_>>(), ["u1"]);
+    assert_eq!(ids(&view.query(&query(""))), ["u1", "u3"]);
+    assert_eq!(view.get("u2"), None);
+    view.set_members(["u1".into(), "u2".into()]);
+    assert_eq!(view.get("u2").map(|u| u.presence), Some(None));
+    // Another scope ignores members.
+    let all = DirectoryView::new(&DirectoryScope::All, None);
+    assert_eq!(all.set_members(["u1".into()]), 0);
+}
+
+#[test]
 fn the_agents_scope_lists_and_reads_only_agents() {
     let (tx, mut tier) = poll_users(Vec::new());
     let view = DirectoryView::new(&DirectoryScope::Agents, Some(tx));

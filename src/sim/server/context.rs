@@ -157,7 +157,9 @@ pub(crate) async fn graph_gate(
 
 /// The roles a Graph route needs (its matched path).
 fn needs_for(path: &str) -> Needs {
-    if path.contains("/presence/") {
+    if path.contains("/groups/") {
+        Needs::GroupMemberRead
+    } else if path.contains("/presence/") {
         Needs::PresenceWrite
     } else if path.contains("presence") || path.contains("Presence") {
         Needs::PresenceRead
@@ -171,7 +173,7 @@ fn needs_for(path: &str) -> Needs {
 /// service a bare `Forbidden` with an empty message.
 fn forbidden(ctx: &RequestCtx, needs: Needs) -> Response {
     match needs {
-        Needs::UserRead => graph_error(
+        Needs::UserRead | Needs::GroupMemberRead => graph_error(
             ctx,
             StatusCode::FORBIDDEN,
             "Authorization_RequestDenied",

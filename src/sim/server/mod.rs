@@ -8,6 +8,7 @@ mod context;
 mod control;
 mod errors;
 pub(crate) mod form;
+mod groups;
 mod presence;
 mod token;
 mod users;
@@ -129,6 +130,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1.0/users", get(users::list))
         .route("/v1.0/users/delta", get(users::delta))
         .route("/v1.0/users/{id}", get(users::one))
+        .route(
+            "/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user",
+            get(groups::user_members),
+        )
         .route("/v1.0/users/{id}/presence", get(presence::get_user))
         .route(
             "/v1.0/communications/presences/{id}",
@@ -159,6 +164,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(graph)
         .route("/{tenant}/oauth2/v2.0/token", post(token::issue))
         .route("/_sim/users", post(control::add_user))
+        .route("/_sim/groups", post(groups::put_group))
         .route("/_sim/users/{id}/presence", post(control::set_client))
         .route("/_sim/users/{id}/preferred", post(control::set_preferred))
         .route("/_sim/faults", post(control::faults))

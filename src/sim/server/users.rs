@@ -51,7 +51,7 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 999;
 
 /// The selected properties in canonical spelling, or the unknown name.
-fn selection(select: Option<&str>) -> Result<Vec<&'static str>, String> {
+pub(crate) fn selection(select: Option<&str>) -> Result<Vec<&'static str>, String> {
     let Some(select) = select.filter(|s| !s.trim().is_empty()) else {
         return Ok(DEFAULT_PROPERTIES.to_vec());
     };
@@ -68,7 +68,7 @@ fn selection(select: Option<&str>) -> Result<Vec<&'static str>, String> {
     Ok(chosen)
 }
 
-fn unknown_property(ctx: &RequestCtx, name: &str) -> Response {
+pub(crate) fn unknown_property(ctx: &RequestCtx, name: &str) -> Response {
     bad_request(
         ctx,
         &format!("Could not find a property named '{name}' on type 'microsoft.graph.user'."),
