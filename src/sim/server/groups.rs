@@ -9,17 +9,13 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::errors::{bad_request, user_not_found};
 use super::presence::parse_object;
-use super::users::{selection, unknown_property, user_json};
-use super::{RequestCtx, Shared, form};
+use super::users::{Page, user_json};
+use super::{RequestCtx, Shared};
 use crate::sim::rng::is_guid;
-
-/// Graph's page size for members without `$top`, and its largest.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 999;
 
 /// The users in group `id` (the simulator's groups hold users only, so
 /// transitive and direct members are the same), paged with `$top` and a
@@ -30,34 +26,9 @@ pub(crate) async fn user_members(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let pairs = form::parse(query.as_deref().unwrap_or(""));
-    let properties = match selection(form::get(&pairs, "$select")) {
-        Ok(p) => p,
-        Err(name) => return unknown_property(&ctx, &name),
-    };
-    let top = match form::get(&pairs, "$top") {
-        None => DEFAULT_PAGE,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return bad_request(
-                    &ctx,
-                    &format!(
-                        "Invalid page size specified: '{text}'. Must be between 1 and {MAX_PAGE} inclusive."
-                    ),
-                );
-            }
-        },
-    };
-    let start = match form::get(&pairs, "$skiptoken") {
-        None => 0,
-        Some(token) => match token
-            .strip_prefix('m')
-            .and_then(|h| usize::from_str_radix(h, 16).ok())
-        {
-            Some(n) => n,
-            None => return bad_request(&ctx, "Invalid $skiptoken."),
-        },
+    let page = match Page::read(&ctx, query.as_deref(), 'm') {
+        Ok(page) => page,
+        Err(response) => return response,
     };
     let tenant = shared.tenant(ctx.at);
     let Some(group) = tenant.groups().get(&id) else {
@@ -66,37 +37,23 @@ pub(crate) async fn user_members(
     let value: Vec<Value> = group
         .members
         .iter()
-        .skip(start)
-        .take(top)
+        .skip(page.start)
+        .take(page.top)
         .filter_map(|&i| tenant.user_at(i))
         .map(|u| {
-            let mut item = user_json(u, &properties);
+            let mut item = user_json(u, &page.properties);
             if let Value::Object(map) = &mut item {
                 map.insert("@odata.type".into(), json!("#microsoft.graph.user"));
             }
             item
         })
         .collect();
-    let mut body = Map::new();
-    body.insert(
-        "@odata.context".into(),
-        json!(format!("{}/$metadata#users", shared.graph_base())),
+    let link = format!(
+        "{}/groups/{}/transitiveMembers/microsoft.graph.user",
+        shared.graph_base(),
+        group.id
     );
-    let next = start.saturating_add(top);
-    if next < group.members.len() {
-        let mut link = format!(
-            "{}/groups/{}/transitiveMembers/microsoft.graph.user?$top={top}",
-            shared.graph_base(),
-            group.id
-        );
-        if let Some(select) = form::get(&pairs, "$select") {
-            link.push_str(&format!("&$select={}", form::encode(select)));
-        }
-        link.push_str(&format!("&$skiptoken=m{next:x}"));
-        body.insert("@odata.nextLink".into(), json!(link));
-    }
-    body.insert("value".into(), Value::Array(value));
-    Json(Value::Object(body)).into_response()
+    page.answer(&shared, &link, group.members.len(), value)
 }
 
 /// `POST /_sim/groups {"id"?, "displayName"?, "members": [id or UPN, ...]}`:

@@ -51,7 +51,7 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 999;
 
 /// The selected properties in canonical spelling, or the unknown name.
-pub(crate) fn selection(select: Option<&str>) -> Result<Vec<&'static str>, String> {
+fn selection(select: Option<&str>) -> Result<Vec<&'static str>, String> {
     let Some(select) = select.filter(|s| !s.trim().is_empty()) else {
         return Ok(DEFAULT_PROPERTIES.to_vec());
     };
@@ -68,7 +68,7 @@ pub(crate) fn selection(select: Option<&str>) -> Result<Vec<&'static str>, Strin
     Ok(chosen)
 }
 
-pub(crate) fn unknown_property(ctx: &RequestCtx, name: &str) -> Response {
+fn unknown_property(ctx: &RequestCtx, name: &str) -> Response {
     bad_request(
         ctx,
         &format!("Could not find a property named '{name}' on type 'microsoft.graph.user'."),
@@ -129,59 +129,99 @@ pub(crate) async fn list(
     Extension(ctx): Extension<RequestCtx>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let pairs = form::parse(query.as_deref().unwrap_or(""));
-    let properties = match selection(form::get(&pairs, "$select")) {
-        Ok(p) => p,
-        Err(name) => return unknown_property(&ctx, &name),
-    };
-    let top = match form::get(&pairs, "$top") {
-        None => DEFAULT_PAGE,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return bad_request(
-                    &ctx,
-                    &format!(
-                        "Invalid page size specified: '{text}'. Must be between 1 and {MAX_PAGE} inclusive."
-                    ),
-                );
-            }
-        },
-    };
-    let start = match form::get(&pairs, "$skiptoken") {
-        None => 0,
-        Some(token) => match token
-            .strip_prefix('u')
-            .and_then(|h| usize::from_str_radix(h, 16).ok())
-        {
-            Some(n) => n,
-            None => return bad_request(&ctx, "Invalid $skiptoken."),
-        },
+    let page = match Page::read(&ctx, query.as_deref(), 'u') {
+        Ok(page) => page,
+        Err(response) => return response,
     };
     let tenant = shared.tenant(ctx.at);
     let directory = tenant.directory();
     let value: Vec<Value> = directory
         .users()
-        .skip(start)
-        .take(top)
-        .map(|u| user_json(u, &properties))
+        .skip(page.start)
+        .take(page.top)
+        .map(|u| user_json(u, &page.properties))
         .collect();
-    let mut body = Map::new();
-    body.insert(
-        "@odata.context".into(),
-        json!(format!("{}/$metadata#users", shared.graph_base())),
-    );
-    let next = start.saturating_add(top);
-    if next < directory.len() {
-        let mut link = format!("{}/users?$top={top}", shared.graph_base());
-        if let Some(select) = form::get(&pairs, "$select") {
-            link.push_str(&format!("&$select={}", form::encode(select)));
-        }
-        link.push_str(&format!("&$skiptoken=u{next:x}"));
-        body.insert("@odata.nextLink".into(), json!(link));
+    let link = format!("{}/users", shared.graph_base());
+    page.answer(&shared, &link, directory.len(), value)
+}
+
+/// A paged listing's query: `$select`, `$top` and the `$skiptoken` this
+/// simulator hands out (`prefix` and the next index in hex).
+pub(crate) struct Page {
+    pub properties: Vec<&'static str>,
+    pub top: usize,
+    pub start: usize,
+    select: Option<String>,
+    prefix: char,
+}
+
+impl Page {
+    /// Reads the query, or answers Graph's 400 for a bad one.
+    #[allow(clippy::result_large_err)] // the answer, once, at a request's edge
+    pub(crate) fn read(
+        ctx: &RequestCtx,
+        query: Option<&str>,
+        prefix: char,
+    ) -> Result<Page, Response> {
+        let pairs = form::parse(query.unwrap_or(""));
+        let properties =
+            selection(form::get(&pairs, "$select")).map_err(|name| unknown_property(ctx, &name))?;
+        let top = match form::get(&pairs, "$top") {
+            None => DEFAULT_PAGE,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(bad_request(
+                        ctx,
+                        &format!(
+                            "Invalid page size specified: '{text}'. Must be between 1 and {MAX_PAGE} inclusive."
+                        ),
+                    ));
+                }
+            },
+        };
+        let start = match form::get(&pairs, "$skiptoken") {
+            None => 0,
+            Some(token) => token
+                .strip_prefix(prefix)
+                .and_then(|h| usize::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad_request(ctx, "Invalid $skiptoken."))?,
+        };
+        Ok(Page {
+            properties,
+            top,
+            start,
+            select: form::get(&pairs, "$select").map(str::to_string),
+            prefix,
+        })
     }
-    body.insert("value".into(), Value::Array(value));
-    Json(Value::Object(body)).into_response()
+
+    /// The page's answer: `value`, with a `@odata.nextLink` on `link`
+    /// while `total` goes on past it.
+    pub(crate) fn answer(
+        &self,
+        shared: &Shared,
+        link: &str,
+        total: usize,
+        value: Vec<Value>,
+    ) -> Response {
+        let mut body = Map::new();
+        body.insert(
+            "@odata.context".into(),
+            json!(format!("{}/$metadata#users", shared.graph_base())),
+        );
+        let next = self.start.saturating_add(self.top);
+        if next < total {
+            let mut link = format!("{link}?$top={}", self.top);
+            if let Some(select) = &self.select {
+                link.push_str(&format!("&$select={}", form::encode(select)));
+            }
+            link.push_str(&format!("&$skiptoken={}{next:x}", self.prefix));
+            body.insert("@odata.nextLink".into(), json!(link));
+        }
+        body.insert("value".into(), Value::Array(value));
+        Json(Value::Object(body)).into_response()
+    }
 }
 
 pub(crate) async fn one(
