@@ -141,6 +141,24 @@ fn current(tenant: &mut crate::sim::tenant::Tenant, ctx: &RequestCtx, id: &str) 
     }
 }
 
+/// A control body: a JSON object with no field outside `fields` (a typo
+/// must not silently change nothing).
+#[allow(clippy::result_large_err)] // the answer, once, at a request's edge
+fn parse_fields(
+    ctx: &RequestCtx,
+    body: &[u8],
+    fields: &[&str],
+) -> Result<serde_json::Map<String, Value>, Response> {
+    let body = parse_object(ctx, body)?;
+    match body.keys().find(|k| !fields.contains(&k.as_str())) {
+        Some(unknown) => Err(bad_request(
+            ctx,
+            &format!("unknown field '{unknown}'; known: {}", fields.join(", ")),
+        )),
+        None => Ok(body),
+    }
+}
+
 /// `POST /_sim/faults`: each field optional, unknown fields refused (a typo
 /// must not silently inject nothing). Besides the Graph faults,
 /// `secret_expired` makes the token endpoint answer AADSTS7000222.
@@ -149,10 +167,6 @@ pub(crate) async fn faults(
     Extension(ctx): Extension<RequestCtx>,
     body: Bytes,
 ) -> Response {
-    let body = match parse_object(&ctx, &body) {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
     const FIELDS: &[&str] = &[
         "error_rate",
         "latency_ms",
@@ -160,12 +174,10 @@ pub(crate) async fn faults(
         "expire_tokens",
         "secret_expired",
     ];
-    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return bad_request(
-            &ctx,
-            &format!("unknown field '{unknown}'; known: {}", FIELDS.join(", ")),
-        );
-    }
+    let body = match parse_fields(&ctx, &body, FIELDS) {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
     let error_rate = match body.get("error_rate") {
         None => None,
         Some(v) => match v.as_f64() {
@@ -257,17 +269,11 @@ pub(crate) async fn set_roles(
     Extension(ctx): Extension<RequestCtx>,
     body: Bytes,
 ) -> Response {
-    let body = match parse_object(&ctx, &body) {
+    const FIELDS: &[&str] = &["roles", "grant", "revoke"];
+    let body = match parse_fields(&ctx, &body, FIELDS) {
         Ok(b) => b,
         Err(response) => return response,
     };
-    const FIELDS: &[&str] = &["roles", "grant", "revoke"];
-    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return bad_request(
-            &ctx,
-            &format!("unknown field '{unknown}'; known: {}", FIELDS.join(", ")),
-        );
-    }
     let mut lists = BTreeMap::new();
     for name in FIELDS {
         let Some(value) = body.get(*name) else {
