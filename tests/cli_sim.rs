@@ -38,18 +38,11 @@ async fn client_credentials(
         .expect("token JSON")
 }
 
-#[tokio::test]
-async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
+/// Starts `presence-sync` with `args` and reads its banner, up to the
+/// line that says how to stop it.
+fn start_sim(args: &[&str]) -> (std::process::Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_presence-sync"))
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--users",
-            "3",
-            "--seed",
-            "5",
-        ])
+        .args(args)
         .env_clear()
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -65,6 +58,20 @@ async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
             break;
         }
     }
+    (child, lines)
+}
+
+#[tokio::test]
+async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
+    let (mut child, lines) = start_sim(&[
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--users",
+        "3",
+        "--seed",
+        "5",
+    ]);
     let base = field(&lines, "base URL (login and Graph host):").to_string();
     let tenant = field(&lines, "tenant id:").to_string();
     let client_id = field(&lines, "client id:").to_string();
@@ -118,24 +125,15 @@ async fn sim_prints_its_credentials_serves_and_stops_on_ctrl_c() {
 /// Presence.Read.All is Graph's 403.
 #[tokio::test]
 async fn sim_grant_sets_the_apps_roles() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-sync"))
-        .args(["sim", "--listen", "127.0.0.1:0", "--users", "2"])
-        .args(["--grant", "User.Read.All"])
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start presence-sync sim");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read stdout");
-        let done = line.starts_with("Ctrl-C");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
+    let (mut child, lines) = start_sim(&[
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--users",
+        "2",
+        "--grant",
+        "User.Read.All",
+    ]);
     assert_eq!(field(&lines, "granted roles:"), "User.Read.All");
     let base = field(&lines, "base URL (login and Graph host):").to_string();
     let tenant = field(&lines, "tenant id:").to_string();
