@@ -58,6 +58,7 @@ pub mod sim;
 pub mod splitmix;
 pub mod stop;
 pub mod store;
+pub mod subscriptions;
 pub mod sync;
 pub mod systemd;
 pub mod time;
