@@ -22,6 +22,7 @@ pub mod mappings;
 pub mod metrics;
 pub mod permissions;
 pub mod service;
+pub mod subscriptions;
 pub mod sync_loop;
 pub mod tasks;
 pub mod view;

@@ -36,10 +36,12 @@ pub enum TaskName {
     Webhook,
     /// The HTTP API server.
     Api,
+    /// Presence subscriptions through the service accounts.
+    Subscriptions,
 }
 
 impl TaskName {
-    pub const ALL: [TaskName; 9] = [
+    pub const ALL: [TaskName; 10] = [
         TaskName::SyncLoop,
         TaskName::Directory,
         TaskName::DirectoryPoller,
@@ -49,6 +51,7 @@ impl TaskName {
         TaskName::EventRetention,
         TaskName::Webhook,
         TaskName::Api,
+        TaskName::Subscriptions,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl TaskName {
             TaskName::EventRetention => "event-retention",
             TaskName::Webhook => "webhook",
             TaskName::Api => "api",
+            TaskName::Subscriptions => "subscriptions",
         }
     }
 }

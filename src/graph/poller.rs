@@ -55,7 +55,10 @@ use crate::config::BudgetConfig;
 use crate::presence::Presence;
 use crate::stop::Stop;
 
-pub use self::users::{PollChange, PollUsers, PollUsersSender, poll_users};
+pub use self::gate::SequenceGate;
+pub use self::users::{
+    PollChange, PollChanges, PollUsers, PollUsersSender, poll_changes, poll_users,
+};
 
 /// What the poller aims for.
 #[derive(Clone, Debug, PartialEq)]
@@ -361,6 +364,8 @@ pub struct Poller<S> {
     /// The budget class whose spare rate sizes the round.
     class: CallClass,
     observer: Option<Arc<dyn PresenceObserver>>,
+    /// Shared with the other sources of presence, when there are any.
+    gate: Option<Arc<SequenceGate>>,
 }
 
 /// A read that came back: its number (in the order they were sent), its
@@ -398,6 +403,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
             health: None,
             class: CallClass::AgentRead,
             observer: None,
+            gate: None,
         }
     }
 
@@ -412,6 +418,13 @@ impl<S: PresenceSource + 'static> Poller<S> {
     /// Tells `observer` of every presence that is news.
     pub fn observe(mut self, observer: Arc<dyn PresenceObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Passes on only what `gate` lets through: what no other source of
+    /// presence has already overtaken.
+    pub fn gate(mut self, gate: Arc<SequenceGate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -586,6 +599,11 @@ impl<S: PresenceSource + 'static> Poller<S> {
             if !self.users.contains(&p.id) || !self.remember(&p, number) {
                 continue;
             }
+            if let Some(gate) = &self.gate
+                && !gate.pass(&p.id, p.sequence_number.as_deref())
+            {
+                continue;
+            }
             if let Some(observer) = &self.observer {
                 observer.observed(&p.id, &p.presence);
             }
@@ -631,6 +649,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
     }
 }
 
+mod gate;
 #[cfg(test)]
 mod tests;
 mod users;

@@ -62,6 +62,17 @@ pub fn poll_users(initial: impl IntoIterator<Item = String>) -> (PollUsersSender
     (PollUsersSender { tx }, users)
 }
 
+/// The receiving end of a [`PollUsersSender`] for whoever passes the
+/// changes on rather than polling (the subscriptions' coverage, which sends
+/// each user to the poller that reads it).
+pub type PollChanges = mpsc::UnboundedReceiver<Vec<PollChange>>;
+
+/// A channel of changes whose receiver is not a poller's list.
+pub fn poll_changes() -> (PollUsersSender, PollChanges) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (PollUsersSender { tx }, rx)
+}
+
 impl PollUsers {
     /// Applies every change sent so far, in order; returns the users removed
     /// that are not in the list afterwards (to forget what was seen of them).
