@@ -317,6 +317,7 @@ impl Daemon {
             report: directory_report,
             users: tier_rx,
             view: Arc::clone(&directory_view),
+            gate: None,
         });
         workers.spawn(PollerWorker {
             graph: graph.clone(),
@@ -326,6 +327,7 @@ impl Daemon {
             users: poll_rx,
             presences: presence_tx,
             health: health_tx,
+            gate: None,
         });
         let (uses, uses_rx) = watch::channel(crate::graph::permissions::Uses {
             scope_groups: !config.directory.scope.groups().is_empty(),

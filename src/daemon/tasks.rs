@@ -38,10 +38,17 @@ pub enum TaskName {
     Api,
     /// Presence subscriptions through the service accounts.
     Subscriptions,
+    /// Slow reads of the users subscriptions cover, so a lost
+    /// notification costs at most one interval.
+    ReconcilePoller,
+    /// The receiver of Graph's change notifications: its listener.
+    NotificationReceiver,
+    /// Processes the notifications the receiver stored, in order.
+    Notifications,
 }
 
 impl TaskName {
-    pub const ALL: [TaskName; 10] = [
+    pub const ALL: [TaskName; 13] = [
         TaskName::SyncLoop,
         TaskName::Directory,
         TaskName::DirectoryPoller,
@@ -52,6 +59,9 @@ impl TaskName {
         TaskName::Webhook,
         TaskName::Api,
         TaskName::Subscriptions,
+        TaskName::ReconcilePoller,
+        TaskName::NotificationReceiver,
+        TaskName::Notifications,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +76,9 @@ impl TaskName {
             TaskName::Webhook => "webhook",
             TaskName::Api => "api",
             TaskName::Subscriptions => "subscriptions",
+            TaskName::ReconcilePoller => "reconcile-poller",
+            TaskName::NotificationReceiver => "notification-receiver",
+            TaskName::Notifications => "notifications",
         }
     }
 }

@@ -16,8 +16,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::directory::DirectoryView;
 use crate::events::Event;
-use crate::graph::poller::DirectoryReads;
 use crate::graph::poller::PollUsers;
+use crate::graph::poller::{DirectoryReads, ReconcileReads, SequenceGate};
 use crate::graph::{
     CallClass, GraphClient, GraphError, PollReport, PollTarget, Poller, PresenceUpdate,
 };
@@ -106,6 +106,8 @@ pub struct PollerWorker {
     pub users: PollUsers,
     pub presences: mpsc::Sender<PresenceUpdate>,
     pub health: watch::Sender<Option<GraphError>>,
+    /// Shared with the other presence sources when subscriptions are on.
+    pub gate: Option<Arc<SequenceGate>>,
 }
 
 impl Worker for PollerWorker {
@@ -119,7 +121,7 @@ impl Worker for PollerWorker {
         let mirror = mirror_health(self.health.subscribe(), status);
         // The round follows what the budget's writes leave.
         let throttle = self.graph.throttle().clone();
-        let poll = Poller::new(
+        let mut poller = Poller::new(
             self.graph,
             self.report.clock().clone(),
             throttle.config().sustained_rate(),
@@ -129,7 +131,62 @@ impl Worker for PollerWorker {
         .budget(throttle.budget().clone())
         .publish(self.report)
         .report_health(self.health)
+        .observe(self.view);
+        if let Some(gate) = self.gate {
+            poller = poller.gate(gate);
+        }
+        let poll = poller.run(self.presences, stop);
+        tokio::join!(poll, mirror);
+        Ok(())
+    }
+}
+
+/// Reconciliation: reads the users subscriptions cover once an interval,
+/// as the budget's last class, so a notification Graph dropped costs at
+/// most one interval. Agents' news goes to the sync loop, everyone's to the
+/// view, through the gate every presence source shares.
+pub struct ReconcilePollerWorker {
+    pub graph: GraphClient,
+    pub interval: Duration,
+    pub report: Arc<PollReport>,
+    pub users: PollUsers,
+    pub view: Arc<DirectoryView>,
+    pub presences: mpsc::Sender<PresenceUpdate>,
+    pub gate: Arc<SequenceGate>,
+}
+
+/// The most of the budget's rate reconciliation may take.
+pub const RECONCILE_SHARE_MAX: f64 = 0.10;
+
+impl Worker for ReconcilePollerWorker {
+    fn name(&self) -> TaskName {
+        TaskName::ReconcilePoller
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        let (health_tx, health) = watch::channel(None);
+        let mirror = mirror_health(health, status);
+        let throttle = self.graph.throttle().clone();
+        let target = PollTarget {
+            round_min: self.interval,
+            read_share_max: RECONCILE_SHARE_MAX,
+            freshness_floor: self.interval.saturating_mul(DIRECTORY_FLOOR_ROUNDS),
+            batch_size: crate::graph::presence::MAX_IDS_PER_CALL,
+        };
+        let poll = Poller::new(
+            ReconcileReads(self.graph),
+            self.report.clock().clone(),
+            throttle.config().sustained_rate(),
+            target,
+            self.users,
+        )
+        .class(CallClass::Reconcile)
+        .budget(throttle.budget().clone())
+        .publish(self.report)
+        .report_health(health_tx)
         .observe(self.view)
+        .gate(self.gate)
         .run(self.presences, stop);
         tokio::join!(poll, mirror);
         Ok(())
@@ -158,6 +215,8 @@ pub struct DirectoryPollerWorker {
     pub report: Arc<PollReport>,
     pub users: PollUsers,
     pub view: Arc<DirectoryView>,
+    /// Shared with the other presence sources when subscriptions are on.
+    pub gate: Option<Arc<SequenceGate>>,
 }
 
 impl Worker for DirectoryPollerWorker {
@@ -181,7 +240,7 @@ impl Worker for DirectoryPollerWorker {
             freshness_floor: self.freshness.saturating_mul(DIRECTORY_FLOOR_ROUNDS),
             batch_size: crate::graph::presence::MAX_IDS_PER_CALL,
         };
-        let poll = Poller::new(
+        let mut poller = Poller::new(
             DirectoryReads(self.graph),
             self.report.clock().clone(),
             throttle.config().sustained_rate(),
@@ -192,8 +251,11 @@ impl Worker for DirectoryPollerWorker {
         .budget(throttle.budget().clone())
         .publish(self.report)
         .report_health(health_tx)
-        .observe(self.view)
-        .run_observed(stop);
+        .observe(self.view);
+        if let Some(gate) = self.gate {
+            poller = poller.gate(gate);
+        }
+        let poll = poller.run_observed(stop);
         tokio::join!(poll, mirror);
         Ok(())
     }

@@ -317,6 +317,19 @@ impl PresenceSource for DirectoryReads {
     }
 }
 
+/// Graph read as reconciliation of subscribed users: every call is
+/// [`CallClass::Reconcile`], served after every other class.
+pub struct ReconcileReads(pub GraphClient);
+
+impl PresenceSource for ReconcileReads {
+    fn read<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Result<PresenceRead, GraphError>> + Send + 'a>> {
+        Box::pin(self.0.get_presences_as(CallClass::Reconcile, ids))
+    }
+}
+
 /// Told of every presence that is news, as the poller finds it: the
 /// directory view keeps everyone's presence this way.
 pub trait PresenceObserver: Send + Sync {

@@ -9,8 +9,10 @@
 
 pub mod calls;
 pub mod coverage;
+pub mod inflow;
 pub mod worker;
 
 pub use calls::{CallFailure, CallFuture, Listed, SubscriptionCalls};
 pub use coverage::{Coverage, Routed, Tier};
+pub use inflow::{Inflow, ReadNow, ReadNowStats};
 pub use worker::{PollerLists, SubscriptionWorker, SubscriptionsStatus};
