@@ -10,6 +10,7 @@
 pub mod calls;
 pub mod coverage;
 pub mod inflow;
+pub mod metrics;
 pub mod worker;
 
 pub use calls::{CallFailure, CallFuture, Listed, SubscriptionCalls};
