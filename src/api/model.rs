@@ -387,6 +387,10 @@ pub struct Readiness {
     /// only while one is missing: it names the tenant and the app).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<PermissionsOut>,
+    /// Presence subscriptions, when enabled: a failed service account is
+    /// named here with the command that fixes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<SubscriptionsOut>,
 }
 
 /// The Graph application permissions: what the config needs, what the
@@ -457,6 +461,79 @@ pub struct Health {
     /// Graph's budget, 429s and token, the loop guard and the outbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<HealthStats>,
+    /// Presence subscriptions through service accounts, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<SubscriptionsOut>,
+}
+
+/// Presence subscriptions: who is covered, each service account and its
+/// subscription, the notifications received and the reads they saved.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionsOut {
+    /// Users (agents and others in scope) whose changes notifications bring.
+    pub users_subscribed: usize,
+    /// Users read by polling alone, at the normal freshness.
+    pub users_polled: usize,
+    /// More service accounts needed to cover every user (650 each).
+    pub accounts_needed: usize,
+    /// Subscribed users' reconciliation reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<PollOut>,
+    /// Presence reads per minute the subscriptions save.
+    pub graph_reads_saved_per_minute: f64,
+    pub notifications: NotificationsOut,
+    pub accounts: Vec<ServiceAccountOut>,
+}
+
+/// Change notifications received.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotificationsOut {
+    pub received_total: u64,
+    /// Presences passed on (rich) or reads asked for (basic).
+    pub applied_total: u64,
+    pub duplicates_total: u64,
+    /// Refused or dropped: wrong clientState, bad signature or token, ...
+    pub rejected_total: u64,
+    /// Lifecycle notifications acted on.
+    pub lifecycle_total: u64,
+    /// Seconds from a change in Teams (as Graph stamps it, or as the
+    /// receiver got it) to its processing, for the latest notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delay_seconds: Option<f64>,
+}
+
+/// A service account and its subscription.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceAccountOut {
+    pub account: String,
+    /// `ok`, `failed` (its token stopped working) or `not_signed_in`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The command that fixes a failed account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    pub subscription: SubscriptionOut,
+}
+
+/// One account's subscription.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionOut {
+    /// `active`, `creating`, `renewing`, `reauthorizing`, `deleting`,
+    /// `retrying`, `idle` or `account_failed`.
+    pub state: String,
+    /// Users it watches now.
+    pub watching: usize,
+    /// Users it should watch.
+    pub assigned: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The numbers the status board's health view shows (the same as in

@@ -790,6 +790,7 @@ fn schemas() -> Value {
                 "poll": schema_ref("Poll"),
                 "directory_poll": schema_ref("Poll"),
                 "permissions": schema_ref("Permissions"),
+                "subscriptions": schema_ref("Subscriptions"),
             }
         },
         "Poll": {
@@ -817,6 +818,7 @@ fn schemas() -> Value {
                 "directory_poll": schema_ref("Poll"),
                 "stats": schema_ref("HealthStats"),
                 "permissions": schema_ref("PermissionsWithConsent"),
+                "subscriptions": schema_ref("Subscriptions"),
             }
         },
         "GraphApp": {
@@ -900,7 +902,7 @@ fn schemas() -> Value {
 /// The status board's schemas: the health report's numbers and the stream's
 /// updates (split from [`schemas`] for the macro's recursion limit).
 fn board_schemas() -> Value {
-    json!({
+    let mut schemas = json!({
         "HealthStats": {
             "type": "object",
             "description": "The numbers the status board's health view shows, as in `/metrics`.",
@@ -942,7 +944,11 @@ fn board_schemas() -> Value {
                 "health": schema_ref("HealthReport"),
             }
         }
-    })
+    });
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), subscriptions_schemas()) {
+        all.extend(more);
+    }
+    schemas
 }
 
 /// Each event type's `data`, as `EventData_<type>`, from the payload types
@@ -1186,4 +1192,70 @@ fn permission_schemas() -> Value {
     );
     all["PermissionsWithConsent"] = full;
     all
+}
+
+/// Presence subscriptions in `/readyz` and `/v1/health` (split from
+/// [`board_schemas`] for the macro's recursion limit).
+fn subscriptions_schemas() -> Value {
+    let string = json!({"type": "string"});
+    let count = json!({"type": "integer", "minimum": 0});
+    let time = json!({"type": "string", "format": "date-time"});
+    json!({
+        "Subscriptions": {
+            "type": "object",
+            "description": "Presence subscriptions through service accounts (only with \
+                `[subscriptions] enabled`): who is covered, each account and its subscription, \
+                the notifications received and the reads they saved.",
+            "required": ["users_subscribed", "users_polled", "accounts_needed",
+                "graph_reads_saved_per_minute", "notifications", "accounts"],
+            "properties": {
+                "users_subscribed": {"type": "integer", "minimum": 0,
+                    "description": "Users whose changes notifications bring (and reconciliation reads check)."},
+                "users_polled": {"type": "integer", "minimum": 0,
+                    "description": "Users read by polling alone, at the normal freshness."},
+                "accounts_needed": {"type": "integer", "minimum": 0,
+                    "description": "More service accounts needed to cover every user (650 each)."},
+                "reconcile": schema_ref("Poll"),
+                "graph_reads_saved_per_minute": {"type": "number", "minimum": 0},
+                "notifications": {
+                    "type": "object",
+                    "required": ["received_total", "applied_total", "duplicates_total",
+                        "rejected_total", "lifecycle_total"],
+                    "properties": {
+                        "received_total": count,
+                        "applied_total": count,
+                        "duplicates_total": count,
+                        "rejected_total": count,
+                        "lifecycle_total": count,
+                        "last_delay_seconds": {"type": "number", "minimum": 0},
+                    }
+                },
+                "accounts": {"type": "array", "items": schema_ref("ServiceAccount")},
+            }
+        },
+        "ServiceAccount": {
+            "type": "object",
+            "required": ["account", "state", "subscription"],
+            "properties": {
+                "account": string,
+                "state": {"type": "string", "enum": ["ok", "failed", "not_signed_in"]},
+                "error": string,
+                "fix": {"type": "string", "description": "The command that signs the account in again."},
+                "subscription": {
+                    "type": "object",
+                    "required": ["state", "watching", "assigned"],
+                    "properties": {
+                        "state": {"type": "string", "enum": ["active", "creating", "renewing",
+                            "reauthorizing", "deleting", "retrying", "idle", "account_failed"]},
+                        "watching": count,
+                        "assigned": count,
+                        "expires_at": time,
+                        "renew_at": time,
+                        "retry_at": time,
+                        "last_error": string,
+                    }
+                },
+            }
+        },
+    })
 }

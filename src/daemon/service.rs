@@ -577,6 +577,7 @@ impl<S: Store> Service for DaemonService<S> {
             poll: Some(self.poll()),
             directory_poll: self.directory_poll(),
             permissions: self.permissions(false),
+            subscriptions: None,
         }
     }
 
@@ -591,6 +592,7 @@ impl<S: Store> Service for DaemonService<S> {
             directory_poll: self.directory_poll(),
             stats: Some(self.metrics.health_stats()),
             permissions: self.permissions(true),
+            subscriptions: None,
         }
     }
 

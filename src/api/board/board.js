@@ -510,6 +510,8 @@ function renderHealth(health) {
   pair(sync, 'Teams manual overrides', String(stats.teams_overrides_total ?? '—'));
   pair(sync, 'Outbox (writes waiting)', String(stats.outbox_depth ?? '—'));
 
+  renderSubscriptions(health.subscriptions, tier);
+
   $('health-checks').replaceChildren(...(health.checks || []).map((c) =>
     el('li', {}, el('span', { class: c.ok ? 'yes' : 'no' }, c.ok ? 'OK' : 'Failing'), ` ${c.name}: ${c.detail}`)));
   $('tasks-body').replaceChildren(...(health.tasks || []).map((t) =>
@@ -518,9 +520,50 @@ function renderHealth(health) {
   const errors = [];
   if (stats.token_error) errors.push(`token: ${stats.token_error}`);
   for (const m of missing) errors.push(`permission ${m.permission} missing: ${m.fix}`);
+  for (const a of (health.subscriptions && health.subscriptions.accounts) || []) {
+    if (a.state !== 'ok') errors.push(`service account ${a.account}: ${a.error || a.state}; fix: ${a.fix || 'sign it in'}`);
+  }
   for (const t of health.tasks || []) if (t.state === 'degraded' || t.state === 'failed') errors.push(`${t.name}: ${t.detail}`);
   for (const c of health.checks || []) if (!c.ok) errors.push(`${c.name}: ${c.detail}`);
   $('health-errors').replaceChildren(...(errors.length ? errors : ['none']).map((e) => el('li', {}, e)));
+}
+
+/** Presence subscriptions, when enabled: users per channel, the reads
+ * saved, notifications, and each service account with its subscription
+ * (a failed one with the command that fixes it). */
+function renderSubscriptions(subs, tier) {
+  const card = $('health-subscriptions-card');
+  card.hidden = !subs;
+  if (!subs) return;
+  const dl = $('health-subscriptions');
+  dl.replaceChildren();
+  pair(dl, 'Users by notification', String(subs.users_subscribed));
+  pair(dl, 'Users by polling alone', String(subs.users_polled));
+  pair(dl, 'Reconciliation reads', tier(subs.reconcile));
+  pair(dl, 'Graph reads saved', `${Math.round(subs.graph_reads_saved_per_minute)} per minute`);
+  const n = subs.notifications || {};
+  pair(dl, 'Notifications', `${n.received_total ?? 0} received, ${n.applied_total ?? 0} applied, `
+    + `${n.duplicates_total ?? 0} duplicates, ${n.rejected_total ?? 0} rejected`);
+  if (n.last_delay_seconds != null) pair(dl, 'Latest delay', duration(n.last_delay_seconds));
+  if (subs.accounts_needed > 0) {
+    pair(dl, 'Accounts needed', `${subs.accounts_needed} more service account(s) for full coverage (650 users each)`);
+  }
+  $('health-accounts').replaceChildren(...(subs.accounts || []).map((a) => {
+    const sub = a.subscription || {};
+    const ok = a.state === 'ok';
+    const item = el('li', { 'data-account': a.account },
+      el('span', { class: ok ? 'yes' : 'no' }, ok ? 'OK' : 'Failing'),
+      ` ${a.account}: subscription ${String(sub.state || 'idle').replaceAll('_', ' ')}, `
+        + `watching ${sub.watching ?? 0} of ${sub.assigned ?? 0}`
+        + (sub.expires_at ? `, expires ${new Date(sub.expires_at).toLocaleTimeString()}` : ''));
+    if (!ok) {
+      item.append(el('div', { class: 'account-error' }, a.error || a.state));
+      if (a.fix) item.append(el('code', { class: 'fix' }, a.fix));
+    } else if (sub.last_error) {
+      item.append(el('div', { class: 'account-error' }, sub.last_error));
+    }
+    return item;
+  }));
 }
 
 /** The Graph permissions: all granted, or each missing one with what it

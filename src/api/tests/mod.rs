@@ -358,6 +358,7 @@ impl Service for Fake {
             poll: None,
             directory_poll: None,
             permissions: None,
+            subscriptions: None,
         }
     }
 
@@ -378,6 +379,7 @@ impl Service for Fake {
             directory_poll: r.directory_poll,
             stats: None,
             permissions: r.permissions,
+            subscriptions: r.subscriptions,
         }
     }
 
