@@ -28,6 +28,9 @@
 //!   [`api::Service`] trait the daemon implements.
 //! - [`routing`]: the routing core — queues, strategies, offers, RONA,
 //!   wrap-up, overflow. Events and a time in, decisions out; no I/O.
+//! - [`subscriptions`]: presence subscriptions planned as a pure core —
+//!   which service account watches whom, renewals, re-creation, lifecycle
+//!   events. Events and a time in, actions out; no I/O.
 //! - [`daemon`]: the running service: the sync loop around the engine, the
 //!   Graph poller, writer and directory reader, reloads, stop and liveness.
 //! - [`stop`]: the one stop signal every long-running task listens to.
