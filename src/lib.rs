@@ -26,6 +26,9 @@
 //!   daemon's metrics.
 //! - [`api`]: the contact-center HTTP API and event stream (axum), over the
 //!   [`api::Service`] trait the daemon implements.
+//! - [`notifications`]: Graph change notifications, pure: payloads, the
+//!   clientState and validation-token checks, rich-notification decryption,
+//!   duplicates and reordering.
 //! - [`routing`]: the routing core — queues, strategies, offers, RONA,
 //!   wrap-up, overflow. Events and a time in, decisions out; no I/O.
 //! - [`daemon`]: the running service: the sync loop around the engine, the
@@ -50,6 +53,7 @@ pub mod graph;
 pub mod http;
 pub mod mapping;
 pub mod metrics;
+pub mod notifications;
 pub mod presence;
 pub mod routing;
 #[doc(hidden)]
