@@ -29,6 +29,8 @@
 //! - [`notifications`]: Graph change notifications, pure: payloads, the
 //!   clientState and validation-token checks, rich-notification decryption,
 //!   duplicates and reordering.
+//! - [`receiver`]: the internet-facing listener Graph posts notifications
+//!   to, its durable inbox and the worker that turns them into outcomes.
 //! - [`routing`]: the routing core — queues, strategies, offers, RONA,
 //!   wrap-up, overflow. Events and a time in, decisions out; no I/O.
 //! - [`daemon`]: the running service: the sync loop around the engine, the
@@ -55,6 +57,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod notifications;
 pub mod presence;
+pub mod receiver;
 pub mod routing;
 #[doc(hidden)]
 pub mod shared_fixtures;

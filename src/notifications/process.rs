@@ -173,7 +173,8 @@ pub fn process_changes(
         };
         match verdict {
             Verdict::New => {
-                out.outcomes.push(NotificationOutcome::Presence(Box::new(presence)));
+                out.outcomes
+                    .push(NotificationOutcome::Presence(Box::new(presence)));
                 out.applied += 1;
             }
             Verdict::Duplicate | Verdict::Stale => out.duplicates += 1,
@@ -245,7 +246,7 @@ mod tests {
         let keys = shared_signer().jwks();
         let checks = Checks {
             client_state: &secret,
-            decryption: Some(&shared_decryption().0),
+            decryption: Some(&*shared_decryption().0),
             keys: &keys,
             expected: &expectations(),
         };

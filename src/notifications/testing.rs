@@ -3,7 +3,7 @@
 //! key it publishes — so tests can make notifications the receiver must
 //! accept, and tamper with them.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::cipher::{AES_256, EncryptionContext, PaddedBlockEncryptingKey, UnboundCipherKey};
 use aws_lc_rs::hmac;
@@ -79,9 +79,12 @@ pub(crate) fn test_decryption() -> (Decryption, Encryptor) {
 }
 
 /// One key pair for every test of a run (generating one takes a while).
-pub(crate) fn shared_decryption() -> &'static (Decryption, Encryptor) {
-    static PAIR: OnceLock<(Decryption, Encryptor)> = OnceLock::new();
-    PAIR.get_or_init(test_decryption)
+pub(crate) fn shared_decryption() -> &'static (Arc<Decryption>, Encryptor) {
+    static PAIR: OnceLock<(Arc<Decryption>, Encryptor)> = OnceLock::new();
+    PAIR.get_or_init(|| {
+        let (decryption, encryptor) = test_decryption();
+        (Arc::new(decryption), encryptor)
+    })
 }
 
 /// Entra's side: a signing key it publishes under `kid`.
