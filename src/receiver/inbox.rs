@@ -226,7 +226,10 @@ impl InboxWorker {
                         keys: &keys,
                         expected: &self.expected,
                     };
-                    process_changes(&batch, checks, &mut self.dedupe, now)
+                    // Tokens are judged at the batch's arrival, which the
+                    // door recorded: a batch kept over a restart is not
+                    // dropped because its tokens expired while it waited.
+                    process_changes(&batch, checks, &mut self.dedupe, item.received_at)
                 }
                 Err(e) => malformed(e.into()),
             },

@@ -554,3 +554,71 @@ proptest::proptest! {
         proptest::prop_assert_eq!(taken, states.iter().all(|s| *s));
     }
 }
+
+/// Sends `request` as raw bytes and returns the status and body.
+async fn raw(base: &str, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_and_an_unreadable_request_get_the_error_shape() {
+    let h = Harness::start(Arc::new(MemoryStore::new()), false).await;
+    // No length announced: the limit holds while the body is read.
+    let chunk = "x".repeat(16 * 1024);
+    let mut request = b"POST /graph/notifications HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        request.extend_from_slice(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let (status, body) = raw(&h.base, &request).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(error_code(&body), "payload_too_large");
+
+    let (status, body) = raw(&h.base, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert_eq!(status, 400, "{body}");
+    error_code(&body);
+    assert!(h.store.inbox(0, 10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn tokens_are_judged_at_the_batchs_arrival_not_when_it_is_processed() {
+    let store = Arc::new(MemoryStore::new());
+    let arrived = Utc::now() - chrono::Duration::hours(3);
+    let signer = shared_signer();
+    // Valid when the batch arrived, expired long before it is processed.
+    let then = signer.token(&signer.claims(arrived));
+    let kept = rich_batch(vec![rich("u1", "C1")], then.clone());
+    store
+        .append_inbox(InboxKind::Changes, arrived, kept.to_string().as_bytes())
+        .unwrap();
+    // Already expired when it arrived.
+    let stale = rich_batch(vec![rich("u2", "C1")], then);
+    store
+        .append_inbox(InboxKind::Changes, Utc::now(), stale.to_string().as_bytes())
+        .unwrap();
+    let mut h = Harness::start(store, true).await;
+    let NotificationOutcome::Presence(p) = h.next().await else {
+        panic!("a presence")
+    };
+    assert_eq!(p.id, "u1");
+    h.processed(2).await;
+    h.nothing_more();
+    assert_eq!(h.rejected("token_expired"), 1);
+    let delay = h.counters.snapshot().delay_seconds_max;
+    assert!(
+        delay >= 3.0 * 3600.0 - 60.0,
+        "the delay counts from arrival: {delay}"
+    );
+}
