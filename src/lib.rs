@@ -26,6 +26,11 @@
 //!   daemon's metrics.
 //! - [`api`]: the contact-center HTTP API and event stream (axum), over the
 //!   [`api::Service`] trait the daemon implements.
+//! - [`notifications`]: Graph change notifications, pure: payloads, the
+//!   clientState and validation-token checks, rich-notification decryption,
+//!   duplicates and reordering.
+//! - [`receiver`]: the internet-facing listener Graph posts notifications
+//!   to, its durable inbox and the worker that turns them into outcomes.
 //! - [`routing`]: the routing core — queues, strategies, offers, RONA,
 //!   wrap-up, overflow. Events and a time in, decisions out; no I/O.
 //! - [`subscriptions`]: presence subscriptions planned as a pure core —
@@ -53,7 +58,9 @@ pub mod graph;
 pub mod http;
 pub mod mapping;
 pub mod metrics;
+pub mod notifications;
 pub mod presence;
+pub mod receiver;
 pub mod routing;
 #[doc(hidden)]
 pub mod shared_fixtures;

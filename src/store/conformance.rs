@@ -9,7 +9,8 @@
 
 use super::testing::{agent, at, batch, contact, event, outbox};
 use super::{
-    Batch, DirectoryBatch, Loaded, MetaKey, Store, StoreError, StoredDirectory, StoredUser,
+    Batch, DirectoryBatch, InboxItem, InboxKind, Loaded, MetaKey, Store, StoreError,
+    StoredDirectory, StoredUser,
 };
 
 pub(super) fn a_new_store_is_empty_and_numbers_events_from_one(store: &dyn Store) {
@@ -298,6 +299,63 @@ pub(super) fn the_directory_is_stored_whole_then_changed(store: &dyn Store) {
     assert_eq!(store.meta(&MetaKey::DeltaLink).unwrap(), None);
 }
 
+pub(super) fn the_inbox_keeps_batches_in_order_until_acknowledged(store: &dyn Store) {
+    assert_eq!(store.inbox(0, 10).unwrap(), vec![]);
+    let first = store
+        .append_inbox(InboxKind::Changes, at(100), b"{\"value\":[1]}")
+        .unwrap();
+    let second = store
+        .append_inbox(InboxKind::Lifecycle, at(101), b"")
+        .unwrap();
+    let third = store
+        .append_inbox(InboxKind::Changes, at(102), &[0xFF, 0x00])
+        .unwrap();
+    assert_eq!((first, second, third), (1, 2, 3));
+    let all = store.inbox(0, 10).unwrap();
+    assert_eq!(
+        all[1],
+        InboxItem {
+            seq: 2,
+            kind: InboxKind::Lifecycle,
+            received_at: at(101),
+            body: Vec::new(),
+        }
+    );
+    assert_eq!(all[2].body, [0xFF, 0x00], "bodies are kept byte for byte");
+    assert_eq!(
+        store
+            .inbox(1, 1)
+            .unwrap()
+            .iter()
+            .map(|i| i.seq)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!(store.ack_inbox(2).unwrap(), 2);
+    assert_eq!(
+        store.ack_inbox(2).unwrap(),
+        0,
+        "acknowledging twice is harmless"
+    );
+    assert_eq!(
+        store
+            .inbox(0, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.seq)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+    assert_eq!(store.ack_inbox(u64::MAX).unwrap(), 1);
+    let next = store
+        .append_inbox(InboxKind::Changes, at(103), b"x")
+        .unwrap();
+    assert_eq!(next, 4, "seqs are never reused once the inbox is empty");
+    // The inbox is not part of what a step commits.
+    assert_eq!(store.load().unwrap(), Loaded::default());
+    assert_eq!(store.last_seq().unwrap(), 0);
+}
+
 /// Every check of this suite as a `#[test]` for one engine: `$fresh` makes
 /// an empty store, and whatever else must live as long as it (a temporary
 /// directory), as `(keep_alive, store)`.
@@ -319,6 +377,7 @@ macro_rules! engines {
                 prune_stops_at_the_first_event_not_old_enough,
                 a_clean_shutdown_mark_changes_nothing_stored,
                 the_directory_is_stored_whole_then_changed,
+                the_inbox_keeps_batches_in_order_until_acknowledged,
             );
         }
     };

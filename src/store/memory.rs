@@ -10,8 +10,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, Utc};
 
 use super::{
-    AgentRecord, Batch, DirectoryBatch, Loaded, MetaKey, OutboxEntry, Store, StoreError,
-    StoredDirectory, StoredUser, keys,
+    AgentRecord, Batch, DirectoryBatch, InboxItem, InboxKind, Loaded, MetaKey, OutboxEntry, Store,
+    StoreError, StoredDirectory, StoredUser, keys,
 };
 use crate::events::Event;
 use crate::routing::ContactRecord;
@@ -33,6 +33,8 @@ struct State {
     /// The stored directory's users by lower-case id, its delta link, and
     /// whether a complete one came.
     directory: (BTreeMap<String, StoredUser>, Option<String>, bool),
+    /// The notification inbox in seq order, and the last seq it gave.
+    inbox: (Vec<InboxItem>, u64),
 }
 
 pub struct MemoryStore {
@@ -59,7 +61,7 @@ impl MemoryStore {
         }
     }
 
-    /// The next `n` commits fail without changing anything.
+    /// The next `n` commits (and inbox appends) fail without changing anything.
     pub fn fail_commits(&self, n: usize) {
         self.state().failing_commits = n;
     }
@@ -252,6 +254,45 @@ impl Store for MemoryStore {
     fn mark_clean_shutdown(&self) -> Result<(), StoreError> {
         self.state().marked_clean = true;
         Ok(())
+    }
+
+    fn append_inbox(
+        &self,
+        kind: InboxKind,
+        received_at: DateTime<Utc>,
+        body: &[u8],
+    ) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        if state.failing_commits > 0 {
+            state.failing_commits -= 1;
+            return Err(StoreError::Io("disk full (test)".into()));
+        }
+        state.marked_clean = false;
+        let (items, last) = &mut state.inbox;
+        *last += 1;
+        items.push(InboxItem {
+            seq: *last,
+            kind,
+            received_at,
+            body: body.to_vec(),
+        });
+        Ok(*last)
+    }
+
+    fn inbox(&self, after: u64, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        let state = self.state();
+        let items = &state.inbox.0;
+        let start = items.partition_point(|i| i.seq <= after);
+        Ok(items[start..].iter().take(limit).cloned().collect())
+    }
+
+    fn ack_inbox(&self, upto: u64) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        state.marked_clean = false;
+        let items = &mut state.inbox.0;
+        let done = items.partition_point(|i| i.seq <= upto);
+        items.drain(..done);
+        Ok(done)
     }
 }
 

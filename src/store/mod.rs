@@ -24,11 +24,16 @@
 //!   ready before Graph answers. It is derived from Graph, so it lives in
 //!   its own tree: the deep check and backups leave it out, and a record
 //!   that no longer reads is skipped (the next full read brings it back).
+//! - the notification inbox, apart ([`Store::append_inbox`]): Graph change
+//!   and lifecycle notification batches exactly as the receiver took them,
+//!   kept from the moment it answers 202 until the receiver's worker has
+//!   processed them. Its own tree too: backups leave it out (a restored
+//!   daemon reconciles by polling), and it is never part of a [`Batch`].
 //!
 //! [`SledStore`] is the engine the daemon runs on (`sled_store/`: `open.rs`
 //! opening, locks and the scratch copy, `marker.rs` the clean-shutdown
 //! marker, `check.rs` the deep check after an unclean shutdown and for
-//! `check --store`, `write.rs` the durable writes); [`MemoryStore`] keeps the same promises
+//! `check --store`, `write.rs` the durable writes, `inbox.rs` the notification inbox); [`MemoryStore`] keeps the same promises
 //! in memory, for tests of what runs over a store. One
 //! conformance suite (`conformance.rs`) holds both to the trait. [`export`]
 //! and [`import`] move a whole store to and from JSON lines for backups.
@@ -260,6 +265,27 @@ pub struct DirectoryBatch {
     pub delta_link: Option<String>,
 }
 
+/// Which receiver path a stored notification batch came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InboxKind {
+    /// Change notifications (`notificationUrl`).
+    Changes,
+    /// Lifecycle notifications (`lifecycleNotificationUrl`).
+    Lifecycle,
+}
+
+/// A notification batch as the receiver took it: the body byte for byte,
+/// before decryption and the validation tokens are checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxItem {
+    /// Its place in the inbox: from 1, strictly increasing, never reused.
+    pub seq: u64,
+    pub kind: InboxKind,
+    /// When the receiver answered for it.
+    pub received_at: DateTime<Utc>,
+    pub body: Vec<u8>,
+}
+
 /// Everything one step changed, committed atomically and durably.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -379,4 +405,37 @@ pub trait Store: Send + Sync + 'static {
     /// the next open may skip the deep check. A later commit (or pruning)
     /// withdraws it first. Called once, last, on a clean stop.
     fn mark_clean_shutdown(&self) -> Result<(), StoreError>;
+
+    /// Appends a received notification batch to the inbox and makes it
+    /// durable before returning its seq (from 1, never reused, even after
+    /// [`Store::ack_inbox`] emptied the inbox).
+    ///
+    /// Both engines keep an inbox; the default is for stand-ins in tests
+    /// that never receive notifications, and refuses.
+    fn append_inbox(
+        &self,
+        kind: InboxKind,
+        received_at: DateTime<Utc>,
+        body: &[u8],
+    ) -> Result<u64, StoreError> {
+        let _ = (kind, received_at, body);
+        Err(no_inbox())
+    }
+
+    /// Inbox items with `seq > after`, oldest first, at most `limit`.
+    fn inbox(&self, after: u64, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        let _ = (after, limit);
+        Err(no_inbox())
+    }
+
+    /// Drops the inbox items with `seq <= upto` (processed), durably.
+    /// Returns how many were dropped.
+    fn ack_inbox(&self, upto: u64) -> Result<usize, StoreError> {
+        let _ = upto;
+        Err(no_inbox())
+    }
+}
+
+fn no_inbox() -> StoreError {
+    StoreError::Io("this store keeps no notification inbox".into())
 }

@@ -14,6 +14,7 @@
 //! | the deep check (after an unclean shutdown, and `check --store`): meta, then every key and record | `check.rs` |
 //! | durable writes: a batch (agents, outbox, contacts, events, meta), pruning, fsync | `write.rs` |
 //! | the stored directory, its own tree: compact users and their delta link | `directory.rs` |
+//! | the notification inbox, its own tree: received batches until processed | `inbox.rs` |
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,11 +25,15 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use super::keys::{self, AGENT, CONTACT, EVENT, OUTBOX};
-use super::{Batch, DirectoryBatch, Loaded, MetaKey, Store, StoreError, StoredDirectory};
+use super::{
+    Batch, DirectoryBatch, InboxItem, InboxKind, Loaded, MetaKey, Store, StoreError,
+    StoredDirectory,
+};
 use crate::events::Event;
 
 mod check;
 mod directory;
+mod inbox;
 mod marker;
 mod open;
 #[cfg(test)]
@@ -62,6 +67,8 @@ pub struct SledStore {
     opened: OpenCheck,
     /// The clean-shutdown marker is on disk: a commit withdraws it first.
     marked_clean: AtomicBool,
+    /// Held for an inbox append or ack, so seqs go to disk in order.
+    inbox: Mutex<()>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -213,6 +220,23 @@ impl Store for SledStore {
         marker::write(&self.dir, &self.store_id, *next_seq)?;
         self.marked_clean.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn append_inbox(
+        &self,
+        kind: InboxKind,
+        received_at: DateTime<Utc>,
+        body: &[u8],
+    ) -> Result<u64, StoreError> {
+        self.append_to_inbox(kind, received_at, body)
+    }
+
+    fn inbox(&self, after: u64, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        self.read_inbox(after, limit)
+    }
+
+    fn ack_inbox(&self, upto: u64) -> Result<usize, StoreError> {
+        self.ack_inbox_upto(upto)
     }
 }
 

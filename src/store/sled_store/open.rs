@@ -125,6 +125,7 @@ impl SledStore {
             next_seq: Mutex::new(next_seq),
             opened,
             marked_clean: AtomicBool::new(false),
+            inbox: Mutex::new(()),
         })
     }
     /// The agents the store in `dir` holds, read from a scratch copy so the

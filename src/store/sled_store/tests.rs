@@ -458,3 +458,25 @@ fn the_deep_check_on_demand_counts_and_changes_nothing() {
     // The marker is still there for the daemon's next start.
     assert_eq!(reopen(dir.path()).opened(), OpenCheck::AfterCleanShutdown);
 }
+
+#[test]
+fn the_notification_inbox_survives_a_reopen_and_keeps_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store
+        .append_inbox(crate::store::InboxKind::Changes, at(100), b"one")
+        .unwrap();
+    store
+        .append_inbox(crate::store::InboxKind::Changes, at(101), b"two")
+        .unwrap();
+    store.ack_inbox(1).unwrap();
+    drop(store);
+    let store = reopen(dir.path());
+    let kept = store.inbox(0, 10).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].seq, kept[0].body.as_slice()), (2, &b"two"[..]));
+    let next = store
+        .append_inbox(crate::store::InboxKind::Lifecycle, at(102), b"three")
+        .unwrap();
+    assert_eq!(next, 3);
+}
