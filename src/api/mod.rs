@@ -6,8 +6,6 @@
 //!   documentation of every route), the router built from it, the error
 //!   shape for everything axum answers itself;
 //! - [`handlers`]: the handler behind each route;
-//! - [`receivers`]: inbound receivers that are not the contact-center API
-//!   (Graph change notifications next), with their own table and auth;
 //! - [`extract`]: path, query and body extractors that fail with [`ApiError`];
 //! - [`validate`]: the id, name and text rules input is held to;
 //! - [`auth`]: the bearer token check;
@@ -27,7 +25,6 @@ pub mod extract;
 pub mod handlers;
 pub mod model;
 pub mod openapi;
-pub mod receivers;
 pub mod routes;
 pub mod server;
 pub mod service;

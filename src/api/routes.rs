@@ -6,8 +6,8 @@
 //! from the table, and the error shape for everything axum answers on its own
 //! (unknown routes, wrong methods, rejected bodies).
 //!
-//! Inbound receivers that are not the contact-center API (Graph change
-//! notifications) have their own table in [`receivers`](super::receivers).
+//! Graph's change notifications are not served here: they have their own
+//! listener and router ([`crate::receiver`]), with nothing else on it.
 
 use std::sync::Arc;
 
@@ -27,7 +27,6 @@ use super::error::ApiError;
 use super::extract::is_json;
 use super::handlers::Endpoint;
 use super::openapi::{self, Body, Content, Failure, OperationDoc, Param, Reply, Text};
-use super::receivers;
 use super::service::Service;
 use super::shutdown::Shutdown;
 
@@ -629,8 +628,7 @@ pub fn router<S: Service>(service: Arc<S>, settings: ApiSettings) -> Router {
 }
 
 /// The router, with each route of [`ROUTES`] behind the auth the table gives
-/// it and the [receivers](receivers::router) beside them, and the routes it
-/// serves (as registered).
+/// it, and the routes it serves (as registered).
 fn build<S: Service>(
     service: Arc<S>,
     settings: ApiSettings,
@@ -661,7 +659,6 @@ fn build<S: Service>(
     }
     let router = api
         .with_state(state)
-        .merge(receivers::router())
         .merge(board::router())
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(middleware::from_fn(error_shape))

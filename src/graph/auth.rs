@@ -416,7 +416,7 @@ pub fn certificate_not_after(der: &[u8]) -> Option<DateTime<Utc>> {
 }
 
 /// The DER inside the first `-----BEGIN {label}-----` block.
-fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
+pub(crate) fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = pem.find(&begin)? + begin.len();

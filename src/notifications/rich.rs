@@ -11,6 +11,7 @@
 //! decrypted at all — a tampered `data` never reaches the cipher; then
 //! `data` is decrypted and read as a [`GraphPresence`].
 
+use crate::graph::auth::pem_block;
 use aws_lc_rs::cipher::{AES_256, DecryptionContext, PaddedBlockDecryptingKey, UnboundCipherKey};
 use aws_lc_rs::digest;
 use aws_lc_rs::hmac;
@@ -204,22 +205,6 @@ fn decode(text: &str, field: &'static str) -> Result<Vec<u8>, RichError> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// The DER inside the first `-----BEGIN {label}-----` block.
-fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem.find(&begin)? + begin.len();
-    let stop = start + pem[start..].find(&end)?;
-    let body: String = pem[start..stop]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .ok()
-        .filter(|der| !der.is_empty())
 }
 
 /// A PKCS#1 `RSAPrivateKey` wrapped as the PKCS#8 `PrivateKeyInfo` aws-lc

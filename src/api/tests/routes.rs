@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use super::super::model::*;
 use super::super::openapi::document;
-use super::super::receivers::RECEIVERS;
 use super::super::routes::{Auth, open_paths, served_routes};
 use super::super::{ApiSettings, ROUTES, Shutdown};
 use super::schema::{check, resolve};
@@ -49,18 +48,6 @@ fn only_probes_metrics_and_the_document_are_open() {
             "{} {}",
             route.verb.as_str(),
             route.path
-        );
-    }
-}
-
-#[test]
-fn receivers_stay_out_of_the_api() {
-    for receiver in RECEIVERS {
-        assert!(!receiver.path.starts_with("/v1"), "{}", receiver.path);
-        assert!(
-            ROUTES.iter().all(|route| route.path != receiver.path),
-            "{}",
-            receiver.path
         );
     }
 }
