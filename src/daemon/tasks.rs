@@ -45,10 +45,12 @@ pub enum TaskName {
     NotificationReceiver,
     /// Processes the notifications the receiver stored, in order.
     Notifications,
+    /// Reads the users notifications without data name.
+    NotificationReads,
 }
 
 impl TaskName {
-    pub const ALL: [TaskName; 13] = [
+    pub const ALL: [TaskName; 14] = [
         TaskName::SyncLoop,
         TaskName::Directory,
         TaskName::DirectoryPoller,
@@ -62,6 +64,7 @@ impl TaskName {
         TaskName::ReconcilePoller,
         TaskName::NotificationReceiver,
         TaskName::Notifications,
+        TaskName::NotificationReads,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl TaskName {
             TaskName::ReconcilePoller => "reconcile-poller",
             TaskName::NotificationReceiver => "notification-receiver",
             TaskName::Notifications => "notifications",
+            TaskName::NotificationReads => "notification-reads",
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::store::Store;
 use crate::webhook::{WebhookSink, WebhookState, WebhookStatus};
 
 use super::mappings::{self, MappingSet, Reload};
+use super::subscriptions::{Inflow, ReadNow, SubscriptionWorker};
 use super::sync_loop::{Command, Inputs, SyncLoop};
 use super::tasks::{Problem, TaskName, TaskState, TaskStatus, Worker};
 use super::writer::{self, WriteJob, WriteResult};
@@ -499,5 +500,115 @@ async fn beside<T>(work: impl Future<Output = T>, side: impl Future<Output = ()>
             out = &mut work => return out,
             () = &mut side, if !side_done => side_done = true,
         }
+    }
+}
+
+/// The receiver of Graph's change notifications: its own listener, with
+/// nothing else on it.
+pub struct ReceiverWorker {
+    pub listener: TcpListener,
+    pub router: Router,
+}
+
+impl Worker for ReceiverWorker {
+    fn name(&self) -> TaskName {
+        TaskName::NotificationReceiver
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        crate::receiver::serve(self.listener, self.router, stop)
+            .await
+            .map_err(|e| format!("the notification receiver stopped: {e}"))
+    }
+}
+
+/// Drains the notification inbox in order and hands each outcome on: a
+/// rich notification's presence to the sync loop (through the gate every
+/// presence source shares), users named by basic ones to be read at once,
+/// lifecycle events to the subscription worker.
+pub struct NotificationsWorker {
+    pub inbox: crate::receiver::InboxWorker,
+    pub outcomes: mpsc::Receiver<crate::notifications::NotificationOutcome>,
+    pub inflow: Inflow,
+    pub read_now: mpsc::UnboundedSender<Vec<crate::subscriptions::UserId>>,
+    pub lifecycle: mpsc::Sender<(String, crate::notifications::LifecycleEvent)>,
+}
+
+impl Worker for NotificationsWorker {
+    fn name(&self) -> TaskName {
+        TaskName::Notifications
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        use crate::notifications::NotificationOutcome;
+        status.set(TaskState::Running);
+        let NotificationsWorker {
+            inbox,
+            mut outcomes,
+            inflow,
+            read_now,
+            lifecycle,
+        } = self;
+        let drain = inbox.run(stop.clone());
+        // Ends when the inbox worker (the sender) ends.
+        let forward = async move {
+            while let Some(outcome) = outcomes.recv().await {
+                match outcome {
+                    NotificationOutcome::Presence(p) => {
+                        if !inflow.offer(*p).await {
+                            break;
+                        }
+                    }
+                    NotificationOutcome::ReadNow(ids) => {
+                        let _ = read_now.send(ids.into_iter().map(Into::into).collect());
+                    }
+                    NotificationOutcome::Lifecycle {
+                        subscription_id,
+                        event,
+                    } => {
+                        if lifecycle.send((subscription_id, event)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::join!(drain, forward);
+        Ok(())
+    }
+}
+
+/// Reads the users notifications name (basic notifications, `missed`).
+pub struct ReadNowWorker {
+    pub reader: ReadNow<GraphClient>,
+}
+
+impl Worker for ReadNowWorker {
+    fn name(&self) -> TaskName {
+        TaskName::NotificationReads
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        self.reader.run(stop).await;
+        Ok(())
+    }
+}
+
+/// Runs the subscription worker.
+pub struct SubscriptionsWorker(pub SubscriptionWorker);
+
+impl Worker for SubscriptionsWorker {
+    fn name(&self) -> TaskName {
+        TaskName::Subscriptions
+    }
+
+    fn work(
+        self,
+        status: TaskStatus,
+        stop: Stop,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        self.0.run(status, stop)
     }
 }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use super::assign::{Assignment, Wanted, assign};
 use super::renewal::renew_at;
 use super::{AccountId, MAX_USERS_PER_SUBSCRIPTION, UserId};
+use crate::notifications::LifecycleEvent as Lifecycle;
 use crate::time::Timestamp;
 
 /// The planner's knobs, from `[subscriptions]`.
@@ -156,14 +157,6 @@ impl Outcome {
             | Outcome::Failed { account, .. } => account,
         }
     }
-}
-
-/// A lifecycle notification's event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lifecycle {
-    ReauthorizationRequired,
-    SubscriptionRemoved,
-    Missed,
 }
 
 #[derive(Clone, Debug)]
@@ -523,8 +516,10 @@ impl Planner {
     }
 
     /// A lifecycle notification for subscription `id`. Returns the users
-    /// to read at once (for `missed`), or `None` for a subscription the
-    /// planner does not hold.
+    /// to read at once (for `missed`, and after `subscriptionRemoved` since
+    /// changes may have gone unnotified), or `None` for a subscription the
+    /// planner does not hold. An event this build does not know changes
+    /// nothing.
     pub fn lifecycle(&mut self, id: &str, event: Lifecycle) -> Option<Vec<UserId>> {
         let slot = self
             .slots
@@ -545,6 +540,7 @@ impl Planner {
                 slot.retry_at = None;
                 Some(members)
             }
+            Lifecycle::Other(_) => Some(Vec::new()),
             Lifecycle::Missed => Some(
                 slot.active
                     .as_ref()

@@ -21,8 +21,8 @@ use super::coverage::{Coverage, Routed, Tier};
 use crate::daemon::tasks::{TaskState, TaskStatus};
 use crate::graph::SharedClock;
 use crate::graph::poller::{PollChanges, PollUsersSender};
+use crate::notifications::LifecycleEvent as Lifecycle;
 use crate::stop::Stop;
-use crate::subscriptions::planner::Lifecycle;
 use crate::subscriptions::{
     AccountId, Action, Failure, Outcome, Planner, PlannerSettings, SubscriptionsReport, UserId,
 };
@@ -185,7 +185,7 @@ impl SubscriptionWorker {
                     }
                 },
                 Some((id, event)) = self.lifecycle.recv() => {
-                    match planner.lifecycle(&id, event) {
+                    match planner.lifecycle(&id, event.clone()) {
                         Some(users) if !users.is_empty() => {
                             tracing::info!(subscription = %id, ?event, users = users.len(), "reading the subscription's users at once");
                             let _ = self.read_now.send(users);

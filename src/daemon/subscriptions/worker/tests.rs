@@ -176,7 +176,7 @@ fn rig(fake: Arc<Fake>, accounts: usize) -> Rig {
         }),
     };
     let mut workers = Workers::new();
-    workers.spawn(TestWorker(worker));
+    workers.spawn(crate::daemon::workers::SubscriptionsWorker(worker));
     Rig {
         fake,
         agents,
@@ -189,21 +189,6 @@ fn rig(fake: Arc<Fake>, accounts: usize) -> Rig {
         workers,
         _directory: directory,
         _directory_poller: directory_poller,
-    }
-}
-
-struct TestWorker(SubscriptionWorker);
-
-impl crate::daemon::tasks::Worker for TestWorker {
-    fn name(&self) -> crate::daemon::tasks::TaskName {
-        crate::daemon::tasks::TaskName::Subscriptions
-    }
-    fn work(
-        self,
-        status: TaskStatus,
-        stop: Stop,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
-        self.0.run(status, stop)
     }
 }
 
