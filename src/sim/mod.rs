@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod delegated;
 pub mod directory;
 pub mod groups;
 pub mod rng;
@@ -76,6 +77,11 @@ pub struct SimOptions {
     /// PKCS#8 key, e.g. from [`tls::TestCa`]; the base URL is then
     /// `https://`.
     pub tls: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// Device codes approve themselves after a few seconds (the demo),
+    /// signed in as the first user whose UPN starts with `svc-` and who is
+    /// not signed in yet this way (or the first such user when all are).
+    /// Without such a user codes stay pending, and a warning says so.
+    pub auto_approve: bool,
 }
 
 impl Default for SimOptions {
@@ -93,6 +99,7 @@ impl Default for SimOptions {
             certificate: None,
             roles: auth::DEFAULT_ROLES.iter().map(|r| r.to_string()).collect(),
             tls: None,
+            auto_approve: false,
         }
     }
 }
@@ -189,6 +196,44 @@ impl SimHandle {
             .filter(|(label, _)| label.contains(endpoint))
             .filter_map(|(_, by_status)| by_status.get(&status))
             .sum()
+    }
+
+    /// The device-code endpoint for this tenant.
+    pub fn devicecode_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/devicecode",
+            self.base_url, self.tenant_id
+        )
+    }
+
+    /// A user of the tenant (`upn` or id) approves the device code shown
+    /// to them; returns the UPN and object id signed in.
+    pub fn approve_device_code(
+        &self,
+        user_code: &str,
+        upn: &str,
+    ) -> Result<(String, String), delegated::ApprovalError> {
+        self.shared
+            .approve_device_code(user_code, upn, self.clock.now())
+    }
+
+    /// The user says no to the device code shown to them.
+    pub fn decline_device_code(&self, user_code: &str) -> Result<(), delegated::ApprovalError> {
+        lock(&self.shared.delegated).decline(user_code, self.clock.now())
+    }
+
+    /// User codes waiting for a user, oldest first.
+    pub fn pending_user_codes(&self) -> Vec<String> {
+        lock(&self.shared.delegated).pending_user_codes(self.clock.now())
+    }
+
+    /// Revokes, faults or restores the account `upn` (see
+    /// [`delegated::AccountAction`]); returns how many subscriptions went
+    /// with it, or `None` when no such user.
+    pub fn account(&self, upn: &str, action: delegated::AccountAction) -> Option<usize> {
+        self.shared
+            .account_action(upn, action, self.clock.now())
+            .map(|outcome| outcome.subscriptions_removed)
     }
 
     /// The generated users' ids, in creation order.
@@ -295,6 +340,7 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
             auth.set_roles(options.roles.iter().cloned());
             auth
         },
+        delegated::Delegated::new(options.auto_approve),
         Throttle::new(options.budget),
         options.seed,
     ));

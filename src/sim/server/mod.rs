@@ -4,8 +4,10 @@
 //! Locks are plain `std::sync::Mutex`es held only for a synchronous step,
 //! never across an `.await`.
 
+mod accounts;
 mod context;
 mod control;
+mod devicecode;
 mod errors;
 pub(crate) mod form;
 mod groups;
@@ -22,6 +24,7 @@ use axum::routing::{get, post};
 
 use super::auth::Auth;
 use super::clock::SimClock;
+use super::delegated::Delegated;
 use super::rng::{Rng, mix};
 use super::script::Script;
 use super::tenant::Tenant;
@@ -54,6 +57,7 @@ pub(crate) struct Shared {
     tenant: Mutex<Tenant>,
     script: Option<Mutex<Script>>,
     pub auth: Mutex<Auth>,
+    pub delegated: Mutex<Delegated>,
     pub throttle: Mutex<Throttle>,
     pub faults: Mutex<Faults>,
     pub stats: Mutex<Stats>,
@@ -72,12 +76,15 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    // Called once, from `spawn`, with each part built there.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         clock: SimClock,
         base_url: String,
         tenant: Tenant,
         script: Option<Script>,
         auth: Auth,
+        delegated: Delegated,
         throttle: Throttle,
         seed: u64,
     ) -> Self {
@@ -87,6 +94,7 @@ impl Shared {
             tenant: Mutex::new(tenant),
             script: script.map(Mutex::new),
             auth: Mutex::new(auth),
+            delegated: Mutex::new(delegated),
             throttle: Mutex::new(throttle),
             faults: Mutex::new(Faults {
                 error_rate: 0.0,
@@ -163,6 +171,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(graph)
         .route("/{tenant}/oauth2/v2.0/token", post(token::issue))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode::start))
+        .route("/_sim/devicecode/approve", post(devicecode::approve))
+        .route("/_sim/devicecode/decline", post(devicecode::decline))
+        .route("/_sim/accounts/{upn}/{fault}", post(accounts::fault))
         .route("/_sim/users", post(control::add_user))
         .route("/_sim/groups", post(groups::put_group))
         .route("/_sim/users/{id}/presence", post(control::set_client))
