@@ -17,10 +17,12 @@ pub mod clock;
 pub mod delegated;
 pub mod directory;
 pub mod groups;
+pub mod notify;
 pub mod rng;
 pub mod script;
 mod server;
 pub mod sessions;
+pub mod subscriptions;
 pub mod tenant;
 pub mod throttle;
 pub mod tls;
@@ -82,6 +84,9 @@ pub struct SimOptions {
     /// not signed in yet this way (or the first such user when all are).
     /// Without such a user codes stay pending, and a warning says so.
     pub auto_approve: bool,
+    /// How long a presence change waits before its notification is sent
+    /// (Graph: under 10 s on average, at most a minute).
+    pub notification_delay: Duration,
 }
 
 impl Default for SimOptions {
@@ -100,6 +105,7 @@ impl Default for SimOptions {
             roles: auth::DEFAULT_ROLES.iter().map(|r| r.to_string()).collect(),
             tls: None,
             auto_approve: false,
+            notification_delay: notify::DEFAULT_DELAY,
         }
     }
 }
@@ -236,6 +242,37 @@ impl SimHandle {
             .map(|outcome| outcome.subscriptions_removed)
     }
 
+    /// Every live subscription, whoever made it.
+    pub fn subscriptions(&self) -> Vec<subscriptions::Subscription> {
+        let now = self.clock.now();
+        let mut all = lock(&self.shared.subscriptions);
+        all.remove_expired(now);
+        all.all(now).cloned().collect()
+    }
+
+    /// Sends a lifecycle notification for subscription `id` (after the
+    /// delivery delay): `None` when no live one has that id, `Some(false)`
+    /// when it has no lifecycle URL.
+    pub fn trigger_lifecycle(&self, id: &str, event: notify::LifecycleEvent) -> Option<bool> {
+        self.shared.trigger_lifecycle(id, event)
+    }
+
+    /// Replaces the delivery faults (drop, duplicate, delay, jitter,
+    /// reorder).
+    pub fn set_notification_faults(&self, faults: notify::NotificationFaults) {
+        lock(&self.shared.notifier).faults = faults;
+    }
+
+    /// Subscription and notification counts.
+    pub fn notification_stats(&self) -> notify::NotificationStats {
+        lock(&self.shared.notifier).stats.clone()
+    }
+
+    /// The JWKS URL (validation tokens are signed by its key).
+    pub fn jwks_url(&self) -> String {
+        format!("{}/common/discovery/v2.0/keys", self.base_url)
+    }
+
     /// The generated users' ids, in creation order.
     pub fn user_ids(&self) -> Vec<String> {
         let now = self.clock.now();
@@ -341,6 +378,7 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
             auth
         },
         delegated::Delegated::new(options.auto_approve),
+        notify::Notifier::new(rng::mix(options.seed ^ 0x0071), options.notification_delay),
         Throttle::new(options.budget),
         options.seed,
     ));
@@ -368,6 +406,14 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
                     .map_err(SimError::Serve)
             }));
         }
+    }
+    {
+        let shared = shared.clone();
+        let stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            server::run_notifications(shared, stop).await;
+            Ok(())
+        }));
     }
     if options.scripted {
         let shared = shared.clone();

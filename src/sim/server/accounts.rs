@@ -88,13 +88,4 @@ impl Shared {
         }
         Some(outcome)
     }
-
-    /// Removes the subscriptions `oid` created; filled in with delivery.
-    pub(crate) fn remove_subscriptions_of(
-        &self,
-        _oid: &str,
-        _now: crate::time::Timestamp,
-    ) -> usize {
-        0
-    }
 }
