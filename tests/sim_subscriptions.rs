@@ -908,3 +908,62 @@ async fn an_expired_subscription_is_gone_and_may_be_made_again() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     kit.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_delivery_is_retried_and_a_slow_reply_counted() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use axum::extract::{Query, State};
+    use axum::response::IntoResponse;
+
+    // Handshakes pass; the first delivery fails, the second is slow.
+    let posts = Arc::new(AtomicU32::new(0));
+    let app =
+        axum::Router::new()
+            .route(
+                "/n",
+                axum::routing::post(
+                    |State(posts): State<Arc<AtomicU32>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        if let Some(token) = q.get("validationToken") {
+                            return (StatusCode::OK, token.clone()).into_response();
+                        }
+                        if posts.fetch_add(1, Ordering::SeqCst) == 0 {
+                            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                        }
+                        tokio::time::sleep(Duration::from_millis(3100)).await;
+                        StatusCode::ACCEPTED.into_response()
+                    },
+                ),
+            )
+            .with_state(posts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (kit, _, token) = signed_in(fast()).await;
+    let ids = kit.sim.user_ids();
+    let body = json!({
+        "changeType": "updated",
+        "notificationUrl": format!("{base}/n"),
+        "resource": resource(&ids[..1]),
+        "expirationDateTime": expiry(&kit, 30),
+        "clientState": "s",
+    });
+    let (status, created) = subscribe(&kit, &token, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    set_client(&kit, &ids[0], "Busy", "InACall").await;
+    tokio::time::timeout(WAIT, async {
+        while kit.sim.notification_stats().delivered == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("delivered on a retry");
+    let stats = kit.sim.notification_stats();
+    assert_eq!(posts.load(Ordering::SeqCst), 2);
+    assert_eq!((stats.retries, stats.slow, stats.failed), (1, 1, 0));
+    kit.stop().await;
+}

@@ -1,12 +1,17 @@
 //! An embedded Microsoft Graph simulator: a fake tenant for tests and the
-//! demo (SPEC §9), serving Entra's token endpoint and Graph's users, delta
-//! and presence endpoints on their real paths, with Microsoft's documented
-//! session aggregation, expiry, throttling and error shapes.
+//! demo (SPEC §9), serving Entra's token and device-code endpoints and
+//! Graph's users, delta, presence and subscription endpoints on their real
+//! paths, with Microsoft's documented session aggregation, expiry,
+//! throttling, change notifications and error shapes.
 //!
 //! A pure core with an HTTP adapter:
 //! - [`tenant`] (with [`directory`] and [`sessions`]): users, presence
 //!   sessions, aggregation, the delta log — no I/O, time passed in;
-//! - [`auth`]: the app registration and issued tokens; [`throttle`]: the
+//! - [`auth`]: the app registration and issued tokens; [`delegated`]:
+//!   service accounts' device-code sign-in and refresh tokens;
+//!   [`subscriptions`]: presence subscriptions and Graph's rules for them;
+//!   [`notify`]: change notifications, found from sequence numbers and
+//!   delivered (the one part of the core that posts); [`throttle`]: the
 //!   request budget; [`script`]: scripted drift through Teams states;
 //!   [`rng`]: the seeded PRNG behind every generated value;
 //! - `server`: axum routes, plus `/_sim` control endpoints;

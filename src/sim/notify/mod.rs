@@ -422,3 +422,97 @@ fn change_item(subscription: &Subscription, tenant_id: &str, o: &Observed) -> Va
         "organizationId": tenant_id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(id: &str, url: &str) -> Subscription {
+        Subscription {
+            id: id.into(),
+            resource: "/communications/presences/u1".into(),
+            user_ids: vec!["u1".into(), "u2".into()],
+            change_type: "updated".into(),
+            notification_url: url.into(),
+            lifecycle_url: Some(format!("{url}/lifecycle")),
+            client_state: Some("state".into()),
+            expires_at: Timestamp::from_secs(1_800_003_600),
+            creator_id: "oid".into(),
+            application_id: "app".into(),
+            encryption: None,
+        }
+    }
+
+    fn seen(id: &str, sequence: u64) -> Observed {
+        Observed {
+            id: id.into(),
+            availability: "Busy".into(),
+            activity: "InACall".into(),
+            sequence,
+        }
+    }
+
+    const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+    #[test]
+    fn only_changes_after_the_baseline_are_notified_in_one_batch_per_url() {
+        let mut n = Notifier::new(1, Duration::ZERO);
+        let a = subscription("a", "http://one");
+        let b = subscription("b", "http://one");
+        let at = Instant::now();
+        n.baseline(&a, &[seen("u1", 5), seen("u2", 7)]);
+        n.baseline(&b, &[seen("u1", 5), seen("u2", 7)]);
+        n.look(&a, "t", &[seen("u1", 5), seen("u2", 7)], at, NOW);
+        assert!(n.due(at).is_empty(), "nothing changed");
+        n.look(&a, "t", &[seen("u1", 9), seen("u2", 8)], at, NOW);
+        n.look(&b, "t", &[seen("u1", 9), seen("u2", 7)], at, NOW);
+        let batches = n.due(at);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].items.len(), 3);
+        assert!(!batches[0].lifecycle);
+        n.look(&a, "t", &[seen("u1", 9), seen("u2", 8)], at, NOW);
+        assert!(n.due(at).is_empty(), "notified once");
+    }
+
+    #[test]
+    fn a_delay_holds_changes_and_reorder_reverses_a_batch() {
+        let mut n = Notifier::new(1, Duration::from_secs(1));
+        n.faults.reorder = true;
+        let a = subscription("a", "http://one");
+        let at = Instant::now();
+        n.baseline(&a, &[seen("u1", 1), seen("u2", 1)]);
+        n.look(&a, "t", &[seen("u1", 2), seen("u2", 3)], at, NOW);
+        assert!(n.due(at).is_empty());
+        let batch = n.due(at + Duration::from_secs(1)).remove(0);
+        let order: Vec<&str> = batch
+            .items
+            .iter()
+            .map(|i| i["resourceData"]["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, ["u2", "u1"]);
+    }
+
+    #[test]
+    fn lifecycle_events_go_to_the_lifecycle_url_and_outlive_their_subscription() {
+        let mut n = Notifier::new(1, Duration::ZERO);
+        let a = subscription("a", "http://one");
+        let at = Instant::now();
+        assert!(n.lifecycle(&a, "t", LifecycleEvent::SubscriptionRemoved, at));
+        n.retain(&[]);
+        let batch = n.due(at).remove(0);
+        assert!(batch.lifecycle);
+        assert_eq!(batch.url, "http://one/lifecycle");
+        assert_eq!(batch.items[0]["lifecycleEvent"], "subscriptionRemoved");
+        let mut none = subscription("b", "http://two");
+        none.lifecycle_url = None;
+        assert!(!n.lifecycle(&none, "t", LifecycleEvent::Missed, at));
+    }
+
+    #[test]
+    fn graph_dates_have_seven_fraction_digits() {
+        assert_eq!(
+            graph_datetime(Timestamp::from_micros(1_694_685_600_123_456)),
+            "2023-09-14T10:00:00.1234560Z"
+        );
+    }
+}
