@@ -611,6 +611,14 @@ async fn a_presence_change_reaches_the_receiver_after_the_handshakes() {
     let (status, created) = subscribe(&kit, &token, &basic(&kit, &rx, &ids[..3])).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["creatorId"].as_str().unwrap().len(), 36);
+    if let Some(text) = presence_sync::shared_fixtures::shared_text(
+        "graph/examples/subscription-post-subscriptions__create_subscription_from_subscriptions__response.json",
+    ) {
+        let example: Value = serde_json::from_str(&text).unwrap();
+        for key in example.as_object().unwrap().keys() {
+            assert!(created.get(key).is_some(), "the subscription has {key}");
+        }
+    }
     // Both URLs were validated, with a token that needed URL decoding.
     for _ in 0..2 {
         assert!(next(&mut rx.handshakes).await.starts_with("Validation: "));
@@ -765,6 +773,16 @@ async fn a_rich_notification_decrypts_and_its_token_verifies_against_the_jwks() 
         .json()
         .await
         .unwrap();
+    let by_tenant: Value = kit
+        .http
+        .get(kit.url(&format!("/{}/discovery/v2.0/keys", kit.sim.tenant_id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_tenant, jwks);
     let jwk = jwks["keys"]
         .as_array()
         .unwrap()

@@ -178,7 +178,6 @@ impl Notifier {
         tenant_id: &str,
         observed: &[Observed],
         at: Instant,
-        now: Timestamp,
     ) {
         let fresh = !self.seen.contains_key(&subscription.id);
         let mut changed = Vec::new();
@@ -199,18 +198,11 @@ impl Notifier {
         }
         for o in changed {
             let item = change_item(subscription, tenant_id, &o);
-            self.queue(subscription, item, o, at, now);
+            self.queue(subscription, item, o, at);
         }
     }
 
-    fn queue(
-        &mut self,
-        subscription: &Subscription,
-        item: Value,
-        observed: Observed,
-        at: Instant,
-        _now: Timestamp,
-    ) {
+    fn queue(&mut self, subscription: &Subscription, item: Value, observed: Observed, at: Instant) {
         if self.faults.drop_rate > 0.0 && self.rng.chance(self.faults.drop_rate) {
             self.stats.dropped += 1;
             return;
@@ -452,8 +444,6 @@ mod tests {
         }
     }
 
-    const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
-
     #[test]
     fn only_changes_after_the_baseline_are_notified_in_one_batch_per_url() {
         let mut n = Notifier::new(1, Duration::ZERO);
@@ -462,15 +452,15 @@ mod tests {
         let at = Instant::now();
         n.baseline(&a, &[seen("u1", 5), seen("u2", 7)]);
         n.baseline(&b, &[seen("u1", 5), seen("u2", 7)]);
-        n.look(&a, "t", &[seen("u1", 5), seen("u2", 7)], at, NOW);
+        n.look(&a, "t", &[seen("u1", 5), seen("u2", 7)], at);
         assert!(n.due(at).is_empty(), "nothing changed");
-        n.look(&a, "t", &[seen("u1", 9), seen("u2", 8)], at, NOW);
-        n.look(&b, "t", &[seen("u1", 9), seen("u2", 7)], at, NOW);
+        n.look(&a, "t", &[seen("u1", 9), seen("u2", 8)], at);
+        n.look(&b, "t", &[seen("u1", 9), seen("u2", 7)], at);
         let batches = n.due(at);
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].items.len(), 3);
         assert!(!batches[0].lifecycle);
-        n.look(&a, "t", &[seen("u1", 9), seen("u2", 8)], at, NOW);
+        n.look(&a, "t", &[seen("u1", 9), seen("u2", 8)], at);
         assert!(n.due(at).is_empty(), "notified once");
     }
 
@@ -481,7 +471,7 @@ mod tests {
         let a = subscription("a", "http://one");
         let at = Instant::now();
         n.baseline(&a, &[seen("u1", 1), seen("u2", 1)]);
-        n.look(&a, "t", &[seen("u1", 2), seen("u2", 3)], at, NOW);
+        n.look(&a, "t", &[seen("u1", 2), seen("u2", 3)], at);
         assert!(n.due(at).is_empty());
         let batch = n.due(at + Duration::from_secs(1)).remove(0);
         let order: Vec<&str> = batch

@@ -81,7 +81,7 @@ impl Shared {
             AccountAction::Revoke => {
                 outcome.revoked = delegated.revoke(&upn);
                 drop(delegated);
-                outcome.subscriptions_removed = self.remove_subscriptions_of(&oid, now);
+                outcome.subscriptions_removed = self.remove_subscriptions_of(&oid);
             }
             AccountAction::Fault(fault) => delegated.set_fault(&upn, fault),
             AccountAction::Restore => delegated.restore(&upn),

@@ -94,7 +94,7 @@ impl Shared {
         let at = Instant::now();
         for subscription in &live {
             let observed = self.observe(&subscription.user_ids, now);
-            lock(&self.notifier).look(subscription, &self.tenant_id, &observed, at, now);
+            lock(&self.notifier).look(subscription, &self.tenant_id, &observed, at);
         }
         lock(&self.notifier).looked(sequence, now);
     }
@@ -134,7 +134,7 @@ impl Shared {
 
     /// Removes the subscriptions `oid` created (their account was revoked),
     /// each with a `subscriptionRemoved` lifecycle notification.
-    pub(crate) fn remove_subscriptions_of(&self, oid: &str, _now: Timestamp) -> usize {
+    pub(crate) fn remove_subscriptions_of(&self, oid: &str) -> usize {
         let removed = lock(&self.subscriptions).remove_by_creator(oid);
         let mut notifier = lock(&self.notifier);
         for subscription in &removed {
