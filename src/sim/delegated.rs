@@ -160,6 +160,12 @@ pub fn parse_scopes(scope: &str, graph_host: &str) -> Result<Vec<String>, EntraE
             .iter()
             .find_map(|host| word.strip_prefix(host.as_str()))
             .unwrap_or(word);
+        // `{graph}/.default`: every Graph permission consented to.
+        let name = if name == ".default" && word != name {
+            PRESENCE_SCOPE
+        } else {
+            name
+        };
         if name.contains('/') || name.is_empty() {
             return Err(entra(
                 400,

@@ -128,7 +128,7 @@ pub(crate) async fn create(
         Err(error) => return refused(&ctx, error),
     };
     let checked = {
-        let users: Vec<String> = {
+        let users: std::collections::HashSet<String> = {
             let tenant = shared.tenant(ctx.at);
             tenant
                 .directory()
