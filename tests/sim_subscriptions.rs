@@ -985,3 +985,47 @@ async fn a_failed_delivery_is_retried_and_a_slow_reply_counted() {
     assert_eq!((stats.retries, stats.slow, stats.failed), (1, 1, 0));
     kit.stop().await;
 }
+
+#[tokio::test]
+async fn the_write_quota_refuses_the_thousand_and_first_write_in_twenty_seconds() {
+    use futures_util::StreamExt;
+    let (kit, _, token) = signed_in(fast()).await;
+    let rx = receiver::start().await;
+    let ids = kit.sim.user_ids();
+    let (status, created) = subscribe(&kit, &token, &basic(&kit, &rx, &ids[..1])).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let url = kit.url(&format!(
+        "/v1.0/subscriptions/{}",
+        created["id"].as_str().unwrap()
+    ));
+    let body = json!({"expirationDateTime": expiry(&kit, 50)});
+    // The create was the first write; 999 renewals fill the quota.
+    let statuses: Vec<StatusCode> = futures_util::stream::iter(0..999)
+        .map(|_| kit.http.patch(&url).bearer_auth(&token).json(&body).send())
+        .buffer_unordered(16)
+        .map(|r| r.unwrap().status())
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    let over = kit
+        .http
+        .patch(&url)
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), StatusCode::FORBIDDEN);
+    kit.sim.advance(Duration::from_secs(20));
+    let body = json!({"expirationDateTime": expiry(&kit, 50)});
+    let again = kit
+        .http
+        .patch(&url)
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    kit.stop().await;
+}
