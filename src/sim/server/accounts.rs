@@ -31,7 +31,7 @@ pub(crate) async fn fault(
     Extension(ctx): Extension<RequestCtx>,
     Path((upn, action)): Path<(String, String)>,
 ) -> Response {
-    let Some(action) = parse(&action) else {
+    let Some(parsed) = parse(&action) else {
         return bad_request(
             &ctx,
             &format!(
@@ -39,10 +39,10 @@ pub(crate) async fn fault(
             ),
         );
     };
-    match shared.account_action(&upn, action, ctx.at) {
+    match shared.account_action(&upn, parsed, ctx.at) {
         Some(outcome) => Json(json!({
             "upn": outcome.upn,
-            "action": format!("{action:?}"),
+            "action": action,
             "refresh_tokens_revoked": outcome.revoked,
             "subscriptions_removed": outcome.subscriptions_removed,
         }))
