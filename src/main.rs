@@ -95,6 +95,12 @@ struct SimArgs {
     /// later with `POST /_sim/roles`.
     #[arg(long, value_name = "ROLES", value_delimiter = ',')]
     grant: Option<Vec<String>>,
+    /// Approve device codes by themselves after a few seconds, signed in
+    /// as a user whose UPN starts with `svc-` (one not signed in yet, in
+    /// turn); without such a user codes wait for `POST
+    /// /_sim/devicecode/approve`.
+    #[arg(long)]
+    auto_approve: bool,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +317,7 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
                 Some(roles) => roles.clone(),
                 None => SimOptions::default().roles,
             },
+            auto_approve: args.auto_approve,
             ..SimOptions::default()
         };
         let handle = sim::spawn(options).await?;

@@ -69,6 +69,18 @@ impl Needs {
 pub struct Caller {
     pub client_id: String,
     pub roles: Vec<String>,
+    /// The signed-in user of a delegated token; `None` for app-only.
+    pub user: Option<SignedInUser>,
+}
+
+/// The user a delegated token acts for, and the scopes it was granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedInUser {
+    pub upn: String,
+    /// The user's object id (`oid`).
+    pub oid: String,
+    /// The delegated scopes (`scp`), e.g. `Presence.Read.All`.
+    pub scopes: Vec<String>,
 }
 
 /// The app registration the simulator accepts.
@@ -210,6 +222,44 @@ impl Auth {
         &self.registration
     }
 
+    /// The tenant in a login URL must be this one, by id or domain.
+    pub fn check_tenant(&self, tenant: &str) -> Result<(), EntraError> {
+        let reg = &self.registration;
+        if tenant.eq_ignore_ascii_case(&reg.tenant_id)
+            || tenant.eq_ignore_ascii_case(&reg.tenant_domain)
+        {
+            return Ok(());
+        }
+        Err(EntraError::new(
+            400,
+            "invalid_request",
+            90002,
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        ))
+    }
+
+    /// The `client_id` of a request must be the registered app's.
+    pub fn check_client_id(&self, client_id: Option<&str>) -> Result<(), EntraError> {
+        let reg = &self.registration;
+        let client_id = client_id
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| missing("client_id"))?;
+        if client_id.eq_ignore_ascii_case(&reg.client_id) {
+            return Ok(());
+        }
+        Err(EntraError::new(
+            400,
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                reg.tenant_id
+            ),
+        ))
+    }
+
     /// Checks a token request for tenant `tenant` (the URL segment).
     /// The order follows Entra's: tenant, grant, app, credential, scope.
     pub fn check(
@@ -219,26 +269,10 @@ impl Auth {
         now: Timestamp,
     ) -> Result<(), EntraError> {
         let reg = &self.registration;
-        if !tenant.eq_ignore_ascii_case(&reg.tenant_id)
-            && !tenant.eq_ignore_ascii_case(&reg.tenant_domain)
-        {
-            return Err(EntraError::new(
-                400,
-                "invalid_request",
-                90002,
-                format!(
-                    "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
-                ),
-            ));
-        }
+        self.check_tenant(tenant)?;
         let required = |name: &str, value: &Option<String>| match value {
             Some(v) if !v.is_empty() => Ok(()),
-            _ => Err(EntraError::new(
-                400,
-                "invalid_request",
-                900144,
-                format!("The request body must contain the following parameter: '{name}'."),
-            )),
+            _ => Err(missing(name)),
         };
         required("grant_type", &request.grant_type)?;
         if request.grant_type.as_deref() != Some("client_credentials") {
@@ -249,19 +283,7 @@ impl Auth {
                 "The app requested an unsupported grant type.".into(),
             ));
         }
-        required("client_id", &request.client_id)?;
-        let client_id = request.client_id.as_deref().unwrap_or_default();
-        if !client_id.eq_ignore_ascii_case(&reg.client_id) {
-            return Err(EntraError::new(
-                400,
-                "unauthorized_client",
-                700016,
-                format!(
-                    "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
-                    reg.tenant_id
-                ),
-            ));
-        }
+        self.check_client_id(request.client_id.as_deref())?;
         match (&request.client_secret, &request.client_assertion) {
             (Some(secret), _) if !secret.is_empty() => {
                 if *secret != reg.client_secret {
@@ -355,6 +377,58 @@ impl Auth {
                 caller: Caller {
                     client_id: reg.client_id.clone(),
                     roles: self.roles.clone(),
+                    user: None,
+                },
+                expires_at,
+            },
+        );
+        (token, self.lifetime.as_secs())
+    }
+
+    /// Issues a delegated token `now` for `user`: JWT-shaped like the app
+    /// ones, but with `scp`, `upn` and `oid` and no `roles`, as Entra's
+    /// delegated tokens. Returns the token and `expires_in` in seconds.
+    pub fn issue_delegated(
+        &mut self,
+        user: SignedInUser,
+        nonce: &[u8],
+        now: Timestamp,
+    ) -> (String, u64) {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        self.tokens.retain(|_, issued| now < issued.expires_at);
+        let expires_at = now + self.lifetime;
+        let secs = |t: Timestamp| t.as_micros() / 1_000_000;
+        let reg = &self.registration;
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "sim"});
+        let claims = serde_json::json!({
+            "aud": "https://graph.microsoft.com",
+            "iss": format!("https://sts.windows.net/{}/", reg.tenant_id),
+            "iat": secs(now),
+            "nbf": secs(now),
+            "exp": secs(expires_at),
+            "appid": reg.client_id,
+            "tid": reg.tenant_id,
+            "idtyp": "user",
+            "scp": user.scopes.join(" "),
+            "upn": user.upn,
+            "unique_name": user.upn,
+            "oid": user.oid,
+            "ver": "1.0",
+        });
+        let token = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            URL_SAFE_NO_PAD.encode(nonce)
+        );
+        self.tokens.insert(
+            token.clone(),
+            Issued {
+                caller: Caller {
+                    client_id: reg.client_id.clone(),
+                    roles: Vec::new(),
+                    user: Some(user),
                 },
                 expires_at,
             },
@@ -382,6 +456,16 @@ impl Auth {
             issued.expires_at = issued.expires_at.min(now);
         }
     }
+}
+
+/// AADSTS900144: a required form field is missing or empty.
+pub fn missing(name: &str) -> EntraError {
+    EntraError::new(
+        400,
+        "invalid_request",
+        900144,
+        format!("The request body must contain the following parameter: '{name}'."),
+    )
 }
 
 /// Validates a client assertion as Entra does for a certificate credential:

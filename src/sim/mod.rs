@@ -1,12 +1,17 @@
 //! An embedded Microsoft Graph simulator: a fake tenant for tests and the
-//! demo (SPEC §9), serving Entra's token endpoint and Graph's users, delta
-//! and presence endpoints on their real paths, with Microsoft's documented
-//! session aggregation, expiry, throttling and error shapes.
+//! demo (SPEC §9), serving Entra's token and device-code endpoints and
+//! Graph's users, delta, presence and subscription endpoints on their real
+//! paths, with Microsoft's documented session aggregation, expiry,
+//! throttling, change notifications and error shapes.
 //!
 //! A pure core with an HTTP adapter:
 //! - [`tenant`] (with [`directory`] and [`sessions`]): users, presence
 //!   sessions, aggregation, the delta log — no I/O, time passed in;
-//! - [`auth`]: the app registration and issued tokens; [`throttle`]: the
+//! - [`auth`]: the app registration and issued tokens; [`delegated`]:
+//!   service accounts' device-code sign-in and refresh tokens;
+//!   [`subscriptions`]: presence subscriptions and Graph's rules for them;
+//!   [`notify`]: change notifications, found from sequence numbers and
+//!   delivered (the one part of the core that posts); [`throttle`]: the
 //!   request budget; [`script`]: scripted drift through Teams states;
 //!   [`rng`]: the seeded PRNG behind every generated value;
 //! - `server`: axum routes, plus `/_sim` control endpoints;
@@ -14,12 +19,15 @@
 
 pub mod auth;
 pub mod clock;
+pub mod delegated;
 pub mod directory;
 pub mod groups;
+pub mod notify;
 pub mod rng;
 pub mod script;
 mod server;
 pub mod sessions;
+pub mod subscriptions;
 pub mod tenant;
 pub mod throttle;
 pub mod tls;
@@ -76,6 +84,14 @@ pub struct SimOptions {
     /// PKCS#8 key, e.g. from [`tls::TestCa`]; the base URL is then
     /// `https://`.
     pub tls: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// Device codes approve themselves after a few seconds (the demo),
+    /// signed in as the first user whose UPN starts with `svc-` and who is
+    /// not signed in yet this way (or the first such user when all are).
+    /// Without such a user codes stay pending, and a warning says so.
+    pub auto_approve: bool,
+    /// How long a presence change waits before its notification is sent
+    /// (Graph: under 10 s on average, at most a minute).
+    pub notification_delay: Duration,
 }
 
 impl Default for SimOptions {
@@ -93,6 +109,8 @@ impl Default for SimOptions {
             certificate: None,
             roles: auth::DEFAULT_ROLES.iter().map(|r| r.to_string()).collect(),
             tls: None,
+            auto_approve: false,
+            notification_delay: notify::DEFAULT_DELAY,
         }
     }
 }
@@ -189,6 +207,75 @@ impl SimHandle {
             .filter(|(label, _)| label.contains(endpoint))
             .filter_map(|(_, by_status)| by_status.get(&status))
             .sum()
+    }
+
+    /// The device-code endpoint for this tenant.
+    pub fn devicecode_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/devicecode",
+            self.base_url, self.tenant_id
+        )
+    }
+
+    /// A user of the tenant (`upn` or id) approves the device code shown
+    /// to them; returns the UPN and object id signed in.
+    pub fn approve_device_code(
+        &self,
+        user_code: &str,
+        upn: &str,
+    ) -> Result<(String, String), delegated::ApprovalError> {
+        self.shared
+            .approve_device_code(user_code, upn, self.clock.now())
+    }
+
+    /// The user says no to the device code shown to them.
+    pub fn decline_device_code(&self, user_code: &str) -> Result<(), delegated::ApprovalError> {
+        lock(&self.shared.delegated).decline(user_code, self.clock.now())
+    }
+
+    /// User codes waiting for a user, oldest first.
+    pub fn pending_user_codes(&self) -> Vec<String> {
+        lock(&self.shared.delegated).pending_user_codes(self.clock.now())
+    }
+
+    /// Revokes, faults or restores the account `upn` (see
+    /// [`delegated::AccountAction`]); returns how many subscriptions went
+    /// with it, or `None` when no such user.
+    pub fn account(&self, upn: &str, action: delegated::AccountAction) -> Option<usize> {
+        self.shared
+            .account_action(upn, action, self.clock.now())
+            .map(|outcome| outcome.subscriptions_removed)
+    }
+
+    /// Every live subscription, whoever made it.
+    pub fn subscriptions(&self) -> Vec<subscriptions::Subscription> {
+        let now = self.clock.now();
+        let mut all = lock(&self.shared.subscriptions);
+        all.remove_expired(now);
+        all.all(now).cloned().collect()
+    }
+
+    /// Sends a lifecycle notification for subscription `id` (after the
+    /// delivery delay): `None` when no live one has that id, `Some(false)`
+    /// when it has no lifecycle URL.
+    pub fn trigger_lifecycle(&self, id: &str, event: notify::LifecycleEvent) -> Option<bool> {
+        self.shared.trigger_lifecycle(id, event)
+    }
+
+    /// Replaces the delivery faults (drop, duplicate, delay, jitter,
+    /// reorder).
+    pub fn set_notification_faults(&self, faults: notify::NotificationFaults) {
+        lock(&self.shared.notifier).faults = faults;
+    }
+
+    /// Subscription and notification counts.
+    pub fn notification_stats(&self) -> notify::NotificationStats {
+        lock(&self.shared.notifier).stats.clone()
+    }
+
+    /// The JWKS URL (validation tokens are signed by its key).
+    pub fn jwks_url(&self) -> String {
+        format!("{}/common/discovery/v2.0/keys", self.base_url)
     }
 
     /// The generated users' ids, in creation order.
@@ -295,6 +382,8 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
             auth.set_roles(options.roles.iter().cloned());
             auth
         },
+        delegated::Delegated::new(options.auto_approve),
+        notify::Notifier::new(rng::mix(options.seed ^ 0x0071), options.notification_delay),
         Throttle::new(options.budget),
         options.seed,
     ));
@@ -322,6 +411,14 @@ pub async fn spawn(options: SimOptions) -> Result<SimHandle, SimError> {
                     .map_err(SimError::Serve)
             }));
         }
+    }
+    {
+        let shared = shared.clone();
+        let stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            server::run_notifications(shared, stop).await;
+            Ok(())
+        }));
     }
     if options.scripted {
         let shared = shared.clone();

@@ -70,6 +70,12 @@ impl Tenant {
         }
     }
 
+    /// The tenant-wide change counter: it moves whenever any user's shown
+    /// presence changes (as observed so far).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
     pub fn directory(&self) -> &Directory {
         &self.directory
     }

@@ -120,9 +120,18 @@ pub(crate) async fn graph_gate(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    let needs = needs_for(&path);
-    if !needs.allowed(&app.roles) {
-        return forbidden(&ctx, needs);
+    // Subscriptions decide for themselves (delegated only, 403 for an app
+    // token, in Graph's words); elsewhere a delegated token's scopes count
+    // as an app token's roles.
+    if !path.starts_with("/v1.0/subscriptions") {
+        let needs = needs_for(&path);
+        let granted = match &app.user {
+            Some(user) => &user.scopes,
+            None => &app.roles,
+        };
+        if !needs.allowed(granted) {
+            return forbidden(&ctx, needs);
+        }
     }
     if let Err(retry) = lock(&shared.throttle).admit(now) {
         lock(&shared.stats).throttled += 1;
@@ -151,7 +160,10 @@ pub(crate) async fn graph_gate(
             )
         };
     }
-    request.extensions_mut().insert(CallerApp(app.client_id));
+    request
+        .extensions_mut()
+        .insert(CallerApp(app.client_id.clone()));
+    request.extensions_mut().insert(app);
     next.run(request).await
 }
 

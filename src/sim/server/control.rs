@@ -346,10 +346,32 @@ pub(crate) fn stats_json(shared: &Shared) -> Value {
             )
         })
         .collect();
+    let n = lock(&shared.notifier).stats.clone();
+    let now = shared.clock.now();
+    let subscriptions = {
+        let mut all = lock(&shared.subscriptions);
+        all.remove_expired(now);
+        all.all(now).count()
+    };
     json!({
         "requests": requests,
         "total": stats.total,
         "throttled": stats.throttled,
         "faults_injected": stats.faults_injected,
+        "subscriptions": {
+            "live": subscriptions,
+            "created": n.subscriptions_created,
+        },
+        "notifications": {
+            "delivered": n.delivered,
+            "dropped": n.dropped,
+            "duplicated": n.duplicated,
+            "failed": n.failed,
+            "slow": n.slow,
+            "retries": n.retries,
+            "handshakes": n.handshakes,
+            "handshakes_failed": n.handshakes_failed,
+            "lifecycle_delivered": n.lifecycle_delivered,
+        },
     })
 }

@@ -4,12 +4,16 @@
 //! Locks are plain `std::sync::Mutex`es held only for a synchronous step,
 //! never across an `.await`.
 
+mod accounts;
 mod context;
 mod control;
+mod devicecode;
 mod errors;
 pub(crate) mod form;
 mod groups;
+mod notifications;
 mod presence;
+mod subscriptions;
 mod token;
 mod users;
 
@@ -22,13 +26,18 @@ use axum::routing::{get, post};
 
 use super::auth::Auth;
 use super::clock::SimClock;
+use super::delegated::Delegated;
+use super::notify::Notifier;
+use super::notify::jwks::{SigningError, SigningKey};
 use super::rng::{Rng, mix};
 use super::script::Script;
+use super::subscriptions::Subscriptions;
 use super::tenant::Tenant;
 use super::throttle::Throttle;
 use crate::time::Timestamp;
 
 pub(crate) use context::RequestCtx;
+pub(crate) use notifications::run as run_notifications;
 
 /// Injected faults (`POST /_sim/faults`).
 #[derive(Debug)]
@@ -54,6 +63,14 @@ pub(crate) struct Shared {
     tenant: Mutex<Tenant>,
     script: Option<Mutex<Script>>,
     pub auth: Mutex<Auth>,
+    pub delegated: Mutex<Delegated>,
+    pub subscriptions: Mutex<Subscriptions>,
+    pub notifier: Mutex<Notifier>,
+    /// Made on first use: most simulators never sign anything.
+    signing: std::sync::OnceLock<Result<SigningKey, SigningError>>,
+    /// For handshakes and deliveries to subscribers.
+    pub http: reqwest::Client,
+    pub tenant_id: String,
     pub throttle: Mutex<Throttle>,
     pub faults: Mutex<Faults>,
     pub stats: Mutex<Stats>,
@@ -72,21 +89,32 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    // Called once, from `spawn`, with each part built there.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         clock: SimClock,
         base_url: String,
         tenant: Tenant,
         script: Option<Script>,
         auth: Auth,
+        delegated: Delegated,
+        notifier: Notifier,
         throttle: Throttle,
         seed: u64,
     ) -> Self {
+        let tenant_id = auth.registration().tenant_id.clone();
         Shared {
             clock,
             base_url,
             tenant: Mutex::new(tenant),
             script: script.map(Mutex::new),
             auth: Mutex::new(auth),
+            delegated: Mutex::new(delegated),
+            subscriptions: Mutex::new(Subscriptions::default()),
+            notifier: Mutex::new(notifier),
+            signing: std::sync::OnceLock::new(),
+            http: super::notify::delivery::client(),
+            tenant_id,
             throttle: Mutex::new(throttle),
             faults: Mutex::new(Faults {
                 error_rate: 0.0,
@@ -116,6 +144,14 @@ impl Shared {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let a = mix(self.id_seed ^ n);
         super::rng::format_guid(a, mix(a ^ 0xA5A5_A5A5_A5A5_A5A5))
+    }
+
+    /// The key that signs validation tokens, made on first use.
+    pub(crate) fn signing_key(&self) -> Result<&SigningKey, SigningError> {
+        self.signing
+            .get_or_init(SigningKey::generate)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub(crate) fn graph_base(&self) -> String {
@@ -156,6 +192,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/v1.0/users/{id}/presence/clearUserPreferredPresence",
             post(presence::clear_preferred),
         )
+        .route(
+            "/v1.0/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/v1.0/subscriptions/{id}",
+            get(subscriptions::one)
+                .patch(subscriptions::renew)
+                .delete(subscriptions::delete),
+        )
+        .route(
+            "/v1.0/subscriptions/{id}/reauthorize",
+            post(subscriptions::reauthorize),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             context::graph_gate,
@@ -163,6 +213,18 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(graph)
         .route("/{tenant}/oauth2/v2.0/token", post(token::issue))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode::start))
+        .route("/_sim/devicecode/approve", post(devicecode::approve))
+        .route("/_sim/devicecode/decline", post(devicecode::decline))
+        .route("/_sim/accounts/{upn}/{fault}", post(accounts::fault))
+        .route("/common/discovery/v2.0/keys", get(notifications::keys))
+        .route("/{tenant}/discovery/v2.0/keys", get(notifications::keys))
+        .route("/_sim/notifications", post(notifications::faults))
+        .route("/_sim/subscriptions", get(notifications::list_all))
+        .route(
+            "/_sim/subscriptions/{id}/lifecycle",
+            post(notifications::lifecycle),
+        )
         .route("/_sim/users", post(control::add_user))
         .route("/_sim/groups", post(groups::put_group))
         .route("/_sim/users/{id}/presence", post(control::set_client))

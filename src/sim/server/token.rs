@@ -1,4 +1,6 @@
-//! `POST /{tenant}/oauth2/v2.0/token`: Entra's client-credentials grant.
+//! `POST /{tenant}/oauth2/v2.0/token`: Entra's client-credentials grant,
+//! and the delegated grants (device code, refresh token) handed to
+//! [`super::devicecode`].
 
 use std::sync::Arc;
 
@@ -21,6 +23,13 @@ pub(crate) async fn issue(
     body: Bytes,
 ) -> Response {
     let pairs = form::parse(&String::from_utf8_lossy(&body));
+    match form::get(&pairs, "grant_type") {
+        Some(super::devicecode::DEVICE_CODE_GRANT) => {
+            return super::devicecode::redeem(&shared, &ctx, &tenant, &body);
+        }
+        Some("refresh_token") => return super::devicecode::refresh(&shared, &ctx, &tenant, &body),
+        _ => {}
+    }
     let field = |name: &str| form::get(&pairs, name).map(str::to_string);
     let request = TokenRequest {
         grant_type: field("grant_type"),
