@@ -36,6 +36,7 @@
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`], [`splitmix`]:
 //!   shared vocabulary.
 
+pub mod accounts;
 pub mod api;
 pub mod check;
 pub mod config;

@@ -31,7 +31,7 @@ pub mod presence;
 pub mod throttle;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
