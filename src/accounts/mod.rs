@@ -9,6 +9,7 @@
 //! | an account's access token, refreshed and rotated; its status | [`token`] |
 //! | Entra's token endpoint as the accounts use it | [`entra`] |
 //! | why an account has no token, and the fix | [`error`] |
+//! | `presence-sync login`, and what `check` says of the accounts | [`login`] |
 //!
 //! An admin signs each account in once with `presence-sync login`; the
 //! daemon then refreshes its token as needed, stores the new refresh token
@@ -19,6 +20,7 @@
 pub mod device_code;
 pub mod entra;
 pub mod error;
+pub mod login;
 pub mod token;
 pub mod vault;
 
