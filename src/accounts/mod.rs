@@ -25,6 +25,10 @@ pub mod token;
 pub mod vault;
 
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::graph::SharedClock;
 
 pub use device_code::{DeviceCode, LoginError, PollTiming, SignedIn};
 pub use entra::{AccountEndpoints, EntraClient};
@@ -39,6 +43,31 @@ pub fn login_command(config_file: &Path, upn: &str) -> String {
         "presence-sync login --config {} --account {upn}",
         config_file.display()
     )
+}
+
+/// The tokens of every account `[subscriptions]` names, sharing one
+/// Entra client, their files in the config's state directory. Each
+/// status starts from its file (signed in, or not).
+pub fn accounts_for(
+    config: &Config,
+    clock: SharedClock,
+) -> Result<Vec<Arc<AccountTokens>>, String> {
+    let entra = Arc::new(EntraClient::from_config(&config.graph)?);
+    let vault = Vault::new(&config.store.state_dir);
+    Ok(config
+        .subscriptions
+        .accounts
+        .iter()
+        .map(|upn| {
+            Arc::new(AccountTokens::new(
+                upn,
+                login_command(&config.file, upn),
+                entra.clone(),
+                vault.clone(),
+                clock.clone(),
+            ))
+        })
+        .collect())
 }
 
 #[cfg(test)]

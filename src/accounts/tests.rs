@@ -522,3 +522,70 @@ proptest! {
         let _ = entra::id_claims(&text);
     }
 }
+
+// ---------------------------------------------------------------- config
+
+fn config_with_accounts(state_dir: &std::path::Path, base: &str) -> crate::config::Config {
+    let text = format!(
+        r#"
+[graph]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT_ID}"
+client_secret_file = "secret"
+login_base = "{base}"
+graph_base = "{base}"
+
+[store]
+state_dir = "{}"
+
+[mappings.profiles.default]
+file = "default.toml"
+
+[subscriptions]
+enabled = true
+accounts = ["{UPN}", "second@contoso.example"]
+notification_url = "https://presence.contoso.example/n"
+lifecycle_url = "https://presence.contoso.example/l"
+"#,
+        state_dir.display()
+    );
+    crate::config::Config::parse(
+        std::path::Path::new("/etc/presence-sync/config.toml"),
+        &text,
+        &crate::config::Environment::default(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn check_and_the_daemon_see_each_configured_account() {
+    let peer = rotating_peer().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_accounts(dir.path(), &peer.base);
+    let (notes, warnings) = login::check_accounts(&config);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains(&format!(
+        "service account {UPN} is not signed in: run `presence-sync login --config /etc/presence-sync/config.toml --account {UPN}`"
+    )));
+    assert!(notes[0].starts_with("subscriptions: on, 2 service account(s)"));
+    Vault::new(dir.path()).store(&stored("refresh-0")).unwrap();
+    let (notes, warnings) = login::check_accounts(&config);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with(&format!("service account {UPN}: signed in")))
+    );
+
+    let accounts = accounts_for(&config, TokioClock::shared()).unwrap();
+    assert_eq!(accounts.len(), 2);
+    assert!(accounts[0].status().is_ok());
+    assert!(!accounts[1].status().is_ok());
+    assert_eq!(accounts[0].token().await.unwrap().expose(), "access-1");
+    let error = accounts[1].token().await.err().unwrap();
+    assert!(
+        error
+            .to_string()
+            .contains("--account second@contoso.example")
+    );
+}

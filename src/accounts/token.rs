@@ -224,8 +224,9 @@ impl AccountTokens {
     }
 
     /// Whether the keep-alive should refresh at `now`: the last refresh is
-    /// [`KEEP_ALIVE`] old (or there was none) and the account is not held
-    /// on a refusal only an admin can fix.
+    /// [`KEEP_ALIVE`] old, or there was none. (A refusal only an admin can
+    /// fix is answered from memory, without asking Entra, until the
+    /// account's token file changes.)
     pub fn keep_alive_due(&self, now: DateTime<Utc>) -> bool {
         let status = self.status();
         let keep_alive = chrono::TimeDelta::from_std(KEEP_ALIVE).unwrap_or(chrono::TimeDelta::MAX);
