@@ -120,7 +120,12 @@ lifecycle_url = "https://presence.contoso.example/lifecycle"
         ),
     )
     .unwrap();
-    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let state = dir.join("state");
+    if !state.exists() {
+        // The daemon's first start creates the store; login comes after.
+        let store = presence_sync::store::SledStore::open(&state).unwrap();
+        presence_sync::store::Store::mark_clean_shutdown(&store).unwrap();
+    }
     config
 }
 
@@ -186,6 +191,10 @@ async fn login_shows_the_code_and_stores_the_token_for_the_daemon() {
     assert_eq!(polls.load(Ordering::SeqCst), 2);
     let files = token_files(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
+    // The daemon still opens its store beside the tokens.
+    let store = presence_sync::store::SledStore::open(&dir.path().join("state")).unwrap();
+    presence_sync::store::Store::mark_clean_shutdown(&store).unwrap();
+    drop(store);
     let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let vault = presence_sync::accounts::Vault::new(&dir.path().join("state"));
@@ -256,6 +265,23 @@ async fn an_account_not_configured_or_entra_unreachable_have_their_exit_codes() 
     assert_eq!(out.status.code(), Some(78), "{shown}");
     assert!(
         shown.contains("stranger@contoso.example is not one of the service accounts"),
+        "{shown}"
+    );
+    assert_eq!(polls.load(Ordering::SeqCst), 0);
+
+    // Before the daemon ever ran: no store yet, and login says so.
+    let fresh = tempfile::tempdir().unwrap();
+    let config = fresh.path().join("config.toml");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(write_config(dir.path(), &base, true)).unwrap(),
+    )
+    .unwrap();
+    let out = presence_sync(login(&config, UPN)).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{shown}");
+    assert!(
+        shown.contains("holds no store yet: start the daemon once"),
         "{shown}"
     );
     assert_eq!(polls.load(Ordering::SeqCst), 0);
