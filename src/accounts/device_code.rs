@@ -15,6 +15,11 @@ use super::error::rejection;
 use crate::config::Secret;
 use crate::graph::auth::Rejection;
 
+/// The longest a device code is waited for, in seconds.
+const MAX_CODE_LIFETIME: u64 = 3600;
+/// The longest wait between polls Entra may ask for, in seconds.
+const MAX_INTERVAL: u64 = 60;
+
 /// Entra's answer to the device-code request. Not `Debug`: the device
 /// code redeems the sign-in.
 pub struct DeviceCode {
@@ -136,8 +141,10 @@ pub async fn request_code(entra: &EntraClient) -> Result<DeviceCode, LoginError>
         device_code: Secret::new(raw.device_code),
         user_code: raw.user_code,
         verification_uri: raw.verification_uri,
-        expires_in: Duration::from_secs(raw.expires_in),
-        interval: Duration::from_secs(raw.interval.unwrap_or(5)),
+        // Entra's numbers, bounded: its codes last 15 minutes, its
+        // interval is 5 s.
+        expires_in: Duration::from_secs(raw.expires_in.min(MAX_CODE_LIFETIME)),
+        interval: Duration::from_secs(raw.interval.unwrap_or(5).min(MAX_INTERVAL)),
         message,
     })
 }

@@ -326,8 +326,11 @@ impl AccountTokens {
         let wall = self.clock.wall();
         let lifetime = Duration::from_secs(answer.expires_in);
         let token = Arc::new(answer.access_token);
-        let expires_wall =
-            wall + chrono::TimeDelta::from_std(lifetime).unwrap_or(chrono::TimeDelta::zero());
+        // Entra's number, bounded: a date past chrono's range is no date.
+        let expires_wall = chrono::TimeDelta::from_std(lifetime)
+            .ok()
+            .and_then(|d| wall.checked_add_signed(d))
+            .unwrap_or(wall);
         // Rotation: the newest refresh token replaces the stored one.
         let rotated = StoredAccount {
             refresh_token: answer.refresh_token.unwrap_or(stored.refresh_token.clone()),
