@@ -137,10 +137,12 @@ impl GraphError {
             GraphError::Timeout { .. }
             | GraphError::Connection { .. }
             | GraphError::Auth(_)
-            | GraphError::Account(_)
             | GraphError::Decode { .. }
             | GraphError::Url { .. }
             | GraphError::Setup { .. } => true,
+            // One service account's sign-in: its subscriptions stop, Graph
+            // and the app's own token are fine.
+            GraphError::Account(_) => false,
         }
     }
 
