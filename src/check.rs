@@ -94,6 +94,9 @@ pub fn check(path: &Path, env: &Environment) -> CheckReport {
             |name| profiles.iter().find(|p| p.name == name),
         ));
         check_held_statuses(config, &profiles, &mut report);
+        let (notes, warnings) = crate::accounts::login::check_accounts(config);
+        report.notes.extend(notes);
+        report.warnings.extend(warnings);
     }
     report
 }

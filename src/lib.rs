@@ -44,6 +44,7 @@
 //! - [`presence`], [`time`], [`duration`], [`diagnostics`], [`splitmix`]:
 //!   shared vocabulary.
 
+pub mod accounts;
 pub mod api;
 pub mod check;
 pub mod config;

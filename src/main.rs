@@ -41,6 +41,20 @@ enum Command {
     /// Print the Graph application permissions this config needs, what
     /// each is for, and the tenant's admin-consent URL.
     Permissions(RunArgs),
+    /// Sign a service account in (device code: a URL and a code to enter
+    /// in any browser) and store its token in the state directory, for
+    /// presence subscriptions (`[subscriptions]`).
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoginArgs {
+    /// The daemon's config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The service account's UPN, one of `[subscriptions] accounts`.
+    #[arg(long, value_name = "UPN")]
+    account: String,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +143,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Export(args) => run_export(&args),
         Command::Import(args) => run_import(&args),
         Command::Permissions(args) => Ok(run_permissions(&args)),
+        Command::Login(args) => run_login(&args),
     }
 }
 
@@ -146,11 +161,15 @@ mod exit {
     pub const UNAVAILABLE: u8 = 69;
     /// The listen address cannot be bound (in use, not allowed): `EX_OSERR`.
     pub const LISTEN: u8 = 71;
-    /// The store was refused: newer schema, failed check, or in use:
-    /// `EX_IOERR`.
+    /// The store was refused: newer schema, failed check, or in use; or a
+    /// service account's token could not be stored: `EX_IOERR`.
     pub const STORE: u8 = 74;
+    /// Try again (`login`: the code expired before the sign-in):
+    /// `EX_TEMPFAIL`.
+    pub const TEMPFAIL: u8 = 75;
     /// Entra refused the credentials, or a permission the config needs is
-    /// not granted (`check --online`): `EX_NOPERM`.
+    /// not granted (`check --online`); `login` was declined, refused, or
+    /// signed in another account: `EX_NOPERM`.
     pub const NOPERM: u8 = 77;
     /// The config, a mapping file, a secret or the Graph credential cannot
     /// be used: `EX_CONFIG`.
@@ -400,9 +419,69 @@ fn run_permissions(args: &RunArgs) -> ExitCode {
                 "{}",
                 presence_sync::consent::explain(&config, &set.profiles)
             );
+            print!(
+                "{}",
+                presence_sync::graph::permissions::explain_delegated(
+                    &presence_sync::graph::permissions::delegated_needed(
+                        config.subscriptions.enabled
+                    ),
+                    &config.file,
+                    &config.subscriptions.accounts,
+                )
+            );
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// `login`: the device-code sign-in of one service account.
+fn run_login(args: &LoginArgs) -> anyhow::Result<ExitCode> {
+    use presence_sync::accounts::login::{self, LoginFailure};
+    use presence_sync::accounts::{LoginError, PollTiming};
+    let config = match Config::load_with(&args.config, &Environment::from_process()) {
+        Ok(config) => config,
+        Err(error) => {
+            for d in &error.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!("presence-sync login: the config has errors");
+            return Ok(ExitCode::from(exit::CONFIG));
+        }
+    };
+    if let Some(owner) = login::foreign_owner(&config) {
+        eprintln!(
+            "presence-sync login: warning: the state directory {} belongs to user id {owner}, not \
+             to this user: the daemon may not read the token stored now; run login as the \
+             daemon's user (e.g. `sudo -u <user> presence-sync login ...`)",
+            config.store.state_dir.display()
+        );
+    }
+    let mut out = std::io::stdout();
+    let result = runtime()?.block_on(login::login(
+        &config,
+        &args.account,
+        &mut out,
+        PollTiming::default(),
+    ));
+    match result {
+        Ok(logged_in) => {
+            print!("{}", login::next_steps(&config, &logged_in));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("presence-sync login: {error}");
+            let code = match error {
+                LoginFailure::NotConfigured { .. }
+                | LoginFailure::Setup(_)
+                | LoginFailure::NoStoreYet(_) => exit::CONFIG,
+                LoginFailure::Vault(_) => exit::STORE,
+                LoginFailure::Flow(LoginError::Unreachable(_)) => exit::UNAVAILABLE,
+                LoginFailure::Flow(LoginError::Expired) => exit::TEMPFAIL,
+                LoginFailure::Flow(_) | LoginFailure::WrongAccount { .. } => exit::NOPERM,
+            };
+            Ok(ExitCode::from(code))
+        }
     }
 }
 

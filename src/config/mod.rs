@@ -13,6 +13,7 @@ mod origin;
 mod raw;
 pub mod secret;
 mod source_map;
+mod subscriptions;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use crate::diagnostics::{Diagnostic, did_you_mean};
 pub use env::{Environment, PREFIX as ENV_PREFIX};
 pub use origin::Origin;
 pub use secret::{Secret, SecretError, SecretLocation, SecretSource};
+pub use subscriptions::{EncryptionFiles, SubscriptionsConfig};
 
 use origin::Locator;
 use source_map::SourceMap;
@@ -47,6 +49,7 @@ const SECTIONS: &[&str] = &[
     "mappings",
     "routing",
     "directory",
+    "subscriptions",
 ];
 
 /// A loaded, validated config. Holds where secrets are, never their values.
@@ -69,6 +72,9 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// `[directory]`: who the directory lists and reads beyond the agents.
     pub directory: DirectoryConfig,
+    /// `[subscriptions]`: presence change notifications through delegated
+    /// service accounts (off unless `enabled`).
+    pub subscriptions: SubscriptionsConfig,
 }
 
 /// `[directory]`: the Teams directory beyond the agents (`GET /v1/directory`).
@@ -351,6 +357,7 @@ impl Config {
         if let Some(webhook) = &self.webhook {
             secrets.push(&webhook.secret);
         }
+        secrets.extend(self.subscriptions.secrets());
         secrets
     }
 }
@@ -462,6 +469,7 @@ impl Config {
             mappings: section(&top, "mappings", &mut ctx),
             routing: section(&top, "routing", &mut ctx),
             directory: section(&top, "directory", &mut ctx),
+            subscriptions: section(&top, "subscriptions", &mut ctx),
         };
         let (config, profile_files) = validate::build(path, sections, &mut ctx);
         match config {

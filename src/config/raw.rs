@@ -17,6 +17,7 @@ pub(super) const INLINE_SECRET_KEYS: &[&str] = &[
     "token",
     "viewer_token",
     "secret",
+    "client_state",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +138,25 @@ pub(super) struct RawDirectory {
     /// validation, so each wrong shape gets its own message.
     pub scope: Option<Value>,
     pub freshness: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubscriptions {
+    pub enabled: Option<bool>,
+    pub accounts: Option<Vec<String>>,
+    pub notification_url: Option<String>,
+    pub lifecycle_url: Option<String>,
+    pub listen: Option<String>,
+    pub client_state_file: Option<String>,
+    pub encryption_certificate_file: Option<String>,
+    pub encryption_key_file: Option<String>,
+    pub reconcile_interval: Option<Text>,
+    pub lifetime: Option<Text>,
+    pub renew_before: Option<Text>,
+    pub max_users_per_subscription: Option<i64>,
+    pub max_body: Option<Text>,
+    pub client_state: Option<IgnoredAny>,
 }
 
 /// A string that also accepts a bare number, so that `echo_window = 300` (or

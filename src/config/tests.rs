@@ -1101,3 +1101,188 @@ fn graph_proxy_and_ca_file_are_read_and_checked() {
         Some("http://10.0.0.1:8080")
     );
 }
+
+fn with_subscriptions(section: &str) -> String {
+    format!("{}\n[subscriptions]\n{section}\n", minimal())
+}
+
+const ENABLED: &str = r#"
+enabled = true
+accounts = ["svc-presence-1@contoso.onmicrosoft.com"]
+notification_url = "https://presence.contoso.com/notifications"
+lifecycle_url = "https://presence.contoso.com/lifecycle"
+"#;
+
+#[test]
+fn subscriptions_are_off_by_default_with_the_documented_defaults() {
+    let config = load(&minimal(), &[]).unwrap();
+    let s = &config.subscriptions;
+    assert!(!s.enabled);
+    assert!(s.accounts.is_empty());
+    assert_eq!(s.notification_url, None);
+    assert_eq!(s.listen, "127.0.0.1:8790".parse().unwrap());
+    assert_eq!(s.reconcile_interval, Duration::from_secs(60));
+    assert_eq!(s.lifetime, Duration::from_secs(55 * 60));
+    assert_eq!(s.renew_before, Duration::from_secs(10 * 60));
+    assert_eq!(s.max_users_per_subscription, 650);
+    assert_eq!(s.max_body, 1024 * 1024);
+    assert_eq!(s.encryption, None);
+    // Disabled: its secrets are not asked for.
+    assert!(s.secrets().is_empty());
+}
+
+#[test]
+fn enabled_subscriptions_read_their_keys() {
+    let text = with_subscriptions(&format!(
+        "{ENABLED}\nlisten = \"127.0.0.1:9000\"\nclient_state_file = \"secrets/client-state\"\n\
+         encryption_certificate_file = \"enc.pem\"\nencryption_key_file = \"enc.key\"\n\
+         lifetime = \"60m\"\nrenew_before = \"5m\"\nmax_users_per_subscription = 100\nmax_body = \"512KiB\"\n"
+    ));
+    let config = load(&text, &[]).unwrap();
+    let s = &config.subscriptions;
+    assert!(s.enabled);
+    assert!(s.has_account("SVC-presence-1@contoso.onmicrosoft.com"));
+    assert_eq!(
+        s.notification_url.as_ref().map(|u| u.as_str()),
+        Some("https://presence.contoso.com/notifications")
+    );
+    assert_eq!(s.listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(
+        s.client_state.location,
+        SecretLocation::File("/etc/presence-sync/secrets/client-state".into())
+    );
+    let encryption = s.encryption.as_ref().unwrap();
+    assert_eq!(
+        encryption.certificate_file,
+        Path::new("/etc/presence-sync/enc.pem")
+    );
+    assert_eq!(s.lifetime, Duration::from_secs(3600));
+    assert_eq!(s.max_users_per_subscription, 100);
+    assert_eq!(s.max_body, 512 * 1024);
+    assert_eq!(s.secrets().len(), 2);
+    assert_eq!(config.secrets().len(), 4);
+}
+
+#[test]
+fn the_client_state_defaults_to_a_systemd_credential() {
+    let config = load(
+        &with_subscriptions(ENABLED),
+        &[(
+            "CREDENTIALS_DIRECTORY",
+            "/run/credentials/presence-sync.service",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        config.subscriptions.client_state.location,
+        SecretLocation::Credential {
+            name: "subscription-client-state",
+            directory: Some("/run/credentials/presence-sync.service".into())
+        }
+    );
+}
+
+#[test]
+fn enabled_subscriptions_need_accounts_and_urls() {
+    let errors = errors(&with_subscriptions("enabled = true"), &[]);
+    let all = errors.join("\n");
+    assert!(all.contains("`subscriptions.accounts` is empty"), "{all}");
+    assert!(
+        all.contains("missing key `subscriptions.notification_url`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("missing key `subscriptions.lifecycle_url`"),
+        "{all}"
+    );
+}
+
+#[test]
+fn bad_subscription_values_are_reported_on_their_keys() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"notification_url = "http://presence.contoso.com/n""#,
+            "`subscriptions.notification_url` = \"http://presence.contoso.com/n\": Graph delivers notifications to https URLs only",
+        ),
+        (
+            r#"lifecycle_url = "https://u:p@presence.contoso.com/l""#,
+            "`subscriptions.lifecycle_url`",
+        ),
+        (
+            r#"lifetime = "61m""#,
+            "`subscriptions.lifetime` = \"61m\" is out of range: it must be from 5m to 1h",
+        ),
+        (
+            r#"renew_before = "55m""#,
+            "`subscriptions.renew_before` = \"55m\" is not shorter than `subscriptions.lifetime` (55m)",
+        ),
+        (
+            "max_users_per_subscription = 651",
+            "`subscriptions.max_users_per_subscription` = 651 is out of range: it must be from 1 to 650",
+        ),
+        (
+            "max_users_per_subscription = 0",
+            "`subscriptions.max_users_per_subscription` = 0 is out of range",
+        ),
+        (
+            r#"listen = "8790""#,
+            "`subscriptions.listen` = \"8790\" is not an IP address and port",
+        ),
+        (r#"listen = "127.0.0.1:8787""#, "is also `api.listen`"),
+        (
+            r#"max_body = "lots""#,
+            "`subscriptions.max_body`: \"lots\" is not a size",
+        ),
+        (
+            r#"max_body = "10""#,
+            "`subscriptions.max_body` = \"10\" is out of range",
+        ),
+        (
+            r#"encryption_certificate_file = "enc.pem""#,
+            "`subscriptions.encryption_certificate_file` needs `subscriptions.encryption_key_file`",
+        ),
+        (
+            r#"client_state = "hunter2""#,
+            "`subscriptions.client_state`: secrets are never read from the config",
+        ),
+        (
+            r#"lifetimee = "50m""#,
+            "unknown key `lifetimee` in [subscriptions] (did you mean `lifetime`?)",
+        ),
+    ];
+    for (line, expected) in cases {
+        // Later keys override: the case's line replaces the good one.
+        let mut section = ENABLED.to_string();
+        if let Some((key, _)) = line.split_once(" = ") {
+            section = section
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} =")))
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        let text = with_subscriptions(&format!("{section}\n{line}"));
+        let all = errors(&text, &[]).join("\n");
+        assert!(all.contains(expected), "{line}: {all}");
+        assert!(
+            all.starts_with("/etc/presence-sync/config.toml:"),
+            "{line}: located: {all}"
+        );
+    }
+    let bad_accounts = with_subscriptions(&ENABLED.replace(
+        r#"accounts = ["svc-presence-1@contoso.onmicrosoft.com"]"#,
+        r#"accounts = ["svc", "a@contoso.com", "A@contoso.com"]"#,
+    ));
+    let all = errors(&bad_accounts, &[]).join("\n");
+    assert!(
+        all.contains("\"svc\" is not a user principal name"),
+        "{all}"
+    );
+    assert!(all.contains("\"A@contoso.com\" is listed twice"), "{all}");
+}
+
+#[test]
+fn the_environment_can_turn_subscriptions_on() {
+    let text = with_subscriptions(&ENABLED.replace("enabled = true", ""));
+    let config = load(&text, &[("PRESENCE_SYNC_SUBSCRIPTIONS__ENABLED", "true")]).unwrap();
+    assert!(config.subscriptions.enabled);
+}

@@ -25,6 +25,8 @@ use super::{
 };
 use crate::routing::{OverflowTarget, QueueSettings, Strategy};
 
+mod subscriptions;
+
 pub(super) const DEFAULT_LOGIN_BASE: &str = "https://login.microsoftonline.com";
 pub(super) const DEFAULT_GRAPH_BASE: &str = "https://graph.microsoft.com";
 /// Microsoft's documented presence budget (FACTS: 1,500 per 30 s per app per tenant).
@@ -86,6 +88,7 @@ pub(super) struct Sections {
     pub mappings: Option<RawMappings>,
     pub routing: Option<RawRouting>,
     pub directory: Option<RawDirectory>,
+    pub subscriptions: Option<super::raw::RawSubscriptions>,
 }
 
 pub(super) struct Ctx<'a> {
@@ -130,6 +133,21 @@ pub(super) fn build(
     };
     let routing = sections.routing.and_then(|raw| routing(raw, ctx));
     let directory = sections.directory.and_then(|raw| directory(raw, ctx));
+    let subscriptions = sections
+        .subscriptions
+        .and_then(|raw| subscriptions::subscriptions(raw, ctx));
+    if let (Some(api), Some(subscriptions)) = (&api, &subscriptions)
+        && subscriptions.enabled
+        && api.listen == subscriptions.listen
+    {
+        ctx.error(
+            &["subscriptions", "listen"],
+            format!(
+                "`subscriptions.listen` = \"{}\" is also `api.listen`: the notification receiver needs a socket of its own, e.g. \"127.0.0.1:8790\"",
+                subscriptions.listen
+            ),
+        );
+    }
     let config = match (
         graph.zip(budget),
         api,
@@ -140,6 +158,7 @@ pub(super) fn build(
         mappings,
         routing,
         directory,
+        subscriptions,
     ) {
         (
             Some((graph, budget)),
@@ -151,6 +170,7 @@ pub(super) fn build(
             Some(mappings),
             Some(routing),
             Some(directory),
+            Some(subscriptions),
         ) => Some(Config {
             file: file.to_path_buf(),
             graph,
@@ -163,6 +183,7 @@ pub(super) fn build(
             mappings,
             routing,
             directory,
+            subscriptions,
         }),
         _ => None,
     };

@@ -53,6 +53,9 @@ pub enum GraphError {
     /// No token: the app's credentials were refused or Entra is unreachable.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// No delegated token: a service account's sign-in cannot be used.
+    #[error(transparent)]
+    Account(#[from] crate::accounts::AccountError),
     /// Graph answered 2xx with a body we cannot read.
     #[error("unreadable answer from Graph to {what}: {message}{}", ids(request_id.as_deref(), client_request_id))]
     Decode {
@@ -118,6 +121,7 @@ impl GraphError {
                 format!("cannot reach Graph ({attempts} attempts)")
             }
             GraphError::Auth(e) => e.summary(),
+            GraphError::Account(e) => e.summary(),
             GraphError::Decode { what, .. } => format!("unreadable answer from Graph to {what}"),
             GraphError::Url { reason, .. } => format!("invalid Graph URL: {reason}"),
             GraphError::Setup { .. } => "cannot set up the HTTP client".to_string(),
@@ -136,6 +140,9 @@ impl GraphError {
             | GraphError::Decode { .. }
             | GraphError::Url { .. }
             | GraphError::Setup { .. } => true,
+            // One service account's sign-in: its subscriptions stop, Graph
+            // and the app's own token are fine.
+            GraphError::Account(_) => false,
         }
     }
 

@@ -15,6 +15,7 @@
 //! | how a call failed | [`error`] |
 //! | permissions needed, granted and missing; Graph's 403s | [`permissions`] |
 //! | what the request path sent, for metrics (calls, budget used) | [`call_stats`] |
+//! | presence subscriptions, with a service account's token | [`subscriptions`] |
 //!
 //! [`GraphClient`] ties them together; every call it makes goes through the
 //! one [`throttle::Throttle`].
@@ -28,10 +29,11 @@ pub mod model;
 pub mod permissions;
 pub mod poller;
 pub mod presence;
+pub mod subscriptions;
 pub mod throttle;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
@@ -43,9 +45,10 @@ pub use directory::{DeltaChanges, DeltaOutcome};
 pub use error::GraphError;
 pub use poller::{PollPlan, PollReport, PollStatus, PollTarget, Poller, PresenceUpdate};
 pub use presence::{MAX_IDS_PER_CALL, PresenceRead, Unread};
+pub use subscriptions::{Subscription, SubscriptionRequest};
 pub use throttle::{
     Budget, BudgetReport, CallClass, GraphRequest, GraphResponse, RetryPolicy, Throttle,
-    ThrottleConfig,
+    ThrottleConfig, TokenSource,
 };
 
 use crate::config::{GraphAuth, GraphConfig};

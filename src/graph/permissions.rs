@@ -102,6 +102,96 @@ impl fmt::Display for Permission {
     }
 }
 
+/// A delegated permission the service accounts sign in with (presence
+/// subscriptions take a delegated token only). Each account consents, or
+/// an admin grants consent for the tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum DelegatedPermission {
+    /// Subscribe to users' presence as the signed-in account.
+    #[serde(rename = "Presence.Read.All")]
+    PresenceReadAll,
+    /// A refresh token, so the daemon keeps the sign-in.
+    #[serde(rename = "offline_access")]
+    OfflineAccess,
+}
+
+impl DelegatedPermission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DelegatedPermission::PresenceReadAll => "Presence.Read.All",
+            DelegatedPermission::OfflineAccess => "offline_access",
+        }
+    }
+
+    /// Why the daemon asks for it, in one sentence.
+    pub fn why(self) -> &'static str {
+        match self {
+            DelegatedPermission::PresenceReadAll => {
+                "subscribes to the agents' presence (POST /subscriptions on /communications/presences) as a service account: changes arrive as notifications instead of waiting for the next poll"
+            }
+            DelegatedPermission::OfflineAccess => {
+                "gives the daemon a refresh token, so a service account signed in once with `presence-sync login` stays signed in"
+            }
+        }
+    }
+}
+
+impl fmt::Display for DelegatedPermission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The delegated permissions a config needs: both with `[subscriptions]
+/// enabled`, none without.
+pub fn delegated_needed(subscriptions_enabled: bool) -> Vec<DelegatedPermission> {
+    if subscriptions_enabled {
+        vec![
+            DelegatedPermission::PresenceReadAll,
+            DelegatedPermission::OfflineAccess,
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The delegated part of `presence-sync permissions`: nothing when none
+/// is needed; else each permission, why, and the command that signs each
+/// account in.
+pub fn explain_delegated(
+    needs: &[DelegatedPermission],
+    config_file: &std::path::Path,
+    accounts: &[String],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if needs.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nDelegated permissions of Microsoft Graph the service accounts sign in with ([subscriptions] is enabled):"
+    );
+    for permission in needs {
+        let _ = writeln!(out, "\n  {permission} (delegated)");
+        let _ = writeln!(out, "    why:  {}", permission.why());
+    }
+    let _ = writeln!(
+        out,
+        "\nThe app registration must allow public client flows (Authentication: \"Allow public client flows\"). \
+         Grant admin consent for the delegated permissions too (the URL above covers both kinds), \
+         then sign each service account in:"
+    );
+    for upn in accounts {
+        let _ = writeln!(
+            out,
+            "  {}",
+            crate::accounts::login_command(config_file, upn)
+        );
+    }
+    out
+}
+
 /// A feature of the daemon that depends on a permission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -531,6 +621,36 @@ mod tests {
         assert_eq!(classify_refusal(403, Some("quotaLimitReached")), None);
         let message = refusal_message(Permission::PresenceReadWriteAll, "Forbidden");
         assert!(message.contains("Presence.ReadWrite.All") && message.contains("admin consent"));
+    }
+
+    #[test]
+    fn delegated_permissions_are_needed_only_for_subscriptions() {
+        assert!(delegated_needed(false).is_empty());
+        assert_eq!(
+            explain_delegated(&[], std::path::Path::new("c.toml"), &[]),
+            ""
+        );
+        let needs = delegated_needed(true);
+        assert_eq!(
+            needs,
+            vec![
+                DelegatedPermission::PresenceReadAll,
+                DelegatedPermission::OfflineAccess
+            ]
+        );
+        let text = explain_delegated(
+            &needs,
+            std::path::Path::new("/etc/presence-sync/config.toml"),
+            &["svc@contoso.example".to_string()],
+        );
+        assert!(text.contains("Presence.Read.All (delegated)"), "{text}");
+        assert!(text.contains("offline_access (delegated)"), "{text}");
+        assert!(
+            text.contains(
+                "presence-sync login --config /etc/presence-sync/config.toml --account svc@contoso.example"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -17,7 +17,12 @@
 //!   an error, not a daemon out of memory.
 //! - Every request carries a fresh `client-request-id`; every failure is
 //!   logged with Graph's `request-id`; every request has a timeout.
+//! - The bearer token is the app's ([`TokenCache`]), or another
+//!   [`TokenSource`]'s (a service account's delegated token for
+//!   subscriptions, [`Throttle::send_as`]): the same budget and retries.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +35,7 @@ use super::call_stats::{CallStats, outcome_of_status};
 use super::clock::SharedClock;
 use super::error::GraphError;
 use super::model::GraphErrorBody;
-use crate::config::GraphConfig;
+use crate::config::{GraphConfig, Secret};
 use crate::http::{parse_retry_after, transport_message};
 
 pub mod scheduler;
@@ -157,6 +162,30 @@ impl ThrottleConfig {
     }
 }
 
+// ---------------------------------------------------------------- tokens
+
+/// A boxed future of a [`TokenSource`].
+pub type TokenFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a request's bearer token comes from.
+pub trait TokenSource: Send + Sync {
+    /// A valid token, or why there is none.
+    fn bearer(&self) -> TokenFuture<'_, Result<Arc<Secret>, GraphError>>;
+    /// Graph refused `stale` with 401: the next [`TokenSource::bearer`]
+    /// must not return it.
+    fn refused<'a>(&'a self, stale: &'a Arc<Secret>) -> TokenFuture<'a, ()>;
+}
+
+impl TokenSource for TokenCache {
+    fn bearer(&self) -> TokenFuture<'_, Result<Arc<Secret>, GraphError>> {
+        Box::pin(async move { self.token().await.map_err(GraphError::from) })
+    }
+
+    fn refused<'a>(&'a self, stale: &'a Arc<Secret>) -> TokenFuture<'a, ()> {
+        Box::pin(self.invalidate(stale))
+    }
+}
+
 // ---------------------------------------------------------------- requests
 
 /// One Graph call, as the request path sends it (perhaps several times).
@@ -242,8 +271,19 @@ impl Throttle {
         &self.tokens
     }
 
-    /// Sends `request` until Graph answers 2xx, or gives up with the reason.
+    /// Sends `request` with the app's token until Graph answers 2xx, or
+    /// gives up with the reason.
     pub async fn send(&self, request: &GraphRequest) -> Result<GraphResponse, GraphError> {
+        self.send_as(request, self.tokens.as_ref()).await
+    }
+
+    /// [`Throttle::send`] with the token of `tokens` (a service account's):
+    /// the same budget, retries and ids.
+    pub async fn send_as(
+        &self,
+        request: &GraphRequest,
+        tokens: &dyn TokenSource,
+    ) -> Result<GraphResponse, GraphError> {
         let mut backoff = self.config.retry.backoff();
         // Attempts in all, for logs and errors.
         let mut attempts = 0u32;
@@ -253,7 +293,7 @@ impl Throttle {
         let mut refreshed = false;
         loop {
             let sent_at = self.budget.acquire(request.class).await;
-            let token = self.tokens.token().await?;
+            let token = tokens.bearer().await?;
             attempts += 1;
             let client_request_id = new_request_id();
             let mut builder = self
@@ -298,7 +338,7 @@ impl Throttle {
                     match error.status() {
                         Some(401) if !refreshed => {
                             refreshed = true;
-                            self.tokens.invalidate(&token).await;
+                            tokens.refused(&token).await;
                             Next::Retry {
                                 wait: Duration::ZERO,
                             }
