@@ -47,10 +47,12 @@ pub enum TaskName {
     Notifications,
     /// Reads the users notifications without data name.
     NotificationReads,
+    /// The service accounts' tokens kept alive, and whether each works.
+    ServiceAccounts,
 }
 
 impl TaskName {
-    pub const ALL: [TaskName; 14] = [
+    pub const ALL: [TaskName; 15] = [
         TaskName::SyncLoop,
         TaskName::Directory,
         TaskName::DirectoryPoller,
@@ -65,6 +67,7 @@ impl TaskName {
         TaskName::NotificationReceiver,
         TaskName::Notifications,
         TaskName::NotificationReads,
+        TaskName::ServiceAccounts,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +86,7 @@ impl TaskName {
             TaskName::NotificationReceiver => "notification-receiver",
             TaskName::Notifications => "notifications",
             TaskName::NotificationReads => "notification-reads",
+            TaskName::ServiceAccounts => "service-accounts",
         }
     }
 }

@@ -612,3 +612,47 @@ impl Worker for SubscriptionsWorker {
         self.0.run(status, stop)
     }
 }
+
+/// The service accounts: each refreshed at least as often as keeps its
+/// refresh token alive, and whether each works, for the subscription
+/// worker, at once on every change.
+pub struct AccountsWorker {
+    pub accounts: Vec<Arc<crate::accounts::AccountTokens>>,
+    pub health: watch::Sender<std::collections::BTreeMap<crate::subscriptions::AccountId, bool>>,
+}
+
+impl Worker for AccountsWorker {
+    fn name(&self) -> TaskName {
+        TaskName::ServiceAccounts
+    }
+
+    async fn work(self, status: TaskStatus, stop: Stop) -> Result<(), String> {
+        status.set(TaskState::Running);
+        let health = Arc::new(self.health);
+        let mut tasks = tokio::task::JoinSet::new();
+        for account in self.accounts {
+            tasks.spawn(Arc::clone(&account).keep_alive(stop.clone()));
+            let mut watch = account.watch();
+            let health = Arc::clone(&health);
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                loop {
+                    let ok = watch.borrow_and_update().is_ok();
+                    health.send_if_modified(|map| {
+                        let key = crate::subscriptions::AccountId::from(account.upn());
+                        map.insert(key, ok) != Some(ok)
+                    });
+                    if !ok {
+                        tracing::warn!(account = %account.upn(), "a service account's token stopped working: its users are polled");
+                    }
+                    match stop.unless_stopped(watch.changed()).await {
+                        Some(Ok(())) => {}
+                        Some(Err(_)) | None => break,
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}

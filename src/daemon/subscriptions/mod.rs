@@ -9,8 +9,10 @@
 
 pub mod calls;
 pub mod coverage;
+pub mod graph_calls;
 pub mod inflow;
 pub mod metrics;
+pub mod setup;
 pub mod worker;
 
 pub use calls::{CallFailure, CallFuture, Listed, SubscriptionCalls};
