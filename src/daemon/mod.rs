@@ -250,7 +250,7 @@ impl Daemon {
             poll_users: poll_tx,
             status: status_tx,
             metrics: metrics.daemon.clone(),
-            directory_view: Some(Arc::clone(&directory_view)),
+            directory_view: Arc::clone(&directory_view),
         };
         let mut sync_loop = SyncLoop::restore(
             config.engine_settings(),
@@ -276,11 +276,10 @@ impl Daemon {
             error,
         })?;
 
-        if let Some(users) = restored_directory {
+        if restored_directory.is_some() {
             // The loop's first step: links and phones from the stored users.
             commands_tx
                 .send(Command::Directory(DirectoryUpdate::Replace {
-                    users,
                     delta_link: None,
                 }))
                 .await

@@ -22,4 +22,4 @@ pub mod view;
 
 pub use query::{DirectoryQuery, QueryError, SortKey};
 pub use record::{DirectoryRecord, dialable};
-pub use view::{DirectoryPage, DirectoryStatus, DirectoryUser, DirectoryView};
+pub use view::{DirectoryPage, DirectoryStatus, DirectoryUser, DirectoryView, Replaced};

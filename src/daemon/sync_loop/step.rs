@@ -85,7 +85,7 @@ impl<S: Store> SyncLoop<S> {
         self.status.agents = self.agents.len();
         self.status.linked = self.by_key.len();
         self.status.outbox = self.outbox_agents.len();
-        self.status.directory_users = self.directory.len();
+        self.status.directory_users = self.directory.known_users();
         self.status.directory_loaded = self.directory.loaded();
         // The names change with a reload only: not rebuilt every step.
         let names = self.mappings.profiles.iter().map(|p| p.name.as_str());
@@ -203,10 +203,8 @@ impl<S: Store> SyncLoop<S> {
             self.out.poll_users.send(self.by_user.take_changes());
         }
         let links = self.by_user.take_links();
-        if let Some(view) = &self.out.directory_view {
-            // Who is an agent, for the directory's listing and its tiers.
-            view.set_links(&links);
-        }
+        // Who is an agent, for the directory's listing and its tiers.
+        self.out.directory_view.set_links(&links);
         for reply in step.replies {
             match reply {
                 Reply::Agent(tx, id) => {
