@@ -226,6 +226,12 @@ impl<S: Store> SyncLoop<S> {
         Ok(())
     }
 
+    /// Counts a burst that writes few agents (a full directory read) so the
+    /// next quiet step gives its memory back.
+    pub(super) fn note_burst(&mut self) {
+        self.churn_since_trim = self.churn_since_trim.max(TRIM_AFTER);
+    }
+
     /// Gives the allocator's free memory back to the system once a burst
     /// (many agents registered or changed at once, a full directory read)
     /// is over: what the burst's requests, batches and grown tables freed
@@ -233,12 +239,6 @@ impl<S: Store> SyncLoop<S> {
     /// after registering 10,000). A burst is over when a step writes few
     /// agents again; the call takes milliseconds and comes at most once
     /// every [`TRIM_AFTER`] records.
-    /// Counts a burst that writes few agents (a full directory read) so the
-    /// next quiet step gives its memory back.
-    pub(super) fn note_burst(&mut self) {
-        self.churn_since_trim = self.churn_since_trim.max(TRIM_AFTER);
-    }
-
     fn give_back_after_a_burst(&mut self, written: usize) {
         self.churn_since_trim = self.churn_since_trim.saturating_add(written);
         if self.churn_since_trim >= TRIM_AFTER && written < QUIET_STEP {
