@@ -320,6 +320,109 @@ async fn poll_delta(
 mod tests {
     use super::*;
 
+    use crate::config::{
+        DirectoryScope, GraphAuth, GraphConfig, Origin, Secret, SecretLocation, SecretSource,
+    };
+    use crate::graph::Credential;
+    use crate::sim::{SimOptions, spawn};
+    use crate::store::{MemoryStore, StoredDirectory};
+
+    fn stored(store: &MemoryStore) -> StoredDirectory {
+        store.directory().unwrap().unwrap()
+    }
+
+    /// A start over a stored directory Graph still agrees with writes no
+    /// user: a record changed in the store behind the daemon's back stays
+    /// as it is, and every other user stays stored. A full read over a
+    /// store that may lag behind the view writes them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_read_over_the_stored_directory_writes_only_what_changed() {
+        let sim = spawn(SimOptions {
+            users: 5,
+            ..SimOptions::default()
+        })
+        .await
+        .unwrap();
+        let config = GraphConfig {
+            tenant_id: sim.tenant_id.clone(),
+            client_id: sim.client_id.clone(),
+            auth: GraphAuth::ClientSecret(SecretSource {
+                purpose: "the Graph client secret",
+                location: SecretLocation::File("/nonexistent".into()),
+                origin: Origin::whole_file(std::path::Path::new("test.toml")),
+            }),
+            login_base: sim.base_url.clone(),
+            graph_base: sim.base_url.clone(),
+            requests_per_30s: 1_500,
+            request_timeout: Duration::from_secs(10),
+            session_expiry: Duration::from_secs(3600),
+            outbound: Default::default(),
+        };
+        let secret = Credential::Secret(Secret::new(sim.client_secret.clone()));
+        let graph = GraphClient::new(&config, secret).unwrap();
+        let store = Arc::new(MemoryStore::new());
+        let reader = |view: &Arc<DirectoryView>| DirectoryReader {
+            graph: graph.clone(),
+            view: Arc::clone(view),
+            store: Arc::clone(&store) as Arc<dyn Store>,
+            groups: Vec::new(),
+        };
+        let (updates, mut told) = mpsc::channel(8);
+
+        // The first start: every user is written.
+        let view = Arc::new(DirectoryView::new(&DirectoryScope::All, None));
+        let (mut link, mut in_store) = (None, view.loaded());
+        full_read(&reader(&view), &mut link, &mut in_store, &updates)
+            .await
+            .unwrap();
+        assert!(in_store);
+        assert!(matches!(
+            told.try_recv(),
+            Ok(DirectoryUpdate::Replace {
+                delta_link: Some(_)
+            })
+        ));
+        let first = stored(&store);
+        assert_eq!(first.users.len(), 5);
+
+        // A restart: the view from the store, then a record changed in
+        // the store alone.
+        let view = Arc::new(DirectoryView::new(&DirectoryScope::All, None));
+        view.restore(
+            first
+                .users
+                .iter()
+                .map(DirectoryRecord::from_stored)
+                .collect(),
+        );
+        let mut tampered = first.users[2].clone();
+        tampered.mobile_phone = Some("+1 555 0100".into());
+        store
+            .commit_directory(DirectoryBatch {
+                replace: false,
+                upserts: vec![tampered.clone()],
+                removes: Vec::new(),
+                delta_link: None,
+            })
+            .unwrap();
+        let mut in_store = view.loaded();
+        full_read(&reader(&view), &mut link, &mut in_store, &updates)
+            .await
+            .unwrap();
+        let after = stored(&store);
+        assert_eq!(after.users.len(), 5);
+        assert!(after.users.contains(&tampered), "a user was rewritten");
+
+        // A store that may lag behind the view gets every user again.
+        let mut in_store = false;
+        full_read(&reader(&view), &mut link, &mut in_store, &updates)
+            .await
+            .unwrap();
+        assert!(in_store);
+        assert_eq!(stored(&store).users, first.users);
+        sim.shutdown().await.unwrap();
+    }
+
     #[test]
     fn object_ids_are_guids() {
         assert!(is_object_id("8b081ef6-4792-4def-b2c9-c363a1bf41d5"));
