@@ -8,7 +8,10 @@
 //! step is committed, [`DirectoryView::set_links`]) and both presence tiers
 //! (what is news, through [`PresenceObserver`]). The API only reads
 //! ([`DirectoryView::query`], [`DirectoryView::get`]). Searches run here,
-//! under a read lock, never inside the sync loop.
+//! under a read lock, never inside the sync loop. The sync loop looks
+//! users up by id, UPN or mail ([`DirectoryView::record`],
+//! [`DirectoryView::find`]) in the view's one index, under a lock of its
+//! own that no search holds.
 //!
 //! The view also decides who the directory's slower presence tier reads:
 //! every listed user who is not an agent (agents are read by the agent

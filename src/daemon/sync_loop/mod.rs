@@ -1,8 +1,9 @@
-//! The sync loop: the one task that owns the engine, the agents and the
-//! directory. It takes commands (API calls, presences read, write results,
-//! directory changes, mapping reloads), feeds them to the engine, and commits
-//! everything one step changed to the store as one batch before anyone
-//! hears about it: API replies, events on the stream, writes to Graph.
+//! The sync loop: the one task that owns the engine and the agents; it
+//! looks Teams users up in the shared directory view. It takes commands
+//! (API calls, presences read, write results, directory changes, mapping
+//! reloads), feeds them to the engine, and commits everything one step
+//! changed to the store as one batch before anyone hears about it: API
+//! replies, events on the stream, writes to Graph.
 //! Committing per step rather than per call is what makes a durable
 //! acknowledgement cheap under load (group commit).
 //!
