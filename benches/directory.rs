@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use presence_sync::config::{Config, DirectoryScope, Environment};
-use presence_sync::daemon::directory::{DirectoryIndex, DirectoryUpdate};
 use presence_sync::daemon::{Daemon, DaemonOptions, Exit};
 use presence_sync::directory::DirectoryView;
 use presence_sync::graph::model::User;
@@ -367,33 +366,24 @@ fn print_phase(name: &str, p: &Phase) {
 
 async fn run(settings: &Settings) {
     // 1. The directory's memory, before anything else grows the heap: the
-    // view and the sync loop's index over the same records, as the daemon
-    // holds them (freed temporaries given back before each reading).
+    // view, with the one index of its records the sync loop looks users up
+    // in, as the daemon holds it (freed temporaries given back first).
     let users = synthetic_users(settings.users);
     trim();
     let before = rss();
     let view = DirectoryView::new(&DirectoryScope::All, None);
-    let (records, _) = view.replace(&users);
+    let replaced = view.replace(&users);
+    drop(replaced);
     trim();
     let after_view = rss();
-    let mut index = DirectoryIndex::default();
-    index.apply(DirectoryUpdate::Replace {
-        users: records,
-        delta_link: None,
-    });
-    trim();
-    let after_index = rss();
     let per_user = |bytes: u64| bytes as f64 / settings.users as f64;
     println!(
-        "directory at {} users: the view {:.1} MB ({:.0} bytes a user), with the sync loop's index {:.1} MB ({:.0} bytes a user)",
+        "directory at {} users: the view and its index {:.1} MB ({:.0} bytes a user)",
         settings.users,
         after_view.saturating_sub(before) as f64 / 1e6,
         per_user(after_view.saturating_sub(before)),
-        after_index.saturating_sub(before) as f64 / 1e6,
-        per_user(after_index.saturating_sub(before)),
     );
     drop(users);
-    drop(index);
     drop(view);
 
     let sim = sim::spawn(SimOptions {

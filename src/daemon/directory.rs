@@ -13,7 +13,6 @@
 //! full read and delta poll and handed to the view, which moves who joined
 //! or left a group in or out of scope.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,119 +25,22 @@ use crate::store::{DirectoryBatch, Store};
 
 use super::tasks::{Problem, TaskState, TaskStatus};
 
-/// What the directory task hands the sync loop: whole records.
+/// What the directory task tells the sync loop once the shared view
+/// ([`DirectoryView`]) holds a change: the loop looks users up in the view
+/// itself ([`DirectoryView::record`], [`DirectoryView::find`]), so only
+/// who changed travels.
 #[derive(Debug)]
 pub enum DirectoryUpdate {
-    /// Every user there is; replaces what was known.
-    Replace {
-        users: Vec<Arc<DirectoryRecord>>,
-        delta_link: Option<String>,
-    },
-    /// Changes since the last delta link: users added or changed, as they
-    /// are now, and ids removed.
+    /// The view now holds every user there is (a full read, or the stored
+    /// directory at start).
+    Replace { delta_link: Option<String> },
+    /// Changes since the last delta link: the lower-case ids of users
+    /// added or changed, and of users removed.
     Changes {
-        changed: Vec<Arc<DirectoryRecord>>,
+        changed: Vec<String>,
         removed: Vec<String>,
         delta_link: String,
     },
-}
-
-/// The users, by id, with their UPN and mail for linking.
-#[derive(Debug, Default)]
-pub struct DirectoryIndex {
-    /// By lower-case id, the key shared with the record when it can be.
-    users: HashMap<Arc<str>, Arc<DirectoryRecord>>,
-    /// Lower-case UPN and mail → the id.
-    by_name: HashMap<Box<str>, Arc<str>>,
-    loaded: bool,
-}
-
-impl DirectoryIndex {
-    /// True once a full read (or the stored directory) has come in.
-    pub fn loaded(&self) -> bool {
-        self.loaded
-    }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
-
-    pub fn get(&self, id: &str) -> Option<&DirectoryRecord> {
-        self.users
-            .get(id.to_ascii_lowercase().as_str())
-            .map(|u| &**u)
-    }
-
-    /// The user whose UPN or mail is `name` (case-insensitive).
-    pub fn find(&self, name: &str) -> Option<&DirectoryRecord> {
-        self.by_name
-            .get(name.to_lowercase().as_str())
-            .and_then(|id| self.users.get(id))
-            .map(|u| &**u)
-    }
-
-    /// Applies an update; returns the ids of users added or changed, and of
-    /// users removed.
-    pub fn apply(&mut self, update: DirectoryUpdate) -> (Vec<String>, Vec<String>) {
-        match update {
-            DirectoryUpdate::Replace { users, .. } => {
-                let old: Vec<Arc<str>> = self.users.keys().cloned().collect();
-                self.users.clear();
-                let mut changed = Vec::new();
-                for user in users {
-                    let id = user.key();
-                    changed.push(id.to_string());
-                    self.users.insert(id, user);
-                }
-                self.loaded = true;
-                self.reindex();
-                let removed = old
-                    .into_iter()
-                    .filter(|id| !self.users.contains_key(id))
-                    .map(|id| id.to_string())
-                    .collect();
-                (changed, removed)
-            }
-            DirectoryUpdate::Changes {
-                changed, removed, ..
-            } => {
-                let mut ids = Vec::new();
-                for user in changed {
-                    let id = user.key();
-                    ids.push(id.to_string());
-                    self.users.insert(id, user);
-                }
-                // Every id reported removed, known here or not: a user
-                // deleted while the daemon was down is only known to its
-                // agent's link.
-                let mut gone = Vec::new();
-                for id in removed {
-                    let id = id.to_ascii_lowercase();
-                    self.users.remove(id.as_str());
-                    gone.push(id);
-                }
-                self.reindex();
-                (ids, gone)
-            }
-        }
-    }
-
-    fn reindex(&mut self) {
-        self.by_name.clear();
-        for (id, user) in &self.users {
-            for name in [user.user_principal_name(), user.mail()]
-                .into_iter()
-                .flatten()
-            {
-                self.by_name
-                    .insert(name.to_lowercase().into(), Arc::clone(id));
-            }
-        }
-    }
 }
 
 /// The number to dial a user directly: the directory's one rule
@@ -205,6 +107,9 @@ pub async fn run(
 ) -> Result<(), String> {
     let graph = &reader;
     let mut loaded = false;
+    // The view holds users before the first read only when they were
+    // restored from the store, which then holds the same.
+    let mut stored = reader.view.loaded();
     let mut failures: u32 = 0;
     loop {
         // A call can wait long in a throttled Graph; stopping must not.
@@ -212,9 +117,9 @@ pub async fn run(
             () = stop.stopped() => return Ok(()),
             result = async {
                 if loaded {
-                    poll_delta(graph, &mut delta_link, &updates).await
+                    poll_delta(graph, &mut delta_link, &mut stored, &updates).await
                 } else {
-                    full_read(graph, &mut delta_link, &updates).await
+                    full_read(graph, &mut delta_link, &mut stored, &updates).await
                 }?;
                 // The users are in: a failure of the groups' read below
                 // does not read them all again.
@@ -291,26 +196,25 @@ async fn refresh_members(reader: &DirectoryReader) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Reads every user and hands them to the view. When the store holds what
+/// the view held (`stored`: restored from it, or the last full read was
+/// stored), only the users new or changed and those gone are written, so a
+/// start does not rewrite every stored user; otherwise all of them, as the
+/// store's whole directory.
 async fn full_read(
     reader: &DirectoryReader,
     delta_link: &mut Option<String>,
+    stored: &mut bool,
     updates: &mpsc::Sender<DirectoryUpdate>,
 ) -> Result<(), Problem> {
     let graph = &reader.graph;
-    let update = match delta_link.as_deref() {
+    let (users, link) = match delta_link.as_deref() {
         // A stored link still says where the changes continue from; the
         // users themselves are read in full to know them all.
-        Some(_) => {
-            let users = graph.list_users().await.map_err(|e| Problem::graph(&e))?;
-            let (records, _) = reader.view.replace(&users);
-            reader
-                .store(records.as_slice(), &[], true, delta_link.clone())
-                .await?;
-            DirectoryUpdate::Replace {
-                users: records,
-                delta_link: None,
-            }
-        }
+        Some(_) => (
+            graph.list_users().await.map_err(|e| Problem::graph(&e))?,
+            None,
+        ),
         None => match graph
             .users_delta(None)
             .await
@@ -318,14 +222,7 @@ async fn full_read(
         {
             DeltaOutcome::Changes(changes) => {
                 *delta_link = Some(changes.delta_link.clone());
-                let (records, _) = reader.view.replace(&changes.changed);
-                reader
-                    .store(records.as_slice(), &[], true, delta_link.clone())
-                    .await?;
-                DirectoryUpdate::Replace {
-                    users: records,
-                    delta_link: Some(changes.delta_link),
-                }
+                (changes.changed, Some(changes.delta_link))
             }
             DeltaOutcome::ResyncRequired { reason } => {
                 return Err(Problem::new(
@@ -335,8 +232,38 @@ async fn full_read(
             }
         },
     };
+    let replaced = reader.view.replace(&users);
+    drop(users);
+    let written = if *stored {
+        reader
+            .store(
+                &replaced.changed,
+                &replaced.removed,
+                false,
+                delta_link.clone(),
+            )
+            .await
+    } else {
+        reader
+            .store(&replaced.records, &[], true, delta_link.clone())
+            .await
+    };
+    // A failed write leaves the store behind the view: the next full read
+    // writes every user.
+    *stored = written.is_ok();
+    written?;
+    tracing::debug!(
+        users = replaced.records.len(),
+        written = if *stored {
+            replaced.changed.len()
+        } else {
+            replaced.records.len()
+        },
+        "the directory was read whole"
+    );
+    drop(replaced);
     updates
-        .send(update)
+        .send(DirectoryUpdate::Replace { delta_link: link })
         .await
         .map_err(|_| Problem::plain("the sync loop is gone"))
 }
@@ -344,6 +271,7 @@ async fn full_read(
 async fn poll_delta(
     reader: &DirectoryReader,
     delta_link: &mut Option<String>,
+    stored: &mut bool,
     updates: &mpsc::Sender<DirectoryUpdate>,
 ) -> Result<(), Problem> {
     match reader
@@ -354,18 +282,26 @@ async fn poll_delta(
     {
         DeltaOutcome::Changes(changes) => {
             let (records, removed) = reader.view.change(&changes.changed, &changes.removed);
-            reader
+            let written = reader
                 .store(
                     records.as_slice(),
                     &removed,
                     false,
                     Some(changes.delta_link.clone()),
                 )
-                .await?;
+                .await;
+            if written.is_err() {
+                // The same changes come again from the same link, but what
+                // the view has merged no longer tells a full read what the
+                // store lacks.
+                *stored = false;
+            }
+            written?;
             *delta_link = Some(changes.delta_link.clone());
+            let changed = records.iter().map(|r| r.key().to_string()).collect();
             updates
                 .send(DirectoryUpdate::Changes {
-                    changed: records,
+                    changed,
                     removed,
                     delta_link: changes.delta_link,
                 })
@@ -375,7 +311,7 @@ async fn poll_delta(
         DeltaOutcome::ResyncRequired { reason } => {
             tracing::info!(%reason, "starting a new directory delta round");
             *delta_link = None;
-            full_read(reader, delta_link, updates).await
+            full_read(reader, delta_link, stored, updates).await
         }
     }
 }
@@ -384,43 +320,107 @@ async fn poll_delta(
 mod tests {
     use super::*;
 
-    fn user(id: &str, upn: &str) -> Arc<DirectoryRecord> {
-        let user: crate::graph::model::User = serde_json::from_value(serde_json::json!({
-            "id": id, "userPrincipalName": upn, "mail": upn.replace("@", ".mail@"),
-        }))
-        .unwrap();
-        Arc::new(DirectoryRecord::from_user(&user))
+    use crate::config::{
+        DirectoryScope, GraphAuth, GraphConfig, Origin, Secret, SecretLocation, SecretSource,
+    };
+    use crate::graph::Credential;
+    use crate::sim::{SimOptions, spawn};
+    use crate::store::{MemoryStore, StoredDirectory};
+
+    fn stored(store: &MemoryStore) -> StoredDirectory {
+        store.directory().unwrap().unwrap()
     }
 
-    #[test]
-    fn finds_users_by_upn_or_mail_in_any_case_and_forgets_removed_ones() {
-        let mut index = DirectoryIndex::default();
-        index.apply(DirectoryUpdate::Replace {
-            users: vec![user("ID-1", "Ann@Contoso.com")],
-            delta_link: None,
-        });
-        assert_eq!(index.find("ann@contoso.com").map(|u| &*u.id), Some("ID-1"));
-        assert_eq!(
-            index.find("ANN.mail@contoso.com").map(|u| &*u.id),
-            Some("ID-1")
+    /// A start over a stored directory Graph still agrees with writes no
+    /// user: a record changed in the store behind the daemon's back stays
+    /// as it is, and every other user stays stored. A full read over a
+    /// store that may lag behind the view writes them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_read_over_the_stored_directory_writes_only_what_changed() {
+        let sim = spawn(SimOptions {
+            users: 5,
+            ..SimOptions::default()
+        })
+        .await
+        .unwrap();
+        let config = GraphConfig {
+            tenant_id: sim.tenant_id.clone(),
+            client_id: sim.client_id.clone(),
+            auth: GraphAuth::ClientSecret(SecretSource {
+                purpose: "the Graph client secret",
+                location: SecretLocation::File("/nonexistent".into()),
+                origin: Origin::whole_file(std::path::Path::new("test.toml")),
+            }),
+            login_base: sim.base_url.clone(),
+            graph_base: sim.base_url.clone(),
+            requests_per_30s: 1_500,
+            request_timeout: Duration::from_secs(10),
+            session_expiry: Duration::from_secs(3600),
+            outbound: Default::default(),
+        };
+        let secret = Credential::Secret(Secret::new(sim.client_secret.clone()));
+        let graph = GraphClient::new(&config, secret).unwrap();
+        let store = Arc::new(MemoryStore::new());
+        let reader = |view: &Arc<DirectoryView>| DirectoryReader {
+            graph: graph.clone(),
+            view: Arc::clone(view),
+            store: Arc::clone(&store) as Arc<dyn Store>,
+            groups: Vec::new(),
+        };
+        let (updates, mut told) = mpsc::channel(8);
+
+        // The first start: every user is written.
+        let view = Arc::new(DirectoryView::new(&DirectoryScope::All, None));
+        let (mut link, mut in_store) = (None, view.loaded());
+        full_read(&reader(&view), &mut link, &mut in_store, &updates)
+            .await
+            .unwrap();
+        assert!(in_store);
+        assert!(matches!(
+            told.try_recv(),
+            Ok(DirectoryUpdate::Replace {
+                delta_link: Some(_)
+            })
+        ));
+        let first = stored(&store);
+        assert_eq!(first.users.len(), 5);
+
+        // A restart: the view from the store, then a record changed in
+        // the store alone.
+        let view = Arc::new(DirectoryView::new(&DirectoryScope::All, None));
+        view.restore(
+            first
+                .users
+                .iter()
+                .map(DirectoryRecord::from_stored)
+                .collect(),
         );
-        assert!(index.get("id-1").is_some());
-        let (changed, removed) = index.apply(DirectoryUpdate::Changes {
-            changed: vec![user("id-2", "bo@contoso.com")],
-            removed: vec!["id-1".into()],
-            delta_link: "x".into(),
-        });
-        assert_eq!(changed, vec!["id-2"]);
-        assert_eq!(removed, vec!["id-1"]);
-        // An id never seen is still reported: an agent may be linked to it.
-        let (_, removed) = index.apply(DirectoryUpdate::Changes {
-            changed: vec![],
-            removed: vec!["ID-9".into()],
-            delta_link: "y".into(),
-        });
-        assert_eq!(removed, vec!["id-9"]);
-        assert!(index.find("ann@contoso.com").is_none());
-        assert!(index.find("bo@contoso.com").is_some());
+        let mut tampered = first.users[2].clone();
+        tampered.mobile_phone = Some("+1 555 0100".into());
+        store
+            .commit_directory(DirectoryBatch {
+                replace: false,
+                upserts: vec![tampered.clone()],
+                removes: Vec::new(),
+                delta_link: None,
+            })
+            .unwrap();
+        let mut in_store = view.loaded();
+        full_read(&reader(&view), &mut link, &mut in_store, &updates)
+            .await
+            .unwrap();
+        let after = stored(&store);
+        assert_eq!(after.users.len(), 5);
+        assert!(after.users.contains(&tampered), "a user was rewritten");
+
+        // A store that may lag behind the view gets every user again.
+        let mut in_store = false;
+        full_read(&reader(&view), &mut link, &mut in_store, &updates)
+            .await
+            .unwrap();
+        assert!(in_store);
+        assert_eq!(stored(&store).users, first.users);
+        sim.shutdown().await.unwrap();
     }
 
     #[test]

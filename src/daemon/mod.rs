@@ -189,22 +189,17 @@ impl Daemon {
             }
             OpenCheck::Created => tracing::info!("a new store was created"),
         }
-        let store = Arc::new(store);
-        let loaded = {
-            let store = Arc::clone(&store);
-            tokio::task::spawn_blocking(move || store.load())
+        // The agents, and the stored directory: linking, overflow numbers
+        // and readiness work from it at once; the full read refreshes it
+        // behind. Its own delta link goes with it; an older store kept only
+        // the link. Read once, with sled opened again after.
+        let (store, loaded, stored_directory) = {
+            let cache_bytes = config.store.cache_mb.saturating_mul(1024 * 1024);
+            tokio::task::spawn_blocking(move || store.load_for_start(cache_bytes))
                 .await
                 .map_err(|e| DaemonError::Task(format!("loading the store: {e}")))??
         };
-        // The stored directory: linking, overflow numbers and readiness
-        // work from it at once; the full read refreshes it behind. Its own
-        // delta link goes with it; an older store kept only the link.
-        let stored_directory = {
-            let store = Arc::clone(&store);
-            tokio::task::spawn_blocking(move || store.directory())
-                .await
-                .map_err(|e| DaemonError::Task(format!("loading the directory: {e}")))??
-        };
+        let store = Arc::new(store);
         let (tier_tx, tier_rx) = poll_users(Vec::new());
         let directory_view = Arc::new(DirectoryView::new(&config.directory.scope, Some(tier_tx)));
         let mut delta_link = store.meta(&MetaKey::DeltaLink)?;
@@ -251,7 +246,7 @@ impl Daemon {
             poll_users: poll_tx,
             status: status_tx,
             metrics: metrics.daemon.clone(),
-            directory_view: Some(Arc::clone(&directory_view)),
+            directory_view: Arc::clone(&directory_view),
         };
         let mut sync_loop = SyncLoop::restore(
             config.engine_settings(),
@@ -277,11 +272,10 @@ impl Daemon {
             error,
         })?;
 
-        if let Some(users) = restored_directory {
+        if restored_directory.is_some() {
             // The loop's first step: links and phones from the stored users.
             commands_tx
                 .send(Command::Directory(DirectoryUpdate::Replace {
-                    users,
                     delta_link: None,
                 }))
                 .await

@@ -8,6 +8,7 @@
 //! | folding text for case- and accent-insensitive search | `fold.rs` |
 //! | the query: parameters, their checks, the opaque cursor | `query.rs` |
 //! | the shared view the tasks keep and the API reads; who the slower tier reads | `view.rs` |
+//! | the one index of users by id, UPN and mail, which the sync loop looks up | `view/known.rs` |
 //!
 //! Who keeps it: the directory task (`daemon/directory.rs`) reads users
 //! and follows the delta link, the sync loop reports links, the agent
@@ -22,4 +23,4 @@ pub mod view;
 
 pub use query::{DirectoryQuery, QueryError, SortKey};
 pub use record::{DirectoryRecord, dialable};
-pub use view::{DirectoryPage, DirectoryStatus, DirectoryUser, DirectoryView};
+pub use view::{DirectoryPage, DirectoryStatus, DirectoryUser, DirectoryView, Replaced};

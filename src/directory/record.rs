@@ -211,6 +211,18 @@ impl DirectoryRecord {
         }
     }
 
+    /// Whether the store keeps the same of both ([`DirectoryRecord::stored`]),
+    /// without building either.
+    pub fn stores_as(&self, other: &DirectoryRecord) -> bool {
+        self.id == other.id
+            && self.user_principal_name() == other.user_principal_name()
+            && self.mail() == other.mail()
+            && self.business_phones().eq(other.business_phones())
+            && self.mobile_phone() == other.mobile_phone()
+            && self.teams == other.teams
+            && self.teams_phone == other.teams_phone
+    }
+
     /// A record from what the store kept: names, department and title
     /// come back with the next full read.
     pub fn from_stored(stored: &StoredUser) -> DirectoryRecord {

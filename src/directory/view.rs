@@ -8,7 +8,10 @@
 //! step is committed, [`DirectoryView::set_links`]) and both presence tiers
 //! (what is news, through [`PresenceObserver`]). The API only reads
 //! ([`DirectoryView::query`], [`DirectoryView::get`]). Searches run here,
-//! under a read lock, never inside the sync loop.
+//! under a read lock, never inside the sync loop. The sync loop looks
+//! users up by id, UPN or mail ([`DirectoryView::record`],
+//! [`DirectoryView::find`]) in the view's one index, under a lock of its
+//! own that no search holds.
 //!
 //! The view also decides who the directory's slower presence tier reads:
 //! every listed user who is not an agent (agents are read by the agent
@@ -26,6 +29,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
+use self::known::{Known, KnownUser, lower};
 use super::fold::{digits, fold};
 use super::query::{DirectoryQuery, SortKey};
 use super::record::DirectoryRecord;
@@ -57,6 +61,19 @@ pub struct DirectoryPage {
     pub next: Option<SortKey>,
     /// Users matching the query, on every page.
     pub total: usize,
+}
+
+/// What a full read (or the stored directory) did to the view.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replaced {
+    /// Every record now held.
+    pub records: Vec<Arc<DirectoryRecord>>,
+    /// The records that are new, or whose stored form
+    /// ([`DirectoryRecord::stored`]) differs from what was held: what a
+    /// store that held the same as the view has to write.
+    pub changed: Vec<Arc<DirectoryRecord>>,
+    /// The lower-case ids of the users gone.
+    pub removed: Vec<String>,
 }
 
 /// What the view holds, for `/readyz` and `/metrics`.
@@ -224,10 +241,8 @@ type Key = (Arc<str>, Arc<str>);
 
 #[derive(Default)]
 struct Inner {
-    /// Every user, in listing order.
+    /// Every user, in listing order; [`Known`] gives each user's key.
     entries: BTreeMap<Key, Entry>,
-    /// Lower-case id → its sort name, to find its entry.
-    names: HashMap<Arc<str>, Arc<str>>,
     /// Linked users (lower-case id) and their agent, entry or not.
     agents: HashMap<Arc<str>, Box<str>>,
     /// The presence of agents the directory has no entry for (yet).
@@ -237,28 +252,27 @@ struct Inner {
     /// With a scope by groups, the lower-case ids of their members (none
     /// until the first read of them); `None` for any other scope.
     members: Option<HashSet<Arc<str>>>,
-    loaded: bool,
     from_store: bool,
 }
 
+/// The key of `id`'s entry, as `known` lists the user.
+fn key(known: &Known, id: &str) -> Option<Key> {
+    let (id, user) = known.get(id)?;
+    Some((Arc::clone(&user.name), Arc::clone(id)))
+}
+
 impl Inner {
-    fn key(&self, id: &str) -> Option<Key> {
-        let (id, name) = self.names.get_key_value(id)?;
-        Some((Arc::clone(name), Arc::clone(id)))
+    fn entry(&self, known: &Known, id: &str) -> Option<&Entry> {
+        self.entries.get(&key(known, id)?)
     }
 
-    fn entry(&self, id: &str) -> Option<&Entry> {
-        self.entries.get(&self.key(id)?)
+    fn entry_mut(&mut self, known: &Known, id: &str) -> Option<&mut Entry> {
+        self.entries.get_mut(&key(known, id)?)
     }
 
-    fn entry_mut(&mut self, id: &str) -> Option<&mut Entry> {
-        let key = self.key(id)?;
-        self.entries.get_mut(&key)
-    }
-
-    /// Takes `id`'s entry out; its presence stays with an agent.
-    fn remove(&mut self, id: &Arc<str>) -> Option<Entry> {
-        let name = self.names.remove(id)?;
+    /// Takes `id`'s entry out (listed under `name`); its presence stays
+    /// with an agent.
+    fn remove(&mut self, name: Arc<str>, id: &Arc<str>) -> Option<Entry> {
         let mut entry = self.entries.remove(&(name, Arc::clone(id)))?;
         if self.agents.contains_key(id)
             && let Some(seen) = entry.presence.take()
@@ -268,15 +282,14 @@ impl Inner {
         Some(entry)
     }
 
-    /// Puts `entry` in under `id`, with the agent and the presence known.
-    fn insert(&mut self, id: Arc<str>, mut entry: Entry, presence: Option<Seen>) {
+    /// Puts `entry` in under `(name, id)`, with the agent and the presence
+    /// known.
+    fn insert(&mut self, name: Arc<str>, id: Arc<str>, mut entry: Entry, presence: Option<Seen>) {
         entry.agent = self.agents.get(&id).cloned();
         entry.presence = presence.or_else(|| self.orphan_presence.remove(&id));
         if let Some(members) = &self.members {
             entry.in_scope = entry.record.teams_enabled() && members.contains(&id);
         }
-        let name = sort_name(&entry.record);
-        self.names.insert(Arc::clone(&id), Arc::clone(&name));
         self.entries.insert((name, id), entry);
     }
 }
@@ -284,6 +297,9 @@ impl Inner {
 /// The shared directory view.
 pub struct DirectoryView {
     inner: RwLock<Inner>,
+    /// The users by id and name. Lock order: `inner`, then `known`; the
+    /// sync loop takes `known` alone.
+    known: RwLock<Known>,
     scope: Scope,
     tier: Option<PollUsersSender>,
     /// Links the sync loop reported that are not applied yet: the loop
@@ -317,6 +333,7 @@ impl DirectoryView {
         };
         DirectoryView {
             inner: RwLock::new(inner),
+            known: RwLock::new(Known::default()),
             scope,
             tier,
             pending_links: Mutex::new(Vec::new()),
@@ -331,12 +348,20 @@ impl DirectoryView {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn known(&self) -> RwLockReadGuard<'_, Known> {
+        self.known.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn known_mut(&self) -> RwLockWriteGuard<'_, Known> {
+        self.known.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(String, Option<String>)>> {
         self.pending_links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Applies the links waiting, under the write lock the caller holds.
-    fn apply_links(&self, inner: &mut Inner, changes: &mut Vec<PollChange>) {
+    fn apply_links(&self, inner: &mut Inner, known: &Known, changes: &mut Vec<PollChange>) {
         let links = std::mem::take(&mut *self.pending());
         for (user, agent) in links {
             let id: Arc<str> = Arc::from(user.to_ascii_lowercase().as_str());
@@ -350,10 +375,10 @@ impl DirectoryView {
                     inner.orphan_presence.remove(&id);
                 }
             }
-            if let Some(entry) = inner.entry_mut(&id) {
+            if let Some(entry) = inner.entry_mut(known, &id) {
                 entry.agent = agent;
             }
-            self.retier(inner, &id, changes);
+            self.retier(inner, known, &id, changes);
         }
     }
 
@@ -363,50 +388,71 @@ impl DirectoryView {
             let mut changes = Vec::new();
             {
                 let mut inner = self.write();
-                self.apply_links(&mut inner, &mut changes);
+                self.apply_links(&mut inner, &self.known(), &mut changes);
             }
             self.send(changes);
         }
         self.read()
     }
 
-    /// Takes the directory the store kept, before Graph answers.
-    pub fn restore(&self, records: Vec<DirectoryRecord>) -> Vec<Arc<DirectoryRecord>> {
+    /// Takes the directory the store kept, before Graph answers. Returns
+    /// how many users it holds.
+    pub fn restore(&self, records: Vec<DirectoryRecord>) -> usize {
         let records: Vec<Arc<DirectoryRecord>> = records.into_iter().map(Arc::new).collect();
-        self.put_all(records.clone(), true);
-        records
+        self.put_all(records, true).records.len()
     }
 
-    /// Every user there is (a full read): replaces what is known. Returns
-    /// the records now held and the lower-case ids of users gone.
-    pub fn replace(&self, users: &[User]) -> (Vec<Arc<DirectoryRecord>>, Vec<String>) {
+    /// Every user there is (a full read): replaces what is known.
+    pub fn replace(&self, users: &[User]) -> Replaced {
         let records: Vec<Arc<DirectoryRecord>> = users
             .iter()
             .filter(|u| u.removed.is_none() && !u.id.is_empty())
             .map(|u| Arc::new(DirectoryRecord::from_user(u)))
             .collect();
-        let removed = self.put_all(records.clone(), false);
-        (records, removed)
+        self.put_all(records, false)
     }
 
-    fn put_all(&self, records: Vec<Arc<DirectoryRecord>>, from_store: bool) -> Vec<String> {
-        // The entries are built outside the lock: folding 50,000 names
-        // takes a while, searches go on meanwhile.
-        let entries: Vec<(Arc<str>, Entry)> = records
-            .into_iter()
-            .map(|r| (r.key(), Entry::new(r, &self.scope)))
+    fn put_all(&self, records: Vec<Arc<DirectoryRecord>>, from_store: bool) -> Replaced {
+        // The entries and the index are built outside the locks: folding
+        // 50,000 names takes a while, searches and lookups go on meanwhile.
+        let entries: Vec<(Arc<str>, Arc<str>, Entry)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.key(),
+                    sort_name(r),
+                    Entry::new(Arc::clone(r), &self.scope),
+                )
+            })
             .collect();
+        let mut fresh = Known::of(entries.iter().map(|(id, name, entry)| {
+            let user = KnownUser {
+                record: Arc::clone(&entry.record),
+                name: Arc::clone(name),
+            };
+            (Arc::clone(id), user)
+        }));
+        fresh.loaded = true;
         let mut changes = Vec::new();
-        let removed = {
+        let replaced = {
             let mut inner = self.write();
-            self.apply_links(&mut inner, &mut changes);
-            let fresh: HashSet<&str> = entries.iter().map(|(id, _)| &**id).collect();
-            let gone: Vec<Arc<str>> = inner
-                .names
-                .keys()
-                .filter(|id| !fresh.contains(&***id))
+            self.apply_links(&mut inner, &self.known(), &mut changes);
+            let old = std::mem::replace(&mut *self.known_mut(), fresh);
+            let known = self.known();
+            let gone: Vec<Arc<str>> = old
+                .ids()
+                .filter(|id| !known.contains(id))
                 .cloned()
                 .collect();
+            let changed: Vec<Arc<DirectoryRecord>> = entries
+                .iter()
+                .filter(|(id, _, entry)| {
+                    old.get(id)
+                        .is_none_or(|(_, u)| !u.record.stores_as(&entry.record))
+                })
+                .map(|(_, _, entry)| Arc::clone(&entry.record))
+                .collect();
+            drop(old);
             // What was read of each user stays with it.
             let mut seen: HashMap<Arc<str>, Seen> = HashMap::new();
             for ((_, id), entry) in std::mem::take(&mut inner.entries) {
@@ -414,10 +460,9 @@ impl DirectoryView {
                     seen.insert(id, presence);
                 }
             }
-            inner.names.clear();
-            for (id, entry) in entries {
+            for (id, name, entry) in entries {
                 let presence = seen.remove(&id);
-                inner.insert(id, entry, presence);
+                inner.insert(name, id, entry, presence);
             }
             // Agents gone from the directory keep theirs until unlinked.
             for (id, presence) in seen {
@@ -425,16 +470,19 @@ impl DirectoryView {
                     inner.orphan_presence.insert(id, presence);
                 }
             }
-            inner.loaded = true;
             inner.from_store = from_store;
-            let ids: Vec<Arc<str>> = inner.names.keys().cloned().collect();
+            let ids: Vec<Arc<str>> = known.ids().cloned().collect();
             for id in ids.iter().chain(&gone) {
-                self.retier(&mut inner, id, &mut changes);
+                self.retier(&mut inner, &known, id, &mut changes);
             }
-            gone.iter().map(|id| id.to_string()).collect()
+            Replaced {
+                records,
+                changed,
+                removed: gone.iter().map(|id| id.to_string()).collect(),
+            }
         };
         self.send(changes);
-        removed
+        replaced
     }
 
     /// Changes from the delta link: `changed` merged into what is known,
@@ -450,10 +498,13 @@ impl DirectoryView {
         let mut gone = Vec::with_capacity(removed.len());
         {
             let mut inner = self.write();
-            self.apply_links(&mut inner, &mut changes);
+            let mut known = self.known_mut();
+            self.apply_links(&mut inner, &known, &mut changes);
             for user in changed.iter().filter(|u| !u.id.is_empty()) {
                 let lower: Arc<str> = Arc::from(user.id.to_ascii_lowercase().as_str());
-                let old = inner.remove(&lower);
+                let old = known
+                    .remove(&lower)
+                    .and_then(|k| inner.remove(k.name, &lower));
                 let record = match &old {
                     Some(entry) => {
                         let mut record = DirectoryRecord::clone(&entry.record);
@@ -464,15 +515,26 @@ impl DirectoryView {
                 };
                 let record = Arc::new(record);
                 let id = record.key();
+                let name = sort_name(&record);
                 records.push(Arc::clone(&record));
                 let presence = old.and_then(|e| e.presence);
-                inner.insert(Arc::clone(&id), Entry::new(record, &self.scope), presence);
-                self.retier(&mut inner, &id, &mut changes);
+                let entry = Entry::new(Arc::clone(&record), &self.scope);
+                known.insert(
+                    Arc::clone(&id),
+                    KnownUser {
+                        record,
+                        name: Arc::clone(&name),
+                    },
+                );
+                inner.insert(name, Arc::clone(&id), entry, presence);
+                self.retier(&mut inner, &known, &id, &mut changes);
             }
             for id in removed {
                 let id: Arc<str> = Arc::from(id.to_ascii_lowercase().as_str());
-                inner.remove(&id);
-                self.retier(&mut inner, &id, &mut changes);
+                if let Some(user) = known.remove(&id) {
+                    inner.remove(user.name, &id);
+                }
+                self.retier(&mut inner, &known, &id, &mut changes);
                 gone.push(id.to_string());
             }
         }
@@ -495,7 +557,8 @@ impl DirectoryView {
         let mut changes = Vec::new();
         let in_scope = {
             let mut inner = self.write();
-            self.apply_links(&mut inner, &mut changes);
+            let known = self.known();
+            self.apply_links(&mut inner, &known, &mut changes);
             let mut moved = Vec::new();
             for ((_, id), entry) in inner.entries.iter_mut() {
                 let want = entry.record.teams_enabled() && members.contains(id);
@@ -506,7 +569,7 @@ impl DirectoryView {
             }
             inner.members = Some(members);
             for id in &moved {
-                self.retier(&mut inner, id, &mut changes);
+                self.retier(&mut inner, &known, id, &mut changes);
             }
             inner.entries.values().filter(|e| e.in_scope).count()
         };
@@ -524,16 +587,22 @@ impl DirectoryView {
         self.pending().extend(links.iter().cloned());
         let mut changes = Vec::new();
         if let Ok(mut inner) = self.inner.try_write() {
-            self.apply_links(&mut inner, &mut changes);
+            self.apply_links(&mut inner, &self.known(), &mut changes);
         }
         self.send(changes);
     }
 
     /// Puts `id` in or out of the slower tier as it now stands, and drops a
     /// presence nobody reads any more.
-    fn retier(&self, inner: &mut Inner, id: &Arc<str>, changes: &mut Vec<PollChange>) {
+    fn retier(
+        &self,
+        inner: &mut Inner,
+        known: &Known,
+        id: &Arc<str>,
+        changes: &mut Vec<PollChange>,
+    ) {
         let agent = inner.agents.contains_key(id);
-        let want = !agent && inner.entry(id).is_some_and(|e| e.in_scope);
+        let want = !agent && inner.entry(known, id).is_some_and(|e| e.in_scope);
         let has = inner.tier.contains(id);
         if want && !has {
             inner.tier.insert(Arc::clone(id));
@@ -544,7 +613,7 @@ impl DirectoryView {
         }
         if !want
             && !agent
-            && let Some(entry) = inner.entry_mut(id)
+            && let Some(entry) = inner.entry_mut(known, id)
         {
             entry.presence = None;
         }
@@ -558,7 +627,26 @@ impl DirectoryView {
 
     /// Whether a full read came in or a stored directory was restored.
     pub fn loaded(&self) -> bool {
-        self.read().loaded
+        self.known().loaded
+    }
+
+    /// The record of a user the directory has, listed or not, by object id
+    /// in any case: what the sync loop links agents with. Never waits for
+    /// a search.
+    pub fn record(&self, id: &str) -> Option<Arc<DirectoryRecord>> {
+        let known = self.known();
+        known.get(&lower(id)).map(|(_, u)| Arc::clone(&u.record))
+    }
+
+    /// The user whose UPN or mail is `name` (any case), listed or not.
+    /// Never waits for a search.
+    pub fn find(&self, name: &str) -> Option<Arc<DirectoryRecord>> {
+        self.known().find(name).map(|u| Arc::clone(&u.record))
+    }
+
+    /// How many users the directory has, listed or not.
+    pub fn known_users(&self) -> usize {
+        self.known().len()
     }
 
     pub fn status(&self) -> DirectoryStatus {
@@ -567,7 +655,7 @@ impl DirectoryView {
             users: inner.entries.len(),
             listed: inner.entries.values().filter(|e| e.listed()).count(),
             tier_users: inner.tier.len(),
-            loaded: inner.loaded,
+            loaded: self.known().loaded,
             from_store: inner.from_store,
         }
     }
@@ -575,7 +663,8 @@ impl DirectoryView {
     /// One listed user by object id (any case).
     pub fn get(&self, id: &str) -> Option<DirectoryUser> {
         let inner = self.settled();
-        let entry = inner.entry(&id.to_ascii_lowercase())?;
+        let known = self.known();
+        let entry = inner.entry(&known, &lower(id))?;
         entry.listed().then(|| entry.user())
     }
 
@@ -619,11 +708,14 @@ impl DirectoryView {
     pub fn observe_at(&self, user_id: &str, presence: &Presence, at: DateTime<Utc>) {
         let mut changes = Vec::new();
         let mut inner = self.write();
+        let mut known = self.known();
         if !self.pending().is_empty() {
-            self.apply_links(&mut inner, &mut changes);
+            self.apply_links(&mut inner, &known, &mut changes);
+            drop(known);
             drop(inner);
             self.send(changes);
             inner = self.write();
+            known = self.known();
         }
         let id = user_id.to_ascii_lowercase();
         // Only users someone reads: a late answer for a user who left is dropped.
@@ -642,7 +734,7 @@ impl DirectoryView {
                 since: None,
             },
         };
-        match inner.entry_mut(&id) {
+        match inner.entry_mut(&known, &id) {
             Some(entry) => entry.presence = Some(fresh(entry.presence.take())),
             None => {
                 let id: Arc<str> = Arc::from(id.as_str());
@@ -691,5 +783,6 @@ impl PresenceObserver for DirectoryView {
     }
 }
 
+mod known;
 #[cfg(test)]
 mod tests;

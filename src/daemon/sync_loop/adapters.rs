@@ -118,38 +118,39 @@ impl<S: Store> SyncLoop<S> {
         self.absorb(now, out);
     }
 
+    /// The directory view took a change (the view is shared: the users are
+    /// looked up there, as it stands now).
     pub(super) fn directory_update(&mut self, now: Timestamp, update: DirectoryUpdate) {
-        let link = match &update {
-            DirectoryUpdate::Replace { delta_link, .. } => delta_link.clone(),
-            DirectoryUpdate::Changes { delta_link, .. } => Some(delta_link.clone()),
+        let (full, link, changed, mut removed) = match update {
+            DirectoryUpdate::Replace { delta_link } => (true, delta_link, Vec::new(), Vec::new()),
+            DirectoryUpdate::Changes {
+                changed,
+                removed,
+                delta_link,
+            } => (false, Some(delta_link), changed, removed),
         };
-        let full = matches!(update, DirectoryUpdate::Replace { .. });
-        let (changed, mut removed) = self.directory.apply(update);
         self.directory_changed(full, &changed);
-        if full {
-            // A full read is a burst of its own (Graph's pages, the users
-            // decoded, the view and this index rebuilt) whatever the agents
-            // written: give its freed memory back at the next quiet step.
-            self.note_burst();
-            // After a full read, a linked user the directory does not have
-            // is gone, whether or not this process ever saw it.
-            removed.extend(
-                self.by_user
-                    .keys()
-                    .filter(|user| self.directory.get(user).is_none())
-                    .cloned(),
-            );
-        }
-        // Linked agents whose user changed: keep UPN and phone current.
-        for user_id in changed {
+        // Linked agents whose user may have changed: every one after a full
+        // read, else those of the users changed.
+        let users: Vec<String> = if full {
+            self.by_user.keys().cloned().collect()
+        } else {
+            changed
+        };
+        for user_id in users {
             let Some(id) = self.by_user.get(&user_id).cloned() else {
                 continue;
             };
-            let Some(user) = self.directory.get(&user_id) else {
+            let Some(user) = self.directory.record(&user_id) else {
+                // After a full read, a linked user the directory does not
+                // have is gone, whether or not this process ever saw it.
+                if full {
+                    removed.push(user_id);
+                }
                 continue;
             };
             let upn = user.user_principal_name().map(str::to_string);
-            let phone = directory::phone_of(user);
+            let phone = directory::phone_of(&user);
             if let Some(entry) = self.agents.get_mut(&id)
                 && (entry.record.upn != upn || (entry.record.phone.is_none() && phone.is_some()))
             {
@@ -159,6 +160,12 @@ impl<S: Store> SyncLoop<S> {
                 }
                 self.step.dirty.insert(id);
             }
+        }
+        if full {
+            // A full read is a burst of its own (Graph's pages, the users
+            // decoded, the view rebuilt) whatever the agents written: give
+            // its freed memory back at the next quiet step.
+            self.note_burst();
         }
         if let Some(link) = link {
             self.step.meta.push((MetaKey::DeltaLink, Some(link)));

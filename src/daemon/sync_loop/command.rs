@@ -174,9 +174,9 @@ pub struct Outputs {
     pub poll_users: PollUsersSender,
     pub status: watch::Sender<LoopStatus>,
     pub metrics: DaemonMetrics,
-    /// Told of each committed step's links and unlinks (none in tests
-    /// that have no directory view).
-    pub directory_view: Option<std::sync::Arc<crate::directory::DirectoryView>>,
+    /// The shared directory view: where the loop looks users up, and what
+    /// it tells of each committed step's links and unlinks.
+    pub directory_view: std::sync::Arc<crate::directory::DirectoryView>,
 }
 
 /// Inputs the loop selects on.

@@ -110,7 +110,8 @@ impl<S: Store> SyncLoop<S> {
         // display name and phone default to the directory's. The agent's
         // runtime state (CC status, link, sync and routing state) is not a
         // setting and stays.
-        let directory_user = resolved.as_deref().and_then(|u| self.directory.get(u));
+        let directory_user = resolved.as_deref().and_then(|u| self.directory.record(u));
+        let directory_user = directory_user.as_deref();
         record.teams_user = teams_user;
         record.display_name = settings
             .display_name

@@ -18,7 +18,7 @@ use super::SyncLoop;
 impl<S: Store> SyncLoop<S> {
     /// Links an agent to a Teams user and starts syncing it.
     pub(super) fn link(&mut self, now: Timestamp, id: &str, user_id: &str) {
-        let user = self.directory.get(user_id).cloned();
+        let user = self.directory.record(user_id);
         let Some(entry) = self.agents.get_mut(id) else {
             return;
         };
@@ -159,7 +159,7 @@ impl<S: Store> SyncLoop<S> {
         } else {
             let mut names: BTreeSet<String> = named.into_iter().collect();
             for user in released {
-                names.extend(directory_names(self.directory.get(&user)));
+                names.extend(directory_names(self.directory.record(&user).as_deref()));
             }
             names
                 .iter()
@@ -209,11 +209,12 @@ impl<S: Store> SyncLoop<S> {
             self.waiting.everyone = true;
             // A full read is a burst of its own: its memory is given back
             // once it is over (see `step.rs`).
-            self.churn_since_trim = self.churn_since_trim.saturating_add(users.len());
+            let read = self.directory.known_users();
+            self.churn_since_trim = self.churn_since_trim.saturating_add(read);
             return;
         }
         for user in users {
-            let names = directory_names(self.directory.get(user));
+            let names = directory_names(self.directory.record(user).as_deref());
             self.waiting.named.extend(names);
         }
     }

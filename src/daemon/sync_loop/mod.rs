@@ -1,8 +1,9 @@
-//! The sync loop: the one task that owns the engine, the agents and the
-//! directory. It takes commands (API calls, presences read, write results,
-//! directory changes, mapping reloads), feeds them to the engine, and commits
-//! everything one step changed to the store as one batch before anyone
-//! hears about it: API replies, events on the stream, writes to Graph.
+//! The sync loop: the one task that owns the engine and the agents; it
+//! looks Teams users up in the shared directory view. It takes commands
+//! (API calls, presences read, write results, directory changes, mapping
+//! reloads), feeds them to the engine, and commits everything one step
+//! changed to the store as one batch before anyone hears about it: API
+//! replies, events on the stream, writes to Graph.
 //! Committing per step rather than per call is what makes a durable
 //! acknowledgement cheap under load (group commit).
 //!
@@ -26,12 +27,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::config::RoutingConfig;
+use crate::directory::DirectoryView;
 use crate::routing::Router;
 use crate::store::{Loaded, MetaKey, Store};
 use crate::sync::{AgentSnapshot, Engine, EngineError, Settings, WriteId};
 use crate::time::Timestamp;
 
-use super::directory::DirectoryIndex;
 use super::mappings::MappingSet;
 use super::view;
 
@@ -72,7 +73,9 @@ pub struct SyncLoop<S: Store> {
     by_user: linked_users::LinkedUsers,
     /// The agents not linked, by the name they wait for.
     waiting: linking::Waiting,
-    directory: DirectoryIndex,
+    /// The shared directory view, where users are looked up (the loop
+    /// keeps no index of its own).
+    directory: Arc<DirectoryView>,
     /// Writes on their way: whether each renews a session or carries a
     /// change, and when the change it carries was first reported.
     writes_out: HashMap<WriteId, (WritePurpose, Option<Timestamp>)>,
@@ -146,7 +149,7 @@ impl<S: Store> SyncLoop<S> {
             by_key: linked_users::KeyedAgents::default(),
             by_user: linked_users::LinkedUsers::default(),
             waiting: linking::Waiting::default(),
-            directory: DirectoryIndex::default(),
+            directory: Arc::clone(&out.directory_view),
             writes_out: HashMap::new(),
             outbox_agents: loaded.outbox.iter().map(|o| o.agent_id.clone()).collect(),
             routing_meta,

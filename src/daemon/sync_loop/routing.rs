@@ -461,10 +461,11 @@ impl<S: Store> SyncLoop<S> {
         let mut number = None;
         for wanted in users {
             let user = if directory::is_object_id(wanted) {
-                self.directory.get(&wanted.to_ascii_lowercase())
+                self.directory.record(wanted)
             } else {
                 self.directory.find(wanted)
             };
+            let user = user.as_deref();
             let phone = user.and_then(directory::phone_of);
             if number.is_none() {
                 number.clone_from(&phone);

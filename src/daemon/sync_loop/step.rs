@@ -85,7 +85,7 @@ impl<S: Store> SyncLoop<S> {
         self.status.agents = self.agents.len();
         self.status.linked = self.by_key.len();
         self.status.outbox = self.outbox_agents.len();
-        self.status.directory_users = self.directory.len();
+        self.status.directory_users = self.directory.known_users();
         self.status.directory_loaded = self.directory.loaded();
         // The names change with a reload only: not rebuilt every step.
         let names = self.mappings.profiles.iter().map(|p| p.name.as_str());
@@ -203,10 +203,8 @@ impl<S: Store> SyncLoop<S> {
             self.out.poll_users.send(self.by_user.take_changes());
         }
         let links = self.by_user.take_links();
-        if let Some(view) = &self.out.directory_view {
-            // Who is an agent, for the directory's listing and its tiers.
-            view.set_links(&links);
-        }
+        // Who is an agent, for the directory's listing and its tiers.
+        self.out.directory_view.set_links(&links);
         for reply in step.replies {
             match reply {
                 Reply::Agent(tx, id) => {
@@ -228,6 +226,12 @@ impl<S: Store> SyncLoop<S> {
         Ok(())
     }
 
+    /// Counts a burst that writes few agents (a full directory read) so the
+    /// next quiet step gives its memory back.
+    pub(super) fn note_burst(&mut self) {
+        self.churn_since_trim = self.churn_since_trim.max(TRIM_AFTER);
+    }
+
     /// Gives the allocator's free memory back to the system once a burst
     /// (many agents registered or changed at once, a full directory read)
     /// is over: what the burst's requests, batches and grown tables freed
@@ -235,12 +239,6 @@ impl<S: Store> SyncLoop<S> {
     /// after registering 10,000). A burst is over when a step writes few
     /// agents again; the call takes milliseconds and comes at most once
     /// every [`TRIM_AFTER`] records.
-    /// Counts a burst that writes few agents (a full directory read) so the
-    /// next quiet step gives its memory back.
-    pub(super) fn note_burst(&mut self) {
-        self.churn_since_trim = self.churn_since_trim.max(TRIM_AFTER);
-    }
-
     fn give_back_after_a_burst(&mut self, written: usize) {
         self.churn_since_trim = self.churn_since_trim.saturating_add(written);
         if self.churn_since_trim >= TRIM_AFTER && written < QUIET_STEP {

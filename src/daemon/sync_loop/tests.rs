@@ -26,6 +26,8 @@ use super::super::mappings::MappingSet;
 use super::super::writer::{WriteJob, WriteResult};
 use super::step::Input;
 use super::*;
+use crate::config::DirectoryScope;
+use crate::directory::DirectoryView;
 
 const PROFILE: &str = r#"
 debounce = "2s"
@@ -70,6 +72,26 @@ struct Harness {
     live: broadcast::Receiver<Event>,
     /// The poller's list, as the loop's changes keep it.
     polled: PollUsers,
+    /// The directory view the loop looks users up in.
+    view: Arc<DirectoryView>,
+}
+
+/// A directory change as the directory task makes it: the view takes the
+/// users, then the loop is told.
+enum TestUpdate {
+    Replace {
+        users: Vec<User>,
+        delta_link: Option<String>,
+    },
+    Changes {
+        changed: Vec<User>,
+        removed: Vec<String>,
+        delta_link: String,
+    },
+}
+
+fn test_view() -> Arc<DirectoryView> {
+    Arc::new(DirectoryView::new(&DirectoryScope::All, None))
 }
 
 /// The one profile every test runs under.
@@ -100,13 +122,14 @@ impl Harness {
         let (events, live) = broadcast::channel(1024);
         let (writes_tx, writes) = mpsc::unbounded_channel();
         let (poll_tx, polled) = poll_users(Vec::new());
+        let view = test_view();
         let out = Outputs {
             events,
             writes: writes_tx,
             poll_users: poll_tx,
             status: watch::channel(LoopStatus::default()).0,
             metrics,
-            directory_view: None,
+            directory_view: Arc::clone(&view),
         };
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(FakeClock(Mutex::new(START)));
@@ -130,6 +153,7 @@ impl Harness {
             writes,
             live,
             polled,
+            view,
         }
     }
 
@@ -169,7 +193,25 @@ impl Harness {
             .await
     }
 
-    async fn directory(&mut self, update: DirectoryUpdate) {
+    async fn directory(&mut self, update: TestUpdate) {
+        let update = match update {
+            TestUpdate::Replace { users, delta_link } => {
+                self.view.replace(&users);
+                DirectoryUpdate::Replace { delta_link }
+            }
+            TestUpdate::Changes {
+                changed,
+                removed,
+                delta_link,
+            } => {
+                let (records, removed) = self.view.change(&changed, &removed);
+                DirectoryUpdate::Changes {
+                    changed: records.iter().map(|r| r.key().to_string()).collect(),
+                    removed,
+                    delta_link,
+                }
+            }
+        };
         let step = self.step(vec![Input::Command(Command::Directory(update))]);
         assert_eq!(step.await, Ok(()));
     }
@@ -221,12 +263,12 @@ fn settings(teams_user: &str) -> AgentSettings {
     }
 }
 
-fn user(id: &str, upn: &str) -> Arc<crate::directory::DirectoryRecord> {
-    Arc::new(crate::directory::DirectoryRecord::from_user(&User {
+fn user(id: &str, upn: &str) -> User {
+    User {
         id: id.to_string(),
         user_principal_name: Some(Some(upn.to_string())),
         ..User::default()
-    }))
+    }
 }
 
 fn presence_read(user_id: &str, availability: &str, activity: &str) -> Input {
@@ -323,7 +365,7 @@ async fn a_put_with_an_object_id_links_at_once() {
 #[tokio::test]
 async fn a_put_with_a_upn_the_directory_knows_links_to_its_user() {
     let mut h = Harness::new().await;
-    h.directory(DirectoryUpdate::Replace {
+    h.directory(TestUpdate::Replace {
         users: vec![user(USER_A, "ann@example.com")],
         delta_link: None,
     })
@@ -344,7 +386,7 @@ async fn a_put_with_a_upn_the_directory_knows_links_to_its_user() {
 #[tokio::test]
 async fn an_agent_waiting_for_its_user_is_linked_when_the_directory_has_it() {
     let mut h = Harness::new().await;
-    h.directory(DirectoryUpdate::Replace {
+    h.directory(TestUpdate::Replace {
         users: Vec::new(),
         delta_link: None,
     })
@@ -358,7 +400,7 @@ async fn an_agent_waiting_for_its_user_is_linked_when_the_directory_has_it() {
     };
     assert!(!state.linked());
     assert!(h.committed(kind::AGENT_LINKED).is_empty());
-    h.directory(DirectoryUpdate::Changes {
+    h.directory(TestUpdate::Changes {
         changed: vec![user(USER_B, "bob@example.com")],
         removed: Vec::new(),
         delta_link: "next".into(),
@@ -393,7 +435,7 @@ async fn a_teams_user_another_agent_holds_is_a_conflict() {
         ..settings("ann@example.com")
     };
     assert!(h.put("a3", waiting).await.is_ok());
-    h.directory(DirectoryUpdate::Replace {
+    h.directory(TestUpdate::Replace {
         users: vec![user(USER_A, "ann@example.com")],
         delta_link: None,
     })
@@ -491,7 +533,7 @@ async fn the_routing_gate_follows_the_engine_view() {
 #[tokio::test]
 async fn an_agent_waiting_for_a_held_user_takes_it_once_let_go() {
     let mut h = Harness::new().await;
-    h.directory(DirectoryUpdate::Replace {
+    h.directory(TestUpdate::Replace {
         users: vec![user(USER_B, "bob@example.com")],
         delta_link: None,
     })
@@ -505,7 +547,7 @@ async fn an_agent_waiting_for_a_held_user_takes_it_once_let_go() {
     // her by her object id), and for a name nobody has.
     assert!(h.put("a2", waiting("ANN@example.com")).await.is_ok());
     assert!(h.put("a3", waiting("carl@example.com")).await.is_ok());
-    h.directory(DirectoryUpdate::Changes {
+    h.directory(TestUpdate::Changes {
         changed: vec![user(USER_A, "ann@example.com")],
         removed: Vec::new(),
         delta_link: "d1".into(),
@@ -531,7 +573,7 @@ async fn an_agent_waiting_for_a_held_user_takes_it_once_let_go() {
     assert_eq!(deleted, Ok(()));
     assert!(h.sync.by_user.get(USER_A).is_none());
     // Carl comes into the directory: a3 is linked to him, and nothing else moves.
-    h.directory(DirectoryUpdate::Changes {
+    h.directory(TestUpdate::Changes {
         changed: vec![user(
             "00000000-0000-0000-0000-0000000000c3",
             "carl@example.com",
@@ -645,7 +687,7 @@ async fn restart_recording(h: &Harness, loaded: Loaded) -> Arc<Recording> {
         poll_users: poll_users(Vec::new()).0,
         status: watch::channel(LoopStatus::default()).0,
         metrics,
-        directory_view: None,
+        directory_view: test_view(),
     };
     let store = Arc::new(Recording {
         inner: Arc::clone(&h.store),
@@ -835,7 +877,7 @@ async fn the_poller_is_told_exactly_the_linked_users() {
     assert_eq!(h.polled(), users(&[USER_B, &user_c]));
     // A user leaving the directory unlinks its agent; one waiting by UPN is
     // linked when its user appears.
-    h.directory(DirectoryUpdate::Replace {
+    h.directory(TestUpdate::Replace {
         users: vec![
             user(USER_A, "ann@example.com"),
             user(USER_B, "bob@example.com"),
@@ -850,7 +892,7 @@ async fn the_poller_is_told_exactly_the_linked_users() {
     };
     assert!(h.put("a5", waiting).await.is_ok());
     let user_e = object_id(0xe5);
-    h.directory(DirectoryUpdate::Changes {
+    h.directory(TestUpdate::Changes {
         changed: vec![user(&user_e, "eve@example.com")],
         removed: vec![USER_B.to_string()],
         delta_link: "next".into(),
@@ -866,7 +908,7 @@ async fn the_poller_is_told_exactly_the_linked_users() {
         ..settings("fay@example.com")
     };
     assert!(h.put("a7", waiting).await.is_ok());
-    h.directory(DirectoryUpdate::Changes {
+    h.directory(TestUpdate::Changes {
         changed: vec![user(&user_f, "fay@example.com")],
         removed: Vec::new(),
         delta_link: "later".into(),

@@ -332,3 +332,97 @@ fn an_agents_presence_read_before_the_directory_came_is_kept() {
     assert_eq!(view.get("u1"), None);
     assert_eq!(view.status().listed, 0);
 }
+
+#[test]
+fn users_are_found_by_id_upn_or_mail_in_any_case_listed_or_not() {
+    let view = DirectoryView::new(&DirectoryScope::Agents, None);
+    assert!(!view.loaded());
+    view.replace(&[user("ID-1", "Ann", "Sales")]);
+    assert!(view.loaded());
+    // Not listed (the scope is the agents), yet known for linking.
+    assert!(view.get("id-1").is_none());
+    assert_eq!(
+        view.record("id-1").map(|r| r.id.to_string()),
+        Some("ID-1".into())
+    );
+    assert_eq!(
+        view.record("Id-1").map(|r| r.id.to_string()),
+        Some("ID-1".into())
+    );
+    assert_eq!(
+        view.find("ID-1@Contoso.Example").map(|r| r.id.to_string()),
+        Some("ID-1".into())
+    );
+    assert_eq!(
+        view.find("id-1.MAIL@contoso.example")
+            .map(|r| r.id.to_string()),
+        Some("ID-1".into())
+    );
+    assert!(view.find("nobody@contoso.example").is_none());
+    // A delta changes a user's UPN: the old name leads nowhere.
+    let renamed: User = serde_json::from_value(serde_json::json!({
+        "id": "id-1", "userPrincipalName": "ann@contoso.example",
+    }))
+    .unwrap();
+    view.change(&[renamed, user("id-2", "Bea", "Sales")], &[]);
+    assert_eq!(view.known_users(), 2);
+    assert!(view.find("id-1@contoso.example").is_none());
+    assert_eq!(
+        view.find("ann@contoso.example").map(|r| r.id.to_string()),
+        Some("ID-1".into())
+    );
+    // Removed: gone by id and by every name.
+    view.change(&[], &["ID-1".into()]);
+    assert!(view.record("id-1").is_none());
+    assert!(view.find("ann@contoso.example").is_none());
+    assert!(view.find("id-1.mail@contoso.example").is_none());
+    assert!(view.find("id-2@contoso.example").is_some());
+    assert_eq!(view.known_users(), 1);
+}
+
+#[test]
+fn a_full_read_names_only_the_users_whose_stored_form_changed() {
+    let view = DirectoryView::new(&DirectoryScope::All, None);
+    let first = [
+        user("u1", "Ann", "Sales"),
+        user("u2", "Bea", "Sales"),
+        user("u3", "Cy", "Sales"),
+    ];
+    let replaced = view.replace(&first);
+    assert_eq!(replaced.records.len(), 3);
+    assert_eq!(replaced.changed.len(), 3);
+    assert!(replaced.removed.is_empty());
+    // The same users read again: nothing to write.
+    let again = view.replace(&first);
+    assert_eq!(again.records.len(), 3);
+    assert!(again.changed.is_empty());
+    // Restored from what the store keeps (no names or departments): the
+    // full read that follows finds nothing the store lacks.
+    let view = DirectoryView::new(&DirectoryScope::All, None);
+    let stored: Vec<DirectoryRecord> = first
+        .iter()
+        .map(|u| DirectoryRecord::from_stored(&DirectoryRecord::from_user(u).stored()))
+        .collect();
+    assert_eq!(view.restore(stored), 3);
+    assert!(view.loaded());
+    assert!(view.status().from_store);
+    // A new phone for u2, a new name only for u3, u1 gone, u4 new.
+    let mut u2 = user("u2", "Bea", "Sales");
+    u2.business_phones = Some(Some(vec!["+1 425 555 0000".into()]));
+    let read = [
+        u2,
+        user("u3", "Cyrus", "Support"),
+        user("u4", "Dee", "Sales"),
+    ];
+    let replaced = view.replace(&read);
+    let changed: Vec<String> = replaced.changed.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(changed, ["u2", "u4"]);
+    assert_eq!(replaced.removed, ["u1"]);
+    assert_eq!(replaced.records.len(), 3);
+    assert!(view.record("u1").is_none());
+    assert_eq!(
+        view.record("u3")
+            .and_then(|r| r.display_name().map(str::to_string)),
+        Some("Cyrus".into())
+    );
+}

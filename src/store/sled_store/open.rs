@@ -27,7 +27,7 @@ use super::marker;
 use super::write::{make_durable, open_log_file, sync_dir};
 use super::{OpenCheck, SledStore, decode, sled_error};
 use crate::store::keys::{self, AGENT};
-use crate::store::{AgentRecord, SCHEMA_VERSION, StoreError};
+use crate::store::{AgentRecord, Loaded, SCHEMA_VERSION, Store, StoreError, StoredDirectory};
 
 /// sled's page cache bound unless the config sets `[store] cache_mb`; the
 /// daemon's working set is small and sled's default (1 GiB) would let it
@@ -128,6 +128,47 @@ impl SledStore {
             inbox: Mutex::new(()),
         })
     }
+    /// Everything a start restores, read once: the agents and the rest of
+    /// [`Loaded`], and the stored directory. sled then is opened again, so
+    /// the pages that reading took (every agent and every stored user) do
+    /// not stay in its cache: sled evicts only as later reads fill a cache
+    /// shard's queue, and frees what it evicted later still, so one full
+    /// read leaves far more than `cache_bytes` in memory for a long while.
+    /// A new store has nothing to read and is kept as it is.
+    pub fn load_for_start(
+        self,
+        cache_bytes: u64,
+    ) -> Result<(SledStore, Loaded, Option<StoredDirectory>), StoreError> {
+        let loaded = self.load()?;
+        let directory = self.read_directory()?;
+        if self.opened == OpenCheck::Created {
+            return Ok((self, loaded, directory));
+        }
+        let SledStore {
+            dir,
+            db,
+            store_id,
+            next_seq,
+            opened,
+            marked_clean,
+            log_file,
+            inbox: _,
+        } = self;
+        // Nothing was written since the open; whatever sled still holds to
+        // write goes to disk before it is let go.
+        db.flush().map_err(|e| sled_error(&dir, e))?;
+        drop(db);
+        drop(log_file);
+        let db = reopen_sled(&dir, cache_bytes)?;
+        let next_seq = next_seq.into_inner().unwrap_or_else(|e| e.into_inner());
+        let store = SledStore::new(&dir, db, store_id, next_seq, opened)?;
+        store.marked_clean.store(
+            marked_clean.into_inner(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        Ok((store, loaded, directory))
+    }
+
     /// The agents the store in `dir` holds, read from a scratch copy so the
     /// store is left as it was (for `check`). `None` for a missing or empty
     /// directory; a store in use by another process (the running daemon)
@@ -350,6 +391,20 @@ fn open_sled(path: &Path, dir: &Path, cache_bytes: u64) -> Result<sled::Db, Stor
                 dir: dir.to_path_buf(),
                 problem: format!("the storage engine could not read its files ({what})"),
             })
+        }
+    }
+}
+
+/// Opens sled on `dir` again just after this process let go of it: sled
+/// 0.34 closes its files from background threads after `Db` is dropped
+/// (see [`lock_store`]), so a refusal is retried for a short while.
+fn reopen_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match open_sled(dir, dir, cache_bytes) {
+            Ok(db) => return Ok(db),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(LOCK_RETRY),
+            Err(e) => return Err(e),
         }
     }
 }

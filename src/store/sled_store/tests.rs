@@ -480,3 +480,55 @@ fn the_notification_inbox_survives_a_reopen_and_keeps_numbering() {
         .unwrap();
     assert_eq!(next, 3);
 }
+
+#[test]
+fn a_start_reads_everything_once_then_goes_on_with_sled_opened_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let id = store.store_id().to_owned();
+    store.commit(batch("a1", 1, 2, 100)).unwrap();
+    let user = crate::store::StoredUser {
+        id: "u1".into(),
+        upn: Some("ann@contoso.example".into()),
+        mail: None,
+        business_phones: Vec::new(),
+        mobile_phone: None,
+        teams: Some(true),
+        teams_phone: None,
+    };
+    store
+        .commit_directory(crate::store::DirectoryBatch {
+            replace: true,
+            upserts: vec![user.clone()],
+            removes: Vec::new(),
+            delta_link: Some("link".into()),
+        })
+        .unwrap();
+    store.mark_clean_shutdown().unwrap();
+    let before = store.load().unwrap();
+    drop(store);
+
+    let (store, loaded, directory) = reopen(dir.path()).load_for_start(1 << 20).unwrap();
+    assert_eq!(loaded, before);
+    let directory = directory.unwrap();
+    assert_eq!(directory.users, vec![user]);
+    assert_eq!(directory.delta_link.as_deref(), Some("link"));
+    assert_eq!(store.store_id(), id);
+    assert_eq!(store.opened(), OpenCheck::AfterCleanShutdown);
+    // The store opened again takes commits where the first left off.
+    let events = store.commit(batch("a2", 1, 1, 101)).unwrap();
+    assert_eq!(events[0].seq, 3);
+    assert_eq!(store.load().unwrap().agents.len(), 2);
+    drop(store);
+    assert_eq!(reopen(dir.path()).load().unwrap().agents.len(), 2);
+
+    // A new store has nothing to read and stays as it is.
+    let fresh = tempfile::tempdir().unwrap();
+    let (store, loaded, directory) = SledStore::open(fresh.path())
+        .unwrap()
+        .load_for_start(1 << 20)
+        .unwrap();
+    assert_eq!(loaded, Loaded::default());
+    assert!(directory.is_none());
+    assert_eq!(store.opened(), OpenCheck::Created);
+}
