@@ -8,6 +8,10 @@ use crate::api::model::HealthStats;
 use crate::directory::DirectoryView;
 use crate::graph::{PollReport, Throttle};
 use crate::metrics::{Counter, DaemonMetrics, GaugeVec, MetricsError, Registry};
+use crate::receiver::Counters;
+
+use super::subscriptions::metrics::SubscriptionMetrics;
+use super::subscriptions::{ReadNowStats, SubscriptionsStatus};
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -23,6 +27,8 @@ pub struct Metrics {
     poll: Arc<PollReport>,
     /// The directory's slower tier, and the view it reads for.
     directory: Option<(Arc<PollReport>, Arc<DirectoryView>)>,
+    /// Presence subscriptions, when enabled.
+    subscriptions: Option<SubscriptionMetrics>,
 }
 
 /// Brings a counter up to a total counted elsewhere (never down: counters
@@ -51,6 +57,29 @@ impl Metrics {
         self
     }
 
+    /// The subscriptions' metrics, when enabled.
+    pub fn subscriptions(&self) -> Option<&SubscriptionMetrics> {
+        self.subscriptions.as_ref()
+    }
+
+    /// Reports presence subscriptions too.
+    pub fn with_subscriptions(
+        mut self,
+        status: tokio::sync::watch::Receiver<SubscriptionsStatus>,
+        reconcile: Arc<PollReport>,
+        read_now: Arc<ReadNowStats>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, MetricsError> {
+        self.subscriptions = Some(SubscriptionMetrics::register(
+            &self.registry,
+            status,
+            reconcile,
+            read_now,
+            counters,
+        )?);
+        Ok(self)
+    }
+
     /// Graph requests per second the budget allows now.
     pub fn rate_limit(&self) -> f64 {
         self.throttle.budget().rate_limit()
@@ -77,6 +106,7 @@ impl Metrics {
             throttle,
             poll,
             directory: None,
+            subscriptions: None,
         })
     }
 
@@ -158,6 +188,9 @@ impl Metrics {
             }
         }
         let poll = self.poll.status();
+        if let Some(subscriptions) = &self.subscriptions {
+            subscriptions.render(poll.round);
+        }
         self.daemon.poll_round_seconds.set(poll.round.as_secs_f64());
         self.daemon
             .poll_oldest_read_seconds

@@ -42,7 +42,6 @@ use crate::api::{self, ApiSettings};
 use crate::config::{Config, GraphAuth, SecretError};
 use crate::diagnostics::Diagnostic;
 use crate::directory::{DirectoryRecord, DirectoryView};
-use crate::graph::poller::poll_users;
 use crate::graph::{
     AuthError, Credential, GraphClient, GraphError, PollReport, PollTarget, TokioClock,
 };
@@ -53,6 +52,7 @@ use self::directory::{DirectoryReader, DirectoryUpdate};
 use self::mappings::Reload;
 use self::metrics::Metrics;
 use self::service::DaemonService;
+use self::subscriptions::setup::{self, Channels};
 use self::sync_loop::{Command, Inputs, Outputs, SyncLoop};
 use self::tasks::{Failure, TaskName, Workers};
 use self::workers::{
@@ -126,6 +126,8 @@ impl Default for DaemonOptions {
 /// A started daemon.
 pub struct Daemon {
     pub api_addr: SocketAddr,
+    /// The notification receiver's address, with subscriptions on.
+    pub receiver_addr: Option<SocketAddr>,
     pub state_dir: PathBuf,
     workers: Workers,
     commands: mpsc::Sender<Command>,
@@ -200,8 +202,13 @@ impl Daemon {
                 .map_err(|e| DaemonError::Task(format!("loading the store: {e}")))??
         };
         let store = Arc::new(store);
-        let (tier_tx, tier_rx) = poll_users(Vec::new());
-        let directory_view = Arc::new(DirectoryView::new(&config.directory.scope, Some(tier_tx)));
+        // Who each poller reads: straight from the loop and the view, or
+        // through the subscriptions' coverage when they are on.
+        let (channels, routing) = Channels::new(config.subscriptions.enabled);
+        let directory_view = Arc::new(DirectoryView::new(
+            &config.directory.scope,
+            Some(channels.view_tier.clone()),
+        ));
         let mut delta_link = store.meta(&MetaKey::DeltaLink)?;
         let restored_directory = stored_directory.map(|stored| {
             if stored.delta_link.is_some() {
@@ -222,11 +229,22 @@ impl Daemon {
 
         let poll_report = PollReport::new(TokioClock::shared());
         let directory_report = PollReport::new(TokioClock::shared());
-        let metrics = Arc::new(
-            Metrics::new(graph.throttle().clone(), poll_report.clone())
-                .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?
-                .with_directory(directory_report.clone(), Arc::clone(&directory_view)),
-        );
+        let reconcile_report = PollReport::new(TokioClock::shared());
+        let prepared = setup::Prepared::new();
+        let mut metrics = Metrics::new(graph.throttle().clone(), poll_report.clone())
+            .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?
+            .with_directory(directory_report.clone(), Arc::clone(&directory_view));
+        if routing.is_some() {
+            metrics = metrics
+                .with_subscriptions(
+                    prepared.status.1.clone(),
+                    Arc::clone(&reconcile_report),
+                    Arc::clone(&prepared.read_now),
+                    Arc::clone(&prepared.counters),
+                )
+                .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?;
+        }
+        let metrics = Arc::new(metrics);
         if let Some(not_after) = certificate_not_after {
             metrics
                 .certificate_expiry
@@ -238,12 +256,11 @@ impl Daemon {
         let (results_tx, results_rx) = mpsc::channel(4096);
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let (events_tx, _) = broadcast::channel(4096);
-        let (poll_tx, poll_rx) = poll_users(Vec::new());
         let (status_tx, status_rx) = watch::channel(Default::default());
         let outputs = Outputs {
             events: events_tx.clone(),
             writes: writes_tx,
-            poll_users: poll_tx,
+            poll_users: channels.loop_users.clone(),
             status: status_tx,
             metrics: metrics.daemon.clone(),
             directory_view: Arc::clone(&directory_view),
@@ -309,20 +326,42 @@ impl Daemon {
             graph: graph.clone(),
             freshness: config.directory.freshness,
             report: directory_report,
-            users: tier_rx,
+            users: channels.directory_users,
             view: Arc::clone(&directory_view),
-            gate: None,
+            gate: channels.gate.clone(),
         });
         workers.spawn(PollerWorker {
             graph: graph.clone(),
             view: Arc::clone(&directory_view),
             target: PollTarget::from_config(&config.budget),
             report: poll_report.clone(),
-            users: poll_rx,
-            presences: presence_tx,
+            users: channels.agent_users,
+            presences: presence_tx.clone(),
             health: health_tx,
-            gate: None,
+            gate: channels.gate.clone(),
         });
+        let subscriptions = match (routing, channels.gate) {
+            (Some(routing), Some(gate)) => Some(
+                setup::start(
+                    routing,
+                    prepared,
+                    setup::Start {
+                        config: &config,
+                        graph: &graph,
+                        store: Arc::clone(&store) as Arc<dyn Store>,
+                        view: Arc::clone(&directory_view),
+                        presences: presence_tx,
+                        gate,
+                        clock: TokioClock::shared(),
+                        reconcile: reconcile_report,
+                    },
+                    &mut workers,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        let receiver_addr = subscriptions.as_ref().map(|s| s.receiver_addr);
         let (uses, uses_rx) = watch::channel(crate::graph::permissions::Uses {
             scope_groups: !config.directory.scope.groups().is_empty(),
             ..permissions::uses(&mappings.profiles, &config.routing)
@@ -379,6 +418,7 @@ impl Daemon {
             board,
             metrics: Arc::clone(&metrics),
             directory: Arc::clone(&directory_view),
+            subscriptions,
             permissions,
             proxy: crate::http::proxy_in_use(&config.graph.outbound),
             certificate_not_after,
@@ -408,6 +448,7 @@ impl Daemon {
         tracing::info!(%api_addr, state_dir = %state_dir.display(), "presence-sync started");
         Ok(Daemon {
             api_addr,
+            receiver_addr,
             state_dir,
             workers,
             commands: commands_tx,

@@ -12,7 +12,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::api::model::{
     AgentOut, AgentQuery, AgentUpsert, Check, ContactAction, ContactActionIn, ContactIn,
     ContactOut, DirectoryList, DirectoryUserOut, GraphAppOut, Health, MissingPermissionOut,
-    PageOut, PermissionsOut, PollOut, PresenceOut, QueueOut, Readiness, StatusReport, TaskOut,
+    NotificationsOut, PageOut, PermissionsOut, PollOut, PresenceOut, QueueOut, Readiness,
+    ServiceAccountOut, StatusReport, SubscriptionOut, SubscriptionsOut, TaskOut,
 };
 use crate::api::{ApiError, Service};
 use crate::directory::{DirectoryQuery, DirectoryUser};
@@ -24,11 +25,13 @@ use crate::time::Timestamp;
 
 use super::metrics::Metrics;
 use super::permissions::PermissionState;
+use super::subscriptions::setup::SubscriptionsHandle;
 use super::sync_loop::{
     AgentFilter, AgentSettings, CcStatusReport, Command, ContactMove, LoopError, LoopStatus,
 };
 use super::tasks::{TaskBoard, TaskName, TaskState};
 use super::view;
+use crate::accounts::AccountState;
 
 /// The longest `teams_user` (an object id, a UPN or a mail address).
 const TEAMS_USER_MAX_CHARS: usize = 320;
@@ -200,6 +203,8 @@ pub struct DaemonService<S: Store> {
     pub(super) proxy: Option<String>,
     /// The certificate credential's end date.
     pub(super) certificate_not_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Presence subscriptions, when enabled.
+    pub(super) subscriptions: Option<SubscriptionsHandle>,
 }
 
 impl<S: Store> DaemonService<S> {
@@ -251,6 +256,81 @@ impl<S: Store> DaemonService<S> {
             oldest_read_seconds: status.oldest_read_age.map(|a| a.as_secs_f64()),
             rate_limit: self.metrics.rate_limit(),
         }
+    }
+
+    /// Presence subscriptions: coverage, accounts (a failed one with the
+    /// command that fixes it), each subscription, notifications, reads
+    /// saved.
+    fn subscriptions(&self) -> Option<SubscriptionsOut> {
+        let handle = self.subscriptions.as_ref()?;
+        let status = handle.status.borrow().clone();
+        let reconcile = handle.reconcile.status();
+        let agent_round = self.metrics.poll().status().round;
+        let seen = handle.counters.snapshot();
+        let accounts = handle
+            .accounts
+            .iter()
+            .map(|account| {
+                let state = account.status();
+                let slot = status
+                    .report
+                    .slots
+                    .iter()
+                    .find(|s| &*s.account == account.upn());
+                let (label, error, fix) = match &state.state {
+                    AccountState::Ok => ("ok", None, None),
+                    AccountState::Failed(e) => (
+                        if e.kind() == "not_signed_in" {
+                            "not_signed_in"
+                        } else {
+                            "failed"
+                        },
+                        Some(e.to_string()),
+                        Some(e.failure().login.clone()),
+                    ),
+                };
+                ServiceAccountOut {
+                    account: account.upn().to_string(),
+                    state: label.to_string(),
+                    error,
+                    fix,
+                    subscription: SubscriptionOut {
+                        state: slot.map_or("idle", |s| s.state.label()).to_string(),
+                        watching: slot.map_or(0, |s| s.watching),
+                        assigned: slot.map_or(0, |s| s.assigned),
+                        expires_at: slot.and_then(|s| s.expires_at).map(|t| t.to_utc()),
+                        renew_at: slot.and_then(|s| s.renew_at).map(|t| t.to_utc()),
+                        retry_at: slot.and_then(|s| s.retry_at).map(|t| t.to_utc()),
+                        last_error: slot.and_then(|s| s.last_error.clone()),
+                    },
+                }
+            })
+            .collect();
+        Some(SubscriptionsOut {
+            users_subscribed: status.subscribed,
+            users_polled: status.polled,
+            accounts_needed: status.report.accounts_needed,
+            reconcile: Some(PollOut {
+                round_seconds: reconcile.round.as_secs_f64(),
+                users: reconcile.users,
+                reads_per_second: reconcile.read_rate,
+                oldest_read_seconds: reconcile.oldest_read_age.map(|a| a.as_secs_f64()),
+                rate_limit: self.metrics.rate_limit(),
+            }),
+            graph_reads_saved_per_minute: self
+                .metrics
+                .subscriptions()
+                .map_or(0.0, |m| m.reads_saved(status.subscribed, agent_round)),
+            notifications: NotificationsOut {
+                received_total: seen.received,
+                applied_total: seen.applied,
+                duplicates_total: seen.duplicates,
+                rejected_total: seen.rejected.values().sum(),
+                lifecycle_total: status.lifecycle,
+                last_delay_seconds: (seen.batches > 0).then_some(seen.delay_seconds_max),
+            },
+            accounts,
+        })
     }
 
     /// The directory tier's round and freshness.
@@ -577,7 +657,7 @@ impl<S: Store> Service for DaemonService<S> {
             poll: Some(self.poll()),
             directory_poll: self.directory_poll(),
             permissions: self.permissions(false),
-            subscriptions: None,
+            subscriptions: self.subscriptions(),
         }
     }
 
@@ -592,7 +672,7 @@ impl<S: Store> Service for DaemonService<S> {
             directory_poll: self.directory_poll(),
             stats: Some(self.metrics.health_stats()),
             permissions: self.permissions(true),
-            subscriptions: None,
+            subscriptions: self.subscriptions(),
         }
     }
 

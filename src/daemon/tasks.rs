@@ -427,8 +427,14 @@ mod tests {
                 "directory-poller",
                 "event-retention",
                 "mapping-watch",
+                "notification-reads",
+                "notification-receiver",
+                "notifications",
                 "presence-poller",
                 "presence-writer",
+                "reconcile-poller",
+                "service-accounts",
+                "subscriptions",
                 "sync-loop",
                 "webhook"
             ]

@@ -59,10 +59,9 @@ impl GraphCalls {
 
 impl Inner {
     fn account(&self, account: &AccountId) -> Result<Arc<AccountTokens>, CallFailure> {
-        self.accounts
-            .get(account)
-            .cloned()
-            .ok_or_else(|| CallFailure::Other(format!("no service account `{account}` is configured")))
+        self.accounts.get(account).cloned().ok_or_else(|| {
+            CallFailure::Other(format!("no service account `{account}` is configured"))
+        })
     }
 }
 

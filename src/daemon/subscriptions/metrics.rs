@@ -11,6 +11,7 @@ use super::inflow::ReadNowStats;
 use super::worker::SubscriptionsStatus;
 use crate::graph::{MAX_IDS_PER_CALL, PollReport};
 use crate::metrics::{CounterVec, Gauge, GaugeVec, MetricsError, Registry};
+use crate::receiver::Counters;
 use crate::subscriptions::SlotState;
 
 use crate::daemon::metrics::mirror;
@@ -29,6 +30,11 @@ pub struct SubscriptionMetrics {
     read_now_calls: CounterVec<0>,
     reads_saved: Gauge,
     started: std::time::Instant,
+    counters: Arc<Counters>,
+    notifications: CounterVec<1>,
+    rejected: CounterVec<1>,
+    batches: CounterVec<0>,
+    delay: GaugeVec<1>,
 }
 
 impl SubscriptionMetrics {
@@ -37,8 +43,30 @@ impl SubscriptionMetrics {
         status: watch::Receiver<SubscriptionsStatus>,
         reconcile: Arc<PollReport>,
         read_now: Arc<ReadNowStats>,
+        counters: Arc<Counters>,
     ) -> Result<Self, MetricsError> {
         Ok(SubscriptionMetrics {
+            counters,
+            notifications: registry.counter_vec(
+                "presence_sync_notifications_total",
+                "Change notifications processed: received, applied (a presence passed on or a read asked for) and dropped as duplicates or older than what was applied",
+                ["outcome"],
+            )?,
+            rejected: registry.counter_vec(
+                "presence_sync_notifications_rejected_total",
+                "Change notifications (or, batch_*, whole batches at the door) refused, by reason: nothing of them was applied",
+                ["reason"],
+            )?,
+            batches: registry.counter_vec(
+                "presence_sync_notification_batches_total",
+                "Notification batches processed from the inbox",
+                [],
+            )?,
+            delay: registry.gauge_vec(
+                "presence_sync_notification_processing_delay_seconds",
+                "From a batch's arrival at the receiver to its processing: mean and largest since the start",
+                ["stat"],
+            )?,
             status,
             reconcile,
             read_now,
@@ -100,16 +128,38 @@ impl SubscriptionMetrics {
         for ((call, outcome), n) in &status.calls {
             mirror(&self.calls.with([call, outcome]), *n);
         }
-        let reconcile = self.reconcile.status();
-        self.reconcile_round.set(reconcile.round.as_secs_f64());
+        let seen = self.counters.snapshot();
+        mirror(&self.notifications.with(["received"]), seen.received);
+        mirror(&self.notifications.with(["applied"]), seen.applied);
+        mirror(&self.notifications.with(["duplicate"]), seen.duplicates);
+        for (reason, n) in &seen.rejected {
+            mirror(&self.rejected.with([reason]), *n);
+        }
+        mirror(&self.batches.with([]), seen.batches);
+        if seen.batches > 0 {
+            self.delay
+                .with(["mean"])
+                .set(seen.delay_seconds_sum / seen.batches as f64);
+        }
+        self.delay.with(["max"]).set(seen.delay_seconds_max);
+        self.reconcile_round
+            .set(self.reconcile.status().round.as_secs_f64());
         let read_now = self.read_now.calls.load(Ordering::Relaxed);
         mirror(&self.read_now_calls.with([]), read_now);
-        self.reads_saved.set(reads_saved_per_minute(
-            status.subscribed,
+        self.reads_saved
+            .set(self.reads_saved(status.subscribed, agent_round));
+    }
+
+    /// Reads per minute saved now, `subscribed` users and the agent
+    /// poller's `agent_round` given.
+    pub fn reads_saved(&self, subscribed: usize, agent_round: std::time::Duration) -> f64 {
+        let read_now = self.read_now.calls.load(Ordering::Relaxed);
+        reads_saved_per_minute(
+            subscribed,
             agent_round,
-            reconcile.round,
+            self.reconcile.status().round,
             read_now as f64 * 60.0 / self.started.elapsed().as_secs_f64().max(60.0),
-        ));
+        )
     }
 }
 

@@ -45,11 +45,12 @@ pub struct Channels {
     pub agent_users: PollUsers,
     /// The directory tier's list.
     pub directory_users: PollUsers,
-    /// With subscriptions: what the coverage routes.
-    routing: Option<Routing>,
+    /// With subscriptions: the gate every presence source shares.
+    pub gate: Option<Arc<SequenceGate>>,
 }
 
-struct Routing {
+/// With subscriptions: what the coverage routes, for [`start`].
+pub struct Routing {
     agents: PollChanges,
     directory: PollChanges,
     pollers: PollerLists,
@@ -57,42 +58,41 @@ struct Routing {
 }
 
 impl Channels {
-    pub fn new(subscriptions: bool) -> Channels {
+    /// The channels, and with `subscriptions` what [`start`] routes.
+    pub fn new(subscriptions: bool) -> (Channels, Option<Routing>) {
         let (agent_tx, agent_users) = poll_users(Vec::new());
         let (directory_tx, directory_users) = poll_users(Vec::new());
         if !subscriptions {
-            return Channels {
+            let channels = Channels {
                 loop_users: agent_tx,
                 view_tier: directory_tx,
                 agent_users,
                 directory_users,
-                routing: None,
+                gate: None,
             };
+            return (channels, None);
         }
         let (loop_users, agents) = poll_changes();
         let (view_tier, directory) = poll_changes();
         let (reconcile_tx, reconcile_users) = poll_users(Vec::new());
-        Channels {
+        let channels = Channels {
             loop_users,
             view_tier,
             agent_users,
             directory_users,
-            routing: Some(Routing {
-                agents,
-                directory,
-                pollers: PollerLists {
-                    agent: agent_tx,
-                    directory: directory_tx,
-                    reconcile: reconcile_tx,
-                },
-                reconcile_users,
-            }),
-        }
-    }
-
-    /// The gate every presence source shares, with subscriptions.
-    pub fn gate(&self) -> Option<Arc<SequenceGate>> {
-        self.routing.as_ref().map(|_| SequenceGate::new())
+            gate: Some(SequenceGate::new()),
+        };
+        let routing = Routing {
+            agents,
+            directory,
+            pollers: PollerLists {
+                agent: agent_tx,
+                directory: directory_tx,
+                reconcile: reconcile_tx,
+            },
+            reconcile_users,
+        };
+        (channels, Some(routing))
     }
 }
 
@@ -147,17 +147,13 @@ impl Default for Prepared {
     }
 }
 
-/// Starts every subscription worker on `workers`; `None` without
-/// subscriptions.
+/// Starts every subscription worker on `workers`.
 pub async fn start(
-    channels: &mut Channels,
+    routing: Routing,
     prepared: Prepared,
     start: Start<'_>,
     workers: &mut Workers,
-) -> Result<Option<SubscriptionsHandle>, DaemonError> {
-    let Some(routing) = channels.routing.take() else {
-        return Ok(None);
-    };
+) -> Result<SubscriptionsHandle, DaemonError> {
     let config = start.config;
     let subs = &config.subscriptions;
     let (Some(notification_url), lifecycle_url) =
@@ -180,14 +176,12 @@ pub async fn start(
                 ))
             })?;
             let key = files.key.read()?;
-            let probe = Decryption::from_pem(&pem, &key, "").map_err(|e| {
-                DaemonError::Task(format!("the notification encryption key: {e}"))
-            })?;
+            let probe = Decryption::from_pem(&pem, &key, "")
+                .map_err(|e| DaemonError::Task(format!("the notification encryption key: {e}")))?;
             // The certificate's SHA-1 thumbprint names it to Graph.
             let id = probe.thumbprint();
-            let decryption = Decryption::from_pem(&pem, &key, id.clone()).map_err(|e| {
-                DaemonError::Task(format!("the notification encryption key: {e}"))
-            })?;
+            let decryption = Decryption::from_pem(&pem, &key, id.clone())
+                .map_err(|e| DaemonError::Task(format!("the notification encryption key: {e}")))?;
             let der = crate::graph::auth::pem_block(&pem, "CERTIFICATE").ok_or_else(|| {
                 DaemonError::Task(format!(
                     "{} holds no `BEGIN CERTIFICATE` block",
@@ -208,9 +202,10 @@ pub async fn start(
     let settings = ReceiverSettings {
         listen: subs.listen,
         notification_path: notification_url.path().to_string(),
-        lifecycle_path: lifecycle_url
-            .as_ref()
-            .map_or_else(|| notification_url.path().to_string(), |u| u.path().to_string()),
+        lifecycle_path: lifecycle_url.as_ref().map_or_else(
+            || notification_url.path().to_string(),
+            |u| u.path().to_string(),
+        ),
         client_state: client_state.clone(),
         max_body: subs.max_body,
         decryption,
@@ -222,8 +217,13 @@ pub async fn start(
         ),
     };
     let wake = Arc::new(Notify::new());
-    let router = receiver::router(&settings, Arc::clone(&start.store), wake.clone(), prepared.counters.clone())
-        .map_err(|e| DaemonError::Task(e.to_string()))?;
+    let router = receiver::router(
+        &settings,
+        Arc::clone(&start.store),
+        wake.clone(),
+        prepared.counters.clone(),
+    )
+    .map_err(|e| DaemonError::Task(e.to_string()))?;
     let listener = receiver::bind(&settings)
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))?;
@@ -232,8 +232,8 @@ pub async fn start(
         error,
     })?;
 
-    let accounts = crate::accounts::accounts_for(config, start.clock.clone())
-        .map_err(DaemonError::Task)?;
+    let accounts =
+        crate::accounts::accounts_for(config, start.clock.clone()).map_err(DaemonError::Task)?;
     let health_map: BTreeMap<AccountId, bool> = accounts
         .iter()
         .map(|a| (AccountId::from(a.upn()), a.status().is_ok()))
@@ -322,12 +322,12 @@ pub async fn start(
         accounts = accounts.len(),
         "presence subscriptions on: notifications are received on their own listener"
     );
-    Ok(Some(SubscriptionsHandle {
+    Ok(SubscriptionsHandle {
         status: prepared.status.1,
         accounts,
         counters: prepared.counters,
         reconcile: start.reconcile,
         read_now: prepared.read_now,
         receiver_addr,
-    }))
+    })
 }

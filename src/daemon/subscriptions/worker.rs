@@ -53,6 +53,8 @@ pub struct SubscriptionsStatus {
     pub polled: usize,
     /// Calls made, by `(call, outcome)`.
     pub calls: BTreeMap<(&'static str, &'static str), u64>,
+    /// Lifecycle notifications received.
+    pub lifecycle: u64,
 }
 
 /// Everything the worker is given.
@@ -97,6 +99,7 @@ impl SubscriptionWorker {
             planner.set_health(account, *ok);
         }
         let mut calls_made: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        let mut lifecycle_seen: u64 = 0;
         self.adopt(&mut planner, &health, &stop, &mut calls_made)
             .await;
 
@@ -129,6 +132,7 @@ impl SubscriptionWorker {
                 subscribed: coverage.subscribed(),
                 polled: coverage.polled(),
                 calls: calls_made.clone(),
+                lifecycle: lifecycle_seen,
             });
 
             // Woken by the planner, by the settle time of new users, and at
@@ -185,6 +189,7 @@ impl SubscriptionWorker {
                     }
                 },
                 Some((id, event)) = self.lifecycle.recv() => {
+                    lifecycle_seen += 1;
                     match planner.lifecycle(&id, event.clone()) {
                         Some(users) if !users.is_empty() => {
                             tracing::info!(subscription = %id, ?event, users = users.len(), "reading the subscription's users at once");
