@@ -69,6 +69,7 @@ impl Metrics {
         reconcile: Arc<PollReport>,
         read_now: Arc<ReadNowStats>,
         counters: Arc<Counters>,
+        accounts: Vec<Arc<crate::accounts::AccountTokens>>,
     ) -> Result<Self, MetricsError> {
         self.subscriptions = Some(SubscriptionMetrics::register(
             &self.registry,
@@ -76,6 +77,7 @@ impl Metrics {
             reconcile,
             read_now,
             counters,
+            accounts,
         )?);
         Ok(self)
     }

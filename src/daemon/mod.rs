@@ -230,7 +230,7 @@ impl Daemon {
         let poll_report = PollReport::new(TokioClock::shared());
         let directory_report = PollReport::new(TokioClock::shared());
         let reconcile_report = PollReport::new(TokioClock::shared());
-        let prepared = setup::Prepared::new();
+        let prepared = setup::Prepared::new(&config, TokioClock::shared())?;
         let mut metrics = Metrics::new(graph.throttle().clone(), poll_report.clone())
             .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?
             .with_directory(directory_report.clone(), Arc::clone(&directory_view));
@@ -241,6 +241,7 @@ impl Daemon {
                     Arc::clone(&reconcile_report),
                     Arc::clone(&prepared.read_now),
                     Arc::clone(&prepared.counters),
+                    prepared.accounts.clone(),
                 )
                 .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?;
         }

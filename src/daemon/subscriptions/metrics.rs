@@ -9,9 +9,24 @@ use tokio::sync::watch;
 
 use super::inflow::ReadNowStats;
 use super::worker::SubscriptionsStatus;
+use crate::accounts::{AccountState, AccountTokens};
 use crate::graph::{MAX_IDS_PER_CALL, PollReport};
 use crate::metrics::{CounterVec, Gauge, GaugeVec, MetricsError, Registry};
 use crate::receiver::Counters;
+
+/// Every `reason` of `presence_sync_service_account_failure`; the ones not
+/// in force are kept at 0 so a recovered account shows no stale failure.
+const FAILURE_REASONS: &[&str] = &[
+    "revoked",
+    "inactive",
+    "mfa_required",
+    "conditional_access",
+    "consent_missing",
+    "not_signed_in",
+    "rejected",
+    "unreachable",
+    "vault",
+];
 use crate::subscriptions::SlotState;
 
 use crate::daemon::metrics::mirror;
@@ -35,6 +50,9 @@ pub struct SubscriptionMetrics {
     rejected: CounterVec<1>,
     batches: CounterVec<0>,
     delay: GaugeVec<1>,
+    accounts: Vec<Arc<AccountTokens>>,
+    account_up: GaugeVec<1>,
+    account_failure: GaugeVec<2>,
 }
 
 impl SubscriptionMetrics {
@@ -44,9 +62,21 @@ impl SubscriptionMetrics {
         reconcile: Arc<PollReport>,
         read_now: Arc<ReadNowStats>,
         counters: Arc<Counters>,
+        accounts: Vec<Arc<AccountTokens>>,
     ) -> Result<Self, MetricsError> {
         Ok(SubscriptionMetrics {
             counters,
+            accounts,
+            account_up: registry.gauge_vec(
+                "presence_sync_service_account_up",
+                "1 while a service account's token works, 0 once it stopped (its users are polled); `presence-sync login` fixes it",
+                ["account"],
+            )?,
+            account_failure: registry.gauge_vec(
+                "presence_sync_service_account_failure",
+                "1 for why a service account's token stopped working: revoked, inactive, mfa_required, conditional_access, consent_missing, not_signed_in, rejected, unreachable, vault",
+                ["account", "reason"],
+            )?,
             notifications: registry.counter_vec(
                 "presence_sync_notifications_total",
                 "Change notifications processed: received, applied (a presence passed on or a read asked for) and dropped as duplicates or older than what was applied",
@@ -127,6 +157,19 @@ impl SubscriptionMetrics {
             .set(status.report.accounts_needed as f64);
         for ((call, outcome), n) in &status.calls {
             mirror(&self.calls.with([call, outcome]), *n);
+        }
+        for account in &self.accounts {
+            let failed = match &account.status().state {
+                AccountState::Ok => None,
+                AccountState::Failed(e) => Some(e.kind()),
+            };
+            self.account_up
+                .with([account.upn()])
+                .set(if failed.is_none() { 1.0 } else { 0.0 });
+            for reason in FAILURE_REASONS {
+                let now = if failed == Some(*reason) { 1.0 } else { 0.0 };
+                self.account_failure.with([account.upn(), reason]).set(now);
+            }
         }
         let seen = self.counters.snapshot();
         mirror(&self.notifications.with(["received"]), seen.received);

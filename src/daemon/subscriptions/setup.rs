@@ -129,21 +129,23 @@ pub struct Prepared {
     ),
     pub counters: Arc<Counters>,
     pub read_now: Arc<ReadNowStats>,
+    /// The service accounts (none without subscriptions).
+    pub accounts: Vec<Arc<AccountTokens>>,
 }
 
 impl Prepared {
-    pub fn new() -> Prepared {
-        Prepared {
+    pub fn new(config: &Config, clock: SharedClock) -> Result<Prepared, DaemonError> {
+        let accounts = if config.subscriptions.enabled {
+            crate::accounts::accounts_for(config, clock).map_err(DaemonError::Task)?
+        } else {
+            Vec::new()
+        };
+        Ok(Prepared {
             status: watch::channel(SubscriptionsStatus::default()),
             counters: Arc::default(),
             read_now: Arc::default(),
-        }
-    }
-}
-
-impl Default for Prepared {
-    fn default() -> Self {
-        Prepared::new()
+            accounts,
+        })
     }
 }
 
