@@ -472,9 +472,7 @@ fn run_login(args: &LoginArgs) -> anyhow::Result<ExitCode> {
         Err(error) => {
             eprintln!("presence-sync login: {error}");
             let code = match error {
-                LoginFailure::NotConfigured { .. }
-                | LoginFailure::Setup(_)
-                | LoginFailure::NoStoreYet(_) => exit::CONFIG,
+                LoginFailure::NotConfigured { .. } | LoginFailure::Setup(_) => exit::CONFIG,
                 LoginFailure::Vault(_) => exit::STORE,
                 LoginFailure::Flow(LoginError::Unreachable(_)) => exit::UNAVAILABLE,
                 LoginFailure::Flow(LoginError::Expired) => exit::TEMPFAIL,

@@ -269,23 +269,6 @@ async fn an_account_not_configured_or_entra_unreachable_have_their_exit_codes() 
     );
     assert_eq!(polls.load(Ordering::SeqCst), 0);
 
-    // Before the daemon ever ran: no store yet, and login says so.
-    let fresh = tempfile::tempdir().unwrap();
-    let config = fresh.path().join("config.toml");
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(write_config(dir.path(), &base, true)).unwrap(),
-    )
-    .unwrap();
-    let out = presence_sync(login(&config, UPN)).await;
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(78), "{shown}");
-    assert!(
-        shown.contains("holds no store yet: start the daemon once"),
-        "{shown}"
-    );
-    assert_eq!(polls.load(Ordering::SeqCst), 0);
-
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gone = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);

@@ -24,12 +24,6 @@ pub enum LoginFailure {
     NotConfigured { upn: String, listed: String },
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
-    #[error(
-        "the state directory {} holds no store yet: start the daemon once (it creates its store \
-         there and refuses a directory it did not create), then sign the accounts in",
-        .0.display()
-    )]
-    NoStoreYet(PathBuf),
     #[error(transparent)]
     Flow(#[from] LoginError),
     #[error(
@@ -69,9 +63,6 @@ pub async fn login(
             listed,
         });
     }
-    if !holds_store(&config.store.state_dir) {
-        return Err(LoginFailure::NoStoreYet(config.store.state_dir.clone()));
-    }
     let entra = EntraClient::from_config(&config.graph).map_err(LoginFailure::Setup)?;
     let code = device_code::request_code(&entra).await?;
     let _ = writeln!(out, "{}", code.message);
@@ -108,17 +99,6 @@ pub async fn login(
     Ok(LoggedIn {
         file: vault.path_for(&upn),
         upn,
-    })
-}
-
-/// Whether `dir` holds anything besides the accounts' tokens: the store
-/// the daemon created. A store opened on a directory holding only tokens
-/// would be refused as not its own.
-fn holds_store(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.file_name() != std::ffi::OsStr::new(super::vault::ACCOUNTS_DIR))
     })
 }
 

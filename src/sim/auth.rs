@@ -449,6 +449,26 @@ impl Auth {
         Ok(&issued.caller)
     }
 
+    /// `upn`'s delegated access tokens stop working now, as Graph's
+    /// continuous access evaluation does once a user's sessions are
+    /// revoked: the next call gets 401 and the refresh token is refused.
+    pub fn revoke_user(&mut self, upn: &str, now: Timestamp) -> usize {
+        let mut n = 0;
+        for issued in self.tokens.values_mut() {
+            if issued
+                .caller
+                .user
+                .as_ref()
+                .is_some_and(|u| u.upn.eq_ignore_ascii_case(upn))
+                && issued.expires_at > now
+            {
+                issued.expires_at = now;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Every issued token stops working now (fault injection). They are
     /// kept, marked expired, so callers see "expired" rather than "unknown".
     pub fn expire_all(&mut self, now: Timestamp) {

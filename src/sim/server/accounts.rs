@@ -81,6 +81,7 @@ impl Shared {
             AccountAction::Revoke => {
                 outcome.revoked = delegated.revoke(&upn);
                 drop(delegated);
+                lock(&self.auth).revoke_user(&upn, self.clock.now());
                 outcome.subscriptions_removed = self.remove_subscriptions_of(&oid);
             }
             AccountAction::Fault(fault) => delegated.set_fault(&upn, fault),

@@ -216,9 +216,23 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<bool, StoreError> {
     Ok(fresh)
 }
 
+/// What may sit in the state directory beside the store: the service
+/// accounts' token folder (`presence-sync login` may write it before the
+/// daemon first starts). A store is created next to it, and its deep
+/// check's scratch copy leaves it out.
+const BESIDE_THE_STORE: &[&str] = &[crate::accounts::vault::ACCOUNTS_DIR];
+
+fn beside_the_store(name: &std::ffi::OsStr) -> bool {
+    BESIDE_THE_STORE
+        .iter()
+        .any(|b| name == std::ffi::OsStr::new(b))
+}
+
 pub(crate) fn is_empty_or_missing(dir: &Path) -> Result<bool, StoreError> {
     match fs::read_dir(dir) {
-        Ok(mut entries) => Ok(entries.next().is_none()),
+        Ok(entries) => Ok(entries
+            .flatten()
+            .all(|entry| beside_the_store(&entry.file_name()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(StoreError::Io(format!("reading {}: {e}", dir.display()))),
     }
@@ -360,6 +374,9 @@ fn copy_files(from: &Path, to: &Path) -> Result<(), StoreError> {
     };
     for entry in fs::read_dir(from).map_err(|e| io_error(from, e))? {
         let entry = entry.map_err(|e| io_error(from, e))?;
+        if beside_the_store(&entry.file_name()) {
+            continue;
+        }
         let source = entry.path();
         let target = to.join(entry.file_name());
         let kind = entry.file_type().map_err(|e| io_error(&source, e))?;

@@ -532,3 +532,22 @@ fn a_start_reads_everything_once_then_goes_on_with_sled_opened_again() {
     assert!(directory.is_none());
     assert_eq!(store.opened(), OpenCheck::Created);
 }
+
+#[test]
+fn a_store_is_created_beside_the_accounts_tokens_and_its_check_leaves_them_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join(crate::accounts::vault::ACCOUNTS_DIR);
+    std::fs::create_dir(&tokens).unwrap();
+    std::fs::write(tokens.join("svc.json"), b"{}").unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.opened(), OpenCheck::Created);
+    store.commit(batch("a1", 1, 1, 100)).unwrap();
+    drop(store);
+    assert!(tokens.join("svc.json").is_file(), "the tokens stay");
+    let agents = SledStore::read_agents(dir.path()).unwrap().unwrap();
+    assert_eq!(agents.len(), 1);
+    // Anything else that is not the store is still refused.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
+    assert!(SledStore::open(other.path()).is_err());
+}
