@@ -2,6 +2,7 @@
 //! unused items here are expected.
 #![allow(dead_code)]
 
+pub mod certificate;
 pub mod connect_proxy;
 pub mod daemon_kit;
 pub mod graph_kit;

@@ -234,8 +234,7 @@ pub async fn start(
         error,
     })?;
 
-    let accounts =
-        crate::accounts::accounts_for(config, start.clock.clone()).map_err(DaemonError::Task)?;
+    let accounts = prepared.accounts;
     let health_map: BTreeMap<AccountId, bool> = accounts
         .iter()
         .map(|a| (AccountId::from(a.upn()), a.status().is_ok()))
