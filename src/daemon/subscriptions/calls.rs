@@ -35,6 +35,8 @@ pub struct Listed {
     pub expires_at: Timestamp,
     /// Where it delivers: ours, or another deployment's.
     pub notification_url: String,
+    /// The certificate rich notifications are encrypted for, if any.
+    pub certificate_id: Option<String>,
 }
 
 /// Graph's subscription calls, each made with `account`'s token.
@@ -56,4 +58,7 @@ pub trait SubscriptionCalls: Send + Sync + 'static {
     fn list(&self, account: AccountId) -> CallFuture<Vec<Listed>>;
     /// Our notification URL, to tell our subscriptions from others'.
     fn notification_url(&self) -> &str;
+    /// The certificate our subscriptions are encrypted for (`None`: basic
+    /// notifications): one made for another is replaced.
+    fn certificate_id(&self) -> Option<&str>;
 }

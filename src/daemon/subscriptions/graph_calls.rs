@@ -169,6 +169,7 @@ impl SubscriptionCalls for GraphCalls {
                     id: s.id,
                     expires_at: Timestamp::from_utc(s.expiration_date_time),
                     notification_url: s.notification_url.unwrap_or_default(),
+                    certificate_id: s.encryption_certificate_id,
                 })
                 .collect())
         })
@@ -176,5 +177,9 @@ impl SubscriptionCalls for GraphCalls {
 
     fn notification_url(&self) -> &str {
         &self.inner.notification_url_text
+    }
+
+    fn certificate_id(&self) -> Option<&str> {
+        self.inner.encryption.as_ref().map(|c| c.id.as_str())
     }
 }

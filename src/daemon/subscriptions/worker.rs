@@ -259,7 +259,10 @@ impl SubscriptionWorker {
                 if sub.notification_url != self.calls.notification_url() || sub.members.is_empty() {
                     continue;
                 }
-                if !kept && sub.expires_at > now + Duration::from_secs(60) {
+                // One made for another certificate (rotated, or rich
+                // turned on or off) is replaced, not kept.
+                let same_kind = sub.certificate_id.as_deref() == self.calls.certificate_id();
+                if !kept && same_kind && sub.expires_at > now + Duration::from_secs(60) {
                     tracing::info!(%account, subscription = %sub.id, users = sub.members.len(), "kept the account's subscription from before");
                     planner.adopt(account, sub.id, sub.members, sub.expires_at, now);
                     kept = true;

@@ -79,6 +79,7 @@ impl SubscriptionCalls for Arc<Fake> {
                     members,
                     expires_at,
                     notification_url: URL.into(),
+                    certificate_id: None,
                 },
             );
             Ok((id, expires_at))
@@ -123,6 +124,10 @@ impl SubscriptionCalls for Arc<Fake> {
     }
     fn notification_url(&self) -> &str {
         URL
+    }
+
+    fn certificate_id(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -293,10 +298,11 @@ async fn lifecycle_events_are_acted_on() {
 async fn a_subscription_from_before_a_restart_is_kept_and_strays_deleted() {
     let fake = Arc::new(Fake::default());
     let far = Timestamp::from_utc(Utc::now()) + Duration::from_secs(3_000);
-    for (id, url) in [
-        ("old-1", URL),
-        ("old-2", URL),
-        ("theirs", "https://other.example/"),
+    for (id, url, cert) in [
+        ("old-rich", URL, Some("an-old-certificate")),
+        ("old-1", URL, None),
+        ("old-2", URL, None),
+        ("theirs", "https://other.example/", None),
     ] {
         fake.subs.lock().unwrap().insert(
             id.into(),
@@ -305,6 +311,7 @@ async fn a_subscription_from_before_a_restart_is_kept_and_strays_deleted() {
                 members: vec![UserId::from("agent-0000")],
                 expires_at: far,
                 notification_url: url.into(),
+                certificate_id: cert.map(str::to_string),
             },
         );
     }
@@ -314,6 +321,11 @@ async fn a_subscription_from_before_a_restart_is_kept_and_strays_deleted() {
     let log = fake.log();
     assert!(!log.iter().any(|l| l.starts_with("create")), "{log:?}");
     assert!(log.contains(&"delete old-2".to_string()), "{log:?}");
+    assert!(
+        log.contains(&"delete old-rich".to_string()),
+        "made for another certificate: {log:?}"
+    );
+    assert!(fake.subs.lock().unwrap().contains_key("old-1"));
     assert!(fake.subs.lock().unwrap().contains_key("theirs"));
     rig.reconcile_poller.refresh();
     assert_eq!(rig.reconcile_poller.len(), 1);
