@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::directory::DirectoryView;
 use crate::events::Event;
 use crate::graph::poller::PollUsers;
-use crate::graph::poller::{DirectoryReads, ReconcileReads, SequenceGate};
+use crate::graph::poller::{DirectoryReads, PresenceSource, ReconcileReads, SequenceGate};
 use crate::graph::{
     CallClass, GraphClient, GraphError, PollReport, PollTarget, Poller, PresenceUpdate,
 };
@@ -168,30 +168,67 @@ impl Worker for ReconcilePollerWorker {
         status.set(TaskState::Running);
         let (health_tx, health) = watch::channel(None);
         let mirror = mirror_health(health, status);
-        let throttle = self.graph.throttle().clone();
-        let target = PollTarget {
-            round_min: self.interval,
-            read_share_max: RECONCILE_SHARE_MAX,
-            freshness_floor: self.interval.saturating_mul(DIRECTORY_FLOOR_ROUNDS),
-            batch_size: crate::graph::presence::MAX_IDS_PER_CALL,
-        };
-        let poll = Poller::new(
-            ReconcileReads(self.graph),
-            self.report.clock().clone(),
-            throttle.config().sustained_rate(),
-            target,
-            self.users,
+        let poll = slow_tier(
+            ReconcileReads(self.graph.clone()),
+            &self.graph,
+            CallClass::Reconcile,
+            self.interval,
+            RECONCILE_SHARE_MAX,
+            SlowTier {
+                report: self.report,
+                users: self.users,
+                view: self.view,
+                health: health_tx,
+            },
         )
-        .class(CallClass::Reconcile)
-        .budget(throttle.budget().clone())
-        .publish(self.report)
-        .report_health(health_tx)
-        .observe(self.view)
         .gate(self.gate)
         .run(self.presences, stop);
         tokio::join!(poll, mirror);
         Ok(())
     }
+}
+
+/// What a slower tier's poller reports to and reads for.
+struct SlowTier {
+    report: Arc<PollReport>,
+    users: PollUsers,
+    view: Arc<DirectoryView>,
+    health: watch::Sender<Option<GraphError>>,
+}
+
+/// A poller of a slower tier (the directory's, reconciliation): every user
+/// once an `interval` from what the classes before it leave, never more
+/// often; when they leave nothing, still once in DIRECTORY_FLOOR_ROUNDS
+/// intervals, waiting behind every class served first, so one busy moment
+/// at a round's start does not stretch the round for long. At most
+/// `share_max` of the budget's rate.
+fn slow_tier<S: PresenceSource + 'static>(
+    source: S,
+    graph: &GraphClient,
+    class: CallClass,
+    interval: Duration,
+    share_max: f64,
+    tier: SlowTier,
+) -> Poller<S> {
+    let throttle = graph.throttle().clone();
+    let target = PollTarget {
+        round_min: interval,
+        read_share_max: share_max,
+        freshness_floor: interval.saturating_mul(DIRECTORY_FLOOR_ROUNDS),
+        batch_size: crate::graph::presence::MAX_IDS_PER_CALL,
+    };
+    Poller::new(
+        source,
+        tier.report.clock().clone(),
+        throttle.config().sustained_rate(),
+        target,
+        tier.users,
+    )
+    .class(class)
+    .budget(throttle.budget().clone())
+    .publish(tier.report)
+    .report_health(tier.health)
+    .observe(tier.view)
 }
 
 /// Mirrors a poller's last Graph error into its task's state, until the
@@ -229,30 +266,19 @@ impl Worker for DirectoryPollerWorker {
         status.set(TaskState::Running);
         let (health_tx, health) = watch::channel(None);
         let mirror = mirror_health(health, status);
-        let throttle = self.graph.throttle().clone();
-        // Every user once a `freshness` from what the classes before it
-        // leave, never more often; when they leave nothing, still once in
-        // DIRECTORY_FLOOR_ROUNDS freshnesses, waiting behind every agent read
-        // (the scheduler serves those first), so one busy moment at a
-        // round's start does not stretch the round for long.
-        let target = PollTarget {
-            round_min: self.freshness,
-            read_share_max: DIRECTORY_SHARE_MAX,
-            freshness_floor: self.freshness.saturating_mul(DIRECTORY_FLOOR_ROUNDS),
-            batch_size: crate::graph::presence::MAX_IDS_PER_CALL,
-        };
-        let mut poller = Poller::new(
-            DirectoryReads(self.graph),
-            self.report.clock().clone(),
-            throttle.config().sustained_rate(),
-            target,
-            self.users,
-        )
-        .class(CallClass::Directory)
-        .budget(throttle.budget().clone())
-        .publish(self.report)
-        .report_health(health_tx)
-        .observe(self.view);
+        let mut poller = slow_tier(
+            DirectoryReads(self.graph.clone()),
+            &self.graph,
+            CallClass::Directory,
+            self.freshness,
+            DIRECTORY_SHARE_MAX,
+            SlowTier {
+                report: self.report,
+                users: self.users,
+                view: self.view,
+                health: health_tx,
+            },
+        );
         if let Some(gate) = self.gate {
             poller = poller.gate(gate);
         }

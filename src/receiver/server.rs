@@ -21,13 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use futures_util::StreamExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use super::inbox::Counters;
 use super::{ReceiverError, ReceiverSettings};
 use crate::api::ApiError;
-use crate::api::server::Shaped;
 use crate::config::Secret;
 use crate::notifications::{client_state_matches, parse_changes, parse_lifecycle};
 use crate::stop::Stop;
@@ -87,27 +86,10 @@ pub fn router(
 }
 
 /// Serves `router` on `listener` until `stop`, then finishes the requests
-/// in flight (each is a store append: short).
+/// in flight (each is a store append: short). hyper's own bare error
+/// answers are rewritten in the JSON error shape, as on the API's listener.
 pub async fn serve(listener: TcpListener, router: Router, stop: Stop) -> io::Result<()> {
-    axum::serve(ShapedListener(listener), router)
-        .with_graceful_shutdown(stop.stopped())
-        .await
-}
-
-struct ShapedListener(TcpListener);
-
-impl axum::serve::Listener for ShapedListener {
-    type Io = Shaped<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (Shaped::new(io), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
+    crate::api::server::serve(listener, router, stop).await
 }
 
 fn check_path(path: &str) -> Result<(), ReceiverError> {

@@ -445,42 +445,7 @@ fn openapi_schemas_match_the_models() {
                     }],
                     consent_url: Some("https://login.example/t/adminconsent?client_id=c".into()),
                 }),
-                subscriptions: Some(crate::api::model::SubscriptionsOut {
-                    users_subscribed: 1_300,
-                    users_polled: 20,
-                    accounts_needed: 1,
-                    reconcile: Some(crate::api::model::PollOut {
-                        round_seconds: 60.0,
-                        users: 1_300,
-                        reads_per_second: 0.03,
-                        oldest_read_seconds: Some(41.0),
-                        rate_limit: 48.4,
-                    }),
-                    graph_reads_saved_per_minute: 300.0,
-                    notifications: crate::api::model::NotificationsOut {
-                        received_total: 120,
-                        applied_total: 117,
-                        duplicates_total: 2,
-                        rejected_total: 1,
-                        lifecycle_total: 0,
-                        last_delay_seconds: Some(1.2),
-                    },
-                    accounts: vec![crate::api::model::ServiceAccountOut {
-                        account: "svc-1@contoso.com".into(),
-                        state: "failed".into(),
-                        error: Some("the refresh token was revoked".into()),
-                        fix: Some("presence-sync login --config /etc/presence-sync/presence-sync.toml --account svc-1@contoso.com".into()),
-                        subscription: crate::api::model::SubscriptionOut {
-                            state: "account_failed".into(),
-                            watching: 0,
-                            assigned: 0,
-                            expires_at: Some(chrono::DateTime::UNIX_EPOCH),
-                            renew_at: Some(chrono::DateTime::UNIX_EPOCH),
-                            retry_at: Some(chrono::DateTime::UNIX_EPOCH),
-                            last_error: Some("Graph answered 401".into()),
-                        },
-                    }],
-                }),
+                subscriptions: Some(subscriptions_sample()),
             })
             .unwrap(),
             true,
@@ -533,42 +498,7 @@ fn openapi_schemas_match_the_models() {
                     missing: vec![],
                     consent_url: Some("https://login.example/t/adminconsent?client_id=c".into()),
                 }),
-                subscriptions: Some(crate::api::model::SubscriptionsOut {
-                    users_subscribed: 1_300,
-                    users_polled: 20,
-                    accounts_needed: 1,
-                    reconcile: Some(crate::api::model::PollOut {
-                        round_seconds: 60.0,
-                        users: 1_300,
-                        reads_per_second: 0.03,
-                        oldest_read_seconds: Some(41.0),
-                        rate_limit: 48.4,
-                    }),
-                    graph_reads_saved_per_minute: 300.0,
-                    notifications: crate::api::model::NotificationsOut {
-                        received_total: 120,
-                        applied_total: 117,
-                        duplicates_total: 2,
-                        rejected_total: 1,
-                        lifecycle_total: 0,
-                        last_delay_seconds: Some(1.2),
-                    },
-                    accounts: vec![crate::api::model::ServiceAccountOut {
-                        account: "svc-1@contoso.com".into(),
-                        state: "failed".into(),
-                        error: Some("the refresh token was revoked".into()),
-                        fix: Some("presence-sync login --config /etc/presence-sync/presence-sync.toml --account svc-1@contoso.com".into()),
-                        subscription: crate::api::model::SubscriptionOut {
-                            state: "account_failed".into(),
-                            watching: 0,
-                            assigned: 0,
-                            expires_at: Some(chrono::DateTime::UNIX_EPOCH),
-                            renew_at: Some(chrono::DateTime::UNIX_EPOCH),
-                            retry_at: Some(chrono::DateTime::UNIX_EPOCH),
-                            last_error: Some("Graph answered 401".into()),
-                        },
-                    }],
-                }),
+                subscriptions: Some(subscriptions_sample()),
             })
             .unwrap(),
             true,
@@ -736,4 +666,44 @@ fn the_schema_check_can_fail() {
         &mut problems,
     );
     assert_eq!(problems.len(), 3, "{problems:#?}");
+}
+
+/// A subscriptions section with every field set, for the schema checks.
+fn subscriptions_sample() -> crate::api::model::SubscriptionsOut {
+    crate::api::model::SubscriptionsOut {
+        users_subscribed: 1_300,
+        users_polled: 20,
+        accounts_needed: 1,
+        reconcile: Some(crate::api::model::PollOut {
+            round_seconds: 60.0,
+            users: 1_300,
+            reads_per_second: 0.03,
+            oldest_read_seconds: Some(41.0),
+            rate_limit: 48.4,
+        }),
+        graph_reads_saved_per_minute: 300.0,
+        notifications: crate::api::model::NotificationsOut {
+            received_total: 120,
+            applied_total: 117,
+            duplicates_total: 2,
+            rejected_total: 1,
+            lifecycle_total: 0,
+            last_delay_seconds: Some(1.2),
+        },
+        accounts: vec![crate::api::model::ServiceAccountOut {
+            account: "svc-1@contoso.com".into(),
+            state: "failed".into(),
+            error: Some("the refresh token was revoked".into()),
+            fix: Some("presence-sync login --config /etc/presence-sync/presence-sync.toml --account svc-1@contoso.com".into()),
+            subscription: crate::api::model::SubscriptionOut {
+                state: "account_failed".into(),
+                watching: 0,
+                assigned: 0,
+                expires_at: Some(chrono::DateTime::UNIX_EPOCH),
+                renew_at: Some(chrono::DateTime::UNIX_EPOCH),
+                retry_at: Some(chrono::DateTime::UNIX_EPOCH),
+                last_error: Some("Graph answered 401".into()),
+            },
+        }],
+    }
 }
