@@ -11,12 +11,20 @@ use std::time::Duration;
 
 use common::certificate;
 use common::daemon_kit::{DaemonKit, options, sim_options, until, write_config_with};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use presence_sync::accounts::device_code::PollTiming;
 use presence_sync::accounts::login;
 use presence_sync::config::{Config, Environment};
+use presence_sync::daemon::DaemonOptions;
+use presence_sync::graph::SharedClock;
+use presence_sync::graph::clock::{Clock, Sleep};
+use presence_sync::sim::clock::SimClock;
 use presence_sync::sim::delegated::AccountAction;
 use presence_sync::sim::notify::{LifecycleEvent, NotificationFaults};
 use presence_sync::sim::{self, SimHandle, SimOptions};
+use presence_sync::time::Timestamp;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -30,6 +38,9 @@ const CLIENT_STATE: &str = "a-client-state-only-graph-and-we-know-0123";
 struct Setup {
     reconcile: &'static str,
     rich: bool,
+    /// The simulator on a manual clock, which the daemon plans its
+    /// subscriptions on too.
+    manual_clock: bool,
 }
 
 impl Default for Setup {
@@ -39,7 +50,36 @@ impl Default for Setup {
             // notification, not by reconciliation.
             reconcile: "10m",
             rich: false,
+            manual_clock: false,
         }
+    }
+}
+
+/// The simulator's clock as the daemon's subscription clock: hours pass
+/// when the test moves it.
+#[derive(Debug)]
+struct SimTime {
+    sim: SimClock,
+    origin: Timestamp,
+}
+
+impl Clock for SimTime {
+    fn now(&self) -> Duration {
+        self.sim.now().since(self.origin)
+    }
+
+    fn sleep_until(&self, deadline: Duration) -> Sleep {
+        let sim = self.sim.clone();
+        let origin = self.origin;
+        Box::pin(async move {
+            while sim.now().since(origin) < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    }
+
+    fn wall(&self) -> DateTime<Utc> {
+        self.sim.now().to_utc()
     }
 }
 
@@ -102,8 +142,14 @@ async fn sign_in(config: &Config, sim: &SimHandle, account: &str) {
 }
 
 async fn rig(setup: Setup) -> Rig {
+    let clock = if setup.manual_clock {
+        SimClock::manual_from_now()
+    } else {
+        SimClock::real()
+    };
     let sim = sim::spawn(SimOptions {
         notification_delay: Duration::from_millis(50),
+        clock: clock.clone(),
         ..sim_options(USERS)
     })
     .await
@@ -128,7 +174,15 @@ async fn rig(setup: Setup) -> Rig {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap(),
-        options: options(),
+        options: DaemonOptions {
+            subscription_clock: setup.manual_clock.then(|| {
+                Arc::new(SimTime {
+                    origin: clock.now(),
+                    sim: clock,
+                }) as SharedClock
+            }),
+            ..options()
+        },
     };
     kit.boot().await;
     let receiver = format!(
@@ -146,7 +200,14 @@ async fn rig(setup: Setup) -> Rig {
         account,
         receiver,
     };
-    until(|| async { rig.subscriptions().await["users_subscribed"] == json!(USERS) }).await;
+    until(|| async {
+        if setup.manual_clock {
+            // The new users' settle time runs on the manual clock too.
+            rig.kit.sim.advance(Duration::from_secs(1));
+        }
+        rig.subscriptions().await["users_subscribed"] == json!(USERS)
+    })
+    .await;
     rig
 }
 
@@ -526,5 +587,41 @@ async fn a_restart_keeps_the_subscription_graph_holds() {
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0].id, first, "kept, not created again");
     rig.receiver = String::new();
+    rig.kit.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_renewed_for_hours_and_never_lapse() {
+    let rig = rig(Setup {
+        manual_clock: true,
+        ..Setup::default()
+    })
+    .await;
+    let sim = &rig.kit.sim;
+    let first = sim.subscriptions().remove(0).id;
+    let five = Duration::from_secs(5 * 60);
+    // Three simulated hours, five minutes at a time. A renewal is due by
+    // five minutes before expiry at the latest, so waiting for more than
+    // that to remain before each step proves none lapsed.
+    for _ in 0..36 {
+        sim.advance(five);
+        until(|| async {
+            let subs = sim.subscriptions();
+            subs.len() == 1 && subs[0].expires_at.since(sim.clock().now()) > five
+        })
+        .await;
+        assert_eq!(sim.subscriptions()[0].id, first, "renewed, not re-created");
+    }
+    let renewed = rig
+        .kit
+        .metric(
+            "presence_sync_subscription_calls_total",
+            &[("call", "renew"), ("outcome", "ok")],
+        )
+        .await;
+    assert!(renewed >= 3.0, "{renewed} renewals in three hours");
+    // Teams changes still arrive by notification after hours of renewals.
+    rig.set_teams(0, "Busy", "InAMeeting").await;
+    rig.cc_asked("Meeting").await;
     rig.kit.stop().await;
 }

@@ -108,6 +108,10 @@ pub struct DaemonOptions {
     /// While a needed Graph permission is missing, how often a new token
     /// is asked for (consent granted meanwhile shows in its roles).
     pub permission_recheck: Duration,
+    /// The clock presence subscriptions are planned on (expiries,
+    /// renewals); tokio's by default. Tests run hours of renewals on the
+    /// simulator's manual clock.
+    pub subscription_clock: Option<crate::graph::SharedClock>,
 }
 
 impl Default for DaemonOptions {
@@ -119,6 +123,7 @@ impl Default for DaemonOptions {
             stop_grace: Duration::from_secs(20),
             retention_interval: Duration::from_secs(3600),
             permission_recheck: Duration::from_secs(300),
+            subscription_clock: None,
         }
     }
 }
@@ -353,7 +358,10 @@ impl Daemon {
                         view: Arc::clone(&directory_view),
                         presences: presence_tx,
                         gate,
-                        clock: TokioClock::shared(),
+                        clock: options
+                            .subscription_clock
+                            .clone()
+                            .unwrap_or_else(TokioClock::shared),
                         reconcile: reconcile_report,
                     },
                     &mut workers,
