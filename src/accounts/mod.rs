@@ -37,8 +37,11 @@ pub use token::{AccountState, AccountStatus, AccountTokens, KEEP_ALIVE};
 pub use vault::{StoredAccount, Vault, VaultError};
 
 /// The command that signs `upn` in, as every message about an account
-/// without a usable token gives it.
+/// without a usable token gives it. The config's path is made absolute
+/// when it can be, so the command works from wherever an admin reads it.
 pub fn login_command(config_file: &Path, upn: &str) -> String {
+    let config_file =
+        std::path::absolute(config_file).unwrap_or_else(|_| config_file.to_path_buf());
     format!(
         "presence-sync login --config {} --account {upn}",
         config_file.display()
