@@ -304,6 +304,21 @@ async fn calls_need_the_granted_roles_and_a_grant_takes_effect_at_the_next_token
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let typo = kit.control("/roles", &json!({"grants": []})).await;
     assert_eq!(typo.status(), StatusCode::BAD_REQUEST);
+    // A user's fields by Graph's names only: a `upn` is not a UPN.
+    let users = kit.sim.user_ids().len();
+    let typo = kit
+        .control("/users", &json!({"upn": "svc-presence-1@contoso.test"}))
+        .await;
+    assert_eq!(typo.status(), StatusCode::BAD_REQUEST);
+    let body: Value = typo.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("userPrincipalName"),
+        "{body}"
+    );
+    assert_eq!(kit.sim.user_ids().len(), users, "nobody was added");
     kit.stop().await;
 }
 

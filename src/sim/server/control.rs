@@ -25,15 +25,29 @@ use crate::sim::directory::{DirectoryError, NewUser};
 use crate::sim::tenant::TenantError;
 
 /// `POST /_sim/users`: every field optional; what is missing is generated.
+/// Unknown fields are refused (a `upn` for `userPrincipalName` must not
+/// silently make someone else).
 pub(crate) async fn add_user(
     State(shared): State<Arc<Shared>>,
     Extension(ctx): Extension<RequestCtx>,
     body: Bytes,
 ) -> Response {
+    const FIELDS: &[&str] = &[
+        "displayName",
+        "givenName",
+        "surname",
+        "userPrincipalName",
+        "mail",
+        "jobTitle",
+        "businessPhones",
+        "mobilePhone",
+        "teams",
+        "department",
+    ];
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
-        match parse_object(&ctx, &body) {
+        match parse_fields(&ctx, &body, FIELDS) {
             Ok(b) => b,
             Err(response) => return response,
         }
