@@ -45,8 +45,10 @@
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it makes a smoke
 //! run with the debug binary: 20 agents, a 1 s debounce, changes for 4 s,
-//! one restart; it fails unless every step worked and at least one change
-//! of each direction was seen.
+//! one restart, polling alone and then with subscriptions (as
+//! `--compare`); it fails unless every step worked, at least one change of
+//! each direction was seen, and with subscriptions every agent was watched
+//! and notifications were delivered.
 
 mod board;
 mod drive;
@@ -115,7 +117,10 @@ impl Knobs {
     fn parse() -> anyhow::Result<Knobs> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         if !args.iter().any(|a| a == "--bench") {
-            let mut knobs = Knobs::smoke();
+            let mut knobs = Knobs {
+                compare: true,
+                ..Knobs::smoke()
+            };
             if let Ok(bin) = std::env::var("LOAD_BIN") {
                 knobs.bin = bin.into();
             }
@@ -230,10 +235,12 @@ impl Knobs {
     /// Service accounts' sign-ins and the wait for the subscriptions to
     /// cover every agent, at most.
     fn subscriptions_patience(&self) -> (Duration, Duration) {
-        (
-            Duration::from_secs(60),
-            Duration::from_secs_f64(180.0 + self.agents as f64 / 100.0),
-        )
+        let covered = if self.smoke {
+            30.0
+        } else {
+            180.0 + self.agents as f64 / 100.0
+        };
+        (Duration::from_secs(60), Duration::from_secs_f64(covered))
     }
 
     /// An upper bound on the whole run; past it the tool stops and fails.
@@ -356,6 +363,18 @@ fn smoke_verdict(report: &Report) -> anyhow::Result<()> {
         .is_none_or(|b| b.page_bytes == 0 || b.data_bytes == 0)
     {
         bail!("the status board's first load is missing");
+    }
+    if let Some(subs) = &report.subscriptions {
+        let (subscribed, _) = subs.subscribed_polled();
+        if subs.covered_after_s.is_none()
+            || subscribed.is_none_or(|n| (n as usize) < report.agents)
+            || subs.during_drive.delivered == 0
+        {
+            bail!(
+                "subscriptions: not every agent watched, or no notification delivered; /readyz: {}",
+                subs.readyz_after_drive
+            );
+        }
     }
     Ok(())
 }
