@@ -21,6 +21,23 @@
 //! | `--state-dir DIR` | `LOAD_STATE_DIR` | the temp dir | where the store goes (its disk counts) |
 //! | `--bin PATH` | `LOAD_BIN` | the binary cargo built | `presence-sync` to run |
 //! | `--json` | `LOAD_JSON=1` | off | the report as JSON on stdout |
+//! | `--subscriptions` | `LOAD_SUBSCRIPTIONS=1` | off | presence subscriptions on (below) |
+//! | `--compare` | `LOAD_COMPARE=1` | off | polling alone, then subscriptions, side by side |
+//! | `--notification-delay D` | `LOAD_NOTIFICATION_DELAY` | the simulator's (1 s) | e.g. `5s` |
+//! | `--notification-jitter D` | `LOAD_NOTIFICATION_JITTER` | none | up to this much more, at random |
+//!
+//! With subscriptions the simulator also has one service account per 650
+//! agents (`svc-presence-N@` its domain) and approves device codes itself
+//! (`sim --auto-approve`); each account is signed in with `presence-sync
+//! login` before the daemon's first start, and the daemon's config turns
+//! `[subscriptions]` on with them, its receiver on a free loopback port.
+//! Before the changes start the tool waits for the subscriptions to watch
+//! every agent (`/readyz` `subscriptions.users_subscribed`); it reports
+//! how long that took, Graph presence reads per minute over the changes'
+//! window, the notifications the simulator delivered, and users
+//! subscribed vs polled. `--compare` makes two whole runs in one
+//! invocation, the same knobs but for subscriptions, and prints a table of
+//! both after their own reports.
 //!
 //! The binary: `CARGO_BIN_EXE_presence-sync`, which cargo sets for benches
 //! and points at the binary of the profile being built (release under
@@ -29,12 +46,16 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it makes a smoke
 //! run with the debug binary: 20 agents, a 1 s debounce, changes for 4 s,
 //! one restart; it fails unless every step worked and at least one change
-//! of each direction was seen.
+//! of each direction was seen. With `LOAD_SUBSCRIPTIONS=1` it runs polling
+//! alone and then with subscriptions (as `--compare`, about 15 s more),
+//! and fails too unless every agent was watched and notifications were
+//! delivered.
 
 mod board;
 mod drive;
 mod processes;
 mod report;
+mod subscriptions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +84,10 @@ struct Knobs {
     state_dir: Option<PathBuf>,
     bin: PathBuf,
     json: bool,
+    subscriptions: bool,
+    compare: bool,
+    notification_delay: Option<Duration>,
+    notification_jitter: Option<Duration>,
 }
 
 /// The most agents the tool will drive (the simulator's own limit is 1 M).
@@ -83,13 +108,24 @@ impl Knobs {
             state_dir: None,
             bin: PathBuf::from(env!("CARGO_BIN_EXE_presence-sync")),
             json: false,
+            subscriptions: false,
+            compare: false,
+            notification_delay: None,
+            notification_jitter: None,
         }
     }
 
     fn parse() -> anyhow::Result<Knobs> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         if !args.iter().any(|a| a == "--bench") {
-            let mut knobs = Knobs::smoke();
+            // Subscriptions add about 15 s (a sign-in takes 5): only when
+            // asked for.
+            let with_subscriptions =
+                std::env::var("LOAD_SUBSCRIPTIONS").is_ok_and(|v| v != "0" && !v.is_empty());
+            let mut knobs = Knobs {
+                compare: with_subscriptions,
+                ..Knobs::smoke()
+            };
             if let Ok(bin) = std::env::var("LOAD_BIN") {
                 knobs.bin = bin.into();
             }
@@ -127,6 +163,20 @@ impl Knobs {
                 "state-dir" => knobs.state_dir = Some(value.into()),
                 "bin" => knobs.bin = value.into(),
                 "json" => knobs.json = value != "0" && !value.is_empty(),
+                "subscriptions" => knobs.subscriptions = value != "0" && !value.is_empty(),
+                "compare" => knobs.compare = value != "0" && !value.is_empty(),
+                "notification-delay" => {
+                    knobs.notification_delay = Some(
+                        presence_sync::duration::parse_duration(value)
+                            .map_err(anyhow::Error::msg)?,
+                    )
+                }
+                "notification-jitter" => {
+                    knobs.notification_jitter = Some(
+                        presence_sync::duration::parse_duration(value)
+                            .map_err(anyhow::Error::msg)?,
+                    )
+                }
                 _ => bail!("unknown knob --{key}"),
             }
             Ok(())
@@ -143,6 +193,10 @@ impl Knobs {
             "state-dir",
             "bin",
             "json",
+            "subscriptions",
+            "compare",
+            "notification-delay",
+            "notification-jitter",
         ] {
             let var = format!("LOAD_{}", key.replace('-', "_").to_ascii_uppercase());
             if let Ok(value) = std::env::var(&var) {
@@ -157,7 +211,7 @@ impl Knobs {
             };
             match flag.split_once('=') {
                 _ if flag == "bench" => {}
-                _ if flag == "json" => set("json", "1")?,
+                _ if ["json", "subscriptions", "compare"].contains(&flag) => set(flag, "1")?,
                 Some((key, value)) => set(key, value)?,
                 None => {
                     let value = rest
@@ -183,12 +237,31 @@ impl Knobs {
         Ok(knobs)
     }
 
+    /// Service accounts' sign-ins and the wait for the subscriptions to
+    /// cover every agent, at most.
+    fn subscriptions_patience(&self) -> (Duration, Duration) {
+        let covered = if self.smoke {
+            30.0
+        } else {
+            180.0 + self.agents as f64 / 100.0
+        };
+        (Duration::from_secs(60), Duration::from_secs_f64(covered))
+    }
+
     /// An upper bound on the whole run; past it the tool stops and fails.
     fn deadline(&self, debounce: Duration) -> Duration {
         let agents = self.agents as f64;
         let per_phase = 120.0 + agents / 100.0;
+        let subscriptions = if self.subscriptions {
+            let (login, covered) = self.subscriptions_patience();
+            let accounts = self.agents.div_ceil(subscriptions::USERS_PER_SUBSCRIPTION) as f64;
+            accounts * login.as_secs_f64() + covered.as_secs_f64()
+        } else {
+            0.0
+        };
         Duration::from_secs_f64(
-            self.seconds
+            subscriptions
+                + self.seconds
                 + 3.0 * debounce.as_secs_f64()
                 + 90.0
                 + 4.0 * per_phase
@@ -216,28 +289,60 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(knobs.clone())) {
-        Ok(report) => {
-            if knobs.json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(text) => println!("{text}"),
-                    Err(e) => eprintln!("load: {e}"),
+    let runs: Vec<Knobs> = if knobs.compare {
+        [false, true]
+            .into_iter()
+            .map(|subscriptions| Knobs {
+                subscriptions,
+                ..knobs.clone()
+            })
+            .collect()
+    } else {
+        vec![knobs.clone()]
+    };
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for run_knobs in runs {
+        let mode = report::mode_name(run_knobs.subscriptions);
+        if knobs.compare {
+            note(&knobs, &format!("run: {mode}"));
+        }
+        match runtime.block_on(run(run_knobs)) {
+            Ok(report) => {
+                if !knobs.json {
+                    report.print_table();
                 }
-            } else {
-                report.print_table();
+                if knobs.smoke
+                    && let Err(e) = smoke_verdict(&report)
+                {
+                    eprintln!("load (smoke): {e}");
+                    failed = true;
+                }
+                reports.push(report);
             }
-            if knobs.smoke
-                && let Err(e) = smoke_verdict(&report)
-            {
-                eprintln!("load (smoke): {e}");
-                return std::process::ExitCode::FAILURE;
+            Err(e) => {
+                eprintln!("load ({mode}): {e:#}");
+                failed = true;
             }
-            std::process::ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("load: {e:#}");
-            std::process::ExitCode::FAILURE
+    }
+    if knobs.json {
+        let value = if knobs.compare {
+            serde_json::to_value(&reports)
+        } else {
+            serde_json::to_value(reports.first())
+        };
+        match value.and_then(|v| serde_json::to_string_pretty(&v)) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("load: {e}"),
         }
+    } else if knobs.compare {
+        report::print_comparison(&reports);
+    }
+    if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }
 
@@ -264,6 +369,18 @@ fn smoke_verdict(report: &Report) -> anyhow::Result<()> {
     {
         bail!("the status board's first load is missing");
     }
+    if let Some(subs) = &report.subscriptions {
+        let (subscribed, _) = subs.subscribed_polled();
+        if subs.covered_after_s.is_none()
+            || subscribed.is_none_or(|n| (n as usize) < report.agents)
+            || subs.during_drive.delivered == 0
+        {
+            bail!(
+                "subscriptions: not every agent watched, or no notification delivered; /readyz: {}",
+                subs.readyz_after_drive
+            );
+        }
+    }
     Ok(())
 }
 
@@ -283,10 +400,13 @@ async fn run(knobs: Knobs) -> anyhow::Result<Report> {
     }
 }
 
-async fn sim_counts(http: &Http) -> anyhow::Result<SimCounts> {
+async fn sim_stats(http: &Http) -> anyhow::Result<Value> {
     let text = http.get_text(&format!("{}/_sim/stats", http.sim)).await?;
-    let stats: Value = serde_json::from_str(&text)?;
-    Ok(SimCounts::from_stats(&stats))
+    Ok(serde_json::from_str(&text)?)
+}
+
+async fn sim_counts(http: &Http) -> anyhow::Result<SimCounts> {
+    Ok(SimCounts::from_stats(&sim_stats(http).await?))
 }
 
 async fn start_timed(
@@ -351,6 +471,7 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
         budget_per_30s: knobs.budget,
         debounce_s: debounce.as_secs_f64(),
         drive_seconds: knobs.seconds,
+        mode: report::mode_name(knobs.subscriptions).to_string(),
         ..Report::default()
     };
     if !knobs.bin.is_file() {
@@ -370,8 +491,19 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
     note(knobs, &format!("state directory {}", dir.path().display()));
 
     // The simulator, and its users (listed through Graph).
-    let (mut sim, info) = processes::start_sim(&knobs.bin, dir.path(), knobs.agents, knobs.budget)?;
-    let files = processes::write_daemon_files(dir.path(), &info, &mapping)?;
+    let (mut sim, info) = processes::start_sim(
+        &knobs.bin,
+        dir.path(),
+        knobs.agents,
+        knobs.budget,
+        knobs.subscriptions,
+    )?;
+    let accounts = if knobs.subscriptions {
+        subscriptions::account_names(knobs.agents, &info.tenant_domain)
+    } else {
+        Vec::new()
+    };
+    let files = processes::write_daemon_files(dir.path(), &info, &mapping, &accounts)?;
     let http = Http::new(
         knobs.clients,
         files.base.clone(),
@@ -379,6 +511,44 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
         info.base_url.clone(),
     )?;
     let users = Arc::new(drive::list_users(&http, &info, knobs.agents).await?);
+    let mut subs = None;
+    if knobs.subscriptions {
+        // After the listing, so the agents are the first users and the
+        // accounts come after them.
+        subscriptions::add_accounts(&http, &accounts).await?;
+        if knobs.notification_delay.is_some() || knobs.notification_jitter.is_some() {
+            subscriptions::set_delay(
+                &http,
+                knobs.notification_delay.unwrap_or(Duration::from_secs(1)),
+                knobs.notification_jitter.unwrap_or_default(),
+            )
+            .await?;
+        }
+        let (login_within, _) = knobs.subscriptions_patience();
+        let mut login_s = Vec::new();
+        for (i, account) in accounts.iter().enumerate() {
+            note(
+                knobs,
+                &format!("signing in {account} ({} of {})", i + 1, accounts.len()),
+            );
+            let bin = knobs.bin.clone();
+            let config = files.config.clone();
+            let dir = files.dir.clone();
+            let upn = account.clone();
+            let took = tokio::task::spawn_blocking(move || {
+                processes::login(&bin, &config, &dir, &upn, login_within)
+            })
+            .await??;
+            login_s.push(took.as_secs_f64());
+        }
+        subs = Some(subscriptions::SubscriptionsReport {
+            accounts: accounts.clone(),
+            login_s,
+            notification_delay_ms: knobs.notification_delay.map(|d| d.as_millis() as u64),
+            notification_jitter_ms: knobs.notification_jitter.map(|d| d.as_millis() as u64),
+            ..Default::default()
+        });
+    }
     let ids: Arc<Vec<String>> = Arc::new(
         (0..knobs.agents)
             .map(|i| format!("load-{:06}", i + 1))
@@ -463,6 +633,23 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
     report.store_bytes_registered = processes::dir_size(&files.store);
     note(knobs, "the status board's first load");
     report.board = Some(board::first_load(&http).await?);
+    if let Some(subs) = subs.as_mut() {
+        note(knobs, "waiting for the subscriptions to watch every agent");
+        let (_, within) = knobs.subscriptions_patience();
+        let (after, section) =
+            subscriptions::wait_covered(&http, &files.base, knobs.agents, within, &mut daemon)
+                .await?;
+        if after.is_none() {
+            note(
+                knobs,
+                &format!(
+                    "the subscriptions did not watch every agent within {within:?}: {section}"
+                ),
+            );
+        }
+        subs.covered_after_s = after;
+        subs.readyz_at_coverage = section;
+    }
     // The first statuses settle (their debounce) before changes start.
     tokio::time::sleep(debounce + Duration::from_secs(2)).await;
 
@@ -497,6 +684,8 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
     // Let the stream connect before the first Teams change.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sim_before = sim_counts(&http).await?;
+    let notes_before = sim_stats(&http).await?;
+    let window = Instant::now();
     let half = knobs.agents / 2;
     let (cc, teams) = tokio::join!(
         drive::cc_to_teams(
@@ -516,6 +705,15 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
         ),
     );
     let sim_after = sim_counts(&http).await?;
+    report.window_s = window.elapsed().as_secs_f64();
+    let notes_after = sim_stats(&http).await?;
+    if let Some(subs) = subs.as_mut() {
+        subs.during_drive = subscriptions::NotificationCounts::from_stats(&notes_after)
+            .since(subscriptions::NotificationCounts::from_stats(&notes_before));
+        subs.readyz_after_drive = subscriptions::readyz_section(&http, &files.base)
+            .await
+            .unwrap_or(Value::Null);
+    }
     stop_stream.stop();
     report.unexpected_requests = match tokio::time::timeout(Duration::from_secs(15), follower).await
     {
@@ -567,6 +765,7 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
         });
     }
     report.sim_total = sim_counts(&http).await?;
+    report.subscriptions = subs;
     sim.check_alive()?;
 
     let _ = daemon.terminate(Duration::from_secs(60));

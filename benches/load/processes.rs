@@ -103,29 +103,38 @@ pub fn free_port() -> anyhow::Result<u16> {
 pub struct SimInfo {
     pub base_url: String,
     pub tenant_id: String,
+    /// UPNs end in it.
+    pub tenant_domain: String,
     pub client_id: String,
     pub client_secret: String,
 }
 
-/// `presence-sync sim --listen 127.0.0.1:PORT --users N --budget B`; waits
-/// (at most 60 s) for it to print its URL and credentials.
+/// `presence-sync sim --listen 127.0.0.1:PORT --users N --budget B` (and
+/// `--auto-approve` for service accounts' sign-ins); waits (at most 60 s)
+/// for it to print its URL and credentials.
 pub fn start_sim(
     bin: &Path,
     dir: &Path,
     users: usize,
     budget: u32,
+    auto_approve: bool,
 ) -> anyhow::Result<(Proc, SimInfo)> {
     let port = free_port()?;
     let log = dir.join("sim.log");
     let stderr = std::fs::File::create(&log)?;
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
         .args([
             "--users",
             &users.to_string(),
             "--budget",
             &budget.to_string(),
-        ])
+        ]);
+    if auto_approve {
+        command.arg("--auto-approve");
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -165,6 +174,8 @@ pub fn start_sim(
             info.base_url = v;
         } else if let Some(v) = value("tenant id:") {
             info.tenant_id = v;
+        } else if let Some(v) = value("tenant domain:") {
+            info.tenant_domain = v;
         } else if let Some(v) = value("client id:") {
             info.client_id = v;
         } else if let Some(v) = value("client secret:") {
@@ -175,6 +186,59 @@ pub fn start_sim(
         bail!("the simulator's banner lacked its URL, tenant or client id: {info:?}");
     }
     Ok((proc, info))
+}
+
+/// `presence-sync login --config FILE --account UPN`, its output appended
+/// to `login.log` in `dir`; waits up to `within` for it to
+/// succeed and answers how long it took.
+pub fn login(
+    bin: &Path,
+    config: &Path,
+    dir: &Path,
+    account: &str,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    let log = dir.join("login.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    let started = Instant::now();
+    let child = Command::new(bin)
+        .arg("login")
+        .arg("--config")
+        .arg(config)
+        .args(["--account", account])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("cannot start {} login", bin.display()))?;
+    let mut proc = Proc {
+        name: "login",
+        child: Some(child),
+        log,
+    };
+    while started.elapsed() < within {
+        if let Some(child) = proc.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            proc.child = None;
+            if !status.success() {
+                bail!(
+                    "`presence-sync login --account {account}` failed ({status}); its log: {}\n{}",
+                    proc.log.display(),
+                    log_tail(&proc.log)
+                );
+            }
+            return Ok(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "`presence-sync login --account {account}` did not finish within {within:?}; its log:\n{}",
+        log_tail(&proc.log)
+    )
 }
 
 /// `presence-sync run --config FILE`, stdout and stderr appended to
@@ -256,7 +320,38 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn write_daemon_files(dir: &Path, sim: &SimInfo, mapping: &str) -> anyhow::Result<DaemonFiles> {
+/// The `[subscriptions]` section for these service accounts: the receiver
+/// on `port`, Graph's URLs on loopback http, a fresh clientState secret.
+fn subscriptions_section(dir: &Path, accounts: &[String], port: u16) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join("client-state");
+    write_private(&path, &secret)?;
+    let list: Vec<String> = accounts
+        .iter()
+        .map(|a| toml_edit::Value::from(a.as_str()).to_string())
+        .collect();
+    Ok(format!(
+        "\n[subscriptions]\n\
+         enabled = true\n\
+         accounts = [{}]\n\
+         notification_url = \"http://127.0.0.1:{port}/graph/notifications\"\n\
+         lifecycle_url = \"http://127.0.0.1:{port}/graph/lifecycle\"\n\
+         listen = \"127.0.0.1:{port}\"\n\
+         client_state_file = {}\n",
+        list.join(", "),
+        toml_edit::Value::from(path.display().to_string())
+    ))
+}
+
+/// The daemon's files; with `accounts`, `[subscriptions]` is on with them.
+pub fn write_daemon_files(
+    dir: &Path,
+    sim: &SimInfo,
+    mapping: &str,
+    accounts: &[String],
+) -> anyhow::Result<DaemonFiles> {
     let dir = std::fs::canonicalize(dir)?;
     std::fs::create_dir_all(dir.join("mappings"))?;
     let port = free_port()?;
@@ -297,6 +392,15 @@ pub fn write_daemon_files(dir: &Path, sim: &SimInfo, mapping: &str) -> anyhow::R
         quote(&store),
         quote(&mapping_path),
     );
+    let receiver_port = if accounts.is_empty() {
+        None
+    } else {
+        Some(free_port()?)
+    };
+    let config = match receiver_port {
+        Some(port) => config + &subscriptions_section(&dir, accounts, port)?,
+        None => config,
+    };
     let config_path = dir.join("presence-sync.toml");
     write_private(&config_path, &config)?;
     Ok(DaemonFiles {

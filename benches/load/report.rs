@@ -139,8 +139,19 @@ pub struct Restart {
     pub store_bytes_after: u64,
 }
 
+/// The run's mode, as reports name it.
+pub fn mode_name(subscriptions: bool) -> &'static str {
+    if subscriptions {
+        "subscriptions + reconciliation"
+    } else {
+        "polling alone"
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
+    /// `polling alone` or `subscriptions + reconciliation`.
+    pub mode: String,
     pub smoke: bool,
     pub binary: String,
     pub agents: usize,
@@ -163,6 +174,9 @@ pub struct Report {
     pub unexpected_requests: usize,
     /// Counted by the simulator while the changes ran.
     pub sim_during_drive: SimCounts,
+    /// How long that window was, in seconds (the changes and the last
+    /// ones' wait).
+    pub window_s: f64,
     /// Counted by the simulator over the whole run.
     pub sim_total: SimCounts,
     /// The daemon's own counters (`/metrics`, summed over labels) at the end
@@ -171,6 +185,8 @@ pub struct Report {
     pub restarts: Vec<Restart>,
     /// The status board's first load once the agents are registered.
     pub board: Option<crate::board::BoardLoad>,
+    /// With subscriptions on: the accounts, coverage and notifications.
+    pub subscriptions: Option<crate::subscriptions::SubscriptionsReport>,
 }
 
 fn mb(bytes: u64) -> String {
@@ -186,6 +202,11 @@ fn ms(v: Option<f64>) -> String {
 }
 
 impl Report {
+    /// Per minute over the changes' window.
+    pub fn per_minute(&self, count: u64) -> Option<f64> {
+        (self.window_s > 0.0).then(|| count as f64 * 60.0 / self.window_s)
+    }
+
     pub fn print_table(&self) {
         let per_agent = |rss: Option<u64>| match (rss, self.rss_bytes_empty) {
             (Some(now), Some(empty)) if self.agents > 0 => format!(
@@ -293,8 +314,53 @@ impl Report {
                 "store on disk, registered".into(),
                 mb(self.store_bytes_registered),
             ),
+            (
+                "Graph presence reads, all calls per minute during the drive".into(),
+                format!(
+                    "{}, {} (window {:.0} s)",
+                    per_min(self.per_minute(self.sim_during_drive.presence_reads)),
+                    per_min(self.per_minute(self.sim_during_drive.graph_calls)),
+                    self.window_s
+                ),
+            ),
         ];
         let mut rows = rows;
+        if let Some(s) = &self.subscriptions {
+            let (subscribed, polled) = s.subscribed_polled();
+            let n = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            rows.push((
+                "service accounts, each login".into(),
+                format!(
+                    "{}; {}",
+                    s.accounts.len(),
+                    s.login_s
+                        .iter()
+                        .map(|t| format!("{t:.1} s"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+            rows.push((
+                "every agent subscribed after registration".into(),
+                s.covered_after_s
+                    .map_or_else(|| "not reached".to_string(), |t| format!("{t:.1} s")),
+            ));
+            rows.push((
+                "users subscribed, polled (/readyz after the drive)".into(),
+                format!("{}, {}", n(subscribed), n(polled)),
+            ));
+            rows.push((
+                "notifications delivered during the drive (failed, dropped)".into(),
+                format!(
+                    "{} ({}, {}); subscriptions live {}, created {}",
+                    s.during_drive.delivered,
+                    s.during_drive.failed,
+                    s.during_drive.dropped,
+                    s.during_drive.subscriptions_live,
+                    s.during_drive.subscriptions_created
+                ),
+            ));
+        }
         if let Some(b) = &self.board {
             rows.push((
                 "status board first load: page + files, data, first update".into(),
@@ -332,7 +398,10 @@ impl Report {
         }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         println!();
-        println!("end to end: the daemon and the simulator ({})", self.binary);
+        println!(
+            "end to end, {}: the daemon and the simulator ({})",
+            self.mode, self.binary
+        );
         for (key, value) in rows {
             println!("  {key:<width$}  {value}");
         }
@@ -350,6 +419,94 @@ impl Report {
                 self.unexpected_requests
             );
         }
+    }
+}
+
+fn per_min(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}/min"))
+}
+
+/// The runs of `--compare` side by side: the figures the comparison is
+/// about, one column a run.
+pub fn print_comparison(reports: &[Report]) {
+    if reports.is_empty() {
+        return;
+    }
+    let cell = |f: &dyn Fn(&Report) -> String| -> Vec<String> { reports.iter().map(f).collect() };
+    let latency = |flow: &Flow| {
+        format!(
+            "{} / {}",
+            ms(flow.beyond_debounce.p50_ms),
+            ms(flow.beyond_debounce.p99_ms)
+        )
+    };
+    let subs = |r: &Report, f: &dyn Fn(&crate::subscriptions::SubscriptionsReport) -> String| {
+        r.subscriptions.as_ref().map_or_else(|| "-".to_string(), f)
+    };
+    let rows: Vec<(&str, Vec<String>)> = vec![
+        ("mode", cell(&|r| r.mode.clone())),
+        (
+            "Graph presence reads per minute",
+            cell(&|r| per_min(r.per_minute(r.sim_during_drive.presence_reads))),
+        ),
+        (
+            "Graph calls per minute (all)",
+            cell(&|r| per_min(r.per_minute(r.sim_during_drive.graph_calls))),
+        ),
+        (
+            "Teams -> CC beyond debounce p50 / p99",
+            cell(&|r| latency(&r.teams_to_cc)),
+        ),
+        (
+            "Teams -> CC seen / timed out",
+            cell(&|r| {
+                format!(
+                    "{} / {}",
+                    r.teams_to_cc.beyond_debounce.samples, r.teams_to_cc.timed_out
+                )
+            }),
+        ),
+        (
+            "CC -> Teams beyond debounce p50 / p99",
+            cell(&|r| latency(&r.cc_to_teams)),
+        ),
+        (
+            "429s during the drive",
+            cell(&|r| r.sim_during_drive.throttled_429.to_string()),
+        ),
+        (
+            "notifications delivered",
+            cell(&|r| subs(r, &|s| s.during_drive.delivered.to_string())),
+        ),
+        (
+            "users subscribed / polled",
+            cell(&|r| {
+                subs(r, &|s| {
+                    let (a, b) = s.subscribed_polled();
+                    let n = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+                    format!("{} / {}", n(a), n(b))
+                })
+            }),
+        ),
+        (
+            "daemon RSS after the drive",
+            cell(&|r| opt_mb(r.rss_bytes_after_drive)),
+        ),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let col = rows
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(String::len))
+        .max()
+        .unwrap_or(0);
+    println!();
+    println!(
+        "compared, {} agents, changes for {:.0} s:",
+        reports[0].agents, reports[0].drive_seconds
+    );
+    for (key, values) in rows {
+        let values: Vec<String> = values.iter().map(|v| format!("{v:<col$}")).collect();
+        println!("  {key:<width$}  {}", values.join("  "));
     }
 }
 
