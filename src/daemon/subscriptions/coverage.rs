@@ -113,7 +113,13 @@ impl Coverage {
             if took {
                 changed = true;
                 let covered = self.covered.contains(id);
-                out.to(tier, covered).push(change);
+                // A covered user leaves reconciliation only when in neither
+                // tier any more: for a moment it can be in both (linked as
+                // an agent before the view drops it from its tier).
+                let still_wanted = !add && !self.tiers_of(id).is_empty();
+                if !(covered && still_wanted) {
+                    out.to(tier, covered).push(change);
+                }
             }
         }
         changed
@@ -230,6 +236,25 @@ mod tests {
         assert_eq!(out.directory, add(&["d1"]));
         assert_eq!(out.reconcile.len(), 2);
         assert_eq!((c.subscribed(), c.polled()), (0, 3));
+    }
+
+    #[test]
+    fn a_covered_user_in_both_tiers_stays_read_when_it_leaves_one() {
+        let mut c = Coverage::new();
+        let mut out = Routed::default();
+        c.apply(Tier::Directory, add(&["u"]), &mut out);
+        c.set_covered(set(&["u"]), &mut out);
+        // Linked as an agent before the view drops it from its tier.
+        c.apply(Tier::Agent, add(&["u"]), &mut out);
+        let mut out = Routed::default();
+        c.apply(
+            Tier::Directory,
+            vec![PollChange::Remove("u".into())],
+            &mut out,
+        );
+        assert!(out.reconcile.is_empty(), "still read by reconciliation");
+        c.apply(Tier::Agent, vec![PollChange::Remove("u".into())], &mut out);
+        assert_eq!(out.reconcile, vec![PollChange::Remove("u".into())]);
     }
 
     #[test]
