@@ -434,9 +434,20 @@ async fn a_revoked_account_falls_back_to_polling_and_says_how_to_fix_it() {
         fix.starts_with("presence-sync login --config ") && fix.ends_with(&rig.account),
         "{fix}"
     );
+    let short = account["error"].as_str().unwrap();
+    assert!(short.contains("revoked"), "{account}");
     assert!(
-        account["error"].as_str().unwrap().contains("revoked"),
-        "{account}"
+        !short.contains("trace id"),
+        "the open /readyz keeps Entra's ids: {short}"
+    );
+    // The authenticated health view says it in full.
+    let health: Value = rig.kit.get("/v1/health").await.json().await.unwrap();
+    let full = health["subscriptions"]["accounts"][0]["error"]
+        .as_str()
+        .unwrap();
+    assert!(
+        full.contains("AADSTS50173") && full.contains("trace id"),
+        "{full}"
     );
     until(|| async { rig.readyz().await["poll"]["users"] == json!(1) }).await;
     assert_eq!(

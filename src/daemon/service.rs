@@ -260,8 +260,9 @@ impl<S: Store> DaemonService<S> {
 
     /// Presence subscriptions: coverage, accounts (a failed one with the
     /// command that fixes it), each subscription, notifications, reads
-    /// saved.
-    fn subscriptions(&self) -> Option<SubscriptionsOut> {
+    /// saved. The open `/readyz` (`full` false) says why an account failed
+    /// in short, without Entra's trace ids; `/v1/health` in full.
+    fn subscriptions(&self, full: bool) -> Option<SubscriptionsOut> {
         let handle = self.subscriptions.as_ref()?;
         let status = handle.status.borrow().clone();
         let reconcile = handle.reconcile.status();
@@ -285,7 +286,7 @@ impl<S: Store> DaemonService<S> {
                         } else {
                             "failed"
                         },
-                        Some(e.to_string()),
+                        Some(if full { e.to_string() } else { e.summary() }),
                         Some(e.failure().login.clone()),
                     ),
                 };
@@ -657,7 +658,7 @@ impl<S: Store> Service for DaemonService<S> {
             poll: Some(self.poll()),
             directory_poll: self.directory_poll(),
             permissions: self.permissions(false),
-            subscriptions: self.subscriptions(),
+            subscriptions: self.subscriptions(false),
         }
     }
 
@@ -672,7 +673,7 @@ impl<S: Store> Service for DaemonService<S> {
             directory_poll: self.directory_poll(),
             stats: Some(self.metrics.health_stats()),
             permissions: self.permissions(true),
-            subscriptions: self.subscriptions(),
+            subscriptions: self.subscriptions(true),
         }
     }
 
