@@ -33,6 +33,9 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(12 * 3600);
 const KEEP_ALIVE_CHECK: Duration = Duration::from_secs(3600);
 
 /// After Entra could not be reached, not asked again before this.
+/// How soon a failed account is tried again.
+pub const FAILED_RETRY: Duration = Duration::from_secs(60);
+
 const UNREACHABLE_HOLD_OFF: Duration = Duration::from_secs(30);
 
 /// Whether an account can get tokens.
@@ -236,10 +239,18 @@ impl AccountTokens {
     }
 
     /// Refreshes whenever [`Self::keep_alive_due`], looking every hour,
+    /// and while the account has failed tries it every [`FAILED_RETRY`],
     /// until `stop`.
     pub async fn keep_alive(self: Arc<Self>, stop: Stop) {
         loop {
-            if self.keep_alive_due(self.clock.wall()) {
+            if !self.status().is_ok() {
+                // A failed account is tried again soon: Entra back after a
+                // blip, or a new sign-in in its token file (a refusal only
+                // an admin fixes is not sent to Entra again until then).
+                if self.token().await.is_ok() {
+                    tracing::info!(account = %self.upn, "service account works again");
+                }
+            } else if self.keep_alive_due(self.clock.wall()) {
                 match self.refresh().await {
                     Ok(()) => {
                         tracing::debug!(account = %self.upn, "service account token kept alive")
@@ -249,7 +260,12 @@ impl AccountTokens {
                     }
                 }
             }
-            if !stop.sleep(KEEP_ALIVE_CHECK).await {
+            let wait = if self.status().is_ok() {
+                KEEP_ALIVE_CHECK
+            } else {
+                FAILED_RETRY
+            };
+            if !stop.sleep(wait).await {
                 return;
             }
         }

@@ -12,6 +12,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -22,7 +23,7 @@ use axum::routing::post;
 use chrono::Utc;
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::inbox::Counters;
 use super::{ReceiverError, ReceiverSettings};
@@ -41,7 +42,18 @@ struct Shared {
     /// Wakes the inbox worker after an append.
     wake: Arc<Notify>,
     counters: Arc<Counters>,
+    /// Requests handled at once; more are answered 503 at once (Graph
+    /// tries again), so slow or many clients cannot pin the memory of
+    /// unbounded bodies.
+    slots: Arc<Semaphore>,
 }
+
+/// Requests the receiver handles at once.
+pub const MAX_CONCURRENT: usize = 64;
+
+/// A request must be read, checked and stored within this; a client
+/// trickling its body is answered 408 (Graph itself wants an answer in 3 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the receiver's own socket.
 pub async fn bind(settings: &ReceiverSettings) -> Result<TcpListener, ReceiverError> {
@@ -73,6 +85,7 @@ pub fn router(
         max_body: settings.max_body,
         wake,
         counters,
+        slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
     };
     let route = |kind: InboxKind| {
         let shared = shared.clone();
@@ -113,7 +126,26 @@ fn check_path(path: &str) -> Result<(), ReceiverError> {
 }
 
 async fn receive(shared: Shared, kind: InboxKind, request: Request) -> Response {
-    match handle(&shared, kind, request).await {
+    let Ok(_slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
+        shared.counters.refused("batch_busy");
+        return ApiError::unavailable(
+            "the receiver is handling as many requests as it takes at once; try again",
+        )
+        .into_response();
+    };
+    let handled = tokio::time::timeout(REQUEST_TIMEOUT, handle(&shared, kind, request))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                408,
+                "request_timeout",
+                format!(
+                    "the request was not received within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            ))
+        });
+    match handled {
         Ok(response) => response,
         Err(error) => {
             shared.counters.refused(refusal_reason(&error));
@@ -125,6 +157,7 @@ async fn receive(shared: Shared, kind: InboxKind, request: Request) -> Response 
 fn refusal_reason(error: &ApiError) -> &'static str {
     match error.status {
         413 => "batch_too_large",
+        408 => "batch_timeout",
         403 => "batch_client_state",
         400 => "batch_malformed",
         _ => "batch_not_stored",

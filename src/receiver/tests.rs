@@ -622,3 +622,28 @@ async fn tokens_are_judged_at_the_batchs_arrival_not_when_it_is_processed() {
         "the delay counts from arrival: {delay}"
     );
 }
+
+#[tokio::test]
+async fn a_client_trickling_its_body_is_answered_408_and_nothing_is_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start(Arc::new(MemoryStore::new()), false).await;
+    let addr = h.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A length announced, a few bytes sent, then nothing more.
+    stream
+        .write_all(b"POST /graph/notifications HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"value\":")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        super::server::REQUEST_TIMEOUT * 3,
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    assert_eq!(error_code(body), "request_timeout");
+    assert!(h.store.inbox(0, 10).unwrap().is_empty());
+    assert_eq!(h.rejected("batch_timeout"), 1);
+}

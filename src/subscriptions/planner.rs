@@ -488,16 +488,19 @@ impl Planner {
             Outcome::Failed {
                 failure: Failure::Gone,
                 ..
-            } => {
+            } if op != Some(Op::Create) => {
                 slot.active = None;
                 slot.reauthorize = false;
                 slot.recreate = false;
                 slot.last_error = Some("the subscription no longer exists in Graph".into());
             }
-            Outcome::Failed {
-                failure: Failure::Other(message),
-                ..
-            } => {
+            Outcome::Failed { failure, .. } => {
+                // Anything else, and a 404 to a create (a wrong path or an
+                // unknown user, not a subscription gone): back off.
+                let message = match failure {
+                    Failure::Other(message) => message,
+                    Failure::Gone => "Graph answered 404 to the create".to_string(),
+                };
                 if op == Some(Op::Reauthorize) {
                     // Reauthorizing failed: a new subscription is the way out.
                     slot.reauthorize = false;

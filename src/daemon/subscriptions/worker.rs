@@ -9,14 +9,14 @@
 //! per account and app. A create refused as a conflict does the same and
 //! tries once more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::calls::{CallFailure, SubscriptionCalls};
+use super::calls::{CallFailure, Listed, SubscriptionCalls};
 use super::coverage::{Coverage, Routed, Tier};
 use crate::daemon::tasks::{TaskState, TaskStatus};
 use crate::graph::SharedClock;
@@ -100,8 +100,13 @@ impl SubscriptionWorker {
         }
         let mut calls_made: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
         let mut lifecycle_seen: u64 = 0;
-        self.adopt(&mut planner, &health, &stop, &mut calls_made)
-            .await;
+        // What Graph still holds from before a restart is listed while the
+        // pollers are already fed: nothing waits for Graph at start.
+        let listing = list_all(Arc::clone(&self.calls), self.accounts.clone(), health);
+        tokio::pin!(listing);
+        let mut adopted = false;
+        let mut strays: JoinSet<bool> = JoinSet::new();
+        let mut running: HashMap<tokio::task::Id, Action> = HashMap::new();
 
         let mut coverage = Coverage::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
@@ -120,9 +125,14 @@ impl SubscriptionWorker {
                 wanted_since = None;
                 known = true;
             }
-            for action in if known { planner.due(now) } else { Vec::new() } {
+            for action in if known && adopted {
+                planner.due(now)
+            } else {
+                Vec::new()
+            } {
                 let calls = Arc::clone(&self.calls);
-                tasks.spawn(call(calls, action));
+                let handle = tasks.spawn(call(calls, action.clone()));
+                running.insert(handle.id(), action);
             }
             let mut routed = Routed::default();
             coverage.set_covered(planner.covered(now), &mut routed);
@@ -174,10 +184,21 @@ impl SubscriptionWorker {
                     }
                     None => directory_open = false,
                 },
-                Some(done) = tasks.join_next() => {
+                listed = &mut listing, if !adopted => {
+                    adopted = true;
+                    self.adopt(&mut planner, listed, &mut strays, &mut calls_made);
+                },
+                Some(deleted) = strays.join_next() => {
+                    let ok = deleted.unwrap_or(false);
+                    *calls_made
+                        .entry(("delete", if ok { "ok" } else { "failed" }))
+                        .or_default() += 1;
+                },
+                Some(done) = tasks.join_next_with_id() => {
                     let now = self.now();
                     match done {
-                        Ok((action, result)) => {
+                        Ok((id, (action, result))) => {
+                            running.remove(&id);
                             let label = (call_name(&action), outcome_name(&result));
                             *calls_made.entry(label).or_default() += 1;
                             if let Err(e) = &result {
@@ -185,7 +206,19 @@ impl SubscriptionWorker {
                             }
                             planner.apply(outcome(action, result), now);
                         }
-                        Err(e) => tracing::error!(error = %e, "a presence subscription call panicked"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "a presence subscription call panicked");
+                            // Its slot must not wait for an answer forever.
+                            if let Some(action) = running.remove(&e.id()) {
+                                planner.apply(
+                                    Outcome::Failed {
+                                        account: action.account().clone(),
+                                        failure: Failure::Other(format!("the call stopped: {e}")),
+                                    },
+                                    now,
+                                );
+                            }
+                        }
                     }
                 },
                 Some((id, event)) = self.lifecycle.recv() => {
@@ -210,6 +243,7 @@ impl SubscriptionWorker {
             self.send(routed);
         }
         tasks.abort_all();
+        strays.abort_all();
         Ok(())
     }
 
@@ -219,41 +253,29 @@ impl SubscriptionWorker {
         self.pollers.reconcile.send(routed.reconcile);
     }
 
-    /// Keeps each healthy account's subscription of ours that Graph still
-    /// holds; deletes any other of ours.
-    async fn adopt(
+    /// Keeps each account's subscription of ours that Graph still holds
+    /// (made for our certificate, not about to expire); deletes any other
+    /// of ours, in the background.
+    fn adopt(
         &self,
         planner: &mut Planner,
-        health: &BTreeMap<AccountId, bool>,
-        stop: &Stop,
+        listed: Vec<(AccountId, Result<Vec<Listed>, String>)>,
+        strays: &mut JoinSet<bool>,
         calls_made: &mut BTreeMap<(&'static str, &'static str), u64>,
     ) {
-        for account in &self.accounts {
-            if health.get(account) == Some(&false) {
-                continue;
-            }
-            let listed = stop
-                .unless_stopped(tokio::time::timeout(
-                    CALL_TIMEOUT,
-                    self.calls.list(account.clone()),
-                ))
-                .await;
+        let now = self.now();
+        for (account, listed) in listed {
             let listed = match listed {
-                None => return,
-                Some(Ok(Ok(listed))) => listed,
-                Some(Ok(Err(e))) => {
+                Ok(listed) => {
+                    *calls_made.entry(("list", "ok")).or_default() += 1;
+                    listed
+                }
+                Err(e) => {
                     tracing::warn!(%account, error = %e, "could not list the account's subscriptions; creating anew");
                     *calls_made.entry(("list", "failed")).or_default() += 1;
                     continue;
                 }
-                Some(Err(_)) => {
-                    tracing::warn!(%account, "listing the account's subscriptions timed out; creating anew");
-                    *calls_made.entry(("list", "failed")).or_default() += 1;
-                    continue;
-                }
             };
-            *calls_made.entry(("list", "ok")).or_default() += 1;
-            let now = self.now();
             let mut kept = false;
             for sub in listed {
                 if sub.notification_url != self.calls.notification_url() || sub.members.is_empty() {
@@ -264,22 +286,55 @@ impl SubscriptionWorker {
                 let same_kind = sub.certificate_id.as_deref() == self.calls.certificate_id();
                 if !kept && same_kind && sub.expires_at > now + Duration::from_secs(60) {
                     tracing::info!(%account, subscription = %sub.id, users = sub.members.len(), "kept the account's subscription from before");
-                    planner.adopt(account, sub.id, sub.members, sub.expires_at, now);
+                    planner.adopt(&account, sub.id, sub.members, sub.expires_at, now);
                     kept = true;
                 } else {
-                    let deleted = tokio::time::timeout(
-                        CALL_TIMEOUT,
-                        self.calls.delete(account.clone(), sub.id.clone()),
-                    )
-                    .await;
-                    let ok = matches!(deleted, Ok(Ok(()) | Err(CallFailure::Gone)));
-                    *calls_made
-                        .entry(("delete", if ok { "ok" } else { "failed" }))
-                        .or_default() += 1;
+                    let calls = Arc::clone(&self.calls);
+                    let account = account.clone();
+                    strays.spawn(async move {
+                        let deleted =
+                            tokio::time::timeout(CALL_TIMEOUT, calls.delete(account, sub.id)).await;
+                        matches!(deleted, Ok(Ok(()) | Err(CallFailure::Gone)))
+                    });
                 }
             }
         }
     }
+}
+
+/// Lists every account's subscriptions at once, each call with a timeout;
+/// a failed account is not asked.
+async fn list_all(
+    calls: Arc<dyn SubscriptionCalls>,
+    accounts: Vec<AccountId>,
+    health: BTreeMap<AccountId, bool>,
+) -> Vec<(AccountId, Result<Vec<Listed>, String>)> {
+    let mut lists = JoinSet::new();
+    for account in accounts {
+        if health.get(&account) == Some(&false) {
+            continue;
+        }
+        let calls = Arc::clone(&calls);
+        lists.spawn(async move {
+            let listed = match tokio::time::timeout(CALL_TIMEOUT, calls.list(account.clone())).await
+            {
+                Ok(Ok(listed)) => Ok(listed),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "Graph did not answer within {}s",
+                    CALL_TIMEOUT.as_secs()
+                )),
+            };
+            (account, listed)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = lists.join_next().await {
+        if let Ok(one) = done {
+            all.push(one);
+        }
+    }
+    all
 }
 
 async fn call(calls: Arc<dyn SubscriptionCalls>, action: Action) -> Done {

@@ -305,3 +305,26 @@ fn the_next_wakeup_is_the_earliest_due_time() {
     assert_eq!(p.next_wakeup(), first_renewal);
     assert!(p.due(t(1)).is_empty());
 }
+
+#[test]
+fn a_404_to_a_create_backs_off_rather_than_looping() {
+    let mut p = planner(1, 10);
+    assert_eq!(p.due(t(0)).len(), 1);
+    p.apply(
+        Outcome::Failed {
+            account: account(0),
+            failure: Failure::Gone,
+        },
+        t(0),
+    );
+    assert!(p.due(t(0)).is_empty(), "no second create at once");
+    let report = p.report(t(0));
+    assert_eq!(report.slots[0].state, SlotState::Retrying);
+    assert!(
+        report.slots[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("404")
+    );
+}

@@ -37,6 +37,8 @@ struct Fake {
     /// Creates refused as conflicts before one goes through.
     conflicts: Mutex<u32>,
     next: Mutex<u32>,
+    /// How long a list takes (Graph slow at start).
+    list_delay: Mutex<Duration>,
 }
 
 const URL: &str = "https://presence.example/graph/notifications";
@@ -119,6 +121,8 @@ impl SubscriptionCalls for Arc<Fake> {
         let fake = Arc::clone(self);
         Box::pin(async move {
             fake.log.lock().unwrap().push(format!("list {account}"));
+            let delay = *fake.list_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
             Ok(fake.subs.lock().unwrap().values().cloned().collect())
         })
     }
@@ -347,5 +351,27 @@ async fn a_conflicting_create_clears_ours_and_tries_again() {
     );
     rig.reconcile_poller.refresh();
     assert_eq!(rig.reconcile_poller.len(), 2);
+    rig.workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pollers_are_fed_while_graph_is_slow_to_list_at_start() {
+    let fake = Arc::new(Fake::default());
+    *fake.list_delay.lock().unwrap() = Duration::from_secs(25);
+    let mut rig = rig(Arc::clone(&fake), 1);
+    link(&rig, 5);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.agent_poller.refresh();
+    assert_eq!(rig.agent_poller.len(), 5, "polled while the list is out");
+    assert!(!fake.log().iter().any(|l| l.starts_with("create")));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    rig.agent_poller.refresh();
+    rig.reconcile_poller.refresh();
+    assert_eq!(
+        rig.reconcile_poller.len(),
+        5,
+        "covered once listed and created"
+    );
+    assert_eq!(rig.agent_poller.len(), 0);
     rig.workers.shutdown(Duration::from_secs(5)).await;
 }
