@@ -224,6 +224,23 @@ impl Rig {
             .expect("readyz JSON")
     }
 
+    /// Notifications that led to a presence or a read.
+    async fn applied(&self) -> f64 {
+        self.kit
+            .metric(
+                "presence_sync_notifications_total",
+                &[("outcome", "applied")],
+            )
+            .await
+    }
+
+    /// Reads notifications asked for.
+    async fn reads(&self) -> f64 {
+        self.kit
+            .metric("presence_sync_notification_reads_total", &[])
+            .await
+    }
+
     async fn subscriptions(&self) -> Value {
         self.readyz().await["subscriptions"].clone()
     }
@@ -280,22 +297,9 @@ async fn a_teams_change_arrives_by_notification_and_becomes_a_cc_request() {
     rig.set_teams(0, "Busy", "InAMeeting").await;
     rig.cc_asked("Meeting").await;
     assert!(rig.kit.sim.notification_stats().delivered >= 1);
-    assert!(
-        rig.kit
-            .metric(
-                "presence_sync_notifications_total",
-                &[("outcome", "applied")]
-            )
-            .await
-            >= 1.0
-    );
+    assert!(rig.applied().await >= 1.0);
     // A basic notification names the user; the daemon read it at once.
-    assert!(
-        rig.kit
-            .metric("presence_sync_notification_reads_total", &[])
-            .await
-            >= 1.0
-    );
+    assert!(rig.reads().await >= 1.0);
     assert_eq!(
         rig.kit
             .metric(
@@ -319,19 +323,9 @@ async fn rich_notifications_carry_the_presence_and_need_no_read() {
     assert!(sub.encryption.is_some(), "{sub:?}");
     rig.set_teams(0, "Busy", "InAMeeting").await;
     rig.cc_asked("Meeting").await;
-    assert!(
-        rig.kit
-            .metric(
-                "presence_sync_notifications_total",
-                &[("outcome", "applied")]
-            )
-            .await
-            >= 1.0
-    );
+    assert!(rig.applied().await >= 1.0);
     assert_eq!(
-        rig.kit
-            .metric("presence_sync_notification_reads_total", &[])
-            .await,
+        rig.reads().await,
         0.0,
         "the presence came in the notification"
     );
@@ -349,23 +343,12 @@ async fn dropped_notifications_are_caught_by_reconciliation() {
         drop_rate: 1.0,
         ..NotificationFaults::with_delay(Duration::from_millis(50))
     });
-    let applied_before = rig
-        .kit
-        .metric(
-            "presence_sync_notifications_total",
-            &[("outcome", "applied")],
-        )
-        .await;
+    let applied_before = rig.applied().await;
     rig.set_teams(0, "Busy", "InAMeeting").await;
     rig.cc_asked("Meeting").await;
     assert!(rig.kit.sim.notification_stats().dropped >= 1);
     assert_eq!(
-        rig.kit
-            .metric(
-                "presence_sync_notifications_total",
-                &[("outcome", "applied")]
-            )
-            .await,
+        rig.applied().await,
         applied_before,
         "nothing came by notification: reconciliation read it"
     );
@@ -377,23 +360,14 @@ async fn lifecycle_events_reauthorize_read_and_recreate() {
     let rig = rig(Setup::default()).await;
     let first = rig.kit.sim.subscriptions().remove(0).id;
 
-    let reads = rig
-        .kit
-        .metric("presence_sync_notification_reads_total", &[])
-        .await;
+    let reads = rig.reads().await;
     assert_eq!(
         rig.kit
             .sim
             .trigger_lifecycle(&first, LifecycleEvent::Missed),
         Some(true)
     );
-    until(|| async {
-        rig.kit
-            .metric("presence_sync_notification_reads_total", &[])
-            .await
-            > reads
-    })
-    .await;
+    until(|| async { rig.reads().await > reads }).await;
 
     rig.kit
         .sim
@@ -496,10 +470,7 @@ async fn the_receiver_refuses_forgeries_and_serves_nothing_else() {
             .json(&body)
             .send()
     };
-    let reads = rig
-        .kit
-        .metric("presence_sync_notification_reads_total", &[])
-        .await;
+    let reads = rig.reads().await;
     let wrong = post("/graph/notifications", forged("not-the-secret"))
         .await
         .unwrap();
@@ -565,13 +536,7 @@ async fn the_receiver_refuses_forgeries_and_serves_nothing_else() {
         .await
         .unwrap();
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
-    until(|| async {
-        rig.kit
-            .metric("presence_sync_notification_reads_total", &[])
-            .await
-            > reads
-    })
-    .await;
+    until(|| async { rig.reads().await > reads }).await;
     for reason in ["batch_client_state", "batch_malformed"] {
         assert_eq!(
             rig.kit
