@@ -181,6 +181,8 @@ async fn rig(setup: Setup) -> Rig {
                     sim: clock,
                 }) as SharedClock
             }),
+            // A failed account is tried again soon, so its recovery shows.
+            account_retry: Duration::from_millis(500),
             ..options()
         },
     };
@@ -397,7 +399,7 @@ async fn lifecycle_events_reauthorize_read_and_recreate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_account_falls_back_to_polling_and_says_how_to_fix_it() {
+async fn a_revoked_account_falls_back_to_polling_says_how_to_fix_it_and_recovers_on_sign_in() {
     let rig = rig(Setup::default()).await;
     rig.kit.sim.account(&rig.account, AccountAction::Revoke);
     until(|| async { rig.subscriptions().await["accounts"][0]["state"] == json!("failed") }).await;
@@ -445,6 +447,20 @@ async fn a_revoked_account_falls_back_to_polling_and_says_how_to_fix_it() {
     // Teams changes still reach the CC, by polling.
     rig.set_teams(0, "Busy", "InAMeeting").await;
     rig.cc_asked("Meeting").await;
+    // The fix it names: a new sign-in, while the daemon runs.
+    let config = Config::load_with(&rig.kit.config_path, &Environment::default()).unwrap();
+    sign_in(&config, &rig.kit.sim, &rig.account).await;
+    until(|| async { rig.subscriptions().await["accounts"][0]["state"] == json!("ok") }).await;
+    until(|| async { rig.subscriptions().await["users_subscribed"] == json!(USERS) }).await;
+    assert_eq!(
+        rig.kit
+            .metric(
+                "presence_sync_service_account_up",
+                &[("account", rig.account.as_str())]
+            )
+            .await,
+        1.0
+    );
     rig.kit.stop().await;
 }
 

@@ -50,10 +50,12 @@ pub fn login_command(config_file: &Path, upn: &str) -> String {
 
 /// The tokens of every account `[subscriptions]` names, sharing one
 /// Entra client, their files in the config's state directory. Each
-/// status starts from its file (signed in, or not).
+/// status starts from its file (signed in, or not); a failed one is tried
+/// again every `retry`.
 pub fn accounts_for(
     config: &Config,
     clock: SharedClock,
+    retry: std::time::Duration,
 ) -> Result<Vec<Arc<AccountTokens>>, String> {
     let entra = Arc::new(EntraClient::from_config(&config.graph)?);
     let vault = Vault::new(&config.store.state_dir);
@@ -62,13 +64,16 @@ pub fn accounts_for(
         .accounts
         .iter()
         .map(|upn| {
-            Arc::new(AccountTokens::new(
-                upn,
-                login_command(&config.file, upn),
-                entra.clone(),
-                vault.clone(),
-                clock.clone(),
-            ))
+            Arc::new(
+                AccountTokens::new(
+                    upn,
+                    login_command(&config.file, upn),
+                    entra.clone(),
+                    vault.clone(),
+                    clock.clone(),
+                )
+                .retry_every(retry),
+            )
         })
         .collect())
 }

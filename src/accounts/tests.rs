@@ -577,7 +577,7 @@ async fn check_and_the_daemon_see_each_configured_account() {
             .any(|n| n.starts_with(&format!("service account {UPN}: signed in")))
     );
 
-    let accounts = accounts_for(&config, TokioClock::shared()).unwrap();
+    let accounts = accounts_for(&config, TokioClock::shared(), super::token::FAILED_RETRY).unwrap();
     assert_eq!(accounts.len(), 2);
     assert!(accounts[0].status().is_ok());
     assert!(!accounts[1].status().is_ok());

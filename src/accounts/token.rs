@@ -97,6 +97,8 @@ pub struct AccountTokens {
     /// Held by the one caller talking to Entra (single flight).
     flight: tokio::sync::Mutex<()>,
     status: watch::Sender<AccountStatus>,
+    /// How soon a failed account is tried again.
+    retry: Duration,
 }
 
 impl std::fmt::Debug for AccountTokens {
@@ -152,7 +154,15 @@ impl AccountTokens {
             inner: std::sync::Mutex::new(Inner::default()),
             flight: tokio::sync::Mutex::new(()),
             status,
+            retry: FAILED_RETRY,
         }
+    }
+
+    /// Tries a failed account again every `retry` rather than every
+    /// [`FAILED_RETRY`].
+    pub fn retry_every(mut self, retry: Duration) -> Self {
+        self.retry = retry;
+        self
     }
 
     pub fn upn(&self) -> &str {
@@ -239,15 +249,17 @@ impl AccountTokens {
     }
 
     /// Refreshes whenever [`Self::keep_alive_due`], looking every hour,
-    /// and while the account has failed tries it every [`FAILED_RETRY`],
+    /// and while the account has failed tries it every [`FAILED_RETRY`]
+    /// (or as set by [`Self::retry_every`]),
     /// until `stop`.
     pub async fn keep_alive(self: Arc<Self>, stop: Stop) {
+        let mut changes = self.status.subscribe();
         loop {
             if !self.status().is_ok() {
                 // A failed account is tried again soon: Entra back after a
                 // blip, or a new sign-in in its token file (a refusal only
                 // an admin fixes is not sent to Entra again until then).
-                if self.token().await.is_ok() {
+                if self.refresh().await.is_ok() {
                     tracing::info!(account = %self.upn, "service account works again");
                 }
             } else if self.keep_alive_due(self.clock.wall()) {
@@ -260,12 +272,31 @@ impl AccountTokens {
                     }
                 }
             }
-            let wait = if self.status().is_ok() {
-                KEEP_ALIVE_CHECK
-            } else {
-                FAILED_RETRY
+            let ok = self.status().is_ok();
+            changes.borrow_and_update();
+            let wait = if ok { KEEP_ALIVE_CHECK } else { self.retry };
+            // An account that fails meanwhile (a Graph call found its token
+            // refused) is tried again a retry after, not an hour after.
+            let failed = async {
+                loop {
+                    if changes.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if !changes.borrow_and_update().is_ok() {
+                        return;
+                    }
+                }
             };
-            if !stop.sleep(wait).await {
+            let woke = tokio::select! {
+                slept = stop.sleep(wait) => {
+                    if !slept {
+                        return;
+                    }
+                    false
+                }
+                () = failed, if ok => true,
+            };
+            if woke && !stop.sleep(self.retry).await {
                 return;
             }
         }

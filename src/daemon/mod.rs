@@ -112,6 +112,8 @@ pub struct DaemonOptions {
     /// renewals); tokio's by default. Tests run hours of renewals on the
     /// simulator's manual clock.
     pub subscription_clock: Option<crate::graph::SharedClock>,
+    /// How soon a failed service account is tried again.
+    pub account_retry: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -124,6 +126,7 @@ impl Default for DaemonOptions {
             retention_interval: Duration::from_secs(3600),
             permission_recheck: Duration::from_secs(300),
             subscription_clock: None,
+            account_retry: crate::accounts::token::FAILED_RETRY,
         }
     }
 }
@@ -235,7 +238,7 @@ impl Daemon {
         let poll_report = PollReport::new(TokioClock::shared());
         let directory_report = PollReport::new(TokioClock::shared());
         let reconcile_report = PollReport::new(TokioClock::shared());
-        let prepared = setup::Prepared::new(&config, TokioClock::shared())?;
+        let prepared = setup::Prepared::new(&config, TokioClock::shared(), options.account_retry)?;
         let mut metrics = Metrics::new(graph.throttle().clone(), poll_report.clone())
             .map_err(|e| DaemonError::Task(format!("metrics: {e}")))?
             .with_directory(directory_report.clone(), Arc::clone(&directory_view));

@@ -134,9 +134,13 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(config: &Config, clock: SharedClock) -> Result<Prepared, DaemonError> {
+    pub fn new(
+        config: &Config,
+        clock: SharedClock,
+        retry: Duration,
+    ) -> Result<Prepared, DaemonError> {
         let accounts = if config.subscriptions.enabled {
-            crate::accounts::accounts_for(config, clock).map_err(DaemonError::Task)?
+            crate::accounts::accounts_for(config, clock, retry).map_err(DaemonError::Task)?
         } else {
             Vec::new()
         };
