@@ -54,6 +54,10 @@ pub enum Rejection {
     Rich(#[from] RichError),
     #[error("the notification names user `{named}` but its content is user `{content}`")]
     UserMismatch { named: String, content: String },
+    #[error(
+        "the notification carries no encrypted content, and our subscriptions are rich: it is not from them"
+    )]
+    NotEncrypted,
 }
 
 impl Rejection {
@@ -67,6 +71,7 @@ impl Rejection {
             Rejection::NoDecryption => "no_decryption",
             Rejection::Rich(r) => r.reason(),
             Rejection::UserMismatch { .. } => "user_mismatch",
+            Rejection::NotEncrypted => "not_encrypted",
         }
     }
 }
@@ -138,6 +143,13 @@ pub fn process_changes(
             }
         };
         let Some(content) = &n.encrypted_content else {
+            // With a key configured every subscription is rich: a change
+            // without its data, even with the clientState, is not one of
+            // theirs, and is not allowed to make the daemon read.
+            if checks.decryption.is_some() {
+                out.rejected.push(Rejection::NotEncrypted);
+                continue;
+            }
             if read_now.insert(user) {
                 out.applied += 1;
             } else {
@@ -242,11 +254,17 @@ mod tests {
     }
 
     fn run(body: serde_json::Value, dedupe: &mut Dedupe) -> Processed {
+        run_with(body, dedupe, true)
+    }
+
+    /// `rich`: a decryption key is configured (every subscription rich).
+    fn run_with(body: serde_json::Value, dedupe: &mut Dedupe, rich: bool) -> Processed {
         let secret = Secret::new("cs");
         let keys = shared_signer().jwks();
+        let decryption = &shared_decryption().0;
         let checks = Checks {
             client_state: &secret,
-            decryption: Some(&*shared_decryption().0),
+            decryption: rich.then_some(&**decryption),
             keys: &keys,
             expected: &expectations(),
         };
@@ -269,12 +287,17 @@ mod tests {
             {"subscriptionId": "s", "clientState": "cs", "resource": "communications/presences/u1"},
             {"subscriptionId": "s", "clientState": "cs", "resource": "communications/presences/u2"},
         ]});
-        let out = run(body, &mut Dedupe::new(10));
+        let out = run_with(body.clone(), &mut Dedupe::new(10), false);
         assert_eq!(
             out.outcomes,
             [NotificationOutcome::ReadNow(vec!["u1".into(), "u2".into()])]
         );
         assert_eq!((out.received, out.applied, out.duplicates), (3, 2, 1));
+        // With a key configured every subscription is rich: a change
+        // without data is not one of theirs, clientState or not.
+        let out = run_with(body, &mut Dedupe::new(10), true);
+        assert!(out.outcomes.is_empty(), "{out:?}");
+        assert_eq!(out.rejected, vec![Rejection::NotEncrypted; 3]);
     }
 
     #[test]

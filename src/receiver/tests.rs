@@ -73,11 +73,19 @@ struct Harness {
 }
 
 impl Harness {
-    /// The receiver and, with `worker`, its inbox worker, over `store`.
+    /// The receiver and, with `worker`, its inbox worker, over `store`,
+    /// for rich subscriptions (a decryption key configured).
     async fn start(store: Arc<dyn Store>, worker: bool) -> Harness {
+        Harness::start_with(store, worker, true).await
+    }
+
+    /// [`Harness::start`], rich or basic.
+    async fn start_with(store: Arc<dyn Store>, worker: bool, rich: bool) -> Harness {
         let (jwks_url, jwks_hits, jwks_stop) = jwks_server(shared_signer()).await;
         let mut settings = settings(jwks_url.clone());
-        settings.decryption = Some(Arc::clone(&shared_decryption().0));
+        if rich {
+            settings.decryption = Some(Arc::clone(&shared_decryption().0));
+        }
         let wake = Arc::new(Notify::new());
         let counters = Arc::new(Counters::default());
         let app = router(
@@ -302,7 +310,7 @@ async fn the_door_refuses_what_is_not_ours_and_keeps_nothing() {
 
 #[tokio::test]
 async fn a_basic_batch_is_stored_then_asks_to_read_its_users() {
-    let mut h = Harness::start(Arc::new(MemoryStore::new()), true).await;
+    let mut h = Harness::start_with(Arc::new(MemoryStore::new()), true, false).await;
     let batch = json!({"value": [basic("u2", SECRET), basic("u1", SECRET)]});
     assert_eq!(h.notify(&batch).await, 202);
     assert_eq!(
