@@ -318,6 +318,13 @@ async fn a_basic_batch_is_stored_then_asks_to_read_its_users() {
         NotificationOutcome::ReadNow(vec!["u1".into(), "u2".into()])
     );
     h.processed(1).await;
+    // The acknowledgement follows the count: wait for it.
+    for _ in 0..1000 {
+        if h.store.inbox(0, 10).unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         h.store.inbox(0, 10).unwrap().is_empty(),
         "processed batches are acknowledged"
