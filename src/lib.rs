@@ -47,6 +47,7 @@
 pub mod accounts;
 pub mod api;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod consent;
 pub mod daemon;

@@ -352,6 +352,14 @@ pub enum StoreError {
     /// the store fail its check at the next start.
     #[error("refused to commit: {0}")]
     InvalidBatch(String),
+    /// In a cluster: another node has appended to the commit log since this
+    /// one last did, so nothing was committed and this node steps down.
+    #[error("not committed: {0}")]
+    Fenced(String),
+    /// In a cluster: the commit log did not take the batch (NATS refused or
+    /// did not answer in time); nothing was committed here.
+    #[error("not committed: {0}")]
+    Replication(String),
 }
 
 impl From<io::Error> for StoreError {
