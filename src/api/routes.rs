@@ -600,6 +600,42 @@ pub struct ApiSettings {
     /// Triggering it closes every open event stream (see [`Shutdown`]); pass
     /// the same value's [`Shutdown::stop`] to [`serve`](super::serve).
     pub shutdown: Shutdown,
+    /// In a cluster, the active node's gate: once it shuts, every request
+    /// (and every answer not yet sent) gets 503 `not_active`.
+    pub gate: Option<Arc<crate::cluster::gate::Gate>>,
+}
+
+/// In a cluster: nothing is answered by a node that is no longer active,
+/// neither a request that arrives after its gate shut nor one whose answer
+/// was ready only after.
+async fn active_only(
+    State(gate): State<Arc<crate::cluster::gate::Gate>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(why) = gate.why_not() {
+        return not_active(why);
+    }
+    let response = next.run(request).await;
+    match gate.why_not() {
+        Some(why) => not_active(why),
+        None => response,
+    }
+}
+
+fn not_active(why: String) -> Response {
+    let mut response = ApiError::new(
+        503,
+        "not_active",
+        format!(
+            "this node is no longer the active one ({why}); send the request to the active node"
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 /// What every handler is given.
@@ -657,10 +693,14 @@ fn build<S: Service>(
         api = api.route(route.path, handler);
         served.push((route.verb.as_str(), route.path));
     }
-    let router = api
+    let mut router = api
         .with_state(state)
         .merge(board::router())
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+    if let Some(gate) = settings.gate {
+        router = router.layer(middleware::from_fn_with_state(gate, active_only));
+    }
+    let router = router
         .layer(middleware::from_fn(error_shape))
         .layer(middleware::from_fn(board::security_headers));
     (router, served)

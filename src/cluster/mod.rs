@@ -19,6 +19,7 @@
 //!
 //! | concept | module |
 //! |---|---|
+//! | whether this node may act (Graph calls, API answers) | [`gate`] |
 //! | the log's record format | [`record`] |
 //! | the store that appends before it commits | [`replicated`] |
 //! | a standby applying records to its sled | [`apply`] |
@@ -28,6 +29,7 @@
 //! | NATS: connection, streams, the lease bucket, events, snapshots | [`nats`] |
 
 pub mod apply;
+pub mod gate;
 pub mod lease;
 pub mod memory_log;
 pub mod nats;

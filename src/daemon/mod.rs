@@ -454,6 +454,7 @@ impl Daemon {
                 viewer_token,
                 max_body_bytes: config.api.max_body_bytes,
                 shutdown: api_stop.clone(),
+                gate: None,
             },
         );
         workers.spawn_on(ApiWorker { listener, router }, api_stop.stop());

@@ -71,6 +71,10 @@ pub enum GraphError {
     /// The HTTP client could not be set up (TLS roots, resolver).
     #[error("cannot set up the HTTP client: {message}")]
     Setup { message: String },
+    /// In a cluster: this node is no longer the active one (its lease ran
+    /// out or another node took over), so nothing was sent.
+    #[error("not sent: {reason}")]
+    NotActive { reason: String },
 }
 
 fn ids(request_id: Option<&str>, client_request_id: &str) -> String {
@@ -125,6 +129,7 @@ impl GraphError {
             GraphError::Decode { what, .. } => format!("unreadable answer from Graph to {what}"),
             GraphError::Url { reason, .. } => format!("invalid Graph URL: {reason}"),
             GraphError::Setup { .. } => "cannot set up the HTTP client".to_string(),
+            GraphError::NotActive { .. } => "not sent: this node is no longer active".to_string(),
         }
     }
 
@@ -143,6 +148,8 @@ impl GraphError {
             // One service account's sign-in: its subscriptions stop, Graph
             // and the app's own token are fine.
             GraphError::Account(_) => false,
+            // Graph is fine; this node stopped calling it.
+            GraphError::NotActive { .. } => false,
         }
     }
 

@@ -103,6 +103,7 @@ pub struct GraphClientBuilder<'a> {
     clock: Option<SharedClock>,
     throttle: Option<ThrottleConfig>,
     budget: Option<Arc<Budget>>,
+    gate: Option<Arc<crate::cluster::gate::Gate>>,
 }
 
 impl<'a> GraphClientBuilder<'a> {
@@ -120,6 +121,12 @@ impl<'a> GraphClientBuilder<'a> {
     /// Spend from an existing budget (another client of the same tenant).
     pub fn budget(mut self, budget: Arc<Budget>) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// In a cluster: every call checks the active node's gate first.
+    pub fn gate(mut self, gate: Option<Arc<crate::cluster::gate::Gate>>) -> Self {
+        self.gate = gate;
         self
     }
 
@@ -153,7 +160,10 @@ impl<'a> GraphClientBuilder<'a> {
         let budget = self
             .budget
             .unwrap_or_else(|| Arc::new(Budget::new(&throttle_config, clock.clone())));
-        let throttle = Throttle::new(http, budget, tokens, throttle_config, clock);
+        let mut throttle = Throttle::new(http, budget, tokens, throttle_config, clock);
+        if let Some(gate) = self.gate {
+            throttle = throttle.with_gate(gate);
+        }
         Ok(GraphClient {
             throttle: Arc::new(throttle),
             base,
@@ -192,6 +202,7 @@ impl GraphClient {
             clock: None,
             throttle: None,
             budget: None,
+            gate: None,
         }
     }
 

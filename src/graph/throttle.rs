@@ -218,6 +218,8 @@ pub struct Throttle {
     config: ThrottleConfig,
     clock: SharedClock,
     stats: CallStats,
+    /// In a cluster, the active node's gate: no call leaves once it shut.
+    gate: Option<Arc<crate::cluster::gate::Gate>>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -251,7 +253,15 @@ impl Throttle {
             config,
             clock,
             stats: CallStats::default(),
+            gate: None,
         }
+    }
+
+    /// Calls leave only while `gate` is open (checked before each attempt,
+    /// after the budget's wait).
+    pub fn with_gate(mut self, gate: Arc<crate::cluster::gate::Gate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Calls sent so far, for metrics.
@@ -293,6 +303,9 @@ impl Throttle {
         let mut refreshed = false;
         loop {
             let sent_at = self.budget.acquire(request.class).await;
+            if let Some(reason) = self.gate.as_ref().and_then(|gate| gate.why_not()) {
+                return Err(GraphError::NotActive { reason });
+            }
             let token = tokens.bearer().await?;
             attempts += 1;
             let client_request_id = new_request_id();

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use super::super::ROUTES;
 use super::super::model::{AgentList, AgentOut, ErrorBody, Readiness};
 use super::super::routes::METRICS_CONTENT_TYPE;
-use super::{Api, Fake, STATUSES, TOKEN, error_of, start};
+use super::{Api, Fake, STATUSES, TOKEN, error_of, start, start_gated};
 
 const LIMIT: usize = 4096;
 
@@ -587,4 +587,35 @@ async fn requests_hyper_cannot_read_are_answered_in_the_error_shape() {
     }
     // The server still answers normally afterwards.
     assert_eq!(api.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_node_no_longer_active_answers_nothing_but_not_active() {
+    let gate = std::sync::Arc::new(crate::cluster::gate::Gate::open());
+    let api = start_gated(Fake::new(64), LIMIT, Some(gate.clone())).await;
+    api.create_agent("agent-1").await;
+    assert_eq!(api.get("/v1/agents/agent-1").await.status(), 200);
+
+    gate.close("another node took over the lease");
+    for path in ["/v1/agents/agent-1", "/healthz", "/readyz", "/"] {
+        let response = api.get(path).await;
+        assert_eq!(response.headers()["retry-after"], "1", "{path}");
+        let (status, body) = error_of(response).await;
+        assert_eq!(
+            (status, body.error.code.as_str()),
+            (503, "not_active"),
+            "{path}"
+        );
+        assert!(
+            body.error
+                .message
+                .contains("another node took over the lease"),
+            "{}",
+            body.error.message
+        );
+    }
+    let put = api
+        .put_json("/v1/agents/agent-2/status", r#"{"status":"Available"}"#)
+        .await;
+    assert_eq!(put.status(), 503);
 }

@@ -400,12 +400,22 @@ pub(super) struct Api {
 }
 
 pub(super) async fn start(fake: Arc<Fake>, max_body_bytes: usize) -> Api {
+    start_gated(fake, max_body_bytes, None).await
+}
+
+/// [`start`] as a cluster's active node, behind `gate`.
+pub(super) async fn start_gated(
+    fake: Arc<Fake>,
+    max_body_bytes: usize,
+    gate: Option<Arc<crate::cluster::gate::Gate>>,
+) -> Api {
     let shutdown = Shutdown::new();
     let settings = ApiSettings {
         token: Secret::new(TOKEN),
         viewer_token: Some(Secret::new(VIEWER)),
         max_body_bytes,
         shutdown: shutdown.clone(),
+        gate,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

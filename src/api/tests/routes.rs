@@ -61,6 +61,7 @@ fn the_router_registers_exactly_routes() {
             viewer_token: None,
             max_body_bytes: 1024,
             shutdown: Shutdown::new(),
+            gate: None,
         },
     );
     let served_set: BTreeSet<(String, String)> = served

@@ -542,3 +542,39 @@ async fn an_answer_over_the_body_limit_is_an_error() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_shut_gate_sends_nothing() {
+    let peer = Peer::start(|req, _| {
+        if req.is_token() {
+            Reply::token(0)
+        } else {
+            Reply::ok("{}")
+        }
+    })
+    .await;
+    let gate = Arc::new(crate::cluster::gate::Gate::open());
+    let client = crate::graph::GraphClient::builder(
+        &crate::graph::testing::config(&peer.base),
+        crate::graph::Credential::Secret(crate::config::Secret::new("s3cret")),
+    )
+    .clock(InstantClock::new())
+    .throttle(throttle())
+    .gate(Some(Arc::clone(&gate)))
+    .build()
+    .unwrap();
+    assert_eq!(
+        client.throttle().send(&get(&client)).await.unwrap().status,
+        200
+    );
+    assert_eq!(peer.graph_requests().len(), 1);
+
+    gate.close("another node holds the lease");
+    let error = client.throttle().send(&get(&client)).await.unwrap_err();
+    assert!(
+        matches!(&error, GraphError::NotActive { reason } if reason.contains("another node")),
+        "{error}"
+    );
+    assert!(!error.is_outage(), "Graph itself is fine");
+    assert_eq!(peer.graph_requests().len(), 1, "nothing more reached Graph");
+}
