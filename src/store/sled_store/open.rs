@@ -220,12 +220,48 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<bool, StoreError> {
 /// accounts' token folder (`presence-sync login` may write it before the
 /// daemon first starts). A store is created next to it, and its deep
 /// check's scratch copy leaves it out.
-const BESIDE_THE_STORE: &[&str] = &[crate::accounts::vault::ACCOUNTS_DIR];
+const BESIDE_THE_STORE: &[&str] = &[crate::accounts::vault::ACCOUNTS_DIR, REPLACED_DIR];
+
+/// Where [`SledStore::move_aside`] keeps stores a cluster's snapshot
+/// replaced, one folder each, named by the time.
+pub const REPLACED_DIR: &str = "replaced";
 
 fn beside_the_store(name: &std::ffi::OsStr) -> bool {
     BESIDE_THE_STORE
         .iter()
         .any(|b| name == std::ffi::OsStr::new(b))
+}
+
+impl SledStore {
+    /// Moves the store in `dir` (not the folders kept beside it) into
+    /// `dir/replaced/<time>/`, leaving `dir` ready for a new store, and
+    /// returns where it went. Nothing is deleted: an admin can look at it,
+    /// `export` it, or remove it. The store must not be open.
+    pub fn move_aside(
+        dir: &Path,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<PathBuf, StoreError> {
+        let io_error = |what: &str, path: &Path, e: io::Error| {
+            StoreError::Io(format!("{what} {}: {e}", path.display()))
+        };
+        let target = dir
+            .join(REPLACED_DIR)
+            .join(now.format("%Y%m%dT%H%M%S%.3fZ").to_string());
+        let entries: Vec<_> = match fs::read_dir(dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter(|entry| !beside_the_store(&entry.file_name()))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(target),
+            Err(e) => return Err(io_error("reading", dir, e)),
+        };
+        create_private_dir(&target)?;
+        for entry in entries {
+            let to = target.join(entry.file_name());
+            fs::rename(entry.path(), &to).map_err(|e| io_error("moving", &entry.path(), e))?;
+        }
+        Ok(target)
+    }
 }
 
 pub(crate) fn is_empty_or_missing(dir: &Path) -> Result<bool, StoreError> {

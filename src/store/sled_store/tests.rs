@@ -51,6 +51,41 @@ fn two_stores_get_different_ids() {
 /// What a commit makes visible is in the conformance suite; a reopen
 /// must find all of it, under the same store id.
 #[test]
+fn a_store_moved_aside_leaves_room_for_a_new_one_and_keeps_what_is_beside() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join(crate::accounts::vault::ACCOUNTS_DIR);
+    std::fs::create_dir_all(&accounts).unwrap();
+    std::fs::write(accounts.join("svc.token"), "kept").unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let id = store.store_id().to_owned();
+    store.commit(batch("a1", 7, 2, 100)).unwrap();
+    store.mark_clean_shutdown().unwrap();
+    drop(store);
+
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-05T07:00:00.250Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let moved = SledStore::move_aside(dir.path(), now).unwrap();
+    assert_eq!(
+        moved,
+        dir.path().join("replaced").join("20261205T070000.250Z")
+    );
+    assert!(is_empty_or_missing(dir.path()).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(accounts.join("svc.token")).unwrap(),
+        "kept"
+    );
+    let fresh = SledStore::open(dir.path()).unwrap();
+    assert_ne!(fresh.store_id(), id, "a new store");
+    drop(fresh);
+    let old = SledStore::open(&moved).unwrap();
+    assert_eq!(
+        (old.store_id(), old.load().unwrap().agents),
+        (id.as_str(), vec![agent("a1", 7)])
+    );
+}
+
+#[test]
 fn what_is_committed_is_loaded_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
