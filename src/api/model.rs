@@ -391,6 +391,10 @@ pub struct Readiness {
     /// named here with the command that fixes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<SubscriptionsOut>,
+    /// In a cluster (`[cluster]`): this node's role, the lease holder,
+    /// replication lag and the NATS connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterOut>,
 }
 
 /// The Graph application permissions: what the config needs, what the
@@ -464,6 +468,10 @@ pub struct Health {
     /// Presence subscriptions through service accounts, when enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<SubscriptionsOut>,
+    /// In a cluster (`[cluster]`): this node's role, the lease holder,
+    /// replication lag and the NATS connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterOut>,
 }
 
 /// Presence subscriptions: who is covered, each service account and its
@@ -619,4 +627,63 @@ pub struct DirectoryList {
     pub next_cursor: Option<String>,
     /// Users matching the filters, on every page.
     pub total: usize,
+}
+
+/// A node of an active/standby pair (`[cluster]`, docs/cluster.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterOut {
+    /// `active`, `standby`, or `starting` (connecting to NATS, restoring).
+    pub role: String,
+    pub node_id: String,
+    pub tenant: String,
+    /// Who holds the lease (the active node); `null` while nobody does.
+    pub lease_holder: Option<LeaseHolderOut>,
+    /// The last commit-log record this node's store holds.
+    pub position: u64,
+    /// The log's last record, as this node last saw it.
+    pub log_last: Option<u64>,
+    /// Records the log holds that this node has not applied.
+    pub lag_records: u64,
+    /// Seconds since this node last held every record of the log; `0` when
+    /// it does now.
+    pub lag_seconds: f64,
+    pub nats: NatsOut,
+    /// Every node's last report (role, position), this one included.
+    pub nodes: Vec<NodeOut>,
+    /// Times this node took over as active, and stepped down, since it started.
+    pub takeovers: u64,
+    pub step_downs: u64,
+    /// Why this node last stepped down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step_down: Option<String>,
+}
+
+/// The lease holder as the lease names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaseHolderOut {
+    pub node_id: String,
+    pub api_url: String,
+    pub since: DateTime<Utc>,
+}
+
+/// The connection to NATS.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NatsOut {
+    pub connected: bool,
+    /// The server this node is connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The last failure talking to NATS, while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A node as it last reported itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeOut {
+    pub node_id: String,
+    pub role: String,
+    pub position: u64,
+    pub api_url: String,
+    pub at: DateTime<Utc>,
 }

@@ -791,6 +791,7 @@ fn schemas() -> Value {
                 "directory_poll": schema_ref("Poll"),
                 "permissions": schema_ref("Permissions"),
                 "subscriptions": schema_ref("Subscriptions"),
+                "cluster": schema_ref("Cluster"),
             }
         },
         "Poll": {
@@ -819,6 +820,7 @@ fn schemas() -> Value {
                 "stats": schema_ref("HealthStats"),
                 "permissions": schema_ref("PermissionsWithConsent"),
                 "subscriptions": schema_ref("Subscriptions"),
+                "cluster": schema_ref("Cluster"),
             }
         },
         "GraphApp": {
@@ -946,6 +948,9 @@ fn board_schemas() -> Value {
         }
     });
     if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), subscriptions_schemas()) {
+        all.extend(more);
+    }
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), cluster_schemas()) {
         all.extend(more);
     }
     schemas
@@ -1192,6 +1197,52 @@ fn permission_schemas() -> Value {
     );
     all["PermissionsWithConsent"] = full;
     all
+}
+
+/// A node of an active/standby pair (`[cluster]`).
+fn cluster_schemas() -> Value {
+    let string = json!({"type": "string"});
+    let count = json!({"type": "integer", "minimum": 0});
+    let time = json!({"type": "string", "format": "date-time"});
+    json!({
+        "Cluster": {
+            "type": "object",
+            "description": "This node of an active/standby pair on NATS JetStream (only with \
+                `[cluster]`): its role, who holds the lease, how far behind the commit log it is, \
+                and its NATS connection.",
+            "required": ["role", "node_id", "tenant", "lease_holder", "position", "lag_records",
+                "lag_seconds", "nats", "nodes", "takeovers", "step_downs"],
+            "properties": {
+                "role": {"type": "string", "enum": ["active", "standby", "starting"]},
+                "node_id": string,
+                "tenant": string,
+                "lease_holder": {
+                    "type": ["object", "null"],
+                    "required": ["node_id", "api_url", "since"],
+                    "properties": {"node_id": string, "api_url": string, "since": time},
+                    "description": "The active node; null while nobody holds the lease."
+                },
+                "position": count,
+                "log_last": count,
+                "lag_records": count,
+                "lag_seconds": {"type": "number", "minimum": 0},
+                "nats": {
+                    "type": "object",
+                    "required": ["connected"],
+                    "properties": {"connected": {"type": "boolean"}, "server": string, "error": string}
+                },
+                "nodes": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["node_id", "role", "position", "api_url", "at"],
+                    "properties": {"node_id": string, "role": string, "position": count,
+                        "api_url": string, "at": time}
+                }},
+                "takeovers": count,
+                "step_downs": count,
+                "last_step_down": string,
+            }
+        }
+    })
 }
 
 /// Presence subscriptions in `/readyz` and `/v1/health` (split from

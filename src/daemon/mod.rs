@@ -16,6 +16,7 @@
 //! | granted against needed permissions, writes held without them | [`permissions`] |
 //! | signals, systemd notify and the watchdog's liveness check | [`lifecycle`] |
 
+pub mod cluster;
 pub mod directory;
 pub mod lifecycle;
 pub mod mappings;
@@ -431,6 +432,7 @@ impl Daemon {
             metrics: Arc::clone(&metrics),
             directory: Arc::clone(&directory_view),
             subscriptions,
+            cluster: None,
             permissions,
             proxy: crate::http::proxy_in_use(&config.graph.outbound),
             certificate_not_after,

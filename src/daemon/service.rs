@@ -205,6 +205,8 @@ pub struct DaemonService<S: Store> {
     pub(super) certificate_not_after: Option<chrono::DateTime<chrono::Utc>>,
     /// Presence subscriptions, when enabled.
     pub(super) subscriptions: Option<SubscriptionsHandle>,
+    /// In a cluster: this node's role, the lease and the lag.
+    pub(super) cluster: Option<Arc<super::cluster::status::ClusterStatus>>,
 }
 
 impl<S: Store> DaemonService<S> {
@@ -659,6 +661,7 @@ impl<S: Store> Service for DaemonService<S> {
             directory_poll: self.directory_poll(),
             permissions: self.permissions(false),
             subscriptions: self.subscriptions(false),
+            cluster: self.cluster.as_ref().map(|c| c.out()),
         }
     }
 
@@ -674,6 +677,7 @@ impl<S: Store> Service for DaemonService<S> {
             stats: Some(self.metrics.health_stats()),
             permissions: self.permissions(true),
             subscriptions: self.subscriptions(true),
+            cluster: self.cluster.as_ref().map(|c| c.out()),
         }
     }
 

@@ -359,6 +359,7 @@ impl Service for Fake {
             directory_poll: None,
             permissions: None,
             subscriptions: None,
+            cluster: None,
         }
     }
 
@@ -380,6 +381,7 @@ impl Service for Fake {
             stats: None,
             permissions: r.permissions,
             subscriptions: r.subscriptions,
+            cluster: r.cluster,
         }
     }
 

@@ -447,6 +447,7 @@ fn openapi_schemas_match_the_models() {
                     consent_url: Some("https://login.example/t/adminconsent?client_id=c".into()),
                 }),
                 subscriptions: Some(subscriptions_sample()),
+                cluster: Some(cluster_sample()),
             })
             .unwrap(),
             true,
@@ -500,6 +501,7 @@ fn openapi_schemas_match_the_models() {
                     consent_url: Some("https://login.example/t/adminconsent?client_id=c".into()),
                 }),
                 subscriptions: Some(subscriptions_sample()),
+                cluster: Some(cluster_sample()),
             })
             .unwrap(),
             true,
@@ -569,6 +571,7 @@ fn openapi_schemas_match_the_models() {
                     stats: None,
                     permissions: None,
                     subscriptions: None,
+                    cluster: None,
                 }),
             })
             .unwrap(),
@@ -670,6 +673,38 @@ fn the_schema_check_can_fail() {
 }
 
 /// A subscriptions section with every field set, for the schema checks.
+fn cluster_sample() -> crate::api::model::ClusterOut {
+    crate::api::model::ClusterOut {
+        role: "standby".into(),
+        node_id: "cc-sync-2".into(),
+        tenant: "contoso".into(),
+        lease_holder: Some(crate::api::model::LeaseHolderOut {
+            node_id: "cc-sync-1".into(),
+            api_url: "https://cc-sync-1.contoso.internal:8080".into(),
+            since: time(),
+        }),
+        position: 812,
+        log_last: Some(815),
+        lag_records: 3,
+        lag_seconds: 0.2,
+        nats: crate::api::model::NatsOut {
+            connected: true,
+            server: Some("nats://10.0.0.11:4222".into()),
+            error: Some("no answer from NATS within 5s".into()),
+        },
+        nodes: vec![crate::api::model::NodeOut {
+            node_id: "cc-sync-1".into(),
+            role: "active".into(),
+            position: 815,
+            api_url: "https://cc-sync-1.contoso.internal:8080".into(),
+            at: time(),
+        }],
+        takeovers: 1,
+        step_downs: 1,
+        last_step_down: Some("another node took the lease".into()),
+    }
+}
+
 fn subscriptions_sample() -> crate::api::model::SubscriptionsOut {
     crate::api::model::SubscriptionsOut {
         users_subscribed: 1_300,
