@@ -4,5 +4,7 @@
 //! | concept | module |
 //! |---|---|
 //! | what a node knows of itself and the cluster (`/readyz`, metrics) | [`status`] |
+//! | the API of a node that is not active: redirects to the active one | [`standby_api`] |
 
+pub mod standby_api;
 pub mod status;
