@@ -23,6 +23,7 @@ pub mod mappings;
 pub mod metrics;
 pub mod permissions;
 pub mod service;
+pub mod store;
 pub mod subscriptions;
 pub mod sync_loop;
 pub mod tasks;
@@ -53,6 +54,7 @@ use self::directory::{DirectoryReader, DirectoryUpdate};
 use self::mappings::Reload;
 use self::metrics::Metrics;
 use self::service::DaemonService;
+use self::store::DaemonStore;
 use self::subscriptions::setup::{self, Channels};
 use self::sync_loop::{Command, Inputs, Outputs, SyncLoop};
 use self::tasks::{Failure, TaskName, Workers};
@@ -115,6 +117,9 @@ pub struct DaemonOptions {
     pub subscription_clock: Option<crate::graph::SharedClock>,
     /// How soon a failed service account is tried again.
     pub account_retry: Duration,
+    /// In a cluster: this start is a term as the active node (the
+    /// replicated store, the gate, events and snapshots to NATS).
+    pub cluster: Option<cluster::term::ActiveTerm>,
 }
 
 impl Default for DaemonOptions {
@@ -128,6 +133,7 @@ impl Default for DaemonOptions {
             permission_recheck: Duration::from_secs(300),
             subscription_clock: None,
             account_retry: crate::accounts::token::FAILED_RETRY,
+            cluster: None,
         }
     }
 }
@@ -144,7 +150,7 @@ pub struct Daemon {
     grace: Duration,
     api_stop: api::Shutdown,
     metrics: Arc<Metrics>,
-    store: Arc<SledStore>,
+    store: Arc<DaemonStore>,
     /// What the config in force asks of Graph (for the permissions).
     uses: watch::Sender<crate::graph::permissions::Uses>,
 }
@@ -178,7 +184,10 @@ impl Daemon {
                 tracing::info!("{text}");
             }
         }
-        let graph = GraphClient::new(&config.graph, credential)?;
+        let gate = options.cluster.as_ref().map(|term| Arc::clone(&term.gate));
+        let graph = GraphClient::builder(&config.graph, credential)
+            .gate(gate.clone())
+            .build()?;
         let webhook_secret = match &config.webhook {
             Some(webhook) => Some(webhook.secret.read()?),
             None => None,
@@ -210,7 +219,22 @@ impl Daemon {
                 .await
                 .map_err(|e| DaemonError::Task(format!("loading the store: {e}")))??
         };
-        let store = Arc::new(store);
+        // As a cluster's active node every batch goes to the commit log
+        // first; a refused append shuts the gate at once.
+        let store = Arc::new(match &options.cluster {
+            Some(term) => {
+                let replicated = (term.replicate)(store)?;
+                let mut fenced = replicated.fenced();
+                let gate = Arc::clone(&term.gate);
+                tokio::spawn(async move {
+                    if fenced.wait_for(|fenced| *fenced).await.is_ok() {
+                        gate.close("the commit log refused this node's append (another node has appended since, or NATS did not answer); it steps down");
+                    }
+                });
+                DaemonStore::Cluster(replicated)
+            }
+            None => DaemonStore::Local(store),
+        });
         // Who each poller reads: straight from the loop and the view, or
         // through the subscriptions' coverage when they are on.
         let (channels, routing) = Channels::new(config.subscriptions.enabled);
@@ -423,6 +447,22 @@ impl Daemon {
                 wake: events_tx.subscribe(),
             });
         }
+        if let Some(term) = &options.cluster {
+            if let Some(sink) = &term.events {
+                workers.spawn(cluster::events::EventsWorker {
+                    store: Arc::clone(&store),
+                    sink: Arc::clone(sink),
+                    wake: events_tx.subscribe(),
+                });
+            }
+            if let (Some(sink), Some(replicated)) = (&term.snapshots, store.cluster()) {
+                workers.spawn(cluster::snapshots::SnapshotWorker {
+                    store: Arc::clone(replicated),
+                    sink: Arc::clone(sink),
+                    interval: term.snapshot_interval,
+                });
+            }
+        }
         let service = Arc::new(DaemonService {
             commands: commands_tx.clone(),
             store: Arc::clone(&store),
@@ -432,7 +472,10 @@ impl Daemon {
             metrics: Arc::clone(&metrics),
             directory: Arc::clone(&directory_view),
             subscriptions,
-            cluster: None,
+            cluster: options
+                .cluster
+                .as_ref()
+                .map(|term| Arc::clone(&term.status)),
             permissions,
             proxy: crate::http::proxy_in_use(&config.graph.outbound),
             certificate_not_after,
@@ -456,7 +499,7 @@ impl Daemon {
                 viewer_token,
                 max_body_bytes: config.api.max_body_bytes,
                 shutdown: api_stop.clone(),
-                gate: None,
+                gate,
             },
         );
         workers.spawn_on(ApiWorker { listener, router }, api_stop.stop());

@@ -495,6 +495,29 @@ impl<S: Store> DaemonService<S> {
                 },
             });
         }
+        if let Some(cluster) = &self.cluster {
+            let out = cluster.out();
+            let active = out.role == "active";
+            checks.push(Check {
+                name: "cluster".into(),
+                ok: active && out.nats.connected,
+                detail: match (&out.nats.error, active) {
+                    (_, false) => format!("{}: this node is not active", out.role),
+                    (Some(error), true) => {
+                        format!("active at log position {}; NATS: {error}", out.position)
+                    }
+                    (None, true) => format!(
+                        "active at log position {}; NATS connected{}",
+                        out.position,
+                        out.nats
+                            .server
+                            .as_deref()
+                            .map(|s| format!(" to {s}"))
+                            .unwrap_or_default()
+                    ),
+                },
+            });
+        }
         let tasks_ok = tasks
             .iter()
             .all(|(_, s)| !matches!(s, TaskState::Failed(_) | TaskState::Stopped));
@@ -682,6 +705,10 @@ impl<S: Store> Service for DaemonService<S> {
     }
 
     async fn metrics(&self) -> String {
-        self.metrics.render()
+        let mut text = self.metrics.render();
+        if let Some(cluster) = &self.cluster {
+            text.push_str(&cluster.render_metrics());
+        }
+        text
     }
 }

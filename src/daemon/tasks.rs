@@ -49,10 +49,14 @@ pub enum TaskName {
     NotificationReads,
     /// The service accounts' tokens kept alive, and whether each works.
     ServiceAccounts,
+    /// In a cluster: committed events published to NATS for consumers.
+    NatsEvents,
+    /// In a cluster: the store's snapshot for standbys that start empty.
+    Snapshots,
 }
 
 impl TaskName {
-    pub const ALL: [TaskName; 15] = [
+    pub const ALL: [TaskName; 17] = [
         TaskName::SyncLoop,
         TaskName::Directory,
         TaskName::DirectoryPoller,
@@ -68,6 +72,8 @@ impl TaskName {
         TaskName::Notifications,
         TaskName::NotificationReads,
         TaskName::ServiceAccounts,
+        TaskName::NatsEvents,
+        TaskName::Snapshots,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +93,8 @@ impl TaskName {
             TaskName::Notifications => "notifications",
             TaskName::NotificationReads => "notification-reads",
             TaskName::ServiceAccounts => "service-accounts",
+            TaskName::NatsEvents => "nats-events",
+            TaskName::Snapshots => "snapshots",
         }
     }
 }

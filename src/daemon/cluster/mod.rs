@@ -5,6 +5,12 @@
 //! |---|---|
 //! | what a node knows of itself and the cluster (`/readyz`, metrics) | [`status`] |
 //! | the API of a node that is not active: redirects to the active one | [`standby_api`] |
+//! | a term as the active node: what the daemon is given, the NATS side as traits | [`term`] |
+//! | committed events published to NATS for many consumers | [`events`] |
+//! | the store's periodic snapshot | [`snapshots`] |
 
+pub mod events;
+pub mod snapshots;
 pub mod standby_api;
 pub mod status;
+pub mod term;
