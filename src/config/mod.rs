@@ -8,6 +8,7 @@
 //! [`Diagnostic`] at the key (`path:line:column`) or the variable
 //! (`env NAME`) it came from.
 
+mod cluster;
 mod env;
 mod origin;
 mod raw;
@@ -30,6 +31,7 @@ use thiserror::Error;
 
 use crate::diagnostics::{Diagnostic, did_you_mean};
 
+pub use cluster::{ClusterConfig, NatsAuth, is_cluster_name};
 pub use env::{Environment, PREFIX as ENV_PREFIX};
 pub use origin::Origin;
 pub use secret::{Secret, SecretError, SecretLocation, SecretSource};
