@@ -872,6 +872,49 @@ async fn a_three_node_cluster_survives_a_killed_node_during_appends() {
         );
     }
 
+    // Fencing and retried appends on R=3, with a node down.
+    let b = Nats::connect(&config(cluster.urls(), "b")).await.unwrap();
+    assert!(matches!(
+        b.log().append_async(b"stale".to_vec(), last - 1).await,
+        Err(LogError::Fenced { found: Some(found), .. }) if found == last
+    ));
+    let record = format!("record after {}", last - 1).into_bytes();
+    assert_eq!(log.append_async(record, last - 1).await, Ok(last));
+
+    // The lease taken before the kill has expired since. Taken again and
+    // then no longer renewed, b takes it about the TTL (2 s) after a's
+    // last renewal.
+    assert!(matches!(
+        nats.lease().renew(&lease).await,
+        Err(LeaseError::Lost(_))
+    ));
+    let fresh = nats
+        .lease()
+        .acquire(&holder("a"))
+        .await
+        .unwrap()
+        .expect("expired");
+    let renewed = nats.lease().renew(&fresh).await.unwrap();
+    let stopped = Instant::now();
+    let taken = loop {
+        match b.lease().acquire(&holder("b")).await {
+            Ok(Some(taken)) => break taken,
+            Ok(None) => {}
+            Err(error) => eprintln!("acquire: {error}"),
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(15));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "R=3 lease taken over {:?} after the last renewal (ttl 2s)",
+        stopped.elapsed()
+    );
+    assert!(matches!(
+        nats.lease().renew(&renewed).await,
+        Err(LeaseError::Lost(_))
+    ));
+    b.lease().renew(&taken).await.unwrap();
+
     // The killed node comes back and catches up.
     cluster.restart(victim);
     let back = cluster.wait_ready(Duration::from_secs(60)).await;
@@ -905,4 +948,75 @@ async fn a_three_node_cluster_survives_a_killed_node_during_appends() {
         log.append_async(b"after".to_vec(), last).await,
         Ok(last + 1)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_answers_again_after_its_bucket_leader_dies() {
+    let Some(mut cluster) = NatsCluster::three("lease_leader", ServerAuth::None) else {
+        return;
+    };
+    cluster.wait_ready(Duration::from_secs(60)).await;
+    let mut cfg = config(cluster.urls(), "a");
+    cfg.replicas = 3;
+    let started = Instant::now();
+    let a = loop {
+        if let Ok(nats) = Nats::connect(&cfg).await
+            && nats.provision().await.is_ok()
+        {
+            break nats;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let b = Nats::connect(&config(cluster.urls(), "b")).await.unwrap();
+    let timing = a.lease().timing();
+    let mut lease = a
+        .lease()
+        .acquire(&holder("a"))
+        .await
+        .unwrap()
+        .expect("free");
+    let bucket = format!("KV_{}", a.names().lease_bucket());
+    let mut stream = a.jetstream().get_stream(&bucket).await.unwrap();
+    let leader = stream
+        .info()
+        .await
+        .unwrap()
+        .cluster
+        .clone()
+        .and_then(|c| c.leader)
+        .unwrap();
+    cluster.kill(cluster.index_of(&leader).unwrap());
+    let killed = Instant::now();
+    // a renews as the daemon would: every ttl/3, retrying on Unavailable.
+    let outcome = loop {
+        match a.lease().renew(&lease).await {
+            Ok(renewed) => {
+                let late = !timing.is_valid(lease.valid_until, Instant::now());
+                lease = renewed;
+                if killed.elapsed() > Duration::from_secs(1) {
+                    break Ok(late);
+                }
+            }
+            Err(LeaseError::Lost(why)) => break Err(why),
+            Err(LeaseError::Unavailable(why)) => eprintln!("renew: {why}"),
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "no answer");
+        tokio::time::sleep(timing.acquire_interval() / 4).await;
+    };
+    eprintln!(
+        "killed {leader} (the lease bucket's leader): renewal answered {:?} after: {outcome:?} \
+         (Ok(true): renewed after valid_until)",
+        killed.elapsed()
+    );
+    match outcome {
+        // Still a's: nobody else can take it.
+        Ok(_) => assert_eq!(b.lease().acquire(&holder("b")).await.unwrap(), None),
+        // Expired while the bucket had no leader: free for whoever comes.
+        Err(_) => {
+            let taken = b.lease().acquire(&holder("b")).await.unwrap();
+            let now = a.lease().holder().await.unwrap();
+            assert!(taken.is_some() || now.is_some_and(|h| h.node_id == "b"));
+        }
+    }
 }
