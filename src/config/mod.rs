@@ -8,6 +8,7 @@
 //! [`Diagnostic`] at the key (`path:line:column`) or the variable
 //! (`env NAME`) it came from.
 
+mod cluster;
 mod env;
 mod origin;
 mod raw;
@@ -30,6 +31,7 @@ use thiserror::Error;
 
 use crate::diagnostics::{Diagnostic, did_you_mean};
 
+pub use cluster::{ClusterConfig, NatsAuth, is_cluster_name};
 pub use env::{Environment, PREFIX as ENV_PREFIX};
 pub use origin::Origin;
 pub use secret::{Secret, SecretError, SecretLocation, SecretSource};
@@ -50,6 +52,7 @@ const SECTIONS: &[&str] = &[
     "routing",
     "directory",
     "subscriptions",
+    "cluster",
 ];
 
 /// A loaded, validated config. Holds where secrets are, never their values.
@@ -75,6 +78,9 @@ pub struct Config {
     /// `[subscriptions]`: presence change notifications through delegated
     /// service accounts (off unless `enabled`).
     pub subscriptions: SubscriptionsConfig,
+    /// `[cluster]`: an active/standby pair on NATS JetStream; `None`
+    /// without the section (one process on its own store).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[directory]`: the Teams directory beyond the agents (`GET /v1/directory`).
@@ -358,6 +364,9 @@ impl Config {
             secrets.push(&webhook.secret);
         }
         secrets.extend(self.subscriptions.secrets());
+        if let Some(cluster) = &self.cluster {
+            secrets.extend(cluster.secrets());
+        }
         secrets
     }
 }
@@ -470,6 +479,10 @@ impl Config {
             routing: section(&top, "routing", &mut ctx),
             directory: section(&top, "directory", &mut ctx),
             subscriptions: section(&top, "subscriptions", &mut ctx),
+            // Optional: only a section that is there makes a cluster node.
+            cluster: top
+                .contains_key("cluster")
+                .then(|| section(&top, "cluster", &mut ctx)),
         };
         let (config, profile_files) = validate::build(path, sections, &mut ctx);
         match config {

@@ -18,6 +18,7 @@ pub(super) const INLINE_SECRET_KEYS: &[&str] = &[
     "viewer_token",
     "secret",
     "client_state",
+    "password",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +158,27 @@ pub(super) struct RawSubscriptions {
     pub max_users_per_subscription: Option<i64>,
     pub max_body: Option<Text>,
     pub client_state: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub nats_url: Option<String>,
+    pub nats_urls: Option<Vec<String>>,
+    pub tenant: Option<String>,
+    pub node_id: Option<String>,
+    pub advertise_url: Option<String>,
+    pub auth: Option<String>,
+    pub token_file: Option<String>,
+    pub user: Option<String>,
+    pub password_file: Option<String>,
+    pub replicas: Option<i64>,
+    pub lease_ttl: Option<Text>,
+    pub history: Option<Text>,
+    pub snapshot_interval: Option<Text>,
+    pub request_timeout: Option<Text>,
+    pub token: Option<IgnoredAny>,
+    pub password: Option<IgnoredAny>,
 }
 
 /// A string that also accepts a bare number, so that `echo_window = 300` (or

@@ -25,6 +25,7 @@ use super::{
 };
 use crate::routing::{OverflowTarget, QueueSettings, Strategy};
 
+mod cluster;
 mod subscriptions;
 
 pub(super) const DEFAULT_LOGIN_BASE: &str = "https://login.microsoftonline.com";
@@ -89,6 +90,8 @@ pub(super) struct Sections {
     pub routing: Option<RawRouting>,
     pub directory: Option<RawDirectory>,
     pub subscriptions: Option<super::raw::RawSubscriptions>,
+    /// `None`: no `[cluster]` section; `Some(None)`: one of the wrong shape.
+    pub cluster: Option<Option<super::raw::RawCluster>>,
 }
 
 pub(super) struct Ctx<'a> {
@@ -148,6 +151,17 @@ pub(super) fn build(
             ),
         );
     }
+    let cluster = match sections.cluster {
+        None => Some(None),
+        Some(None) => None,
+        Some(Some(raw)) => cluster::cluster(
+            raw,
+            graph.as_ref().map(|g| g.tenant_id.as_str()),
+            api.as_ref().map(|a| a.listen),
+            ctx,
+        )
+        .map(Some),
+    };
     let config = match (
         graph.zip(budget),
         api,
@@ -159,6 +173,7 @@ pub(super) fn build(
         routing,
         directory,
         subscriptions,
+        cluster,
     ) {
         (
             Some((graph, budget)),
@@ -171,6 +186,7 @@ pub(super) fn build(
             Some(routing),
             Some(directory),
             Some(subscriptions),
+            Some(cluster),
         ) => Some(Config {
             file: file.to_path_buf(),
             graph,
@@ -184,6 +200,7 @@ pub(super) fn build(
             routing,
             directory,
             subscriptions,
+            cluster,
         }),
         _ => None,
     };

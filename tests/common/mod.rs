@@ -6,6 +6,7 @@ pub mod certificate;
 pub mod connect_proxy;
 pub mod daemon_kit;
 pub mod graph_kit;
+pub mod nats;
 pub mod process_kit;
 pub mod shared;
 pub mod sim_kit;
