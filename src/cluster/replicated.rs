@@ -48,10 +48,18 @@ pub enum ReplicaState {
     Unsure,
 }
 
+/// The largest record appended unless [`ReplicatedStore::with_max_record_bytes`]
+/// says otherwise: NATS's default `max_payload` (1 MiB) less room for the
+/// message's headers.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024 - 4096;
+
 /// The store of the active node in a cluster.
 pub struct ReplicatedStore {
     sled: SledStore,
     log: Arc<dyn CommitLog>,
+    /// A larger record is refused before it is appended: the log would
+    /// refuse it too, but only after the store turned unsure.
+    max_record_bytes: usize,
     /// Held for a whole commit (append, then sled); holds the position the
     /// next append follows.
     commit: Mutex<Position>,
@@ -80,11 +88,20 @@ impl ReplicatedStore {
         Ok(ReplicatedStore {
             sled,
             log,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             commit: Mutex::new(position),
             position: AtomicU64::new(position),
             state: watch::Sender::new(ReplicaState::Active),
             fenced: watch::Sender::new(false),
         })
+    }
+
+    /// Refuses records larger than `max` bytes ([`StoreError::InvalidBatch`],
+    /// nothing appended, the store still active): set it from the NATS
+    /// server's `max_payload`, less room for headers.
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max;
+        self
     }
 
     /// The position of the last record committed here.
@@ -146,6 +163,18 @@ impl ReplicatedStore {
         self.commit
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn refuse_if_too_large(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        if bytes.len() <= self.max_record_bytes {
+            return Ok(());
+        }
+        Err(StoreError::InvalidBatch(format!(
+            "the change is {} bytes as a commit log record, more than the log takes ({} bytes); \
+             nothing was committed",
+            bytes.len(),
+            self.max_record_bytes
+        )))
     }
 
     fn refuse_unless_active(&self) -> Result<(), StoreError> {
@@ -247,6 +276,7 @@ impl Store for ReplicatedStore {
                 "a step did not read back as a step".to_owned(),
             ));
         };
+        self.refuse_if_too_large(&bytes)?;
         let new = self.append(&bytes, *position)?;
         self.committed(&mut position, new, |sled| sled.commit_at(batch, new))
     }
@@ -292,6 +322,7 @@ impl Store for ReplicatedStore {
                 "a directory change did not read back as one".to_owned(),
             ));
         };
+        self.refuse_if_too_large(&bytes)?;
         let new = self.append(&bytes, *position)?;
         self.committed(&mut position, new, |sled| {
             sled.commit_directory_at(batch, new)
@@ -592,6 +623,44 @@ mod tests {
         assert_eq!(*c.active.state().borrow(), ReplicaState::Active);
         assert_eq!(c.active.commit(batch("a1", 1, 1, 0)).unwrap()[0].seq, 1);
         assert_eq!(c.log.last(), 2);
+    }
+
+    #[test]
+    fn a_record_larger_than_the_log_takes_is_refused_before_the_append() {
+        let c = cluster();
+        let active = c.active.with_max_record_bytes(2048);
+        active.commit(batch("a1", 1, 1, 0)).unwrap();
+        let mut large = batch("a2", 1, 0, 0);
+        large
+            .meta
+            .push((MetaKey::DeltaLink, Some("x".repeat(4096))));
+        assert!(matches!(
+            active.commit(large),
+            Err(StoreError::InvalidBatch(problem)) if problem.contains("2048")
+        ));
+        let users = (0..40)
+            .map(|n| crate::store::StoredUser {
+                id: format!("user-{n}"),
+                upn: Some(format!("user-{n}@contoso.example")),
+                mail: None,
+                business_phones: vec![],
+                mobile_phone: None,
+                teams: None,
+                teams_phone: None,
+            })
+            .collect();
+        assert!(matches!(
+            active.commit_directory(DirectoryBatch {
+                replace: true,
+                upserts: users,
+                ..DirectoryBatch::default()
+            }),
+            Err(StoreError::InvalidBatch(_))
+        ));
+        assert_eq!(c.log.last(), 2);
+        assert_eq!(*active.state().borrow(), ReplicaState::Active);
+        active.commit(batch("a1", 2, 1, 0)).unwrap();
+        assert_eq!(c.log.last(), 3);
     }
 
     #[test]
