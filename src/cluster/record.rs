@@ -1,1 +1,510 @@
-//! (being written)
+//! The commit log's record format: one JSON object a record, versioned,
+//! every record naming the store id the cluster shares (event ids are
+//! `<store id>-<seq>` on every node, so a record from another cluster's log
+//! must never be applied).
+//!
+//! ```text
+//! {"v":1,"type":"genesis","store_id":"5f0c…"}
+//! {"v":1,"type":"step","store_id":"5f0c…","batch":{"agents":[["a1",{…AgentRecord…}]],"outbox":[["a1",null]],
+//!   "events":[{…NewEvent…}],"meta":[[{"cursor":"webhook"},"790"],["delta_link",null]],"contacts":[]}}
+//! {"v":1,"type":"directory","store_id":"5f0c…","directory":{"replace":true,"upserts":[{…StoredUser…}],
+//!   "removes":[],"delta_link":"https://…"}}
+//! ```
+//!
+//! The records are the store's own types as the store writes them to disk
+//! (agents, outbox entries, contacts, events before numbering, directory
+//! users); meta keys are named on the wire explicitly (`"delta_link"`,
+//! `"routing"`, `{"cursor":…}`, `{"routing_queue":…}`), and the log position
+//! is never one of them: it is the log's to give. A record of a newer
+//! format version is refused with what to do, never half-read.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::events::NewEvent;
+use crate::routing::ContactRecord;
+use crate::store::{AgentRecord, Batch, DirectoryBatch, MetaKey, OutboxEntry, StoredUser};
+
+/// The record format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One record of the commit log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// The log's first record, appended by the first active on an empty log:
+    /// it names the store id every node of the cluster shares.
+    Genesis { store_id: String },
+    /// Everything one commit changed (a sync-loop step, a consumer cursor).
+    Step { store_id: String, batch: Batch },
+    /// A change to the stored directory.
+    Directory {
+        store_id: String,
+        batch: DirectoryBatch,
+    },
+}
+
+impl Record {
+    /// The store id the record names.
+    pub fn store_id(&self) -> &str {
+        match self {
+            Record::Genesis { store_id }
+            | Record::Step { store_id, .. }
+            | Record::Directory { store_id, .. } => store_id,
+        }
+    }
+
+    /// The record's type as the wire names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Genesis { .. } => "genesis",
+            Record::Step { .. } => "step",
+            Record::Directory { .. } => "directory",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum RecordError {
+    /// The record cannot be written (a batch naming the log position, or a
+    /// value JSON cannot hold).
+    #[error("the record cannot be encoded: {0}")]
+    Encode(String),
+    /// The bytes are not a record of this format.
+    #[error("the record does not decode: {0}")]
+    Decode(String),
+    /// A newer presence-sync wrote it.
+    #[error(
+        "the record is of format version {found} and this build reads version {known}: \
+         run the same presence-sync version on every node"
+    )]
+    NewerVersion { found: u32, known: u32 },
+}
+
+/// Writes a record as the log keeps it.
+pub fn encode(record: &Record) -> Result<Vec<u8>, RecordError> {
+    let (batch, directory) = match record {
+        Record::Genesis { .. } => (None, None),
+        Record::Step { batch, .. } => (Some(BatchOut::of(batch)?), None),
+        Record::Directory { batch, .. } => (None, Some(DirectoryOut::of(batch))),
+    };
+    let out = RecordOut {
+        v: FORMAT_VERSION,
+        kind: record.kind(),
+        store_id: record.store_id(),
+        batch,
+        directory,
+    };
+    serde_json::to_vec(&out).map_err(|e| RecordError::Encode(e.to_string()))
+}
+
+/// Reads a record. Any bytes are answered with a record or an error, never
+/// a panic.
+pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+    let parsed: RecordIn = match serde_json::from_slice(bytes) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            // A newer format may not parse as this one: say so rather than
+            // what serde stumbled on.
+            if let Ok(Versioned { v }) = serde_json::from_slice::<Versioned>(bytes)
+                && v > FORMAT_VERSION
+            {
+                return Err(RecordError::NewerVersion {
+                    found: v,
+                    known: FORMAT_VERSION,
+                });
+            }
+            return Err(RecordError::Decode(e.to_string()));
+        }
+    };
+    if parsed.v > FORMAT_VERSION {
+        return Err(RecordError::NewerVersion {
+            found: parsed.v,
+            known: FORMAT_VERSION,
+        });
+    }
+    if parsed.v == 0 {
+        return Err(RecordError::Decode(
+            "format version 0 is not a version".to_owned(),
+        ));
+    }
+    let store_id = parsed.store_id;
+    match (parsed.kind, parsed.batch, parsed.directory) {
+        (Kind::Genesis, None, None) => Ok(Record::Genesis { store_id }),
+        (Kind::Step, Some(batch), None) => Ok(Record::Step {
+            store_id,
+            batch: batch.into_batch(),
+        }),
+        (Kind::Directory, None, Some(directory)) => Ok(Record::Directory {
+            store_id,
+            batch: directory.into_batch(),
+        }),
+        (kind, batch, directory) => Err(RecordError::Decode(format!(
+            "a {} record {} a batch and {} a directory change",
+            kind.name(),
+            if batch.is_some() { "with" } else { "without" },
+            if directory.is_some() {
+                "with"
+            } else {
+                "without"
+            },
+        ))),
+    }
+}
+
+/// A meta key as the wire names it. The log position has no name here: a
+/// record can never set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum MetaName {
+    DeltaLink,
+    Cursor(String),
+    Routing,
+    RoutingQueue(String),
+}
+
+impl MetaName {
+    fn of(key: &MetaKey) -> Result<MetaName, RecordError> {
+        Ok(match key {
+            MetaKey::DeltaLink => MetaName::DeltaLink,
+            MetaKey::Cursor(name) => MetaName::Cursor(name.clone()),
+            MetaKey::Routing => MetaName::Routing,
+            MetaKey::RoutingQueue(name) => MetaName::RoutingQueue(name.clone()),
+            MetaKey::LogPosition => {
+                return Err(RecordError::Encode(
+                    "a batch may not set the commit log position".to_owned(),
+                ));
+            }
+        })
+    }
+
+    fn into_key(self) -> MetaKey {
+        match self {
+            MetaName::DeltaLink => MetaKey::DeltaLink,
+            MetaName::Cursor(name) => MetaKey::Cursor(name),
+            MetaName::Routing => MetaKey::Routing,
+            MetaName::RoutingQueue(name) => MetaKey::RoutingQueue(name),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Genesis,
+    Step,
+    Directory,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Genesis => "genesis",
+            Kind::Step => "step",
+            Kind::Directory => "directory",
+        }
+    }
+}
+
+/// A record as written (borrowing, so a batch is not copied).
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    store_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<BatchOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    directory: Option<DirectoryOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    agents: &'a [(String, Option<AgentRecord>)],
+    outbox: &'a [(String, Option<OutboxEntry>)],
+    events: &'a [NewEvent],
+    meta: Vec<(MetaName, &'a Option<String>)>,
+    contacts: &'a [(String, Option<ContactRecord>)],
+}
+
+impl<'a> BatchOut<'a> {
+    fn of(batch: &'a Batch) -> Result<BatchOut<'a>, RecordError> {
+        Ok(BatchOut {
+            agents: &batch.agents,
+            outbox: &batch.outbox,
+            events: &batch.events,
+            meta: batch
+                .meta
+                .iter()
+                .map(|(key, value)| Ok((MetaName::of(key)?, value)))
+                .collect::<Result<_, RecordError>>()?,
+            contacts: &batch.contacts,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct DirectoryOut<'a> {
+    replace: bool,
+    upserts: &'a [StoredUser],
+    removes: &'a [String],
+    delta_link: &'a Option<String>,
+}
+
+impl<'a> DirectoryOut<'a> {
+    fn of(batch: &'a DirectoryBatch) -> DirectoryOut<'a> {
+        DirectoryOut {
+            replace: batch.replace,
+            upserts: &batch.upserts,
+            removes: &batch.removes,
+            delta_link: &batch.delta_link,
+        }
+    }
+}
+
+/// Only the version, to name a newer format that does not parse.
+#[derive(Deserialize)]
+struct Versioned {
+    v: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordIn {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: Kind,
+    store_id: String,
+    #[serde(default)]
+    batch: Option<BatchIn>,
+    #[serde(default)]
+    directory: Option<DirectoryIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchIn {
+    agents: Vec<(String, Option<AgentRecord>)>,
+    outbox: Vec<(String, Option<OutboxEntry>)>,
+    events: Vec<NewEvent>,
+    meta: Vec<(MetaName, Option<String>)>,
+    contacts: Vec<(String, Option<ContactRecord>)>,
+}
+
+impl BatchIn {
+    fn into_batch(self) -> Batch {
+        Batch {
+            agents: self.agents,
+            outbox: self.outbox,
+            events: self.events,
+            meta: self
+                .meta
+                .into_iter()
+                .map(|(name, value)| (name.into_key(), value))
+                .collect(),
+            contacts: self.contacts,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryIn {
+    replace: bool,
+    upserts: Vec<StoredUser>,
+    removes: Vec<String>,
+    delta_link: Option<String>,
+}
+
+impl DirectoryIn {
+    fn into_batch(self) -> DirectoryBatch {
+        DirectoryBatch {
+            replace: self.replace,
+            upserts: self.upserts,
+            removes: self.removes,
+            delta_link: self.delta_link,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::testing::{any_batch, any_directory_batch, batch};
+
+    const STORE: &str = "00c0ffee00c0ffee";
+
+    #[test]
+    fn the_three_kinds_read_back() {
+        let records = [
+            Record::Genesis {
+                store_id: STORE.into(),
+            },
+            Record::Step {
+                store_id: STORE.into(),
+                batch: batch("a1", 3, 2, 100),
+            },
+            Record::Directory {
+                store_id: STORE.into(),
+                batch: DirectoryBatch {
+                    replace: true,
+                    upserts: vec![StoredUser {
+                        id: "u1".into(),
+                        upn: Some("u1@contoso.example".into()),
+                        mail: None,
+                        business_phones: vec![],
+                        mobile_phone: None,
+                        teams: Some(true),
+                        teams_phone: None,
+                    }],
+                    removes: vec!["u2".into()],
+                    delta_link: Some("https://graph.example/d".into()),
+                },
+            },
+        ];
+        for record in records {
+            let bytes = encode(&record).unwrap();
+            assert!(bytes.starts_with(b"{\"v\":1,\"type\":"), "{bytes:?}");
+            assert_eq!(decode(&bytes).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn meta_keys_are_named_on_the_wire() {
+        let record = Record::Step {
+            store_id: STORE.into(),
+            batch: Batch {
+                meta: vec![
+                    (MetaKey::DeltaLink, Some("d".into())),
+                    (MetaKey::Cursor("webhook".into()), None),
+                    (MetaKey::Routing, Some("{}".into())),
+                    (MetaKey::RoutingQueue("sales".into()), Some("{}".into())),
+                ],
+                ..Batch::default()
+            },
+        };
+        let bytes = encode(&record).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            json["batch"]["meta"],
+            serde_json::json!([
+                ["delta_link", "d"],
+                [{"cursor": "webhook"}, null],
+                ["routing", "{}"],
+                [{"routing_queue": "sales"}, "{}"],
+            ])
+        );
+        assert_eq!(decode(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn a_batch_setting_the_log_position_is_not_encoded() {
+        let record = Record::Step {
+            store_id: STORE.into(),
+            batch: Batch {
+                meta: vec![(MetaKey::LogPosition, Some("7".into()))],
+                ..Batch::default()
+            },
+        };
+        assert!(matches!(encode(&record), Err(RecordError::Encode(_))));
+        let forged = format!(
+            r#"{{"v":1,"type":"step","store_id":"{STORE}","batch":{{"agents":[],"outbox":[],"events":[],"meta":[["log_position","7"]],"contacts":[]}}}}"#
+        );
+        assert!(matches!(
+            decode(forged.as_bytes()),
+            Err(RecordError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn records_that_are_not_of_this_format_are_refused_with_a_reason() {
+        let cases: [(&str, &str); 7] = [
+            ("", "EOF"),
+            ("null", "invalid type"),
+            (
+                r#"{"v":1,"type":"genesis","store_id":"x","batch":{"agents":[],"outbox":[],"events":[],"meta":[],"contacts":[]}}"#,
+                "a genesis record with a batch",
+            ),
+            (r#"{"v":1,"type":"step","store_id":"x"}"#, "without a batch"),
+            (
+                r#"{"v":1,"type":"snapshot","store_id":"x"}"#,
+                "unknown variant",
+            ),
+            (
+                r#"{"v":1,"type":"genesis","store_id":"x","extra":1}"#,
+                "unknown field",
+            ),
+            (r#"{"v":0,"type":"genesis","store_id":"x"}"#, "version 0"),
+        ];
+        for (input, expected) in cases {
+            match decode(input.as_bytes()) {
+                Err(RecordError::Decode(reason)) => {
+                    assert!(reason.contains(expected), "{input}: {reason}")
+                }
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_newer_format_is_named_as_such() {
+        for input in [
+            r#"{"v":2,"type":"genesis","store_id":"x"}"#,
+            r#"{"v":2,"type":"merge","shards":[1,2]}"#,
+        ] {
+            assert_eq!(
+                decode(input.as_bytes()),
+                Err(RecordError::NewerVersion {
+                    found: 2,
+                    known: FORMAT_VERSION
+                })
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn what_is_encoded_decodes_to_the_same_and_encodes_to_the_same_bytes(
+            batch in any_batch(),
+            directory in any_directory_batch(),
+        ) {
+            for record in [
+                Record::Step { store_id: STORE.into(), batch: batch.clone() },
+                Record::Directory { store_id: STORE.into(), batch: directory.clone() },
+            ] {
+                let bytes = encode(&record).unwrap();
+                let back = decode(&bytes).unwrap();
+                prop_assert_eq!(&back, &record);
+                prop_assert_eq!(encode(&back).unwrap(), bytes);
+            }
+        }
+
+        #[test]
+        fn any_bytes_decode_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn damaged_records_decode_or_are_refused(
+            batch in any_batch(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let bytes = encode(&Record::Step { store_id: STORE.into(), batch }).unwrap();
+            let mut damaged = bytes[..cut.index(bytes.len() + 1)].to_vec();
+            if !damaged.is_empty() {
+                let at = flip.index(damaged.len());
+                damaged[at] = byte;
+            }
+            if let Ok(record) = decode(&damaged) {
+                // What does decode is a record that encodes again.
+                encode(&record).unwrap();
+            }
+        }
+    }
+}

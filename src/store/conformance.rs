@@ -399,4 +399,14 @@ mod engines {
         (dir, store)
     });
     engines!(memory, ((), crate::store::MemoryStore::new()));
+    // The active's store in a cluster, over an in-memory commit log, after
+    // its genesis: it keeps every promise its sled keeps.
+    engines!(replicated, {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = crate::store::SledStore::open(dir.path()).unwrap();
+        let log = crate::cluster::memory_log::MemoryLog::new();
+        let store = crate::cluster::replicated::ReplicatedStore::new(sled, log).unwrap();
+        assert_eq!(store.genesis().unwrap(), 1);
+        (dir, store)
+    });
 }

@@ -315,7 +315,7 @@ fn read_export(input: impl BufRead) -> Result<(sled::Batch, ImportStats), StoreE
             Line::Meta { key, value } => {
                 if keys::parse_meta_name(&key).is_none() {
                     return Err(fail(format!(
-                        "unknown meta key {key:?} (known: \"delta_link\", \"routing\", \"cursor:<name>\")"
+                        "unknown meta key {key:?} (known: \"delta_link\", \"routing\", \"routing-queue:<name>\", \"cursor:<name>\", \"log_position\")"
                     )));
                 }
                 if !meta.insert(key.clone()) {

@@ -32,6 +32,7 @@ const META_DELTA_LINK: &str = "delta_link";
 const META_CURSOR_PREFIX: &str = "cursor:";
 const META_ROUTING: &str = "routing";
 pub(crate) const META_ROUTING_QUEUE_PREFIX: &str = "routing-queue:";
+const META_LOG_POSITION: &str = "log_position";
 
 /// Bytes of randomness in a store id (printed as twice as many hex digits).
 pub(crate) const STORE_ID_BYTES: usize = 8;
@@ -84,6 +85,7 @@ pub(crate) fn meta_name(key: &MetaKey) -> String {
         MetaKey::Cursor(consumer) => format!("{META_CURSOR_PREFIX}{consumer}"),
         MetaKey::Routing => META_ROUTING.to_owned(),
         MetaKey::RoutingQueue(queue) => format!("{META_ROUTING_QUEUE_PREFIX}{queue}"),
+        MetaKey::LogPosition => META_LOG_POSITION.to_owned(),
     }
 }
 
@@ -94,6 +96,8 @@ pub(crate) fn parse_meta_name(name: &str) -> Option<MetaKey> {
         Some(MetaKey::DeltaLink)
     } else if name == META_ROUTING {
         Some(MetaKey::Routing)
+    } else if name == META_LOG_POSITION {
+        Some(MetaKey::LogPosition)
     } else if let Some(queue) = name.strip_prefix(META_ROUTING_QUEUE_PREFIX) {
         Some(MetaKey::RoutingQueue(queue.to_owned()))
     } else {

@@ -46,10 +46,11 @@ mod sled_store;
 mod conformance;
 pub mod export;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use export::{ExportStats, ImportStats, export, import};
 pub use memory::MemoryStore;
+pub(crate) use sled_store::DirectoryParts;
 pub use sled_store::{OpenCheck, SledStore, StoreSummary};
 
 use std::collections::BTreeMap;
@@ -219,6 +220,11 @@ pub enum MetaKey {
     Routing,
     /// One routing queue's memory: round-robin position and totals (JSON).
     RoutingQueue(String),
+    /// In a cluster: the commit log position of the last record this store
+    /// holds (decimal). Only the store sets it, in the same atomic write as
+    /// the record's changes ([`SledStore::commit_at`]); a [`Batch`] naming
+    /// it is refused.
+    LogPosition,
 }
 
 /// A Teams user as the store keeps it: what linking by UPN or mail and
@@ -265,6 +271,16 @@ pub struct DirectoryBatch {
     pub delta_link: Option<String>,
 }
 
+impl DirectoryBatch {
+    /// A batch that would change nothing.
+    pub fn is_empty(&self) -> bool {
+        !self.replace
+            && self.upserts.is_empty()
+            && self.removes.is_empty()
+            && self.delta_link.is_none()
+    }
+}
+
 /// Which receiver path a stored notification batch came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InboxKind {
@@ -302,6 +318,33 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Why the store would refuse this batch before writing anything
+    /// (a record listed under another id, a meta key only the store sets);
+    /// `None` when it would not.
+    pub fn problem(&self) -> Option<String> {
+        self.outbox
+            .iter()
+            .find_map(|(id, entry)| entry.as_ref().and_then(|e| keys::outbox_problem(e, id)))
+            .or_else(|| {
+                self.agents.iter().find_map(|(id, record)| {
+                    record.as_ref().and_then(|r| keys::agent_problem(r, id))
+                })
+            })
+            .or_else(|| {
+                self.contacts.iter().find_map(|(id, record)| {
+                    record.as_ref().and_then(|r| keys::contact_problem(r, id))
+                })
+            })
+            .or_else(|| {
+                self.meta
+                    .iter()
+                    .any(|(key, _)| *key == MetaKey::LogPosition)
+                    .then(|| {
+                        "the commit log position is the store's to set, not a batch's".to_owned()
+                    })
+            })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
             && self.outbox.is_empty()

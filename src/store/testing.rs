@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
 use super::{
-    AgentRecord, Batch, CcReport, MetaKey, OutboxEntry, OutboxPresence, OutboxWrite, WriteAction,
+    AgentRecord, Batch, CcReport, DirectoryBatch, MetaKey, OutboxEntry, OutboxPresence,
+    OutboxWrite, StoredUser, WriteAction,
 };
 use crate::events::{NewEvent, kind};
 use crate::sync::AgentSnapshot;
@@ -343,5 +344,48 @@ pub(crate) fn any_batch() -> impl Strategy<Value = Batch> {
                     (c.id.clone(), keep.then_some(c))
                 })
                 .collect(),
+        })
+}
+
+/// Users as the directory stores them, over a few ids (any case).
+fn stored_user() -> impl Strategy<Value = StoredUser> {
+    (
+        proptest::sample::select(vec!["u1", "U1", "u2", "u3", "u4"]),
+        proptest::option::of(text()),
+        proptest::option::of(text()),
+        prop::collection::vec(text(), 0..2),
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(
+            |(id, upn, mail, business_phones, teams, teams_phone)| StoredUser {
+                id: id.to_owned(),
+                upn,
+                mail,
+                business_phones,
+                mobile_phone: None,
+                teams,
+                teams_phone,
+            },
+        )
+}
+
+/// Directory changes as the daemon could commit them: full reads
+/// (`replace`) and delta rounds.
+pub(crate) fn any_directory_batch() -> impl Strategy<Value = DirectoryBatch> {
+    (
+        any::<bool>(),
+        prop::collection::vec(stored_user(), 0..4),
+        prop::collection::vec(
+            proptest::sample::select(vec!["u1", "U2", "u3", "u5"]).prop_map(str::to_owned),
+            0..2,
+        ),
+        proptest::option::of(text()),
+    )
+        .prop_map(|(replace, upserts, removes, delta_link)| DirectoryBatch {
+            replace,
+            upserts,
+            removes,
+            delta_link,
         })
 }

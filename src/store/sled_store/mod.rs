@@ -41,6 +41,7 @@ mod tests;
 mod write;
 
 pub use check::StoreSummary;
+pub(crate) use directory::DirectoryParts;
 pub(crate) use open::{create_with, is_empty_or_missing};
 
 /// How an open made sure of the store.
@@ -88,6 +89,32 @@ impl SledStore {
     /// How this open made sure of the store.
     pub fn opened(&self) -> OpenCheck {
         self.opened
+    }
+
+    /// In a cluster: commits `batch` together with the commit log position
+    /// of the record it came from, as one atomic, durable write. `position`
+    /// must follow the stored [`SledStore::log_position`] by exactly one
+    /// ([`StoreError::Replication`] otherwise, nothing written). An empty
+    /// batch stores the position alone.
+    pub fn commit_at(&self, batch: Batch, position: u64) -> Result<Vec<Event>, StoreError> {
+        self.write_batch_at(batch, Some(position))
+    }
+
+    /// In a cluster: [`Store::commit_directory`] together with the commit
+    /// log position, as one sled transaction over the directory's tree and
+    /// the main one. The position must follow the stored one by one.
+    pub fn commit_directory_at(
+        &self,
+        batch: DirectoryBatch,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        self.write_directory_at(batch, Some(position))
+    }
+
+    /// In a cluster: the commit log position of the last record this store
+    /// holds ([`MetaKey::LogPosition`]); 0 when none.
+    pub fn log_position(&self) -> Result<u64, StoreError> {
+        self.stored_log_position()
     }
 
     /// Withdraws the clean-shutdown marker before the store is written again.

@@ -11,39 +11,51 @@ use super::open::SLED_DB;
 use super::{SledStore, decode, sled_error};
 use crate::events::Event;
 use crate::store::keys::{self, EVENT};
-use crate::store::{Batch, StoreError};
+use crate::store::{Batch, MetaKey, Store, StoreError};
 
 impl SledStore {
     /// Commits `batch` (see [`Store::commit`](crate::store::Store::commit)).
     pub(super) fn write_batch(&self, batch: Batch) -> Result<Vec<Event>, StoreError> {
-        if batch.is_empty() {
+        self.write_batch_at(batch, None)
+    }
+
+    /// Commits `batch`, and with `position` the commit log position it
+    /// brings the store to, in the same atomic write. The position must
+    /// follow the stored one by exactly one (checked with commits held), so
+    /// records are never applied twice or out of order.
+    pub(super) fn write_batch_at(
+        &self,
+        batch: Batch,
+        position: Option<u64>,
+    ) -> Result<Vec<Event>, StoreError> {
+        if let Some(problem) = batch.problem() {
+            return Err(StoreError::InvalidBatch(problem));
+        }
+        if batch.is_empty() && position.is_none() {
             return Ok(Vec::new());
         }
         let mut next_seq = self.lock();
-        self.withdraw_clean_mark()?;
         let mut writes = sled::Batch::default();
+        if let Some(position) = position {
+            self.check_next_position(position)?;
+            writes.insert(
+                keys::meta_key(&keys::meta_name(&MetaKey::LogPosition)),
+                position.to_string().as_bytes(),
+            );
+        }
+        self.withdraw_clean_mark()?;
         // The outbox first, so an agent deleted in the same batch takes its
         // outbox entry with it whatever order the caller listed them in.
         for (agent_id, entry) in &batch.outbox {
             let key = keys::outbox_key(agent_id);
             match entry {
-                Some(entry) => {
-                    if let Some(problem) = keys::outbox_problem(entry, agent_id) {
-                        return Err(StoreError::InvalidBatch(problem));
-                    }
-                    writes.insert(key, encode(entry)?);
-                }
+                Some(entry) => writes.insert(key, encode(entry)?),
                 None => writes.remove(key),
             }
         }
         for (agent_id, record) in &batch.agents {
             match record {
-                Some(record) => {
-                    if let Some(problem) = keys::agent_problem(record, agent_id) {
-                        return Err(StoreError::InvalidBatch(problem));
-                    }
-                    writes.insert(keys::agent_key(agent_id), encode(record)?);
-                }
+                Some(record) => writes.insert(keys::agent_key(agent_id), encode(record)?),
                 None => {
                     writes.remove(keys::agent_key(agent_id));
                     writes.remove(keys::outbox_key(agent_id));
@@ -52,12 +64,7 @@ impl SledStore {
         }
         for (id, record) in &batch.contacts {
             match record {
-                Some(record) => {
-                    if let Some(problem) = keys::contact_problem(record, id) {
-                        return Err(StoreError::InvalidBatch(problem));
-                    }
-                    writes.insert(keys::contact_key(id), encode(record)?);
-                }
+                Some(record) => writes.insert(keys::contact_key(id), encode(record)?),
                 None => writes.remove(keys::contact_key(id)),
             }
         }
@@ -140,6 +147,30 @@ impl SledStore {
             self.durable()?;
         }
         Ok(dropped)
+    }
+
+    /// The commit log position stored (0: none yet).
+    pub(super) fn stored_log_position(&self) -> Result<u64, StoreError> {
+        let Some(text) = self.meta(&MetaKey::LogPosition)? else {
+            return Ok(0);
+        };
+        text.parse().map_err(|_| StoreError::Damaged {
+            dir: self.dir.clone(),
+            problem: format!("the meta record `log_position` is garbled: {text:?} is not a number"),
+        })
+    }
+
+    /// Refuses a position that does not follow the stored one by one.
+    /// Called with commits held.
+    pub(super) fn check_next_position(&self, position: u64) -> Result<(), StoreError> {
+        let stored = self.stored_log_position()?;
+        if stored.checked_add(1) == Some(position) {
+            Ok(())
+        } else {
+            Err(StoreError::Replication(format!(
+                "commit log position {position} does not follow the stored position {stored}"
+            )))
+        }
     }
 
     pub(super) fn durable(&self) -> Result<(), StoreError> {
