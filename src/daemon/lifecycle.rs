@@ -19,6 +19,10 @@ pub const STALL_FAULT_ENV: &str = "PRESENCE_SYNC_FAULT_STALL_AFTER_SECS";
 
 /// Runs the daemon until SIGTERM or SIGINT (or a task failure).
 pub async fn run(config: Config, options: DaemonOptions) -> Result<Exit, DaemonError> {
+    if config.cluster.is_some() {
+        // One node of an active/standby pair (docs/cluster.md).
+        return super::cluster::node::run(config, options).await;
+    }
     let notifier = Notifier::from_env();
     let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;

@@ -224,10 +224,13 @@ impl Daemon {
         let store = Arc::new(match &options.cluster {
             Some(term) => {
                 let replicated = (term.replicate)(store)?;
-                let mut fenced = replicated.fenced();
+                let mut state = replicated.state();
                 let gate = Arc::clone(&term.gate);
                 tokio::spawn(async move {
-                    if fenced.wait_for(|fenced| *fenced).await.is_ok() {
+                    let stopped = |s: &crate::cluster::replicated::ReplicaState| {
+                        *s != crate::cluster::replicated::ReplicaState::Active
+                    };
+                    if state.wait_for(stopped).await.is_ok() {
                         gate.close("the commit log refused this node's append (another node has appended since, or NATS did not answer); it steps down");
                     }
                 });
@@ -530,6 +533,11 @@ impl Daemon {
                 Err(errors)
             }
         }
+    }
+
+    /// As a cluster's active node: the last commit-log record committed.
+    pub fn cluster_position(&self) -> Option<crate::cluster::Position> {
+        self.store.cluster().map(|store| store.position())
     }
 
     /// Asks the sync loop to go round once: true when it answered in time.

@@ -140,6 +140,14 @@ impl ClusterStatus {
         self.with(|inner| inner.out.nats = nats);
     }
 
+    /// The connection as the client sees it (a failure shown stays).
+    pub fn set_nats_connection(&self, connected: bool, server: Option<String>) {
+        self.with(|inner| {
+            inner.out.nats.connected = connected;
+            inner.out.nats.server = server;
+        });
+    }
+
     /// A failure talking to NATS, shown until the next success.
     pub fn nats_failed(&self, error: impl Into<String>) {
         let error = error.into();

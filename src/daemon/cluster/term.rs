@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::status::ClusterStatus;
 use crate::cluster::gate::Gate;
+use crate::cluster::replicated::{ReplicaState, ReplicatedStore};
 use crate::cluster::{Position, SnapshotMeta};
 use crate::events::Event;
 use crate::store::{SledStore, Store, StoreError};
@@ -25,9 +26,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait ClusterStore: Store {
     /// The last log record the store holds.
     fn position(&self) -> Position;
-    /// Turns true once an append was refused or went unanswered: the store
-    /// commits nothing more and the node must step down.
-    fn fenced(&self) -> watch::Receiver<bool>;
+    /// Leaves [`ReplicaState::Active`] once an append was refused or went
+    /// unanswered: the store commits nothing more and the node must step down.
+    fn state(&self) -> watch::Receiver<ReplicaState>;
     /// The whole store as of its position, commits held meanwhile.
     fn snapshot(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError>;
 }
@@ -69,5 +70,19 @@ impl fmt::Debug for ActiveTerm {
             .field("snapshots", &self.snapshots.is_some())
             .field("snapshot_interval", &self.snapshot_interval)
             .finish()
+    }
+}
+
+impl ClusterStore for ReplicatedStore {
+    fn position(&self) -> Position {
+        ReplicatedStore::position(self)
+    }
+
+    fn state(&self) -> watch::Receiver<ReplicaState> {
+        ReplicatedStore::state(self)
+    }
+
+    fn snapshot(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
+        ReplicatedStore::snapshot(self)
     }
 }
