@@ -278,6 +278,15 @@ async fn appends_are_fenced_by_the_expected_last_position() {
         Err(LogError::Fenced { .. })
     ));
     assert_eq!(log.append_async(b"three".to_vec(), 2).await, Ok(3));
+    // A record over the server's max_payload is refused at once.
+    assert_eq!(nats.max_payload(), 1024 * 1024);
+    let started = Instant::now();
+    let too_big = log.append_async(vec![b'x'; nats.max_payload()], 3).await;
+    assert!(
+        matches!(&too_big, Err(LogError::Unavailable(why)) if why.contains("max payload")),
+        "{too_big:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(log.bounds().await.unwrap(), (1, 3));
     let read = log.read(1, 10, Duration::from_millis(500)).await.unwrap();
     assert_eq!(

@@ -82,7 +82,6 @@ impl Nats {
             .name(format!("presence-sync {}", config.node_id))
             .connection_timeout(timeout)
             .request_timeout(Some(timeout))
-            .retain_servers_order()
             .reconnect_delay_callback(|attempts| {
                 // 0, 100 ms, 200 ms, ... up to 2 s: a JetStream failover
                 // takes seconds, so reconnect soon but without spinning.
@@ -325,6 +324,13 @@ impl Nats {
             format!("{name} ({}:{})", info.host, info.port)
         });
         NatsStatus { connected, server }
+    }
+
+    /// The largest message the connected server takes (its `max_payload`,
+    /// 1 MiB unless configured): a log record, event or snapshot chunk
+    /// must fit, headers included.
+    pub fn max_payload(&self) -> usize {
+        self.inner.client.server_info().max_payload
     }
 
     /// This node's id.
