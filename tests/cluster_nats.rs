@@ -278,6 +278,15 @@ async fn appends_are_fenced_by_the_expected_last_position() {
         Err(LogError::Fenced { .. })
     ));
     assert_eq!(log.append_async(b"three".to_vec(), 2).await, Ok(3));
+    // A record over the server's max_payload is refused at once.
+    assert_eq!(nats.max_payload(), 1024 * 1024);
+    let started = Instant::now();
+    let too_big = log.append_async(vec![b'x'; nats.max_payload()], 3).await;
+    assert!(
+        matches!(&too_big, Err(LogError::Unavailable(why)) if why.contains("max payload")),
+        "{too_big:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(log.bounds().await.unwrap(), (1, 3));
     let read = log.read(1, 10, Duration::from_millis(500)).await.unwrap();
     assert_eq!(
@@ -1019,4 +1028,50 @@ async fn the_lease_answers_again_after_its_bucket_leader_dies() {
             assert!(taken.is_some() || now.is_some_and(|h| h.node_id == "b"));
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_is_left_for_another_one() {
+    let Some(cluster) = NatsCluster::three("hung", ServerAuth::None) else {
+        return;
+    };
+    cluster.wait_ready(Duration::from_secs(60)).await;
+    // Only n1's URL: the others are learnt from it.
+    let mut cfg = config(vec![cluster.url(0)], "a");
+    cfg.replicas = 3;
+    let started = Instant::now();
+    let nats = loop {
+        if let Ok(nats) = Nats::connect(&cfg).await
+            && nats.provision().await.is_ok()
+        {
+            break nats;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(nats.status().server.unwrap().starts_with("n1 "));
+    let log = nats.log();
+    assert_eq!(log.append_async(b"before".to_vec(), 0).await, Ok(1));
+    cluster.pause(0);
+    let paused = Instant::now();
+    let position = loop {
+        match log.append_async(b"after".to_vec(), 1).await {
+            Ok(position) => break position,
+            Err(LogError::Unavailable(_)) => {}
+            Err(other) => panic!("{other}"),
+        }
+        assert!(
+            paused.elapsed() < Duration::from_secs(30),
+            "stuck on the hung server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "appending again {:?} after n1 hung, through {:?}",
+        paused.elapsed(),
+        nats.status().server
+    );
+    assert_eq!(position, 2);
+    assert!(!nats.status().server.unwrap().starts_with("n1 "));
+    cluster.resume(0);
 }

@@ -226,6 +226,23 @@ impl NatsCluster {
     /// SIGSTOP: the node hangs with its sockets open (requests time out).
     pub fn pause(&self, node: usize) {
         self.signal(node, libc::SIGSTOP);
+        // kill(2) returns before the process is stopped: wait until it is.
+        let Some(child) = &self.nodes[node].child else {
+            return;
+        };
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            // "pid (comm) S ...": the state follows the command's ')'.
+            if state
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// SIGCONT after [`NatsCluster::pause`].

@@ -20,6 +20,9 @@ use crate::config::{ClusterConfig, NatsAuth};
 const EVENTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A re-published event (same id) within this window is stored once.
 const EVENTS_DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// The bounds of the interval between pings (the request timeout within them).
+const PING_INTERVAL_MIN: Duration = Duration::from_secs(1);
+const PING_INTERVAL_MAX: Duration = Duration::from_secs(10);
 /// The longest wait between two reconnection attempts.
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 
@@ -82,7 +85,9 @@ impl Nats {
             .name(format!("presence-sync {}", config.node_id))
             .connection_timeout(timeout)
             .request_timeout(Some(timeout))
-            .retain_servers_order()
+            // A server that hangs with its socket open (paused, partitioned)
+            // is left after three unanswered pings: about three times this.
+            .ping_interval(timeout.clamp(PING_INTERVAL_MIN, PING_INTERVAL_MAX))
             .reconnect_delay_callback(|attempts| {
                 // 0, 100 ms, 200 ms, ... up to 2 s: a JetStream failover
                 // takes seconds, so reconnect soon but without spinning.
@@ -325,6 +330,13 @@ impl Nats {
             format!("{name} ({}:{})", info.host, info.port)
         });
         NatsStatus { connected, server }
+    }
+
+    /// The largest message the connected server takes (its `max_payload`,
+    /// 1 MiB unless configured): a log record, event or snapshot chunk
+    /// must fit, headers included.
+    pub fn max_payload(&self) -> usize {
+        self.inner.client.server_info().max_payload
     }
 
     /// This node's id.

@@ -14,6 +14,27 @@
 //! | errors | [`error`] |
 //!
 //! [`Nats`] is cheap to clone: every handle shares one client.
+//!
+//! What the node runner must know (measured with nats-server 2.9.10 on
+//! loopback, see `tests/cluster_nats.rs`):
+//! - The connection reconnects by itself, forever, to any server of the
+//!   cluster (0 to 2 s between tries); meanwhile every request fails
+//!   within the request timeout and [`Nats::status`] says disconnected.
+//! - [`Nats::provision`] right after a cluster has elected its meta leader
+//!   can still be refused for a moment: retry it.
+//! - When the leader of a stream or bucket dies, JetStream elects another
+//!   in about 4 to 9 s (its Raft election timeout); appends, renewals and
+//!   reads answer `Unavailable` (or time out) until then. Retrying the
+//!   same append at the same position is safe (see [`log`]).
+//! - A renewal can succeed after the lease's `valid_until` (its bucket was
+//!   leaderless meanwhile): the compare-and-set proves no other node took
+//!   the lease, so the holder may act again; only `LeaseError::Lost` means
+//!   another node may be active. With a lease TTL under the election time,
+//!   a dead bucket leader can cost the active its lease.
+//! - A record must fit the server's `max_payload` ([`Nats::max_payload`],
+//!   1 MiB by default); a bigger one is refused as `Unavailable` every time.
+//! - Starting a read (an ordered consumer) can time out right after a
+//!   NATS node died; the next read starts it again.
 
 pub mod connect;
 pub mod error;
