@@ -187,7 +187,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     for (field, present) in fields {
         if present != needed.contains(&field) {
             return Err(RecordError::Decode(format!(
-                "a {} record {} a {field}",
+                "a {} record {} the field `{field}`",
                 kind.name(),
                 if present { "with" } else { "without" }
             )));
@@ -445,6 +445,27 @@ mod tests {
                     delta_link: Some("https://graph.example/d".into()),
                 },
             },
+            Record::DirectoryStage {
+                store_id: STORE.into(),
+                first: true,
+                users: vec![StoredUser {
+                    id: "u3".into(),
+                    upn: None,
+                    mail: Some("u3@contoso.example".into()),
+                    business_phones: vec!["+1 425 555 0100".into()],
+                    mobile_phone: None,
+                    teams: None,
+                    teams_phone: Some(false),
+                }],
+            },
+            Record::StagedDirectory {
+                store_id: STORE.into(),
+                batch: DirectoryBatch {
+                    replace: true,
+                    delta_link: Some("https://graph.example/d2".into()),
+                    ..DirectoryBatch::default()
+                },
+            },
         ];
         for record in records {
             let bytes = encode(&record).unwrap();
@@ -502,14 +523,29 @@ mod tests {
 
     #[test]
     fn records_that_are_not_of_this_format_are_refused_with_a_reason() {
-        let cases: [(&str, &str); 7] = [
+        let cases: [(&str, &str); 10] = [
+            (
+                r#"{"v":1,"type":"directory_stage","store_id":"x","users":[]}"#,
+                "without the field `first`",
+            ),
+            (
+                r#"{"v":1,"type":"step","store_id":"x","users":[],"batch":{"agents":[],"outbox":[],"events":[],"meta":[],"contacts":[]}}"#,
+                "a step record with the field `users`",
+            ),
+            (
+                r#"{"v":1,"type":"staged_directory","store_id":"x","directory":{"replace":false,"upserts":[],"removes":[],"delta_link":null}}"#,
+                "not a replace",
+            ),
             ("", "EOF"),
             ("null", "invalid type"),
             (
                 r#"{"v":1,"type":"genesis","store_id":"x","batch":{"agents":[],"outbox":[],"events":[],"meta":[],"contacts":[]}}"#,
-                "a genesis record with a batch",
+                "a genesis record with the field `batch`",
             ),
-            (r#"{"v":1,"type":"step","store_id":"x"}"#, "without a batch"),
+            (
+                r#"{"v":1,"type":"step","store_id":"x"}"#,
+                "without the field `batch`",
+            ),
             (
                 r#"{"v":1,"type":"snapshot","store_id":"x"}"#,
                 "unknown variant",

@@ -6,8 +6,10 @@
 //! commits what was decoded: the active's sled then holds exactly what every
 //! standby will apply from the same bytes (the same event seqs, ids and
 //! values), and a batch that would not read back is refused before it
-//! reaches the log. Directory changes go the same way as
-//! [`Record::Directory`]. Everything else (reads, pruning, the clean-shutdown
+//! reaches the log, as is a record larger than the log takes
+//! ([`ReplicatedStore::with_max_record_bytes`]). Directory changes go the
+//! same way as [`Record::Directory`], cut into several records when one
+//! would be too large (see [`super::record`]). Everything else (reads, pruning, the clean-shutdown
 //! mark, the notification inbox) is the local store's: pruning runs on each
 //! node by the same retention, and the inbox is not replicated (a node that
 //! takes over reconciles by polling).
