@@ -24,6 +24,7 @@ use thiserror::Error;
 
 use super::Position;
 use super::record::{self, Record, RecordError};
+use crate::events::Event;
 use crate::store::{Batch, SledStore, Store, StoreError};
 
 /// What [`apply`] did.
@@ -91,16 +92,31 @@ pub fn apply(sled: &SledStore, position: Position, record: &[u8]) -> Result<Appl
             theirs: record.store_id().to_owned(),
         });
     }
-    match record {
-        Record::Genesis { .. } => {
-            sled.commit_at(Batch::default(), position)?;
-        }
-        Record::Step { batch, .. } => {
-            sled.commit_at(batch, position)?;
-        }
-        Record::Directory { batch, .. } => sled.commit_directory_at(batch, position)?,
-    }
+    commit_record(sled, record, position)?;
     Ok(Applied::Applied)
+}
+
+/// Commits a decoded record to `sled` together with its position; the
+/// events of a step, numbered. The active commits through here too, so
+/// both sides write the same.
+pub(crate) fn commit_record(
+    sled: &SledStore,
+    record: Record,
+    position: Position,
+) -> Result<Vec<Event>, StoreError> {
+    match record {
+        Record::Genesis { .. } => sled.commit_at(Batch::default(), position),
+        Record::Step { batch, .. } => sled.commit_at(batch, position),
+        Record::Directory { batch, .. } => sled
+            .commit_directory_at(batch, position)
+            .map(|()| Vec::new()),
+        Record::DirectoryStage { first, users, .. } => sled
+            .commit_directory_stage_at(first, &users, position)
+            .map(|()| Vec::new()),
+        Record::StagedDirectory { batch, .. } => sled
+            .commit_staged_directory_at(batch, position)
+            .map(|()| Vec::new()),
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,16 @@
 //!   "events":[{…NewEvent…}],"meta":[[{"cursor":"webhook"},"790"],["delta_link",null]],"contacts":[]}}
 //! {"v":1,"type":"directory","store_id":"5f0c…","directory":{"replace":true,"upserts":[{…StoredUser…}],
 //!   "removes":[],"delta_link":"https://…"}}
+//! {"v":1,"type":"directory_stage","store_id":"5f0c…","first":true,"users":[{…StoredUser…}]}
+//! {"v":1,"type":"staged_directory","store_id":"5f0c…","directory":{"replace":true,…}}
 //! ```
+//!
+//! A directory change too large for one record (the log takes a bounded
+//! size: NATS's `max_payload`) comes in several: a delta round as several
+//! `directory` records (the removes first, the delta link with the last),
+//! a full read (a replace) as `directory_stage` records that stage its
+//! users, then one `staged_directory` that swaps them in at once, so no
+//! node ever shows half a directory as complete.
 //!
 //! The records are the store's own types as the store writes them to disk
 //! (agents, outbox entries, contacts, events before numbering, directory
@@ -41,6 +50,21 @@ pub enum Record {
         store_id: String,
         batch: DirectoryBatch,
     },
+    /// Users staged for a directory replace too large for one record
+    /// (a tenant's full read); `first` empties what an unfinished one left
+    /// staged. They are not part of the directory until the
+    /// [`Record::StagedDirectory`] that ends the replace.
+    DirectoryStage {
+        store_id: String,
+        first: bool,
+        users: Vec<StoredUser>,
+    },
+    /// The last record of a replace that came in several: `batch` (a
+    /// replace) with the staged users among its upserts.
+    StagedDirectory {
+        store_id: String,
+        batch: DirectoryBatch,
+    },
 }
 
 impl Record {
@@ -49,7 +73,9 @@ impl Record {
         match self {
             Record::Genesis { store_id }
             | Record::Step { store_id, .. }
-            | Record::Directory { store_id, .. } => store_id,
+            | Record::Directory { store_id, .. }
+            | Record::DirectoryStage { store_id, .. }
+            | Record::StagedDirectory { store_id, .. } => store_id,
         }
     }
 
@@ -59,6 +85,8 @@ impl Record {
             Record::Genesis { .. } => "genesis",
             Record::Step { .. } => "step",
             Record::Directory { .. } => "directory",
+            Record::DirectoryStage { .. } => "directory_stage",
+            Record::StagedDirectory { .. } => "staged_directory",
         }
     }
 }
@@ -82,18 +110,26 @@ pub enum RecordError {
 
 /// Writes a record as the log keeps it.
 pub fn encode(record: &Record) -> Result<Vec<u8>, RecordError> {
-    let (batch, directory) = match record {
-        Record::Genesis { .. } => (None, None),
-        Record::Step { batch, .. } => (Some(BatchOut::of(batch)?), None),
-        Record::Directory { batch, .. } => (None, Some(DirectoryOut::of(batch))),
-    };
-    let out = RecordOut {
+    let mut out = RecordOut {
         v: FORMAT_VERSION,
         kind: record.kind(),
         store_id: record.store_id(),
-        batch,
-        directory,
+        batch: None,
+        directory: None,
+        first: None,
+        users: None,
     };
+    match record {
+        Record::Genesis { .. } => {}
+        Record::Step { batch, .. } => out.batch = Some(BatchOut::of(batch)?),
+        Record::Directory { batch, .. } | Record::StagedDirectory { batch, .. } => {
+            out.directory = Some(DirectoryOut::of(batch));
+        }
+        Record::DirectoryStage { first, users, .. } => {
+            out.first = Some(*first);
+            out.users = Some(users);
+        }
+    }
     serde_json::to_vec(&out).map_err(|e| RecordError::Encode(e.to_string()))
 }
 
@@ -127,28 +163,62 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
             "format version 0 is not a version".to_owned(),
         ));
     }
-    let store_id = parsed.store_id;
-    match (parsed.kind, parsed.batch, parsed.directory) {
-        (Kind::Genesis, None, None) => Ok(Record::Genesis { store_id }),
-        (Kind::Step, Some(batch), None) => Ok(Record::Step {
-            store_id,
-            batch: batch.into_batch(),
-        }),
-        (Kind::Directory, None, Some(directory)) => Ok(Record::Directory {
-            store_id,
-            batch: directory.into_batch(),
-        }),
-        (kind, batch, directory) => Err(RecordError::Decode(format!(
-            "a {} record {} a batch and {} a directory change",
-            kind.name(),
-            if batch.is_some() { "with" } else { "without" },
-            if directory.is_some() {
-                "with"
-            } else {
-                "without"
-            },
-        ))),
+    let RecordIn {
+        v: _,
+        kind,
+        store_id,
+        batch,
+        directory,
+        first,
+        users,
+    } = parsed;
+    let fields = [
+        ("batch", batch.is_some()),
+        ("directory", directory.is_some()),
+        ("first", first.is_some()),
+        ("users", users.is_some()),
+    ];
+    let needed: &[&str] = match kind {
+        Kind::Genesis => &[],
+        Kind::Step => &["batch"],
+        Kind::Directory | Kind::StagedDirectory => &["directory"],
+        Kind::DirectoryStage => &["first", "users"],
+    };
+    for (field, present) in fields {
+        if present != needed.contains(&field) {
+            return Err(RecordError::Decode(format!(
+                "a {} record {} the field `{field}`",
+                kind.name(),
+                if present { "with" } else { "without" }
+            )));
+        }
     }
+    let missing = || RecordError::Decode(format!("a {} record is incomplete", kind.name()));
+    Ok(match kind {
+        Kind::Genesis => Record::Genesis { store_id },
+        Kind::Step => Record::Step {
+            store_id,
+            batch: batch.ok_or_else(missing)?.into_batch(),
+        },
+        Kind::Directory => Record::Directory {
+            store_id,
+            batch: directory.ok_or_else(missing)?.into_batch(),
+        },
+        Kind::StagedDirectory => {
+            let batch = directory.ok_or_else(missing)?.into_batch();
+            if !batch.replace {
+                return Err(RecordError::Decode(
+                    "a staged_directory record that is not a replace".to_owned(),
+                ));
+            }
+            Record::StagedDirectory { store_id, batch }
+        }
+        Kind::DirectoryStage => Record::DirectoryStage {
+            store_id,
+            first: first.ok_or_else(missing)?,
+            users: users.ok_or_else(missing)?,
+        },
+    })
 }
 
 /// A meta key as the wire names it. The log position has no name here: a
@@ -193,6 +263,8 @@ enum Kind {
     Genesis,
     Step,
     Directory,
+    DirectoryStage,
+    StagedDirectory,
 }
 
 impl Kind {
@@ -201,6 +273,8 @@ impl Kind {
             Kind::Genesis => "genesis",
             Kind::Step => "step",
             Kind::Directory => "directory",
+            Kind::DirectoryStage => "directory_stage",
+            Kind::StagedDirectory => "staged_directory",
         }
     }
 }
@@ -216,6 +290,10 @@ struct RecordOut<'a> {
     batch: Option<BatchOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     directory: Option<DirectoryOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    users: Option<&'a [StoredUser]>,
 }
 
 #[derive(Serialize)]
@@ -279,6 +357,10 @@ struct RecordIn {
     batch: Option<BatchIn>,
     #[serde(default)]
     directory: Option<DirectoryIn>,
+    #[serde(default)]
+    first: Option<bool>,
+    #[serde(default)]
+    users: Option<Vec<StoredUser>>,
 }
 
 #[derive(Deserialize)]
@@ -363,6 +445,27 @@ mod tests {
                     delta_link: Some("https://graph.example/d".into()),
                 },
             },
+            Record::DirectoryStage {
+                store_id: STORE.into(),
+                first: true,
+                users: vec![StoredUser {
+                    id: "u3".into(),
+                    upn: None,
+                    mail: Some("u3@contoso.example".into()),
+                    business_phones: vec!["+1 425 555 0100".into()],
+                    mobile_phone: None,
+                    teams: None,
+                    teams_phone: Some(false),
+                }],
+            },
+            Record::StagedDirectory {
+                store_id: STORE.into(),
+                batch: DirectoryBatch {
+                    replace: true,
+                    delta_link: Some("https://graph.example/d2".into()),
+                    ..DirectoryBatch::default()
+                },
+            },
         ];
         for record in records {
             let bytes = encode(&record).unwrap();
@@ -420,14 +523,29 @@ mod tests {
 
     #[test]
     fn records_that_are_not_of_this_format_are_refused_with_a_reason() {
-        let cases: [(&str, &str); 7] = [
+        let cases: [(&str, &str); 10] = [
+            (
+                r#"{"v":1,"type":"directory_stage","store_id":"x","users":[]}"#,
+                "without the field `first`",
+            ),
+            (
+                r#"{"v":1,"type":"step","store_id":"x","users":[],"batch":{"agents":[],"outbox":[],"events":[],"meta":[],"contacts":[]}}"#,
+                "a step record with the field `users`",
+            ),
+            (
+                r#"{"v":1,"type":"staged_directory","store_id":"x","directory":{"replace":false,"upserts":[],"removes":[],"delta_link":null}}"#,
+                "not a replace",
+            ),
             ("", "EOF"),
             ("null", "invalid type"),
             (
                 r#"{"v":1,"type":"genesis","store_id":"x","batch":{"agents":[],"outbox":[],"events":[],"meta":[],"contacts":[]}}"#,
-                "a genesis record with a batch",
+                "a genesis record with the field `batch`",
             ),
-            (r#"{"v":1,"type":"step","store_id":"x"}"#, "without a batch"),
+            (
+                r#"{"v":1,"type":"step","store_id":"x"}"#,
+                "without the field `batch`",
+            ),
             (
                 r#"{"v":1,"type":"snapshot","store_id":"x"}"#,
                 "unknown variant",

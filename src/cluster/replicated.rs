@@ -6,8 +6,10 @@
 //! commits what was decoded: the active's sled then holds exactly what every
 //! standby will apply from the same bytes (the same event seqs, ids and
 //! values), and a batch that would not read back is refused before it
-//! reaches the log. Directory changes go the same way as
-//! [`Record::Directory`]. Everything else (reads, pruning, the clean-shutdown
+//! reaches the log, as is a record larger than the log takes
+//! ([`ReplicatedStore::with_max_record_bytes`]). Directory changes go the
+//! same way as [`Record::Directory`], cut into several records when one
+//! would be too large (see [`super::record`]). Everything else (reads, pruning, the clean-shutdown
 //! mark, the notification inbox) is the local store's: pruning runs on each
 //! node by the same retention, and the inbox is not replicated (a node that
 //! takes over reconciles by polling).
@@ -26,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use super::apply::commit_record;
 use super::record::{self, Record};
 use super::{CommitLog, LogError, Position, SnapshotMeta, snapshot};
 use crate::events::Event;
@@ -140,15 +143,11 @@ impl ReplicatedStore {
             return Ok(*position);
         }
         self.refuse_unless_active()?;
-        let bytes = record::encode(&Record::Genesis {
+        let prepared = self.prepare(&[Record::Genesis {
             store_id: self.sled.store_id().to_owned(),
-        })
-        .map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
-        let new = self.append(&bytes, *position)?;
-        self.committed(&mut position, new, |sled| {
-            sled.commit_at(Batch::default(), new)
-        })?;
-        Ok(new)
+        }])?;
+        self.append_all(&mut position, prepared)?;
+        Ok(*position)
     }
 
     /// A snapshot of the store as of its position, taken with commits held.
@@ -224,6 +223,130 @@ impl ReplicatedStore {
         }
     }
 
+    /// Encodes `records` and reads them back, before anything is appended:
+    /// what is committed here is what the log holds, and a record that
+    /// would not read back or fit is refused with nothing appended.
+    fn prepare(&self, records: &[Record]) -> Result<Vec<(Vec<u8>, Record)>, StoreError> {
+        records
+            .iter()
+            .map(|record| {
+                let bytes = record::encode(record).map_err(refused)?;
+                self.refuse_if_too_large(&bytes)?;
+                let decoded = record::decode(&bytes).map_err(refused)?;
+                Ok((bytes, decoded))
+            })
+            .collect()
+    }
+
+    /// Appends and commits the prepared records one by one; the events of
+    /// the steps among them. Called with commits held.
+    fn append_all(
+        &self,
+        position: &mut Position,
+        prepared: Vec<(Vec<u8>, Record)>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        for (bytes, record) in prepared {
+            let new = self.append(&bytes, *position)?;
+            events.extend(self.committed(position, new, |sled| commit_record(sled, record, new))?);
+        }
+        Ok(events)
+    }
+
+    /// A directory change as records that each fit: one when it fits; a
+    /// delta round as several (the removes first, the delta link with the
+    /// last); a replace as stages of its users, then the replace that
+    /// swaps them in.
+    fn directory_records(&self, batch: DirectoryBatch) -> Result<Vec<Record>, StoreError> {
+        let store_id = self.sled.store_id().to_owned();
+        let whole = Record::Directory {
+            store_id: store_id.clone(),
+            batch,
+        };
+        let size = record::encode(&whole).map_err(refused)?.len();
+        let Record::Directory { batch, .. } = whole else {
+            return Err(StoreError::InvalidBatch(
+                "a directory change is not a directory record".to_owned(),
+            ));
+        };
+        if size <= self.max_record_bytes {
+            return Ok(vec![Record::Directory { store_id, batch }]);
+        }
+        let envelope = record::encode(&Record::Directory {
+            store_id: store_id.clone(),
+            batch: DirectoryBatch {
+                replace: true,
+                delta_link: batch.delta_link.clone(),
+                ..DirectoryBatch::default()
+            },
+        })
+        .map_err(refused)?
+        .len();
+        // Room for the items of one record, with some to spare for separators.
+        let budget = self.max_record_bytes.saturating_sub(envelope + 64);
+        let DirectoryBatch {
+            replace,
+            upserts,
+            removes,
+            delta_link,
+        } = batch;
+        let user_chunks = chunks(upserts, budget)?;
+        let mut records = Vec::new();
+        if replace {
+            // At least one stage, the first: it empties anything an
+            // unfinished replace left staged.
+            let mut stages = user_chunks.into_iter();
+            let first = stages.next().unwrap_or_default();
+            records.push(Record::DirectoryStage {
+                store_id: store_id.clone(),
+                first: true,
+                users: first,
+            });
+            records.extend(stages.map(|users| Record::DirectoryStage {
+                store_id: store_id.clone(),
+                first: false,
+                users,
+            }));
+            records.push(Record::StagedDirectory {
+                store_id,
+                batch: DirectoryBatch {
+                    replace: true,
+                    upserts: Vec::new(),
+                    removes,
+                    delta_link,
+                },
+            });
+        } else {
+            let batches = chunks(removes, budget)?
+                .into_iter()
+                .map(|removes| DirectoryBatch {
+                    removes,
+                    ..DirectoryBatch::default()
+                })
+                .chain(user_chunks.into_iter().map(|upserts| DirectoryBatch {
+                    upserts,
+                    ..DirectoryBatch::default()
+                }));
+            records.extend(batches.map(|batch| Record::Directory {
+                store_id: store_id.clone(),
+                batch,
+            }));
+            match records.last_mut() {
+                Some(Record::Directory { batch, .. }) => batch.delta_link = delta_link,
+                _ => {
+                    records.push(Record::Directory {
+                        store_id,
+                        batch: DirectoryBatch {
+                            delta_link,
+                            ..DirectoryBatch::default()
+                        },
+                    });
+                }
+            }
+        }
+        Ok(records)
+    }
+
     /// Commits locally what the log now holds at `new`; a failure leaves
     /// the log ahead of the store, so the store turns unsure.
     fn committed<T>(
@@ -251,6 +374,34 @@ fn refused(e: record::RecordError) -> StoreError {
     StoreError::InvalidBatch(e.to_string())
 }
 
+/// `items` in runs whose JSON takes at most `budget` bytes each.
+fn chunks<T: serde::Serialize>(items: Vec<T>, budget: usize) -> Result<Vec<Vec<T>>, StoreError> {
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let mut current = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let size = serde_json::to_vec(&item)
+            .map_err(|e| StoreError::InvalidBatch(e.to_string()))?
+            .len()
+            + 1;
+        if size > budget {
+            return Err(StoreError::InvalidBatch(format!(
+                "one directory entry takes {size} bytes, more than a commit log record has room for ({budget})"
+            )));
+        }
+        if used + size > budget && !current.is_empty() {
+            runs.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        used += size;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    Ok(runs)
+}
+
 impl Store for ReplicatedStore {
     fn store_id(&self) -> &str {
         self.sled.store_id()
@@ -267,18 +418,13 @@ impl Store for ReplicatedStore {
         if let Some(problem) = batch.problem() {
             return Err(StoreError::InvalidBatch(problem));
         }
+        let prepared = self.prepare(&[Record::Step {
+            store_id: self.sled.store_id().to_owned(),
+            batch,
+        }])?;
         let mut position = self.lock();
         self.refuse_unless_active()?;
-        let store_id = self.sled.store_id().to_owned();
-        let bytes = record::encode(&Record::Step { store_id, batch }).map_err(refused)?;
-        let Record::Step { batch, .. } = record::decode(&bytes).map_err(refused)? else {
-            return Err(StoreError::InvalidBatch(
-                "a step did not read back as a step".to_owned(),
-            ));
-        };
-        self.refuse_if_too_large(&bytes)?;
-        let new = self.append(&bytes, *position)?;
-        self.committed(&mut position, new, |sled| sled.commit_at(batch, new))
+        self.append_all(&mut position, prepared)
     }
 
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
@@ -313,20 +459,12 @@ impl Store for ReplicatedStore {
         if batch.is_empty() {
             return Ok(());
         }
+        let records = self.directory_records(batch)?;
+        let prepared = self.prepare(&records)?;
+        drop(records);
         let mut position = self.lock();
         self.refuse_unless_active()?;
-        let store_id = self.sled.store_id().to_owned();
-        let bytes = record::encode(&Record::Directory { store_id, batch }).map_err(refused)?;
-        let Record::Directory { batch, .. } = record::decode(&bytes).map_err(refused)? else {
-            return Err(StoreError::InvalidBatch(
-                "a directory change did not read back as one".to_owned(),
-            ));
-        };
-        self.refuse_if_too_large(&bytes)?;
-        let new = self.append(&bytes, *position)?;
-        self.committed(&mut position, new, |sled| {
-            sled.commit_directory_at(batch, new)
-        })
+        self.append_all(&mut position, prepared).map(|_| ())
     }
 
     fn mark_clean_shutdown(&self) -> Result<(), StoreError> {
@@ -638,21 +776,11 @@ mod tests {
             active.commit(large),
             Err(StoreError::InvalidBatch(problem)) if problem.contains("2048")
         ));
-        let users = (0..40)
-            .map(|n| crate::store::StoredUser {
-                id: format!("user-{n}"),
-                upn: Some(format!("user-{n}@contoso.example")),
-                mail: None,
-                business_phones: vec![],
-                mobile_phone: None,
-                teams: None,
-                teams_phone: None,
-            })
-            .collect();
+        let mut huge = directory_user(0);
+        huge.upn = Some("x".repeat(4096));
         assert!(matches!(
             active.commit_directory(DirectoryBatch {
-                replace: true,
-                upserts: users,
+                upserts: vec![huge],
                 ..DirectoryBatch::default()
             }),
             Err(StoreError::InvalidBatch(_))
@@ -661,6 +789,232 @@ mod tests {
         assert_eq!(*active.state().borrow(), ReplicaState::Active);
         active.commit(batch("a1", 2, 1, 0)).unwrap();
         assert_eq!(c.log.last(), 3);
+    }
+
+    fn directory_user(n: usize) -> crate::store::StoredUser {
+        crate::store::StoredUser {
+            id: format!("user-{n}"),
+            upn: Some(format!("user-{n}@contoso.example")),
+            mail: None,
+            business_phones: vec![],
+            mobile_phone: None,
+            teams: None,
+            teams_phone: None,
+        }
+    }
+
+    #[test]
+    fn a_directory_change_larger_than_a_record_comes_in_several() {
+        let c = cluster();
+        let standby = c.standby("standby");
+        let active = c.active.with_max_record_bytes(2048);
+        active
+            .commit_directory(DirectoryBatch {
+                replace: true,
+                upserts: (0..10).map(directory_user).collect(),
+                removes: vec![],
+                delta_link: Some("https://graph.example/d1".into()),
+            })
+            .unwrap();
+        assert_eq!(c.log.last(), 2, "a small replace is one record");
+        // A full read of 60 users: stages, then the replace.
+        active
+            .commit_directory(DirectoryBatch {
+                replace: true,
+                upserts: (5..65).map(directory_user).collect(),
+                removes: vec!["user-6".into()],
+                delta_link: Some("https://graph.example/d2".into()),
+            })
+            .unwrap();
+        let kinds = |from: Position| -> Vec<&'static str> {
+            c.log
+                .read(from, usize::MAX)
+                .iter()
+                .map(|(_, bytes)| record::decode(bytes).unwrap().kind())
+                .collect()
+        };
+        let full_read = kinds(3);
+        assert!(full_read.len() >= 3, "{full_read:?}");
+        assert_eq!(full_read[0], "directory_stage");
+        assert_eq!(full_read.last(), Some(&"staged_directory"));
+        for (_, bytes) in c.log.records() {
+            assert!(bytes.len() <= 2048);
+        }
+        let directory = active.directory().unwrap().unwrap();
+        let mut ids: Vec<String> = directory.users.iter().map(|u| u.id.clone()).collect();
+        ids.sort();
+        let mut expected: Vec<String> = (5..65).map(|n| format!("user-{n}")).collect();
+        expected.sort();
+        assert_eq!(
+            ids, expected,
+            "the upsert of user-6 wins over its remove, as in one batch"
+        );
+        assert_eq!(
+            directory.delta_link.as_deref(),
+            Some("https://graph.example/d2")
+        );
+        // A delta round too large: several records, the link with the last.
+        let before = c.log.last();
+        active
+            .commit_directory(DirectoryBatch {
+                replace: false,
+                upserts: (100..150).map(directory_user).collect(),
+                removes: (5..35).map(|n| format!("USER-{n}")).collect(),
+                delta_link: Some("https://graph.example/d3".into()),
+            })
+            .unwrap();
+        let delta = kinds(before + 1);
+        assert!(delta.len() > 1 && delta.iter().all(|k| *k == "directory"));
+        let directory = active.directory().unwrap().unwrap();
+        assert_eq!(directory.users.len(), 80);
+        assert_eq!(
+            directory.delta_link.as_deref(),
+            Some("https://graph.example/d3")
+        );
+        for (position, bytes) in c.log.records() {
+            apply(&standby, position, &bytes).unwrap();
+        }
+        assert_same(active.sled(), &standby);
+        assert_eq!(active.sled().directory_parts().unwrap().staged, vec![]);
+    }
+
+    /// A log that answers nothing for the record at one position.
+    struct SilentAt {
+        log: Arc<MemoryLog>,
+        at: Position,
+    }
+
+    impl CommitLog for SilentAt {
+        fn append(&self, record: &[u8], expected_last: Position) -> Result<Position, LogError> {
+            if expected_last + 1 == self.at {
+                return Err(LogError::Unavailable("silent".into()));
+            }
+            self.log.append(record, expected_last)
+        }
+    }
+
+    #[test]
+    fn a_replace_cut_short_shows_nothing_of_itself_until_its_last_record() {
+        let dirs = tempfile::tempdir().unwrap();
+        let log = MemoryLog::new();
+        let silent = Arc::new(SilentAt {
+            log: log.clone(),
+            at: 5,
+        });
+        let sled = SledStore::open(&dirs.path().join("active")).unwrap();
+        let active = ReplicatedStore::new(sled, silent)
+            .unwrap()
+            .with_max_record_bytes(1024);
+        active.genesis().unwrap();
+        let (meta, bytes) = active.snapshot().unwrap();
+        snapshot::restore(&dirs.path().join("standby"), &meta, &bytes).unwrap();
+        let standby = SledStore::open(&dirs.path().join("standby")).unwrap();
+        let old = DirectoryBatch {
+            replace: true,
+            upserts: (0..3).map(directory_user).collect(),
+            removes: vec![],
+            delta_link: Some("https://graph.example/old".into()),
+        };
+        active.commit_directory(old).unwrap();
+        // Records 3 and 4 stage the users; the replace, 5, goes unanswered.
+        let new = DirectoryBatch {
+            replace: true,
+            upserts: (10..40).map(directory_user).collect(),
+            removes: vec![],
+            delta_link: Some("https://graph.example/new".into()),
+        };
+        assert!(matches!(
+            active.commit_directory(new.clone()),
+            Err(StoreError::Replication(_))
+        ));
+        assert_eq!(*active.state().borrow(), ReplicaState::Unsure);
+        let shown = active.directory().unwrap();
+        for (position, bytes) in log.records() {
+            apply(&standby, position, &bytes).unwrap();
+        }
+        assert_eq!(standby.directory().unwrap(), shown);
+        assert_eq!(
+            shown.as_ref().and_then(|d| d.delta_link.as_deref()),
+            Some("https://graph.example/old")
+        );
+        let staged: Vec<&str> = log
+            .read(3, usize::MAX)
+            .iter()
+            .map(|(_, bytes)| record::decode(bytes).unwrap().kind())
+            .collect();
+        assert_eq!(staged, ["directory_stage", "directory_stage"]);
+        assert_eq!(standby.directory_parts().unwrap().staged.len(), 30);
+        // A snapshot taken now carries the stage; a node restored from it
+        // and one that applied the log agree once the replace is finished.
+        let (meta, bytes) = snapshot::take(&standby).unwrap();
+        snapshot::restore(&dirs.path().join("restored"), &meta, &bytes).unwrap();
+        let restored = SledStore::open(&dirs.path().join("restored")).unwrap();
+        assert_eq!(
+            restored.directory_parts().unwrap(),
+            standby.directory_parts().unwrap()
+        );
+        let finish = record::encode(&Record::StagedDirectory {
+            store_id: standby.store_id().to_owned(),
+            batch: DirectoryBatch {
+                upserts: vec![],
+                ..new
+            },
+        })
+        .unwrap();
+        let position = log.append_as_other(&finish);
+        for store in [&standby, &restored] {
+            assert_eq!(apply(store, position, &finish).unwrap(), Applied::Applied);
+            let directory = store.directory().unwrap().unwrap();
+            assert_eq!(
+                directory.delta_link.as_deref(),
+                Some("https://graph.example/new")
+            );
+            assert_eq!(store.directory_parts().unwrap().staged, vec![]);
+        }
+        assert_same(&standby, &restored);
+        // The successor's replace took the staged users: the new directory.
+        let mut ids: Vec<String> = standby
+            .directory()
+            .unwrap()
+            .unwrap()
+            .users
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        ids.sort();
+        let mut expected: Vec<String> = (10..40).map(|n| format!("user-{n}")).collect();
+        expected.sort();
+        assert_eq!(ids, expected);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// Directory changes cut into records that fit a small log leave
+        /// the same directory as whole ones, on the active and its standby.
+        #[test]
+        fn a_directory_in_small_records_is_the_same_directory(
+            changes in prop::collection::vec(any_directory_batch(), 1..6),
+        ) {
+            let whole = cluster();
+            let small = cluster();
+            let standby = small.standby("standby");
+            let small_active = small.active.with_max_record_bytes(640);
+            for change in changes {
+                whole.active.commit_directory(change.clone()).unwrap();
+                small_active.commit_directory(change).unwrap();
+            }
+            let mut expected = whole.active.sled().directory_parts().unwrap();
+            expected.staged.clear();
+            let mut got = small_active.sled().directory_parts().unwrap();
+            got.staged.clear();
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(small_active.directory().unwrap(), whole.active.directory().unwrap());
+            for (position, bytes) in small.log.records() {
+                apply(&standby, position, &bytes).unwrap();
+            }
+            assert_same(small_active.sled(), &standby);
+        }
     }
 
     #[test]

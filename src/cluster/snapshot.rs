@@ -12,9 +12,12 @@
 //! {"kind":"meta","key":"log_position","value":"4711"}
 //! {"kind":"directory","complete":true,"delta_link":"https://…"}
 //! {"kind":"directory_user","user":{…StoredUser…}}
+//! {"kind":"directory_staged_user","user":{…StoredUser…}}
 //! ```
 //!
-//! The directory lines come only when the store holds a directory. The
+//! The directory lines come only when the store holds a directory; staged
+//! users belong to a replace that came in several records and whose last
+//! record is after the snapshot's position. The
 //! notification inbox is in neither the log nor snapshots: a node that
 //! takes over reconciles by polling, as a restored backup does.
 //!
@@ -49,6 +52,11 @@ enum DirectoryLine {
     DirectoryUser {
         user: StoredUser,
     },
+    /// A user staged for a replace whose last record the snapshot does not
+    /// hold yet.
+    DirectoryStagedUser {
+        user: StoredUser,
+    },
 }
 
 /// Takes a snapshot of `sled`. The caller keeps commits away meanwhile
@@ -78,6 +86,9 @@ pub fn take(sled: &SledStore) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
         })?;
         for user in directory.users {
             line(&DirectoryLine::DirectoryUser { user })?;
+        }
+        for user in directory.staged {
+            line(&DirectoryLine::DirectoryStagedUser { user })?;
         }
     }
     let meta = SnapshotMeta {
@@ -168,13 +179,18 @@ fn split(bytes: &[u8]) -> Result<(&[u8], Option<DirectoryParts>), StoreError> {
                     complete,
                     delta_link,
                     users: Vec::new(),
+                    staged: Vec::new(),
                 });
             }
             (DirectoryLine::DirectoryUser { user }, Some(parts)) => parts.users.push(user),
+            (DirectoryLine::DirectoryStagedUser { user }, Some(parts)) => parts.staged.push(user),
             (DirectoryLine::Directory { .. }, Some(_)) => {
                 return Err(fail("a second directory line".to_owned()));
             }
-            (DirectoryLine::DirectoryUser { .. }, None) => {
+            (
+                DirectoryLine::DirectoryUser { .. } | DirectoryLine::DirectoryStagedUser { .. },
+                None,
+            ) => {
                 return Err(fail(
                     "a directory user before the directory line".to_owned(),
                 ));

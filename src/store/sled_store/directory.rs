@@ -13,13 +13,29 @@ use crate::store::{DirectoryBatch, MetaKey, StoreError, StoredDirectory, StoredU
 
 pub(super) const TREE: &str = "directory";
 const USER: &[u8] = b"u/";
+/// Users staged for a replace that comes in several commit log records.
+const STAGED: &[u8] = b"s/";
 const LINK: &[u8] = b"link";
 const COMPLETE: &[u8] = b"complete";
 
 fn user_key(id: &str) -> Vec<u8> {
-    let mut key = USER.to_vec();
+    keyed(USER, id)
+}
+
+fn keyed(prefix: &[u8], id: &str) -> Vec<u8> {
+    let mut key = prefix.to_vec();
     key.extend_from_slice(id.to_ascii_lowercase().as_bytes());
     key
+}
+
+/// How a directory write treats the users staged before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Staged {
+    /// Leaves them alone.
+    Ignore,
+    /// A replace: the staged users are part of its users, and the stage is
+    /// emptied.
+    Include,
 }
 
 impl SledStore {
@@ -59,7 +75,7 @@ impl SledStore {
     }
 
     pub(super) fn write_directory(&self, batch: DirectoryBatch) -> Result<(), StoreError> {
-        self.write_directory_at(batch, None)
+        self.write_directory_at(batch, None, Staged::Ignore)
     }
 
     /// Applies a directory batch, and with `position` the commit log
@@ -69,17 +85,38 @@ impl SledStore {
         &self,
         batch: DirectoryBatch,
         position: Option<u64>,
+        staged: Staged,
     ) -> Result<(), StoreError> {
         let _commits_held = self.lock();
         if let Some(position) = position {
             self.check_next_position(position)?;
         }
+        if staged == Staged::Include && !batch.replace {
+            return Err(StoreError::InvalidBatch(
+                "only a replace takes the staged directory users".to_owned(),
+            ));
+        }
         self.withdraw_clean_mark()?;
         let tree = self.directory_tree()?;
         let mut writes = sled::Batch::default();
+        // The staged users, under their user keys.
+        let mut staged_users = Vec::new();
+        if staged == Staged::Include {
+            for item in tree.scan_prefix(STAGED) {
+                let (key, value) = item.map_err(|e| self.sled_error(e))?;
+                let mut user_key = USER.to_vec();
+                user_key.extend_from_slice(&key[STAGED.len()..]);
+                staged_users.push((user_key, value));
+                writes.remove(key);
+            }
+        }
         if batch.replace {
-            let keep: std::collections::HashSet<Vec<u8>> =
-                batch.upserts.iter().map(|u| user_key(&u.id)).collect();
+            let keep: std::collections::HashSet<Vec<u8>> = batch
+                .upserts
+                .iter()
+                .map(|u| user_key(&u.id))
+                .chain(staged_users.iter().map(|(key, _)| key.clone()))
+                .collect();
             for item in tree.scan_prefix(USER).keys() {
                 let key = item.map_err(|e| self.sled_error(e))?;
                 if !keep.contains(key.as_ref()) {
@@ -91,6 +128,9 @@ impl SledStore {
         for id in &batch.removes {
             writes.remove(user_key(id));
         }
+        for (key, value) in staged_users {
+            writes.insert(key, value);
+        }
         for user in &batch.upserts {
             let value =
                 serde_json::to_vec(user).map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
@@ -99,6 +139,46 @@ impl SledStore {
         if let Some(link) = &batch.delta_link {
             writes.insert(LINK, link.as_bytes());
         }
+        self.apply_directory_writes(&tree, writes, position)
+    }
+
+    /// Stages `users` for a replace that comes in several commit log
+    /// records ([`Staged::Include`] takes them), with the log position; the
+    /// first part empties what an unfinished one left staged. Staged users
+    /// are not part of the directory until then.
+    pub(super) fn write_directory_stage_at(
+        &self,
+        first: bool,
+        users: &[StoredUser],
+        position: u64,
+    ) -> Result<(), StoreError> {
+        let _commits_held = self.lock();
+        self.check_next_position(position)?;
+        self.withdraw_clean_mark()?;
+        let tree = self.directory_tree()?;
+        let mut writes = sled::Batch::default();
+        if first {
+            for item in tree.scan_prefix(STAGED).keys() {
+                writes.remove(item.map_err(|e| self.sled_error(e))?);
+            }
+        }
+        for user in users {
+            let value =
+                serde_json::to_vec(user).map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
+            writes.insert(keyed(STAGED, &user.id), value);
+        }
+        self.apply_directory_writes(&tree, writes, Some(position))
+    }
+
+    /// Applies `writes` to the directory's tree, with the log position in
+    /// the main tree in the same transaction, and makes them durable.
+    /// Called with commits held.
+    fn apply_directory_writes(
+        &self,
+        tree: &sled::Tree,
+        writes: sled::Batch,
+        position: Option<u64>,
+    ) -> Result<(), StoreError> {
         match position {
             None => tree.apply_batch(writes).map_err(|e| self.sled_error(e))?,
             Some(position) => {
@@ -108,7 +188,7 @@ impl SledStore {
                     position.to_string().as_bytes(),
                 );
                 let main: &sled::Tree = &self.db;
-                (main, &tree)
+                (main, tree)
                     .transaction(|(main, directory)| {
                         main.apply_batch(&meta)?;
                         directory.apply_batch(&writes)?;
@@ -137,17 +217,21 @@ impl SledStore {
             .get(LINK)
             .map_err(|e| self.sled_error(e))?
             .and_then(|v| String::from_utf8(v.to_vec()).ok());
-        let mut users = Vec::new();
-        for item in tree.scan_prefix(USER) {
-            let (_, value) = item.map_err(|e| self.sled_error(e))?;
-            if let Ok(user) = serde_json::from_slice::<StoredUser>(&value) {
-                users.push(user);
+        let users = |prefix: &[u8]| -> Result<Vec<StoredUser>, StoreError> {
+            let mut users = Vec::new();
+            for item in tree.scan_prefix(prefix) {
+                let (_, value) = item.map_err(|e| self.sled_error(e))?;
+                if let Ok(user) = serde_json::from_slice::<StoredUser>(&value) {
+                    users.push(user);
+                }
             }
-        }
+            Ok(users)
+        };
         Ok(DirectoryParts {
             complete,
             delta_link,
-            users,
+            users: users(USER)?,
+            staged: users(STAGED)?,
         })
     }
 
@@ -169,10 +253,12 @@ impl SledStore {
         if let Some(link) = &parts.delta_link {
             writes.insert(LINK, link.as_bytes());
         }
-        for user in &parts.users {
-            let value =
-                serde_json::to_vec(user).map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
-            writes.insert(user_key(&user.id), value);
+        for (prefix, users) in [(USER, &parts.users), (STAGED, &parts.staged)] {
+            for user in users {
+                let value = serde_json::to_vec(user)
+                    .map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
+                writes.insert(keyed(prefix, &user.id), value);
+            }
         }
         tree.apply_batch(writes).map_err(|e| self.sled_error(e))?;
         self.durable()
@@ -186,4 +272,6 @@ pub(crate) struct DirectoryParts {
     pub complete: bool,
     pub delta_link: Option<String>,
     pub users: Vec<StoredUser>,
+    /// Users staged for a replace whose last part has not come yet.
+    pub staged: Vec<StoredUser>,
 }

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use super::keys::{self, AGENT, CONTACT, EVENT, OUTBOX};
 use super::{
     Batch, DirectoryBatch, InboxItem, InboxKind, Loaded, MetaKey, Store, StoreError,
-    StoredDirectory,
+    StoredDirectory, StoredUser,
 };
 use crate::events::Event;
 
@@ -108,7 +108,31 @@ impl SledStore {
         batch: DirectoryBatch,
         position: u64,
     ) -> Result<(), StoreError> {
-        self.write_directory_at(batch, Some(position))
+        self.write_directory_at(batch, Some(position), directory::Staged::Ignore)
+    }
+
+    /// In a cluster: stages directory users for a replace too large for one
+    /// commit log record, with the record's position. `first` empties what
+    /// an unfinished replace left staged. Staged users are not part of the
+    /// directory until [`SledStore::commit_staged_directory_at`].
+    pub fn commit_directory_stage_at(
+        &self,
+        first: bool,
+        users: &[StoredUser],
+        position: u64,
+    ) -> Result<(), StoreError> {
+        self.write_directory_stage_at(first, users, position)
+    }
+
+    /// In a cluster: the last part of a replace that came in several
+    /// records: `batch` (a replace) with the staged users among its
+    /// upserts, as one transaction with the record's position.
+    pub fn commit_staged_directory_at(
+        &self,
+        batch: DirectoryBatch,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        self.write_directory_at(batch, Some(position), directory::Staged::Include)
     }
 
     /// In a cluster: the commit log position of the last record this store
