@@ -64,7 +64,12 @@ pub async fn run(config: Config, options: DaemonOptions) -> Result<Exit, DaemonE
         return Ok(Exit::Stopped);
     };
     let (monitor_stop, monitor) = Stop::new();
-    tokio::spawn(monitor_loop(nats.clone(), Arc::clone(&status), cluster.clone(), monitor));
+    tokio::spawn(monitor_loop(
+        nats.clone(),
+        Arc::clone(&status),
+        cluster.clone(),
+        monitor,
+    ));
     let follower = Follower {
         dir: config.store.state_dir.clone(),
         cache_bytes: config.store.cache_mb.saturating_mul(1024 * 1024),
@@ -84,7 +89,15 @@ pub async fn run(config: Config, options: DaemonOptions) -> Result<Exit, DaemonE
             api.stop().await;
         }
         match active_term(
-            &config, &options, &cluster, &nats, &status, followed, lease, &mut signals, &notifier,
+            &config,
+            &options,
+            &cluster,
+            &nats,
+            &status,
+            followed,
+            lease,
+            &mut signals,
+            &notifier,
         )
         .await
         {
@@ -115,7 +128,8 @@ struct Signals {
 
 impl Signals {
     fn new() -> Result<Signals, DaemonError> {
-        let error = |e: std::io::Error| DaemonError::Task(format!("cannot listen for signals: {e}"));
+        let error =
+            |e: std::io::Error| DaemonError::Task(format!("cannot listen for signals: {e}"));
         Ok(Signals {
             term: signal(SignalKind::terminate()).map_err(error)?,
             int: signal(SignalKind::interrupt()).map_err(error)?,
@@ -413,7 +427,12 @@ impl SnapshotSink for NatsSnapshots {
 /// Keeps the lease: renews it a third of the TTL after each renewal was
 /// sent; a renewal refused (another node holds it) shuts the gate at once,
 /// and NATS not answering until the lease's end shuts it then.
-async fn keep_lease(kv: KvLease, lease: Arc<Mutex<Lease>>, gate: Arc<Gate>, status: Arc<ClusterStatus>) {
+async fn keep_lease(
+    kv: KvLease,
+    lease: Arc<Mutex<Lease>>,
+    gate: Arc<Gate>,
+    status: Arc<ClusterStatus>,
+) {
     let timing = kv.timing();
     let mut sent = Instant::now();
     loop {
@@ -487,10 +506,13 @@ async fn active_term(
         return step_down(status, &gate, &kv, &lease, keeper, why).await;
     }
     let replicate_log: Arc<dyn CommitLog> = log;
+    // Room for the message's headers within what the server takes.
+    let max_record = nats.max_payload().saturating_sub(4096);
     let term = ActiveTerm {
         gate: Arc::clone(&gate),
         replicate: Arc::new(move |sled: SledStore| {
-            let store = ReplicatedStore::new(sled, Arc::clone(&replicate_log))?;
+            let store = ReplicatedStore::new(sled, Arc::clone(&replicate_log))?
+                .with_max_record_bytes(max_record);
             Ok(Arc::new(store) as Arc<dyn ClusterStore>)
         }),
         status: Arc::clone(status),
@@ -521,7 +543,11 @@ async fn active_term(
     };
     status.took_over();
     status.set_holder(Some(holder_out(
-        lease.lock().unwrap_or_else(PoisonError::into_inner).holder.clone(),
+        lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .holder
+            .clone(),
     )));
     tracing::warn!(node = %cluster.node_id, api = %daemon.api_addr, "this node is now the active one");
     let _ = notifier.status(&format!("active, serving on {}", daemon.api_addr));
@@ -579,7 +605,9 @@ async fn active_term(
         // lease goes so a standby takes over at once.
         None => {
             let _ = notifier.stopping();
-            tracing::info!("stopping: no new work, committing what was taken, then letting go of the lease");
+            tracing::info!(
+                "stopping: no new work, committing what was taken, then letting go of the lease"
+            );
             let exit = daemon.shutdown().await;
             gate.close("this node is stopping");
             keeper.abort();
@@ -616,8 +644,8 @@ async fn active_term(
 /// and the first snapshot on an empty log), marked closed cleanly.
 async fn prepare_store(followed: Followed, log: &Arc<GatedLog>, nats: &Nats) -> Result<(), String> {
     let Followed { store, position } = followed;
-    let store = Arc::try_unwrap(store)
-        .map_err(|_| "the standby's store is still in use".to_string())?;
+    let store =
+        Arc::try_unwrap(store).map_err(|_| "the standby's store is still in use".to_string())?;
     if position > 0 {
         return tokio::task::spawn_blocking(move || store.mark_clean_shutdown())
             .await
