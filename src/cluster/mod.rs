@@ -10,7 +10,7 @@
 //!   caller hears back only after both. Standbys apply the same records in
 //!   the same order to their own sled, idempotently by position.
 //! - **Fencing by the stream.** Every append says which position it follows
-//!   (`Nats-Expected-Last-Subject-Sequence`): a deposed active cannot append
+//!   (`Nats-Expected-Last-Sequence`; one subject, so the same as the subject's): a deposed active cannot append
 //!   after its successor, and stops at its first refused append.
 //! - **Leadership by a KV lease** with a TTL, renewed by compare-and-set.
 //! - **Snapshots** bound the history a new standby needs.
