@@ -99,7 +99,10 @@ impl Gate {
         if self.may_act() {
             None
         } else {
-            Some("this node's lease ran out before it could renew it; it is stepping down".into())
+            Some(
+                "this node's lease is not confirmed (its renewal has not been answered); it acts again once it is, or steps down"
+                    .into(),
+            )
         }
     }
 
@@ -170,7 +173,7 @@ mod tests {
     fn a_past_deadline_gives_its_reason() {
         let gate = Gate::until(Instant::now());
         assert!(!gate.may_act());
-        assert!(gate.why_not().is_some_and(|w| w.contains("lease ran out")));
+        assert!(gate.why_not().is_some_and(|w| w.contains("not confirmed")));
         assert_eq!(gate.remaining_at(Instant::now()), Some(Duration::ZERO));
         assert_eq!(Gate::open().remaining_at(Instant::now()), None);
     }

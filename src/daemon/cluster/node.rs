@@ -393,18 +393,47 @@ enum Term {
 }
 
 /// The commit log as the active's store appends to it: nothing once the
-/// gate has shut (the lease ran out or the node stepped down).
+/// gate has shut for good; while its deadline has passed but a renewal may
+/// still confirm the lease, or NATS does not answer (a JetStream leader
+/// election takes seconds), the append waits and is tried again, within
+/// `patience`. Trying again is safe: the same record at the same position
+/// is answered with its first position, and one after a successor's is
+/// fenced.
 struct GatedLog {
     log: Arc<dyn CommitLog>,
     gate: Arc<Gate>,
+    patience: Duration,
 }
+
+/// Between two tries of an append.
+const APPEND_RETRY: Duration = Duration::from_millis(200);
 
 impl CommitLog for GatedLog {
     fn append(&self, record: &[u8], expected_last: Position) -> Result<Position, LogError> {
-        if let Some(why) = self.gate.why_not() {
-            return Err(LogError::Unavailable(why));
+        let give_up = Instant::now() + self.patience;
+        loop {
+            if self.gate.is_closed() {
+                let why = self.gate.why_not().unwrap_or_default();
+                return Err(LogError::Unavailable(why));
+            }
+            let last_error = if self.gate.may_act() {
+                match self.log.append(record, expected_last) {
+                    Err(LogError::Unavailable(why)) => why,
+                    answer => return answer,
+                }
+            } else {
+                "this node's lease is not confirmed".to_string()
+            };
+            if Instant::now() >= give_up {
+                return Err(LogError::Unavailable(format!(
+                    "{last_error} (for {:?})",
+                    self.patience
+                )));
+            }
+            // Called off the async threads (the store's callers run it in
+            // spawn_blocking), so a plain sleep is the wait.
+            std::thread::sleep(APPEND_RETRY);
         }
-        self.log.append(record, expected_last)
     }
 }
 
@@ -425,8 +454,12 @@ impl SnapshotSink for NatsSnapshots {
 }
 
 /// Keeps the lease: renews it a third of the TTL after each renewal was
-/// sent; a renewal refused (another node holds it) shuts the gate at once,
-/// and NATS not answering until the lease's end shuts it then.
+/// sent. A renewal refused (another node holds it) shuts the gate for good.
+/// While NATS does not answer, the gate shuts by itself at the lease's end
+/// (nothing acts), and the renewal is tried on for two more TTLs: one that
+/// then succeeds proves by its compare-and-set that nobody took the lease,
+/// and reopens the gate (a JetStream election costs a pause, not a
+/// takeover); after that the node steps down.
 async fn keep_lease(
     kv: KvLease,
     lease: Arc<Mutex<Lease>>,
@@ -434,6 +467,7 @@ async fn keep_lease(
     status: Arc<ClusterStatus>,
 ) {
     let timing = kv.timing();
+    let grace = timing.ttl() * 2;
     let mut sent = Instant::now();
     loop {
         let at = timing.renew_at(sent);
@@ -458,8 +492,12 @@ async fn keep_lease(
                 }
                 Err(LeaseError::Unavailable(why)) => {
                     status.nats_failed(why.clone());
-                    match timing.retry_in(current.valid_until, Instant::now()) {
+                    let now = Instant::now();
+                    match timing.retry_in(current.valid_until, now) {
                         Some(wait) => tokio::time::sleep(wait).await,
+                        None if now < current.valid_until + grace => {
+                            tokio::time::sleep(timing.ttl() / 10).await;
+                        }
                         None => {
                             gate.close(format!(
                                 "the lease ran out: NATS did not confirm its renewal ({why})"
@@ -498,6 +536,7 @@ async fn active_term(
     let log = Arc::new(GatedLog {
         log: Arc::new(nats.log()),
         gate: Arc::clone(&gate),
+        patience: cluster.lease_ttl * 3,
     });
     // The store is handed to the daemon closed (and marked so, which
     // spares the start its deep check); an empty log gets its first record
@@ -559,9 +598,9 @@ async fn active_term(
     let mut watchdog = tokio::time::interval(ping_every.unwrap_or(Duration::from_secs(3600)));
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closed = gate.closed();
-    // The gate also shuts by its deadline alone, with no event: looked at
-    // often, so a node resumed after a pause steps down at once.
-    let mut deadline = tokio::time::interval(Duration::from_millis(100));
+    // The gate's deadline passing is a pause (nothing acts); the lease
+    // keeper decides whether it becomes a step-down.
+    let mut report = tokio::time::interval(Duration::from_millis(250));
     let ended = loop {
         tokio::select! {
             _ = signals.term.recv() => break None,
@@ -584,12 +623,9 @@ async fn active_term(
                 }
             }
             _ = closed.wait_for(|c| *c) => break Some(None),
-            _ = deadline.tick() => {
+            _ = report.tick() => {
                 if let Some(position) = daemon.cluster_position() {
                     status.set_position(position);
-                }
-                if !gate.may_act() {
-                    break Some(None);
                 }
             }
             Some((name, failure)) = failures.recv() => {
@@ -703,6 +739,7 @@ mod tests {
         let gated = GatedLog {
             log: memory.clone(),
             gate: Arc::clone(&gate),
+            patience: Duration::from_secs(1),
         };
         assert_eq!(gated.append(b"one", 0), Ok(1));
         gate.close("another node took the lease");
@@ -711,5 +748,53 @@ mod tests {
             Err(LogError::Unavailable(why)) if why.contains("another node")
         ));
         assert_eq!(memory.last(), 1, "nothing reached the log");
+    }
+
+    #[test]
+    fn an_unanswered_append_is_tried_again_and_a_paused_gate_waits() {
+        let memory = MemoryLog::new();
+        let gate = Arc::new(Gate::until(Instant::now() + Duration::from_secs(60)));
+        let gated = GatedLog {
+            log: memory.clone(),
+            gate: Arc::clone(&gate),
+            patience: Duration::from_secs(5),
+        };
+        memory.fail_next(LogError::Unavailable("no answer".into()));
+        assert_eq!(gated.append(b"one", 0), Ok(1), "the second try lands");
+        // A successor's record: the retry is fenced, not stored twice.
+        memory.append_as_other(b"theirs");
+        assert!(matches!(
+            gated.append(b"two", 1),
+            Err(LogError::Fenced { .. })
+        ));
+
+        // Past its deadline the gate pauses appends until a renewal.
+        let paused = Arc::new(Gate::until(Instant::now()));
+        let waiting = GatedLog {
+            log: memory.clone(),
+            gate: Arc::clone(&paused),
+            patience: Duration::from_secs(5),
+        };
+        let renew = {
+            let paused = Arc::clone(&paused);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                paused.extend(Instant::now() + Duration::from_secs(60));
+            })
+        };
+        assert_eq!(waiting.append(b"three", 2), Ok(3));
+        renew.join().unwrap();
+
+        // Never confirmed: given up after the patience, nothing appended.
+        let lapsed = GatedLog {
+            log: memory.clone(),
+            gate: Arc::new(Gate::until(Instant::now())),
+            patience: Duration::from_millis(300),
+        };
+        assert!(matches!(
+            lapsed.append(b"four", 3),
+            Err(LogError::Unavailable(_))
+        ));
+        assert_eq!(memory.last(), 3);
     }
 }
