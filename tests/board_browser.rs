@@ -3,7 +3,9 @@
 //! token is refused, signing in shows the agents with both statuses, a CC
 //! status change shows without a reload, a hostile display name stays text,
 //! the viewer token reads and cannot write, the tabs work from the
-//! keyboard, and the directory drawer searches and offers `tel:` links.
+//! keyboard, the directory drawer searches and offers `tel:` links, and
+//! the health view's Cluster card shows on a cluster's active node (its
+//! changes arriving through the live stream) and stays hidden alone.
 //! Screenshots of each view go to `target/board-screenshots/` and must not
 //! be blank.
 //!
@@ -560,4 +562,253 @@ async fn the_health_view_names_a_missing_permission_and_links_consent() {
         "granting consent did not show on the board without a reload"
     );
     no_script_ran(&browser).await;
+}
+
+/// The `cluster` section of `/readyz`, or `null` without one.
+async fn readyz_cluster(kit: &DaemonKit) -> Value {
+    let response = kit
+        .http
+        .get(format!("{}/readyz", kit.base))
+        .send()
+        .await
+        .expect("GET /readyz");
+    let body: Value = response.json().await.expect("a JSON readiness");
+    body["cluster"].clone()
+}
+
+/// A daemon running a term as a cluster's active node (over the in-memory
+/// commit log) shows the Cluster card: its role, the lease holder, its log
+/// position and lag, NATS, every node; a lag that lasts and a NATS failure
+/// are shown as problems. Its writes reach the log and move the position
+/// `/readyz` shows. A single daemon keeps the card hidden.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_card_shows_on_an_active_node_and_stays_hidden_alone() {
+    use std::sync::Arc;
+
+    use presence_sync::api::model::{LeaseHolderOut, NodeOut};
+    use presence_sync::cluster::CommitLog;
+    use presence_sync::cluster::gate::Gate;
+    use presence_sync::cluster::memory_log::MemoryLog;
+    use presence_sync::cluster::replicated::ReplicatedStore;
+    use presence_sync::daemon::DaemonOptions;
+    use presence_sync::daemon::cluster::status::ClusterStatus;
+    use presence_sync::daemon::cluster::term::{ActiveTerm, ClusterStore};
+
+    let Some(chromium) = browser_or_skip("board_browser") else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().await;
+
+    let log = MemoryLog::new();
+    let status = Arc::new(ClusterStatus::new("node-a", "contoso"));
+    status.took_over();
+    status.set_holder(Some(LeaseHolderOut {
+        node_id: "node-a".into(),
+        api_url: "http://node-a.example:8080".into(),
+        since: chrono::Utc::now(),
+    }));
+    status.set_nats_connection(true, Some("nats://10.0.0.11:4222".into()));
+    let replicate_log: Arc<dyn CommitLog> = log.clone();
+    let term = ActiveTerm {
+        gate: Arc::new(Gate::open()),
+        // As the node runner does on an empty log: the first record, then
+        // the daemon over the replicated store.
+        replicate: Arc::new(move |sled| {
+            let store = ReplicatedStore::new(sled, Arc::clone(&replicate_log))?;
+            store.genesis()?;
+            Ok(Arc::new(store) as Arc<dyn ClusterStore>)
+        }),
+        status: Arc::clone(&status),
+        events: None,
+        snapshots: None,
+        snapshot_interval: Duration::from_secs(600),
+    };
+    let kit = DaemonKit::start_opts(
+        3,
+        SYNC_AND_QUEUE,
+        DaemonOptions {
+            cluster: Some(term),
+            ..options()
+        },
+    )
+    .await;
+    let position = |kit: &DaemonKit| {
+        kit.daemon
+            .as_ref()
+            .and_then(|d| d.cluster_position())
+            .expect("the daemon runs as the active node")
+    };
+    // The node runner keeps the status's position; here the test does.
+    let first = position(&kit);
+    assert!(first >= 1, "the first record was not committed");
+    status.set_position(first);
+    let cluster = readyz_cluster(&kit).await;
+    assert_eq!(cluster["role"], "active", "{cluster}");
+    assert_eq!(cluster["position"], json!(first), "{cluster}");
+
+    // An agent written through the API goes to the log first.
+    let r = kit
+        .put(
+            "/v1/agents/agent-a",
+            json!({"teams_user": kit.user(0).1, "queues": [{"queue": "sales"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let after = position(&kit);
+    assert!(after > first, "the agent's write did not advance the log");
+    assert_eq!(
+        log.last(),
+        after,
+        "the log does not end at the store's position"
+    );
+    status.set_position(after);
+    let cluster = readyz_cluster(&kit).await;
+    assert_eq!(cluster["role"], "active", "{cluster}");
+    assert_eq!(cluster["position"], json!(after), "{cluster}");
+    assert_eq!(cluster["lag_records"], json!(0), "{cluster}");
+
+    let now = chrono::Utc::now();
+    status.set_nodes(vec![
+        NodeOut {
+            node_id: "node-a".into(),
+            role: "active".into(),
+            position: after,
+            api_url: "http://node-a.example:8080".into(),
+            at: now,
+        },
+        NodeOut {
+            node_id: "node-b".into(),
+            role: "standby".into(),
+            position: first,
+            api_url: "http://node-b.example:8080".into(),
+            at: now,
+        },
+    ]);
+
+    let browser = Browser::start(&chromium, 1280, 1100).await;
+    browser.goto(&format!("{}/", kit.base)).await;
+    browser.wait_for("#token").await;
+    watch_for_script(&browser).await;
+    sign_in(&browser, VIEWER_TOKEN).await;
+    browser.wait_for("#agents-body").await;
+    browser.click("#tab-health").await;
+    let behind = after - first;
+    assert!(
+        browser
+            .until(
+                "const card = document.getElementById('health-cluster-card');\
+                 const badge = document.getElementById('health-cluster-role');\
+                 const text = card.textContent;\
+                 const b = document.querySelector('#cluster-nodes-body tr[data-node-id=\"node-b\"]');\
+                 return !card.hidden && badge.dataset.role === 'active'\
+                   && badge.classList.contains('active') && badge.textContent === 'Active'\
+                   && text.includes('node-a at http://node-a.example:8080')\
+                   && text.includes(`${arguments[0]} of ${arguments[0]}`)\
+                   && card.querySelector('.cluster-nats').textContent === 'Connected to nats://10.0.0.11:4222'\
+                   && card.querySelector('.cluster-lag').textContent === 'none'\
+                   && document.querySelectorAll('#cluster-nodes-body tr[data-node-id]').length === 2\
+                   && b !== null && b.children[1].textContent === 'standby'\
+                   && b.children[3].textContent.startsWith(String(arguments[1]) + ' record');",
+                json!([after, behind]),
+                PATIENCE
+            )
+            .await,
+        "the cluster card did not show this node, the lease holder, NATS and the nodes"
+    );
+    // The standby that stays behind is highlighted after a few seconds.
+    assert!(
+        browser
+            .until(
+                "const b = document.querySelector('#cluster-nodes-body tr[data-node-id=\"node-b\"]');\
+                 const a = document.querySelector('#cluster-nodes-body tr[data-node-id=\"node-a\"]');\
+                 return b.children[3].classList.contains('lagging')\
+                   && !a.children[3].classList.contains('lagging');",
+                json!([]),
+                PATIENCE
+            )
+            .await,
+        "a node behind the log for seconds was not highlighted"
+    );
+    browser
+        .script(
+            "document.getElementById('health-cluster-card').scrollIntoView();",
+            json!([]),
+        )
+        .await;
+    screenshot(&browser, "health-cluster").await;
+
+    // NATS fails, this node falls behind the log, and it steps down: the
+    // card says so, in red where it is a problem.
+    status.nats_failed("nats: connection refused <b>10.0.0.11</b>");
+    status.set_nats_connection(false, None);
+    status.set_log_last(after + 3);
+    status.stepped_down("another node took the lease");
+    assert!(
+        browser
+            .until(
+                "const card = document.getElementById('health-cluster-card');\
+                 const badge = document.getElementById('health-cluster-role');\
+                 const nats = card.querySelector('.cluster-nats');\
+                 const error = nats.querySelector('.error');\
+                 const lag = card.querySelector('.cluster-lag');\
+                 return badge.dataset.role === 'standby' && !badge.classList.contains('active')\
+                   && error !== null && error.textContent === arguments[0]\
+                   && nats.textContent.startsWith('Not connected')\
+                   && lag.textContent.startsWith('3 records behind')\
+                   && lag.classList.contains('lagging')\
+                   && card.textContent.includes('another node took the lease');",
+                json!(["nats: connection refused <b>10.0.0.11</b>"]),
+                PATIENCE
+            )
+            .await,
+        "the NATS failure, the lag and the step-down did not show"
+    );
+    let cluster = readyz_cluster(&kit).await;
+    assert_eq!(
+        (&cluster["role"], &cluster["step_downs"]),
+        (&json!("standby"), &json!(1))
+    );
+    no_script_ran(&browser).await;
+    browser
+        .script(
+            "document.getElementById('health-cluster-card').scrollIntoView();",
+            json!([]),
+        )
+        .await;
+    screenshot(&browser, "health-cluster-standby").await;
+    drop(browser);
+    kit.stop().await;
+
+    // A single daemon: no cluster, no card.
+    let kit = DaemonKit::start(3).await;
+    assert_eq!(readyz_cluster(&kit).await, Value::Null);
+    let browser = Browser::start(&chromium, 1280, 900).await;
+    browser.goto(&format!("{}/", kit.base)).await;
+    browser.wait_for("#token").await;
+    sign_in(&browser, VIEWER_TOKEN).await;
+    browser.wait_for("#agents-body").await;
+    browser.click("#tab-health").await;
+    assert!(
+        browser
+            .until(
+                "return document.querySelectorAll('#health-graph dt').length > 3\
+                 && document.querySelectorAll('#tasks-body tr').length > 0;",
+                json!([]),
+                PATIENCE
+            )
+            .await,
+        "the health view stayed empty"
+    );
+    assert_eq!(
+        browser
+            .script(
+                "return [document.getElementById('health-cluster-card').hidden,\
+                   document.querySelectorAll('#cluster-nodes-body tr').length];",
+                json!([])
+            )
+            .await,
+        json!([true, 0])
+    );
+    drop(browser);
+    kit.stop().await;
 }

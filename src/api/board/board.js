@@ -12,6 +12,8 @@ const DIRECTORY_REFRESH_MAX = 500;
 const DIRECTORY_REFRESH_MS = 10000;
 const RECONNECT_MIN_MS = 1000;
 const RECONNECT_MAX_MS = 30000;
+// Replication lag is shown as a problem once it lasts longer than this.
+const LAG_WARN_SECONDS = 5;
 
 const $ = (id) => document.getElementById(id);
 
@@ -511,6 +513,7 @@ function renderHealth(health) {
   pair(sync, 'Outbox (writes waiting)', String(stats.outbox_depth ?? '—'));
 
   renderSubscriptions(health.subscriptions, tier);
+  renderCluster(health.cluster);
 
   $('health-checks').replaceChildren(...(health.checks || []).map((c) =>
     el('li', {}, el('span', { class: c.ok ? 'yes' : 'no' }, c.ok ? 'OK' : 'Failing'), ` ${c.name}: ${c.detail}`)));
@@ -564,6 +567,86 @@ function renderSubscriptions(subs, tier) {
     }
     return item;
   }));
+}
+
+// node id -> when the board first saw that node behind the log (ms).
+const nodesBehindSince = new Map();
+
+/** In a cluster (absent on a single daemon): this node's role, the lease
+ * holder, its place in the commit log and its lag, the NATS connection,
+ * every node's last report, takeovers and step-downs. */
+function renderCluster(cluster) {
+  const card = $('health-cluster-card');
+  card.hidden = !cluster;
+  if (!cluster) {
+    nodesBehindSince.clear();
+    return;
+  }
+  const role = String(cluster.role || 'starting');
+  const badge = $('health-cluster-role');
+  badge.className = `role-badge ${role}`;
+  badge.dataset.role = role;
+  badge.textContent = role === 'active' ? 'Active'
+    : role === 'standby' ? 'Standby' : 'Starting (connecting to NATS or restoring)';
+
+  const dl = $('health-cluster');
+  dl.replaceChildren();
+  pair(dl, 'This node', `${cluster.node_id} (tenant ${cluster.tenant})`);
+  const holder = cluster.lease_holder;
+  pair(dl, 'Lease holder', holder
+    ? el('span', { class: 'cluster-holder' }, `${holder.node_id} at ${holder.api_url}`,
+      holder.since ? el('span', { class: 'sub' }, 'since ', timeEl(holder.since, ago(holder.since))) : null)
+    : el('span', { class: 'no' }, 'nobody (a takeover is under way)'));
+  pair(dl, 'Log position', cluster.log_last == null
+    ? String(cluster.position) : `${cluster.position} of ${cluster.log_last}`);
+  const lagging = cluster.lag_records > 0 && cluster.lag_seconds > LAG_WARN_SECONDS;
+  pair(dl, 'Replication lag', el('span', { class: lagging ? 'cluster-lag lagging' : 'cluster-lag' },
+    cluster.lag_records > 0
+      ? `${cluster.lag_records} record${cluster.lag_records === 1 ? '' : 's'} behind for ${duration(cluster.lag_seconds)}`
+      : 'none'));
+  const nats = cluster.nats || {};
+  const natsEl = el('span', { class: 'cluster-nats' },
+    el('span', { class: nats.connected ? 'yes' : 'no' }, nats.connected ? 'Connected' : 'Not connected'),
+    nats.connected && nats.server ? ` to ${nats.server}` : null);
+  if (nats.error) natsEl.append(el('div', { class: 'error' }, nats.error));
+  pair(dl, 'NATS', natsEl);
+  pair(dl, 'Takeovers', String(cluster.takeovers ?? 0));
+  pair(dl, 'Step-downs', String(cluster.step_downs ?? 0));
+  if (cluster.last_step_down) pair(dl, 'Last step-down', cluster.last_step_down);
+
+  const now = Date.now();
+  const seen = new Set();
+  const rows = (cluster.nodes || []).map((node) => {
+    seen.add(node.node_id);
+    const behind = cluster.log_last == null ? 0 : Math.max(0, cluster.log_last - node.position);
+    if (behind === 0) nodesBehindSince.delete(node.node_id);
+    else if (!nodesBehindSince.has(node.node_id)) nodesBehindSince.set(node.node_id, now);
+    const since = behind > 0 ? nodesBehindSince.get(node.node_id) : null;
+    const nodeRole = String(node.role || '');
+    return el('tr', { 'data-node-id': node.node_id },
+      el('th', { scope: 'row' },
+        el('span', { class: 'name' }, node.node_id),
+        node.node_id === cluster.node_id ? el('span', { class: 'sub' }, 'this node') : null,
+        node.api_url ? el('span', { class: 'sub' }, node.api_url) : null),
+      el('td', { class: `node-role ${nodeRole}` }, nodeRole),
+      el('td', { class: 'num' }, String(node.position)),
+      el('td', { class: 'num node-lag', 'data-behind-since': since },
+        behind === 0 ? '0' : `${behind} record${behind === 1 ? '' : 's'}`),
+      el('td', {}, timeEl(node.at, ago(node.at)) || '—'));
+  });
+  for (const id of [...nodesBehindSince.keys()]) if (!seen.has(id)) nodesBehindSince.delete(id);
+  if (rows.length === 0) rows.push(el('tr', {}, el('td', { colspan: 5, class: 'hint' }, 'No node has reported yet.')));
+  $('cluster-nodes-body').replaceChildren(...rows);
+  tickClusterLag();
+}
+
+/** A node behind the log is highlighted once it has been behind for a few
+ * seconds, whether or not a new report came meanwhile. */
+function tickClusterLag() {
+  const now = Date.now();
+  for (const cell of document.querySelectorAll('#cluster-nodes-body td[data-behind-since]')) {
+    cell.classList.toggle('lagging', now - Number(cell.dataset.behindSince) > LAG_WARN_SECONDS * 1000);
+  }
 }
 
 /** The Graph permissions: all granted, or each missing one with what it
@@ -742,6 +825,7 @@ function wire() {
   for (const id of ['directory-presence', 'directory-phone']) $(id).addEventListener('change', () => loadDirectory(false));
   $('directory-more').addEventListener('click', () => loadDirectory(true));
   setInterval(tickQueueWaits, 1000);
+  setInterval(tickClusterLag, 1000);
   setInterval(tickTimes, 5000);
   setInterval(refreshDirectory, DIRECTORY_REFRESH_MS);
 }
