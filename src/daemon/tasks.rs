@@ -435,6 +435,7 @@ mod tests {
                 "directory-poller",
                 "event-retention",
                 "mapping-watch",
+                "nats-events",
                 "notification-reads",
                 "notification-receiver",
                 "notifications",
@@ -442,6 +443,7 @@ mod tests {
                 "presence-writer",
                 "reconcile-poller",
                 "service-accounts",
+                "snapshots",
                 "subscriptions",
                 "sync-loop",
                 "webhook"
