@@ -48,6 +48,25 @@ pub(crate) struct Inner {
     pub snapshot_store: OnceCell<object_store::ObjectStore>,
 }
 
+impl Inner {
+    /// The KV bucket `bucket`, opened once and kept in `cell`.
+    pub async fn kv<'a>(
+        &'a self,
+        cell: &'a OnceCell<kv::Store>,
+        bucket: String,
+    ) -> Result<&'a kv::Store, ClusterError> {
+        cell.get_or_try_init(|| async {
+            bounded(
+                &format!("opening the KV bucket {bucket}"),
+                self.timeout,
+                self.js.get_key_value(bucket.clone()),
+            )
+            .await
+        })
+        .await
+    }
+}
+
 /// The connection as `/readyz` and the board show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatsStatus {

@@ -70,16 +70,7 @@ impl KvLease {
     async fn store(&self) -> Result<&kv::Store, ClusterError> {
         let inner = &self.inner;
         inner
-            .lease_store
-            .get_or_try_init(|| async {
-                let bucket = inner.names.lease_bucket();
-                bounded(
-                    &format!("opening the KV bucket {bucket}"),
-                    inner.timeout,
-                    inner.js.get_key_value(bucket.clone()),
-                )
-                .await
-            })
+            .kv(&inner.lease_store, inner.names.lease_bucket())
             .await
     }
 

@@ -54,16 +54,7 @@ impl NodeReports {
     async fn store(&self) -> Result<&kv::Store, ClusterError> {
         let inner = &self.inner;
         inner
-            .nodes_store
-            .get_or_try_init(|| async {
-                let bucket = inner.names.nodes_bucket();
-                bounded(
-                    &format!("opening the KV bucket {bucket}"),
-                    inner.timeout,
-                    inner.js.get_key_value(bucket.clone()),
-                )
-                .await
-            })
+            .kv(&inner.nodes_store, inner.names.nodes_bucket())
             .await
     }
 
