@@ -4,7 +4,10 @@
 //! [`Endpoint`] names them, so the route table can point at a handler without
 //! naming the service type.
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -21,7 +24,8 @@ use super::extract::{
     OptionalJson, QueueName,
 };
 use super::model::{
-    AgentList, AgentUpsert, ContactAction, ContactActionIn, ContactIn, QueueList, StatusReport,
+    AgentList, AgentOut, AgentQuery, AgentUpsert, ContactAction, ContactActionIn, ContactIn,
+    QueueList, StatusReport,
 };
 use super::routes::{AppState, METRICS_CONTENT_TYPE, Verb};
 use super::service::Service;
@@ -124,20 +128,106 @@ async fn list_agents<S: Service>(
     State(state): State<AppState<S>>,
     AgentsQuery(query): AgentsQuery,
 ) -> Result<Response, ApiError> {
-    let list = match query {
-        None => AgentList {
-            agents: state.service.agents().await?,
-            page: None,
-        },
+    match query {
+        None => every_agent(state.service, UNPAGED_CHUNK).await,
         Some(query) => {
             let (agents, page) = state.service.agents_page(query).await?;
-            AgentList {
+            let list = AgentList {
                 agents,
                 page: Some(page),
-            }
+            };
+            Ok(Json(list).into_response())
         }
+    }
+}
+
+/// Agents the unpaged `GET /v1/agents` reads from the service at a time.
+pub(crate) const UNPAGED_CHUNK: usize = 500;
+
+/// Where the unpaged list's writing is.
+enum Unpaged {
+    /// A page read, to write; `more` is the cursor of the next one.
+    Write {
+        agents: Vec<AgentOut>,
+        more: Option<String>,
+        first: bool,
+    },
+    /// The next page to read, after this id.
+    Read { after: String },
+}
+
+/// Every agent (`GET /v1/agents` without parameters), `{agents: [...]}` as
+/// one list, read `chunk` agents at a time in id order and written as each
+/// page is read: the body of 50,000 agents is never held whole, nor their
+/// states, and the sync loop answers other requests between the pages.
+/// Each agent is as it was when its page was read. A failure before the
+/// first page is the request's error; one after it ends the body early,
+/// which the client sees as a broken response.
+pub(crate) async fn every_agent<S: Service>(
+    service: Arc<S>,
+    chunk: usize,
+) -> Result<Response, ApiError> {
+    let page = move |after: Option<String>| AgentQuery {
+        cursor: after,
+        limit: chunk,
+        search: None,
     };
-    Ok(Json(list).into_response())
+    let (agents, end) = service.agents_page(page(None)).await?;
+    let start = Unpaged::Write {
+        agents,
+        more: end.next_cursor,
+        first: true,
+    };
+    let body = futures_util::stream::unfold(Some(start), move |state| {
+        let service = Arc::clone(&service);
+        async move {
+            let (agents, more, first) = match state? {
+                Unpaged::Write {
+                    agents,
+                    more,
+                    first,
+                } => (agents, more, first),
+                Unpaged::Read { after } => match service.agents_page(page(Some(after))).await {
+                    Ok((agents, end)) => (agents, end.next_cursor, false),
+                    Err(e) => {
+                        let broken = std::io::Error::other(format!(
+                            "reading the next page of agents failed: {}",
+                            e.message
+                        ));
+                        return Some((Err(broken), None));
+                    }
+                },
+            };
+            let mut out = Vec::with_capacity(agents.len().saturating_mul(1024));
+            if first {
+                out.extend_from_slice(b"{\"agents\":[");
+            }
+            for (i, agent) in agents.iter().enumerate() {
+                if !(first && i == 0) {
+                    out.push(b',');
+                }
+                if let Err(e) = serde_json::to_writer(&mut out, agent) {
+                    return Some((Err(std::io::Error::other(e)), None));
+                }
+            }
+            let next = match more {
+                Some(after) => Some(Unpaged::Read { after }),
+                None => {
+                    out.extend_from_slice(b"]}");
+                    None
+                }
+            };
+            Some((Ok::<_, std::io::Error>(Bytes::from(out)), next))
+        }
+    });
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 async fn resume_agent<S: Service>(

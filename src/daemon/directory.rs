@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::directory::{DirectoryRecord, DirectoryView};
+use crate::graph::model::User;
 use crate::graph::{DeltaOutcome, GraphClient};
 use crate::stop::Stop;
 use crate::store::{DirectoryBatch, Store};
@@ -208,21 +209,30 @@ async fn full_read(
     updates: &mpsc::Sender<DirectoryUpdate>,
 ) -> Result<(), Problem> {
     let graph = &reader.graph;
-    let (users, link) = match delta_link.as_deref() {
+    let view = &reader.view;
+    // Each page becomes records as it comes (Graph's shape of 50,000 users
+    // at once would be several times the directory itself), sharing those
+    // the view already holds the same.
+    let mut records = Vec::new();
+    let take = |users: Vec<User>| records.extend(view.records_as_read(&users));
+    let link = match delta_link.as_deref() {
         // A stored link still says where the changes continue from; the
         // users themselves are read in full to know them all.
-        Some(_) => (
-            graph.list_users().await.map_err(|e| Problem::graph(&e))?,
-            None,
-        ),
+        Some(_) => {
+            graph
+                .list_users_by_page(take)
+                .await
+                .map_err(|e| Problem::graph(&e))?;
+            None
+        }
         None => match graph
-            .users_delta(None)
+            .users_delta_by_page(None, take)
             .await
             .map_err(|e| Problem::graph(&e))?
         {
             DeltaOutcome::Changes(changes) => {
                 *delta_link = Some(changes.delta_link.clone());
-                (changes.changed, Some(changes.delta_link))
+                Some(changes.delta_link)
             }
             DeltaOutcome::ResyncRequired { reason } => {
                 return Err(Problem::new(
@@ -232,8 +242,7 @@ async fn full_read(
             }
         },
     };
-    let replaced = reader.view.replace(&users);
-    drop(users);
+    let replaced = view.replace_records(records);
     let written = if *stored {
         reader
             .store(

@@ -404,11 +404,32 @@ impl DirectoryView {
 
     /// Every user there is (a full read): replaces what is known.
     pub fn replace(&self, users: &[User]) -> Replaced {
-        let records: Vec<Arc<DirectoryRecord>> = users
+        self.replace_records(self.records_as_read(users))
+    }
+
+    /// The records of users as a full read lists them (one page of it),
+    /// to hand to [`DirectoryView::replace_records`] once every page is
+    /// in. A user the view already holds the same is its record as held:
+    /// a full read of an unchanged directory allocates no second copy of
+    /// it, and Graph's shape of a page is dropped as soon as it is read.
+    pub fn records_as_read(&self, users: &[User]) -> Vec<Arc<DirectoryRecord>> {
+        let known = self.known();
+        users
             .iter()
             .filter(|u| u.removed.is_none() && !u.id.is_empty())
-            .map(|u| Arc::new(DirectoryRecord::from_user(u)))
-            .collect();
+            .map(|u| {
+                let record = DirectoryRecord::from_user(u);
+                match known.get(&lower(&record.id)) {
+                    Some((_, held)) if *held.record == record => Arc::clone(&held.record),
+                    _ => Arc::new(record),
+                }
+            })
+            .collect()
+    }
+
+    /// Every user there is, as [`DirectoryView::records_as_read`] made
+    /// them from a full read: replaces what is known.
+    pub fn replace_records(&self, records: Vec<Arc<DirectoryRecord>>) -> Replaced {
         self.put_all(records, false)
     }
 

@@ -48,21 +48,37 @@ pub enum DeltaOutcome {
 impl GraphClient {
     /// Every user, following `@odata.nextLink` to the end.
     pub async fn list_users(&self) -> Result<Vec<User>, GraphError> {
+        let mut users = Vec::new();
+        self.list_users_by_page(|page| users.extend(page)).await?;
+        Ok(users)
+    }
+
+    /// Every user, following `@odata.nextLink` to the end, handed to
+    /// `take` a page at a time as it is read: a full read of a large tenant
+    /// is never held whole in Graph's shape.
+    pub async fn list_users_by_page<F>(&self, mut take: F) -> Result<(), GraphError>
+    where
+        F: FnMut(Vec<User>) + Send,
+    {
         let mut url = self.url(&["users"]);
         url.query_pairs_mut()
             .append_pair("$select", USER_SELECT)
             .append_pair("$top", &PAGE_SIZE.to_string());
-        let mut users = Vec::new();
         let mut seen_links = HashSet::new();
         let mut next = Some(url);
         while let Some(url) = next.take() {
             let page = self.user_page(url, "listUsers").await?;
-            users.extend(page.users.into_iter().filter(|u| u.removed.is_none()));
+            take(
+                page.users
+                    .into_iter()
+                    .filter(|u| u.removed.is_none())
+                    .collect(),
+            );
             if let Some(link) = page.next_link {
                 next = Some(self.next_page(&link, &mut seen_links)?);
             }
         }
-        Ok(users)
+        Ok(())
     }
 
     /// The ids (lower case) of the users who are members of `group`,
@@ -95,6 +111,31 @@ impl GraphClient {
     /// Changes since `delta_link`; without one, a new delta round (every
     /// user, then the link to keep).
     pub async fn users_delta(&self, delta_link: Option<&str>) -> Result<DeltaOutcome, GraphError> {
+        let mut changed = Vec::new();
+        let outcome = self
+            .users_delta_by_page(delta_link, |page| changed.extend(page))
+            .await?;
+        Ok(match outcome {
+            DeltaOutcome::Changes(changes) => {
+                DeltaOutcome::Changes(DeltaChanges { changed, ..changes })
+            }
+            resync => resync,
+        })
+    }
+
+    /// As [`GraphClient::users_delta`], but the users new or changed are
+    /// handed to `take` a page at a time as they are read (the outcome's
+    /// `changed` stays empty): a new round of a large tenant is never held
+    /// whole in Graph's shape. A round that ends in
+    /// [`DeltaOutcome::ResyncRequired`] may have handed over pages first.
+    pub async fn users_delta_by_page<F>(
+        &self,
+        delta_link: Option<&str>,
+        mut take: F,
+    ) -> Result<DeltaOutcome, GraphError>
+    where
+        F: FnMut(Vec<User>) + Send,
+    {
         let first = match delta_link {
             Some(link) => match self.stored_delta_link(link) {
                 Ok(url) => url,
@@ -125,13 +166,15 @@ impl GraphClient {
                 }
                 Err(error) => return Err(error),
             };
+            let mut changed = Vec::with_capacity(page.users.len());
             for user in page.users {
                 if user.removed.is_some() {
                     changes.removed.push(user.id);
                 } else {
-                    changes.changed.push(user);
+                    changed.push(user);
                 }
             }
+            take(changed);
             match (page.next_link, page.delta_link) {
                 (Some(link), _) => next = self.next_page(&link, &mut seen_links)?,
                 (None, Some(link)) => {

@@ -1,6 +1,7 @@
 //! The status board's side of the API: the viewer token, the page's files
 //! and headers, paging agents, and the live stream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -216,6 +217,46 @@ async fn agents_come_in_pages_when_asked() {
     assert_eq!((status, body.error.field.as_deref()), (400, Some("limit")));
     let (status, body) = error_of(api.get("/v1/agents?colour=red").await).await;
     assert_eq!((status, body.error.field.as_deref()), (400, Some("colour")));
+}
+
+#[tokio::test]
+async fn every_agent_unpaged_is_written_page_by_page_as_one_list() {
+    use super::super::handlers::{UNPAGED_CHUNK, every_agent};
+    use super::super::service::Service;
+
+    let api = start(Fake::new(1024), LIMIT).await;
+    // More than two of the pages the list is read in.
+    let count = UNPAGED_CHUNK * 2 + 3;
+    for n in 0..count {
+        api.create_agent(&format!("agent-{n:04}")).await;
+    }
+    let whole = AgentList {
+        agents: api.fake.agents().await.unwrap(),
+        page: None,
+    };
+    let response = api.get("/v1/agents").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "{:?}",
+        response.headers()
+    );
+    let text = response.text().await.unwrap();
+    assert_eq!(text, serde_json::to_string(&whole).unwrap());
+    assert_eq!(whole.agents.len(), count);
+
+    // Pages of one agent, and an empty list, are the same shape.
+    let one = every_agent(Arc::clone(&api.fake), 1).await.unwrap();
+    let bytes = axum::body::to_bytes(one.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(bytes, serde_json::to_vec(&whole).unwrap());
+    let empty = every_agent(Fake::new(16), 7).await.unwrap();
+    let bytes = axum::body::to_bytes(empty.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], br#"{"agents":[]}"#);
 }
 
 /// Reads SSE `update` events from a streaming response.

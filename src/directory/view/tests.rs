@@ -426,3 +426,25 @@ fn a_full_read_names_only_the_users_whose_stored_form_changed() {
         Some("Cyrus".into())
     );
 }
+
+#[test]
+fn a_full_read_shares_the_records_it_already_holds_the_same() {
+    let view = DirectoryView::new(&DirectoryScope::All, None);
+    view.replace(&[user("u1", "Ann", "Sales"), user("U2", "Bea", "Sales")]);
+    let held_1 = view.record("u1").unwrap();
+    let held_2 = view.record("u2").unwrap();
+    // Read again page by page: the same users are the records held, a
+    // changed one a new record.
+    let mut u2 = user("U2", "Bea", "Support");
+    u2.business_phones = Some(Some(vec!["+1 425 555 0000".into()]));
+    let mut records = view.records_as_read(&[user("u1", "Ann", "Sales")]);
+    records.extend(view.records_as_read(&[u2]));
+    assert!(Arc::ptr_eq(&records[0], &held_1));
+    assert!(!Arc::ptr_eq(&records[1], &held_2));
+    assert_eq!(records[1].department(), Some("Support"));
+    let replaced = view.replace_records(records);
+    let changed: Vec<&str> = replaced.changed.iter().map(|r| &*r.id).collect();
+    assert_eq!(changed, ["U2"]);
+    assert!(Arc::ptr_eq(&view.record("u1").unwrap(), &held_1));
+    assert_eq!(view.record("u2").unwrap().department(), Some("Support"));
+}
