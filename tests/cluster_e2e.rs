@@ -662,6 +662,18 @@ async fn split_brain() -> anyhow::Result<()> {
     }
     pair.nodes[0].proc()?.pause()?;
     let paused_at = Instant::now();
+    // The scenario needs writes still owed by the paused node: users Teams
+    // does not show at Lunch yet.
+    let mut owed = 0;
+    for (n, _) in agents.iter().enumerate() {
+        if pair.sim.presence(&pair.sim.users[n].0).await? != teams_for("Lunch") {
+            owed += 1;
+        }
+    }
+    ensure!(
+        owed > 0,
+        "the active wrote every Lunch to Teams before it was paused"
+    );
 
     // The standby takes over and sends them.
     pair.nodes[1]
