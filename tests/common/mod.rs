@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certificate;
+pub mod cluster_kit;
 pub mod connect_proxy;
 pub mod daemon_kit;
 pub mod graph_kit;
