@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use super::status::{ClusterStatus, Role};
+use super::status::ClusterStatus;
 use crate::api::model::{Check, Readiness};
 use crate::api::routes::METRICS_CONTENT_TYPE;
 
@@ -37,7 +37,10 @@ async fn healthz() -> Response {
 
 async fn readyz(State(status): State<Arc<ClusterStatus>>) -> Response {
     let out = status.out();
-    let detail = match (&out.lease_holder, Role::Standby == status.role()) {
+    let detail = match (&out.lease_holder, &out.nats.error) {
+        (_, Some(error)) if !out.nats.connected => {
+            format!("{}: NATS is not reachable: {error}", out.role)
+        }
         (Some(holder), _) if holder.node_id != out.node_id => format!(
             "{}: node {} is active ({}); this node is {} records behind the log",
             out.role, holder.node_id, holder.api_url, out.lag_records
@@ -148,7 +151,7 @@ mod tests {
     #[tokio::test]
     async fn a_standby_redirects_to_the_active_and_says_why_it_is_not_ready() {
         let status = Arc::new(ClusterStatus::new("node-b", "contoso"));
-        status.set_role(Role::Standby);
+        status.set_role(crate::daemon::cluster::status::Role::Standby);
         let (base, _stop) = serve(Arc::clone(&status)).await;
         let client = client();
 
@@ -200,6 +203,26 @@ mod tests {
         assert!(
             text.contains("presence_sync_cluster_lag_records{node=\"node-b\"} 2"),
             "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_nats_readyz_says_so() {
+        let status = Arc::new(ClusterStatus::new("node-c", "contoso"));
+        status.nats_failed("cannot connect to NATS at nats://127.0.0.1:14999: refused");
+        let (base, _stop) = serve(status).await;
+        let ready: Readiness = client()
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            ready.checks[0].detail.contains("NATS is not reachable"),
+            "{}",
+            ready.checks[0].detail
         );
     }
 
