@@ -29,9 +29,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use common::cluster_kit::{
-    self as kit, Answer, CYCLE, ClusterSettings, NatsServers, Node, Sim, TENANT, call, call_pair,
-    put_status, teams_for,
+    self as kit, Answer, CYCLE, ClusterSettings, Node, Sim, TENANT, call, call_pair, put_status,
+    teams_for,
 };
+use common::nats::{NatsCluster, ServerAuth};
 use futures_util::StreamExt;
 use presence_sync::events::Event;
 use reqwest::Method;
@@ -54,7 +55,7 @@ fn bin() -> std::path::PathBuf {
 struct Pair {
     nodes: Vec<Node>,
     sim: Sim,
-    nats: NatsServers,
+    nats: NatsCluster,
     settings: ClusterSettings,
     http: reqwest::Client,
     dir: tempfile::TempDir,
@@ -68,7 +69,9 @@ impl Pair {
         users: usize,
         tune: impl FnOnce(&mut ClusterSettings),
     ) -> anyhow::Result<Option<Pair>> {
-        let Some(nats) = NatsServers::three(test).await? else {
+        let Some(nats) =
+            NatsCluster::start_ready(test, 3, ServerAuth::None, Duration::from_secs(60)).await
+        else {
             return Ok(None);
         };
         let dir = tempfile::Builder::new()

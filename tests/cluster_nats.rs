@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use presence_sync::cluster::nats::{ClusterError, LeaseError, LeaseHolder, Nats, NodeReport, Role};
+use presence_sync::cluster::nats::{
+    ClusterError, Lease, LeaseError, LeaseHolder, Nats, NodeReport, Role,
+};
 use presence_sync::cluster::{CommitLog, LogError, SnapshotMeta};
 use presence_sync::config::{ClusterConfig, NatsAuth, SecretLocation, SecretSource};
 use presence_sync::events::Event;
@@ -31,13 +33,77 @@ fn config(urls: Vec<String>, node: &str) -> ClusterConfig {
 }
 
 async fn single(test: &str) -> Option<(NatsCluster, Nats)> {
-    let server = NatsCluster::single(test, ServerAuth::None)?;
-    server.wait_ready(READY).await;
-    let nats = Nats::connect(&config(server.urls(), "node-a"))
+    single_as(test, "node-a", |_| {}).await
+}
+
+/// One node and `node` on it, its config as `tune` makes it, provisioned.
+async fn single_as(
+    test: &str,
+    node: &str,
+    tune: impl FnOnce(&mut ClusterConfig),
+) -> Option<(NatsCluster, Nats)> {
+    let server = NatsCluster::start_ready(test, 1, ServerAuth::None, READY).await?;
+    let mut config = config(server.urls(), node);
+    tune(&mut config);
+    let nats = provisioned(&config).await;
+    Some((server, nats))
+}
+
+/// Connected with `config`, its streams and buckets provisioned.
+async fn provisioned(config: &ClusterConfig) -> Nats {
+    let nats = Nats::connect(config).await.unwrap();
+    nats.provision().await.unwrap();
+    nats
+}
+
+/// [`provisioned`], tried again for 30 s: right after a cluster's meta
+/// leader is elected, stream creation can still be refused for a moment.
+async fn provisioned_in_time(config: &ClusterConfig) -> Nats {
+    let started = Instant::now();
+    loop {
+        match Nats::connect(config).await {
+            Ok(nats) => match nats.provision().await {
+                Ok(()) => return nats,
+                Err(error) => eprintln!("provision: {error}"),
+            },
+            Err(error) => eprintln!("connect: {error}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not provisioned"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The `max_age` JetStream has now for the stream `name`.
+async fn max_age(js: &async_nats::jetstream::Context, name: &str) -> Duration {
+    let mut stream = js.get_stream(name).await.unwrap();
+    stream.info().await.unwrap().config.max_age
+}
+
+/// What JetStream says now of the log's stream.
+async fn log_info(nats: &Nats) -> async_nats::jetstream::stream::Info {
+    let mut stream = nats
+        .jetstream()
+        .get_stream(nats.names().log_stream())
         .await
         .unwrap();
-    nats.provision().await.unwrap();
-    Some((server, nats))
+    stream.info().await.unwrap().clone()
+}
+
+/// Waits until `done` says so; fails, saying `what`, after `within`.
+async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Three routed nodes, ready; `None` when `nats-server` is missing.
+async fn three(test: &str) -> Option<NatsCluster> {
+    NatsCluster::start_ready(test, 3, ServerAuth::None, Duration::from_secs(60)).await
 }
 
 fn holder(node: &str) -> LeaseHolder {
@@ -46,6 +112,11 @@ fn holder(node: &str) -> LeaseHolder {
         api_url: format!("http://{node}.example:8787/"),
         since: Utc::now(),
     }
+}
+
+/// `node` takes the lease if it is free (`None`: another node holds it).
+async fn acquire(nats: &Nats, node: &str) -> Option<Lease> {
+    nats.lease().acquire(&holder(node)).await.unwrap()
 }
 
 fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> SecretSource {
@@ -60,11 +131,10 @@ fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> SecretSource {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_with_a_token_or_a_user_and_says_which_url_failed() {
-    let Some(server) = NatsCluster::single("token", ServerAuth::Token("s3cret-token".into()))
-    else {
+    let auth = ServerAuth::Token("s3cret-token".into());
+    let Some(server) = NatsCluster::start_ready("token", 1, auth, READY).await else {
         return;
     };
-    server.wait_ready(READY).await;
     let dir = tempfile::tempdir().unwrap();
 
     let mut good = config(server.urls(), "a");
@@ -107,23 +177,19 @@ async fn connects_with_a_token_or_a_user_and_says_which_url_failed() {
     several.auth = NatsAuth::Token(secret_file(dir.path(), "token2", "s3cret-token"));
     assert!(Nats::connect(&several).await.unwrap().status().connected);
 
-    let Some(server) = NatsCluster::single(
-        "user",
-        ServerAuth::User {
-            user: "presence".into(),
-            password: "pa55word".into(),
-        },
-    ) else {
+    let auth = ServerAuth::User {
+        user: "presence".into(),
+        password: "pa55word".into(),
+    };
+    let Some(server) = NatsCluster::start_ready("user", 1, auth, READY).await else {
         return;
     };
-    server.wait_ready(READY).await;
     let mut user = config(server.urls(), "a");
     user.auth = NatsAuth::UserPassword {
         user: "presence".into(),
         password: secret_file(dir.path(), "password", "pa55word"),
     };
-    let nats = Nats::connect(&user).await.unwrap();
-    nats.provision().await.unwrap();
+    let _nats = provisioned(&user).await;
     user.auth = NatsAuth::UserPassword {
         user: "presence".into(),
         password: secret_file(dir.path(), "password2", "nope"),
@@ -138,22 +204,22 @@ async fn the_status_follows_the_connection() {
     };
     assert!(nats.status().connected);
     server.kill(0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while nats.status().connected {
-        assert!(Instant::now() < deadline, "still connected after the kill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let after_kill = Duration::from_secs(10);
+    wait_until("still connected after the kill", after_kill, || {
+        !nats.status().connected
+    })
+    .await;
     // Requests fail within the timeout while it is down.
     let started = Instant::now();
     assert!(nats.log().bounds().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(4));
     server.restart(0);
     server.wait_ready(READY).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !nats.status().connected {
-        assert!(Instant::now() < deadline, "did not reconnect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let after_restart = Duration::from_secs(15);
+    wait_until("did not reconnect", after_restart, || {
+        nats.status().connected
+    })
+    .await;
     // The store survived the restart: the stream is still there.
     assert_eq!(nats.log().bounds().await.unwrap(), (0, 0));
 }
@@ -177,41 +243,23 @@ async fn provisioning_is_idempotent_and_brings_settings_in_line() {
             .await
             .unwrap_or_else(|e| panic!("{stream}: {e}"));
     }
-    let mut log = js.get_stream(names.log_stream()).await.unwrap();
-    let info = log.info().await.unwrap().clone();
+    let info = log_info(&nats).await;
     assert_eq!(
         info.config.subjects,
         vec!["presence-sync.contoso.log".to_string()]
     );
     assert_eq!(info.config.max_age, Duration::from_secs(24 * 3600));
-    let mut lease = js
-        .get_stream(format!("KV_{}", names.lease_bucket()))
-        .await
-        .unwrap();
-    assert_eq!(
-        lease.info().await.unwrap().config.max_age,
-        Duration::from_secs(5)
-    );
+    let lease = format!("KV_{}", names.lease_bucket());
+    assert_eq!(max_age(js, &lease).await, Duration::from_secs(5));
 
     // Another node's config with a shorter history and lease: updated.
     let mut other = config(server.urls(), "node-b");
     other.history = Duration::from_secs(3600);
     other.lease_ttl = Duration::from_secs(3);
-    let b = Nats::connect(&other).await.unwrap();
-    b.provision().await.unwrap();
-    let mut log = js.get_stream(names.log_stream()).await.unwrap();
-    assert_eq!(
-        log.info().await.unwrap().config.max_age,
-        Duration::from_secs(3600)
-    );
-    let mut lease = js
-        .get_stream(format!("KV_{}", names.lease_bucket()))
-        .await
-        .unwrap();
-    assert_eq!(
-        lease.info().await.unwrap().config.max_age,
-        Duration::from_secs(3)
-    );
+    let _b = provisioned(&other).await;
+    let log_stream = names.log_stream();
+    assert_eq!(max_age(js, &log_stream).await, Duration::from_secs(3600));
+    assert_eq!(max_age(js, &lease).await, Duration::from_secs(3));
 
     // A stream JetStream cannot change (memory storage): explained.
     js.delete_stream(names.events_stream()).await.unwrap();
@@ -478,14 +526,10 @@ async fn reads_go_on_from_where_they_stopped_and_wait_for_new_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aged_out_history_reads_from_the_first_kept_and_appends_go_on() {
-    let Some(server) = NatsCluster::single("history", ServerAuth::None) else {
+    let short = |c: &mut ClusterConfig| c.history = Duration::from_secs(1);
+    let Some((_server, nats)) = single_as("history", "a", short).await else {
         return;
     };
-    server.wait_ready(READY).await;
-    let mut short = config(server.urls(), "a");
-    short.history = Duration::from_secs(1);
-    let nats = Nats::connect(&short).await.unwrap();
-    nats.provision().await.unwrap();
     let log = nats.log();
     for i in 0..3 {
         assert_eq!(log.append_async(b"old".to_vec(), i).await, Ok(i + 1));
@@ -524,30 +568,21 @@ async fn aged_out_history_reads_from_the_first_kept_and_appends_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_is_taken_renewed_lost_and_released() {
-    let Some(server) = NatsCluster::single("lease", ServerAuth::None) else {
+    let short = |c: &mut ClusterConfig| c.lease_ttl = Duration::from_secs(2);
+    let Some((server, a)) = single_as("lease", "a", short).await else {
         return;
     };
-    server.wait_ready(READY).await;
-    let mut ca = config(server.urls(), "a");
-    ca.lease_ttl = Duration::from_secs(2);
-    let a = Nats::connect(&ca).await.unwrap();
-    a.provision().await.unwrap();
     let mut cb = config(server.urls(), "b");
     cb.lease_ttl = Duration::from_secs(2);
     let b = Nats::connect(&cb).await.unwrap();
 
     assert_eq!(a.lease().holder().await.unwrap(), None);
     let sent = Instant::now();
-    let lease = a
-        .lease()
-        .acquire(&holder("a"))
-        .await
-        .unwrap()
-        .expect("free");
+    let lease = acquire(&a, "a").await.expect("free");
     assert!(lease.valid_until > sent);
     assert!(lease.valid_until <= sent + Duration::from_secs(2));
     assert_eq!(a.lease().holder().await.unwrap().unwrap().node_id, "a");
-    assert_eq!(b.lease().acquire(&holder("b")).await.unwrap(), None);
+    assert_eq!(acquire(&b, "b").await, None);
 
     // Renewals keep it past the TTL.
     let mut lease = lease;
@@ -557,13 +592,13 @@ async fn the_lease_is_taken_renewed_lost_and_released() {
         assert!(renewed.revision > lease.revision);
         assert!(renewed.valid_until > lease.valid_until);
         lease = renewed;
-        assert_eq!(b.lease().acquire(&holder("b")).await.unwrap(), None);
+        assert_eq!(acquire(&b, "b").await, None);
     }
 
     // The holder stops renewing: the key expires, b takes over.
     let stopped = Instant::now();
     let taken = loop {
-        if let Some(taken) = b.lease().acquire(&holder("b")).await.unwrap() {
+        if let Some(taken) = acquire(&b, "b").await {
             break taken;
         }
         assert!(stopped.elapsed() < Duration::from_secs(10));
@@ -587,12 +622,7 @@ async fn the_lease_is_taken_renewed_lost_and_released() {
     // b's release frees it at once.
     b.lease().release(&taken).await.unwrap();
     assert_eq!(a.lease().holder().await.unwrap(), None);
-    let again = a
-        .lease()
-        .acquire(&holder("a"))
-        .await
-        .unwrap()
-        .expect("free after release");
+    let again = acquire(&a, "a").await.expect("free after release");
     assert!(matches!(
         b.lease().renew(&taken).await,
         Err(LeaseError::Lost(_))
@@ -777,27 +807,10 @@ async fn a_three_node_cluster_survives_a_killed_node_during_appends() {
     let mut cfg = config(cluster.urls(), "a");
     cfg.replicas = 3;
     cfg.lease_ttl = Duration::from_secs(2);
-    let provisioned = Instant::now();
-    let nats = loop {
-        // Right after the meta leader is elected, stream creation can
-        // still be refused for a moment.
-        match Nats::connect(&cfg).await {
-            Ok(nats) => match nats.provision().await {
-                Ok(()) => break nats,
-                Err(error) => eprintln!("provision: {error}"),
-            },
-            Err(error) => eprintln!("connect: {error}"),
-        }
-        assert!(provisioned.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    eprintln!("provisioned after {:?} more", provisioned.elapsed());
-    let mut stream = nats
-        .jetstream()
-        .get_stream(nats.names().log_stream())
-        .await
-        .unwrap();
-    let info = stream.info().await.unwrap().clone();
+    let started = Instant::now();
+    let nats = provisioned_in_time(&cfg).await;
+    eprintln!("provisioned after {:?} more", started.elapsed());
+    let info = log_info(&nats).await;
     assert_eq!(info.config.num_replicas, 3);
     let leader = info
         .cluster
@@ -808,12 +821,7 @@ async fn a_three_node_cluster_survives_a_killed_node_during_appends() {
         .expect("the leader is one of ours");
 
     // The lease works on R=3 too.
-    let lease = nats
-        .lease()
-        .acquire(&holder("a"))
-        .await
-        .unwrap()
-        .expect("free");
+    let lease = acquire(&nats, "a").await.expect("free");
     nats.lease().renew(&lease).await.unwrap();
 
     let log = nats.log();
@@ -897,12 +905,7 @@ async fn a_three_node_cluster_survives_a_killed_node_during_appends() {
         nats.lease().renew(&lease).await,
         Err(LeaseError::Lost(_))
     ));
-    let fresh = nats
-        .lease()
-        .acquire(&holder("a"))
-        .await
-        .unwrap()
-        .expect("expired");
+    let fresh = acquire(&nats, "a").await.expect("expired");
     let renewed = nats.lease().renew(&fresh).await.unwrap();
     let stopped = Instant::now();
     let taken = loop {
@@ -931,12 +934,7 @@ async fn a_three_node_cluster_survives_a_killed_node_during_appends() {
     // ... and its replica of the log is current again.
     let caught_up = Instant::now();
     loop {
-        let mut stream = nats
-            .jetstream()
-            .get_stream(nats.names().log_stream())
-            .await
-            .unwrap();
-        let info = stream.info().await.unwrap().clone();
+        let info = log_info(&nats).await;
         let replicas = info.cluster.map(|c| c.replicas).unwrap_or_default();
         if replicas.len() == 2
             && replicas
@@ -961,30 +959,15 @@ async fn a_three_node_cluster_survives_a_killed_node_during_appends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_answers_again_after_its_bucket_leader_dies() {
-    let Some(mut cluster) = NatsCluster::three("lease_leader", ServerAuth::None) else {
+    let Some(mut cluster) = three("lease_leader").await else {
         return;
     };
-    cluster.wait_ready(Duration::from_secs(60)).await;
     let mut cfg = config(cluster.urls(), "a");
     cfg.replicas = 3;
-    let started = Instant::now();
-    let a = loop {
-        if let Ok(nats) = Nats::connect(&cfg).await
-            && nats.provision().await.is_ok()
-        {
-            break nats;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let a = provisioned_in_time(&cfg).await;
     let b = Nats::connect(&config(cluster.urls(), "b")).await.unwrap();
     let timing = a.lease().timing();
-    let mut lease = a
-        .lease()
-        .acquire(&holder("a"))
-        .await
-        .unwrap()
-        .expect("free");
+    let mut lease = acquire(&a, "a").await.expect("free");
     let bucket = format!("KV_{}", a.names().lease_bucket());
     let mut stream = a.jetstream().get_stream(&bucket).await.unwrap();
     let leader = stream
@@ -1020,10 +1003,10 @@ async fn the_lease_answers_again_after_its_bucket_leader_dies() {
     );
     match outcome {
         // Still a's: nobody else can take it.
-        Ok(_) => assert_eq!(b.lease().acquire(&holder("b")).await.unwrap(), None),
+        Ok(_) => assert_eq!(acquire(&b, "b").await, None),
         // Expired while the bucket had no leader: free for whoever comes.
         Err(_) => {
-            let taken = b.lease().acquire(&holder("b")).await.unwrap();
+            let taken = acquire(&b, "b").await;
             let now = a.lease().holder().await.unwrap();
             assert!(taken.is_some() || now.is_some_and(|h| h.node_id == "b"));
         }
@@ -1032,23 +1015,13 @@ async fn the_lease_answers_again_after_its_bucket_leader_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_server_is_left_for_another_one() {
-    let Some(cluster) = NatsCluster::three("hung", ServerAuth::None) else {
+    let Some(cluster) = three("hung").await else {
         return;
     };
-    cluster.wait_ready(Duration::from_secs(60)).await;
     // Only n1's URL: the others are learnt from it.
     let mut cfg = config(vec![cluster.url(0)], "a");
     cfg.replicas = 3;
-    let started = Instant::now();
-    let nats = loop {
-        if let Ok(nats) = Nats::connect(&cfg).await
-            && nats.provision().await.is_ok()
-        {
-            break nats;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let nats = provisioned_in_time(&cfg).await;
     assert!(nats.status().server.unwrap().starts_with("n1 "));
     let log = nats.log();
     assert_eq!(log.append_async(b"before".to_vec(), 0).await, Ok(1));

@@ -23,8 +23,17 @@
 //! every kill was taken over (`CLUSTER_BIN` picks another binary here too). Without `nats-server` it says so and
 //! succeeds, unless `PRESENCE_SYNC_REQUIRE_NATS=1`.
 
+#[path = "../common/cli.rs"]
+mod cli;
 #[path = "../../tests/common/cluster_kit.rs"]
 mod cluster_kit;
+// The NATS servers of the cluster tests.
+#[path = "../../tests/common/nats.rs"]
+#[allow(dead_code)]
+mod nats;
+// Child processes, for `cluster_kit` and `nats`.
+#[path = "../../tests/common/proc_kit.rs"]
+mod proc_kit;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +42,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use cluster_kit::{Answer, CYCLE, ClusterSettings, NatsServers, Node, Sim};
+use cluster_kit::{Answer, CYCLE, ClusterSettings, Node, Sim};
+use nats::{NatsCluster, ServerAuth};
 
 #[derive(Clone, Debug)]
 struct Knobs {
@@ -61,7 +71,7 @@ impl Knobs {
 
     fn parse() -> anyhow::Result<Knobs> {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        if !args.iter().any(|a| a == "--bench") {
+        if !cli::is_bench(&args) {
             let mut knobs = Knobs::smoke();
             if let Some(bin) = std::env::var_os("CLUSTER_BIN") {
                 knobs.bin = bin.into();
@@ -92,29 +102,8 @@ impl Knobs {
             }
             Ok(())
         };
-        for key in ["agents", "clients", "seconds", "kills", "lease-ttl", "bin"] {
-            let var = format!("CLUSTER_{}", key.replace('-', "_").to_ascii_uppercase());
-            if let Ok(value) = std::env::var(&var) {
-                set(key, &value)?;
-            }
-        }
-        let mut rest = args.iter();
-        while let Some(arg) = rest.next() {
-            let Some(flag) = arg.strip_prefix("--") else {
-                // A name filter cargo passes on; this target has one run.
-                continue;
-            };
-            match flag.split_once('=') {
-                _ if flag == "bench" => {}
-                Some((key, value)) => set(key, value)?,
-                None => {
-                    let value = rest
-                        .next()
-                        .with_context(|| format!("--{flag} needs a value"))?;
-                    set(flag, value)?;
-                }
-            }
-        }
+        let keys = ["agents", "clients", "seconds", "kills", "lease-ttl", "bin"];
+        cli::apply("CLUSTER", &keys, &[], &args, &mut set)?;
         if !(1..=5_000).contains(&knobs.agents) {
             bail!("--agents must be 1 to 5000");
         }
@@ -161,16 +150,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli::runtime("cluster") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cluster: no async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let limit = knobs.deadline();
     let result = runtime.block_on(async {
@@ -231,7 +213,14 @@ async fn run(knobs: &Knobs) -> anyhow::Result<Outcome> {
     if !knobs.bin.is_file() {
         bail!("no binary at {}", knobs.bin.display());
     }
-    let Some(mut nats) = NatsServers::three("cluster bench").await? else {
+    let Some(mut nats) = NatsCluster::start_ready(
+        "cluster bench",
+        3,
+        ServerAuth::None,
+        Duration::from_secs(60),
+    )
+    .await
+    else {
         return Ok(None);
     };
     let dir = tempfile::Builder::new()

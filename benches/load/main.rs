@@ -52,8 +52,13 @@
 //! delivered.
 
 mod board;
+#[path = "../common/cli.rs"]
+mod cli;
 mod drive;
 mod processes;
+// Child processes and the simulator's banner, shared with the tests.
+#[path = "../../tests/common/proc_kit.rs"]
+mod proc_kit;
 mod report;
 mod subscriptions;
 
@@ -117,7 +122,7 @@ impl Knobs {
 
     fn parse() -> anyhow::Result<Knobs> {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        if !args.iter().any(|a| a == "--bench") {
+        if !cli::is_bench(&args) {
             // Subscriptions add about 15 s (a sign-in takes 5): only when
             // asked for.
             let with_subscriptions =
@@ -181,7 +186,7 @@ impl Knobs {
             }
             Ok(())
         };
-        for key in [
+        let keys = [
             "agents",
             "clients",
             "cc-rate",
@@ -197,30 +202,9 @@ impl Knobs {
             "compare",
             "notification-delay",
             "notification-jitter",
-        ] {
-            let var = format!("LOAD_{}", key.replace('-', "_").to_ascii_uppercase());
-            if let Ok(value) = std::env::var(&var) {
-                set(key, &value)?;
-            }
-        }
-        let mut rest = args.iter();
-        while let Some(arg) = rest.next() {
-            let Some(flag) = arg.strip_prefix("--") else {
-                // A name filter cargo passes on; this target has one run.
-                continue;
-            };
-            match flag.split_once('=') {
-                _ if flag == "bench" => {}
-                _ if ["json", "subscriptions", "compare"].contains(&flag) => set(flag, "1")?,
-                Some((key, value)) => set(key, value)?,
-                None => {
-                    let value = rest
-                        .next()
-                        .with_context(|| format!("--{flag} needs a value"))?;
-                    set(flag, value)?;
-                }
-            }
-        }
+        ];
+        let switches = ["json", "subscriptions", "compare"];
+        cli::apply("LOAD", &keys, &switches, &args, &mut set)?;
         if knobs.agents < 4 || knobs.agents > MAX_AGENTS {
             bail!("--agents must be 4 to {MAX_AGENTS}");
         }
@@ -278,16 +262,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli::runtime("load") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("load: no async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let runs: Vec<Knobs> = if knobs.compare {
         [false, true]

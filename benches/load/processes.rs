@@ -3,189 +3,17 @@
 //! the outside: RSS from `/proc`, the store's size on disk, the time until
 //! `/healthz` and `/readyz` answer 200.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// A child process that is killed when dropped (on error or panic too), so
-/// the tool never leaves a simulator or a daemon behind.
-pub struct Proc {
-    name: &'static str,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
-
-    /// Fails if the process has already exited (it crashed or refused to
-    /// start), naming its log.
-    pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = self.child.as_mut()
-            && let Some(status) = child.try_wait()?
-        {
-            self.child = None;
-            bail!(
-                "the {} exited early ({status}); its log: {}\n{}",
-                self.name,
-                self.log.display(),
-                log_tail(&self.log)
-            );
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, then waits up to `within` for the exit (SIGKILL after that).
-    /// Returns how long the process took to stop.
-    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<Duration> {
-        let Some(mut child) = self.child.take() else {
-            bail!("the {} is not running", self.name);
-        };
-        let started = Instant::now();
-        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-        // SAFETY: `kill` only sends a signal; `pid` is our own child, not yet
-        // reaped (we hold its `Child`), so the pid cannot have been reused.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        if sent != 0 {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("cannot send SIGTERM to the {}", self.name);
-        }
-        while started.elapsed() < within {
-            if child.try_wait()?.is_some() {
-                return Ok(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!(
-            "the {} did not stop within {within:?} of SIGTERM; killed",
-            self.name
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+pub use crate::proc_kit::{Proc, SimInfo, free_port, start_sim};
 
 /// The last lines of a child's log, for error messages.
-pub fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
-}
-
-/// A port free on loopback now (the OS picks it; it is released at once and
-/// handed to the child, which binds it a moment later).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// What `presence-sync sim` prints about itself.
-#[derive(Clone, Debug, Default)]
-pub struct SimInfo {
-    pub base_url: String,
-    pub tenant_id: String,
-    /// UPNs end in it.
-    pub tenant_domain: String,
-    pub client_id: String,
-    pub client_secret: String,
-}
-
-/// `presence-sync sim --listen 127.0.0.1:PORT --users N --budget B` (and
-/// `--auto-approve` for service accounts' sign-ins); waits (at most 60 s)
-/// for it to print its URL and credentials.
-pub fn start_sim(
-    bin: &Path,
-    dir: &Path,
-    users: usize,
-    budget: u32,
-    auto_approve: bool,
-) -> anyhow::Result<(Proc, SimInfo)> {
-    let port = free_port()?;
-    let log = dir.join("sim.log");
-    let stderr = std::fs::File::create(&log)?;
-    let mut command = Command::new(bin);
-    command
-        .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--users",
-            &users.to_string(),
-            "--budget",
-            &budget.to_string(),
-        ]);
-    if auto_approve {
-        command.arg("--auto-approve");
-    }
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .with_context(|| format!("cannot start {} sim", bin.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut proc = Proc {
-        name: "simulator",
-        child: Some(child),
-        log,
-    };
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    // Reads the simulator's stdout to its end (the child's lifetime), so the
-    // pipe never fills.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut info = SimInfo::default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while info.client_secret.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!("the simulator printed no credentials within 60 s");
-        }
-        let Ok(line) = lines_rx.recv_timeout(left.min(Duration::from_millis(500))) else {
-            proc.check_alive()?;
-            continue;
-        };
-        let value = |key: &str| {
-            line.trim()
-                .strip_prefix(key)
-                .map(|rest| rest.trim().to_string())
-        };
-        if let Some(v) = value("base URL (login and Graph host):") {
-            info.base_url = v;
-        } else if let Some(v) = value("tenant id:") {
-            info.tenant_id = v;
-        } else if let Some(v) = value("tenant domain:") {
-            info.tenant_domain = v;
-        } else if let Some(v) = value("client id:") {
-            info.client_id = v;
-        } else if let Some(v) = value("client secret:") {
-            info.client_secret = v;
-        }
-    }
-    if info.base_url.is_empty() || info.tenant_id.is_empty() || info.client_id.is_empty() {
-        bail!("the simulator's banner lacked its URL, tenant or client id: {info:?}");
-    }
-    Ok((proc, info))
+fn log_tail(path: &Path) -> String {
+    crate::proc_kit::log_tail(path, 15)
 }
 
 /// `presence-sync login --config FILE --account UPN`, its output appended
@@ -199,36 +27,21 @@ pub fn login(
     within: Duration,
 ) -> anyhow::Result<Duration> {
     let log = dir.join("login.log");
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)?;
     let started = Instant::now();
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .arg("login")
         .arg("--config")
         .arg(config)
-        .args(["--account", account])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .with_context(|| format!("cannot start {} login", bin.display()))?;
-    let mut proc = Proc {
-        name: "login",
-        child: Some(child),
-        log,
-    };
+        .args(["--account", account]);
+    let mut proc = Proc::spawn("login", command, &log)?;
     while started.elapsed() < within {
-        if let Some(child) = proc.child.as_mut()
-            && let Some(status) = child.try_wait()?
-        {
-            proc.child = None;
+        if let Some(status) = proc.exited()? {
             if !status.success() {
                 bail!(
                     "`presence-sync login --account {account}` failed ({status}); its log: {}\n{}",
-                    proc.log.display(),
-                    log_tail(&proc.log)
+                    log.display(),
+                    log_tail(&log)
                 );
             }
             return Ok(started.elapsed());
@@ -237,32 +50,16 @@ pub fn login(
     }
     bail!(
         "`presence-sync login --account {account}` did not finish within {within:?}; its log:\n{}",
-        log_tail(&proc.log)
+        log_tail(&log)
     )
 }
 
 /// `presence-sync run --config FILE`, stdout and stderr appended to
 /// `daemon.log` in the state directory (across restarts).
 pub fn start_daemon(bin: &Path, files: &DaemonFiles) -> anyhow::Result<Proc> {
-    let log = files.dir.join("daemon.log");
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)?;
-    let child = Command::new(bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&files.config)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .with_context(|| format!("cannot start {} run", bin.display()))?;
-    Ok(Proc {
-        name: "daemon",
-        child: Some(child),
-        log,
-    })
+    let mut command = Command::new(bin);
+    command.arg("run").arg("--config").arg(&files.config);
+    Proc::spawn("daemon", command, &files.dir.join("daemon.log"))
 }
 
 /// The daemon's config, credentials and mapping, as `presence-sync demo`

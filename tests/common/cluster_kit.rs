@@ -5,20 +5,20 @@
 //! sim` as a process, and `presence-sync run` nodes with a `[cluster]`
 //! section sharing both. Every process is killed when its handle drops.
 //!
-//! Self-contained on purpose (std, libc, reqwest, tokio, serde_json,
-//! tempfile, anyhow), so that the benchmark can use it too.
+//! The NATS servers come from `tests/common/nats.rs`, the processes from
+//! `super::proc_kit` (the benchmark includes both files beside this one).
+//! This file needs std, reqwest, tokio, serde_json, tempfile and anyhow
+//! only, so that the benchmark can use it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-/// Set in CI: a missing `nats-server` fails instead of skipping.
-pub const REQUIRE_NATS: &str = "PRESENCE_SYNC_REQUIRE_NATS";
+use super::proc_kit::{Proc, free_port, log_tail};
 
 /// The API token every node of these runs accepts.
 pub const API_TOKEN: &str = "cluster-test-token-0123456789";
@@ -57,143 +57,6 @@ Lunch = { teams = "Away/Away" }
 Offline = {}
 "#;
 
-// ---------------------------------------------------------------------------
-// Processes
-
-/// A child process killed (SIGCONT first, in case it is stopped) when
-/// dropped.
-pub struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Proc> {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("cannot open {}", log.display()))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("cannot start the {name}"))?;
-        Ok(Proc {
-            name: name.to_owned(),
-            child: Some(child),
-            log: log.to_owned(),
-        })
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// Fails, naming the log, when the process has exited.
-    pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = self.child.as_mut()
-            && let Some(status) = child.try_wait()?
-        {
-            self.child = None;
-            bail!(
-                "the {} exited ({status}); its log {}:\n{}",
-                self.name,
-                self.log.display(),
-                log_tail(&self.log, 30)
-            );
-        }
-        Ok(())
-    }
-
-    /// Sends `signal` to the process, if it runs.
-    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
-        let Some(child) = &self.child else {
-            bail!("the {} is not running", self.name);
-        };
-        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-        // SAFETY: kill(2) on our own child, not yet reaped (we hold its
-        // `Child`), so the pid cannot have been reused.
-        let rc = unsafe { libc::kill(pid, signal) };
-        if rc != 0 {
-            bail!("kill({pid}, {signal}) failed for the {}", self.name);
-        }
-        Ok(())
-    }
-
-    /// SIGKILL and reap: the process is gone when this returns.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = self.signal_pid(&child, libc::SIGCONT);
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal_pid(&self, child: &Child, signal: libc::c_int) -> Option<()> {
-        let pid = libc::pid_t::try_from(child.id()).ok()?;
-        // SAFETY: as in `signal`.
-        unsafe { libc::kill(pid, signal) };
-        Some(())
-    }
-
-    /// SIGSTOP, returning once the kernel shows the process stopped.
-    pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal(libc::SIGSTOP)?;
-        let pid = self.pid().context("not running")?;
-        let stat = format!("/proc/{pid}/stat");
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            let text = std::fs::read_to_string(&stat).unwrap_or_default();
-            // "pid (comm) S ...": the state follows the command's ')'.
-            if text
-                .rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
-            {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        bail!("the {} did not stop within 2 s of SIGSTOP", self.name)
-    }
-
-    pub fn resume(&self) -> anyhow::Result<()> {
-        self.signal(libc::SIGCONT)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The last `lines` lines of a log, for failure messages.
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A port free on loopback now (bound, then released for a child to bind).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// An HTTP client that never follows redirects (a 307 is an answer to
 /// look at) and gives up on every request after 10 s.
 pub fn http() -> anyhow::Result<reqwest::Client> {
@@ -202,225 +65,6 @@ pub fn http() -> anyhow::Result<reqwest::Client> {
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(2))
         .build()?)
-}
-
-// ---------------------------------------------------------------------------
-// NATS
-
-/// The `nats-server` binary, or `None` with the reason printed (the caller
-/// skips) — an error when [`REQUIRE_NATS`]`=1`.
-pub fn nats_server_or_skip(what: &str) -> anyhow::Result<Option<PathBuf>> {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("nats-server"))
-                .find(|p| p.is_file())
-        })
-        .or_else(|| Some(PathBuf::from("/usr/bin/nats-server")).filter(|p| p.is_file()));
-    match found {
-        Some(path) => Ok(Some(path)),
-        None if std::env::var(REQUIRE_NATS).is_ok_and(|v| v == "1") => {
-            bail!("{what}: nats-server is missing, and {REQUIRE_NATS}=1 says it must run")
-        }
-        None => {
-            eprintln!(
-                "{what}: skipped: nats-server is missing (Debian: apt-get install nats-server)"
-            );
-            Ok(None)
-        }
-    }
-}
-
-struct NatsNode {
-    name: String,
-    port: u16,
-    http_port: u16,
-    config: PathBuf,
-    log: PathBuf,
-    proc: Option<Proc>,
-}
-
-/// Three routed `nats-server` processes with JetStream, each on free
-/// loopback ports with its store in a temporary directory.
-pub struct NatsServers {
-    binary: PathBuf,
-    nodes: Vec<NatsNode>,
-    dir: tempfile::TempDir,
-}
-
-impl NatsServers {
-    /// Three nodes, ready (a JetStream meta leader all of them know), or
-    /// `None` when `nats-server` is missing (said why).
-    pub async fn three(what: &str) -> anyhow::Result<Option<NatsServers>> {
-        let Some(binary) = nats_server_or_skip(what)? else {
-            return Ok(None);
-        };
-        let dir = tempfile::Builder::new().prefix("ps-nats-").tempdir()?;
-        let mut ports = Vec::new();
-        for _ in 0..3 {
-            ports.push((free_port()?, free_port()?, free_port()?));
-        }
-        let mut nodes = Vec::new();
-        for (i, (port, cluster_port, http_port)) in ports.iter().enumerate() {
-            let name = format!("n{}", i + 1);
-            let store = dir.path().join(&name);
-            std::fs::create_dir_all(&store)?;
-            let routes: Vec<String> = ports
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, (_, c, _))| format!("nats-route://127.0.0.1:{c}"))
-                .collect();
-            let text = format!(
-                "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http_port}\n\
-                 jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 1GB }}\n\
-                 cluster {{ name: presence_sync_e2e, listen: 127.0.0.1:{cluster_port}, routes: [{}] }}\n",
-                store.display(),
-                routes.join(", ")
-            );
-            let config = dir.path().join(format!("{name}.conf"));
-            std::fs::write(&config, text)?;
-            nodes.push(NatsNode {
-                log: dir.path().join(format!("{name}.log")),
-                name,
-                port: *port,
-                http_port: *http_port,
-                config,
-                proc: None,
-            });
-        }
-        let mut servers = NatsServers { binary, nodes, dir };
-        for i in 0..3 {
-            servers.restart(i)?;
-        }
-        servers.wait_ready(Duration::from_secs(60)).await?;
-        Ok(Some(servers))
-    }
-
-    pub fn urls(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .map(|n| format!("nats://127.0.0.1:{}", n.port))
-            .collect()
-    }
-
-    pub fn name(&self, node: usize) -> &str {
-        &self.nodes[node].name
-    }
-
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name == name)
-    }
-
-    /// Starts (again) a node that is not running, on its ports and store.
-    pub fn restart(&mut self, node: usize) -> anyhow::Result<()> {
-        let n = &mut self.nodes[node];
-        if n.proc.is_some() {
-            bail!("{} is already running", n.name);
-        }
-        let mut command = Command::new(&self.binary);
-        command.arg("-c").arg(&n.config);
-        n.proc = Some(Proc::spawn(
-            &format!("nats-server {}", n.name),
-            command,
-            &n.log,
-        )?);
-        Ok(())
-    }
-
-    /// SIGKILL: the node dies at once, as in a crash.
-    pub fn kill(&mut self, node: usize) {
-        if let Some(mut proc) = self.nodes[node].proc.take() {
-            proc.kill();
-        }
-    }
-
-    pub fn is_running(&self, node: usize) -> bool {
-        self.nodes[node].proc.is_some()
-    }
-
-    /// Waits until every running node is healthy, routed to the others
-    /// that run, and agrees on one JetStream meta leader.
-    pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<Duration> {
-        let start = Instant::now();
-        let http = http()?;
-        loop {
-            if self.ready(&http).await {
-                return Ok(start.elapsed());
-            }
-            if start.elapsed() > within {
-                let logs: Vec<String> = self
-                    .nodes
-                    .iter()
-                    .map(|n| format!("--- {} ---\n{}", n.name, log_tail(&n.log, 20)))
-                    .collect();
-                bail!("NATS not ready within {within:?}:\n{}", logs.join("\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn ready(&self, http: &reqwest::Client) -> bool {
-        let running: Vec<&NatsNode> = self.nodes.iter().filter(|n| n.proc.is_some()).collect();
-        let mut leaders = Vec::new();
-        for node in &running {
-            let base = format!("http://127.0.0.1:{}", node.http_port);
-            let healthy = http
-                .get(format!("{base}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if !healthy {
-                return false;
-            }
-            let Some(routez) = get_json(http, &format!("{base}/routez")).await else {
-                return false;
-            };
-            if routez["num_routes"].as_u64().unwrap_or(0) < (running.len() as u64 - 1) {
-                return false;
-            }
-            let Some(jsz) = get_json(http, &format!("{base}/jsz")).await else {
-                return false;
-            };
-            match jsz["meta_cluster"]["leader"].as_str() {
-                Some(leader) if !leader.is_empty() => leaders.push(leader.to_owned()),
-                _ => return false,
-            }
-        }
-        leaders.windows(2).all(|w| w[0] == w[1])
-    }
-
-    /// The server name of `stream`'s leader, as a running node reports it.
-    pub async fn stream_leader(&self, stream: &str) -> Option<String> {
-        let http = http().ok()?;
-        for node in self.nodes.iter().filter(|n| n.proc.is_some()) {
-            let url = format!(
-                "http://127.0.0.1:{}/jsz?accounts=true&streams=true",
-                node.http_port
-            );
-            let Some(jsz) = get_json(&http, &url).await else {
-                continue;
-            };
-            for account in jsz["account_details"].as_array().into_iter().flatten() {
-                for s in account["stream_detail"].as_array().into_iter().flatten() {
-                    if s["name"] == stream
-                        && let Some(leader) = s["cluster"]["leader"].as_str()
-                    {
-                        return Some(leader.to_owned());
-                    }
-                }
-            }
-        }
-        None
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
-    http.get(url).send().await.ok()?.json().await.ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -442,63 +86,13 @@ impl Sim {
     /// `sim --listen 127.0.0.1:PORT --users N --budget 0` (no throttling);
     /// waits for its banner and lists its users through Graph.
     pub async fn start(bin: &Path, dir: &Path, users: usize) -> anyhow::Result<Sim> {
-        let port = free_port()?;
-        let log = dir.join("sim.log");
-        let stderr = std::fs::File::create(&log)?;
-        let mut child = Command::new(bin)
-            .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--users", &users.to_string(), "--budget", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("cannot start {} sim", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut proc = Proc {
-            name: "simulator".into(),
-            child: Some(child),
-            log,
-        };
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        // Reads the banner and then the rest of stdout, so the pipe never
-        // fills while the simulator runs.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let (mut base_url, mut tenant_id, mut client_id, mut client_secret) =
-            (String::new(), String::new(), String::new(), String::new());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client_secret.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("the simulator printed no credentials within 60 s");
-            }
-            let Ok(line) = rx.recv_timeout(left.min(Duration::from_millis(500))) else {
-                proc.check_alive()?;
-                continue;
-            };
-            let value = |key: &str| line.trim().strip_prefix(key).map(|v| v.trim().to_owned());
-            if let Some(v) = value("base URL (login and Graph host):") {
-                base_url = v;
-            } else if let Some(v) = value("tenant id:") {
-                tenant_id = v;
-            } else if let Some(v) = value("client id:") {
-                client_id = v;
-            } else if let Some(v) = value("client secret:") {
-                client_secret = v;
-            }
-        }
-        if base_url.is_empty() || tenant_id.is_empty() || client_id.is_empty() {
-            bail!("the simulator's banner lacked its URL, tenant or client id");
-        }
+        let (proc, info) = super::proc_kit::start_sim(bin, dir, users, 0, false)?;
         let mut sim = Sim {
             proc,
-            base_url,
-            tenant_id,
-            client_id,
-            client_secret,
+            base_url: info.base_url,
+            tenant_id: info.tenant_id,
+            client_id: info.client_id,
+            client_secret: info.client_secret,
             users: Vec::new(),
             http: http()?,
         };

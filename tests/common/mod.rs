@@ -8,6 +8,7 @@ pub mod connect_proxy;
 pub mod daemon_kit;
 pub mod graph_kit;
 pub mod nats;
+pub mod proc_kit;
 pub mod process_kit;
 pub mod shared;
 pub mod sim_kit;

@@ -4,6 +4,9 @@
 //! killed (SIGKILL), stopped, paused and restarted on the same ports and
 //! store. Every process is killed when the harness drops.
 //!
+//! Needs `super::proc_kit` beside it (the cluster benchmark includes
+//! both files).
+//!
 //! Without `nats-server` a test says why and skips, unless
 //! `PRESENCE_SYNC_REQUIRE_NATS=1` (CI), which makes that a failure.
 
@@ -84,6 +87,21 @@ impl NatsCluster {
     pub fn three(test: &str, auth: ServerAuth) -> Option<NatsCluster> {
         let binary = nats_server_or_skip(test)?;
         Some(NatsCluster::start(binary, 3, auth))
+    }
+
+    /// `nodes` nodes (1, or 3 routed), started and then ready as
+    /// [`NatsCluster::wait_ready`] says; `None` when `nats-server` is
+    /// missing.
+    pub async fn start_ready(
+        test: &str,
+        nodes: usize,
+        auth: ServerAuth,
+        patience: Duration,
+    ) -> Option<NatsCluster> {
+        let binary = nats_server_or_skip(test)?;
+        let cluster = NatsCluster::start(binary, nodes, auth);
+        cluster.wait_ready(patience).await;
+        Some(cluster)
     }
 
     fn start(binary: PathBuf, count: usize, auth: ServerAuth) -> NatsCluster {
@@ -226,22 +244,8 @@ impl NatsCluster {
     /// SIGSTOP: the node hangs with its sockets open (requests time out).
     pub fn pause(&self, node: usize) {
         self.signal(node, libc::SIGSTOP);
-        // kill(2) returns before the process is stopped: wait until it is.
-        let Some(child) = &self.nodes[node].child else {
-            return;
-        };
-        let stat = format!("/proc/{}/stat", child.id());
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            let state = std::fs::read_to_string(&stat).unwrap_or_default();
-            // "pid (comm) S ...": the state follows the command's ')'.
-            if state
-                .rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        if let Some(child) = &self.nodes[node].child {
+            super::proc_kit::wait_stopped(child.id());
         }
     }
 
