@@ -206,6 +206,8 @@ struct ReportState {
     read_at: Vec<Option<Duration>>,
     /// When the poller started: the age of what was never read.
     started: Duration,
+    /// Whether a round has been planned yet.
+    planned: bool,
 }
 
 impl PollReport {
@@ -219,6 +221,7 @@ impl PollReport {
                 read_rate: 0.0,
                 read_at: Vec::new(),
                 started,
+                planned: false,
             }),
         })
     }
@@ -245,12 +248,21 @@ impl PollReport {
         }
     }
 
+    /// Whether every user of the current round has been read at least
+    /// once (true with no users once a round is planned): the end of a
+    /// start's first full round.
+    pub fn every_user_read(&self) -> bool {
+        let state = lock(&self.state);
+        state.planned && state.read_at.iter().all(Option::is_some)
+    }
+
     /// A round starts with `plan` for `users` ids. Batches are index ranges
     /// of a list that may have changed: when their number changes, every
     /// batch takes the oldest read time known, so freshness is never
     /// overstated.
     fn round(&self, plan: &PollPlan, users: usize) {
         let mut state = lock(&self.state);
+        state.planned = true;
         state.round = plan.interval;
         state.users = users;
         state.read_rate = plan.request_rate();
@@ -340,19 +352,55 @@ pub trait PresenceObserver: Send + Sync {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Seen {
     presence: Presence,
-    sequence_number: Option<String>,
+    sequence_number: Option<SequenceText>,
+}
+
+/// A presence's sequence number as Graph sent it, held without an
+/// allocation of its own when it is short (Graph's are, and one is kept for
+/// every user read): compared byte by byte, as the text is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SequenceText {
+    Inline {
+        len: u8,
+        bytes: [u8; SequenceText::INLINE],
+    },
+    Boxed(Box<str>),
+}
+
+impl SequenceText {
+    const INLINE: usize = 22;
+
+    fn new(text: &str) -> Self {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                SequenceText::Inline { len, bytes }
+            }
+            _ => SequenceText::Boxed(text.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            SequenceText::Inline { len, bytes } => &bytes[..usize::from(*len).min(Self::INLINE)],
+            SequenceText::Boxed(text) => text.as_bytes(),
+        }
+    }
 }
 
 /// Whether `new` is news after `old`: another value or another version, but
 /// never an older version (a read that overtook a newer one).
 fn is_news(old: Option<&Seen>, new: &GraphPresence) -> bool {
     let Some(old) = old else { return true };
-    if let (Some(before), Some(now)) = (&old.sequence_number, &new.sequence_number)
+    let before = old.sequence_number.as_ref().map(SequenceText::as_bytes);
+    let now = new.sequence_number.as_deref().map(str::as_bytes);
+    if let (Some(before), Some(now)) = (before, now)
         && now < before
     {
         return false;
     }
-    old.presence != new.presence || old.sequence_number != new.sequence_number
+    old.presence != new.presence || before != now
 }
 
 /// Reads the linked users' presence, round after round.
@@ -369,8 +417,8 @@ pub struct Poller<S> {
     users: PollUsers,
     max_in_flight: usize,
     /// The last presence seen of each user, and the number of the read
-    /// that brought it.
-    seen: HashMap<String, (Seen, u64)>,
+    /// that brought it; keyed by the id the list of users holds.
+    seen: HashMap<Arc<str>, (Seen, u64)>,
     /// Where the poller says how its last read went: `None` answered,
     /// else the failure of Graph as a whole it met.
     health: Option<watch::Sender<Option<GraphError>>>,
@@ -520,7 +568,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
             // The list stays as it is until the next round: the plan's
             // batches are ranges of it.
             for gone in self.users.refresh() {
-                self.seen.remove(&gone);
+                self.seen.remove(gone.as_str());
             }
             let users = self.users.len();
             let plan = self.plan(users);
@@ -642,9 +690,9 @@ impl<S: PresenceSource + 'static> Poller<S> {
     fn remember(&mut self, p: &GraphPresence, read: u64) -> bool {
         let fresh = Seen {
             presence: p.presence.clone(),
-            sequence_number: p.sequence_number.clone(),
+            sequence_number: p.sequence_number.as_deref().map(SequenceText::new),
         };
-        match self.seen.get_mut(&p.id) {
+        match self.seen.get_mut(p.id.as_str()) {
             Some((_, last)) if *last > read => false,
             Some((old, last)) => {
                 *last = read;
@@ -655,7 +703,11 @@ impl<S: PresenceSource + 'static> Poller<S> {
                 true
             }
             None => {
-                self.seen.insert(p.id.clone(), (fresh, read));
+                let id = self
+                    .users
+                    .shared(&p.id)
+                    .unwrap_or_else(|| Arc::from(p.id.as_str()));
+                self.seen.insert(id, (fresh, read));
                 true
             }
         }

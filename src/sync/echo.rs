@@ -33,10 +33,11 @@ pub fn is_teams_echo(
     window: Duration,
 ) -> bool {
     let active = matches!(&writes.active, Some((TeamsTarget::Set(p), _)) if p == presence);
-    let in_flight = matches!(&writes.in_flight, Some((_, TeamsTarget::Set(p), _)) if p == presence);
+    let in_flight =
+        matches!(writes.in_flight.as_deref(), Some((_, TeamsTarget::Set(p), _)) if p == presence);
     let previous = writes
         .previous_set
-        .as_ref()
+        .as_deref()
         .is_some_and(|(p, replaced)| p == presence && now.since(*replaced) <= window);
     active || in_flight || previous
 }

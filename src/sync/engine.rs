@@ -289,7 +289,10 @@ impl Engine {
             .ok_or(EngineError::UnknownAgent)?;
         self.free.push(key.0);
         let ours = matches!(state.writes.active, Some((TeamsTarget::Set(_), _)))
-            || matches!(state.writes.in_flight, Some((_, TeamsTarget::Set(_), _)));
+            || matches!(
+                state.writes.in_flight.as_deref(),
+                Some((_, TeamsTarget::Set(_), _))
+            );
         let hand_back = match mode {
             _ if !ours => None,
             WriteMode::Session => Some(TeamsWrite::ClearSession),
@@ -571,7 +574,8 @@ impl Engine {
         let settings = self.settings.clone();
         let mode = self.profile(self.agent(key)?.profile)?.write_mode;
         let state = self.agent_mut(key)?;
-        if !matches!(state.writes.in_flight, Some((in_flight, _, _)) if in_flight == id) {
+        if !matches!(state.writes.in_flight.as_deref(), Some(&(in_flight, _, _)) if in_flight == id)
+        {
             // An answer to a write that was given up on or superseded.
             return Ok(false);
         }

@@ -118,7 +118,7 @@ pub(crate) fn evaluate_agent(ctx: &mut Ctx<'_>, state: &mut AgentState) {
     let in_flight_deadline = state
         .writes
         .in_flight
-        .as_ref()
+        .as_deref()
         .map(|(_, _, sent)| *sent + ctx.settings.write_answer_timeout);
     for at in [
         state.writes.echo_deadline,
@@ -143,14 +143,14 @@ pub(crate) fn finish_write(
     now: Timestamp,
     outcome: WriteOutcome,
 ) -> Option<String> {
-    let (_, target, _) = state.writes.in_flight.take()?;
+    let (_, target, _) = *state.writes.in_flight.take()?;
     let renews_active = state.writes.active.as_ref().map(|(t, _)| t) == Some(&target);
     match outcome {
         WriteOutcome::Done => {
             state.writes.last_error = None;
             state.writes.retry_at = None;
             if !renews_active && let Some((TeamsTarget::Set(old), _)) = state.writes.active.take() {
-                state.writes.previous_set = Some((old, now));
+                state.writes.previous_set = Some(Box::new((old, now)));
             }
             match &target {
                 TeamsTarget::Set(presence) => {
@@ -176,7 +176,7 @@ pub(crate) fn finish_write(
             None
         }
         WriteOutcome::Failed { message } => {
-            state.writes.last_error = Some((message.clone(), now));
+            state.writes.last_error = Some(Box::new((message.clone(), now)));
             if renews_active {
                 // A keep-alive failed: the session still stands until it
                 // lapses, so the keep-alive itself is tried again.
@@ -192,7 +192,7 @@ pub(crate) fn finish_write(
 /// A write the adapter never answered is given up as failed, so it cannot
 /// block the agent's writes for good.
 fn give_up_unanswered_write(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some((_, _, sent)) = state.writes.in_flight else {
+    let Some(&(_, _, sent)) = state.writes.in_flight.as_deref() else {
         return;
     };
     if ctx.now < sent + ctx.settings.write_answer_timeout {
@@ -358,7 +358,7 @@ fn emit_write(ctx: &mut Ctx<'_>, state: &mut AgentState, target: TeamsTarget, wh
         write,
         why,
     });
-    state.writes.in_flight = Some((id, target, ctx.now));
+    state.writes.in_flight = Some(Box::new((id, target, ctx.now)));
 }
 
 /// What the Teams → CC direction would do now for the pending presence.

@@ -187,19 +187,19 @@ pub(crate) fn take(state: &AgentState, profile: &Profile) -> AgentSnapshot {
         in_flight: state
             .writes
             .in_flight
-            .as_ref()
+            .as_deref()
             .map(|(_, t, _)| target_text(t)),
         previous_set: state
             .writes
             .previous_set
-            .as_ref()
+            .as_deref()
             .map(|(p, at)| (presence_text(p), *at)),
         echo_deadline: state.writes.echo_deadline,
         overridden_since: state.writes.overridden_since,
         outranked_since: state.writes.outranked_since,
         keepalive_at: state.writes.keepalive_at,
         retry_at: state.writes.retry_at,
-        last_error: state.writes.last_error.clone(),
+        last_error: state.writes.last_error.as_deref().cloned(),
         restore: state.restore.and_then(|r| {
             Some(RestoreSnapshot {
                 rule: profile.rules.get(usize::from(r.rule))?.name.clone(),
@@ -282,13 +282,13 @@ pub(crate) fn rebuild(
     state.writes.previous_set = snapshot
         .previous_set
         .as_ref()
-        .and_then(|(p, at)| Some((presence_from(p)?, *at)));
+        .and_then(|(p, at)| Some(Box::new((presence_from(p)?, *at))));
     state.writes.echo_deadline = snapshot.echo_deadline;
     state.writes.overridden_since = snapshot.overridden_since;
     state.writes.outranked_since = snapshot.outranked_since;
     state.writes.keepalive_at = snapshot.keepalive_at;
     state.writes.retry_at = snapshot.retry_at;
-    state.writes.last_error = snapshot.last_error.clone();
+    state.writes.last_error = snapshot.last_error.clone().map(Box::new);
     let in_flight = snapshot.in_flight.as_deref().and_then(target_from);
     let active = state.writes.active.as_ref().map(|(t, _)| t.clone());
     match in_flight {

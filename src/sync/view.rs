@@ -121,7 +121,7 @@ impl AgentView {
             }),
             teams_override_since: state.writes.overridden_since,
             teams_outranked_since: state.writes.outranked_since,
-            last_error: state.writes.last_error.clone(),
+            last_error: state.writes.last_error.as_deref().cloned(),
             last_decision: state.last_why.as_ref().map(|w| w.describe(profile)),
             writes_held: None,
         }

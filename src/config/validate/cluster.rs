@@ -209,24 +209,31 @@ fn without_credentials(text: &str) -> String {
     }
 }
 
+/// A name given in the config (tenant, node id): trimmed, and refused
+/// with `what` unless it is a cluster name.
+fn given_name(value: String, key: [&str; 2], what: &str, ctx: &mut Ctx<'_>) -> Option<String> {
+    let name = value.trim().to_owned();
+    if is_cluster_name(&name) {
+        return Some(name);
+    }
+    ctx.error(
+        &key,
+        format!(
+            "`cluster.{}` = \"{name}\" {what}: use 1 to 64 letters, digits, `_` or `-`",
+            key[1]
+        ),
+    );
+    None
+}
+
 fn tenant(value: Option<String>, graph_tenant: Option<&str>, ctx: &mut Ctx<'_>) -> Option<String> {
-    let key = ["cluster", "tenant"];
     match value {
-        Some(tenant) => {
-            let tenant = tenant.trim().to_owned();
-            if is_cluster_name(&tenant) {
-                Some(tenant)
-            } else {
-                ctx.error(
-                    &key,
-                    format!(
-                        "`cluster.tenant` = \"{tenant}\" cannot name NATS streams: use 1 to 64 \
-                         letters, digits, `_` or `-`"
-                    ),
-                );
-                None
-            }
-        }
+        Some(tenant) => given_name(
+            tenant,
+            ["cluster", "tenant"],
+            "cannot name NATS streams",
+            ctx,
+        ),
         // The Graph tenant was checked (a GUID or a domain): its dots become `_`.
         None => graph_tenant.map(|t| {
             t.chars()
@@ -246,21 +253,7 @@ fn tenant(value: Option<String>, graph_tenant: Option<&str>, ctx: &mut Ctx<'_>) 
 fn node_id(value: Option<String>, ctx: &mut Ctx<'_>) -> Option<String> {
     let key = ["cluster", "node_id"];
     match value {
-        Some(id) => {
-            let id = id.trim().to_owned();
-            if is_cluster_name(&id) {
-                Some(id)
-            } else {
-                ctx.error(
-                    &key,
-                    format!(
-                        "`cluster.node_id` = \"{id}\" is not a node name: use 1 to 64 letters, \
-                         digits, `_` or `-`"
-                    ),
-                );
-                None
-            }
-        }
+        Some(id) => given_name(id, key, "is not a node name", ctx),
         None => match host_name().map(|h| node_name(&h)) {
             Some(id) if is_cluster_name(&id) => Some(id),
             _ => {

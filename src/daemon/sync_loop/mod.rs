@@ -262,7 +262,7 @@ impl<S: Store> SyncLoop<S> {
 /// Returns the allocator's free pages to the system: glibc keeps what a
 /// burst of small allocations freed (the store's load and check) in its
 /// arenas instead.
-fn give_back_free_memory() {
+pub(crate) fn give_back_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own free lists; it takes no
     // pointers and is safe to call from any thread at any time.

@@ -102,7 +102,7 @@ fn news_is_a_new_value_or_a_newer_version() {
     };
     let seen = |a: &str, seq: Option<&str>| Seen {
         presence: Presence::parse_pair(a).unwrap(),
-        sequence_number: seq.map(str::to_owned),
+        sequence_number: seq.map(SequenceText::new),
     };
     assert!(is_news(None, &p("Busy/InACall", None)));
     assert!(!is_news(
@@ -189,10 +189,17 @@ async fn the_loop_spreads_batches_and_passes_on_only_changes() {
         five_second_rounds(),
         users,
     );
+    let report = poller.report().clone();
+    assert!(!report.every_user_read(), "no round planned yet");
     let task = tokio::spawn(poller.run(tx, stop));
 
+    // The first batch is read, the second not yet sent.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(!report.every_user_read(), "half the users read");
+
     // First round: everyone is news.
-    tokio::time::sleep(Duration::from_millis(4_900)).await;
+    tokio::time::sleep(Duration::from_millis(3_900)).await;
+    assert!(report.every_user_read());
     let mut first = 0;
     while rx.try_recv().is_ok() {
         first += 1;
@@ -527,4 +534,16 @@ async fn after_links_and_unlinks_every_linked_user_is_read_once_a_round() {
 
     stop_tx.stop();
     task.await.unwrap();
+}
+
+proptest! {
+    /// A sequence number is held as the same bytes, short or long, so news
+    /// and order are judged on the text Graph sent.
+    #[test]
+    fn sequence_text_keeps_the_text(a in "[0-9A-Za-z]{0,40}", b in "[0-9A-Za-z]{0,40}") {
+        let (ta, tb) = (SequenceText::new(&a), SequenceText::new(&b));
+        prop_assert_eq!(ta.as_bytes(), a.as_bytes());
+        prop_assert_eq!(ta.as_bytes().cmp(tb.as_bytes()), a.cmp(&b));
+        prop_assert_eq!(ta == tb, a == b);
+    }
 }

@@ -106,6 +106,11 @@ impl PollUsers {
         self.index.contains_key(id)
     }
 
+    /// The list's own copy of `id`, to share rather than copy.
+    pub fn shared(&self, id: &str) -> Option<Arc<str>> {
+        self.index.get_key_value(id).map(|(id, _)| Arc::clone(id))
+    }
+
     /// The users at `range` of the list, as a read asks for them.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Vec<String> {
         self.ids

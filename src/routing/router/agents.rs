@@ -4,7 +4,7 @@
 use super::*;
 
 pub(super) struct Agent {
-    pub(super) id: String,
+    pub(super) id: Arc<str>,
     pub(super) spec: AgentSpec,
     pub(super) gate: Gate,
     pub(super) state: AgentRouting,
@@ -82,12 +82,12 @@ impl Router {
                 c.phase = Phase::Ended {
                     how: Ending::Completed,
                     at: now,
-                    agent: Some(agent.id.clone()),
+                    agent: Some(agent.id.to_string()),
                 };
                 out.push(RoutingDecision::Completed {
                     contact: c.id.clone(),
                     queue: c.queue.clone(),
-                    agent: agent.id.clone(),
+                    agent: agent.id.to_string(),
                     wrap_up_until: now,
                 });
                 let q = c.queue.clone();
@@ -163,8 +163,10 @@ impl Router {
     }
 
     pub(super) fn new_slot(&mut self, id: &str, spec: AgentSpec, state: AgentRouting) -> usize {
+        // One copy of the id, shared by the slot and the index.
+        let shared: Arc<str> = Arc::from(id);
         let agent = Agent {
-            id: id.to_string(),
+            id: Arc::clone(&shared),
             spec,
             gate: Gate::default(),
             state,
@@ -192,7 +194,7 @@ impl Router {
                 self.agents.len() - 1
             }
         };
-        self.agent_index.insert(id.to_string(), slot);
+        self.agent_index.insert(shared, slot);
         slot
     }
 

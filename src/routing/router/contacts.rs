@@ -166,7 +166,7 @@ impl Router {
         self.advance(now, out);
         let (serial, offered_to, _) = self.offered(id, "accepted")?;
         Self::check_agent(id, &offered_to, agent)?;
-        let Some(slot) = self.agent_index.get(&offered_to).copied() else {
+        let Some(slot) = self.agent_index.get(offered_to.as_str()).copied() else {
             // Only a store from before its agent was deleted holds this;
             // the offer times out and the contact goes back to its queue.
             return Err(RoutingError::WrongState {
@@ -248,7 +248,7 @@ impl Router {
             .get(&queue)
             .map_or(Duration::ZERO, |q| self.queues[*q].settings.wrap_up);
         let wrap_until = now + wrap;
-        if let Some(slot) = self.agent_index.get(&agent).copied()
+        if let Some(slot) = self.agent_index.get(agent.as_str()).copied()
             && let Some(a) = self.agents[slot].as_mut()
         {
             a.active.retain(|s| *s != serial);
@@ -382,7 +382,7 @@ impl Router {
             }
         }
         let mut paused = None;
-        if let Some(slot) = self.agent_index.get(&agent).copied()
+        if let Some(slot) = self.agent_index.get(agent.as_str()).copied()
             && let Some(a) = self.agents[slot].as_mut()
         {
             a.offer = None;
@@ -449,7 +449,7 @@ impl Router {
             self.queues[q].waiting.remove(&key);
         }
         if let Some(agent) = &offered_to
-            && let Some(slot) = self.agent_index.get(agent).copied()
+            && let Some(slot) = self.agent_index.get(agent.as_str()).copied()
         {
             if let Some(a) = self.agents[slot].as_mut() {
                 a.offer = None;

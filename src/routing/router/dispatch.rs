@@ -25,7 +25,7 @@ impl Router {
                 agents.dedup();
                 // Longest idle first, so a contact that several agents could
                 // take at once is not decided by slot numbers.
-                let id_of = |s: usize| self.agents[s].as_ref().map_or("", |a| a.id.as_str());
+                let id_of = |s: usize| self.agents[s].as_ref().map_or("", |a| &*a.id);
                 agents.sort_by(|x, y| {
                     (self.hot[*x].idle_since, id_of(*x)).cmp(&(self.hot[*y].idle_since, id_of(*y)))
                 });
@@ -198,7 +198,7 @@ impl Router {
                 last,
                 rng: &mut self.rng,
             },
-            |s| agents[s].as_ref().map_or("", |a| a.id.as_str()),
+            |s| agents[s].as_ref().map_or("", |a| &*a.id),
         )
         .map(|c| c.slot);
         if self.rng != rng_before {
@@ -272,7 +272,7 @@ impl Router {
         let queue = &mut self.queues[q];
         let expires = now + queue.settings.offer_timeout;
         c.phase = Phase::Offered {
-            agent: a.id.clone(),
+            agent: a.id.to_string(),
             at: now,
             expires,
         };
@@ -284,14 +284,14 @@ impl Router {
             .find(|(s, _)| *s == q)
             .and_then(|(_, p)| *p)
             .unwrap_or(u32::MAX);
-        queue.memory.last_offered = Some((position, a.id.clone()));
+        queue.memory.last_offered = Some((position, a.id.to_string()));
         queue.memory.totals.offered += 1;
         a.offer = Some(serial);
         self.timers.insert((expires, Timer::Offer(serial)));
         out.push(RoutingDecision::Offered {
             contact: c.id.clone(),
             queue: queue.settings.name.clone(),
-            agent: a.id.clone(),
+            agent: a.id.to_string(),
             expires,
         });
         self.dirty_contacts.insert(serial);

@@ -241,11 +241,10 @@ impl Router {
                 hot: self.hot[slot],
             };
             let agents = &self.agents;
-            let id_of = |s: usize| agents[s].as_ref().map_or("", |a| a.id.as_str());
+            let id_of = |s: usize| agents[s].as_ref().map_or("", |a| &*a.id);
             let members = &mut self.queues[*q].members;
-            let at = members.partition_point(|m| {
-                (m.position, id_of(m.slot)) < (member.position, a.id.as_str())
-            });
+            let at = members
+                .partition_point(|m| (m.position, id_of(m.slot)) < (member.position, &*a.id));
             members.insert(at, member);
         }
         let touched: BTreeSet<usize> = left

@@ -21,6 +21,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::time::Timestamp;
@@ -58,7 +59,7 @@ pub struct Router {
     agents: Vec<Option<Agent>>,
     hot: Vec<Hot>,
     free_slots: Vec<usize>,
-    agent_index: HashMap<String, usize>,
+    agent_index: HashMap<Arc<str>, usize>,
     contacts: HashMap<u64, ContactRecord>,
     contact_index: HashMap<String, u64>,
     ended: VecDeque<u64>,

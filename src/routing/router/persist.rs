@@ -165,7 +165,7 @@ impl Router {
                     self.timers
                         .insert((contact.queued_at + wait, Timer::Overflow(serial)));
                 }
-                match self.agent_index.get(agent).copied() {
+                match self.agent_index.get(agent.as_str()).copied() {
                     Some(slot) => {
                         if let Some(a) = self.agents[slot].as_mut() {
                             a.offer = Some(serial);
@@ -176,7 +176,7 @@ impl Router {
                 }
             }
             Phase::Accepted { agent, .. } => {
-                if let Some(slot) = self.agent_index.get(agent).copied() {
+                if let Some(slot) = self.agent_index.get(agent.as_str()).copied() {
                     if let Some(a) = self.agents[slot].as_mut() {
                         a.active.push(serial);
                     }
@@ -208,7 +208,7 @@ impl Router {
         }
         for slot in std::mem::take(&mut self.dirty_agents) {
             if let Some(a) = self.agents.get(slot).and_then(Option::as_ref) {
-                changes.agents.push((a.id.clone(), a.state.clone()));
+                changes.agents.push((a.id.to_string(), a.state.clone()));
             }
         }
         if std::mem::take(&mut self.globals_dirty) {
