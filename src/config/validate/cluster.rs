@@ -235,18 +235,7 @@ fn tenant(value: Option<String>, graph_tenant: Option<&str>, ctx: &mut Ctx<'_>) 
             ctx,
         ),
         // The Graph tenant was checked (a GUID or a domain): its dots become `_`.
-        None => graph_tenant.map(|t| {
-            t.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .take(64)
-                .collect()
-        }),
+        None => graph_tenant.map(|t| as_cluster_name(t, '_')),
     }
 }
 
@@ -270,13 +259,18 @@ fn node_id(value: Option<String>, ctx: &mut Ctx<'_>) -> Option<String> {
 
 /// A host name as a node name: other characters become `-`, at most 64.
 fn node_name(host: &str) -> String {
-    host.trim()
-        .chars()
+    as_cluster_name(host.trim(), '-')
+}
+
+/// `text` as a cluster name: letters, digits, `_` and `-` kept, every
+/// other character becomes `instead`; at most 64.
+fn as_cluster_name(text: &str, instead: char) -> String {
+    text.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
             } else {
-                '-'
+                instead
             }
         })
         .take(64)
