@@ -13,6 +13,8 @@ use presence_sync::demo::{self, DemoError, DemoOptions};
 use presence_sync::sim::{self, SimOptions};
 use presence_sync::store::{self, SledStore};
 
+mod allocator;
+
 /// Keeps Microsoft Teams presence and contact-center agent statuses in sync.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -224,8 +226,6 @@ fn startup_code(error: &DaemonError) -> u8 {
 }
 
 fn run_daemon(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    // Before any thread: see the function's documentation.
-    daemon::sync_loop::limit_malloc_arenas();
     let config = match Config::load_with(&args.config, &Environment::from_process()) {
         Ok(config) => config,
         Err(error) => {

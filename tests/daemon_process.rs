@@ -223,3 +223,29 @@ async fn export_and_import_round_trip_a_daemon_store() {
     a1_still_at_lunch_after_start(&config, &log).await;
     sim.shutdown().await.unwrap();
 }
+
+/// The binary allocates through jemalloc with its options compiled in, and
+/// reads `_RJEM_MALLOC_CONF` after them: an option it does not know is
+/// reported by jemalloc itself, and a valid one is taken without a word.
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[test]
+fn the_binary_allocates_through_jemalloc_and_reads_its_options_from_the_environment() {
+    let bin = env!("CARGO_BIN_EXE_presence-sync");
+    let run = |conf: &str| {
+        std::process::Command::new(bin)
+            .arg("--version")
+            .env("_RJEM_MALLOC_CONF", conf)
+            .output()
+            .expect("run presence-sync --version")
+    };
+    let bad = run("narenas:not-a-number");
+    assert!(bad.status.success(), "{bad:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("<jemalloc>: Invalid conf value: narenas:not-a-number"),
+        "jemalloc did not read the option: {stderr}"
+    );
+    let good = run("narenas:1,dirty_decay_ms:0");
+    assert!(good.status.success(), "{good:?}");
+    assert_eq!(String::from_utf8_lossy(&good.stderr), "");
+}

@@ -259,9 +259,12 @@ impl<S: Store> SyncLoop<S> {
     }
 }
 
-/// Returns the allocator's free pages to the system: glibc keeps what a
-/// burst of small allocations freed (the store's load and check) in its
-/// arenas instead.
+/// Returns glibc's free pages to the system: glibc keeps what a burst of
+/// small allocations freed (the store's load and check) in its arenas. The
+/// daemon's binary allocates through jemalloc, which gives freed pages back
+/// itself (`src/allocator.rs`), so there this reaches only what C code
+/// allocated; it matters where the library runs on glibc's allocator (the
+/// tests, or a program embedding it).
 pub(crate) fn give_back_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own free lists; it takes no
@@ -270,27 +273,3 @@ pub(crate) fn give_back_free_memory() {
         libc::malloc_trim(0);
     }
 }
-
-/// glibc's arenas for the daemon when the environment sets none
-/// (`MALLOC_ARENA_MAX`, which glibc reads itself). By default glibc gives
-/// each thread that allocates under contention an arena of its own, up to
-/// eight per core, and an arena keeps what was freed in it: the store's
-/// commits run on tokio's blocking threads, one after the other on
-/// whichever is free, so their buffers end up spread over many arenas that
-/// each hold on to their peak. Two arenas keep the daemon's memory close to
-/// what it uses (measured in BENCHMARKS.md) at no cost its two or so busy
-/// threads would notice. Call it first, before any thread is started.
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets one of glibc's allocator parameters; it
-        // takes no pointers, and is called before any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-        }
-    }
-}
-
-/// See [`limit_malloc_arenas`].
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_ARENAS: libc::c_int = 2;
