@@ -58,7 +58,7 @@ impl<S: Store> SyncLoop<S> {
             .writes_out
             .remove(&job.id)
             .unwrap_or((WritePurpose::Change, None));
-        if self.by_key.get(&job.key) != Some(&job.agent_id) {
+        if self.by_key.get(&job.key) != Some(job.agent_id.as_str()) {
             // The agent was unlinked or deleted meanwhile.
             return;
         }
@@ -133,12 +133,12 @@ impl<S: Store> SyncLoop<S> {
         // Linked agents whose user may have changed: every one after a full
         // read, else those of the users changed.
         let users: Vec<String> = if full {
-            self.by_user.keys().cloned().collect()
+            self.by_user.keys().map(str::to_string).collect()
         } else {
             changed
         };
         for user_id in users {
-            let Some(id) = self.by_user.get(&user_id).cloned() else {
+            let Some(id) = self.by_user.get(&user_id).map(str::to_string) else {
                 continue;
             };
             let Some(user) = self.directory.record(&user_id) else {
@@ -151,12 +151,12 @@ impl<S: Store> SyncLoop<S> {
             };
             let upn = user.user_principal_name().map(str::to_string);
             let phone = directory::phone_of(&user);
-            if let Some(entry) = self.agents.get_mut(&id)
-                && (entry.record.upn != upn || (entry.record.phone.is_none() && phone.is_some()))
+            if let Some(entry) = self.agents.get_mut(id.as_str())
+                && (entry.upn() != upn.as_deref() || (entry.phone().is_none() && phone.is_some()))
             {
-                entry.record.upn = upn;
-                if entry.record.phone.is_none() {
-                    entry.record.phone = phone;
+                entry.set_upn(upn.as_deref());
+                if entry.phone().is_none() {
+                    entry.set_phone(phone.as_deref());
                 }
                 self.step.dirty.insert(id);
             }
@@ -171,7 +171,7 @@ impl<S: Store> SyncLoop<S> {
             self.step.meta.push((MetaKey::DeltaLink, Some(link)));
         }
         for user in removed {
-            if let Some(id) = self.by_user.get(&user).cloned() {
+            if let Some(id) = self.by_user.get(&user).map(str::to_string) {
                 tracing::info!(agent = %id, user = %user, "Teams user left the directory; agent unlinked");
                 self.detach(now, &id);
             }
@@ -188,7 +188,7 @@ impl<S: Store> SyncLoop<S> {
             let Some(key) = entry.key else {
                 continue;
             };
-            let name = set.profile_for(entry.record.profile.as_deref(), &entry.record.groups);
+            let name = set.profile_for(entry.profile(), entry.groups());
             if let Some(i) = set.profiles.iter().position(|p| p.name == name)
                 && let Ok(i) = u16::try_from(i)
             {
@@ -209,7 +209,7 @@ impl<S: Store> SyncLoop<S> {
             .agents
             .iter()
             .filter(|(_, e)| e.key.is_some())
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_string())
             .collect();
         self.step.dirty.extend(linked);
         // Agents holding a status their profile does not have: said in the
@@ -221,7 +221,7 @@ impl<S: Store> SyncLoop<S> {
                 let state = self.state(id, now).ok()?;
                 let (in_profile, _) = state.cc_in_profile_and_routable();
                 (!in_profile).then(|| HeldStatus {
-                    agent_id: id.clone(),
+                    agent_id: id.to_string(),
                     status: state.cc_status().map(str::to_string),
                     profile: state.profile_name().to_string(),
                 })

@@ -3,6 +3,7 @@
 //! ([`LoopError`]). Queue and contact commands are handled in `routing.rs`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::events::wire::SetBy;
 use crate::events::{AgentUpdated, EventData, NoData, StatusReported};
@@ -64,12 +65,11 @@ impl<S: Store> SyncLoop<S> {
         } else if let Some(linked) = self.agents.get(id).and_then(|e| {
             // The same UPN again while the directory is not read yet (just
             // after a restart): keep the link the agent has.
-            let same = e.record.teams_user.eq_ignore_ascii_case(&teams_user)
-                || e.record
-                    .upn
-                    .as_deref()
-                    .is_some_and(|u| u.eq_ignore_ascii_case(&teams_user));
-            e.key.and(e.record.teams_user_id.clone()).filter(|_| same)
+            let same = e.teams_user().eq_ignore_ascii_case(&teams_user)
+                || e.upn().is_some_and(|u| u.eq_ignore_ascii_case(&teams_user));
+            e.key
+                .and(e.teams_user_id().map(str::to_string))
+                .filter(|_| same)
         }) {
             Some(linked)
         } else if settings.auto_link || !self.directory.loaded() {
@@ -83,12 +83,14 @@ impl<S: Store> SyncLoop<S> {
         {
             return Err(LoopError::TeamsUserTaken {
                 teams_user,
-                holder: other.clone(),
+                holder: other.to_string(),
             });
         }
 
-        let existing = self.agents.get(id).map(|e| e.record.clone());
-        let mut record = existing.clone().unwrap_or_else(|| AgentRecord {
+        let existing = self.agents.get(id).map(|e| e.to_record());
+        let created = existing.is_none();
+        let was_linked_to = existing.as_ref().and_then(|r| r.teams_user_id.clone());
+        let mut record = existing.unwrap_or_else(|| AgentRecord {
             id: id.to_string(),
             teams_user: teams_user.clone(),
             teams_user_id: None,
@@ -125,26 +127,31 @@ impl<S: Store> SyncLoop<S> {
         record.queues = settings.queues;
         record.capacity = settings.capacity;
         record.updated_at = now.to_utc();
-        let mut routed = Vec::new();
-        self.router
-            .upsert_agent(now, id, routing::spec_of(&record), &mut routed);
 
-        let was_linked_to = existing.as_ref().and_then(|r| r.teams_user_id.clone());
-        let entry = self
-            .agents
-            .entry(id.to_string())
-            .or_insert_with(|| AgentEntry::new(record.clone()));
-        let had_key = entry.key;
-        entry.record = record;
-        // Worked out again below or at the next directory update.
-        entry.conflict = None;
+        let had_key = match self.agents.get_mut(id) {
+            Some(entry) => {
+                let had_key = entry.key;
+                entry.set_record(record);
+                // Worked out again below or at the next directory update.
+                entry.conflict = None;
+                had_key
+            }
+            None => {
+                let entry = AgentEntry::new(record);
+                self.agents.insert(Arc::clone(entry.id()), entry);
+                None
+            }
+        };
+        let mut routed = Vec::new();
+        if let Some(entry) = self.agents.get(id) {
+            self.router
+                .upsert_agent(now, id, routing::spec_of(entry), &mut routed);
+        }
         self.step.dirty.insert(id.to_string());
         self.event(
             now,
             Some(id),
-            EventData::AgentUpdated(AgentUpdated {
-                created: existing.is_none(),
-            }),
+            EventData::AgentUpdated(AgentUpdated { created }),
         );
         self.absorb_routing(now, routed);
 
@@ -159,9 +166,11 @@ impl<S: Store> SyncLoop<S> {
                 // The user it let go may be what another agent waits for.
                 self.link_waiting(now);
             }
-        } else if let Some(key) = had_key {
+        } else if let Some(key) = had_key
+            && let Some(entry) = self.agents.get(id)
+        {
             // Same Teams user: the profile may have changed with the groups.
-            let (pid, _) = self.profile_for(&self.agents[id].record);
+            let (pid, _) = self.profile_for(entry);
             let mut out = Vec::new();
             self.engine
                 .set_agent_profile(now, key, pid, &mut out)
@@ -184,7 +193,7 @@ impl<S: Store> SyncLoop<S> {
         self.router.remove_agent(now, id, &mut out);
         // Gone before its decisions are absorbed: no status is set for it.
         if let Some(entry) = self.agents.remove(id) {
-            self.waiting.remove(id, &entry.record.teams_user);
+            self.waiting.remove(id, entry.teams_user());
         }
         self.absorb_routing(now, out);
         self.step.dirty.remove(id);
@@ -220,7 +229,7 @@ impl<S: Store> SyncLoop<S> {
             .get(id)
             .ok_or_else(|| LoopError::UnknownAgent(id.to_string()))?;
         let at = reported_at.unwrap_or(now).min(now);
-        let (_, profile) = self.profile_for(&entry.record);
+        let (_, profile) = self.profile_for(entry);
         let status_id = profile
             .status_id(status)
             .ok_or_else(|| LoopError::UnknownStatus {
@@ -235,9 +244,7 @@ impl<S: Store> SyncLoop<S> {
                 .ok()
                 .and_then(|v| Some((v.cc_status?, v.cc_since?))),
             None => entry
-                .record
-                .cc_status
-                .as_ref()
+                .cc_status()
                 .map(|c| (c.status.clone(), Timestamp::from_utc(c.at))),
         };
         // Only a report that says when it happened can be out of order; the
@@ -280,10 +287,10 @@ impl<S: Store> SyncLoop<S> {
             }
             None => {
                 if let Some(entry) = self.agents.get_mut(id) {
-                    entry.record.cc_status = Some(CcReport {
+                    entry.set_cc_status(Some(CcReport {
                         status: status.to_string(),
                         at: Timestamp::to_utc(at),
-                    });
+                    }));
                 }
                 (
                     if from_cc {

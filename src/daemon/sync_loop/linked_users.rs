@@ -5,50 +5,52 @@
 //! number of agents.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::graph::poller::PollChange;
 use crate::sync::AgentKey;
 
 /// Each linked Teams user's id and the agent holding it, with the changes
-/// since they were last taken.
+/// since they were last taken. The ids are the agents' entries' own
+/// (shared, not copied): one allocation per id whatever the indexes
+/// holding it.
 #[derive(Debug, Default)]
 pub(super) struct LinkedUsers {
-    holders: HashMap<String, String>,
+    holders: HashMap<Arc<str>, Arc<str>>,
     changes: Vec<PollChange>,
     /// Every link and unlink with its agent, for the directory view
     /// (a user moving to another agent is no change to the poller).
-    links: Vec<(String, Option<String>)>,
+    links: Vec<(Arc<str>, Option<Arc<str>>)>,
 }
 
 impl LinkedUsers {
     /// The agent holding `user`.
-    pub(super) fn get(&self, user: &str) -> Option<&String> {
-        self.holders.get(user)
+    pub(super) fn get(&self, user: &str) -> Option<&str> {
+        self.holders.get(user).map(|a| &**a)
     }
 
     /// `agent` holds `user` now; returns the agent that held it before.
-    pub(super) fn insert(&mut self, user: String, agent: String) -> Option<String> {
-        self.links.push((user.clone(), Some(agent.clone())));
-        let before = self.holders.insert(user.clone(), agent);
+    pub(super) fn insert(&mut self, user: Arc<str>, agent: Arc<str>) -> Option<Arc<str>> {
+        self.links
+            .push((Arc::clone(&user), Some(Arc::clone(&agent))));
+        let before = self.holders.insert(Arc::clone(&user), agent);
         if before.is_none() {
-            self.changes.push(PollChange::Add(user));
+            self.changes.push(PollChange::Add(user.to_string()));
         }
         before
     }
 
     /// Nobody holds `user` now; returns the agent that held it.
-    pub(super) fn remove(&mut self, user: &str) -> Option<String> {
-        let before = self.holders.remove(user);
-        if before.is_some() {
-            self.changes.push(PollChange::Remove(user.to_string()));
-            self.links.push((user.to_string(), None));
-        }
-        before
+    pub(super) fn remove(&mut self, user: &str) -> Option<Arc<str>> {
+        let (user, before) = self.holders.remove_entry(user)?;
+        self.changes.push(PollChange::Remove(user.to_string()));
+        self.links.push((user, None));
+        Some(before)
     }
 
     /// The linked users' ids.
-    pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
-        self.holders.keys()
+    pub(super) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.holders.keys().map(|u| &**u)
     }
 
     /// The links and unlinks since the last call, in order.
@@ -56,9 +58,13 @@ impl LinkedUsers {
         std::mem::take(&mut self.changes)
     }
 
-    /// The links (with their agent) and unlinks since the last call, in order.
+    /// The links (with their agent) and unlinks since the last call, in
+    /// order, as the directory view takes them.
     pub(super) fn take_links(&mut self) -> Vec<(String, Option<String>)> {
         std::mem::take(&mut self.links)
+            .into_iter()
+            .map(|(user, agent)| (user.to_string(), agent.map(|a| a.to_string())))
+            .collect()
     }
 }
 
@@ -67,16 +73,16 @@ impl LinkedUsers {
 /// holds the ids without a hash table's room and hashing.
 #[derive(Debug, Default)]
 pub(super) struct KeyedAgents {
-    ids: Vec<Option<String>>,
+    ids: Vec<Option<Arc<str>>>,
     len: usize,
 }
 
 impl KeyedAgents {
-    pub(super) fn get(&self, key: &AgentKey) -> Option<&String> {
-        self.ids.get(key.0 as usize)?.as_ref()
+    pub(super) fn get(&self, key: &AgentKey) -> Option<&str> {
+        self.ids.get(key.0 as usize)?.as_deref()
     }
 
-    pub(super) fn insert(&mut self, key: AgentKey, id: String) {
+    pub(super) fn insert(&mut self, key: AgentKey, id: Arc<str>) {
         let slot = key.0 as usize;
         if slot >= self.ids.len() {
             // Grown by an eighth, as the engine grows its slots.
@@ -91,7 +97,7 @@ impl KeyedAgents {
         }
     }
 
-    pub(super) fn remove(&mut self, key: &AgentKey) -> Option<String> {
+    pub(super) fn remove(&mut self, key: &AgentKey) -> Option<Arc<str>> {
         let removed = self.ids.get_mut(key.0 as usize)?.take();
         if removed.is_some() {
             self.len -= 1;

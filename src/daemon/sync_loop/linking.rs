@@ -4,6 +4,7 @@
 //! another agent holds that user.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::directory::DirectoryRecord;
 use crate::events::{AgentLinked, EventData, LinkConflict};
@@ -22,18 +23,17 @@ impl<S: Store> SyncLoop<S> {
         let Some(entry) = self.agents.get_mut(id) else {
             return;
         };
-        entry.record.teams_user_id = Some(user_id.to_string());
+        entry.set_teams_user_id(Some(user_id));
         entry.conflict = None;
         if let Some(user) = &user {
-            entry.record.upn = user.user_principal_name().map(str::to_string);
-            if entry.record.display_name.is_none() {
-                entry.record.display_name = user.display_name().map(str::to_string);
+            entry.set_upn(user.user_principal_name());
+            if entry.display_name().is_none() {
+                entry.set_display_name(user.display_name());
             }
-            if entry.record.phone.is_none() {
-                entry.record.phone = directory::phone_of(user);
+            if entry.phone().is_none() {
+                entry.set_phone(directory::phone_of(user).as_deref());
             }
         }
-        entry.record.sync = None;
         self.attach(now, id, None);
         self.event(
             now,
@@ -49,10 +49,15 @@ impl<S: Store> SyncLoop<S> {
         let Some(entry) = self.agents.get(id) else {
             return;
         };
-        let (pid, _) = self.profile_for(&entry.record);
-        let user_id = entry.record.teams_user_id.clone().unwrap_or_default();
-        let teams_user = entry.record.teams_user.clone();
-        let cc = entry.record.cc_status.clone();
+        let (pid, _) = self.profile_for(entry);
+        // The ids are the entry's own, shared by the indexes.
+        let agent = Arc::clone(entry.id());
+        let user_id = entry
+            .teams_user_id_shared()
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""));
+        let teams_user = entry.teams_user().to_string();
+        let cc = entry.cc_status().cloned();
         let mut out = Vec::new();
         let key = match snapshot {
             Some(s) => self.engine.restore_agent(now, pid, s, &mut out),
@@ -65,8 +70,8 @@ impl<S: Store> SyncLoop<S> {
                 return;
             }
         };
-        self.by_key.insert(key, id.to_string());
-        self.by_user.insert(user_id, id.to_string());
+        self.by_key.insert(key, Arc::clone(&agent));
+        self.by_user.insert(user_id, agent);
         if let Some(entry) = self.agents.get_mut(id) {
             entry.key = Some(key);
         }
@@ -104,14 +109,13 @@ impl<S: Store> SyncLoop<S> {
         if let Ok(v) = self.engine.view(key, now)
             && let (Some(status), Some(since)) = (v.cc_status, v.cc_since)
         {
-            entry.record.cc_status = Some(CcReport {
+            entry.set_cc_status(Some(CcReport {
                 status,
                 at: Timestamp::to_utc(since),
-            });
+            }));
         }
-        let user_id = entry.record.teams_user_id.take();
-        entry.record.sync = None;
-        self.waiting.insert(id, &entry.record.teams_user);
+        let user_id = entry.take_teams_user_id();
+        self.waiting.insert(id, entry.teams_user());
         let mut out = Vec::new();
         let _ = self.engine.remove_agent(now, key, &mut out);
         // The hand-back write goes out with the agent's old user id.
@@ -122,7 +126,7 @@ impl<S: Store> SyncLoop<S> {
                 self.step.jobs.push(WriteJob {
                     key,
                     agent_id: id.to_string(),
-                    user_id: user.clone(),
+                    user_id: user.to_string(),
                     id: wid,
                     write,
                 });
@@ -132,7 +136,7 @@ impl<S: Store> SyncLoop<S> {
         if let Some(user) = user_id {
             self.by_user.remove(&user);
             // Another agent may wait for the user let go.
-            self.waiting.released.push(user);
+            self.waiting.released.push(user.to_string());
         }
         if self.outbox_agents.remove(id) {
             self.step.outbox.push((id.to_string(), None));
@@ -169,22 +173,21 @@ impl<S: Store> SyncLoop<S> {
         // In the agents' order, as a scan of them all would find them.
         let mut waiting = BTreeMap::new();
         for (name, id) in candidates {
-            let entry = self.agents.get(&id);
-            let still =
-                entry.filter(|e| e.key.is_none() && e.record.teams_user.to_lowercase() == name);
+            let entry = self.agents.get(id.as_str());
+            let still = entry.filter(|e| e.key.is_none() && e.teams_user().to_lowercase() == name);
             let Some(entry) = still else {
                 // Linked, renamed or deleted since: not waiting under this name.
                 self.waiting.remove(&id, &name);
                 continue;
             };
-            if let Some(user) = self.directory.find(&entry.record.teams_user) {
+            if let Some(user) = self.directory.find(entry.teams_user()) {
                 waiting.insert(id, user.id.to_ascii_lowercase());
             }
         }
         for (id, user_id) in waiting {
             // Two agents may wait for the same user: the first one takes it,
             // the others are told who has it.
-            match self.by_user.get(&user_id).cloned() {
+            match self.by_user.get(&user_id).map(str::to_string) {
                 None => self.link(now, &id, &user_id),
                 Some(holder) => self.link_conflict(now, &id, &user_id, &holder),
             }
@@ -197,7 +200,7 @@ impl<S: Store> SyncLoop<S> {
         if let Some(entry) = self.agents.get(id)
             && entry.key.is_none()
         {
-            self.waiting.insert(id, &entry.record.teams_user);
+            self.waiting.insert(id, entry.teams_user());
         }
     }
 
@@ -230,7 +233,7 @@ impl<S: Store> SyncLoop<S> {
             return;
         }
         entry.conflict = Some(Box::new(conflict));
-        let teams_user = entry.record.teams_user.clone();
+        let teams_user = entry.teams_user().to_string();
         tracing::warn!(
             agent = %id, teams_user = %teams_user, held_by = %holder,
             "the agent's Teams user is already linked to another agent; it stays unlinked"

@@ -68,7 +68,8 @@ pub struct SyncLoop<S: Store> {
     router: Router,
     routing: RoutingConfig,
     mappings: MappingSet,
-    agents: BTreeMap<String, Box<AgentEntry>>,
+    /// Keyed by the entry's own id (shared, not copied).
+    agents: BTreeMap<Arc<str>, Box<AgentEntry>>,
     by_key: linked_users::KeyedAgents,
     by_user: linked_users::LinkedUsers,
     /// The agents not linked, by the name they wait for.
@@ -167,19 +168,16 @@ impl<S: Store> SyncLoop<S> {
         let mut routing_states = HashMap::new();
         me.engine.reserve(loaded.agents.len());
         for mut record in loaded.agents {
-            let id = record.id.clone();
             let snapshot: Option<Box<AgentSnapshot>> = record.sync.take();
-            let routing_stored = match record.routing.take() {
-                Some(state) => {
-                    routing_states.insert(id.clone(), *state);
-                    true
-                }
-                None => false,
-            };
+            let routing_state = record.routing.take();
             let linked = record.teams_user_id.is_some();
             let mut entry = AgentEntry::new(record);
-            entry.routing_stored = routing_stored;
-            me.agents.insert(id.clone(), entry);
+            let id = Arc::clone(entry.id());
+            if let Some(state) = routing_state {
+                routing_states.insert(id.to_string(), *state);
+                entry.routing_stored = true;
+            }
+            me.agents.insert(Arc::clone(&id), entry);
             if linked {
                 // Restored from its snapshot, an agent is written again only
                 // when restoring decided something for it (a write owed, an
@@ -189,8 +187,8 @@ impl<S: Store> SyncLoop<S> {
                 // the store. One whose state did not read starts afresh and
                 // is written.
                 me.attach(now, &id, snapshot.as_deref());
-            } else {
-                me.waiting.insert(&id, &me.agents[&id].record.teams_user);
+            } else if let Some(entry) = me.agents.get(&id) {
+                me.waiting.insert(&id, entry.teams_user());
             }
         }
         // The router, with each agent's gate as its restored view shows it;
@@ -204,13 +202,16 @@ impl<S: Store> SyncLoop<S> {
             .map(|(id, e)| {
                 let state = me.state(id, now).ok();
                 if let Some(state) = &state {
-                    routable.push((id.clone(), view::not_routable_because_of(state).is_empty()));
+                    routable.push((
+                        Arc::clone(id),
+                        view::not_routable_because_of(state).is_empty(),
+                    ));
                 }
                 let gate = state.map(|s| routing::gate_of(&s)).unwrap_or_default();
                 (
-                    id.clone(),
-                    routing::spec_of(&e.record),
-                    routing_states.remove(id),
+                    id.to_string(),
+                    routing::spec_of(e),
+                    routing_states.remove(&**id),
                     gate,
                 )
             })

@@ -16,12 +16,12 @@ use crate::routing::{
     AgentRouting, AgentSpec, ContactRecord, Gate, Membership, NewContact, OverflowTarget,
     QueueView, Router, RoutingDecision,
 };
-use crate::store::{AgentRecord, MetaKey, Store};
+use crate::store::{MetaKey, Store};
 use crate::time::Timestamp;
 
 use super::super::directory;
 use super::SyncLoop;
-use super::agents::{AgentState, ContactState};
+use super::agents::{AgentEntry, AgentState, ContactState};
 use super::command::ContactMove;
 use super::error::{LoopError, suggestion};
 use super::handlers::StatusSource;
@@ -29,12 +29,12 @@ use super::handlers::StatusSource;
 /// Most contacts an agent can be on at once.
 pub const MAX_CAPACITY: u8 = 20;
 
-pub(super) fn spec_of(record: &AgentRecord) -> AgentSpec {
+pub(super) fn spec_of(entry: &AgentEntry) -> AgentSpec {
     AgentSpec {
-        skills: record.skills.clone(),
-        capacity: record.capacity.unwrap_or(1).max(1),
-        queues: record.queues.clone(),
-        groups: record.groups.clone(),
+        skills: entry.skills().clone(),
+        capacity: entry.capacity().unwrap_or(1).max(1),
+        queues: entry.queues().to_vec(),
+        groups: entry.groups().to_vec(),
     }
 }
 
@@ -210,7 +210,7 @@ impl<S: Store> SyncLoop<S> {
         let changes = self.router.take_changes();
         // The state itself is the router's; the commit reads it there.
         for (id, _) in changes.agents {
-            if let Some(entry) = self.agents.get_mut(&id) {
+            if let Some(entry) = self.agents.get_mut(id.as_str()) {
                 entry.routing_stored = true;
                 self.step.dirty.insert(id);
             }
@@ -284,11 +284,11 @@ impl<S: Store> SyncLoop<S> {
                     agent,
                     expires,
                 } => {
-                    let record = self.agents.get(&agent).map(|e| &e.record);
+                    let entry = self.agents.get(agent.as_str());
                     let data = EventData::RoutingOffered(Offered {
-                        teams_user_id: record.and_then(|r| r.teams_user_id.clone()),
-                        teams_upn: record.and_then(|r| r.upn.clone()),
-                        phone: record.and_then(|r| r.phone.clone()),
+                        teams_user_id: entry.and_then(|e| e.teams_user_id().map(str::to_string)),
+                        teams_upn: entry.and_then(|e| e.upn().map(str::to_string)),
+                        phone: entry.and_then(|e| e.phone().map(str::to_string)),
                         data: self.contact_data(&contact),
                         contact,
                         queue,
@@ -380,7 +380,7 @@ impl<S: Store> SyncLoop<S> {
                         .get(&queue)
                         .and_then(|s| s.after_contact.as_ref().map(|s| s.name.clone()));
                     if let Some(status) = status
-                        && self.agents.contains_key(&agent)
+                        && self.agents.contains_key(agent.as_str())
                     {
                         self.routing_status(now, &agent, &status, &contact);
                     }

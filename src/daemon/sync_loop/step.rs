@@ -141,12 +141,12 @@ impl<S: Store> SyncLoop<S> {
             batch.agents.push((id.clone(), None));
         }
         for id in &step.dirty {
-            let Some(entry) = self.agents.get(id) else {
+            let Some(entry) = self.agents.get(id.as_str()) else {
                 continue;
             };
             // The engine's and the router's state, built now and held only
             // until the batch is written.
-            let mut record = entry.record.clone();
+            let mut record = entry.to_record();
             record.sync = entry
                 .key
                 .and_then(|k| self.engine.snapshot(k).ok())

@@ -235,7 +235,7 @@ impl Harness {
             .agents
             .values()
             .filter(|e| e.key.is_some())
-            .filter_map(|e| e.record.teams_user_id.clone())
+            .filter_map(|e| e.teams_user_id().map(str::to_string))
             .collect();
         assert_eq!(polled, linked, "the poller's list is not the linked users");
         polled
@@ -566,7 +566,7 @@ async fn an_agent_waiting_for_a_held_user_takes_it_once_let_go() {
         linked,
         [Some("a1".into()), Some("a1".into()), Some("a2".into())]
     );
-    assert_eq!(h.sync.by_user.get(USER_A).map(String::as_str), Some("a2"));
+    assert_eq!(h.sync.by_user.get(USER_A), Some("a2"));
     // a2 is deleted: Ann is free again, and nobody waits for her.
     let id = "a2".to_string();
     let deleted = h.ask(|reply| Command::DeleteAgent { id, reply }).await;
@@ -584,10 +584,7 @@ async fn an_agent_waiting_for_a_held_user_takes_it_once_let_go() {
     .await;
     assert_eq!(h.committed(kind::AGENT_LINKED).len(), 4);
     assert_eq!(
-        h.sync
-            .by_user
-            .get("00000000-0000-0000-0000-0000000000c3")
-            .map(String::as_str),
+        h.sync.by_user.get("00000000-0000-0000-0000-0000000000c3"),
         Some("a3")
     );
     // Nobody is left waiting, and the index holds nobody either.
@@ -920,8 +917,7 @@ async fn the_poller_is_told_exactly_the_linked_users() {
         h.ask(|reply| Command::DeleteAgent { id, reply }).await,
         Ok(())
     );
-    let holder = h.sync.by_user.get(&user_f).cloned();
-    assert_eq!(holder.as_deref(), Some("a7"));
+    assert_eq!(h.sync.by_user.get(&user_f), Some("a7"));
     assert_eq!(h.polled(), users(&[&user_c, &user_e, &user_f]));
 }
 

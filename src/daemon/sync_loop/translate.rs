@@ -68,13 +68,13 @@ impl<S: Store> SyncLoop<S> {
                     write,
                     why,
                 } => {
-                    let Some(agent_id) = self.by_key.get(&agent).cloned() else {
+                    let Some(agent_id) = self.by_key.get(&agent).map(str::to_string) else {
                         continue;
                     };
                     let Some(user_id) = self
                         .agents
-                        .get(&agent_id)
-                        .and_then(|e| e.record.teams_user_id.clone())
+                        .get(agent_id.as_str())
+                        .and_then(|e| e.teams_user_id().map(str::to_string))
                     else {
                         continue;
                     };
@@ -107,7 +107,7 @@ impl<S: Store> SyncLoop<S> {
                     touched.insert(agent_id);
                 }
                 Decision::RequestCc { agent, status, why } => {
-                    let Some(agent_id) = self.by_key.get(&agent).cloned() else {
+                    let Some(agent_id) = self.by_key.get(&agent).map(str::to_string) else {
                         continue;
                     };
                     let profile = self.profile_of(agent);
@@ -147,7 +147,7 @@ impl<S: Store> SyncLoop<S> {
                     touched.insert(agent_id);
                 }
                 Decision::Event { agent, event } => {
-                    let Some(agent_id) = self.by_key.get(&agent).cloned() else {
+                    let Some(agent_id) = self.by_key.get(&agent).map(str::to_string) else {
                         continue;
                     };
                     let data = match event {
