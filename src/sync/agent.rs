@@ -26,6 +26,68 @@ pub enum Owner {
     Routing,
 }
 
+/// An optional time in the room of a time: half of an `Option<Timestamp>`,
+/// which matters for the several of them every agent keeps. "None" is the
+/// last microsecond representable; a time that far out (only ever reached by
+/// saturating arithmetic, some 580,000 years from now) is kept one
+/// microsecond earlier, which no comparison against a real time can tell.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OptTimestamp(u64);
+
+impl OptTimestamp {
+    pub const NONE: OptTimestamp = OptTimestamp(u64::MAX);
+
+    pub const fn get(self) -> Option<Timestamp> {
+        if self.0 == u64::MAX {
+            None
+        } else {
+            Some(Timestamp::from_micros(self.0))
+        }
+    }
+
+    pub fn set(&mut self, at: Option<Timestamp>) {
+        *self = OptTimestamp::from(at);
+    }
+
+    pub fn take(&mut self) -> Option<Timestamp> {
+        std::mem::replace(self, OptTimestamp::NONE).get()
+    }
+
+    pub const fn is_some(self) -> bool {
+        self.0 != u64::MAX
+    }
+
+    pub const fn is_none(self) -> bool {
+        self.0 == u64::MAX
+    }
+
+    /// `at` as this type keeps it: the same time, except the very last one.
+    pub fn kept(at: Timestamp) -> Timestamp {
+        Timestamp::from_micros(at.as_micros().min(u64::MAX - 1))
+    }
+}
+
+impl Default for OptTimestamp {
+    fn default() -> Self {
+        OptTimestamp::NONE
+    }
+}
+
+impl From<Option<Timestamp>> for OptTimestamp {
+    fn from(at: Option<Timestamp>) -> Self {
+        match at {
+            Some(at) => OptTimestamp(OptTimestamp::kept(at).as_micros()),
+            None => OptTimestamp::NONE,
+        }
+    }
+}
+
+impl std::fmt::Debug for OptTimestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// The contact-center side of an agent.
 #[derive(Clone, Debug, Default)]
 pub struct CcSide {
@@ -120,14 +182,14 @@ pub struct WriteSide {
     /// Why `desired` is what it is: sent along when a coalesced write goes out.
     pub desired_why: Option<Arc<Why>>,
     /// When a confirmed set must show in Teams, or it counts as overridden.
-    pub echo_deadline: Option<Timestamp>,
+    pub echo_deadline: OptTimestamp,
     /// Teams keeps showing something else than our write (since when).
-    pub overridden_since: Option<Timestamp>,
+    pub overridden_since: OptTimestamp,
     /// A session of the user's own outranks our confirmed write (since
     /// when); not an override: ours is kept and shows once theirs drops.
-    pub outranked_since: Option<Timestamp>,
-    pub keepalive_at: Option<Timestamp>,
-    pub retry_at: Option<Timestamp>,
+    pub outranked_since: OptTimestamp,
+    pub keepalive_at: OptTimestamp,
+    pub retry_at: OptTimestamp,
     pub last_error: Option<Box<(String, Timestamp)>>,
 }
 
@@ -143,7 +205,7 @@ pub struct AgentState {
     /// The last decision and why it was made.
     pub last_why: Option<Arc<Why>>,
     /// The earliest wake-up this agent has asked for.
-    pub wake_at: Option<Timestamp>,
+    pub wake_at: OptTimestamp,
 }
 
 impl AgentState {
@@ -156,7 +218,7 @@ impl AgentState {
             restore: None,
             guard: LoopGuard::default(),
             last_why: None,
-            wake_at: None,
+            wake_at: OptTimestamp::NONE,
         }
     }
 
@@ -204,10 +266,32 @@ mod tests {
     #[test]
     fn inline_state_stays_within_its_budget() {
         assert!(
-            std::mem::size_of::<AgentState>() <= 400,
+            std::mem::size_of::<AgentState>() <= 312,
             "{}",
             std::mem::size_of::<AgentState>()
         );
+        // The engine keeps `Option<AgentState>` slots: no room for the tag.
+        assert_eq!(
+            std::mem::size_of::<Option<AgentState>>(),
+            std::mem::size_of::<AgentState>()
+        );
+        assert_eq!(std::mem::size_of::<OptTimestamp>(), 8);
         assert!(std::mem::size_of::<Presence>() <= 32);
+    }
+
+    #[test]
+    fn an_optional_time_reads_back_as_set() {
+        let mut t = OptTimestamp::default();
+        assert_eq!((t.get(), t.is_none(), t.is_some()), (None, true, false));
+        for micros in [0, 1, 1_700_000_000_123_456, u64::MAX - 1] {
+            t.set(Some(Timestamp::from_micros(micros)));
+            assert_eq!(t.get(), Some(Timestamp::from_micros(micros)));
+            assert!(t.is_some());
+        }
+        // The last representable time is kept one microsecond earlier.
+        t.set(Some(Timestamp::from_micros(u64::MAX)));
+        assert_eq!(t.take(), Some(Timestamp::from_micros(u64::MAX - 1)));
+        assert_eq!(t, OptTimestamp::NONE);
+        assert_eq!(format!("{t:?}"), "None");
     }
 }

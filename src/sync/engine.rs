@@ -12,7 +12,7 @@ use crate::time::Timestamp;
 
 use std::collections::HashMap;
 
-use super::agent::{AgentState, Owner, RequestKind, UnknownStatus};
+use super::agent::{AgentState, OptTimestamp, Owner, RequestKind, UnknownStatus};
 use super::evaluate::{self, Ctx};
 use super::explain::{Reason, Why};
 use super::restore;
@@ -125,7 +125,10 @@ impl Engine {
             };
             // A pause after a refused write was the refusal of a write the
             // app may now make.
-            state.writes.retry_at = state.writes.retry_at.map(|at| at.min(now));
+            state
+                .writes
+                .retry_at
+                .set(state.writes.retry_at.get().map(|at| at.min(now)));
             if let Ok(slot) = u32::try_from(slot) {
                 let _ = self.evaluate(now, AgentKey(slot), out);
             }
@@ -206,10 +209,10 @@ impl Engine {
         *state = snapshot::rebuild(snapshot, fresh, &profile, now);
         // What Teams showed before the restart is old news: a write must
         // get a fresh echo window to show before it counts as overridden.
-        if let Some(deadline) = state.writes.echo_deadline
+        if let Some(deadline) = state.writes.echo_deadline.get()
             && deadline <= now
         {
-            state.writes.echo_deadline = Some(now + echo_window);
+            state.writes.echo_deadline.set(Some(now + echo_window));
         }
         if state.writes.desired.is_some() {
             state.writes.desired_why = Some(Arc::new(Why {
@@ -538,8 +541,8 @@ impl Engine {
             matches!(&state.writes.active, Some((TeamsTarget::Set(p), _)) if *p == presence);
         let cleared_override = shows_active && state.writes.overridden_since.take().is_some();
         if shows_active {
-            state.writes.echo_deadline = None;
-            state.writes.outranked_since = None;
+            state.writes.echo_deadline.set(None);
+            state.writes.outranked_since.set(None);
         }
         state.teams.current = Some((presence.clone(), now));
         self.stats.teams_observations += 1;
@@ -599,13 +602,13 @@ impl Engine {
                 agents
                     .get(slot as usize)
                     .and_then(Option::as_ref)
-                    .is_some_and(|a| a.wake_at == Some(at))
+                    .is_some_and(|a| a.wake_at.get() == Some(at))
             });
             let Some(slot) = due else {
                 break;
             };
             if let Some(state) = self.agents.get_mut(slot as usize).and_then(Option::as_mut) {
-                state.wake_at = None;
+                state.wake_at.set(None);
             }
             // The slot was live a moment ago, so this cannot fail.
             let _ = self.evaluate(now, AgentKey(slot), out);
@@ -619,7 +622,7 @@ impl Engine {
             agents
                 .get(slot as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(|a| a.wake_at == Some(at))
+                .is_some_and(|a| a.wake_at.get() == Some(at))
         })
     }
 
@@ -744,7 +747,12 @@ impl Engine {
         };
         evaluate::evaluate_agent(&mut ctx, state);
         if let Some(at) = ctx.wake {
-            self.timers.schedule(key.0, at, &mut state.wake_at);
+            // The wake-up as the agent's entry keeps it, so the timer entry
+            // matches it when it comes due.
+            let at = OptTimestamp::kept(at);
+            let mut wake_at = state.wake_at.get();
+            self.timers.schedule(key.0, at, &mut wake_at);
+            state.wake_at.set(wake_at);
         }
         Ok(())
     }

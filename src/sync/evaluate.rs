@@ -121,9 +121,9 @@ pub(crate) fn evaluate_agent(ctx: &mut Ctx<'_>, state: &mut AgentState) {
         .as_deref()
         .map(|(_, _, sent)| *sent + ctx.settings.write_answer_timeout);
     for at in [
-        state.writes.echo_deadline,
-        state.writes.keepalive_at,
-        state.writes.retry_at,
+        state.writes.echo_deadline.get(),
+        state.writes.keepalive_at.get(),
+        state.writes.retry_at.get(),
         in_flight_deadline,
     ]
     .into_iter()
@@ -148,29 +148,33 @@ pub(crate) fn finish_write(
     match outcome {
         WriteOutcome::Done => {
             state.writes.last_error = None;
-            state.writes.retry_at = None;
+            state.writes.retry_at.set(None);
             if !renews_active && let Some((TeamsTarget::Set(old), _)) = state.writes.active.take() {
                 state.writes.previous_set = Some(Box::new((old, now)));
             }
             match &target {
                 TeamsTarget::Set(presence) => {
-                    state.writes.keepalive_at = (mode == WriteMode::Session)
-                        .then(|| keepalive::refresh_at(now, presence, key, settings));
+                    state.writes.keepalive_at.set(
+                        (mode == WriteMode::Session)
+                            .then(|| keepalive::refresh_at(now, presence, key, settings)),
+                    );
                     // Only a new target must show within the echo window; a
                     // keep-alive must not push an override deadline forward.
                     if !renews_active {
-                        state.writes.echo_deadline = (state.teams.presence() != Some(presence)
-                            && state.writes.overridden_since.is_none())
-                        .then(|| now + settings.echo_window);
+                        state.writes.echo_deadline.set(
+                            (state.teams.presence() != Some(presence)
+                                && state.writes.overridden_since.is_none())
+                            .then(|| now + settings.echo_window),
+                        );
                     }
                     state.writes.active = Some((target, now));
                 }
                 TeamsTarget::Clear => {
                     state.writes.active = None;
-                    state.writes.keepalive_at = None;
-                    state.writes.echo_deadline = None;
-                    state.writes.overridden_since = None;
-                    state.writes.outranked_since = None;
+                    state.writes.keepalive_at.set(None);
+                    state.writes.echo_deadline.set(None);
+                    state.writes.overridden_since.set(None);
+                    state.writes.outranked_since.set(None);
                 }
             }
             None
@@ -180,9 +184,15 @@ pub(crate) fn finish_write(
             if renews_active {
                 // A keep-alive failed: the session still stands until it
                 // lapses, so the keep-alive itself is tried again.
-                state.writes.keepalive_at = Some(now + settings.retry_after_failure);
+                state
+                    .writes
+                    .keepalive_at
+                    .set(Some(now + settings.retry_after_failure));
             } else {
-                state.writes.retry_at = Some(now + settings.retry_after_failure);
+                state
+                    .writes
+                    .retry_at
+                    .set(Some(now + settings.retry_after_failure));
             }
             Some(message)
         }
@@ -217,13 +227,13 @@ fn give_up_unanswered_write(ctx: &mut Ctx<'_>, state: &mut AgentState) {
 /// hidden by the user's own choice (reported once, never re-written) or
 /// outranked by a session of the user's own (reported once, kept).
 fn check_override(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some(deadline) = state.writes.echo_deadline else {
+    let Some(deadline) = state.writes.echo_deadline.get() else {
         return;
     };
     if ctx.now < deadline {
         return;
     }
-    state.writes.echo_deadline = None;
+    state.writes.echo_deadline.set(None);
     let shown = state.teams.presence();
     match echo::hidden(&state.writes, shown, ctx.profile.write_mode) {
         None => {}
@@ -232,7 +242,7 @@ fn check_override(ctx: &mut Ctx<'_>, state: &mut AgentState) {
                 expected: expected.clone(),
                 shown: shown.cloned(),
             };
-            state.writes.overridden_since = Some(ctx.now);
+            state.writes.overridden_since.set(Some(ctx.now));
             ctx.stats.overrides_detected += 1;
             ctx.event(event);
         }
@@ -241,7 +251,7 @@ fn check_override(ctx: &mut Ctx<'_>, state: &mut AgentState) {
                 expected: expected.clone(),
                 shown: shown.cloned(),
             };
-            state.writes.outranked_since = Some(ctx.now);
+            state.writes.outranked_since.set(Some(ctx.now));
             ctx.stats.outranked_detected += 1;
             ctx.event(event);
         }
@@ -302,13 +312,13 @@ fn send_change(ctx: &mut Ctx<'_>, state: &mut AgentState) {
 /// Tries again a write the adapter gave up on, once its pause is over. Not a
 /// new change: the loop guard counted it when it was first sent.
 fn retry(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some(at) = state.writes.retry_at else {
+    let Some(at) = state.writes.retry_at.get() else {
         return;
     };
     if ctx.now < at || state.writes.in_flight.is_some() || ctx.writes_held {
         return;
     }
-    state.writes.retry_at = None;
+    state.writes.retry_at.set(None);
     let why = Why {
         flow: Flow::CcToTeams,
         reason: Reason::Retry,
@@ -337,13 +347,13 @@ fn send_if_different(ctx: &mut Ctx<'_>, state: &mut AgentState, why: Why) -> boo
         // The user replaced our preferred presence with their own; clearing
         // now would wipe their choice, so ours is simply forgotten.
         state.writes.active = None;
-        state.writes.overridden_since = None;
+        state.writes.overridden_since.set(None);
         return false;
     }
     emit_write(ctx, state, desired, why);
-    state.writes.overridden_since = None;
-    state.writes.outranked_since = None;
-    state.writes.echo_deadline = None;
+    state.writes.overridden_since.set(None);
+    state.writes.outranked_since.set(None);
+    state.writes.echo_deadline.set(None);
     true
 }
 
@@ -480,13 +490,13 @@ fn record_change(ctx: &mut Ctx<'_>, state: &mut AgentState, flow: Flow) {
 
 /// Re-asserts our session before Graph fades or expires it.
 fn keep_alive(ctx: &mut Ctx<'_>, state: &mut AgentState) {
-    let Some(at) = state.writes.keepalive_at else {
+    let Some(at) = state.writes.keepalive_at.get() else {
         return;
     };
     if ctx.now < at || state.writes.in_flight.is_some() || ctx.writes_held {
         return;
     }
-    state.writes.keepalive_at = None;
+    state.writes.keepalive_at.set(None);
     if ctx.profile.write_mode != WriteMode::Session {
         return;
     }

@@ -63,17 +63,26 @@ pub enum Trip {
     },
 }
 
-/// One agent's breaker.
+/// One agent's breaker. Nothing to keep for an agent whose changes were
+/// never counted (or whose suspension ended): a pointer's room in the
+/// agent's entry, rather than the room of the count and the suspension.
 #[derive(Clone, Debug, Default)]
-pub struct LoopGuard {
+pub struct LoopGuard(Option<Box<Counted>>);
+
+#[derive(Clone, Debug, Default)]
+struct Counted {
     recent: VecDeque<Timestamp>,
     suspension: Option<(Suspended, Timestamp)>,
 }
 
 impl LoopGuard {
+    fn suspended(&self) -> Option<(Suspended, Timestamp)> {
+        self.0.as_ref().and_then(|c| c.suspension)
+    }
+
     /// The active suspension, if any at `now`.
     pub fn suspension(&self, now: Timestamp) -> Option<(Suspended, Timestamp)> {
-        self.suspension.filter(|(_, until)| now < *until)
+        self.suspended().filter(|(_, until)| now < *until)
     }
 
     pub fn blocks(&self, flow: Flow, now: Timestamp) -> bool {
@@ -82,15 +91,15 @@ impl LoopGuard {
 
     /// When the current suspension ends (for scheduling the resume).
     pub fn resume_at(&self) -> Option<Timestamp> {
-        self.suspension.map(|(_, until)| until)
+        self.suspended().map(|(_, until)| until)
     }
 
     /// Ends a suspension whose cool-down is over. True when one ended.
     pub fn resume_if_due(&mut self, now: Timestamp) -> bool {
-        match self.suspension {
+        match self.suspended() {
             Some((_, until)) if now >= until => {
-                self.suspension = None;
-                self.recent.clear();
+                // No suspension and nothing counted: nothing left to keep.
+                self.0 = None;
                 true
             }
             _ => false,
@@ -100,19 +109,20 @@ impl LoopGuard {
     /// Records one propagated change in `flow`. `lower` is the direction the
     /// profile gives up first.
     pub fn record(&mut self, flow: Flow, lower: Flow, now: Timestamp, limits: &LoopLimits) -> Trip {
-        while self
-            .recent
+        let counted = self.0.get_or_insert_with(Box::default);
+        let recent = &mut counted.recent;
+        while recent
             .front()
             .is_some_and(|t| now.since(*t) >= limits.window)
         {
-            self.recent.pop_front();
+            recent.pop_front();
         }
-        self.recent.push_back(now);
+        recent.push_back(now);
         let cap = usize::try_from(limits.max_changes.max(1)).unwrap_or(usize::MAX);
-        while self.recent.len() > cap {
-            self.recent.pop_front();
+        while recent.len() > cap {
+            recent.pop_front();
         }
-        if self.recent.len() < cap {
+        if recent.len() < cap {
             return Trip::Stayed;
         }
         let what = match self.suspension(now) {
@@ -122,8 +132,9 @@ impl LoopGuard {
             None => Suspended::One(lower),
         };
         let until = now + limits.cooldown;
-        self.suspension = Some((what, until));
-        self.recent.clear();
+        let counted = self.0.get_or_insert_with(Box::default);
+        counted.suspension = Some((what, until));
+        counted.recent.clear();
         Trip::Suspended {
             what,
             until,
@@ -133,7 +144,10 @@ impl LoopGuard {
 
     /// The changes counted and the suspension, for a snapshot.
     pub fn parts(&self) -> (Vec<Timestamp>, Option<(Suspended, Timestamp)>) {
-        (self.recent.iter().copied().collect(), self.suspension)
+        match &self.0 {
+            Some(c) => (c.recent.iter().copied().collect(), c.suspension),
+            None => (Vec::new(), None),
+        }
     }
 
     /// A guard rebuilt from [`LoopGuard::parts`]; out-of-order times are sorted.
@@ -141,16 +155,21 @@ impl LoopGuard {
         mut recent: Vec<Timestamp>,
         suspension: Option<(Suspended, Timestamp)>,
     ) -> Self {
+        if recent.is_empty() && suspension.is_none() {
+            return LoopGuard(None);
+        }
         recent.sort_unstable();
-        LoopGuard {
+        LoopGuard(Some(Box::new(Counted {
             recent: recent.into(),
             suspension,
-        }
+        })))
     }
 
     /// Heap bytes held by this guard (for the state-size benchmark).
     pub fn heap_bytes(&self) -> usize {
-        self.recent.capacity() * std::mem::size_of::<Timestamp>()
+        self.0.as_ref().map_or(0, |c| {
+            std::mem::size_of::<Counted>() + c.recent.capacity() * std::mem::size_of::<Timestamp>()
+        })
     }
 }
 
@@ -220,5 +239,22 @@ mod tests {
             }
         ));
         assert!(guard.blocks(Flow::CcToTeams, at(20)));
+    }
+
+    #[test]
+    fn a_guard_with_nothing_counted_holds_nothing() {
+        let limits = LoopLimits::default();
+        let mut guard = LoopGuard::default();
+        assert_eq!((guard.heap_bytes(), guard.parts()), (0, (Vec::new(), None)));
+        for i in 0..6 {
+            guard.record(Flow::CcToTeams, Flow::TeamsToCc, at(i), &limits);
+        }
+        assert!(guard.heap_bytes() > 0);
+        assert!(guard.resume_if_due(at(5 + 900)));
+        assert_eq!((guard.heap_bytes(), guard.parts()), (0, (Vec::new(), None)));
+        let rebuilt = LoopGuard::from_parts(Vec::new(), None);
+        assert_eq!(rebuilt.heap_bytes(), 0);
+        let rebuilt = LoopGuard::from_parts(vec![at(3), at(1)], None);
+        assert_eq!(rebuilt.parts(), (vec![at(1), at(3)], None));
     }
 }

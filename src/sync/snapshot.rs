@@ -194,11 +194,11 @@ pub(crate) fn take(state: &AgentState, profile: &Profile) -> AgentSnapshot {
             .previous_set
             .as_deref()
             .map(|(p, at)| (presence_text(p), *at)),
-        echo_deadline: state.writes.echo_deadline,
-        overridden_since: state.writes.overridden_since,
-        outranked_since: state.writes.outranked_since,
-        keepalive_at: state.writes.keepalive_at,
-        retry_at: state.writes.retry_at,
+        echo_deadline: state.writes.echo_deadline.get(),
+        overridden_since: state.writes.overridden_since.get(),
+        outranked_since: state.writes.outranked_since.get(),
+        keepalive_at: state.writes.keepalive_at.get(),
+        retry_at: state.writes.retry_at.get(),
         last_error: state.writes.last_error.as_deref().cloned(),
         restore: state.restore.and_then(|r| {
             Some(RestoreSnapshot {
@@ -283,17 +283,17 @@ pub(crate) fn rebuild(
         .previous_set
         .as_ref()
         .and_then(|(p, at)| Some(Box::new((presence_from(p)?, *at))));
-    state.writes.echo_deadline = snapshot.echo_deadline;
-    state.writes.overridden_since = snapshot.overridden_since;
-    state.writes.outranked_since = snapshot.outranked_since;
-    state.writes.keepalive_at = snapshot.keepalive_at;
-    state.writes.retry_at = snapshot.retry_at;
+    state.writes.echo_deadline.set(snapshot.echo_deadline);
+    state.writes.overridden_since.set(snapshot.overridden_since);
+    state.writes.outranked_since.set(snapshot.outranked_since);
+    state.writes.keepalive_at.set(snapshot.keepalive_at);
+    state.writes.retry_at.set(snapshot.retry_at);
     state.writes.last_error = snapshot.last_error.clone().map(Box::new);
     let in_flight = snapshot.in_flight.as_deref().and_then(target_from);
     let active = state.writes.active.as_ref().map(|(t, _)| t.clone());
     match in_flight {
         // A keep-alive was on its way: re-assert the session now.
-        Some(t) if Some(&t) == active.as_ref() => state.writes.keepalive_at = Some(now),
+        Some(t) if Some(&t) == active.as_ref() => state.writes.keepalive_at.set(Some(now)),
         // A write of something no longer wanted may have landed: count it
         // as what Teams has from us, so what is wanted is written again.
         Some(t) if Some(&t) != state.writes.desired.as_ref() => {

@@ -119,8 +119,8 @@ impl AgentView {
                 };
                 (flows, until)
             }),
-            teams_override_since: state.writes.overridden_since,
-            teams_outranked_since: state.writes.outranked_since,
+            teams_override_since: state.writes.overridden_since.get(),
+            teams_outranked_since: state.writes.outranked_since.get(),
             last_error: state.writes.last_error.as_deref().cloned(),
             last_decision: state.last_why.as_ref().map(|w| w.describe(profile)),
             writes_held: None,

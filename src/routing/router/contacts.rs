@@ -177,8 +177,8 @@ impl Router {
         };
         let day = day_of(now);
         if let Some(a) = self.agents[slot].as_mut() {
-            a.offer = None;
-            a.active.push(serial);
+            a.set_offer(None);
+            a.push_active(serial);
             a.state.misses = 0;
             a.state.roll_to(day);
             a.state.contacts_today += 1;
@@ -251,7 +251,7 @@ impl Router {
         if let Some(slot) = self.agent_index.get(agent.as_str()).copied()
             && let Some(a) = self.agents[slot].as_mut()
         {
-            a.active.retain(|s| *s != serial);
+            a.remove_active(serial);
             a.state.add_busy(day_of(now), now.since(accepted_at) + wrap);
             a.state.wrap_until = a.state.wrap_until.max(wrap_until);
             a.state.idle_since = a.state.wrap_until;
@@ -385,7 +385,7 @@ impl Router {
         if let Some(slot) = self.agent_index.get(agent.as_str()).copied()
             && let Some(a) = self.agents[slot].as_mut()
         {
-            a.offer = None;
+            a.set_offer(None);
             // A queue a reload removed has no rules to count a miss by.
             if q.is_some() {
                 a.state.misses += 1;
@@ -452,7 +452,7 @@ impl Router {
             && let Some(slot) = self.agent_index.get(agent.as_str()).copied()
         {
             if let Some(a) = self.agents[slot].as_mut() {
-                a.offer = None;
+                a.set_offer(None);
             }
             self.refresh(slot, now);
         }

@@ -279,14 +279,14 @@ impl Router {
         c.offers += 1;
         queue.waiting.remove(&(Reverse(c.priority), serial));
         let position = a
-            .queues
+            .serves()
             .iter()
-            .find(|(s, _)| *s == q)
-            .and_then(|(_, p)| *p)
+            .find(|s| s.queue == q)
+            .and_then(|s| s.position)
             .unwrap_or(u32::MAX);
         queue.memory.last_offered = Some((position, a.id.to_string()));
         queue.memory.totals.offered += 1;
-        a.offer = Some(serial);
+        a.set_offer(Some(serial));
         self.timers.insert((expires, Timer::Offer(serial)));
         out.push(RoutingDecision::Offered {
             contact: c.id.clone(),
@@ -325,9 +325,10 @@ impl Router {
     fn best_contact_for(&self, slot: usize) -> Option<(u64, usize)> {
         let a = self.agents[slot].as_ref()?;
         let mut best: Option<(Rank, usize)> = None;
-        for (order, (q, _)) in a.queues.iter().enumerate() {
-            let queue = &self.queues[*q];
-            if !a.fits.get(order).copied().unwrap_or(false) {
+        for (order, serving) in a.serves().iter().enumerate() {
+            let q = serving.queue;
+            let queue = &self.queues[q];
+            if !serving.fits {
                 // Every contact here needs at least the queue's skills.
                 continue;
             }
@@ -349,7 +350,7 @@ impl Router {
                 if ok {
                     let key = (*priority, order, *serial);
                     if best.as_ref().is_none_or(|(b, _)| key < *b) {
-                        best = Some((key, *q));
+                        best = Some((key, q));
                     }
                     break;
                 }

@@ -104,9 +104,7 @@ impl Router {
         self.queue_index.clear();
         // Queue indices change: memberships are placed again by the caller.
         for a in self.agents.iter_mut().flatten() {
-            a.queues.clear();
-            a.fits.clear();
-            a.at.clear();
+            a.set_serves(Vec::new());
         }
         for (i, s) in settings.into_iter().enumerate() {
             let memory = old
@@ -204,7 +202,7 @@ impl Router {
         let Some(a) = self.agents[slot].as_ref() else {
             return BTreeSet::new();
         };
-        let left: Vec<usize> = a.queues.iter().map(|(q, _)| *q).collect();
+        let left: Vec<usize> = a.serves().iter().map(|s| s.queue).collect();
         for q in &left {
             if let Some(queue) = self.queues.get_mut(*q) {
                 queue.members.retain(|m| m.slot != slot);
@@ -229,10 +227,15 @@ impl Router {
                 serves.push((q, None));
             }
         }
-        let mut fits = Vec::with_capacity(serves.len());
+        let mut serving = Vec::with_capacity(serves.len());
         for (q, position) in &serves {
             let (skills_ok, level) = fit(&a.spec.skills, &self.queues[*q].settings.skills);
-            fits.push(skills_ok);
+            serving.push(Serving {
+                queue: *q,
+                position: *position,
+                fits: skills_ok,
+                at: usize::MAX,
+            });
             let member = Member {
                 slot,
                 position: position.unwrap_or(u32::MAX),
@@ -252,9 +255,7 @@ impl Router {
             .chain(serves.iter().map(|(q, _)| *q))
             .collect();
         if let Some(a) = self.agents[slot].as_mut() {
-            a.at = vec![usize::MAX; serves.len()];
-            a.queues = serves;
-            a.fits = fits;
+            a.set_serves(serving);
         }
         touched
     }
@@ -268,10 +269,9 @@ impl Router {
         let queue = &self.queues[q];
         for (i, m) in queue.members.iter().enumerate() {
             if let Some(a) = self.agents.get_mut(m.slot).and_then(Option::as_mut)
-                && let Some(k) = a.queues.iter().position(|(aq, _)| *aq == q)
-                && let Some(at) = a.at.get_mut(k)
+                && let Some(serving) = a.serves_mut().iter_mut().find(|s| s.queue == q)
             {
-                *at = i;
+                serving.at = i;
             }
         }
     }

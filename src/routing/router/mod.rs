@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::time::Timestamp;
 
-use super::agent::{AgentRouting, AgentSpec, Blocker, Gate, day_of};
+use super::agent::{AgentRouting, AgentSpec, Blocker, Gate, Membership, day_of};
 use super::contact::{ContactRecord, Ending, NewContact, Phase};
 use super::queue::{OverflowTarget, QueueSettings};
 use super::strategy::{self, Candidate, Memory};
@@ -40,7 +40,7 @@ mod persist;
 mod timers;
 mod views;
 
-use agents::Agent;
+use agents::{Agent, Serving};
 use contacts::Miss;
 use decision::invalid;
 use index::{Hot, Queue, fit, member_key, merged};

@@ -168,7 +168,7 @@ impl Router {
                 match self.agent_index.get(agent.as_str()).copied() {
                     Some(slot) => {
                         if let Some(a) = self.agents[slot].as_mut() {
-                            a.offer = Some(serial);
+                            a.set_offer(Some(serial));
                         }
                         self.refresh(slot, now);
                     }
@@ -178,7 +178,7 @@ impl Router {
             Phase::Accepted { agent, .. } => {
                 if let Some(slot) = self.agent_index.get(agent.as_str()).copied() {
                     if let Some(a) = self.agents[slot].as_mut() {
-                        a.active.push(serial);
+                        a.push_active(serial);
                     }
                     self.refresh(slot, now);
                 }

@@ -84,7 +84,7 @@ impl Router {
         let offered_now = q
             .members
             .iter()
-            .filter_map(|m| self.agents[m.slot].as_ref()?.offer)
+            .filter_map(|m| self.agents[m.slot].as_ref()?.offer())
             .filter_map(|serial| self.contacts.get(&serial))
             .filter(|c| c.queue == name)
             .count();
@@ -124,15 +124,15 @@ impl Router {
                 since,
             });
         }
-        if let Some(contact) = a.offer.and_then(|s| self.contacts.get(&s)) {
+        if let Some(contact) = a.offer().and_then(|s| self.contacts.get(&s)) {
             blockers.push(Blocker::Offered {
                 contact: contact.id.clone(),
             });
         }
-        if a.active.len() >= usize::from(a.spec.capacity) {
+        if a.active().len() >= usize::from(a.capacity) {
             blockers.push(Blocker::AtCapacity {
-                active: a.active.len(),
-                capacity: a.spec.capacity,
+                active: a.active().len(),
+                capacity: a.capacity,
             });
         }
         if a.state.wrap_until > now {
@@ -145,17 +145,17 @@ impl Router {
                 until: a.state.backoff_until,
             });
         }
-        if a.queues.is_empty() {
+        if a.serves().is_empty() {
             blockers.push(Blocker::NoQueues);
         }
         let queues: Vec<QueueFit> = a
-            .queues
+            .serves()
             .iter()
-            .map(|(q, position)| {
-                let s = &self.queues[*q].settings;
+            .map(|serving| {
+                let s = &self.queues[serving.queue].settings;
                 QueueFit {
                     queue: s.name.clone(),
-                    position: *position,
+                    position: serving.position,
                     missing: s
                         .skills
                         .iter()
@@ -173,13 +173,13 @@ impl Router {
             blockers,
             queues,
             gate: a.gate,
-            capacity: a.spec.capacity,
+            capacity: a.capacity,
             offered: a
-                .offer
+                .offer()
                 .and_then(|s| self.contacts.get(&s))
                 .map(|c| c.id.clone()),
             contacts: a
-                .active
+                .active()
                 .iter()
                 .filter_map(|s| self.contacts.get(s))
                 .map(|c| c.id.clone())
