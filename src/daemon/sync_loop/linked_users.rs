@@ -59,12 +59,10 @@ impl LinkedUsers {
     }
 
     /// The links (with their agent) and unlinks since the last call, in
-    /// order, as the directory view takes them.
-    pub(super) fn take_links(&mut self) -> Vec<(String, Option<String>)> {
+    /// order, as the directory view takes them (the ids shared, not
+    /// copied).
+    pub(super) fn take_links(&mut self) -> Vec<(Arc<str>, Option<Arc<str>>)> {
         std::mem::take(&mut self.links)
-            .into_iter()
-            .map(|(user, agent)| (user.to_string(), agent.map(|a| a.to_string())))
-            .collect()
     }
 }
 
