@@ -656,10 +656,10 @@ impl DirectoryView {
         let has = inner.tier.contains(id);
         if want && !has {
             inner.tier.insert(Arc::clone(id));
-            changes.push(PollChange::Add(id.to_string()));
+            changes.push(PollChange::Add(Arc::clone(id)));
         } else if !want && has {
             inner.tier.remove(id);
-            changes.push(PollChange::Remove(id.to_string()));
+            changes.push(PollChange::Remove(Arc::clone(id)));
         }
         if !want
             && !agent

@@ -35,7 +35,7 @@ impl LinkedUsers {
             .push((Arc::clone(&user), Some(Arc::clone(&agent))));
         let before = self.holders.insert(Arc::clone(&user), agent);
         if before.is_none() {
-            self.changes.push(PollChange::Add(user.to_string()));
+            self.changes.push(PollChange::Add(Arc::clone(&user)));
         }
         before
     }
@@ -43,7 +43,7 @@ impl LinkedUsers {
     /// Nobody holds `user` now; returns the agent that held it.
     pub(super) fn remove(&mut self, user: &str) -> Option<Arc<str>> {
         let (user, before) = self.holders.remove_entry(user)?;
-        self.changes.push(PollChange::Remove(user.to_string()));
+        self.changes.push(PollChange::Remove(Arc::clone(&user)));
         self.links.push((user, None));
         Some(before)
     }
