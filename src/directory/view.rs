@@ -130,8 +130,9 @@ struct Entry {
     has_dial: bool,
     /// The scope names the user (fixed for the record).
     in_scope: bool,
-    /// The agent linked, mirrored from [`Inner::agents`].
-    agent: Option<Box<str>>,
+    /// The agent linked, mirrored from [`Inner::agents`] (the same id,
+    /// shared).
+    agent: Option<Arc<str>>,
     presence: Option<Seen>,
 }
 
@@ -243,8 +244,10 @@ type Key = (Arc<str>, Arc<str>);
 struct Inner {
     /// Every user, in listing order; [`Known`] gives each user's key.
     entries: BTreeMap<Key, Entry>,
-    /// Linked users (lower-case id) and their agent, entry or not.
-    agents: HashMap<Arc<str>, Box<str>>,
+    /// Linked users (lower-case id) and their agent, entry or not. The
+    /// ids are shared: the user's as [`Known`] holds it, the agent's as the
+    /// sync loop does.
+    agents: HashMap<Arc<str>, Arc<str>>,
     /// The presence of agents the directory has no entry for (yet).
     orphan_presence: HashMap<Arc<str>, Seen>,
     /// Users the slower tier reads.
@@ -294,6 +297,24 @@ impl Inner {
     }
 }
 
+/// A link or unlink the sync loop committed: the user's id (any case) and
+/// the agent linked, `None` to unlink; both as the loop holds them.
+type Link = (Arc<str>, Option<Arc<str>>);
+
+/// The view's own copy of `user`'s lower-case id when it knows the user;
+/// else `user` itself when it is lower case already (as Graph writes ids),
+/// a lower-case copy only when it is not: a link allocates no id of its own.
+fn shared_id(known: &Known, user: Arc<str>) -> Arc<str> {
+    if user.bytes().any(|b| b.is_ascii_uppercase()) {
+        let id = user.to_ascii_lowercase();
+        known
+            .get(&id)
+            .map_or_else(|| Arc::from(id), |(held, _)| Arc::clone(held))
+    } else {
+        known.get(&user).map_or(user, |(held, _)| Arc::clone(held))
+    }
+}
+
 /// The shared directory view.
 pub struct DirectoryView {
     inner: RwLock<Inner>,
@@ -304,7 +325,7 @@ pub struct DirectoryView {
     tier: Option<PollUsersSender>,
     /// Links the sync loop reported that are not applied yet: the loop
     /// never waits for a search to end, it leaves them here.
-    pending_links: Mutex<Vec<(String, Option<String>)>>,
+    pending_links: Mutex<Vec<Link>>,
 }
 
 impl std::fmt::Debug for DirectoryView {
@@ -356,7 +377,7 @@ impl DirectoryView {
         self.known.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(String, Option<String>)>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Link>> {
         self.pending_links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -364,11 +385,10 @@ impl DirectoryView {
     fn apply_links(&self, inner: &mut Inner, known: &Known, changes: &mut Vec<PollChange>) {
         let links = std::mem::take(&mut *self.pending());
         for (user, agent) in links {
-            let id: Arc<str> = Arc::from(user.to_ascii_lowercase().as_str());
-            let agent: Option<Box<str>> = agent.map(|a| a.as_str().into());
+            let id = shared_id(known, user);
             match &agent {
                 Some(agent) => {
-                    inner.agents.insert(Arc::clone(&id), agent.clone());
+                    inner.agents.insert(Arc::clone(&id), Arc::clone(agent));
                 }
                 None => {
                     inner.agents.remove(&id);
@@ -599,13 +619,22 @@ impl DirectoryView {
     }
 
     /// Links and unlinks a step committed: `(user id, Some(agent))` links,
-    /// `(user id, None)` unlinks. Never waits for a search: when one holds
-    /// the view, the links are applied by whoever takes it next.
-    pub fn set_links(&self, links: &[(String, Option<String>)]) {
+    /// `(user id, None)` unlinks, the ids as the sync loop holds them (the
+    /// view keeps the agent's, and the user's when it does not know the
+    /// user yet). Never waits for a search: when one holds the view, the
+    /// links are applied by whoever takes it next.
+    pub fn set_links(&self, links: Vec<(Arc<str>, Option<Arc<str>>)>) {
         if links.is_empty() {
             return;
         }
-        self.pending().extend(links.iter().cloned());
+        {
+            let mut pending = self.pending();
+            if pending.is_empty() {
+                *pending = links;
+            } else {
+                pending.extend(links);
+            }
+        }
         let mut changes = Vec::new();
         if let Ok(mut inner) = self.inner.try_write() {
             self.apply_links(&mut inner, &self.known(), &mut changes);
@@ -627,10 +656,10 @@ impl DirectoryView {
         let has = inner.tier.contains(id);
         if want && !has {
             inner.tier.insert(Arc::clone(id));
-            changes.push(PollChange::Add(id.to_string()));
+            changes.push(PollChange::Add(Arc::clone(id)));
         } else if !want && has {
             inner.tier.remove(id);
-            changes.push(PollChange::Remove(id.to_string()));
+            changes.push(PollChange::Remove(Arc::clone(id)));
         }
         if !want
             && !agent

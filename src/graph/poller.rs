@@ -568,7 +568,7 @@ impl<S: PresenceSource + 'static> Poller<S> {
             // The list stays as it is until the next round: the plan's
             // batches are ranges of it.
             for gone in self.users.refresh() {
-                self.seen.remove(gone.as_str());
+                self.seen.remove(&gone);
             }
             let users = self.users.len();
             let plan = self.plan(users);

@@ -52,11 +52,12 @@ struct Members {
 }
 
 impl Members {
-    fn insert(&mut self, id: &str) -> bool {
+    /// Keeps `id` itself (shared with the poller's list), not a copy.
+    fn insert(&mut self, id: &UserId) -> bool {
         if self.index.contains_key(id) {
             return false;
         }
-        let id = UserId::from(id);
+        let id = UserId::clone(id);
         self.index.insert(id.clone(), self.ids.len());
         self.ids.push(id);
         true
@@ -98,8 +99,8 @@ impl Coverage {
         let mut changed = false;
         for change in changes {
             let (id, add) = match &change {
-                PollChange::Add(id) => (id.as_str(), true),
-                PollChange::Remove(id) => (id.as_str(), false),
+                PollChange::Add(id) => (id, true),
+                PollChange::Remove(id) => (id, false),
             };
             let members = match tier {
                 Tier::Agent => &mut self.agents,
@@ -130,14 +131,15 @@ impl Coverage {
     pub fn set_covered(&mut self, covered: HashSet<UserId>, out: &mut Routed) {
         for id in covered.difference(&self.covered) {
             for tier in self.tiers_of(id) {
-                out.to(tier, false).push(PollChange::Remove(id.to_string()));
-                out.reconcile.push(PollChange::Add(id.to_string()));
+                out.to(tier, false)
+                    .push(PollChange::Remove(UserId::clone(id)));
+                out.reconcile.push(PollChange::Add(UserId::clone(id)));
             }
         }
         for id in self.covered.difference(&covered) {
             for tier in self.tiers_of(id) {
-                out.reconcile.push(PollChange::Remove(id.to_string()));
-                out.to(tier, false).push(PollChange::Add(id.to_string()));
+                out.reconcile.push(PollChange::Remove(UserId::clone(id)));
+                out.to(tier, false).push(PollChange::Add(UserId::clone(id)));
             }
         }
         self.covered = covered;
@@ -188,7 +190,7 @@ mod tests {
     use super::*;
 
     fn add(ids: &[&str]) -> Vec<PollChange> {
-        ids.iter().map(|i| PollChange::Add(i.to_string())).collect()
+        ids.iter().map(|i| PollChange::Add((*i).into())).collect()
     }
 
     fn set(ids: &[&str]) -> HashSet<UserId> {

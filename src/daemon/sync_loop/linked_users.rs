@@ -35,7 +35,7 @@ impl LinkedUsers {
             .push((Arc::clone(&user), Some(Arc::clone(&agent))));
         let before = self.holders.insert(Arc::clone(&user), agent);
         if before.is_none() {
-            self.changes.push(PollChange::Add(user.to_string()));
+            self.changes.push(PollChange::Add(Arc::clone(&user)));
         }
         before
     }
@@ -43,7 +43,7 @@ impl LinkedUsers {
     /// Nobody holds `user` now; returns the agent that held it.
     pub(super) fn remove(&mut self, user: &str) -> Option<Arc<str>> {
         let (user, before) = self.holders.remove_entry(user)?;
-        self.changes.push(PollChange::Remove(user.to_string()));
+        self.changes.push(PollChange::Remove(Arc::clone(&user)));
         self.links.push((user, None));
         Some(before)
     }
@@ -59,12 +59,10 @@ impl LinkedUsers {
     }
 
     /// The links (with their agent) and unlinks since the last call, in
-    /// order, as the directory view takes them.
-    pub(super) fn take_links(&mut self) -> Vec<(String, Option<String>)> {
+    /// order, as the directory view takes them (the ids shared, not
+    /// copied).
+    pub(super) fn take_links(&mut self) -> Vec<(Arc<str>, Option<Arc<str>>)> {
         std::mem::take(&mut self.links)
-            .into_iter()
-            .map(|(user, agent)| (user.to_string(), agent.map(|a| a.to_string())))
-            .collect()
     }
 }
 

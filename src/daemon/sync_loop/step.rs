@@ -204,7 +204,7 @@ impl<S: Store> SyncLoop<S> {
         }
         let links = self.by_user.take_links();
         // Who is an agent, for the directory's listing and its tiers.
-        self.out.directory_view.set_links(&links);
+        self.out.directory_view.set_links(links);
         for reply in step.replies {
             match reply {
                 Reply::Agent(tx, id) => {

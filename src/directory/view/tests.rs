@@ -64,7 +64,7 @@ fn filters_combine_with_and() {
         user("u3", "Cy", "sales"),
         no_phone,
     ]);
-    view.set_links(&[("U1".into(), Some("a1".into()))]);
+    view.set_links(vec![("U1".into(), Some("a1".into()))]);
     view.observe_at("u1", &presence(Availability::Busy), Utc::now());
     view.observe_at("u2", &presence(Availability::Busy), Utc::now());
     view.observe_at("u3", &presence(Availability::Available), Utc::now());
@@ -104,7 +104,7 @@ fn the_slower_tier_reads_the_listed_users_who_are_not_agents() {
     let read: BTreeSet<&str> = tier.iter().collect();
     assert_eq!(read, BTreeSet::from(["u1", "u3"]));
     // An agent moves to the agent poller; an agent out of scope is listed.
-    view.set_links(&[
+    view.set_links(vec![
         ("u1".into(), Some("a1".into())),
         ("u2".into(), Some("a2".into())),
     ]);
@@ -120,7 +120,7 @@ fn the_slower_tier_reads_the_listed_users_who_are_not_agents() {
     assert_eq!(ids(&view.query(&query(""))), ["u1", "u2"]);
     assert_eq!(view.get("u3"), None);
     // Unlinked, u1 is read by the tier again; removed, it is gone.
-    view.set_links(&[("u1".into(), None)]);
+    view.set_links(vec![("u1".into(), None)]);
     tier.refresh();
     assert_eq!(tier.iter().collect::<Vec<_>>(), ["u1"]);
     let (_, gone) = view.change(&[], &["U1".into()]);
@@ -157,7 +157,7 @@ fn a_scope_by_groups_follows_the_members_read_and_keeps_them_across_reads() {
     );
     view.observe_at("u2", &presence(Availability::Busy), Utc::now());
     // An agent outside the groups is listed and read by the agent tier.
-    view.set_links(&[("u3".into(), Some("a3".into()))]);
+    view.set_links(vec![("u3".into(), Some("a3".into()))]);
     assert_eq!(ids(&view.query(&query(""))), ["u1", "u2", "u3"]);
     // A full read keeps the members known; a changed user stays in.
     view.replace(&[
@@ -190,7 +190,7 @@ fn the_agents_scope_lists_and_reads_only_agents() {
     let (tx, mut tier) = poll_users(Vec::new());
     let view = DirectoryView::new(&DirectoryScope::Agents, Some(tx));
     view.replace(&[user("u1", "Ann", "Sales"), user("u2", "Bea", "Sales")]);
-    view.set_links(&[("u2".into(), Some("a2".into()))]);
+    view.set_links(vec![("u2".into(), Some("a2".into()))]);
     tier.refresh();
     assert!(tier.is_empty());
     assert_eq!(ids(&view.query(&query(""))), ["u2"]);
@@ -303,7 +303,7 @@ fn links_never_wait_for_a_search_and_apply_before_the_next_read() {
     view.replace(&[user("u1", "Ann", "Sales")]);
     let searching = view.read();
     // The sync loop's step goes on while a search holds the view.
-    view.set_links(&[("u1".into(), Some("a1".into()))]);
+    view.set_links(vec![("u1".into(), Some("a1".into()))]);
     drop(searching);
     assert_eq!(view.get("u1").unwrap().agent.as_deref(), Some("a1"));
     let page = view.query(&query("search=ann"));
@@ -313,7 +313,7 @@ fn links_never_wait_for_a_search_and_apply_before_the_next_read() {
 #[test]
 fn an_agents_presence_read_before_the_directory_came_is_kept() {
     let view = DirectoryView::new(&DirectoryScope::Agents, None);
-    view.set_links(&[("U1".into(), Some("a1".into()))]);
+    view.set_links(vec![("U1".into(), Some("a1".into()))]);
     view.observe_at("u1", &presence(Availability::Busy), Utc::now());
     view.replace(&[user("u1", "Ann", "Sales"), user("u2", "Bea", "Sales")]);
     assert_eq!(
@@ -328,7 +328,7 @@ fn an_agents_presence_read_before_the_directory_came_is_kept() {
     assert_eq!(one.record.display_name(), Some("Ann C"));
     assert_eq!(view.get("u2"), None, "out of scope, no agent");
     // Unlinked and out of scope: no longer listed, nothing kept.
-    view.set_links(&[("u1".into(), None)]);
+    view.set_links(vec![("u1".into(), None)]);
     assert_eq!(view.get("u1"), None);
     assert_eq!(view.status().listed, 0);
 }
@@ -447,4 +447,44 @@ fn a_full_read_shares_the_records_it_already_holds_the_same() {
     assert_eq!(changed, ["U2"]);
     assert!(Arc::ptr_eq(&view.record("u1").unwrap(), &held_1));
     assert_eq!(view.record("u2").unwrap().department(), Some("Support"));
+}
+
+#[test]
+fn a_link_holds_the_views_user_id_and_the_loops_agent_id() {
+    let view = DirectoryView::new(&DirectoryScope::All, None);
+    view.replace(&[user("u1", "Ann", "Sales")]);
+    let agent: Arc<str> = Arc::from("a1");
+    let unknown: Arc<str> = Arc::from("u9");
+    view.set_links(vec![
+        (Arc::from("U1"), Some(Arc::clone(&agent))),
+        (Arc::clone(&unknown), Some(Arc::clone(&agent))),
+    ]);
+    let inner = view.settled();
+    let known = view.known();
+    let (held, _) = known.get("u1").unwrap();
+    let (id, linked) = inner.agents.get_key_value("u1").unwrap();
+    assert!(Arc::ptr_eq(id, held), "the view's own id, not a copy");
+    assert!(Arc::ptr_eq(linked, &agent));
+    let entry = inner.entry(&known, "u1").unwrap();
+    assert!(Arc::ptr_eq(entry.agent.as_ref().unwrap(), &agent));
+    // A user the view does not know yet keeps the id it came with.
+    let (id, _) = inner.agents.get_key_value("u9").unwrap();
+    assert!(Arc::ptr_eq(id, &unknown));
+}
+
+#[test]
+fn an_entry_and_a_link_stay_within_their_budget() {
+    // The agent is an `Arc` shared with the view's map: no larger than the
+    // box it replaces.
+    assert!(
+        std::mem::size_of::<Entry>() <= 104,
+        "{}",
+        std::mem::size_of::<Entry>()
+    );
+    // Two shared ids, where two strings took 48 bytes.
+    assert!(
+        std::mem::size_of::<Link>() <= 32,
+        "{}",
+        std::mem::size_of::<Link>()
+    );
 }

@@ -247,7 +247,7 @@ async fn the_loop_follows_the_linked_users_and_stops_when_nobody_listens() {
     let poller = Poller::new(fake.clone(), clock, RATE_1500, five_second_rounds(), users);
     let task = tokio::spawn(poller.run(tx, stop));
     assert_eq!(rx.recv().await.unwrap().user_id, "a");
-    users_tx.send(vec![PollChange::Add("b".to_owned())]);
+    users_tx.send(vec![PollChange::Add("b".into())]);
     assert_eq!(rx.recv().await.unwrap().user_id, "b");
     drop(rx);
     fake.presences
@@ -440,16 +440,16 @@ proptest! {
             for (add, i) in step {
                 if add {
                     model.insert(name(i));
-                    changes.push(PollChange::Add(name(i)));
+                    changes.push(PollChange::Add(name(i).into()));
                 } else {
                     model.remove(&name(i));
-                    changes.push(PollChange::Remove(name(i)));
+                    changes.push(PollChange::Remove(name(i).into()));
                 }
             }
             tx.send(changes);
             // Every user gone since, and none still there (one added and
             // removed in between may be among them).
-            let gone: std::collections::BTreeSet<String> = users.refresh().into_iter().collect();
+            let gone: std::collections::BTreeSet<String> = users.refresh().iter().map(|id| id.to_string()).collect();
             for id in before.difference(&model) {
                 prop_assert!(gone.contains(id), "{} not reported gone", id);
             }
@@ -497,15 +497,15 @@ async fn after_links_and_unlinks_every_linked_user_is_read_once_a_round() {
     let mut changes: Vec<PollChange> = (0..1_000)
         .filter(|i| i % 4 == 1 || *i >= 950)
         .take(300)
-        .map(|i| PollChange::Remove(format!("u{i}")))
+        .map(|i| PollChange::Remove(format!("u{i}").into()))
         .collect();
     let removed: HashSet<String> = changes
         .iter()
         .map(|c| match c {
-            PollChange::Remove(id) | PollChange::Add(id) => id.clone(),
+            PollChange::Remove(id) | PollChange::Add(id) => id.to_string(),
         })
         .collect();
-    changes.extend((1_000..1_300).map(|i| PollChange::Add(format!("u{i}"))));
+    changes.extend((1_000..1_300).map(|i| PollChange::Add(format!("u{i}").into())));
     changes.push(PollChange::Remove("u0".into()));
     users_tx.send(changes);
     users_tx.send(vec![PollChange::Add("u0".into())]);
@@ -546,4 +546,33 @@ proptest! {
         prop_assert_eq!(ta.as_bytes().cmp(tb.as_bytes()), a.cmp(&b));
         prop_assert_eq!(ta == tb, a == b);
     }
+}
+
+#[test]
+fn the_list_and_the_seen_keep_the_senders_id_not_a_copy() {
+    let (tx, mut users) = poll_users(Vec::new());
+    let id: Arc<str> = Arc::from("u1");
+    tx.send(vec![PollChange::Add(Arc::clone(&id))]);
+    assert!(users.refresh().is_empty());
+    assert!(Arc::ptr_eq(&users.shared("u1").unwrap(), &id));
+    tx.send(vec![PollChange::Remove(Arc::from("u1"))]);
+    let gone = users.refresh();
+    assert_eq!(gone, [Arc::from("u1")]);
+    assert!(users.is_empty());
+}
+
+#[test]
+fn a_change_and_a_seen_user_stay_within_their_budget() {
+    // An id shared with the sender, where a copy took the same 24 bytes
+    // and an allocation of its own.
+    assert!(
+        std::mem::size_of::<PollChange>() <= 24,
+        "{}",
+        std::mem::size_of::<PollChange>()
+    );
+    assert!(
+        std::mem::size_of::<(Arc<str>, (Seen, u64))>() <= 80,
+        "{}",
+        std::mem::size_of::<(Arc<str>, (Seen, u64))>()
+    );
 }

@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-/// A change to the users to poll.
+/// A change to the users to poll. The id is the sender's own, shared: the
+/// list keeps it rather than a copy, so a user read costs no id of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PollChange {
     /// A user was linked: read it from the next round on.
-    Add(String),
+    Add(Arc<str>),
     /// A user was unlinked: read it no more.
-    Remove(String),
+    Remove(Arc<str>),
 }
 
 /// The sending side: one message a step, holding that step's changes in
@@ -57,7 +58,7 @@ pub fn poll_users(initial: impl IntoIterator<Item = String>) -> (PollUsersSender
         index: HashMap::new(),
     };
     for id in initial {
-        users.add(&id);
+        users.add(Arc::from(id));
     }
     (PollUsersSender { tx }, users)
 }
@@ -76,12 +77,12 @@ pub fn poll_changes() -> (PollUsersSender, PollChanges) {
 impl PollUsers {
     /// Applies every change sent so far, in order; returns the users removed
     /// that are not in the list afterwards (to forget what was seen of them).
-    pub fn refresh(&mut self) -> Vec<String> {
+    pub fn refresh(&mut self) -> Vec<Arc<str>> {
         let mut removed = Vec::new();
         while let Ok(changes) = self.rx.try_recv() {
             for change in changes {
                 match change {
-                    PollChange::Add(id) => self.add(&id),
+                    PollChange::Add(id) => self.add(id),
                     PollChange::Remove(id) => {
                         if self.remove(&id) {
                             removed.push(id);
@@ -126,11 +127,10 @@ impl PollUsers {
         self.ids.iter().map(|id| &**id)
     }
 
-    fn add(&mut self, id: &str) {
-        if self.index.contains_key(id) {
+    fn add(&mut self, id: Arc<str>) {
+        if self.index.contains_key(&id) {
             return;
         }
-        let id: Arc<str> = Arc::from(id);
         self.index.insert(Arc::clone(&id), self.ids.len());
         self.ids.push(id);
     }

@@ -204,7 +204,7 @@ fn rig(fake: Arc<Fake>, accounts: usize) -> Rig {
 fn link(rig: &Rig, n: usize) {
     rig.agents.send(
         (0..n)
-            .map(|i| PollChange::Add(format!("agent-{i:04}")))
+            .map(|i| PollChange::Add(format!("agent-{i:04}").into()))
             .collect(),
     );
 }
