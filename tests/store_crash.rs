@@ -29,7 +29,8 @@ use chrono::DateTime;
 use presence_sync::events::{NewEvent, kind};
 use presence_sync::routing::AgentRouting;
 use presence_sync::store::{
-    AgentRecord, Batch, MetaKey, OpenCheck, OutboxEntry, OutboxWrite, SledStore, Store, WriteAction,
+    AgentRecord, Batch, DirectoryBatch, MetaKey, OpenCheck, OutboxEntry, OutboxWrite, SledStore,
+    Store, StoredUser, WriteAction,
 };
 use presence_sync::sync::AgentSnapshot;
 use presence_sync::time::Timestamp;
@@ -38,6 +39,11 @@ const WRITER_DIR: &str = "PRESENCE_SYNC_CRASH_WRITER_DIR";
 const ROUNDS: &str = "PRESENCE_SYNC_CRASH_ROUNDS";
 const SEED: &str = "PRESENCE_SYNC_CRASH_SEED";
 const WRITER_TEST: &str = "crash_writer";
+const DIRECTORY_WRITER_DIR: &str = "PRESENCE_SYNC_CRASH_DIRECTORY_WRITER_DIR";
+const DIRECTORY_WRITER_FROM: &str = "PRESENCE_SYNC_CRASH_DIRECTORY_WRITER_FROM";
+const DIRECTORY_WRITER_TEST: &str = "crash_directory_writer";
+/// Rounds of the directory's crash test (each a few large replaces).
+const DIRECTORY_ROUNDS: usize = 6;
 const DEFAULT_ROUNDS: usize = 20;
 const DEFAULT_SEED: u64 = 0x5eed_c0ff_ee15_600d;
 
@@ -396,4 +402,145 @@ fn check_after_crash(
     // Closed cleanly: the next writer opens it with the cheap checks.
     store.mark_clean_shutdown().unwrap();
     (store.store_id().to_owned(), durable)
+}
+
+/// The users of directory generation `g`: about 4,000 to 5,000 (more than
+/// the sled engine writes in one part), a third of them new against `g - 1`
+/// and a third of `g - 1`'s gone, each naming its generation.
+fn directory_users(g: u64) -> Vec<StoredUser> {
+    let from = g * 1_500;
+    let count = 4_000 + (g % 3) * 500;
+    (from..from + count)
+        .map(|i| StoredUser {
+            id: format!("user-{i:08}"),
+            upn: Some(format!("user{i}@generation-{g}.example")),
+            mail: None,
+            business_phones: vec![],
+            mobile_phone: None,
+            teams: Some(true),
+            teams_phone: None,
+        })
+        .collect()
+}
+
+fn directory_link(g: u64) -> String {
+    format!("https://graph.example/delta/generation-{g}")
+}
+
+/// The directory writer: a no-op unless the parent test started it.
+/// Replaces the whole directory with generation after generation.
+#[test]
+fn crash_directory_writer() {
+    let Some(dir) = std::env::var_os(DIRECTORY_WRITER_DIR) else {
+        return;
+    };
+    let from: u64 = env_number(DIRECTORY_WRITER_FROM, 1);
+    let store = SledStore::open(Path::new(&dir)).expect("the writer opens the store");
+    let mut stdout = std::io::stdout();
+    for g in from..from + 1_000 {
+        store
+            .commit_directory(DirectoryBatch {
+                replace: true,
+                upserts: directory_users(g),
+                removes: vec![],
+                delta_link: Some(directory_link(g)),
+            })
+            .expect("commit_directory");
+        if writeln!(stdout, "dir-acked {g}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A large directory replace is written in parts; killed at any point, the
+/// store shows either a whole generation (the last acknowledged or the one
+/// after it) or, killed between the parts, no directory at all: never a
+/// mix of two, and never one older than acknowledged.
+#[test]
+fn a_directory_replace_killed_between_its_parts_shows_whole_or_not_at_all() {
+    if std::env::var_os(WRITER_DIR).is_some() || std::env::var_os(DIRECTORY_WRITER_DIR).is_some() {
+        return;
+    }
+    let seed: u64 = env_number(SEED, DEFAULT_SEED);
+    let mut kill_points = KillPoints(seed ^ 0xd1ec_7041);
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("store");
+    let scratch = state.path().join("tmp");
+    std::fs::create_dir(&scratch).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    // The last generation acknowledged, and the last one seen whole.
+    let mut acked = 0u64;
+    let mut seen_none = 0;
+    for round in 1..=DIRECTORY_ROUNDS {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                DIRECTORY_WRITER_TEST,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(DIRECTORY_WRITER_DIR, &dir)
+            .env(DIRECTORY_WRITER_FROM, (acked + 1).to_string())
+            .env("TMPDIR", &scratch)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        // One to three replaces acknowledged, then a kill at a random
+        // moment of the next (a replace takes tenths of a second here).
+        let wait_for = 1 + kill_points.next() % 3;
+        let mut acks = 0;
+        while acks < wait_for {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("round {round}: the writer stopped"))
+                .unwrap();
+            if let Some((_, g)) = line.split_once("dir-acked ") {
+                let g: u64 = g.trim().parse().unwrap();
+                assert_eq!(g, acked + 1, "round {round}: acks skip");
+                acked = g;
+                acks += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(kill_points.next() % 400));
+        child.kill().unwrap();
+        // Acks printed before the kill landed count too.
+        for line in lines.map_while(Result::ok) {
+            if let Some((_, g)) = line.split_once("dir-acked ") {
+                acked = g.trim().parse().unwrap();
+            }
+        }
+        child.wait().unwrap();
+
+        let store = SledStore::open(&dir)
+            .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL: {e}"));
+        match store.directory().unwrap() {
+            None => seen_none += 1,
+            Some(directory) => {
+                let link = directory.delta_link.clone().unwrap_or_default();
+                let g = if link == directory_link(acked) {
+                    acked
+                } else if link == directory_link(acked + 1) {
+                    acked + 1
+                } else {
+                    panic!("round {round}: acknowledged {acked}, stored link {link:?}")
+                };
+                assert_eq!(
+                    directory.users,
+                    directory_users(g),
+                    "round {round}: generation {g} is not stored whole"
+                );
+                acked = g;
+            }
+        }
+        store.mark_clean_shutdown().unwrap();
+        eprintln!("round {round}: generation {acked} acknowledged; stored whole or not at all");
+    }
+    eprintln!("{seen_none} of {DIRECTORY_ROUNDS} kills landed between a replace's parts");
 }

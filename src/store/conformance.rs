@@ -356,6 +356,51 @@ pub(super) fn the_inbox_keeps_batches_in_order_until_acknowledged(store: &dyn St
     assert_eq!(store.last_seq().unwrap(), 0);
 }
 
+/// More users than the sled engine writes in one part (it writes a large
+/// replace in parts): the result is the same as a small replace's.
+pub(super) fn a_replace_larger_than_one_part_is_stored_whole(store: &dyn Store) {
+    let users = |from: usize, to: usize, domain: &str| -> Vec<StoredUser> {
+        (from..to)
+            .map(|i| stored_user(&format!("u{i:05}"), &format!("u{i}@{domain}")))
+            .collect()
+    };
+    let first = users(0, 4_500, "one.example");
+    store
+        .commit_directory(DirectoryBatch {
+            replace: true,
+            upserts: first.clone(),
+            removes: vec![],
+            delta_link: Some("https://graph.example/one".into()),
+        })
+        .unwrap();
+    let stored = store.directory().unwrap().unwrap();
+    assert_eq!(stored.users, first);
+    assert_eq!(
+        stored.delta_link.as_deref(),
+        Some("https://graph.example/one")
+    );
+    // Half of them gone, the rest changed, as many new: a replace over a
+    // stored directory drops those it does not name.
+    let second = users(2_250, 6_750, "two.example");
+    store
+        .commit_directory(DirectoryBatch {
+            replace: true,
+            upserts: second.clone(),
+            removes: vec![],
+            delta_link: None,
+        })
+        .unwrap();
+    let stored = store.directory().unwrap().unwrap();
+    assert_eq!(stored.users.len(), second.len());
+    assert_eq!(stored.users, second);
+    assert_eq!(
+        stored.delta_link.as_deref(),
+        Some("https://graph.example/one"),
+        "a replace without a link keeps the stored one"
+    );
+    assert_eq!(store.load().unwrap(), Loaded::default());
+}
+
 /// Every check of this suite as a `#[test]` for one engine: `$fresh` makes
 /// an empty store, and whatever else must live as long as it (a temporary
 /// directory), as `(keep_alive, store)`.
@@ -377,6 +422,7 @@ macro_rules! engines {
                 prune_stops_at_the_first_event_not_old_enough,
                 a_clean_shutdown_mark_changes_nothing_stored,
                 the_directory_is_stored_whole_then_changed,
+                a_replace_larger_than_one_part_is_stored_whole,
                 the_inbox_keeps_batches_in_order_until_acknowledged,
             );
         }

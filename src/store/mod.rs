@@ -258,7 +258,10 @@ pub struct StoredDirectory {
     pub delta_link: Option<String>,
 }
 
-/// A change to the stored directory, applied atomically and durably.
+/// A change to the stored directory, applied durably and all at once: a
+/// reader sees the directory before it or after it. (A replace too large
+/// for one write is written in parts by the sled engine; a crash between
+/// them leaves no stored directory rather than part of one.)
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DirectoryBatch {
     /// The users are every user there is: any other stored user goes.

@@ -1,7 +1,8 @@
 //! The stored directory, in its own tree (`directory`): `u/<lower-case id>`
 //! → [`StoredUser`] as JSON, `link` → the delta link, `complete` once a
 //! full read was stored. One sled batch a change, flushed and synced like
-//! every commit. It is a cache of Graph: a record that no longer reads is
+//! every commit, except a replace of more users than one part holds, which
+//! is written in parts and shown only once its last part is in. It is a cache of Graph: a record that no longer reads is
 //! skipped with a warning at load, never a reason to refuse the store.
 
 use sled::Transactional;
@@ -17,6 +18,9 @@ const USER: &[u8] = b"u/";
 const STAGED: &[u8] = b"s/";
 const LINK: &[u8] = b"link";
 const COMPLETE: &[u8] = b"complete";
+/// Users a part of a large replace writes in one sled batch (see
+/// [`SledStore::replace_directory_in_parts`]).
+pub(super) const REPLACE_PART: usize = 2_000;
 
 fn user_key(id: &str) -> Vec<u8> {
     keyed(USER, id)
@@ -75,7 +79,73 @@ impl SledStore {
     }
 
     pub(super) fn write_directory(&self, batch: DirectoryBatch) -> Result<(), StoreError> {
+        if batch.replace && batch.upserts.len() > REPLACE_PART {
+            return self.replace_directory_in_parts(batch);
+        }
         self.write_directory_at(batch, None, Staged::Ignore)
+    }
+
+    /// A replace too large for one sled batch: sled keeps every version of
+    /// the tree's nodes a batch replaces until the batch ends, so one batch
+    /// of 50,000 users took over 300 MB for a moment. Here the directory
+    /// is first marked incomplete (no `complete`, no delta link), then the
+    /// users gone and the users read are written [`REPLACE_PART`] at a
+    /// time, and the last part marks it complete with its delta link. A
+    /// crash in between leaves a directory the store does not show
+    /// ([`SledStore::read_directory`] needs `complete`): the next start
+    /// reads the directory whole before it is ready, as a first start does.
+    /// Commits are held throughout, as for one batch.
+    fn replace_directory_in_parts(&self, batch: DirectoryBatch) -> Result<(), StoreError> {
+        let _commits_held = self.lock();
+        self.withdraw_clean_mark()?;
+        let tree = self.directory_tree()?;
+        // A replace without a link keeps the stored one, as one batch does.
+        let link = match &batch.delta_link {
+            Some(link) => Some(sled::IVec::from(link.as_bytes())),
+            None => tree.get(LINK).map_err(|e| self.sled_error(e))?,
+        };
+        let mut incomplete = sled::Batch::default();
+        incomplete.remove(COMPLETE);
+        incomplete.remove(LINK);
+        tree.apply_batch(incomplete)
+            .map_err(|e| self.sled_error(e))?;
+        let keep: std::collections::HashSet<Vec<u8>> =
+            batch.upserts.iter().map(|u| user_key(&u.id)).collect();
+        let mut gone = Vec::new();
+        for item in tree.scan_prefix(USER).keys() {
+            let key = item.map_err(|e| self.sled_error(e))?;
+            if !keep.contains(key.as_ref()) {
+                gone.push(key);
+            }
+        }
+        drop(keep);
+        for part in gone.chunks(REPLACE_PART) {
+            let mut writes = sled::Batch::default();
+            for key in part {
+                writes.remove(key.clone());
+            }
+            tree.apply_batch(writes).map_err(|e| self.sled_error(e))?;
+        }
+        for id in &batch.removes {
+            tree.remove(user_key(id)).map_err(|e| self.sled_error(e))?;
+        }
+        let mut parts = batch.upserts.chunks(REPLACE_PART).peekable();
+        while let Some(part) = parts.next() {
+            let mut writes = sled::Batch::default();
+            for user in part {
+                let value = serde_json::to_vec(user)
+                    .map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
+                writes.insert(user_key(&user.id), value);
+            }
+            if parts.peek().is_none() {
+                writes.insert(COMPLETE, b"1".as_slice());
+                if let Some(link) = &link {
+                    writes.insert(LINK, link.clone());
+                }
+            }
+            tree.apply_batch(writes).map_err(|e| self.sled_error(e))?;
+        }
+        self.durable()
     }
 
     /// Applies a directory batch, and with `position` the commit log
