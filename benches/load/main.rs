@@ -232,6 +232,13 @@ impl Knobs {
         (Duration::from_secs(60), Duration::from_secs_f64(covered))
     }
 
+    /// How long after a start's `/readyz` the second RSS reading is taken:
+    /// the start's follow-up (the first poll round, a full directory read)
+    /// has given its memory back by then.
+    fn settle(&self) -> Duration {
+        Duration::from_secs(if self.smoke { 1 } else { 5 })
+    }
+
     /// An upper bound on the whole run; past it the tool stops and fails.
     fn deadline(&self, debounce: Duration) -> Duration {
         let agents = self.agents as f64;
@@ -555,6 +562,9 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
     report.first_start_healthz_s = healthz;
     report.first_start_readyz_s = readyz;
     report.rss_bytes_empty = daemon.pid().and_then(processes::rss_bytes);
+    tokio::time::sleep(knobs.settle()).await;
+    daemon.check_alive()?;
+    report.rss_bytes_empty_settled = daemon.pid().and_then(processes::rss_bytes);
 
     // Agents.
     note(
@@ -728,8 +738,7 @@ async fn run_within(knobs: &Knobs, mapping: String, debounce: Duration) -> anyho
         daemon = restarted;
         let rss_bytes = daemon.pid().and_then(processes::rss_bytes);
         let store_bytes_after = processes::dir_size(&files.store);
-        let settle = if knobs.smoke { 1 } else { 5 };
-        tokio::time::sleep(Duration::from_secs(settle)).await;
+        tokio::time::sleep(knobs.settle()).await;
         daemon.check_alive()?;
         report.restarts.push(Restart {
             stop_s,

@@ -161,7 +161,11 @@ pub struct Report {
     /// First start, empty store.
     pub first_start_healthz_s: f64,
     pub first_start_readyz_s: f64,
+    /// At the first `/readyz`, when the first full directory read has just
+    /// been stored and indexed (a peak), then as long after it as a
+    /// restart's second reading: the empty daemon with its directory.
     pub rss_bytes_empty: Option<u64>,
+    pub rss_bytes_empty_settled: Option<u64>,
     pub rss_bytes_registered: Option<u64>,
     pub rss_bytes_after_drive: Option<u64>,
     pub store_bytes_registered: u64,
@@ -208,9 +212,10 @@ impl Report {
     }
 
     pub fn print_table(&self) {
-        let per_agent = |rss: Option<u64>| match (rss, self.rss_bytes_empty) {
+        let empty = self.rss_bytes_empty_settled.or(self.rss_bytes_empty);
+        let per_agent = |rss: Option<u64>| match (rss, empty) {
             (Some(now), Some(empty)) if self.agents > 0 => format!(
-                " ({:.2} KB/agent above empty)",
+                " ({:.2} KB/agent above the settled empty daemon)",
                 now.saturating_sub(empty) as f64 / 1000.0 / self.agents as f64
             ),
             _ => String::new(),
@@ -300,10 +305,11 @@ impl Report {
                 ),
             ),
             (
-                "RSS: empty, registered, after the changes".into(),
+                "RSS: empty (at /readyz, then settled), registered, after the changes".into(),
                 format!(
-                    "{}, {}{}, {}{}",
+                    "{} then {}, {}{}, {}{}",
                     opt_mb(self.rss_bytes_empty),
+                    opt_mb(self.rss_bytes_empty_settled),
                     opt_mb(self.rss_bytes_registered),
                     per_agent(self.rss_bytes_registered),
                     opt_mb(self.rss_bytes_after_drive),
