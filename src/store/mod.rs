@@ -122,6 +122,30 @@ pub struct AgentRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl AgentRecord {
+    /// An agent with only its id and Teams user set, as registering one
+    /// starts it.
+    pub fn new(id: String, teams_user: String, updated_at: DateTime<Utc>) -> AgentRecord {
+        AgentRecord {
+            id,
+            teams_user,
+            teams_user_id: None,
+            upn: None,
+            display_name: None,
+            groups: Vec::new(),
+            skills: BTreeMap::new(),
+            phone: None,
+            profile: None,
+            cc_status: None,
+            sync: None,
+            queues: Vec::new(),
+            capacity: None,
+            routing: None,
+            updated_at,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CcReport {
     pub status: String,

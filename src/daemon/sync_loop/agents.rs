@@ -495,21 +495,14 @@ mod tests {
 
     fn plain() -> AgentRecord {
         AgentRecord {
-            id: "a1".into(),
-            teams_user: "ann@example.com".into(),
             teams_user_id: Some("00000000-0000-0000-0000-0000000000a1".into()),
             upn: Some("ann@example.com".into()),
             display_name: Some("Ann".into()),
-            groups: Vec::new(),
-            skills: BTreeMap::new(),
-            phone: None,
-            profile: None,
-            cc_status: None,
-            sync: None,
-            queues: Vec::new(),
-            capacity: None,
-            routing: None,
-            updated_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            ..AgentRecord::new(
+                "a1".into(),
+                "ann@example.com".into(),
+                Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            )
         }
     }
 

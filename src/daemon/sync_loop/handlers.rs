@@ -2,7 +2,6 @@
 //! the CC statuses the CC reports or routing sets, with what they refuse
 //! ([`LoopError`]). Queue and contact commands are handled in `routing.rs`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::events::wire::SetBy;
@@ -90,23 +89,8 @@ impl<S: Store> SyncLoop<S> {
         let existing = self.agents.get(id).map(|e| e.to_record());
         let created = existing.is_none();
         let was_linked_to = existing.as_ref().and_then(|r| r.teams_user_id.clone());
-        let mut record = existing.unwrap_or_else(|| AgentRecord {
-            id: id.to_string(),
-            teams_user: teams_user.clone(),
-            teams_user_id: None,
-            upn: None,
-            display_name: None,
-            groups: Vec::new(),
-            skills: BTreeMap::new(),
-            phone: None,
-            profile: None,
-            cc_status: None,
-            sync: None,
-            queues: Vec::new(),
-            capacity: None,
-            routing: None,
-            updated_at: now.to_utc(),
-        });
+        let mut record = existing
+            .unwrap_or_else(|| AgentRecord::new(id.to_string(), teams_user.clone(), now.to_utc()));
         // A PUT replaces the agent's settings (HTTP semantics): whatever the
         // body leaves out, or sends as null, goes back to its default; the
         // display name and phone default to the directory's. The agent's
