@@ -302,7 +302,8 @@ const FIRST_ROUND_WAIT_MAX: Duration = Duration::from_secs(600);
 /// the poller has read every user once: a start's first round reads and
 /// decodes every user's presence, and everyone is news to the view and the
 /// sync loop then, a burst whose freed memory glibc's arenas would keep
-/// (tens of MB measured at 50,000 users, in BENCHMARKS.md). Ends with
+/// (tens of MB measured at 50,000 users, in BENCHMARKS.md; the binary's
+/// jemalloc gives it back by itself, see `src/allocator.rs`). Ends with
 /// `poll`.
 async fn give_back_after_first_round(poll: impl Future<Output = ()>, report: Arc<PollReport>) {
     let settle = async {
