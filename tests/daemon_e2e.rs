@@ -68,6 +68,14 @@ async fn a_blip_shorter_than_the_debounce_never_reaches_teams() {
     assert_eq!(written.len(), 1, "{written:#?}");
     assert_eq!(written[0].data["presence"]["availability"], "Busy");
     let metrics = kit.get("/metrics").await.text().await.unwrap();
+    #[cfg(target_os = "linux")]
+    assert!(
+        metrics.lines().any(|l| l
+            .strip_prefix("presence_sync_process_resident_bytes ")
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v > 1e6)),
+        "{metrics}"
+    );
     assert!(
         metrics
             .lines()

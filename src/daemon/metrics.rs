@@ -31,6 +31,25 @@ pub struct Metrics {
     subscriptions: Option<SubscriptionMetrics>,
 }
 
+/// The process's resident memory in bytes, from `/proc/self/status`
+/// (Linux); `None` where there is no such file or it does not say.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    resident_bytes_in(&status)
+}
+
+/// The `VmRSS:` line of a `/proc/<pid>/status` text, in bytes (the kernel
+/// writes it in kB, meaning KiB).
+fn resident_bytes_in(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let mut words = line.split_whitespace();
+    let kib: u64 = words.next()?.parse().ok()?;
+    match (words.next(), words.next()) {
+        (Some("kB"), None) => kib.checked_mul(1024),
+        _ => None,
+    }
+}
+
 /// Brings a counter up to a total counted elsewhere (never down: counters
 /// only grow, and a total only grows while the process lives).
 pub fn mirror(counter: &Counter, total: u64) {
@@ -140,6 +159,9 @@ impl Metrics {
 
     /// The text exposition, format 0.0.4.
     pub fn render(&self) -> String {
+        self.daemon
+            .process_resident_bytes
+            .set(resident_bytes().unwrap_or(0) as f64);
         let stats = self.throttle.stats();
         let mut throttled = 0;
         for ((endpoint, outcome), n) in stats.calls() {
@@ -198,5 +220,39 @@ impl Metrics {
             .poll_oldest_read_seconds
             .set(poll.oldest_read_age.map_or(0.0, |age| age.as_secs_f64()));
         self.registry.render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resident_bytes_in;
+
+    #[test]
+    fn the_resident_set_is_read_from_the_status_text() {
+        let status =
+            "Name:\tpresence-sync\nVmPeak:\t  900000 kB\nVmRSS:\t  270768 kB\nThreads:\t9\n";
+        assert_eq!(resident_bytes_in(status), Some(270_768 * 1024));
+    }
+
+    #[test]
+    fn a_status_text_that_does_not_say_gives_nothing() {
+        for status in [
+            "",
+            "Name:\tx\n",
+            "VmRSS:\n",
+            "VmRSS:\t 12 MB\n",
+            "VmRSS:\t twelve kB\n",
+            "VmRSS:\t 12 kB extra\n",
+            "VmRSS:\t -12 kB\n",
+            "VmRSS:\t 18446744073709551615 kB\n",
+        ] {
+            assert_eq!(resident_bytes_in(status), None, "{status:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_has_a_resident_set() {
+        assert!(super::resident_bytes().is_some_and(|b| b > 0));
     }
 }

@@ -125,6 +125,8 @@ pub struct DaemonMetrics {
     pub cc_requests: Counter,
     /// Teams writes waiting in the outbox.
     pub outbox_depth: Gauge,
+    /// The process's resident memory, read when scraped.
+    pub process_resident_bytes: Gauge,
     /// Contacts waiting in routing queues.
     pub routing_waiting: Gauge,
     /// Contacts offered to agents.
@@ -237,6 +239,10 @@ impl DaemonMetrics {
             outbox_depth: registry.gauge(
                 "presence_sync_outbox_depth",
                 "Teams presence writes waiting in the outbox.",
+            )?,
+            process_resident_bytes: registry.gauge(
+                "presence_sync_process_resident_bytes",
+                "Memory the daemon's process holds in RAM (its resident set, VmRSS), read at each scrape; 0 where the system does not say.",
             )?,
             routing_waiting: registry.gauge(
                 "presence_sync_routing_waiting",
