@@ -146,11 +146,11 @@ pub(crate) const UNPAGED_CHUNK: usize = 500;
 
 /// Where the unpaged list's writing is.
 enum Unpaged {
-    /// A page read, to write; `more` is the cursor of the next one.
-    Write {
+    /// The first page, read before the response began; `more` is the
+    /// cursor of the next one.
+    First {
         agents: Vec<AgentOut>,
         more: Option<String>,
-        first: bool,
     },
     /// The next page to read, after this id.
     Read { after: String },
@@ -173,20 +173,15 @@ pub(crate) async fn every_agent<S: Service>(
         search: None,
     };
     let (agents, end) = service.agents_page(page(None)).await?;
-    let start = Unpaged::Write {
+    let start = Unpaged::First {
         agents,
         more: end.next_cursor,
-        first: true,
     };
     let body = futures_util::stream::unfold(Some(start), move |state| {
         let service = Arc::clone(&service);
         async move {
             let (agents, more, first) = match state? {
-                Unpaged::Write {
-                    agents,
-                    more,
-                    first,
-                } => (agents, more, first),
+                Unpaged::First { agents, more } => (agents, more, true),
                 Unpaged::Read { after } => match service.agents_page(page(Some(after))).await {
                     Ok((agents, end)) => (agents, end.next_cursor, false),
                     Err(e) => {

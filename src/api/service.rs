@@ -33,8 +33,6 @@ pub trait Service: Send + Sync + 'static {
         body: StatusReport,
     ) -> impl Future<Output = Result<AgentOut, ApiError>> + Send;
 
-    fn agents(&self) -> impl Future<Output = Result<Vec<AgentOut>, ApiError>> + Send;
-
     /// A page of agents in id order: at most `query.limit` after
     /// `query.cursor`, of those matching `query.search`; with the cursor of
     /// the next page and the count of every match.

@@ -560,11 +560,6 @@ impl<S: Store> Service for DaemonService<S> {
         Ok(view::agent_out(&state))
     }
 
-    async fn agents(&self) -> Result<Vec<AgentOut>, ApiError> {
-        let all = self.ask(|reply| Command::Agents { reply }).await?;
-        Ok(all.iter().map(view::agent_out).collect())
-    }
-
     async fn agents_page(&self, query: AgentQuery) -> Result<(Vec<AgentOut>, PageOut), ApiError> {
         let filter = AgentFilter {
             after: query.cursor,

@@ -222,7 +222,6 @@ async fn agents_come_in_pages_when_asked() {
 #[tokio::test]
 async fn every_agent_unpaged_is_written_page_by_page_as_one_list() {
     use super::super::handlers::{UNPAGED_CHUNK, every_agent};
-    use super::super::service::Service;
 
     let api = start(Fake::new(1024), LIMIT).await;
     // More than two of the pages the list is read in.
@@ -231,7 +230,7 @@ async fn every_agent_unpaged_is_written_page_by_page_as_one_list() {
         api.create_agent(&format!("agent-{n:04}")).await;
     }
     let whole = AgentList {
-        agents: api.fake.agents().await.unwrap(),
+        agents: api.fake.all_agents(),
         page: None,
     };
     let response = api.get("/v1/agents").await;

@@ -59,6 +59,11 @@ struct Log {
 }
 
 impl Fake {
+    /// Every agent the fake holds, in id order.
+    pub fn all_agents(&self) -> Vec<AgentOut> {
+        self.agents.lock().unwrap().values().cloned().collect()
+    }
+
     pub fn new(live_capacity: usize) -> Arc<Self> {
         Arc::new(Fake {
             agents: Mutex::new(BTreeMap::new()),
@@ -268,10 +273,6 @@ impl Service for Fake {
             json!({ "status": body.status }),
         );
         Ok(view)
-    }
-
-    async fn agents(&self) -> Result<Vec<AgentOut>, ApiError> {
-        Ok(self.agents.lock().unwrap().values().cloned().collect())
     }
 
     async fn agents_page(

@@ -422,7 +422,7 @@ impl CommitLog for GatedLog {
                     answer => return answer,
                 }
             } else {
-                "this node's lease is not confirmed".to_string()
+                self.gate.why_not().unwrap_or_default()
             };
             if Instant::now() >= give_up {
                 return Err(LogError::Unavailable(format!(

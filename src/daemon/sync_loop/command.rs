@@ -83,9 +83,6 @@ pub enum Command {
         id: String,
         reply: oneshot::Sender<Result<AgentState, LoopError>>,
     },
-    Agents {
-        reply: oneshot::Sender<Vec<AgentState>>,
-    },
     /// A page of agents in id order (the status board at 50,000 agents).
     AgentsPage {
         filter: AgentFilter,
@@ -223,14 +220,6 @@ impl<S: Store> SyncLoop<S> {
                     .filter_map(|id| self.state(id, now).ok())
                     .collect();
                 let _ = reply.send(found);
-            }
-            Command::Agents { reply } => {
-                let all = self
-                    .agents
-                    .keys()
-                    .filter_map(|id| self.state(id, now).ok())
-                    .collect();
-                let _ = reply.send(all);
             }
             Command::ResumeAgent { id, reply } => match self.resume(now, &id) {
                 Ok(()) => self.step.replies.push(Reply::Agent(reply, id)),

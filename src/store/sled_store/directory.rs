@@ -26,6 +26,11 @@ fn user_key(id: &str) -> Vec<u8> {
     keyed(USER, id)
 }
 
+/// A user as the tree stores it.
+fn user_value(user: &StoredUser) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(user).map_err(|e| StoreError::InvalidBatch(e.to_string()))
+}
+
 fn keyed(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut key = prefix.to_vec();
     key.extend_from_slice(id.to_ascii_lowercase().as_bytes());
@@ -126,15 +131,13 @@ impl SledStore {
             }
             tree.apply_batch(writes).map_err(|e| self.sled_error(e))?;
         }
-        for id in &batch.removes {
-            tree.remove(user_key(id)).map_err(|e| self.sled_error(e))?;
-        }
+        // `batch.removes` adds nothing here: a replace removes every user it
+        // does not name, and one it names is written again below.
         let mut parts = batch.upserts.chunks(REPLACE_PART).peekable();
         while let Some(part) = parts.next() {
             let mut writes = sled::Batch::default();
             for user in part {
-                let value = serde_json::to_vec(user)
-                    .map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
+                let value = user_value(user)?;
                 writes.insert(user_key(&user.id), value);
             }
             if parts.peek().is_none() {
@@ -202,8 +205,7 @@ impl SledStore {
             writes.insert(key, value);
         }
         for user in &batch.upserts {
-            let value =
-                serde_json::to_vec(user).map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
+            let value = user_value(user)?;
             writes.insert(user_key(&user.id), value);
         }
         if let Some(link) = &batch.delta_link {
@@ -233,8 +235,7 @@ impl SledStore {
             }
         }
         for user in users {
-            let value =
-                serde_json::to_vec(user).map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
+            let value = user_value(user)?;
             writes.insert(keyed(STAGED, &user.id), value);
         }
         self.apply_directory_writes(&tree, writes, Some(position))
@@ -325,8 +326,7 @@ impl SledStore {
         }
         for (prefix, users) in [(USER, &parts.users), (STAGED, &parts.staged)] {
             for user in users {
-                let value = serde_json::to_vec(user)
-                    .map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
+                let value = user_value(user)?;
                 writes.insert(keyed(prefix, &user.id), value);
             }
         }
