@@ -120,25 +120,24 @@ impl Worker for PollerWorker {
         status.set(TaskState::Running);
         // Ends with the poller, which holds the sender.
         let mirror = mirror_health(self.health.subscribe(), status);
-        let report = self.report;
         // The round follows what the budget's writes leave.
         let throttle = self.graph.throttle().clone();
         let mut poller = Poller::new(
             self.graph,
-            report.clock().clone(),
+            self.report.clock().clone(),
             throttle.config().sustained_rate(),
             self.target,
             self.users,
         )
         .budget(throttle.budget().clone())
-        .publish(Arc::clone(&report))
+        .publish(self.report)
         .report_health(self.health)
         .observe(self.view);
         if let Some(gate) = self.gate {
             poller = poller.gate(gate);
         }
         let poll = poller.run(self.presences, stop);
-        tokio::join!(give_back_after_first_round(poll, report), mirror);
+        tokio::join!(poll, mirror);
         Ok(())
     }
 }
@@ -267,7 +266,6 @@ impl Worker for DirectoryPollerWorker {
         status.set(TaskState::Running);
         let (health_tx, health) = watch::channel(None);
         let mirror = mirror_health(health, status);
-        let report = Arc::clone(&self.report);
         let mut poller = slow_tier(
             DirectoryReads(self.graph.clone()),
             &self.graph,
@@ -285,41 +283,8 @@ impl Worker for DirectoryPollerWorker {
             poller = poller.gate(gate);
         }
         let poll = poller.run_observed(stop);
-        tokio::join!(give_back_after_first_round(poll, report), mirror);
+        tokio::join!(poll, mirror);
         Ok(())
-    }
-}
-
-/// How often a poller's first round is looked at to see whether it is over.
-const FIRST_ROUND_CHECK: Duration = Duration::from_millis(250);
-
-/// How long a start's first round is waited for, at most, to give its
-/// memory back (a round that Graph's failures hold up longer is left to
-/// the sync loop's own trims).
-const FIRST_ROUND_WAIT_MAX: Duration = Duration::from_secs(600);
-
-/// Runs `poll` and, beside it, gives the allocator's free memory back once
-/// the poller has read every user once: a start's first round reads and
-/// decodes every user's presence, and everyone is news to the view and the
-/// sync loop then, a burst whose freed memory glibc's arenas would keep
-/// (tens of MB measured at 50,000 users, in BENCHMARKS.md; the binary's
-/// jemalloc gives it back by itself, see `src/allocator.rs`). Ends with
-/// `poll`.
-async fn give_back_after_first_round(poll: impl Future<Output = ()>, report: Arc<PollReport>) {
-    let settle = async {
-        let limit = tokio::time::Instant::now() + FIRST_ROUND_WAIT_MAX;
-        while tokio::time::Instant::now() < limit {
-            tokio::time::sleep(FIRST_ROUND_CHECK).await;
-            if report.every_user_read() {
-                super::sync_loop::give_back_free_memory();
-                break;
-            }
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        () = poll => {}
-        () = settle => {}
     }
 }
 

@@ -206,8 +206,6 @@ struct ReportState {
     read_at: Vec<Option<Duration>>,
     /// When the poller started: the age of what was never read.
     started: Duration,
-    /// Whether a round has been planned yet.
-    planned: bool,
 }
 
 impl PollReport {
@@ -221,7 +219,6 @@ impl PollReport {
                 read_rate: 0.0,
                 read_at: Vec::new(),
                 started,
-                planned: false,
             }),
         })
     }
@@ -248,21 +245,12 @@ impl PollReport {
         }
     }
 
-    /// Whether every user of the current round has been read at least
-    /// once (true with no users once a round is planned): the end of a
-    /// start's first full round.
-    pub fn every_user_read(&self) -> bool {
-        let state = lock(&self.state);
-        state.planned && state.read_at.iter().all(Option::is_some)
-    }
-
     /// A round starts with `plan` for `users` ids. Batches are index ranges
     /// of a list that may have changed: when their number changes, every
     /// batch takes the oldest read time known, so freshness is never
     /// overstated.
     fn round(&self, plan: &PollPlan, users: usize) {
         let mut state = lock(&self.state);
-        state.planned = true;
         state.round = plan.interval;
         state.users = users;
         state.read_rate = plan.request_rate();

@@ -161,12 +161,6 @@ impl<S: Store> SyncLoop<S> {
                 self.step.dirty.insert(id);
             }
         }
-        if full {
-            // A full read is a burst of its own (Graph's pages, the users
-            // decoded, the view rebuilt) whatever the agents written: give
-            // its freed memory back at the next quiet step.
-            self.note_burst();
-        }
         if let Some(link) = link {
             self.step.meta.push((MetaKey::DeltaLink, Some(link)));
         }

@@ -210,10 +210,6 @@ impl<S: Store> SyncLoop<S> {
     pub(super) fn directory_changed(&mut self, full: bool, users: &[String]) {
         if full {
             self.waiting.everyone = true;
-            // A full read is a burst of its own: its memory is given back
-            // once it is over (see `step.rs`).
-            let read = self.directory.known_users();
-            self.churn_since_trim = self.churn_since_trim.saturating_add(read);
             return;
         }
         for user in users {

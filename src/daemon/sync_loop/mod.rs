@@ -85,9 +85,6 @@ pub struct SyncLoop<S: Store> {
     /// commit writes it only when it changed: a start reinstalls the
     /// queues and would otherwise rewrite it every time.
     routing_meta: BTreeMap<MetaKey, String>,
-    /// Agent records written (and directory users read whole) since the
-    /// allocator last gave memory back; see `step.rs`.
-    churn_since_trim: usize,
     store: Arc<S>,
     out: Outputs,
     step: Step,
@@ -154,7 +151,6 @@ impl<S: Store> SyncLoop<S> {
             writes_out: HashMap::new(),
             outbox_agents: loaded.outbox.iter().map(|o| o.agent_id.clone()).collect(),
             routing_meta,
-            churn_since_trim: 0,
             store,
             out,
             step: Step::default(),
@@ -249,28 +245,9 @@ impl<S: Store> SyncLoop<S> {
         Ok(me)
     }
 
-    /// Commits what restoring decided (called once before serving), then
-    /// gives back the memory loading the store took: every record was read,
-    /// decoded and taken apart, and what is left is far smaller.
+    /// Commits what restoring decided (called once before serving).
     pub async fn commit_initial(&mut self) -> Result<(), String> {
         let now = self.clock.now();
-        let committed = self.commit(now).await;
-        give_back_free_memory();
-        committed
-    }
-}
-
-/// Returns glibc's free pages to the system: glibc keeps what a burst of
-/// small allocations freed (the store's load and check) in its arenas. The
-/// daemon's binary allocates through jemalloc, which gives freed pages back
-/// itself (`src/allocator.rs`), so there this reaches only what C code
-/// allocated; it matters where the library runs on glibc's allocator (the
-/// tests, or a program embedding it).
-pub(crate) fn give_back_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no
-    // pointers and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
+        self.commit(now).await
     }
 }

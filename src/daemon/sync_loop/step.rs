@@ -20,12 +20,6 @@ use super::agents::{AgentState, ContactState};
 use super::error::LoopError;
 use super::{Command, SyncLoop};
 
-/// Agent records written (or directory users read whole) after which the
-/// memory freed is given back, once the burst is over.
-const TRIM_AFTER: usize = 2_000;
-/// A step that writes fewer agents than this ends a burst.
-const QUIET_STEP: usize = 16;
-
 /// What a step takes in: a command, a presence read from Graph, or the
 /// result of a Teams write.
 pub(super) enum Input {
@@ -158,7 +152,6 @@ impl<S: Store> SyncLoop<S> {
             };
             batch.agents.push((id.clone(), Some(record)));
         }
-        let written = batch.agents.len();
         let committed = if batch.is_empty() {
             Vec::new()
         } else {
@@ -222,29 +215,7 @@ impl<S: Store> SyncLoop<S> {
             }
         }
         self.publish_status();
-        self.give_back_after_a_burst(written);
         Ok(())
-    }
-
-    /// Counts a burst that writes few agents (a full directory read) so the
-    /// next quiet step gives its memory back.
-    pub(super) fn note_burst(&mut self) {
-        self.churn_since_trim = self.churn_since_trim.max(TRIM_AFTER);
-    }
-
-    /// Gives the allocator's free memory back to the system once a burst
-    /// (many agents registered or changed at once, a full directory read)
-    /// is over: what the burst's requests, batches and grown tables freed
-    /// stays with the process otherwise (about 0.7 KB an agent measured
-    /// after registering 10,000). A burst is over when a step writes few
-    /// agents again; the call takes milliseconds and comes at most once
-    /// every [`TRIM_AFTER`] records.
-    fn give_back_after_a_burst(&mut self, written: usize) {
-        self.churn_since_trim = self.churn_since_trim.saturating_add(written);
-        if self.churn_since_trim >= TRIM_AFTER && written < QUIET_STEP {
-            self.churn_since_trim = 0;
-            super::give_back_free_memory();
-        }
     }
 
     pub(super) fn fail_replies(&self, replies: Vec<Reply>, message: &str) {

@@ -189,17 +189,13 @@ async fn the_loop_spreads_batches_and_passes_on_only_changes() {
         five_second_rounds(),
         users,
     );
-    let report = poller.report().clone();
-    assert!(!report.every_user_read(), "no round planned yet");
     let task = tokio::spawn(poller.run(tx, stop));
 
     // The first batch is read, the second not yet sent.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert!(!report.every_user_read(), "half the users read");
 
     // First round: everyone is news.
     tokio::time::sleep(Duration::from_millis(3_900)).await;
-    assert!(report.every_user_read());
     let mut first = 0;
     while rx.try_recv().is_ok() {
         first += 1;
