@@ -114,16 +114,8 @@ impl SledStore {
         incomplete.remove(LINK);
         tree.apply_batch(incomplete)
             .map_err(|e| self.sled_error(e))?;
-        let keep: std::collections::HashSet<Vec<u8>> =
-            batch.upserts.iter().map(|u| user_key(&u.id)).collect();
-        let mut gone = Vec::new();
-        for item in tree.scan_prefix(USER).keys() {
-            let key = item.map_err(|e| self.sled_error(e))?;
-            if !keep.contains(key.as_ref()) {
-                gone.push(key);
-            }
-        }
-        drop(keep);
+        let keep = batch.upserts.iter().map(|u| user_key(&u.id)).collect();
+        let gone = self.users_not_named(&tree, keep)?;
         for part in gone.chunks(REPLACE_PART) {
             let mut writes = sled::Batch::default();
             for key in part {
@@ -184,17 +176,14 @@ impl SledStore {
             }
         }
         if batch.replace {
-            let keep: std::collections::HashSet<Vec<u8>> = batch
+            let keep = batch
                 .upserts
                 .iter()
                 .map(|u| user_key(&u.id))
                 .chain(staged_users.iter().map(|(key, _)| key.clone()))
                 .collect();
-            for item in tree.scan_prefix(USER).keys() {
-                let key = item.map_err(|e| self.sled_error(e))?;
-                if !keep.contains(key.as_ref()) {
-                    writes.remove(key);
-                }
+            for key in self.users_not_named(&tree, keep)? {
+                writes.remove(key);
             }
             writes.insert(COMPLETE, b"1".as_slice());
         }
@@ -212,6 +201,22 @@ impl SledStore {
             writes.insert(LINK, link.as_bytes());
         }
         self.apply_directory_writes(&tree, writes, position)
+    }
+
+    /// The keys of the stored users a replace naming `keep` drops.
+    fn users_not_named(
+        &self,
+        tree: &sled::Tree,
+        keep: std::collections::HashSet<Vec<u8>>,
+    ) -> Result<Vec<sled::IVec>, StoreError> {
+        let mut gone = Vec::new();
+        for item in tree.scan_prefix(USER).keys() {
+            let key = item.map_err(|e| self.sled_error(e))?;
+            if !keep.contains(key.as_ref()) {
+                gone.push(key);
+            }
+        }
+        Ok(gone)
     }
 
     /// Stages `users` for a replace that comes in several commit log
