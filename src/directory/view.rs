@@ -24,6 +24,7 @@
 //! changed meanwhile: a user present throughout is listed exactly once
 //! across the pages (unless its name changed between them).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -305,13 +306,13 @@ type Link = (Arc<str>, Option<Arc<str>>);
 /// else `user` itself when it is lower case already (as Graph writes ids),
 /// a lower-case copy only when it is not: a link allocates no id of its own.
 fn shared_id(known: &Known, user: Arc<str>) -> Arc<str> {
-    if user.bytes().any(|b| b.is_ascii_uppercase()) {
-        let id = user.to_ascii_lowercase();
-        known
-            .get(&id)
-            .map_or_else(|| Arc::from(id), |(held, _)| Arc::clone(held))
-    } else {
-        known.get(&user).map_or(user, |(held, _)| Arc::clone(held))
+    let id = lower(&user);
+    if let Some((held, _)) = known.get(&id) {
+        return Arc::clone(held);
+    }
+    match id {
+        Cow::Owned(id) => Arc::from(id),
+        Cow::Borrowed(_) => user,
     }
 }
 
