@@ -12,7 +12,7 @@ use crate::time::Timestamp;
 
 use std::collections::HashMap;
 
-use super::agent::{AgentState, OptTimestamp, Owner, RequestKind, UnknownStatus};
+use super::agent::{AgentState, Owner, RequestKind, UnknownStatus};
 use super::evaluate::{self, Ctx};
 use super::explain::{Reason, Why};
 use super::restore;
@@ -747,12 +747,7 @@ impl Engine {
         };
         evaluate::evaluate_agent(&mut ctx, state);
         if let Some(at) = ctx.wake {
-            // The wake-up as the agent's entry keeps it, so the timer entry
-            // matches it when it comes due.
-            let at = OptTimestamp::kept(at);
-            let mut wake_at = state.wake_at.get();
-            self.timers.schedule(key.0, at, &mut wake_at);
-            state.wake_at.set(wake_at);
+            self.timers.schedule(key.0, at, &mut state.wake_at);
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::sync::agent::OptTimestamp;
 use crate::time::Timestamp;
 
 #[derive(Debug, Default)]
@@ -16,10 +17,13 @@ pub struct Timers {
 
 impl Timers {
     /// Asks for `slot` to be woken at `at`, unless it already wakes earlier.
-    /// `current` is the slot's own record of its earliest wake-up.
-    pub fn schedule(&mut self, slot: u32, at: Timestamp, current: &mut Option<Timestamp>) {
-        if current.is_none_or(|c| at < c) {
-            *current = Some(at);
+    /// `current` is the slot's own record of its earliest wake-up; the
+    /// heap's entry is the time as that record keeps it, so the two match
+    /// when it comes due.
+    pub fn schedule(&mut self, slot: u32, at: Timestamp, current: &mut OptTimestamp) {
+        let at = OptTimestamp::kept(at);
+        if current.get().is_none_or(|c| at < c) {
+            current.set(Some(at));
             self.heap.push(Reverse((at, slot)));
         }
     }
@@ -70,14 +74,14 @@ mod tests {
     #[test]
     fn earlier_requests_replace_later_ones() {
         let mut timers = Timers::default();
-        let mut wake = [None, None];
+        let mut wake = [OptTimestamp::NONE, OptTimestamp::NONE];
         timers.schedule(0, Timestamp::from_secs(10), &mut wake[0]);
         timers.schedule(0, Timestamp::from_secs(20), &mut wake[0]);
         timers.schedule(0, Timestamp::from_secs(5), &mut wake[0]);
         timers.schedule(1, Timestamp::from_secs(7), &mut wake[1]);
-        assert_eq!(wake[0], Some(Timestamp::from_secs(5)));
-        let live = |slot: u32, at: Timestamp, wake: &[Option<Timestamp>; 2]| {
-            wake[slot as usize] == Some(at)
+        assert_eq!(wake[0].get(), Some(Timestamp::from_secs(5)));
+        let live = |slot: u32, at: Timestamp, wake: &[OptTimestamp; 2]| {
+            wake[slot as usize].get() == Some(at)
         };
         assert_eq!(
             timers.next(|s, a| live(s, a, &wake)),
@@ -85,12 +89,12 @@ mod tests {
         );
         let due = timers.pop_due(Timestamp::from_secs(8), |s, a| live(s, a, &wake));
         assert_eq!(due, Some(0));
-        wake[0] = None;
+        wake[0] = OptTimestamp::NONE;
         assert_eq!(
             timers.pop_due(Timestamp::from_secs(8), |s, a| live(s, a, &wake)),
             Some(1)
         );
-        wake[1] = None;
+        wake[1] = OptTimestamp::NONE;
         // The 10 s entry for slot 0 is stale now.
         assert_eq!(
             timers.pop_due(Timestamp::from_secs(100), |s, a| live(s, a, &wake)),
