@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use presence_sync::demo::contact_center::ApiClient;
 use presence_sync::events::kind;
 use presence_sync::stop::Stop;
@@ -122,78 +122,15 @@ pub struct User {
     pub upn: String,
 }
 
-/// Every user of the simulator, through Graph (`GET /v1.0/users`, 999 a
-/// page): the simulator is a separate process, so this is how the tool
-/// learns the ids. Costs one Graph call per 999 users, before the daemon
-/// starts.
+/// The first `want` users of the simulator, through Graph (one call per
+/// 999 users, before the daemon starts).
 pub async fn list_users(http: &Http, sim: &SimInfo, want: usize) -> anyhow::Result<Vec<User>> {
-    let token: Value = http
-        .client
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            sim.base_url, sim.tenant_id
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", sim.client_id.as_str()),
-            ("client_secret", sim.client_secret.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
+    Ok(sim
+        .users(&http.client, want)
         .await?
-        .json()
-        .await?;
-    let access = token
-        .get("access_token")
-        .and_then(Value::as_str)
-        .context("the simulator issued no token")?
-        .to_string();
-    let mut users = Vec::with_capacity(want);
-    let mut next = Some(format!(
-        "{}/v1.0/users?$top=999&$select=id,userPrincipalName",
-        sim.base_url
-    ));
-    let max_pages = want / 999 + 2;
-    for _ in 0..max_pages {
-        let Some(url) = next.take() else { break };
-        let page: Value = http
-            .client
-            .get(&url)
-            .bearer_auth(&access)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        for user in page
-            .get("value")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(id), Some(upn)) = (
-                user.get("id").and_then(Value::as_str),
-                user.get("userPrincipalName").and_then(Value::as_str),
-            ) {
-                users.push(User {
-                    id: id.to_string(),
-                    upn: upn.to_string(),
-                });
-            }
-        }
-        next = page
-            .get("@odata.nextLink")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if users.len() >= want {
-            break;
-        }
-    }
-    if users.len() < want {
-        bail!("the simulator listed {} users, {want} wanted", users.len());
-    }
-    users.truncate(want);
-    Ok(users)
+        .into_iter()
+        .map(|(id, upn)| User { id, upn })
+        .collect())
 }
 
 /// When each of `n` jobs completed (since the start, in order), run by

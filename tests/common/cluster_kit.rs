@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::proc_kit::{Proc, free_port, log_tail};
+use super::proc_kit::{Proc, SimInfo, free_port, log_tail};
 
 /// The API token every node of these runs accepts.
 pub const API_TOKEN: &str = "cluster-test-token-0123456789";
@@ -73,10 +73,7 @@ pub fn http() -> anyhow::Result<reqwest::Client> {
 /// `presence-sync sim` as a process, its credentials and users.
 pub struct Sim {
     pub proc: Proc,
-    pub base_url: String,
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: String,
+    pub info: SimInfo,
     /// (object id, UPN) of each user, in listing order.
     pub users: Vec<(String, String)>,
     http: reqwest::Client,
@@ -87,81 +84,24 @@ impl Sim {
     /// waits for its banner and lists its users through Graph.
     pub async fn start(bin: &Path, dir: &Path, users: usize) -> anyhow::Result<Sim> {
         let (proc, info) = super::proc_kit::start_sim(bin, dir, users, 0, false)?;
-        let mut sim = Sim {
+        let http = http()?;
+        Ok(Sim {
+            users: info.users(&http, users).await?,
             proc,
-            base_url: info.base_url,
-            tenant_id: info.tenant_id,
-            client_id: info.client_id,
-            client_secret: info.client_secret,
-            users: Vec::new(),
-            http: http()?,
-        };
-        sim.users = sim.list_users(users).await?;
-        Ok(sim)
-    }
-
-    async fn token(&self) -> anyhow::Result<String> {
-        let body: Value = self
-            .http
-            .post(format!(
-                "{}/{}/oauth2/v2.0/token",
-                self.base_url, self.tenant_id
-            ))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.client_secret.as_str()),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ])
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(body["access_token"]
-            .as_str()
-            .context("the simulator issued no token")?
-            .to_owned())
-    }
-
-    async fn list_users(&self, want: usize) -> anyhow::Result<Vec<(String, String)>> {
-        let token = self.token().await?;
-        let mut users = Vec::new();
-        let mut next = Some(format!(
-            "{}/v1.0/users?$top=999&$select=id,userPrincipalName",
-            self.base_url
-        ));
-        for _ in 0..(want / 999 + 2) {
-            let Some(url) = next.take() else { break };
-            let page: Value = self
-                .http
-                .get(&url)
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            for user in page["value"].as_array().into_iter().flatten() {
-                if let (Some(id), Some(upn)) =
-                    (user["id"].as_str(), user["userPrincipalName"].as_str())
-                {
-                    users.push((id.to_owned(), upn.to_owned()));
-                }
-            }
-            next = page["@odata.nextLink"].as_str().map(str::to_owned);
-        }
-        if users.len() < want {
-            bail!("the simulator lists {} users, not {want}", users.len());
-        }
-        Ok(users)
+            info,
+            http,
+        })
     }
 
     /// `availability/activity` of a user as Graph shows it.
     pub async fn presence(&self, user_id: &str) -> anyhow::Result<String> {
-        let token = self.token().await?;
+        let token = self.info.token(&self.http).await?;
         let body: Value = self
             .http
-            .get(format!("{}/v1.0/users/{user_id}/presence", self.base_url))
+            .get(format!(
+                "{}/v1.0/users/{user_id}/presence",
+                self.info.base_url
+            ))
             .bearer_auth(&token)
             .send()
             .await?
@@ -180,7 +120,7 @@ impl Sim {
     pub async fn presence_writes(&self) -> anyhow::Result<u64> {
         let stats: Value = self
             .http
-            .get(format!("{}/_sim/stats", self.base_url))
+            .get(format!("{}/_sim/stats", self.info.base_url))
             .send()
             .await?
             .error_for_status()?
@@ -282,7 +222,7 @@ impl Node {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         std::fs::write(dir.join("api-token"), API_TOKEN)?;
-        std::fs::write(dir.join("graph-secret"), &sim.client_secret)?;
+        std::fs::write(dir.join("graph-secret"), &sim.info.client_secret)?;
         std::fs::write(
             dir.join("mapping.toml"),
             MAPPING.replace("{debounce}", debounce),
@@ -312,10 +252,10 @@ impl Node {
              default_profile = \"default\"\n\n\
              [mappings.profiles.default]\n\
              file = {mapping}\n",
-            tenant = sim.tenant_id,
-            client = sim.client_id,
+            tenant = sim.info.tenant_id,
+            client = sim.info.client_id,
             secret = quote(&dir.join("graph-secret")),
-            sim = sim.base_url,
+            sim = sim.info.base_url,
             token = quote(&dir.join("api-token")),
             state = quote(&dir.join("state")),
             mapping = quote(&dir.join("mapping.toml")),

@@ -4,7 +4,8 @@
 //! started as a process with the credentials it prints.
 //!
 //! Included by path from `benches/load` and `benches/cluster` too, so it
-//! needs std, libc and anyhow only.
+//! needs nothing beyond what those have: std, libc, anyhow, reqwest and
+//! serde_json.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -205,6 +206,75 @@ pub struct SimInfo {
     pub tenant_domain: String,
     pub client_id: String,
     pub client_secret: String,
+}
+
+impl SimInfo {
+    /// A Graph token for the simulator's app (client credentials).
+    pub async fn token(&self, http: &reqwest::Client) -> anyhow::Result<String> {
+        let body: serde_json::Value = http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.base_url, self.tenant_id
+            ))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.as_str()),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(body["access_token"]
+            .as_str()
+            .context("the simulator issued no token")?
+            .to_owned())
+    }
+
+    /// The first `want` users, as (object id, UPN) in listing order,
+    /// through Graph (`GET /v1.0/users`, 999 a page): the simulator is a
+    /// separate process, so this is how its ids are learned. One Graph call
+    /// per 999 users.
+    pub async fn users(
+        &self,
+        http: &reqwest::Client,
+        want: usize,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let token = self.token(http).await?;
+        let mut users = Vec::with_capacity(want);
+        let mut next = Some(format!(
+            "{}/v1.0/users?$top=999&$select=id,userPrincipalName",
+            self.base_url
+        ));
+        for _ in 0..want / 999 + 2 {
+            if users.len() >= want {
+                break;
+            }
+            let Some(url) = next.take() else { break };
+            let page: serde_json::Value = http
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            for user in page["value"].as_array().into_iter().flatten() {
+                if let (Some(id), Some(upn)) =
+                    (user["id"].as_str(), user["userPrincipalName"].as_str())
+                {
+                    users.push((id.to_owned(), upn.to_owned()));
+                }
+            }
+            next = page["@odata.nextLink"].as_str().map(str::to_owned);
+        }
+        if users.len() < want {
+            bail!("the simulator lists {} users, not {want}", users.len());
+        }
+        users.truncate(want);
+        Ok(users)
+    }
 }
 
 /// `presence-sync sim --listen 127.0.0.1:PORT --users N --budget B` (and
