@@ -42,6 +42,8 @@ const WRITER_TEST: &str = "crash_writer";
 const DIRECTORY_WRITER_DIR: &str = "PRESENCE_SYNC_CRASH_DIRECTORY_WRITER_DIR";
 const DIRECTORY_WRITER_FROM: &str = "PRESENCE_SYNC_CRASH_DIRECTORY_WRITER_FROM";
 const DIRECTORY_WRITER_TEST: &str = "crash_directory_writer";
+const STAGED_WRITER_DIR: &str = "PRESENCE_SYNC_CRASH_STAGED_WRITER_DIR";
+const STAGED_WRITER_TEST: &str = "crash_staged_directory_writer";
 /// Rounds of the directory's crash test (each a few large replaces).
 const DIRECTORY_ROUNDS: usize = 6;
 const DEFAULT_ROUNDS: usize = 20;
@@ -423,6 +425,13 @@ fn directory_users(g: u64) -> Vec<StoredUser> {
         .collect()
 }
 
+/// Whether this process is one of the writers the tests start.
+fn is_a_writer() -> bool {
+    [WRITER_DIR, DIRECTORY_WRITER_DIR, STAGED_WRITER_DIR]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+}
+
 fn directory_link(g: u64) -> String {
     format!("https://graph.example/delta/generation-{g}")
 }
@@ -461,7 +470,7 @@ fn crash_directory_writer() {
 /// mix of two, and never one older than acknowledged.
 #[test]
 fn a_directory_replace_killed_between_its_parts_shows_whole_or_not_at_all() {
-    if std::env::var_os(WRITER_DIR).is_some() || std::env::var_os(DIRECTORY_WRITER_DIR).is_some() {
+    if is_a_writer() {
         return;
     }
     let seed: u64 = env_number(SEED, DEFAULT_SEED);
@@ -543,4 +552,175 @@ fn a_directory_replace_killed_between_its_parts_shows_whole_or_not_at_all() {
         eprintln!("round {round}: generation {acked} acknowledged; stored whole or not at all");
     }
     eprintln!("{seen_none} of {DIRECTORY_ROUNDS} kills landed between a replace's parts");
+}
+
+/// Stage records a staged replace takes before the record that ends it: a
+/// cluster's replace of one generation is positions `(g - 1) * 4 + 1` to
+/// `g * 4`, the last one ending it.
+const STAGES: u64 = 3;
+const RECORDS_PER_REPLACE: u64 = STAGES + 1;
+
+/// Applies the cluster commit log record at `position` of the staged
+/// replaces, as a standby does: stages of generation `g`'s users, then the
+/// record that ends the replace, with its link. Returns the generation the
+/// record ended, if it was the last of its replace.
+fn apply_staged_record(store: &SledStore, position: u64) -> Option<u64> {
+    let g = (position - 1) / RECORDS_PER_REPLACE + 1;
+    let record = (position - 1) % RECORDS_PER_REPLACE;
+    let users = directory_users(g);
+    if record < STAGES {
+        let size = users.len().div_ceil(STAGES as usize);
+        let stage = users.chunks(size).nth(record as usize).unwrap_or_default();
+        store
+            .commit_directory_stage_at(record == 0, stage, position)
+            .expect("commit_directory_stage_at");
+        None
+    } else {
+        store
+            .commit_staged_directory_at(
+                DirectoryBatch {
+                    replace: true,
+                    upserts: vec![],
+                    removes: vec![],
+                    delta_link: Some(directory_link(g)),
+                },
+                position,
+            )
+            .expect("commit_staged_directory_at");
+        Some(g)
+    }
+}
+
+/// The staged replaces' writer: a no-op unless the parent test started it.
+/// Applies record after record from the store's position on.
+#[test]
+fn crash_staged_directory_writer() {
+    let Some(dir) = std::env::var_os(STAGED_WRITER_DIR) else {
+        return;
+    };
+    let store = SledStore::open(Path::new(&dir)).expect("the writer opens the store");
+    let from = store.log_position().expect("log_position") + 1;
+    let mut stdout = std::io::stdout();
+    for position in from..from + 4_000 {
+        if let Some(g) = apply_staged_record(&store, position)
+            && writeln!(stdout, "staged-acked {g}")
+                .and_then(|()| stdout.flush())
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A cluster's large replace comes as stage records and one record that
+/// ends it, which the store writes in parts. Killed at any point, the store
+/// is at a position with the directory of the last replace it ended whole,
+/// or, killed inside the record that ends one, no directory at all; the
+/// records from the position on, applied again as a standby does, end with
+/// the next generation whole.
+#[test]
+fn a_staged_replace_killed_between_its_parts_is_applied_again_whole() {
+    if is_a_writer() {
+        return;
+    }
+    let seed: u64 = env_number(SEED, DEFAULT_SEED);
+    let mut kill_points = KillPoints(seed ^ 0x57a9_ed00);
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("store");
+    let scratch = state.path().join("tmp");
+    std::fs::create_dir(&scratch).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut acked = 0u64;
+    let mut cut_short = 0;
+    for round in 1..=DIRECTORY_ROUNDS {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                STAGED_WRITER_TEST,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(STAGED_WRITER_DIR, &dir)
+            .env("TMPDIR", &scratch)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let wait_for = 1 + kill_points.next() % 3;
+        let mut acks = 0;
+        while acks < wait_for {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("round {round}: the writer stopped"))
+                .unwrap();
+            if let Some((_, g)) = line.split_once("staged-acked ") {
+                let g: u64 = g.trim().parse().unwrap();
+                assert_eq!(g, acked + 1, "round {round}: acks skip");
+                acked = g;
+                acks += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(kill_points.next() % 400));
+        child.kill().unwrap();
+        for line in lines.map_while(Result::ok) {
+            if let Some((_, g)) = line.split_once("staged-acked ") {
+                acked = g.trim().parse().unwrap();
+            }
+        }
+        child.wait().unwrap();
+
+        let store = SledStore::open(&dir)
+            .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL: {e}"));
+        let position = store.log_position().unwrap();
+        let ended = position / RECORDS_PER_REPLACE;
+        assert!(
+            ended >= acked,
+            "round {round}: replace {acked} was acknowledged, the store is at position {position}"
+        );
+        match store.directory().unwrap() {
+            Some(directory) => {
+                assert_eq!(
+                    directory.delta_link.as_deref(),
+                    Some(directory_link(ended).as_str()),
+                    "round {round}: position {position}"
+                );
+                assert_eq!(
+                    directory.users,
+                    directory_users(ended),
+                    "round {round}: generation {ended} is not stored whole"
+                );
+            }
+            None => {
+                assert_eq!(
+                    position % RECORDS_PER_REPLACE,
+                    STAGES,
+                    "round {round}: no directory at position {position}, which is not inside the record that ends a replace"
+                );
+                cut_short += 1;
+            }
+        }
+        // A replace ended but killed before its acknowledgement counts.
+        acked = ended;
+        // As a standby: the records from the position on, to the end of
+        // the replace under way.
+        if !position.is_multiple_of(RECORDS_PER_REPLACE) {
+            let end = (ended + 1) * RECORDS_PER_REPLACE;
+            for next in position + 1..=end {
+                if let Some(g) = apply_staged_record(&store, next) {
+                    let directory = store.directory().unwrap().unwrap();
+                    assert_eq!(directory.users, directory_users(g), "round {round}");
+                    assert_eq!(directory.delta_link, Some(directory_link(g)));
+                    acked = g;
+                }
+            }
+        }
+        store.mark_clean_shutdown().unwrap();
+        eprintln!("round {round}: replace {acked} applied whole");
+    }
+    eprintln!(
+        "{cut_short} of {DIRECTORY_ROUNDS} kills landed inside the record that ends a replace"
+    );
 }

@@ -1,9 +1,13 @@
 //! The stored directory, in its own tree (`directory`): `u/<lower-case id>`
 //! → [`StoredUser`] as JSON, `link` → the delta link, `complete` once a
-//! full read was stored. One sled batch a change, flushed and synced like
-//! every commit, except a replace of more users than one part holds, which
-//! is written in parts and shown only once its last part is in. It is a cache of Graph: a record that no longer reads is
-//! skipped with a warning at load, never a reason to refuse the store.
+//! full read was stored, `s/<lower-case id>` → a user staged for a replace
+//! that comes in several cluster commit log records. One sled batch a
+//! change, flushed and synced like every commit, except where one batch
+//! would hold thousands of users: a replace of more users than one part
+//! holds, the record that ends a staged replace, and a snapshot's restore
+//! are written in parts, and shown only once their last part is in. It is
+//! a cache of Graph: a record that no longer reads is skipped with a
+//! warning at load, never a reason to refuse the store.
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -17,7 +21,7 @@ const USER: &[u8] = b"u/";
 /// Users staged for a replace that comes in several commit log records.
 const STAGED: &[u8] = b"s/";
 const LINK: &[u8] = b"link";
-const COMPLETE: &[u8] = b"complete";
+pub(super) const COMPLETE: &[u8] = b"complete";
 /// Users a part of a large replace writes in one sled batch (see
 /// [`SledStore::replace_directory_in_parts`]).
 pub(super) const REPLACE_PART: usize = 2_000;
@@ -37,18 +41,15 @@ fn keyed(prefix: &[u8], id: &str) -> Vec<u8> {
     key
 }
 
-/// How a directory write treats the users staged before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Staged {
-    /// Leaves them alone.
-    Ignore,
-    /// A replace: the staged users are part of its users, and the stage is
-    /// emptied.
-    Include,
+/// A staged user's key as the user's key.
+fn staged_as_user(staged: &[u8]) -> Vec<u8> {
+    let mut key = USER.to_vec();
+    key.extend_from_slice(staged.get(STAGED.len()..).unwrap_or_default());
+    key
 }
 
 impl SledStore {
-    fn directory_tree(&self) -> Result<sled::Tree, StoreError> {
+    pub(super) fn directory_tree(&self) -> Result<sled::Tree, StoreError> {
         self.db.open_tree(TREE).map_err(|e| self.sled_error(e))
     }
 
@@ -87,7 +88,7 @@ impl SledStore {
         if batch.replace && batch.upserts.len() > REPLACE_PART {
             return self.replace_directory_in_parts(batch);
         }
-        self.write_directory_at(batch, None, Staged::Ignore)
+        self.write_directory_at(batch, None)
     }
 
     /// A replace too large for one sled batch: sled keeps every version of
@@ -150,38 +151,16 @@ impl SledStore {
         &self,
         batch: DirectoryBatch,
         position: Option<u64>,
-        staged: Staged,
     ) -> Result<(), StoreError> {
         let _commits_held = self.lock();
         if let Some(position) = position {
             self.check_next_position(position)?;
         }
-        if staged == Staged::Include && !batch.replace {
-            return Err(StoreError::InvalidBatch(
-                "only a replace takes the staged directory users".to_owned(),
-            ));
-        }
         self.withdraw_clean_mark()?;
         let tree = self.directory_tree()?;
         let mut writes = sled::Batch::default();
-        // The staged users, under their user keys.
-        let mut staged_users = Vec::new();
-        if staged == Staged::Include {
-            for item in tree.scan_prefix(STAGED) {
-                let (key, value) = item.map_err(|e| self.sled_error(e))?;
-                let mut user_key = USER.to_vec();
-                user_key.extend_from_slice(&key[STAGED.len()..]);
-                staged_users.push((user_key, value));
-                writes.remove(key);
-            }
-        }
         if batch.replace {
-            let keep = batch
-                .upserts
-                .iter()
-                .map(|u| user_key(&u.id))
-                .chain(staged_users.iter().map(|(key, _)| key.clone()))
-                .collect();
+            let keep = batch.upserts.iter().map(|u| user_key(&u.id)).collect();
             for key in self.users_not_named(&tree, keep)? {
                 writes.remove(key);
             }
@@ -190,9 +169,6 @@ impl SledStore {
         for id in &batch.removes {
             writes.remove(user_key(id));
         }
-        for (key, value) in staged_users {
-            writes.insert(key, value);
-        }
         for user in &batch.upserts {
             let value = user_value(user)?;
             writes.insert(user_key(&user.id), value);
@@ -200,7 +176,113 @@ impl SledStore {
         if let Some(link) = &batch.delta_link {
             writes.insert(LINK, link.as_bytes());
         }
-        self.apply_directory_writes(&tree, writes, position)
+        self.apply_tree_writes(&tree, writes, position)
+    }
+
+    /// The last commit log record of a replace that came in several:
+    /// `batch` (a replace) with the users staged before it as part of its
+    /// users, and the record's position. One sled transaction of 50,000
+    /// users would hold every node version they touch until it ends (over
+    /// 300 MB for a moment), so it is written in parts of `part` users,
+    /// yet all or nothing for a reader and for the log:
+    ///
+    /// 1. the directory is marked incomplete (no `complete`), so nothing
+    ///    of it shows until the replace ends;
+    /// 2. the stored users the replace does not name (neither staged nor in
+    ///    `batch`) are removed and the staged ones copied under their user
+    ///    keys, a part at a time, the stage itself left whole;
+    /// 3. one transaction writes `batch`'s users, the delta link (a replace
+    ///    without one keeps the stored link), `complete` and the position;
+    /// 4. the stage is emptied, a part at a time.
+    ///
+    /// Killed before 3, the store is still at the position before, with
+    /// the stage whole: the record is applied again from the start and
+    /// gives the same directory. Killed during 4, the record was applied;
+    /// the staged users left are no part of the directory, and the next
+    /// replace's first stage empties them. `batch.removes` adds nothing: a
+    /// replace removes every user it does not name, and writes every user
+    /// it names.
+    pub(super) fn write_staged_replace_at(
+        &self,
+        batch: DirectoryBatch,
+        position: u64,
+        part: usize,
+    ) -> Result<(), StoreError> {
+        let _commits_held = self.lock();
+        self.check_next_position(position)?;
+        if !batch.replace {
+            return Err(StoreError::InvalidBatch(
+                "only a replace takes the staged directory users".to_owned(),
+            ));
+        }
+        let part = part.max(1);
+        self.withdraw_clean_mark()?;
+        let tree = self.directory_tree()?;
+        let mut incomplete = sled::Batch::default();
+        incomplete.remove(COMPLETE);
+        tree.apply_batch(incomplete)
+            .map_err(|e| self.sled_error(e))?;
+        let staged = self.staged_keys(&tree)?;
+        let keep = batch
+            .upserts
+            .iter()
+            .map(|u| user_key(&u.id))
+            .chain(staged.iter().map(|key| staged_as_user(key)))
+            .collect();
+        let gone = self.users_not_named(&tree, keep)?;
+        self.remove_in_parts(&tree, &gone, part)?;
+        let mut writes = sled::Batch::default();
+        let mut in_part = 0;
+        for item in tree.scan_prefix(STAGED) {
+            let (key, value) = item.map_err(|e| self.sled_error(e))?;
+            writes.insert(staged_as_user(&key), value);
+            in_part += 1;
+            if in_part == part {
+                tree.apply_batch(std::mem::take(&mut writes))
+                    .map_err(|e| self.sled_error(e))?;
+                in_part = 0;
+            }
+        }
+        if in_part > 0 {
+            tree.apply_batch(writes).map_err(|e| self.sled_error(e))?;
+        }
+        let mut writes = sled::Batch::default();
+        for user in &batch.upserts {
+            let value = user_value(user)?;
+            writes.insert(user_key(&user.id), value);
+        }
+        writes.insert(COMPLETE, b"1".as_slice());
+        if let Some(link) = &batch.delta_link {
+            writes.insert(LINK, link.as_bytes());
+        }
+        self.apply_tree_writes(&tree, writes, Some(position))?;
+        self.remove_in_parts(&tree, &staged, part)
+    }
+
+    /// The keys of the staged users.
+    fn staged_keys(&self, tree: &sled::Tree) -> Result<Vec<sled::IVec>, StoreError> {
+        tree.scan_prefix(STAGED)
+            .keys()
+            .map(|key| key.map_err(|e| self.sled_error(e)))
+            .collect()
+    }
+
+    /// Removes `keys` from the directory's tree, `part` in a sled batch.
+    /// Not durable by itself: the commit after it is.
+    fn remove_in_parts(
+        &self,
+        tree: &sled::Tree,
+        keys: &[sled::IVec],
+        part: usize,
+    ) -> Result<(), StoreError> {
+        for chunk in keys.chunks(part.max(1)) {
+            let mut writes = sled::Batch::default();
+            for key in chunk {
+                writes.remove(key.clone());
+            }
+            tree.apply_batch(writes).map_err(|e| self.sled_error(e))?;
+        }
+        Ok(())
     }
 
     /// The keys of the stored users a replace naming `keep` drops.
@@ -233,23 +315,25 @@ impl SledStore {
         self.check_next_position(position)?;
         self.withdraw_clean_mark()?;
         let tree = self.directory_tree()?;
-        let mut writes = sled::Batch::default();
         if first {
-            for item in tree.scan_prefix(STAGED).keys() {
-                writes.remove(item.map_err(|e| self.sled_error(e))?);
-            }
+            // Emptying the stage may come before the record's transaction:
+            // killed in between, the record is applied again and empties
+            // it again.
+            let left = self.staged_keys(&tree)?;
+            self.remove_in_parts(&tree, &left, REPLACE_PART)?;
         }
+        let mut writes = sled::Batch::default();
         for user in users {
             let value = user_value(user)?;
             writes.insert(keyed(STAGED, &user.id), value);
         }
-        self.apply_directory_writes(&tree, writes, Some(position))
+        self.apply_tree_writes(&tree, writes, Some(position))
     }
 
     /// Applies `writes` to the directory's tree, with the log position in
     /// the main tree in the same transaction, and makes them durable.
     /// Called with commits held.
-    fn apply_directory_writes(
+    pub(super) fn apply_tree_writes(
         &self,
         tree: &sled::Tree,
         writes: sled::Batch,
@@ -312,7 +396,10 @@ impl SledStore {
     }
 
     /// Writes `parts` into an empty directory tree (a restored snapshot's),
-    /// durably.
+    /// durably, [`REPLACE_PART`] users in a sled batch, `complete` and the
+    /// delta link with the last. Killed before it ends, the store holds no
+    /// directory it shows (the next full read brings it), as when killed
+    /// before it began.
     pub(crate) fn restore_directory(&self, parts: &DirectoryParts) -> Result<(), StoreError> {
         let _commits_held = self.lock();
         let tree = self.directory_tree()?;
@@ -322,18 +409,24 @@ impl SledStore {
             });
         }
         self.withdraw_clean_mark()?;
+        let users = parts.users.iter().map(|user| (USER, user));
+        let staged = parts.staged.iter().map(|user| (STAGED, user));
         let mut writes = sled::Batch::default();
+        let mut in_part = 0;
+        for (prefix, user) in users.chain(staged) {
+            writes.insert(keyed(prefix, &user.id), user_value(user)?);
+            in_part += 1;
+            if in_part == REPLACE_PART {
+                tree.apply_batch(std::mem::take(&mut writes))
+                    .map_err(|e| self.sled_error(e))?;
+                in_part = 0;
+            }
+        }
         if parts.complete {
             writes.insert(COMPLETE, b"1".as_slice());
         }
         if let Some(link) = &parts.delta_link {
             writes.insert(LINK, link.as_bytes());
-        }
-        for (prefix, users) in [(USER, &parts.users), (STAGED, &parts.staged)] {
-            for user in users {
-                let value = user_value(user)?;
-                writes.insert(keyed(prefix, &user.id), value);
-            }
         }
         tree.apply_batch(writes).map_err(|e| self.sled_error(e))?;
         self.durable()

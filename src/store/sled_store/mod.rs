@@ -108,7 +108,7 @@ impl SledStore {
         batch: DirectoryBatch,
         position: u64,
     ) -> Result<(), StoreError> {
-        self.write_directory_at(batch, Some(position), directory::Staged::Ignore)
+        self.write_directory_at(batch, Some(position))
     }
 
     /// In a cluster: stages directory users for a replace too large for one
@@ -126,13 +126,15 @@ impl SledStore {
 
     /// In a cluster: the last part of a replace that came in several
     /// records: `batch` (a replace) with the staged users among its
-    /// upserts, as one transaction with the record's position.
+    /// upserts, with the record's position. Written in parts, yet shown
+    /// whole or not at all, and applied again whole after a crash
+    /// (see `write_staged_replace_at`).
     pub fn commit_staged_directory_at(
         &self,
         batch: DirectoryBatch,
         position: u64,
     ) -> Result<(), StoreError> {
-        self.write_directory_at(batch, Some(position), directory::Staged::Include)
+        self.write_staged_replace_at(batch, position, directory::REPLACE_PART)
     }
 
     /// In a cluster: the commit log position of the last record this store

@@ -586,3 +586,142 @@ fn a_store_is_created_beside_the_accounts_tokens_and_its_check_leaves_them_out()
     std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
     assert!(SledStore::open(other.path()).is_err());
 }
+
+fn directory_user(n: u8, upn: &str) -> StoredUser {
+    StoredUser {
+        id: format!("user-{n}"),
+        upn: Some(format!("{upn}{n}@tenant.example")),
+        mail: None,
+        business_phones: vec![],
+        mobile_phone: None,
+        teams: Some(true),
+        teams_phone: None,
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// The record that ends a staged replace, written a few users at a
+    /// time, leaves what one batch of the staged users and its own would:
+    /// the stage's users with the record's winning over them, nothing else,
+    /// the record's link (or the stored one), and an empty stage.
+    #[test]
+    fn a_staged_replace_in_parts_is_the_replace_whole(
+        before in proptest::collection::btree_set(0u8..60, 0..40),
+        stages in proptest::collection::vec(proptest::collection::btree_set(0u8..60, 0..20), 1..4),
+        upserts in proptest::collection::btree_set(0u8..60, 0..10),
+        removes in proptest::collection::btree_set(0u8..60, 0..5),
+        link in proptest::option::of("[a-z]{1,8}"),
+        part in 1usize..7,
+    ) {
+        let parent = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&parent.path().join("state")).unwrap();
+        store
+            .commit_directory_at(
+                DirectoryBatch {
+                    replace: true,
+                    upserts: before.iter().map(|&n| directory_user(n, "old")).collect(),
+                    removes: vec![],
+                    delta_link: Some("https://graph.example/old".into()),
+                },
+                1,
+            )
+            .unwrap();
+        let mut expected = std::collections::BTreeMap::new();
+        for (i, stage) in stages.iter().enumerate() {
+            let users: Vec<StoredUser> = stage.iter().map(|&n| directory_user(n, "staged")).collect();
+            for user in &users {
+                expected.insert(user.id.clone(), user.clone());
+            }
+            store.commit_directory_stage_at(i == 0, &users, 2 + i as u64).unwrap();
+        }
+        for &n in &upserts {
+            let user = directory_user(n, "new");
+            expected.insert(user.id.clone(), user);
+        }
+        let position = 2 + stages.len() as u64;
+        store
+            .write_staged_replace_at(
+                DirectoryBatch {
+                    replace: true,
+                    upserts: upserts.iter().map(|&n| directory_user(n, "new")).collect(),
+                    removes: removes.iter().map(|n| format!("USER-{n}")).collect(),
+                    delta_link: link.clone(),
+                },
+                position,
+                part,
+            )
+            .unwrap();
+        proptest::prop_assert_eq!(store.log_position().unwrap(), position);
+        let directory = store.directory().unwrap().expect("a complete directory");
+        let mut got: Vec<StoredUser> = directory.users;
+        got.sort_by(|a, b| a.id.cmp(&b.id));
+        let want: Vec<StoredUser> = expected.into_values().collect();
+        proptest::prop_assert_eq!(got, want);
+        proptest::prop_assert_eq!(
+            directory.delta_link,
+            Some(link.unwrap_or_else(|| "https://graph.example/old".into()))
+        );
+        proptest::prop_assert_eq!(store.directory_parts().unwrap().staged, vec![]);
+    }
+}
+
+/// Killed between its parts, the record that ends a staged replace leaves
+/// the position before it and no directory shown; applied again, it gives
+/// the directory it would have given at once.
+#[test]
+fn a_staged_replace_cut_short_is_applied_again_whole() {
+    let parent = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&parent.path().join("state")).unwrap();
+    let old: Vec<StoredUser> = (0..30).map(|n| directory_user(n, "old")).collect();
+    store
+        .commit_directory_at(
+            DirectoryBatch {
+                replace: true,
+                upserts: old,
+                removes: vec![],
+                delta_link: Some("https://graph.example/old".into()),
+            },
+            1,
+        )
+        .unwrap();
+    let staged: Vec<StoredUser> = (20..50).map(|n| directory_user(n, "staged")).collect();
+    store.commit_directory_stage_at(true, &staged, 2).unwrap();
+    // What a kill after the first parts leaves: the directory marked
+    // incomplete, some old users gone, some staged ones copied.
+    let tree = store.directory_tree().unwrap();
+    tree.remove(directory::COMPLETE).unwrap();
+    for n in 0..10u8 {
+        tree.remove(format!("u/user-{n}").as_bytes()).unwrap();
+    }
+    for user in &staged[..10] {
+        tree.insert(
+            format!("u/{}", user.id).as_bytes(),
+            serde_json::to_vec(user).unwrap(),
+        )
+        .unwrap();
+    }
+    drop(tree);
+    assert_eq!(store.directory().unwrap(), None);
+    assert_eq!(store.log_position().unwrap(), 2);
+    let finish = DirectoryBatch {
+        replace: true,
+        upserts: vec![directory_user(55, "new")],
+        removes: vec![],
+        delta_link: None,
+    };
+    store.write_staged_replace_at(finish, 3, 4).unwrap();
+    let directory = store.directory().unwrap().unwrap();
+    let mut want = staged;
+    want.push(directory_user(55, "new"));
+    let mut got = directory.users;
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    want.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(got, want);
+    assert_eq!(
+        directory.delta_link.as_deref(),
+        Some("https://graph.example/old"),
+        "a replace without a link keeps the stored one"
+    );
+}
