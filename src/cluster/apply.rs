@@ -116,6 +116,41 @@ pub(crate) fn commit_record(
         Record::StagedDirectory { batch, .. } => sled
             .commit_staged_directory_at(batch, position)
             .map(|()| Vec::new()),
+        Record::StepPart {
+            first,
+            last: false,
+            data,
+            ..
+        } => sled
+            .commit_record_part_at(first, data.as_bytes(), position)
+            .map(|()| Vec::new()),
+        Record::StepPart {
+            first,
+            last: true,
+            data,
+            ..
+        } => {
+            let whole = sled.record_with_staged_parts(first, data.as_bytes(), position)?;
+            let batch = match record::decode(&whole) {
+                Ok(Record::Step { store_id, batch }) if store_id == sled.store_id() => batch,
+                Ok(other) => {
+                    return Err(StoreError::Replication(format!(
+                        "the parts ending at commit log position {position} make a {} record of store {}, not a step of this store",
+                        other.kind(),
+                        other.store_id()
+                    )));
+                }
+                Err(e) => {
+                    return Err(StoreError::Replication(format!(
+                        "the parts ending at commit log position {position} make no record: {e}"
+                    )));
+                }
+            };
+            drop(whole);
+            let events = sled.commit_at(batch, position)?;
+            sled.clear_record_parts()?;
+            Ok(events)
+        }
     }
 }
 

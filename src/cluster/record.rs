@@ -11,6 +11,7 @@
 //!   "removes":[],"delta_link":"https://…"}}
 //! {"v":1,"type":"directory_stage","store_id":"5f0c…","first":true,"users":[{…StoredUser…}]}
 //! {"v":1,"type":"staged_directory","store_id":"5f0c…","directory":{"replace":true,…}}
+//! {"v":1,"type":"step_part","store_id":"5f0c…","first":true,"last":false,"data":"{\"v\":1,\"type\":\"step\",…"}
 //! ```
 //!
 //! A directory change too large for one record (the log takes a bounded
@@ -18,7 +19,11 @@
 //! `directory` records (the removes first, the delta link with the last),
 //! a full read (a replace) as `directory_stage` records that stage its
 //! users, then one `staged_directory` that swaps them in at once, so no
-//! node ever shows half a directory as complete.
+//! node ever shows half a directory as complete. A step too large for one
+//! record (512 inputs at 50,000 agents, or a reload that touches every
+//! agent) comes as `step_part` records, each a run of the `step` record's
+//! encoded text: every node stages them and commits the step whole, with
+//! the last part's position, once the last part is in.
 //!
 //! The records are the store's own types as the store writes them to disk
 //! (agents, outbox entries, contacts, events before numbering, directory
@@ -65,6 +70,15 @@ pub enum Record {
         store_id: String,
         batch: DirectoryBatch,
     },
+    /// A run of the encoded text of a [`Record::Step`] too large for one
+    /// record. `first` empties what an unfinished step left staged; the
+    /// step is committed whole, with the position of its `last` part.
+    StepPart {
+        store_id: String,
+        first: bool,
+        last: bool,
+        data: String,
+    },
 }
 
 impl Record {
@@ -75,7 +89,8 @@ impl Record {
             | Record::Step { store_id, .. }
             | Record::Directory { store_id, .. }
             | Record::DirectoryStage { store_id, .. }
-            | Record::StagedDirectory { store_id, .. } => store_id,
+            | Record::StagedDirectory { store_id, .. }
+            | Record::StepPart { store_id, .. } => store_id,
         }
     }
 
@@ -87,6 +102,7 @@ impl Record {
             Record::Directory { .. } => "directory",
             Record::DirectoryStage { .. } => "directory_stage",
             Record::StagedDirectory { .. } => "staged_directory",
+            Record::StepPart { .. } => "step_part",
         }
     }
 }
@@ -118,6 +134,8 @@ pub fn encode(record: &Record) -> Result<Vec<u8>, RecordError> {
         directory: None,
         first: None,
         users: None,
+        last: None,
+        data: None,
     };
     match record {
         Record::Genesis { .. } => {}
@@ -128,6 +146,13 @@ pub fn encode(record: &Record) -> Result<Vec<u8>, RecordError> {
         Record::DirectoryStage { first, users, .. } => {
             out.first = Some(*first);
             out.users = Some(users);
+        }
+        Record::StepPart {
+            first, last, data, ..
+        } => {
+            out.first = Some(*first);
+            out.last = Some(*last);
+            out.data = Some(data);
         }
     }
     serde_json::to_vec(&out).map_err(|e| RecordError::Encode(e.to_string()))
@@ -171,18 +196,23 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
         directory,
         first,
         users,
+        last,
+        data,
     } = parsed;
     let fields = [
         ("batch", batch.is_some()),
         ("directory", directory.is_some()),
         ("first", first.is_some()),
         ("users", users.is_some()),
+        ("last", last.is_some()),
+        ("data", data.is_some()),
     ];
     let needed: &[&str] = match kind {
         Kind::Genesis => &[],
         Kind::Step => &["batch"],
         Kind::Directory | Kind::StagedDirectory => &["directory"],
         Kind::DirectoryStage => &["first", "users"],
+        Kind::StepPart => &["first", "last", "data"],
     };
     for (field, present) in fields {
         if present != needed.contains(&field) {
@@ -218,7 +248,77 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
             first: first.ok_or_else(missing)?,
             users: users.ok_or_else(missing)?,
         },
+        Kind::StepPart => Record::StepPart {
+            store_id,
+            first: first.ok_or_else(missing)?,
+            last: last.ok_or_else(missing)?,
+            data: data.ok_or_else(missing)?,
+        },
     })
+}
+
+/// The most parts a step may come in: a step of about a gigabyte.
+pub const MAX_STEP_PARTS: usize = 1024;
+
+/// The encoded `step` record `step` as [`Record::StepPart`]s of at most
+/// `max_record_bytes` each once encoded, in order: runs of its text cut at
+/// character boundaries, sized by what JSON's escaping makes of them.
+pub fn step_parts(
+    store_id: &str,
+    step: &[u8],
+    max_record_bytes: usize,
+) -> Result<Vec<Record>, RecordError> {
+    let text = std::str::from_utf8(step).map_err(|e| RecordError::Encode(e.to_string()))?;
+    let envelope = encode(&Record::StepPart {
+        store_id: store_id.to_owned(),
+        first: false,
+        last: false,
+        data: String::new(),
+    })?
+    .len();
+    let room = max_record_bytes.saturating_sub(envelope);
+    // The widest character escapes to 6 bytes (`\u001f`) or takes 4.
+    if room < 6 {
+        return Err(RecordError::Encode(format!(
+            "a commit log record of {max_record_bytes} bytes has no room for a step's parts"
+        )));
+    }
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut used = 0;
+    for (at, c) in text.char_indices() {
+        let cost = match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        };
+        if used + cost > room {
+            runs.push(&text[start..at]);
+            start = at;
+            used = 0;
+        }
+        used += cost;
+    }
+    if start < text.len() || runs.is_empty() {
+        runs.push(&text[start..]);
+    }
+    if runs.len() > MAX_STEP_PARTS {
+        return Err(RecordError::Encode(format!(
+            "the step is {} bytes, more than {MAX_STEP_PARTS} commit log records of {max_record_bytes} bytes hold",
+            step.len()
+        )));
+    }
+    let count = runs.len();
+    Ok(runs
+        .into_iter()
+        .enumerate()
+        .map(|(i, run)| Record::StepPart {
+            store_id: store_id.to_owned(),
+            first: i == 0,
+            last: i + 1 == count,
+            data: run.to_owned(),
+        })
+        .collect())
 }
 
 /// A meta key as the wire names it. The log position has no name here: a
@@ -265,6 +365,7 @@ enum Kind {
     Directory,
     DirectoryStage,
     StagedDirectory,
+    StepPart,
 }
 
 impl Kind {
@@ -275,6 +376,7 @@ impl Kind {
             Kind::Directory => "directory",
             Kind::DirectoryStage => "directory_stage",
             Kind::StagedDirectory => "staged_directory",
+            Kind::StepPart => "step_part",
         }
     }
 }
@@ -294,6 +396,10 @@ struct RecordOut<'a> {
     first: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     users: Option<&'a [StoredUser]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -361,6 +467,10 @@ struct RecordIn {
     first: Option<bool>,
     #[serde(default)]
     users: Option<Vec<StoredUser>>,
+    #[serde(default)]
+    last: Option<bool>,
+    #[serde(default)]
+    data: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -466,6 +576,12 @@ mod tests {
                     ..DirectoryBatch::default()
                 },
             },
+            Record::StepPart {
+                store_id: STORE.into(),
+                first: true,
+                last: false,
+                data: r#"{"v":1,"type":"step","store_id":"#.into(),
+            },
         ];
         for record in records {
             let bytes = encode(&record).unwrap();
@@ -567,6 +683,24 @@ mod tests {
     }
 
     #[test]
+    fn a_step_too_large_even_for_its_parts_is_refused() {
+        let step = encode(&Record::Step {
+            store_id: STORE.into(),
+            batch: batch("a1", 3, 2, 100),
+        })
+        .unwrap();
+        assert!(matches!(
+            step_parts(STORE, &step, 20),
+            Err(RecordError::Encode(reason)) if reason.contains("no room")
+        ));
+        let huge = vec![b'a'; 200 * (MAX_STEP_PARTS + 1)];
+        assert!(matches!(
+            step_parts(STORE, &huge, 256),
+            Err(RecordError::Encode(reason)) if reason.contains("1024 commit log records")
+        ));
+    }
+
+    #[test]
     fn a_newer_format_is_named_as_such() {
         for input in [
             r#"{"v":2,"type":"genesis","store_id":"x"}"#,
@@ -599,6 +733,29 @@ mod tests {
                 prop_assert_eq!(&back, &record);
                 prop_assert_eq!(encode(&back).unwrap(), bytes);
             }
+        }
+
+        /// A step cut into parts of any size that holds a character: each
+        /// part fits, and their runs put together are the step's text.
+        #[test]
+        fn a_step_in_parts_is_the_step_put_together(
+            batch in any_batch(),
+            max in 120usize..2_000,
+        ) {
+            let step = encode(&Record::Step { store_id: STORE.into(), batch }).unwrap();
+            let parts = step_parts(STORE, &step, max).unwrap();
+            let mut whole = String::new();
+            for (i, part) in parts.iter().enumerate() {
+                let bytes = encode(part).unwrap();
+                prop_assert!(bytes.len() <= max, "{} > {max}", bytes.len());
+                let Record::StepPart { first, last, data, .. } = decode(&bytes).unwrap() else {
+                    panic!("not a part");
+                };
+                prop_assert_eq!(first, i == 0);
+                prop_assert_eq!(last, i + 1 == parts.len());
+                whole.push_str(&data);
+            }
+            prop_assert_eq!(whole.as_bytes(), &step[..]);
         }
 
         #[test]

@@ -6,10 +6,11 @@
 //! commits what was decoded: the active's sled then holds exactly what every
 //! standby will apply from the same bytes (the same event seqs, ids and
 //! values), and a batch that would not read back is refused before it
-//! reaches the log, as is a record larger than the log takes
-//! ([`ReplicatedStore::with_max_record_bytes`]). Directory changes go the
-//! same way as [`Record::Directory`], cut into several records when one
-//! would be too large (see [`super::record`]). Everything else (reads, pruning, the clean-shutdown
+//! reaches the log. A step larger than the log takes
+//! ([`ReplicatedStore::with_max_record_bytes`]) comes in parts
+//! ([`Record::StepPart`]), committed whole with the last one. Directory
+//! changes go the same way as [`Record::Directory`], cut into several
+//! records when one would be too large (see [`super::record`]). Everything else (reads, pruning, the clean-shutdown
 //! mark, the notification inbox) is the local store's: pruning runs on each
 //! node by the same retention, and the inbox is not replicated (a node that
 //! takes over reconciles by polling).
@@ -99,9 +100,12 @@ impl ReplicatedStore {
         })
     }
 
-    /// Refuses records larger than `max` bytes ([`StoreError::InvalidBatch`],
-    /// nothing appended, the store still active): set it from the NATS
-    /// server's `max_payload`, less room for headers.
+    /// Appends no record larger than `max` bytes: a step or a directory
+    /// change that is larger comes in several records, and one that cannot
+    /// (a directory user larger than a record) is refused
+    /// ([`StoreError::InvalidBatch`], nothing appended, the store still
+    /// active). Set it from the NATS server's `max_payload`, less room for
+    /// headers.
     pub fn with_max_record_bytes(mut self, max: usize) -> Self {
         self.max_record_bytes = max;
         self
@@ -236,6 +240,29 @@ impl ReplicatedStore {
                 Ok((bytes, decoded))
             })
             .collect()
+    }
+
+    /// A step as records ready to append: one when it fits, else its
+    /// parts ([`record::step_parts`]), which every node puts together and
+    /// commits whole with the last part. The step is read back whole
+    /// first, so what the parts make is what was encoded.
+    fn step_records(&self, batch: Batch) -> Result<Vec<(Vec<u8>, Record)>, StoreError> {
+        let store_id = self.sled.store_id().to_owned();
+        let step = Record::Step {
+            store_id: store_id.clone(),
+            batch,
+        };
+        let bytes = record::encode(&step).map_err(refused)?;
+        if bytes.len() <= self.max_record_bytes {
+            let decoded = record::decode(&bytes).map_err(refused)?;
+            return Ok(vec![(bytes, decoded)]);
+        }
+        drop(step);
+        record::decode(&bytes).map_err(refused)?;
+        let parts =
+            record::step_parts(&store_id, &bytes, self.max_record_bytes).map_err(refused)?;
+        drop(bytes);
+        self.prepare(&parts)
     }
 
     /// Appends and commits the prepared records one by one; the events of
@@ -418,10 +445,7 @@ impl Store for ReplicatedStore {
         if let Some(problem) = batch.problem() {
             return Err(StoreError::InvalidBatch(problem));
         }
-        let prepared = self.prepare(&[Record::Step {
-            store_id: self.sled.store_id().to_owned(),
-            batch,
-        }])?;
+        let prepared = self.step_records(batch)?;
         let mut position = self.lock();
         self.refuse_unless_active()?;
         self.append_all(&mut position, prepared)
@@ -764,18 +788,10 @@ mod tests {
     }
 
     #[test]
-    fn a_record_larger_than_the_log_takes_is_refused_before_the_append() {
+    fn a_directory_user_larger_than_a_record_is_refused_before_the_append() {
         let c = cluster();
         let active = c.active.with_max_record_bytes(2048);
         active.commit(batch("a1", 1, 1, 0)).unwrap();
-        let mut large = batch("a2", 1, 0, 0);
-        large
-            .meta
-            .push((MetaKey::DeltaLink, Some("x".repeat(4096))));
-        assert!(matches!(
-            active.commit(large),
-            Err(StoreError::InvalidBatch(problem)) if problem.contains("2048")
-        ));
         let mut huge = directory_user(0);
         huge.upn = Some("x".repeat(4096));
         assert!(matches!(
@@ -789,6 +805,118 @@ mod tests {
         assert_eq!(*active.state().borrow(), ReplicaState::Active);
         active.commit(batch("a1", 2, 1, 0)).unwrap();
         assert_eq!(c.log.last(), 3);
+    }
+
+    /// A step of many agents: more than one record of `max` bytes holds.
+    fn large_step(agents: usize) -> Batch {
+        let mut large = Batch::default();
+        for n in 0..agents {
+            let step = batch(&format!("agent-{n:04}"), n as u64, 2, 100);
+            large.agents.extend(step.agents);
+            large.events.extend(step.events);
+            large.outbox.extend(step.outbox);
+        }
+        large
+            .meta
+            .push((MetaKey::DeltaLink, Some("\"quoted\" é ✓ \\".repeat(300))));
+        large
+    }
+
+    #[test]
+    fn a_step_larger_than_a_record_comes_in_parts_and_is_committed_whole() {
+        let c = cluster();
+        let standby = c.standby("standby");
+        let active = c.active.with_max_record_bytes(2048);
+        let first = active.commit(batch("a1", 1, 1, 0)).unwrap().len();
+        let step = large_step(40);
+        let expected_events = step.events.len();
+        let events = active.commit(step).unwrap();
+        assert_eq!(events.len(), expected_events);
+        let kinds: Vec<&str> = c
+            .log
+            .read(3, usize::MAX)
+            .iter()
+            .map(|(_, bytes)| record::decode(bytes).unwrap().kind())
+            .collect();
+        assert!(kinds.len() > 3, "{kinds:?}");
+        assert!(kinds.iter().all(|k| *k == "step_part"), "{kinds:?}");
+        for (_, bytes) in c.log.records() {
+            assert!(bytes.len() <= 2048);
+        }
+        // A standby applying the parts one at a time shows nothing of the
+        // step until its last part, then all of it.
+        let before = exported(&standby);
+        let records = c.log.records();
+        let (last, parts) = records.split_last().unwrap();
+        for (position, bytes) in parts {
+            apply(&standby, *position, bytes).unwrap();
+            if *position > 2 {
+                assert_eq!(standby.load().unwrap().agents.len(), 1);
+            }
+        }
+        assert_ne!(exported(&standby), before);
+        apply(&standby, last.0, &last.1).unwrap();
+        assert_same(active.sled(), &standby);
+        assert_eq!(
+            standby.events_after(0, usize::MAX).unwrap().len(),
+            first + expected_events
+        );
+        assert_eq!(*active.state().borrow(), ReplicaState::Active);
+        active.commit(batch("a1", 2, 1, 0)).unwrap();
+        let (position, bytes) = c.log.records().pop().unwrap();
+        apply(&standby, position, &bytes).unwrap();
+        assert_same(active.sled(), &standby);
+    }
+
+    #[test]
+    fn a_step_cut_short_is_never_applied_and_the_next_one_goes_on() {
+        let dirs = tempfile::tempdir().unwrap();
+        let log = MemoryLog::new();
+        let silent = Arc::new(SilentAt {
+            log: log.clone(),
+            at: 5,
+        });
+        let sled = SledStore::open(&dirs.path().join("active")).unwrap();
+        let active = ReplicatedStore::new(sled, silent)
+            .unwrap()
+            .with_max_record_bytes(1024);
+        active.genesis().unwrap();
+        let (meta, bytes) = active.snapshot().unwrap();
+        snapshot::restore(&dirs.path().join("standby"), &meta, &bytes).unwrap();
+        let standby = SledStore::open(&dirs.path().join("standby")).unwrap();
+        // Parts 2 to 4 are appended, the fifth goes unanswered.
+        assert!(matches!(
+            active.commit(large_step(20)),
+            Err(StoreError::Replication(_))
+        ));
+        assert_eq!(*active.state().borrow(), ReplicaState::Unsure);
+        for (position, bytes) in log.records() {
+            apply(&standby, position, &bytes).unwrap();
+        }
+        assert_eq!(standby.log_position().unwrap(), 4);
+        assert!(standby.load().unwrap().agents.is_empty());
+        assert_eq!(standby.last_seq().unwrap(), 0);
+        // Another node's step follows: applied, and the parts left never
+        // make a record with it.
+        let next = record::encode(&Record::Step {
+            store_id: standby.store_id().to_owned(),
+            batch: batch("a9", 1, 1, 0),
+        })
+        .unwrap();
+        let position = log.append_as_other(&next);
+        assert_eq!(apply(&standby, position, &next).unwrap(), Applied::Applied);
+        assert_eq!(standby.load().unwrap().agents.len(), 1);
+        // A last part that does not follow staged parts is refused.
+        let stray = record::encode(&Record::StepPart {
+            store_id: standby.store_id().to_owned(),
+            first: false,
+            last: true,
+            data: "{}".into(),
+        })
+        .unwrap();
+        let position = log.append_as_other(&stray);
+        assert!(apply(&standby, position, &stray).is_err());
+        assert_eq!(standby.log_position().unwrap(), position - 1);
     }
 
     fn directory_user(n: usize) -> crate::store::StoredUser {
@@ -989,6 +1117,53 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// Steps and directory changes cut into records that fit a small
+        /// log leave the store that whole records leave, on the active and
+        /// its standby, and the active's callers hear the same events.
+        #[test]
+        fn a_store_in_small_records_is_the_same_store(
+            ops in prop::collection::vec(any_op(), 1..8),
+        ) {
+            let whole = cluster();
+            let small = cluster();
+            let standby = small.standby("standby");
+            let small_active = small.active.with_max_record_bytes(400);
+            // The two stores differ by their ids and log positions only.
+            let small_id = small_active.store_id().to_owned();
+            let whole_id = whole.active.store_id().to_owned();
+            let same = |text: String, id: &str, log: &MemoryLog| {
+                text.replace(id, "STORE").replace(
+                    &format!(r#""key":"log_position","value":"{}""#, log.last()),
+                    "POSITION",
+                )
+            };
+            for op in ops {
+                match op {
+                    Op::Step(batch) => {
+                        let heard = small_active.commit(batch.clone()).unwrap();
+                        let expected = whole.active.commit(batch).unwrap();
+                        prop_assert_eq!(
+                            same(format!("{heard:?}"), &small_id, &small.log),
+                            same(format!("{expected:?}"), &whole_id, &whole.log)
+                        );
+                    }
+                    Op::Directory(batch) => {
+                        whole.active.commit_directory(batch.clone()).unwrap();
+                        small_active.commit_directory(batch).unwrap();
+                    }
+                }
+            }
+            prop_assert_eq!(
+                same(exported(small_active.sled()), &small_id, &small.log),
+                same(exported(whole.active.sled()), &whole_id, &whole.log)
+            );
+            prop_assert_eq!(small_active.directory().unwrap(), whole.active.directory().unwrap());
+            for (position, bytes) in small.log.records() {
+                apply(&standby, position, &bytes).unwrap();
+            }
+            assert_same(small_active.sled(), &standby);
+        }
 
         /// Directory changes cut into records that fit a small log leave
         /// the same directory as whole ones, on the active and its standby.

@@ -15,6 +15,7 @@
 //! | durable writes: a batch (agents, outbox, contacts, events, meta), pruning, fsync | `write.rs` |
 //! | the stored directory, its own tree: compact users and their delta link | `directory.rs` |
 //! | the notification inbox, its own tree: received batches until processed | `inbox.rs` |
+//! | a cluster's records too large for its log: their parts, staged in their own tree | `record_parts.rs` |
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ mod directory;
 mod inbox;
 mod marker;
 mod open;
+mod record_parts;
 #[cfg(test)]
 mod tests;
 mod write;
