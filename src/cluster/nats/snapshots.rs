@@ -14,6 +14,11 @@ use crate::cluster::SnapshotMeta;
 
 /// Time allowed per MiB of snapshot, on top of the request timeout.
 const PER_MIB: Duration = Duration::from_millis(500);
+/// The object store's own chunk size (async-nats's default), used unless
+/// the server takes less a message.
+const CHUNK: usize = 128 * 1024;
+/// Room for a chunk message's headers within the server's `max_payload`.
+const CHUNK_HEADERS: usize = 4096;
 
 /// The snapshot store. Cheap to clone.
 #[derive(Clone)]
@@ -63,9 +68,18 @@ impl Snapshots {
         let store = self.store().await?;
         let description = serde_json::to_string(meta)
             .map_err(|e| ClusterError::Invalid(format!("the snapshot's description: {e}")))?;
+        // Chunks the server takes, even where its `max_payload` is set
+        // below the object store's default chunk.
+        let max_payload = self.inner.client.server_info().max_payload;
+        let chunk = match max_payload {
+            // Not known (yet): the default.
+            0 => CHUNK,
+            max => CHUNK.min(max.saturating_sub(CHUNK_HEADERS).max(1024)),
+        };
         let object = ObjectMetadata {
             name: SNAPSHOT_OBJECT.to_owned(),
             description: Some(description),
+            chunk_size: Some(chunk),
             ..Default::default()
         };
         let what = format!(
