@@ -13,7 +13,11 @@
 //! - a NATS server killed under load: nothing acknowledged is lost and the
 //!   pair keeps answering;
 //! - an empty node catches up from the snapshot and the log (whose first
-//!   records have expired) and, made active, has the same agents.
+//!   records have expired) and, made active, has the same agents;
+//! - NATS servers that take 16 KiB a message: steps and the directory's
+//!   full read come in several records, snapshots in small chunks, and
+//!   the standby that takes over, then a node started from the snapshot,
+//!   have every agent.
 //!
 //! `CLUSTER_E2E_BIN=/path/to/presence-sync` runs them against another
 //! build of the binary.
@@ -69,8 +73,24 @@ impl Pair {
         users: usize,
         tune: impl FnOnce(&mut ClusterSettings),
     ) -> anyhow::Result<Option<Pair>> {
-        let Some(nats) =
-            NatsCluster::start_ready(test, 3, ServerAuth::None, Duration::from_secs(60)).await
+        Pair::start_with(test, users, "", tune).await
+    }
+
+    /// [`Pair::start`] with `nats_config` added to each NATS server's config.
+    async fn start_with(
+        test: &str,
+        users: usize,
+        nats_config: &str,
+        tune: impl FnOnce(&mut ClusterSettings),
+    ) -> anyhow::Result<Option<Pair>> {
+        let Some(nats) = NatsCluster::start_ready_with(
+            test,
+            3,
+            ServerAuth::None,
+            Duration::from_secs(60),
+            nats_config,
+        )
+        .await
         else {
             return Ok(None);
         };
@@ -546,6 +566,12 @@ async fn an_empty_node_catches_up_from_the_snapshot_and_the_log_and_can_take_ove
     bounded(Duration::from_secs(420), empty_standby()).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_larger_than_the_log_takes_come_in_parts_and_the_standby_has_them_all()
+-> anyhow::Result<()> {
+    bounded(Duration::from_secs(300), small_messages()).await
+}
+
 async fn failover() -> anyhow::Result<()> {
     let Some(mut pair) = Pair::start("failover", 8, |_| {}).await? else {
         return Ok(());
@@ -929,6 +955,104 @@ async fn empty_standby() -> anyhow::Result<()> {
         after == before,
         "the agents differ:\nbefore {before:#?}\nafter {after:#?}"
     );
+    Ok(())
+}
+
+async fn small_messages() -> anyhow::Result<()> {
+    // 16 KiB a message: a commit log record takes at most 12 KiB, less
+    // than the directory's full read of 150 users or a step of a few
+    // agents registered at once.
+    const USERS: usize = 150;
+    const AGENTS: usize = 120;
+    let Some(mut pair) =
+        Pair::start_with("small messages", USERS, "max_payload: 16384\n", |_| {}).await?
+    else {
+        return Ok(());
+    };
+    let active = pair.active().await.context("no active node")?;
+    let base = pair.nodes[active].base.clone();
+    // Every registration at once, so that steps take many.
+    let registrations = pair
+        .sim
+        .users
+        .iter()
+        .take(AGENTS)
+        .enumerate()
+        .map(|(n, (_, upn))| {
+            let (http, base) = (pair.http.clone(), base.clone());
+            let body = json!({"teams_user": upn, "auto_link": true, "skills": {"support": 3, "billing": 2}});
+            async move {
+                let id = format!("ag-{n}");
+                let path = format!("/v1/agents/{id}");
+                (id, call(&http, Method::PUT, &base, &path, Some(&body)).await)
+            }
+        });
+    for (id, answer) in futures_util::future::join_all(registrations).await {
+        ensure!(answer.is_ok(), "registering {id}: {answer:?}");
+    }
+    let before = pair.agents(active).await?;
+    ensure!(before.len() == AGENTS, "{} agents", before.len());
+
+    // The log holds steps in parts and a directory read in stages.
+    let urls = pair.nats.urls();
+    let addrs = urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(addrs))
+        .await
+        .context("connecting to NATS timed out")??;
+    let js = async_nats::jetstream::new(client);
+    let (first, last) = log_bounds(&js).await?;
+    let stream = js.get_stream(format!("PS_{TENANT}_LOG")).await?;
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for seq in first..=last {
+        let message = tokio::time::timeout(Duration::from_secs(5), stream.get_raw_message(seq))
+            .await
+            .context("reading the log timed out")??;
+        let record: Value = serde_json::from_slice(&message.payload)?;
+        *kinds
+            .entry(record["type"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    eprintln!("small messages: the log holds {kinds:?}");
+    for kind in ["step_part", "directory_stage", "staged_directory"] {
+        ensure!(kinds.contains_key(kind), "no {kind} record: {kinds:?}");
+    }
+
+    // A snapshot of it all, in chunks the servers take, and a third node
+    // started from it.
+    let waiting = Instant::now();
+    while snapshot_position(&js).await?.is_none_or(|p| p < last) {
+        ensure!(
+            waiting.elapsed() < PATIENCE,
+            "no snapshot at or after position {last}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let c = pair.add_node("node-c").await?;
+    pair.nodes[c]
+        .wait_caught_up_standby(&pair.http, PATIENCE)
+        .await?;
+
+    // The standby applied the log: it takes over with the same agents;
+    // then the node started from the snapshot does.
+    let standby = 1 - active;
+    pair.nodes[standby]
+        .wait_caught_up_standby(&pair.http, PATIENCE)
+        .await?;
+    for (dies, takes_over) in [(active, standby), (standby, c)] {
+        pair.nodes[dies].kill();
+        pair.nodes[takes_over]
+            .wait_active(&pair.http, pair.takeover_bound())
+            .await?;
+        let after = pair.agents(takes_over).await?;
+        ensure!(
+            after == before,
+            "the agents on {} differ:\nbefore {before:#?}\nafter {after:#?}",
+            pair.nodes[takes_over].id
+        );
+    }
     Ok(())
 }
 

@@ -79,14 +79,14 @@ impl NatsCluster {
     /// One node with JetStream; `None` when `nats-server` is missing.
     pub fn single(test: &str, auth: ServerAuth) -> Option<NatsCluster> {
         let binary = nats_server_or_skip(test)?;
-        Some(NatsCluster::start(binary, 1, auth))
+        Some(NatsCluster::start(binary, 1, auth, ""))
     }
 
     /// Three routed nodes with JetStream (R=3 possible); `None` when
     /// `nats-server` is missing.
     pub fn three(test: &str, auth: ServerAuth) -> Option<NatsCluster> {
         let binary = nats_server_or_skip(test)?;
-        Some(NatsCluster::start(binary, 3, auth))
+        Some(NatsCluster::start(binary, 3, auth, ""))
     }
 
     /// `nodes` nodes (1, or 3 routed), started and then ready as
@@ -98,13 +98,25 @@ impl NatsCluster {
         auth: ServerAuth,
         patience: Duration,
     ) -> Option<NatsCluster> {
+        NatsCluster::start_ready_with(test, nodes, auth, patience, "").await
+    }
+
+    /// [`NatsCluster::start_ready`] with `extra` added to every node's
+    /// config (`max_payload: 16384`, say).
+    pub async fn start_ready_with(
+        test: &str,
+        nodes: usize,
+        auth: ServerAuth,
+        patience: Duration,
+        extra: &str,
+    ) -> Option<NatsCluster> {
         let binary = nats_server_or_skip(test)?;
-        let cluster = NatsCluster::start(binary, nodes, auth);
+        let cluster = NatsCluster::start(binary, nodes, auth, extra);
         cluster.wait_ready(patience).await;
         Some(cluster)
     }
 
-    fn start(binary: PathBuf, count: usize, auth: ServerAuth) -> NatsCluster {
+    fn start(binary: PathBuf, count: usize, auth: ServerAuth, extra: &str) -> NatsCluster {
         let dir = tempfile::tempdir().expect("a temp dir");
         let ports: Vec<(u16, u16, u16)> = (0..count)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -123,7 +135,7 @@ impl NatsCluster {
             std::fs::create_dir_all(&store).expect("the node's store dir");
             let mut text = format!(
                 "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http_port}\n\
-                 jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\n{auth_block}",
+                 jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\n{auth_block}{extra}",
                 store.display()
             );
             if count > 1 {
