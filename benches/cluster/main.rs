@@ -104,8 +104,8 @@ impl Knobs {
         };
         let keys = ["agents", "clients", "seconds", "kills", "lease-ttl", "bin"];
         cli::apply("CLUSTER", &keys, &[], &args, &mut set)?;
-        if !(1..=5_000).contains(&knobs.agents) {
-            bail!("--agents must be 1 to 5000");
+        if !(1..=50_000).contains(&knobs.agents) {
+            bail!("--agents must be 1 to 50000");
         }
         if !(0.5..=3_600.0).contains(&knobs.seconds) {
             bail!("--seconds must be 0.5 to 3600");
