@@ -723,7 +723,7 @@ async fn snapshots_round_trip_with_their_description() {
         taken_at: Utc::now(),
         bytes: bytes.len() as u64,
     };
-    nats.snapshots().put(&meta, bytes.clone()).await.unwrap();
+    nats.snapshots().put(&meta, &bytes[..]).await.unwrap();
     let (got_meta, got) = nats.snapshots().latest().await.unwrap().unwrap();
     assert_eq!(got_meta, meta);
     assert!(got == bytes, "the payload differs");
@@ -733,10 +733,7 @@ async fn snapshots_round_trip_with_their_description() {
         bytes: 5,
         ..meta
     };
-    nats.snapshots()
-        .put(&newer, b"small".to_vec())
-        .await
-        .unwrap();
+    nats.snapshots().put(&newer, &b"small"[..]).await.unwrap();
     assert_eq!(
         nats.snapshots().latest().await.unwrap(),
         Some((newer, b"small".to_vec()))

@@ -160,6 +160,13 @@ impl ReplicatedStore {
         snapshot::take(&self.sled)
     }
 
+    /// [`ReplicatedStore::snapshot`] in a temp file, read from its start
+    /// ([`snapshot::take_file`]).
+    pub fn snapshot_file(&self) -> Result<(SnapshotMeta, std::fs::File), StoreError> {
+        let _commits_held = self.lock();
+        snapshot::take_file(&self.sled)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Position> {
         // The position moves only once a record is both appended and
         // committed, so it is right even if a holder panicked.

@@ -25,7 +25,8 @@
 //! the next seq, so the restored standby numbers the events of the records
 //! after the snapshot as the active did.
 
-use std::io::BufRead;
+use std::fs::File;
+use std::io::{BufRead, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use chrono::Utc;
@@ -64,6 +65,58 @@ enum DirectoryLine {
 /// a standby by not applying), so the store, its directory and its
 /// position are of one moment.
 pub fn take(sled: &SledStore) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
+    let mut bytes = Vec::new();
+    let meta = take_into(sled, &mut bytes)?;
+    Ok((meta, bytes))
+}
+
+/// [`take`] into a file of its own in the temp directory, unlinked as soon
+/// as it is created, and returned read from its start: a snapshot of
+/// 50,000 agents is over 100 MB, which memory need not hold to send it.
+pub fn take_file(sled: &SledStore) -> Result<(SnapshotMeta, File), StoreError> {
+    let io = |e: std::io::Error| StoreError::Io(format!("writing a snapshot to a temp file: {e}"));
+    let mut file = unlinked_temp_file().map_err(io)?;
+    let meta = {
+        let mut out = BufWriter::new(&mut file);
+        let meta = take_into(sled, &mut out)?;
+        out.flush().map_err(io)?;
+        meta
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok((meta, file))
+}
+
+/// A new file in the temp directory, readable and writable by this user
+/// only, whose name is removed at once.
+fn unlinked_temp_file() -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let dir = std::env::temp_dir();
+    let mut tries = 0u32;
+    loop {
+        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let path = dir.join(format!(
+            "presence-sync-snapshot-{}-{nanos:x}-{tries}",
+            std::process::id()
+        ));
+        match options.open(&path) {
+            Ok(file) => {
+                std::fs::remove_file(&path)?;
+                return Ok(file);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes the snapshot to `out`; see [`take`].
+fn take_into(sled: &SledStore, out: &mut impl Write) -> Result<SnapshotMeta, StoreError> {
     let position = sled.log_position()?;
     if position == 0 {
         return Err(StoreError::Replication(
@@ -71,14 +124,14 @@ pub fn take(sled: &SledStore) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
                 .to_owned(),
         ));
     }
-    let mut bytes = Vec::new();
-    export(sled, &mut bytes)?;
+    let mut out = Counted { out, bytes: 0 };
+    export(sled, &mut out)?;
     let directory = sled.directory_parts()?;
     if directory != DirectoryParts::default() {
         let mut line = |value: &DirectoryLine| -> Result<(), StoreError> {
-            serde_json::to_writer(&mut bytes, value).map_err(|e| StoreError::Io(e.to_string()))?;
-            bytes.push(b'\n');
-            Ok(())
+            serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Io(e.to_string()))?;
+            out.write_all(b"\n")
+                .map_err(|e| StoreError::Io(e.to_string()))
         };
         line(&DirectoryLine::Directory {
             complete: directory.complete,
@@ -91,13 +144,30 @@ pub fn take(sled: &SledStore) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
             line(&DirectoryLine::DirectoryStagedUser { user })?;
         }
     }
-    let meta = SnapshotMeta {
+    Ok(SnapshotMeta {
         store_id: sled.store_id().to_owned(),
         position,
         taken_at: Utc::now(),
-        bytes: bytes.len() as u64,
-    };
-    Ok((meta, bytes))
+        bytes: out.bytes,
+    })
+}
+
+/// A writer that counts what it wrote.
+struct Counted<'a, W: Write> {
+    out: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(buf)?;
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Restores a snapshot into `dir`, which must be empty or missing. The
@@ -338,6 +408,37 @@ mod tests {
         let (again_meta, again) = take(&restored).unwrap();
         assert_eq!(again, bytes);
         assert_eq!(again_meta.position, meta.position);
+    }
+
+    #[test]
+    fn a_snapshot_in_a_file_is_the_snapshot_and_leaves_no_name_behind() {
+        let (_source_dir, sled) = source();
+        let (meta, bytes) = take(&sled).unwrap();
+        let names = |dir: &Path| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| {
+                    name.starts_with(&format!("presence-sync-snapshot-{}-", std::process::id()))
+                })
+                .collect()
+        };
+        let (file_meta, mut file) = take_file(&sled).unwrap();
+        assert_eq!(names(&std::env::temp_dir()), Vec::<String>::new());
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut read).unwrap();
+        assert_eq!(read, bytes);
+        assert_eq!(file_meta.bytes, read.len() as u64);
+        assert_eq!(
+            (&file_meta.store_id, file_meta.position),
+            (&meta.store_id, meta.position)
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::object_store::{self, ObjectMetadata};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::connect::Inner;
 use super::error::{ClusterError, bounded};
@@ -62,9 +62,14 @@ impl Snapshots {
             .saturating_add(PER_MIB.saturating_mul(mib))
     }
 
-    /// Stores `bytes` as the latest snapshot, described by `meta`; the
-    /// previous one is dropped once this one is complete.
-    pub async fn put(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<(), ClusterError> {
+    /// Stores what `body` reads (`meta.bytes` bytes) as the latest
+    /// snapshot, described by `meta`; the previous one is dropped once this
+    /// one is complete.
+    pub async fn put(
+        &self,
+        meta: &SnapshotMeta,
+        mut body: impl AsyncRead + Unpin,
+    ) -> Result<(), ClusterError> {
         let store = self.store().await?;
         let description = serde_json::to_string(meta)
             .map_err(|e| ClusterError::Invalid(format!("the snapshot's description: {e}")))?;
@@ -84,12 +89,11 @@ impl Snapshots {
         };
         let what = format!(
             "storing a snapshot of {} bytes in {}",
-            bytes.len(),
+            meta.bytes,
             self.inner.names.snapshot_bucket()
         );
-        let bound = self.bound(bytes.len() as u64);
-        let mut reader: &[u8] = &bytes;
-        bounded(&what, bound, store.put(object, &mut reader))
+        let bound = self.bound(meta.bytes);
+        bounded(&what, bound, store.put(object, &mut body))
             .await
             .map(|_| ())
     }

@@ -448,8 +448,9 @@ impl EventSink for NatsEvents {
 struct NatsSnapshots(Snapshots);
 
 impl SnapshotSink for NatsSnapshots {
-    fn put(&self, meta: SnapshotMeta, bytes: Vec<u8>) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.0.put(&meta, bytes).await.map_err(|e| e.to_string()) })
+    fn put(&self, meta: SnapshotMeta, file: std::fs::File) -> BoxFuture<'_, Result<(), String>> {
+        let file = tokio::fs::File::from_std(file);
+        Box::pin(async move { self.0.put(&meta, file).await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -692,7 +693,7 @@ async fn prepare_store(followed: Followed, log: &Arc<GatedLog>, nats: &Nats) -> 
     let first = tokio::task::spawn_blocking(move || {
         let replicated = ReplicatedStore::new(store, log)?;
         replicated.genesis()?;
-        let snapshot = replicated.snapshot()?;
+        let snapshot = replicated.snapshot_file()?;
         let store = replicated.into_sled();
         store.mark_clean_shutdown()?;
         Ok::<_, crate::store::StoreError>(snapshot)
@@ -700,10 +701,10 @@ async fn prepare_store(followed: Followed, log: &Arc<GatedLog>, nats: &Nats) -> 
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("cannot start the commit log: {e}"))?;
-    let (meta, bytes) = first;
+    let (meta, file) = first;
     tracing::info!(store_id = %meta.store_id, "the commit log was empty: this store starts it");
     nats.snapshots()
-        .put(&meta, bytes)
+        .put(&meta, tokio::fs::File::from_std(file))
         .await
         .map_err(|e| format!("cannot store the first snapshot: {e}"))
 }

@@ -40,10 +40,10 @@ impl Worker for SnapshotWorker {
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
             let result = match taken {
-                Ok((meta, bytes)) => {
+                Ok((meta, file)) => {
                     let position = meta.position;
-                    let size = bytes.len();
-                    match stop.unless_stopped(self.sink.put(meta, bytes)).await {
+                    let size = meta.bytes;
+                    match stop.unless_stopped(self.sink.put(meta, file)).await {
                         None => break,
                         Some(Ok(())) => {
                             tracing::info!(position, bytes = size, "snapshot stored");

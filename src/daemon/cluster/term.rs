@@ -29,8 +29,9 @@ pub trait ClusterStore: Store {
     /// Leaves [`ReplicaState::Active`] once an append was refused or went
     /// unanswered: the store commits nothing more and the node must step down.
     fn state(&self) -> watch::Receiver<ReplicaState>;
-    /// The whole store as of its position, commits held meanwhile.
-    fn snapshot(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError>;
+    /// The whole store as of its position, commits held meanwhile, in a
+    /// temp file read from its start.
+    fn snapshot(&self) -> Result<(SnapshotMeta, std::fs::File), StoreError>;
 }
 
 /// Where committed events go for consumers beyond the API (NATS subjects).
@@ -41,7 +42,8 @@ pub trait EventSink: Send + Sync + 'static {
 
 /// Where snapshots are kept for standbys that start empty.
 pub trait SnapshotSink: Send + Sync + 'static {
-    fn put(&self, meta: SnapshotMeta, bytes: Vec<u8>) -> BoxFuture<'_, Result<(), String>>;
+    /// Stores the snapshot `meta` describes, read from `file`.
+    fn put(&self, meta: SnapshotMeta, file: std::fs::File) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// Wraps the opened sled store in the replicated one.
@@ -82,7 +84,7 @@ impl ClusterStore for ReplicatedStore {
         ReplicatedStore::state(self)
     }
 
-    fn snapshot(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
-        ReplicatedStore::snapshot(self)
+    fn snapshot(&self) -> Result<(SnapshotMeta, std::fs::File), StoreError> {
+        ReplicatedStore::snapshot_file(self)
     }
 }
