@@ -72,7 +72,8 @@ pub fn take(sled: &SledStore) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
 
 /// [`take`] into a file of its own in the temp directory, unlinked as soon
 /// as it is created, and returned read from its start: a snapshot of
-/// 50,000 agents is over 100 MB, which memory need not hold to send it.
+/// 50,000 agents takes tens of megabytes, which memory need not hold to
+/// send it.
 pub fn take_file(sled: &SledStore) -> Result<(SnapshotMeta, File), StoreError> {
     let io = |e: std::io::Error| StoreError::Io(format!("writing a snapshot to a temp file: {e}"));
     let mut file = unlinked_temp_file().map_err(io)?;
