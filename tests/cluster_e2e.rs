@@ -876,15 +876,7 @@ async fn empty_standby() -> anyhow::Result<()> {
         return Ok(());
     };
     let agents = pair.register_agents(0, 4).await?;
-    let urls = pair.nats.urls();
-    let addrs = urls
-        .iter()
-        .map(|u| u.parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(addrs))
-        .await
-        .context("connecting to NATS timed out")??;
-    let js = async_nats::jetstream::new(client);
+    let js = jetstream(&pair.nats).await?;
 
     // A trickle of status reports while the first records age out.
     let start = Instant::now();
@@ -994,15 +986,7 @@ async fn small_messages() -> anyhow::Result<()> {
     ensure!(before.len() == AGENTS, "{} agents", before.len());
 
     // The log holds steps in parts and a directory read in stages.
-    let urls = pair.nats.urls();
-    let addrs = urls
-        .iter()
-        .map(|u| u.parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(addrs))
-        .await
-        .context("connecting to NATS timed out")??;
-    let js = async_nats::jetstream::new(client);
+    let js = jetstream(&pair.nats).await?;
     let (first, last) = log_bounds(&js).await?;
     let stream = js.get_stream(format!("PS_{TENANT}_LOG")).await?;
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
@@ -1054,6 +1038,20 @@ async fn small_messages() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A JetStream client of the pair's NATS servers, to look at what the
+/// nodes keep there.
+async fn jetstream(nats: &NatsCluster) -> anyhow::Result<async_nats::jetstream::Context> {
+    let addrs = nats
+        .urls()
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(addrs))
+        .await
+        .context("connecting to NATS timed out")??;
+    Ok(async_nats::jetstream::new(client))
 }
 
 /// The log stream's (first, last) sequence.

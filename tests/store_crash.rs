@@ -464,6 +464,60 @@ fn crash_directory_writer() {
     }
 }
 
+/// This test binary started again as the writer `test`, with `env`, its
+/// temp files in `state`'s `tmp` and its stdout piped.
+fn start_writer(test: &str, env: &[(&str, &std::ffi::OsStr)], state: &Path) -> std::process::Child {
+    let scratch = state.join("tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .env("TMPDIR", &scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for one to three replaces of `writer` acknowledged (lines
+/// `<ack>N`, N following `acked`), then kills it at a random moment of the
+/// next (a replace takes tenths of a second here). Returns the last replace
+/// acknowledged, counting acks printed before the kill landed.
+fn kill_after_a_few_replaces(
+    mut writer: std::process::Child,
+    ack: &str,
+    mut acked: u64,
+    kill_points: &mut KillPoints,
+    round: usize,
+) -> u64 {
+    let stdout = writer.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let wait_for = 1 + kill_points.next() % 3;
+    let mut acks = 0;
+    while acks < wait_for {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("round {round}: the writer stopped"))
+            .unwrap();
+        if let Some((_, g)) = line.split_once(ack) {
+            let g: u64 = g.trim().parse().unwrap();
+            assert_eq!(g, acked + 1, "round {round}: acks skip");
+            acked = g;
+            acks += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(kill_points.next() % 400));
+    writer.kill().unwrap();
+    for line in lines.map_while(Result::ok) {
+        if let Some((_, g)) = line.split_once(ack) {
+            acked = g.trim().parse().unwrap();
+        }
+    }
+    writer.wait().unwrap();
+    acked
+}
+
 /// A large directory replace is written in parts; killed at any point, the
 /// store shows either a whole generation (the last acknowledged or the one
 /// after it) or, killed between the parts, no directory at all: never a
@@ -477,55 +531,20 @@ fn a_directory_replace_killed_between_its_parts_shows_whole_or_not_at_all() {
     let mut kill_points = KillPoints(seed ^ 0xd1ec_7041);
     let state = tempfile::tempdir().unwrap();
     let dir = state.path().join("store");
-    let scratch = state.path().join("tmp");
-    std::fs::create_dir(&scratch).unwrap();
-    let exe = std::env::current_exe().unwrap();
     // The last generation acknowledged, and the last one seen whole.
     let mut acked = 0u64;
     let mut seen_none = 0;
     for round in 1..=DIRECTORY_ROUNDS {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                DIRECTORY_WRITER_TEST,
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DIRECTORY_WRITER_DIR, &dir)
-            .env(DIRECTORY_WRITER_FROM, (acked + 1).to_string())
-            .env("TMPDIR", &scratch)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        // One to three replaces acknowledged, then a kill at a random
-        // moment of the next (a replace takes tenths of a second here).
-        let wait_for = 1 + kill_points.next() % 3;
-        let mut acks = 0;
-        while acks < wait_for {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("round {round}: the writer stopped"))
-                .unwrap();
-            if let Some((_, g)) = line.split_once("dir-acked ") {
-                let g: u64 = g.trim().parse().unwrap();
-                assert_eq!(g, acked + 1, "round {round}: acks skip");
-                acked = g;
-                acks += 1;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(kill_points.next() % 400));
-        child.kill().unwrap();
-        // Acks printed before the kill landed count too.
-        for line in lines.map_while(Result::ok) {
-            if let Some((_, g)) = line.split_once("dir-acked ") {
-                acked = g.trim().parse().unwrap();
-            }
-        }
-        child.wait().unwrap();
+        let from = (acked + 1).to_string();
+        let writer = start_writer(
+            DIRECTORY_WRITER_TEST,
+            &[
+                (DIRECTORY_WRITER_DIR, dir.as_os_str()),
+                (DIRECTORY_WRITER_FROM, from.as_ref()),
+            ],
+            state.path(),
+        );
+        acked = kill_after_a_few_replaces(writer, "dir-acked ", acked, &mut kill_points, round);
 
         let store = SledStore::open(&dir)
             .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL: {e}"));
@@ -627,50 +646,15 @@ fn a_staged_replace_killed_between_its_parts_is_applied_again_whole() {
     let mut kill_points = KillPoints(seed ^ 0x57a9_ed00);
     let state = tempfile::tempdir().unwrap();
     let dir = state.path().join("store");
-    let scratch = state.path().join("tmp");
-    std::fs::create_dir(&scratch).unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut acked = 0u64;
     let mut cut_short = 0;
     for round in 1..=DIRECTORY_ROUNDS {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                STAGED_WRITER_TEST,
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(STAGED_WRITER_DIR, &dir)
-            .env("TMPDIR", &scratch)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let wait_for = 1 + kill_points.next() % 3;
-        let mut acks = 0;
-        while acks < wait_for {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("round {round}: the writer stopped"))
-                .unwrap();
-            if let Some((_, g)) = line.split_once("staged-acked ") {
-                let g: u64 = g.trim().parse().unwrap();
-                assert_eq!(g, acked + 1, "round {round}: acks skip");
-                acked = g;
-                acks += 1;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(kill_points.next() % 400));
-        child.kill().unwrap();
-        for line in lines.map_while(Result::ok) {
-            if let Some((_, g)) = line.split_once("staged-acked ") {
-                acked = g.trim().parse().unwrap();
-            }
-        }
-        child.wait().unwrap();
+        let writer = start_writer(
+            STAGED_WRITER_TEST,
+            &[(STAGED_WRITER_DIR, dir.as_os_str())],
+            state.path(),
+        );
+        acked = kill_after_a_few_replaces(writer, "staged-acked ", acked, &mut kill_points, round);
 
         let store = SledStore::open(&dir)
             .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL: {e}"));

@@ -877,20 +877,12 @@ mod tests {
 
     #[test]
     fn a_step_cut_short_is_never_applied_and_the_next_one_goes_on() {
-        let dirs = tempfile::tempdir().unwrap();
-        let log = MemoryLog::new();
-        let silent = Arc::new(SilentAt {
-            log: log.clone(),
-            at: 5,
-        });
-        let sled = SledStore::open(&dirs.path().join("active")).unwrap();
-        let active = ReplicatedStore::new(sled, silent)
-            .unwrap()
-            .with_max_record_bytes(1024);
-        active.genesis().unwrap();
-        let (meta, bytes) = active.snapshot().unwrap();
-        snapshot::restore(&dirs.path().join("standby"), &meta, &bytes).unwrap();
-        let standby = SledStore::open(&dirs.path().join("standby")).unwrap();
+        let SilentCluster {
+            dirs: _dirs,
+            log,
+            active,
+            standby,
+        } = silent_at_5();
         // Parts 2 to 4 are appended, the fifth goes unanswered.
         assert!(matches!(
             active.commit(large_step(20)),
@@ -1028,8 +1020,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_replace_cut_short_shows_nothing_of_itself_until_its_last_record() {
+    /// An active whose log answers nothing for position 5, records of at
+    /// most 1 KiB, after its genesis; and a standby from its snapshot.
+    struct SilentCluster {
+        dirs: tempfile::TempDir,
+        log: Arc<MemoryLog>,
+        active: ReplicatedStore,
+        standby: SledStore,
+    }
+
+    fn silent_at_5() -> SilentCluster {
         let dirs = tempfile::tempdir().unwrap();
         let log = MemoryLog::new();
         let silent = Arc::new(SilentAt {
@@ -1044,6 +1044,22 @@ mod tests {
         let (meta, bytes) = active.snapshot().unwrap();
         snapshot::restore(&dirs.path().join("standby"), &meta, &bytes).unwrap();
         let standby = SledStore::open(&dirs.path().join("standby")).unwrap();
+        SilentCluster {
+            dirs,
+            log,
+            active,
+            standby,
+        }
+    }
+
+    #[test]
+    fn a_replace_cut_short_shows_nothing_of_itself_until_its_last_record() {
+        let SilentCluster {
+            dirs,
+            log,
+            active,
+            standby,
+        } = silent_at_5();
         let old = DirectoryBatch {
             replace: true,
             upserts: (0..3).map(directory_user).collect(),
