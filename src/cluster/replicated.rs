@@ -155,16 +155,33 @@ impl ReplicatedStore {
     }
 
     /// A snapshot of the store as of its position, taken with commits held.
+    /// Refused unless the store is still active (a node that stepped down
+    /// must not replace the new active's snapshot), and while its position
+    /// is in the middle of a step that comes in parts (an append failed
+    /// between them, or this node caught up to a part as a standby).
     pub fn snapshot(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
         let _commits_held = self.lock();
+        self.refuse_snapshot_now()?;
         snapshot::take(&self.sled)
     }
 
-    /// [`ReplicatedStore::snapshot`] in a temp file, read from its start
-    /// ([`snapshot::take_file`]).
+    /// [`ReplicatedStore::snapshot`] in a file beside the store, read from
+    /// its start ([`snapshot::take_file`]).
     pub fn snapshot_file(&self) -> Result<(SnapshotMeta, std::fs::File), StoreError> {
         let _commits_held = self.lock();
+        self.refuse_snapshot_now()?;
         snapshot::take_file(&self.sled)
+    }
+
+    fn refuse_snapshot_now(&self) -> Result<(), StoreError> {
+        self.refuse_unless_active()?;
+        if self.sled.record_parts_pending()? {
+            return Err(StoreError::Replication(
+                "the store is between the parts of a step; a snapshot waits for the next record"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Position> {
@@ -852,16 +869,29 @@ mod tests {
         }
         // A standby applying the parts one at a time shows nothing of the
         // step until its last part, then all of it.
-        let before = exported(&standby);
         let records = c.log.records();
         let (last, parts) = records.split_last().unwrap();
+        let mut before = None;
         for (position, bytes) in parts {
             apply(&standby, *position, bytes).unwrap();
-            if *position > 2 {
-                assert_eq!(standby.load().unwrap().agents.len(), 1);
+            match position {
+                1 => {}
+                2 => before = Some(exported(&standby)),
+                _ => assert_eq!(standby.load().unwrap().agents.len(), 1),
             }
         }
-        assert_ne!(exported(&standby), before);
+        assert_eq!(standby.log_position().unwrap(), last.0 - 1);
+        // Only the position moved.
+        let position_line = |text: &str| {
+            text.lines()
+                .filter(|line| !line.contains(r#""key":"log_position""#))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            position_line(&exported(&standby)),
+            position_line(&before.unwrap())
+        );
         apply(&standby, last.0, &last.1).unwrap();
         assert_same(active.sled(), &standby);
         assert_eq!(
@@ -1003,6 +1033,37 @@ mod tests {
         }
         assert_same(active.sled(), &standby);
         assert_eq!(active.sled().directory_parts().unwrap().staged, vec![]);
+    }
+
+    #[test]
+    fn no_snapshot_is_taken_between_the_parts_of_a_step() {
+        let SilentCluster {
+            dirs: _dirs,
+            log,
+            active,
+            standby,
+        } = silent_at_5();
+        assert!(active.commit(large_step(20)).is_err());
+        // The node whose append went unanswered takes no snapshot.
+        assert!(matches!(
+            active.snapshot_file(),
+            Err(StoreError::Replication(_))
+        ));
+        for (position, bytes) in log.records() {
+            apply(&standby, position, &bytes).unwrap();
+        }
+        assert!(standby.record_parts_pending().unwrap());
+        // Made active with parts staged at its position, it takes none
+        // until its next record.
+        let promoted = ReplicatedStore::new(standby, log.clone()).unwrap();
+        assert!(matches!(
+            promoted.snapshot_file(),
+            Err(StoreError::Replication(reason)) if reason.contains("between the parts")
+        ));
+        promoted.commit(batch("a1", 1, 1, 0)).unwrap();
+        assert!(!promoted.sled().record_parts_pending().unwrap());
+        let (meta, _) = promoted.snapshot().unwrap();
+        assert_eq!(meta.position, 5);
     }
 
     /// A log that answers nothing for the record at one position.

@@ -70,13 +70,13 @@ pub fn take(sled: &SledStore) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
     Ok((meta, bytes))
 }
 
-/// [`take`] into a file of its own in the temp directory, unlinked as soon
-/// as it is created, and returned read from its start: a snapshot of
-/// 50,000 agents takes tens of megabytes, which memory need not hold to
-/// send it.
+/// [`take`] into a file of its own in the store's directory (on the
+/// store's disk, not a `/tmp` that may be memory), unlinked as soon as it
+/// is created, and returned read from its start: a snapshot of 50,000
+/// agents takes tens of megabytes, which memory need not hold to send it.
 pub fn take_file(sled: &SledStore) -> Result<(SnapshotMeta, File), StoreError> {
-    let io = |e: std::io::Error| StoreError::Io(format!("writing a snapshot to a temp file: {e}"));
-    let mut file = unlinked_temp_file().map_err(io)?;
+    let io = |e: std::io::Error| StoreError::Io(format!("writing a snapshot to a file: {e}"));
+    let mut file = unlinked_file_in(sled.dir()).map_err(io)?;
     let meta = {
         let mut out = BufWriter::new(&mut file);
         let meta = take_into(sled, &mut out)?;
@@ -87,9 +87,9 @@ pub fn take_file(sled: &SledStore) -> Result<(SnapshotMeta, File), StoreError> {
     Ok((meta, file))
 }
 
-/// A new file in the temp directory, readable and writable by this user
-/// only, whose name is removed at once.
-fn unlinked_temp_file() -> std::io::Result<File> {
+/// A new file in `dir`, readable and writable by this user only, whose
+/// name is removed at once.
+fn unlinked_file_in(dir: &Path) -> std::io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create_new(true);
     #[cfg(unix)]
@@ -97,7 +97,6 @@ fn unlinked_temp_file() -> std::io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let dir = std::env::temp_dir();
     let mut tries = 0u32;
     loop {
         let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
@@ -426,7 +425,7 @@ mod tests {
                 .collect()
         };
         let (file_meta, mut file) = take_file(&sled).unwrap();
-        assert_eq!(names(&std::env::temp_dir()), Vec::<String>::new());
+        assert_eq!(names(sled.dir()), Vec::<String>::new());
         let mut read = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut read).unwrap();
         assert_eq!(read, bytes);

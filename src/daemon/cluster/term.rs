@@ -29,8 +29,8 @@ pub trait ClusterStore: Store {
     /// Leaves [`ReplicaState::Active`] once an append was refused or went
     /// unanswered: the store commits nothing more and the node must step down.
     fn state(&self) -> watch::Receiver<ReplicaState>;
-    /// The whole store as of its position, commits held meanwhile, in a
-    /// temp file read from its start.
+    /// The whole store as of its position, commits held meanwhile, in an
+    /// unlinked file beside the store, read from its start.
     fn snapshot(&self) -> Result<(SnapshotMeta, std::fs::File), StoreError>;
 }
 

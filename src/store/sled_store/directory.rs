@@ -216,6 +216,11 @@ impl SledStore {
             ));
         }
         let part = part.max(1);
+        // The record's own users, encoded before anything is changed.
+        let mut last = sled::Batch::default();
+        for user in &batch.upserts {
+            last.insert(user_key(&user.id), user_value(user)?);
+        }
         self.withdraw_clean_mark()?;
         let tree = self.directory_tree()?;
         let mut incomplete = sled::Batch::default();
@@ -246,16 +251,11 @@ impl SledStore {
         if in_part > 0 {
             tree.apply_batch(writes).map_err(|e| self.sled_error(e))?;
         }
-        let mut writes = sled::Batch::default();
-        for user in &batch.upserts {
-            let value = user_value(user)?;
-            writes.insert(user_key(&user.id), value);
-        }
-        writes.insert(COMPLETE, b"1".as_slice());
+        last.insert(COMPLETE, b"1".as_slice());
         if let Some(link) = &batch.delta_link {
-            writes.insert(LINK, link.as_bytes());
+            last.insert(LINK, link.as_bytes());
         }
-        self.apply_tree_writes(&tree, writes, Some(position))?;
+        self.apply_tree_writes(&tree, last, Some(position))?;
         self.remove_in_parts(&tree, &staged, part)
     }
 
@@ -302,7 +302,7 @@ impl SledStore {
     }
 
     /// Stages `users` for a replace that comes in several commit log
-    /// records ([`Staged::Include`] takes them), with the log position; the
+    /// records (`write_staged_replace_at` takes them), with the log position; the
     /// first part empties what an unfinished one left staged. Staged users
     /// are not part of the directory until then.
     pub(super) fn write_directory_stage_at(

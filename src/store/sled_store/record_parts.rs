@@ -3,9 +3,10 @@
 //! log position (8 bytes, big-endian) → its bytes. Each part is stored in
 //! one transaction with its position, like every record; the record is
 //! committed whole with its last part's position. The tree is never
-//! exported nor part of a snapshot: the active takes snapshots with
-//! commits held, never between the parts of a record, and parts left by
-//! a record that never ended are no part of the store's state.
+//! exported nor part of a snapshot: a snapshot is refused while the
+//! store's position is a staged part's ([`SledStore::record_parts_pending`]),
+//! and parts left by a record that never ended, with records after them,
+//! are no part of the store's state.
 
 use sled::IVec;
 
@@ -72,6 +73,17 @@ impl SledStore {
     /// durable by itself: parts left are emptied by the next first part.
     pub fn clear_record_parts(&self) -> Result<(), StoreError> {
         self.parts_tree()?.clear().map_err(|e| self.sled_error(e))
+    }
+
+    /// Whether the store is in the middle of a record that comes in parts:
+    /// its position is that of the last part staged. A snapshot taken now
+    /// would leave out the parts, and a node restored from it could not put
+    /// the record together when its next part comes.
+    pub fn record_parts_pending(&self) -> Result<bool, StoreError> {
+        let Some((key, _)) = self.parts_tree()?.last().map_err(|e| self.sled_error(e))? else {
+            return Ok(false);
+        };
+        Ok(part_position(&key) == Some(self.log_position()?))
     }
 
     /// Whether the staged parts are the positions from the first one to
