@@ -70,9 +70,17 @@ pub struct NatsCluster {
 
 /// A free loopback port (bound then released: another process could take
 /// it meanwhile, which the tests would see as a failed start).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("its address").port()
+/// `n` distinct free loopback ports: each stays bound until all are
+/// chosen, so none is handed out twice (a node's monitor port once got
+/// another node's).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("its address").port())
+        .collect()
 }
 
 impl NatsCluster {
@@ -118,8 +126,9 @@ impl NatsCluster {
 
     fn start(binary: PathBuf, count: usize, auth: ServerAuth, extra: &str) -> NatsCluster {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let ports: Vec<(u16, u16, u16)> = (0..count)
-            .map(|_| (free_port(), free_port(), free_port()))
+        let ports: Vec<(u16, u16, u16)> = free_ports(3 * count)
+            .chunks(3)
+            .map(|p| (p[0], p[1], p[2]))
             .collect();
         let auth_block = match &auth {
             ServerAuth::None => String::new(),
